@@ -1,0 +1,70 @@
+//! Finds the daemon's socket and connects to it.
+
+use std::path::PathBuf;
+
+use ringdrop_proto::{
+    paths,
+    v1::{node_client::NodeClient, shares_client::SharesClient, transfers_client::TransfersClient},
+};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::{CliError, UNREACHABLE};
+
+/// A connection to ringdropd.
+pub struct Client {
+    pub channel: Channel,
+}
+
+impl Client {
+    pub fn node(&self) -> NodeClient<Channel> {
+        NodeClient::new(self.channel.clone())
+    }
+
+    pub fn shares(&self) -> SharesClient<Channel> {
+        SharesClient::new(self.channel.clone())
+    }
+
+    pub fn transfers(&self) -> TransfersClient<Channel> {
+        TransfersClient::new(self.channel.clone())
+    }
+}
+
+async fn dial(path: &std::path::Path) -> Result<Channel, String> {
+    let endpoint = Endpoint::from_shared(format!("unix:{}", path.display()))
+        .map_err(|e| e.to_string())?;
+    endpoint.connect().await.map_err(|e| {
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg = s.to_string();
+            src = s.source();
+        }
+        msg
+    })
+}
+
+/// Connects to `--socket`, or the first socket that answers among the
+/// usual places.
+pub async fn connect(socket: Option<PathBuf>) -> Result<Client, CliError> {
+    let candidates = match socket {
+        Some(s) => vec![s],
+        None => paths::candidate_sockets(),
+    };
+    let mut last = String::new();
+    for path in &candidates {
+        match dial(path).await {
+            Ok(channel) => return Ok(Client { channel }),
+            Err(e) => last = e,
+        }
+    }
+    let shown = candidates
+        .first()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    Err(CliError::new(
+        UNREACHABLE,
+        format!(
+            "cannot reach ringdropd at {shown}: is it running? start it with `ringdropd` (or `systemctl --user start ringdropd`), or point --socket / RINGDROP_SOCKET at its socket ({last})"
+        ),
+    ))
+}

@@ -1,0 +1,61 @@
+//! `fetch TICKET`: hands the fetch to the daemon, then follows it.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use ringdrop_proto::v1 as pb;
+
+use super::{absolute, transfers};
+use crate::{
+    client,
+    error::CliError,
+    output::{transfer_json, Out},
+};
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// A ringdrop ticket (rdrop...) or an iroh blob ticket (blob..., e.g. from sendme).
+    ticket: String,
+    /// Destination: an existing directory to fetch into, or the path of the
+    /// file / directory to create (default: the current directory).
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// Replace existing files at the destination.
+    #[arg(long)]
+    force: bool,
+    /// Return at once; the daemon keeps fetching.
+    #[arg(long, short)]
+    detach: bool,
+}
+
+pub async fn fetch(socket: Option<PathBuf>, out: &Out, args: FetchArgs) -> Result<(), CliError> {
+    let dest = absolute(&args.out.unwrap_or_else(|| PathBuf::from(".")))?;
+    let c = client::connect(socket).await?;
+    let t = c
+        .transfers()
+        .fetch(pb::FetchRequest {
+            ticket: args.ticket,
+            out: dest.display().to_string(),
+            force: args.force,
+        })
+        .await?
+        .into_inner()
+        .transfer
+        .unwrap_or_default();
+    let id = t.id;
+    if args.detach {
+        out.emit(transfer_json(&t), || {
+            format!("Transfer {id} started; follow it with `ringdropctl transfers wait {id}`")
+        });
+        return Ok(());
+    }
+    tokio::select! {
+        res = transfers::follow(&c, id, out) => transfers::report(out, &res?),
+        _ = tokio::signal::ctrl_c() => {
+            out.hint(format!(
+                "\nTransfer {id} keeps running in the daemon; follow it with `ringdropctl transfers wait {id}`"
+            ));
+            Err(CliError::new(130, "interrupted"))
+        }
+    }
+}

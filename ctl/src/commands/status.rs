@@ -1,0 +1,58 @@
+//! `status` and `id`.
+
+use std::path::PathBuf;
+
+use ringdrop_proto::v1 as pb;
+use serde_json::json;
+
+use crate::{
+    client,
+    error::CliError,
+    output::{bytes, Out},
+};
+
+pub async fn status(socket: Option<PathBuf>, out: &Out) -> Result<(), CliError> {
+    let c = client::connect(socket).await?;
+    let s = c.node().get_status(pb::GetStatusRequest {}).await?.into_inner();
+    out.emit(
+        json!({
+            "endpoint_id": s.endpoint_id,
+            "version": s.version,
+            "direct_addresses": s.direct_addresses,
+            "relay_url": s.relay_url,
+            "relay_mode": s.relay_mode,
+            "mdns": s.mdns,
+            "data_dir": s.data_dir,
+            "shares": s.shares,
+            "transfers_active": s.transfers_active,
+            "transfers_total": s.transfers_total,
+            "bytes_served": s.bytes_served,
+            "uptime_secs": s.uptime_secs,
+        }),
+        || {
+            format!(
+                "ringdropd {}\nendpoint id: {}\naddresses:   {}\nrelay:       {}{}\nmDNS:        {}\ndata dir:    {}\nshares:      {}\ntransfers:   {} active, {} total\nserved:      {}\nuptime:      {}s",
+                s.version,
+                s.endpoint_id,
+                if s.direct_addresses.is_empty() { "-".to_string() } else { s.direct_addresses.join(", ") },
+                s.relay_mode,
+                if s.relay_url.is_empty() { String::new() } else { format!(" ({})", s.relay_url) },
+                if s.mdns { "on" } else { "off" },
+                s.data_dir,
+                s.shares,
+                s.transfers_active,
+                s.transfers_total,
+                bytes(s.bytes_served),
+                s.uptime_secs,
+            )
+        },
+    );
+    Ok(())
+}
+
+pub async fn id(socket: Option<PathBuf>, out: &Out) -> Result<(), CliError> {
+    let c = client::connect(socket).await?;
+    let s = c.node().get_status(pb::GetStatusRequest {}).await?.into_inner();
+    out.emit(json!({ "endpoint_id": s.endpoint_id }), || s.endpoint_id.clone());
+    Ok(())
+}

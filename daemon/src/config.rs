@@ -1,0 +1,103 @@
+//! Daemon configuration: every knob with its default.
+
+use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+
+use iroh::RelayUrl;
+
+/// Which relays the endpoint uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayChoice {
+    /// n0's public relays (used when reachable, never waited for).
+    Default,
+    /// No relays and no internet address lookup: direct addresses only.
+    Disabled,
+    /// One relay server of your own.
+    Url(RelayUrl),
+}
+
+impl FromStr for RelayChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "default" => Ok(Self::Default),
+            "disabled" | "off" | "none" => Ok(Self::Disabled),
+            url => RelayUrl::from_str(url).map(Self::Url).map_err(|e| {
+                format!("relay must be 'default', 'disabled' or a relay URL (https://...): {e}")
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for RelayChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Default => f.write_str("default"),
+            Self::Disabled => f.write_str("disabled"),
+            Self::Url(u) => write!(f, "{u}"),
+        }
+    }
+}
+
+/// Effective configuration of one daemon.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Store, registry, secret key and endpoint state.
+    pub data_dir: PathBuf,
+    /// gRPC control socket.
+    pub socket: PathBuf,
+    pub relay: RelayChoice,
+    /// LAN discovery via mDNS.
+    pub mdns: bool,
+    /// UDP socket of the endpoint; `None`: all interfaces on the port kept
+    /// in the data dir (chosen on first start).
+    pub bind: Option<SocketAddr>,
+    pub max_concurrent_transfers: usize,
+    /// Where fetches go when the caller names no destination.
+    pub download_dir: PathBuf,
+    /// How often unreferenced blobs are collected.
+    pub gc_interval: Duration,
+}
+
+impl Config {
+    /// Defaults for a user daemon (XDG data dir and runtime socket).
+    pub fn user_defaults() -> Self {
+        let dirs = directories::ProjectDirs::from("", "", "ringdrop");
+        let data_dir = dirs
+            .as_ref()
+            .map(|d| d.data_dir().to_path_buf())
+            .unwrap_or_else(|| PathBuf::from(".ringdrop"));
+        let download_dir = directories::UserDirs::new()
+            .and_then(|u| {
+                u.download_dir()
+                    .map(|p| p.to_path_buf())
+                    .or_else(|| Some(u.home_dir().to_path_buf()))
+            })
+            .unwrap_or_else(std::env::temp_dir);
+        Self {
+            data_dir,
+            socket: ringdrop_proto::paths::user_socket(),
+            relay: RelayChoice::Default,
+            mdns: true,
+            bind: None,
+            max_concurrent_transfers: 4,
+            download_dir,
+            gc_interval: Duration::from_secs(60),
+        }
+    }
+
+    /// Defaults for tests and scripts: everything under `dir`, relays and
+    /// mDNS off, loopback only.
+    pub fn isolated(dir: &std::path::Path) -> Self {
+        Self {
+            data_dir: dir.join("data"),
+            socket: dir.join("ringdropd.sock"),
+            relay: RelayChoice::Disabled,
+            mdns: false,
+            bind: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            max_concurrent_transfers: 4,
+            download_dir: dir.join("downloads"),
+            gc_interval: Duration::from_secs(60),
+        }
+    }
+}

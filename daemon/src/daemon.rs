@@ -1,0 +1,313 @@
+//! The `Daemon` facade: owns endpoint, store, registry, gate and transfer
+//! manager. RPC handlers call one method of it each.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{atomic::Ordering, Arc},
+    time::Instant,
+};
+
+use iroh::{protocol::Router, Endpoint, EndpointAddr};
+use iroh_blobs::{
+    store::{
+        fs::{options::Options, FsStore},
+        GcConfig,
+    },
+    Hash,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{
+    config::Config,
+    node::{self, NodeError},
+    provider::{spawn_gate, BlobsGate, GateStats},
+    registry::{Registry, RegistryError, ShareRecord},
+    shares::{self, ShareError, ShareEvent},
+    ticket::{Ticket, TicketError, TicketKind},
+    transfers::{TransferError, TransferManager, TransferView},
+};
+
+/// Errors starting the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {path}: {msg}")]
+    DataDir { path: PathBuf, msg: String },
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error("cannot open the blob store: {0}")]
+    Store(String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+/// A snapshot of the daemon for `status`.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub endpoint_id: String,
+    pub addrs: Vec<String>,
+    pub relay_url: Option<String>,
+    pub relay_mode: String,
+    pub mdns: bool,
+    pub data_dir: PathBuf,
+    pub shares: u64,
+    pub transfers_active: u64,
+    pub transfers_total: u64,
+    pub bytes_served: u64,
+    pub uptime_secs: u64,
+    pub requests_allowed: u64,
+    pub requests_refused: u64,
+}
+
+/// Which ticket text to hand out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketFormat {
+    Ringdrop,
+    Blob,
+}
+
+struct Inner {
+    config: Config,
+    endpoint: Endpoint,
+    store: FsStore,
+    registry: Registry,
+    router: Router,
+    transfers: TransferManager,
+    gate_stats: Arc<GateStats>,
+    started: Instant,
+    shutdown: CancellationToken,
+}
+
+/// The running node; cheap to clone.
+#[derive(Clone)]
+pub struct Daemon {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("endpoint_id", &self.inner.endpoint.id())
+            .finish_non_exhaustive()
+    }
+}
+
+fn create_private_dir(path: &Path) -> Result<(), StartError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let err = |e: std::io::Error| StartError::DataDir {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(err)
+}
+
+impl Daemon {
+    /// Opens store and registry, binds the endpoint and starts serving
+    /// peers. Never waits for the internet.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        create_private_dir(&config.data_dir)?;
+        let registry = {
+            let path = config.data_dir.join("registry.redb");
+            tokio::task::spawn_blocking(move || Registry::open(&path))
+                .await
+                .map_err(|e| StartError::Store(e.to_string()))??
+        };
+        let blobs_dir = config.data_dir.join("blobs");
+        let mut opts = Options::new(&blobs_dir);
+        opts.gc = Some(GcConfig {
+            interval: config.gc_interval,
+            add_protected: None,
+        });
+        let store = FsStore::load_with_opts(blobs_dir.join("blobs.db"), opts)
+            .await
+            .map_err(|e| StartError::Store(e.to_string()))?;
+        let endpoint = node::bind_endpoint(&config).await?;
+
+        let gate_stats = Arc::new(GateStats::default());
+        let (events, _gate_task) = spawn_gate(registry.clone(), gate_stats.clone());
+        let gate = BlobsGate::new((*store).clone(), events);
+        let router = Router::builder(endpoint.clone())
+            .accept(iroh_blobs::ALPN, gate)
+            .spawn();
+
+        let shutdown = CancellationToken::new();
+        let transfers = TransferManager::new(
+            registry.clone(),
+            (*store).clone(),
+            endpoint.clone(),
+            config.data_dir.clone(),
+            config.max_concurrent_transfers,
+            shutdown.clone(),
+        );
+        let daemon = Self {
+            inner: Arc::new(Inner {
+                config,
+                endpoint,
+                store,
+                registry,
+                router,
+                transfers,
+                gate_stats,
+                started: Instant::now(),
+                shutdown,
+            }),
+        };
+        daemon.reconcile().await;
+        let resumed = daemon.inner.transfers.resume_unfinished().unwrap_or_else(|e| {
+            warn!("cannot resume transfers: {e}");
+            0
+        });
+        info!(
+            endpoint_id = %daemon.inner.endpoint.id(),
+            resumed,
+            "ringdropd started"
+        );
+        Ok(daemon)
+    }
+
+    /// Registry and store are two databases: make every share's tag exist
+    /// (a crash may have lost a batched tag write).
+    async fn reconcile(&self) {
+        let Ok(shares) = self.inner.registry.shares() else { return };
+        for s in shares {
+            let tag = shares::share_tag(&s.hash);
+            let present = matches!(self.inner.store.tags().get(&tag).await, Ok(Some(_)));
+            if !present {
+                warn!(hash = %s.hash, "share tag missing in the store, restoring it");
+                let content = iroh_blobs::HashAndFormat::hash_seq(s.hash);
+                if let Err(e) = self.inner.store.tags().set(&tag, content).await {
+                    warn!(hash = %s.hash, "cannot restore share tag: {e}");
+                }
+            }
+        }
+    }
+
+    /// The configuration in effect.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// This node's endpoint.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.inner.endpoint
+    }
+
+    /// Address to put in tickets: the endpoint's known addresses plus any
+    /// specific bound socket.
+    pub fn ticket_addr(&self) -> EndpointAddr {
+        let mut addr = self.inner.endpoint.addr();
+        for s in self.inner.endpoint.bound_sockets() {
+            if !s.ip().is_unspecified() {
+                addr = addr.with_ip_addr(s);
+            }
+        }
+        addr
+    }
+
+    /// Status snapshot.
+    pub fn status(&self) -> Result<Status, RegistryError> {
+        let addr = self.ticket_addr();
+        let (active, total) = self.inner.transfers.counts().unwrap_or((0, 0));
+        Ok(Status {
+            endpoint_id: self.inner.endpoint.id().to_string(),
+            addrs: addr.ip_addrs().map(|a| a.to_string()).collect(),
+            relay_url: addr.relay_urls().next().map(|u| u.to_string()),
+            relay_mode: self.inner.config.relay.to_string(),
+            mdns: self.inner.config.mdns,
+            data_dir: self.inner.config.data_dir.clone(),
+            shares: self.inner.registry.shares()?.len() as u64,
+            transfers_active: active,
+            transfers_total: total,
+            bytes_served: self.inner.registry.served_total()?,
+            uptime_secs: self.inner.started.elapsed().as_secs(),
+            requests_allowed: self.inner.gate_stats.allowed.load(Ordering::Relaxed),
+            requests_refused: self.inner.gate_stats.refused.load(Ordering::Relaxed),
+        })
+    }
+
+    /// A ticket for a share, with the node's current addresses.
+    pub fn ticket(&self, hash: Hash, name: &str, format: TicketFormat) -> String {
+        let mut t = Ticket::new(self.ticket_addr(), hash, Some(name.to_string()));
+        if format == TicketFormat::Blob {
+            t.kind = TicketKind::Blob;
+        }
+        t.to_string()
+    }
+
+    /// Shares a file or directory (absolute path on this host).
+    pub async fn share(
+        &self,
+        path: &Path,
+        name: Option<String>,
+        events: mpsc::Sender<ShareEvent>,
+    ) -> Result<(ShareRecord, bool), ShareError> {
+        shares::share(
+            &self.inner.store,
+            &self.inner.registry,
+            &self.inner.config.data_dir,
+            path,
+            name,
+            events,
+        )
+        .await
+    }
+
+    /// All shares with the bytes served for each.
+    pub fn shares(&self) -> Result<Vec<(ShareRecord, u64)>, RegistryError> {
+        let mut out = Vec::new();
+        for s in self.inner.registry.shares()? {
+            let served = self.inner.registry.served(&s.hash)?;
+            out.push((s, served));
+        }
+        Ok(out)
+    }
+
+    /// Stops sharing.
+    pub async fn unshare(&self, hash_or_prefix: &str) -> Result<ShareRecord, ShareError> {
+        shares::unshare(&self.inner.store, &self.inner.registry, hash_or_prefix).await
+    }
+
+    /// Decodes a ticket.
+    pub fn inspect_ticket(&self, ticket: &str) -> Result<Ticket, TicketError> {
+        ticket.parse()
+    }
+
+    /// Starts a fetch; `out` empty means the configured download dir.
+    pub fn fetch(&self, ticket: &str, out: Option<PathBuf>, force: bool) -> Result<TransferView, TransferError> {
+        let dest = out.unwrap_or_else(|| self.inner.config.download_dir.clone());
+        self.inner.transfers.start(ticket, dest, force)
+    }
+
+    /// The transfer manager.
+    pub fn transfers(&self) -> &TransferManager {
+        &self.inner.transfers
+    }
+
+    /// A token cancelled when the daemon shuts down.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+
+    /// Shutdown in DESIGN.md's order (the RPC server has already stopped
+    /// accepting): cancel workers and persist their states, sync the store,
+    /// shut the router (endpoint) down, then the store.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.transfers.wait_stopped().await;
+        if let Err(e) = self.inner.store.sync_db().await {
+            warn!("store sync on shutdown failed: {e}");
+        }
+        if let Err(e) = self.inner.router.shutdown().await {
+            warn!("endpoint shutdown: {e}");
+        }
+        if let Err(e) = self.inner.store.shutdown().await {
+            warn!("store shutdown: {e}");
+        }
+        info!("ringdropd stopped");
+    }
+}

@@ -1,0 +1,8 @@
+//! The serving side: our protocol handler on the blobs ALPN and the gate
+//! that decides every request against the registry.
+
+mod gate;
+mod handler;
+
+pub use gate::{spawn_gate, GateStats};
+pub use handler::BlobsGate;

@@ -1,0 +1,120 @@
+//! `ringdrop.v1.Shares`: share, list, unshare.
+
+use std::{path::PathBuf, pin::Pin};
+
+use futures::Stream;
+use ringdrop_proto::v1::{self as pb, share_progress::Event, shares_server::Shares};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{convert, status::st};
+use crate::{
+    daemon::{Daemon, TicketFormat},
+    shares::ShareEvent,
+};
+
+pub struct SharesService {
+    daemon: Daemon,
+}
+
+impl SharesService {
+    pub fn new(daemon: Daemon) -> Self {
+        Self { daemon }
+    }
+}
+
+type ShareStream = Pin<Box<dyn Stream<Item = Result<pb::ShareProgress, Status>> + Send>>;
+
+fn progress(event: Event) -> Result<pb::ShareProgress, Status> {
+    Ok(pb::ShareProgress { event: Some(event) })
+}
+
+#[tonic::async_trait]
+impl Shares for SharesService {
+    type ShareStream = ShareStream;
+
+    async fn share(
+        &self,
+        req: Request<pb::ShareRequest>,
+    ) -> Result<Response<Self::ShareStream>, Status> {
+        let req = req.into_inner();
+        let path = PathBuf::from(&req.path);
+        if !path.is_absolute() {
+            return Err(Status::invalid_argument(format!(
+                "path must be absolute (the daemon does not know your working directory): {}",
+                req.path
+            )));
+        }
+        let format = match pb::TicketFormat::try_from(req.ticket_format) {
+            Ok(pb::TicketFormat::Blob) => TicketFormat::Blob,
+            _ => TicketFormat::Ringdrop,
+        };
+        let name = Some(req.name).filter(|n| !n.is_empty());
+        let (out_tx, out_rx) = mpsc::channel(16);
+        let daemon = self.daemon.clone();
+        tokio::spawn(async move {
+            let (ev_tx, mut ev_rx) = mpsc::channel(16);
+            let forward = {
+                let out_tx = out_tx.clone();
+                tokio::spawn(async move {
+                    while let Some(ev) = ev_rx.recv().await {
+                        let msg = match ev {
+                            ShareEvent::Scanned { files, bytes } => {
+                                Event::Scanned(pb::ShareScanned { files, bytes })
+                            }
+                            ShareEvent::Hashed(n) => Event::HashedBytes(n),
+                        };
+                        if out_tx.send(progress(msg)).await.is_err() {
+                            break;
+                        }
+                    }
+                })
+            };
+            let res = daemon.share(&path, name, ev_tx).await;
+            forward.await.ok();
+            let msg = match res {
+                Ok((rec, created)) => {
+                    let ticket = daemon.ticket(rec.hash, &rec.name, format);
+                    let default_ticket = daemon.ticket(rec.hash, &rec.name, TicketFormat::Ringdrop);
+                    progress(Event::Created(pb::ShareCreated {
+                        share: Some(convert::share(&rec, default_ticket, 0)),
+                        ticket,
+                        created,
+                    }))
+                }
+                Err(e) => Err(st(e)),
+            };
+            out_tx.send(msg).await.ok();
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+    }
+
+    async fn list_shares(
+        &self,
+        _req: Request<pb::ListSharesRequest>,
+    ) -> Result<Response<pb::ListSharesResponse>, Status> {
+        let shares = self
+            .daemon
+            .shares()
+            .map_err(st)?
+            .iter()
+            .map(|(s, served)| {
+                let ticket = self.daemon.ticket(s.hash, &s.name, TicketFormat::Ringdrop);
+                convert::share(s, ticket, *served)
+            })
+            .collect();
+        Ok(Response::new(pb::ListSharesResponse { shares }))
+    }
+
+    async fn unshare(
+        &self,
+        req: Request<pb::UnshareRequest>,
+    ) -> Result<Response<pb::UnshareResponse>, Status> {
+        let rec = self.daemon.unshare(&req.into_inner().hash).await.map_err(st)?;
+        let ticket = self.daemon.ticket(rec.hash, &rec.name, TicketFormat::Ringdrop);
+        Ok(Response::new(pb::UnshareResponse {
+            share: Some(convert::share(&rec, ticket, 0)),
+        }))
+    }
+}

@@ -1,0 +1,67 @@
+//! The one place that maps domain errors to gRPC status codes.
+
+use tonic::{Code, Status};
+
+use crate::{
+    registry::RegistryError,
+    shares::{ScanError, ShareError},
+    ticket::TicketError,
+    transfers::TransferError,
+};
+
+fn status(code: Code, e: impl std::fmt::Display) -> Status {
+    Status::new(code, e.to_string())
+}
+
+/// Conversion of a domain error into the status a client sees.
+pub trait ToStatus {
+    fn to_status(&self) -> Status;
+}
+
+impl ToStatus for RegistryError {
+    fn to_status(&self) -> Status {
+        match self {
+            RegistryError::NewerSchema { .. } => status(Code::FailedPrecondition, self),
+            _ => status(Code::Internal, self),
+        }
+    }
+}
+
+impl ToStatus for TicketError {
+    fn to_status(&self) -> Status {
+        status(Code::InvalidArgument, self)
+    }
+}
+
+impl ToStatus for ShareError {
+    fn to_status(&self) -> Status {
+        match self {
+            ShareError::Scan(ScanError::Io { msg, .. }) if msg.contains("No such file") => {
+                status(Code::NotFound, self)
+            }
+            ShareError::Scan(_) => status(Code::InvalidArgument, self),
+            ShareError::Import { .. } => status(Code::FailedPrecondition, self),
+            ShareError::NotFound(_) => status(Code::NotFound, self),
+            ShareError::Ambiguous(_) => status(Code::InvalidArgument, self),
+            ShareError::Registry(e) => e.to_status(),
+            ShareError::Store(_) => status(Code::Internal, self),
+        }
+    }
+}
+
+impl ToStatus for TransferError {
+    fn to_status(&self) -> Status {
+        match self {
+            TransferError::Ticket(e) => e.to_status(),
+            TransferError::NotFound(_) => status(Code::NotFound, self),
+            TransferError::RelativeDest(_) => status(Code::InvalidArgument, self),
+            TransferError::Registry(e) => e.to_status(),
+            TransferError::ShuttingDown => status(Code::Unavailable, self),
+        }
+    }
+}
+
+/// `?`-friendly conversion for handlers.
+pub fn st<E: ToStatus>(e: E) -> Status {
+    e.to_status()
+}

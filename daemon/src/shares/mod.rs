@@ -1,0 +1,239 @@
+//! Sharing: a file or a directory becomes an iroh-blobs collection,
+//! imported by reference, pinned by the tag `share/<hash>` and recorded in
+//! the registry.
+
+mod scan;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+};
+
+use futures::{StreamExt, TryStreamExt};
+use iroh_blobs::{
+    api::{
+        blobs::{AddPathOptions, AddProgressItem, ImportMode},
+        Store, TempTag,
+    },
+    format::collection::Collection,
+    BlobFormat, Hash,
+};
+use tokio::sync::mpsc;
+
+use crate::registry::{Registry, RegistryError, ShareRecord};
+pub use scan::{scan, ScanError, ScannedFile};
+
+/// Files hashed at once while importing a directory.
+const IMPORT_PARALLELISM: usize = 4;
+
+/// Errors sharing or unsharing.
+#[derive(Debug, thiserror::Error)]
+pub enum ShareError {
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    #[error("cannot import {path}: {msg}")]
+    Import { path: PathBuf, msg: String },
+    #[error("the blob store failed: {0}")]
+    Store(String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("no share matches '{0}': see `ringdropctl shares ls`")]
+    NotFound(String),
+    #[error("'{0}' matches several shares: give more of the hash")]
+    Ambiguous(String),
+}
+
+/// Progress of a share, sent while it is imported.
+#[derive(Debug, Clone)]
+pub enum ShareEvent {
+    Scanned { files: u64, bytes: u64 },
+    Hashed(u64),
+}
+
+/// The tag that pins a share's collection.
+pub fn share_tag(hash: &Hash) -> String {
+    format!("share/{hash}")
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+async fn import_file(
+    store: &Store,
+    file: &ScannedFile,
+    hashed: &AtomicU64,
+) -> Result<TempTag, ShareError> {
+    let err = |msg: String| ShareError::Import {
+        path: file.path.clone(),
+        msg,
+    };
+    let mut stream = store
+        .add_path_with_opts(AddPathOptions {
+            path: file.path.clone(),
+            format: BlobFormat::Raw,
+            mode: ImportMode::TryReference,
+        })
+        .stream()
+        .await;
+    let mut last = 0u64;
+    while let Some(item) = stream.next().await {
+        match item {
+            AddProgressItem::OutboardProgress(offset) => {
+                hashed.fetch_add(offset.saturating_sub(last), Ordering::Relaxed);
+                last = offset;
+            }
+            AddProgressItem::Done(tt) => {
+                hashed.fetch_add(file.size.saturating_sub(last), Ordering::Relaxed);
+                return Ok(tt);
+            }
+            AddProgressItem::Error(e) => return Err(err(e.to_string())),
+            _ => {}
+        }
+    }
+    Err(err("the store ended the import without a result".into()))
+}
+
+/// Shares `path` under `name`. Returns the record and whether it is new
+/// (sharing the same content again returns the existing share).
+pub async fn share(
+    store: &Store,
+    registry: &Registry,
+    data_dir: &Path,
+    path: &Path,
+    name: Option<String>,
+    events: mpsc::Sender<ShareEvent>,
+) -> Result<(ShareRecord, bool), ShareError> {
+    let (path, files) = {
+        let (path, data_dir) = (path.to_path_buf(), data_dir.to_path_buf());
+        tokio::task::spawn_blocking(move || scan(&path, &data_dir, name.as_deref()))
+            .await
+            .map_err(|e| ShareError::Store(e.to_string()))??
+    };
+    let total: u64 = files.iter().map(|f| f.size).sum();
+    events
+        .send(ShareEvent::Scanned {
+            files: files.len() as u64,
+            bytes: total,
+        })
+        .await
+        .ok();
+
+    let hashed = Arc::new(AtomicU64::new(0));
+    let reporter = {
+        let (hashed, events) = (hashed.clone(), events.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+            loop {
+                tick.tick().await;
+                if events
+                    .send(ShareEvent::Hashed(hashed.load(Ordering::Relaxed)))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        })
+    };
+    let imported: Result<Vec<TempTag>, ShareError> = futures::stream::iter(files.iter())
+        .map(|f| import_file(store, f, &hashed))
+        .buffered(IMPORT_PARALLELISM)
+        .try_collect()
+        .await;
+    reporter.abort();
+    let tags = imported?;
+    events
+        .send(ShareEvent::Hashed(hashed.load(Ordering::Relaxed)))
+        .await
+        .ok();
+
+    let collection: Collection = files
+        .iter()
+        .zip(&tags)
+        .map(|(f, tt)| (f.name.clone(), tt.hash()))
+        .collect();
+    let meta_hash = collection
+        .to_blobs()
+        .next()
+        .map(|meta| Hash::new(&meta))
+        .unwrap_or(Hash::EMPTY);
+    let root = collection
+        .clone()
+        .store(store)
+        .await
+        .map_err(|e| ShareError::Store(e.to_string()))?;
+    let hash = root.hash();
+    store
+        .tags()
+        .set(share_tag(&hash), root.hash_and_format())
+        .await
+        .map_err(|e| ShareError::Store(e.to_string()))?;
+    // The tag must survive a crash right after we answer.
+    store
+        .sync_db()
+        .await
+        .map_err(|e| ShareError::Store(e.to_string()))?;
+    drop(tags);
+
+    if let Some(existing) = registry.share(&hash)? {
+        return Ok((existing, false));
+    }
+    let display = files
+        .first()
+        .map(|f| f.name.split('/').next().unwrap_or(&f.name).to_string())
+        .unwrap_or_default();
+    let rec = ShareRecord {
+        hash,
+        name: display,
+        path,
+        size: total,
+        files: files.len() as u64,
+        created_at: now(),
+        children: std::iter::once(meta_hash)
+            .chain(collection.iter().map(|(_, h)| *h))
+            .collect(),
+    };
+    registry.put_share(&rec)?;
+    Ok((rec, true))
+}
+
+/// Finds a share by full hash or unique hex prefix.
+pub fn resolve(registry: &Registry, hash_or_prefix: &str) -> Result<ShareRecord, ShareError> {
+    let needle = hash_or_prefix.trim().to_ascii_lowercase();
+    if needle.is_empty() {
+        return Err(ShareError::NotFound(needle));
+    }
+    let mut found = registry
+        .shares()?
+        .into_iter()
+        .filter(|s| s.hash.to_string().starts_with(&needle));
+    match (found.next(), found.next()) {
+        (Some(s), None) => Ok(s),
+        (Some(_), Some(_)) => Err(ShareError::Ambiguous(needle)),
+        (None, _) => Err(ShareError::NotFound(needle)),
+    }
+}
+
+/// Stops sharing: the registry forgets it and its tag goes, so garbage
+/// collection may reclaim what nothing else pins.
+pub async fn unshare(
+    store: &Store,
+    registry: &Registry,
+    hash_or_prefix: &str,
+) -> Result<ShareRecord, ShareError> {
+    let rec = resolve(registry, hash_or_prefix)?;
+    registry.remove_share(&rec.hash)?;
+    store
+        .tags()
+        .delete(share_tag(&rec.hash))
+        .await
+        .map_err(|e| ShareError::Store(e.to_string()))?;
+    Ok(rec)
+}

@@ -1,0 +1,248 @@
+//! The transfer manager: every fetch is a persistent row in the registry and
+//! a worker task owned by the manager. A bounded number run at once; the
+//! rest wait in `queued`. Unfinished transfers are re-queued on start.
+
+mod attempt;
+pub mod export;
+mod worker;
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use iroh::Endpoint;
+use iroh_blobs::api::Store;
+use tokio::sync::{watch, Semaphore};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::warn;
+
+use crate::{
+    registry::{Registry, RegistryError, TransferRecord, TransferState},
+    ticket::{Ticket, TicketError},
+};
+
+/// Errors of the transfer API.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error(transparent)]
+    Ticket(#[from] TicketError),
+    #[error("no transfer with id {0}: see `ringdropctl transfers ls`")]
+    NotFound(u64),
+    #[error("destination must be an absolute path: {0}")]
+    RelativeDest(PathBuf),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+}
+
+/// A transfer as clients see it: the row plus live figures.
+#[derive(Debug, Clone)]
+pub struct TransferView {
+    pub rec: TransferRecord,
+    /// Bytes per second over the last seconds (running transfers).
+    pub rate: u64,
+}
+
+/// The tag that pins a transfer's data from its first byte.
+pub fn transfer_tag(id: u64) -> String {
+    format!("transfer/{id}")
+}
+
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+struct Inner {
+    registry: Registry,
+    store: Store,
+    endpoint: Endpoint,
+    data_dir: PathBuf,
+    slots: Arc<Semaphore>,
+    live: Mutex<HashMap<u64, watch::Sender<TransferView>>>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// Owns all transfers; cheap to clone.
+#[derive(Clone)]
+pub struct TransferManager {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for TransferManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransferManager").finish_non_exhaustive()
+    }
+}
+
+impl TransferManager {
+    pub fn new(
+        registry: Registry,
+        store: Store,
+        endpoint: Endpoint,
+        data_dir: PathBuf,
+        max_concurrent: usize,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                store,
+                endpoint,
+                data_dir,
+                slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
+                live: Mutex::new(HashMap::new()),
+                tasks: TaskTracker::new(),
+                shutdown,
+            }),
+        }
+    }
+
+    /// Records a new transfer for `ticket` into `dest` and starts it.
+    pub fn start(&self, ticket: &str, dest: PathBuf, force: bool) -> Result<TransferView, TransferError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(TransferError::ShuttingDown);
+        }
+        let parsed: Ticket = ticket.parse()?;
+        if !dest.is_absolute() {
+            return Err(TransferError::RelativeDest(dest));
+        }
+        let t = now();
+        let mut rec = TransferRecord {
+            id: 0,
+            ticket: ticket.trim().to_string(),
+            provider: parsed.provider().to_string(),
+            dest,
+            force,
+            name: parsed.name.clone().unwrap_or_default(),
+            hash: parsed.content.hash,
+            state: TransferState::Queued,
+            bytes_total: 0,
+            bytes_done: 0,
+            bytes_received: 0,
+            attempts: 0,
+            last_error: None,
+            created_at: t,
+            updated_at: t,
+            files: Vec::new(),
+        };
+        self.inner.registry.insert_transfer(&mut rec)?;
+        Ok(self.spawn(rec, parsed))
+    }
+
+    /// Re-queues every transfer that had not finished when the daemon stopped.
+    pub fn resume_unfinished(&self) -> Result<usize, TransferError> {
+        let mut n = 0;
+        for mut rec in self.inner.registry.transfers()? {
+            if rec.state.is_terminal() || rec.state == TransferState::Paused {
+                continue;
+            }
+            match rec.ticket.parse::<Ticket>() {
+                Ok(ticket) => {
+                    rec.state = TransferState::Queued;
+                    self.spawn(rec, ticket);
+                    n += 1;
+                }
+                Err(e) => {
+                    warn!(id = rec.id, "cannot resume transfer: {e}");
+                    rec.state = TransferState::Failed;
+                    rec.last_error = Some(format!("cannot resume: {e}"));
+                    self.inner.registry.put_transfer(&rec)?;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    fn spawn(&self, rec: TransferRecord, ticket: Ticket) -> TransferView {
+        let view = TransferView { rec, rate: 0 };
+        let (tx, _) = watch::channel(view.clone());
+        if let Ok(mut live) = self.inner.live.lock() {
+            live.insert(view.rec.id, tx.clone());
+        }
+        let worker = worker::Worker {
+            registry: self.inner.registry.clone(),
+            store: self.inner.store.clone(),
+            endpoint: self.inner.endpoint.clone(),
+            data_dir: self.inner.data_dir.clone(),
+            slots: self.inner.slots.clone(),
+            shutdown: self.inner.shutdown.clone(),
+            ticket,
+            publish: tx,
+        };
+        let this = self.clone();
+        let id = view.rec.id;
+        self.inner.tasks.spawn(async move {
+            worker.run().await;
+            if let Ok(mut live) = this.inner.live.lock() {
+                live.remove(&id);
+            }
+        });
+        view
+    }
+
+    /// One transfer, live if it is running.
+    pub fn get(&self, id: u64) -> Result<TransferView, TransferError> {
+        if let Some(tx) = self.inner.live.lock().ok().and_then(|l| l.get(&id).cloned()) {
+            return Ok(tx.borrow().clone());
+        }
+        let rec = self
+            .inner
+            .registry
+            .transfer(id)?
+            .ok_or(TransferError::NotFound(id))?;
+        Ok(TransferView { rec, rate: 0 })
+    }
+
+    /// All transfers, newest first.
+    pub fn list(&self) -> Result<Vec<TransferView>, TransferError> {
+        let live: HashMap<u64, TransferView> = self
+            .inner
+            .live
+            .lock()
+            .map(|l| l.iter().map(|(id, tx)| (*id, tx.borrow().clone())).collect())
+            .unwrap_or_default();
+        let mut out: Vec<TransferView> = self
+            .inner
+            .registry
+            .transfers()?
+            .into_iter()
+            .map(|rec| live.get(&rec.id).cloned().unwrap_or(TransferView { rec, rate: 0 }))
+            .collect();
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Follows one transfer: a receiver that sees every update until it ends
+    /// (`None` when it has already ended; use [`Self::get`]).
+    pub fn subscribe(&self, id: u64) -> Result<Option<watch::Receiver<TransferView>>, TransferError> {
+        if let Some(tx) = self.inner.live.lock().ok().and_then(|l| l.get(&id).cloned()) {
+            return Ok(Some(tx.subscribe()));
+        }
+        self.inner
+            .registry
+            .transfer(id)?
+            .ok_or(TransferError::NotFound(id))?;
+        Ok(None)
+    }
+
+    /// Counts (active, total) transfers.
+    pub fn counts(&self) -> Result<(u64, u64), TransferError> {
+        let all = self.inner.registry.transfers()?;
+        let active = all.iter().filter(|r| !r.state.is_terminal()).count() as u64;
+        Ok((active, all.len() as u64))
+    }
+
+    /// Waits for every worker to stop after the shutdown token was cancelled;
+    /// each persists its state on the way out.
+    pub async fn wait_stopped(&self) {
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+}

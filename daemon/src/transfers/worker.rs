@@ -1,0 +1,251 @@
+//! The worker of one transfer: waits for a slot, then runs attempts with
+//! capped exponential backoff and jitter until the content is exported, a
+//! permanent error ends it, or the daemon shuts down (then the transfer is
+//! left `queued` for the next start).
+
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use iroh::Endpoint;
+use iroh_blobs::api::Store;
+use tokio::{
+    sync::{watch, Semaphore},
+    task::JoinHandle,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::{
+    attempt::{self, AttemptError},
+    export, now, transfer_tag, TransferView,
+};
+use crate::{
+    registry::{Registry, TransferState},
+    ticket::Ticket,
+};
+
+const BACKOFF_START: Duration = Duration::from_secs(1);
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+const PERSIST_EVERY: Duration = Duration::from_secs(1);
+
+pub(super) struct Worker {
+    pub registry: Registry,
+    pub store: Store,
+    pub endpoint: Endpoint,
+    pub data_dir: PathBuf,
+    pub slots: Arc<Semaphore>,
+    pub shutdown: CancellationToken,
+    pub ticket: Ticket,
+    pub publish: watch::Sender<TransferView>,
+}
+
+/// Outcome of the attempt loop.
+enum End {
+    Done(Vec<PathBuf>),
+    Failed(String),
+    Stopped,
+}
+
+fn jittered(d: Duration) -> Duration {
+    d.mul_f64(rand::random_range(0.75..1.25))
+}
+
+impl Worker {
+    fn id(&self) -> u64 {
+        self.publish.borrow().rec.id
+    }
+
+    fn update(&self, f: impl FnOnce(&mut TransferView)) {
+        self.publish.send_modify(|v| {
+            f(v);
+            v.rec.updated_at = now();
+        });
+    }
+
+    async fn persist(&self) {
+        let registry = self.registry.clone();
+        let rec = self.publish.borrow().rec.clone();
+        match tokio::task::spawn_blocking(move || registry.put_transfer(&rec)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(id = self.id(), "cannot persist transfer: {e}"),
+            Err(e) => warn!(id = self.id(), "cannot persist transfer: {e}"),
+        }
+    }
+
+    /// Persists the latest progress once a second while the attempt runs.
+    fn spawn_persister(&self, stop: CancellationToken) -> JoinHandle<()> {
+        let registry = self.registry.clone();
+        let rx = self.publish.subscribe();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PERSIST_EVERY);
+            let mut last = None;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.cancelled() => break,
+                }
+                let rec = rx.borrow().rec.clone();
+                let key = (rec.bytes_received, rec.bytes_done, rec.bytes_total);
+                if last != Some(key) {
+                    last = Some(key);
+                    let registry = registry.clone();
+                    tokio::task::spawn_blocking(move || registry.put_transfer(&rec)).await.ok();
+                }
+            }
+        })
+    }
+
+    pub async fn run(self) {
+        let id = self.id();
+        let permit = tokio::select! {
+            p = self.slots.clone().acquire_owned() => p.ok(),
+            _ = self.shutdown.cancelled() => None,
+        };
+        if permit.is_none() {
+            self.update(|v| v.rec.state = TransferState::Queued);
+            self.persist().await;
+            return;
+        }
+        self.update(|v| v.rec.state = TransferState::Running);
+        self.persist().await;
+
+        let stop = CancellationToken::new();
+        let persister = self.spawn_persister(stop.clone());
+        let end = tokio::select! {
+            end = self.attempts() => end,
+            _ = self.shutdown.cancelled() => End::Stopped,
+        };
+        stop.cancel();
+        persister.await.ok();
+
+        match end {
+            End::Done(files) => {
+                info!(id, "transfer completed");
+                self.update(|v| {
+                    v.rec.state = TransferState::Completed;
+                    v.rec.bytes_done = v.rec.bytes_total;
+                    v.rec.files = files;
+                    v.rec.last_error = None;
+                    v.rate = 0;
+                });
+                self.persist().await;
+                // The files are at the destination; the store's copy may go.
+                if let Err(e) = self.store.tags().delete(transfer_tag(id)).await {
+                    warn!(id, "cannot release transfer data: {e}");
+                }
+            }
+            End::Failed(msg) => {
+                warn!(id, "transfer failed: {msg}");
+                self.update(|v| {
+                    v.rec.state = TransferState::Failed;
+                    v.rec.last_error = Some(msg);
+                    v.rate = 0;
+                });
+                self.persist().await;
+            }
+            End::Stopped => {
+                self.update(|v| {
+                    v.rec.state = TransferState::Queued;
+                    v.rate = 0;
+                });
+                self.persist().await;
+            }
+        }
+    }
+
+    async fn attempts(&self) -> End {
+        // Pin the content from its first byte, durably.
+        let pinned = async {
+            self.store
+                .tags()
+                .set(transfer_tag(self.id()), self.ticket.content)
+                .await?;
+            self.store.sync_db().await
+        };
+        if let Err(e) = pinned.await {
+            return End::Failed(format!("cannot pin the transfer in the store: {e}"));
+        }
+        let mut backoff = BACKOFF_START;
+        loop {
+            self.update(|v| v.rec.attempts += 1);
+            let before = self.publish.borrow().rec.bytes_done;
+            match self.attempt().await {
+                Ok(files) => return End::Done(files),
+                Err(AttemptError::Permanent(msg)) => return End::Failed(msg),
+                Err(AttemptError::Transient(msg)) => {
+                    let progressed = self.publish.borrow().rec.bytes_done > before;
+                    if progressed {
+                        backoff = BACKOFF_START;
+                    }
+                    let wait = jittered(backoff);
+                    info!(id = self.id(), "attempt failed, retrying in {wait:.1?}: {msg}");
+                    self.update(|v| {
+                        v.rec.last_error = Some(msg);
+                        v.rate = 0;
+                    });
+                    self.persist().await;
+                    tokio::time::sleep(wait).await;
+                    backoff = (backoff * 2).min(BACKOFF_CAP);
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self) -> Result<Vec<PathBuf>, AttemptError> {
+        let ticket = &self.ticket;
+        let conn = attempt::connect(&self.endpoint, ticket).await?;
+        let mut received = 0;
+        let learned =
+            attempt::learn_content(&self.store, &conn, ticket, &self.endpoint, &mut received).await;
+        self.update(|v| v.rec.bytes_received += received);
+        let content = learned?;
+        let total = content.total();
+        let (dest, force) = {
+            let rec = &self.publish.borrow().rec;
+            (rec.dest.clone(), rec.force)
+        };
+        let plan = export::plan(&dest, &content.entries, force)
+            .map_err(|e| AttemptError::Permanent(e.to_string()))?;
+        let done = attempt::local_payload(&self.store, ticket.content, content.overhead).await?;
+        let top = content
+            .entries
+            .first()
+            .map(|e| e.name.split('/').next().unwrap_or_default().to_string())
+            .unwrap_or_default();
+        self.update(|v| {
+            v.rec.bytes_total = total;
+            v.rec.bytes_done = done.min(total);
+            if v.rec.name.is_empty() {
+                v.rec.name = top;
+            }
+        });
+        let space = |path: &std::path::Path, need| {
+            export::check_space(path, need).map_err(|e| AttemptError::Permanent(e.to_string()))
+        };
+        space(&self.data_dir, total.saturating_sub(done))?;
+        space(&dest, total)?;
+
+        let base_received = self.publish.borrow().rec.bytes_received;
+        let mut window = (Instant::now(), base_received);
+        attempt::fetch_missing(&self.store, conn, ticket, &self.endpoint, |n| {
+            let received = base_received + n;
+            self.publish.send_modify(|v| {
+                v.rec.bytes_received = received;
+                v.rec.bytes_done = (done + n).min(total);
+                let elapsed = window.0.elapsed();
+                if elapsed >= Duration::from_secs(1) {
+                    v.rate = ((received - window.1) as f64 / elapsed.as_secs_f64()) as u64;
+                    window = (Instant::now(), received);
+                }
+            });
+        })
+        .await?;
+        self.update(|v| v.rec.bytes_done = total);
+        export::export(&self.store, &plan, self.id())
+            .await
+            .map_err(|e| AttemptError::Permanent(e.to_string()))
+    }
+}

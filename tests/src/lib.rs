@@ -1,0 +1,265 @@
+//! Test harness: in-process daemons on temp dirs (relays and mDNS off,
+//! loopback only), gRPC clients for them, and helpers to drive the real
+//! binaries.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{bail, Context, Result};
+use ringdrop_proto::v1::{
+    self as pb, node_client::NodeClient, shares_client::SharesClient,
+    transfers_client::TransfersClient,
+};
+use ringdropd::{Config, Listener};
+use tokio::{sync::oneshot, task::JoinHandle};
+use tonic::transport::{Channel, Endpoint};
+
+/// Upper bound for any single wait in a test (never a speed assertion).
+pub const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A daemon running inside the test process.
+pub struct TestDaemon {
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    pub bind: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), ringdropd::RunError>>>,
+    pub channel: Channel,
+}
+
+/// Connects a gRPC channel to a Unix socket.
+pub async fn channel(socket: &Path) -> Result<Channel> {
+    Ok(Endpoint::from_shared(format!("unix:{}", socket.display()))?
+        .connect()
+        .await?)
+}
+
+impl TestDaemon {
+    /// A fresh daemon in a new temp dir.
+    pub async fn start() -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("rdrop-test-").tempdir()?.keep();
+        Self::start_in(&dir, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// A daemon on `dir` (reusing its data) bound to `bind`.
+    pub async fn start_in(dir: &Path, bind: SocketAddr) -> Result<Self> {
+        let mut config = Config::isolated(dir);
+        config.bind = Some(bind);
+        let socket = config.socket.clone();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(ringdropd::run(config, Listener::Create, async move {
+            stop_rx.await.ok();
+        }));
+        let channel = tokio::time::timeout(TIMEOUT, async {
+            loop {
+                if task.is_finished() {
+                    bail!("daemon exited during start-up");
+                }
+                if let Ok(c) = channel(&socket).await {
+                    return Ok(c);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .context("daemon did not start")??;
+        let mut d = Self {
+            dir: dir.to_path_buf(),
+            socket,
+            bind,
+            stop: Some(stop_tx),
+            task: Some(task),
+            channel,
+        };
+        // Learn the port actually bound, so a restart can reuse it.
+        let status = d.node().get_status(pb::GetStatusRequest {}).await?.into_inner();
+        if let Some(a) = status
+            .direct_addresses
+            .iter()
+            .filter_map(|a| a.parse::<SocketAddr>().ok())
+            .find(|a| a.ip() == bind.ip())
+        {
+            d.bind = a;
+        }
+        Ok(d)
+    }
+
+    pub fn node(&self) -> NodeClient<Channel> {
+        NodeClient::new(self.channel.clone())
+    }
+
+    pub fn shares(&self) -> SharesClient<Channel> {
+        SharesClient::new(self.channel.clone())
+    }
+
+    pub fn transfers(&self) -> TransfersClient<Channel> {
+        TransfersClient::new(self.channel.clone())
+    }
+
+    /// Stops the daemon gracefully and waits until it is gone.
+    pub async fn stop(&mut self) -> Result<()> {
+        if let Some(s) = self.stop.take() {
+            s.send(()).ok();
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(TIMEOUT, t).await???;
+        }
+        Ok(())
+    }
+
+    /// Stops and starts again on the same data dir and port.
+    pub async fn restart(mut self) -> Result<Self> {
+        self.stop().await?;
+        Self::start_in(&self.dir.clone(), self.bind).await
+    }
+
+    /// Shares `path` and returns the final message.
+    pub async fn share(&self, path: &Path) -> Result<pb::ShareCreated> {
+        self.share_as(path, pb::TicketFormat::Ringdrop).await
+    }
+
+    /// Shares `path`, asking for a ticket of `format`.
+    pub async fn share_as(&self, path: &Path, format: pb::TicketFormat) -> Result<pb::ShareCreated> {
+        let mut s = self
+            .shares()
+            .share(pb::ShareRequest {
+                path: path.display().to_string(),
+                name: String::new(),
+                ticket_format: format as i32,
+            })
+            .await?
+            .into_inner();
+        while let Some(m) = s.message().await? {
+            if let Some(pb::share_progress::Event::Created(c)) = m.event {
+                return Ok(c);
+            }
+        }
+        bail!("share stream ended without a result")
+    }
+
+    /// Starts a fetch and returns the transfer id.
+    pub async fn fetch(&self, ticket: &str, out: &Path) -> Result<u64> {
+        let t = self
+            .transfers()
+            .fetch(pb::FetchRequest {
+                ticket: ticket.to_string(),
+                out: out.display().to_string(),
+                force: false,
+            })
+            .await?
+            .into_inner()
+            .transfer
+            .context("no transfer")?;
+        Ok(t.id)
+    }
+
+    /// Waits until transfer `id` ends and returns its final row.
+    pub async fn wait(&self, id: u64) -> Result<pb::Transfer> {
+        self.wait_until(id, |t| is_terminal(t)).await
+    }
+
+    /// Waits until transfer `id` satisfies `pred` (or ends).
+    pub async fn wait_until(
+        &self,
+        id: u64,
+        pred: impl Fn(&pb::Transfer) -> bool,
+    ) -> Result<pb::Transfer> {
+        tokio::time::timeout(TIMEOUT, async {
+            let mut s = self
+                .transfers()
+                .watch_transfer(pb::WatchTransferRequest { id })
+                .await?
+                .into_inner();
+            let mut last = None;
+            while let Some(t) = s.message().await? {
+                if pred(&t) || is_terminal(&t) {
+                    return Ok(t);
+                }
+                last = Some(t);
+            }
+            last.context("watch ended without any update")
+        })
+        .await
+        .context("timed out waiting for the transfer")?
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            s.send(()).ok();
+        }
+    }
+}
+
+/// Completed, failed or cancelled.
+pub fn is_terminal(t: &pb::Transfer) -> bool {
+    use pb::TransferState::*;
+    [Completed, Failed, Cancelled].iter().any(|s| *s as i32 == t.state)
+}
+
+/// Whether `t` completed.
+pub fn completed(t: &pb::Transfer) -> bool {
+    t.state == pb::TransferState::Completed as i32
+}
+
+/// Writes `len` pseudo-random bytes to `path`.
+pub fn random_file(path: &Path, len: usize) -> Result<Vec<u8>> {
+    use rand::RngCore;
+    let mut data = vec![0u8; len];
+    rand::rng().fill_bytes(&mut data);
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p)?;
+    }
+    std::fs::write(path, &data)?;
+    Ok(data)
+}
+
+/// A new temp dir that outlives the test (under the system temp dir).
+pub fn temp_dir(prefix: &str) -> Result<PathBuf> {
+    Ok(tempfile::Builder::new().prefix(prefix).tempdir()?.keep())
+}
+
+/// Directory of the workspace's built binaries (next to the test binary).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test> -> target/<profile>
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// Path of a workspace binary; fails with a hint when it was not built.
+pub fn bin(name: &str) -> Result<PathBuf> {
+    let p = bin_dir().join(name);
+    if !p.exists() {
+        bail!(
+            "{} not found: build the binaries first (`cargo build --workspace --bins`)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// Lists every file below `dir` (relative paths, sorted).
+pub fn list_tree(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(base, &p, out);
+                }
+                out.push(p.strip_prefix(base).unwrap_or(&p).display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}

@@ -1,0 +1,181 @@
+//! The real binaries: the contract scripts rely on.
+
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use ringdrop_tests::{bin, random_file, temp_dir};
+use serde_json::Value;
+
+/// A ringdropd process, killed on drop.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn spawn(dir: &Path) -> Result<Self> {
+        let socket = dir.join("d.sock");
+        let child = Command::new(bin("ringdropd")?)
+            .args(["--data-dir"])
+            .arg(dir.join("data"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(["--relay", "disabled", "--no-mdns", "--bind", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let d = Self { child, socket };
+        d.wait_ready()?;
+        Ok(d)
+    }
+
+    fn wait_ready(&self) -> Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            if ctl(&self.socket, &["status"])?.status.success() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("ringdropd did not come up")
+    }
+
+    fn json(&self, args: &[&str]) -> Result<Value> {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let out = ctl(&self.socket, &full)?;
+        if !out.status.success() {
+            bail!(
+                "ringdropctl {args:?} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        serde_json::from_slice(&out.stdout).context("ringdropctl printed no JSON")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+fn ctl(socket: &Path, args: &[&str]) -> Result<Output> {
+    Ok(Command::new(bin("ringdropctl")?)
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()?)
+}
+
+#[test]
+fn share_and_fetch_with_the_real_binaries() -> Result<()> {
+    let a = Daemon::spawn(&temp_dir("rdrop-bin-a-")?)?;
+    let b = Daemon::spawn(&temp_dir("rdrop-bin-b-")?)?;
+
+    let status = a.json(&["status"])?;
+    assert!(status["endpoint_id"].as_str().is_some_and(|s| s.len() == 64));
+    assert!(status["version"].is_string());
+    assert_eq!(status["bytes_served"], 0);
+
+    let mode = std::fs::metadata(&a.socket)?.permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "control socket mode");
+
+    let src = temp_dir("rdrop-bin-src-")?.join("payload.bin");
+    let data = random_file(&src, 2 * 1024 * 1024)?;
+    let share = a.json(&["share", src.to_str().unwrap()])?;
+    let ticket = share["ticket"].as_str().context("ticket")?.to_string();
+    assert!(ticket.starts_with("rdrop"));
+    assert_eq!(share["hash"].as_str().map(str::len), Some(64));
+
+    let inspected = b.json(&["ticket", "inspect", &ticket])?;
+    assert_eq!(inspected["kind"], "ringdrop");
+    assert_eq!(inspected["endpoint_id"], status["endpoint_id"]);
+
+    let out = temp_dir("rdrop-bin-out-")?.join("got.bin");
+    let res = ctl(&b.socket, &["fetch", &ticket, "--out", out.to_str().unwrap()])?;
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    assert_eq!(std::fs::read(&out)?, data);
+
+    // --detach returns an id at once; transfers wait follows it.
+    let out2 = temp_dir("rdrop-bin-out-")?;
+    let detached = b.json(&["fetch", &ticket, "--out", out2.to_str().unwrap(), "--detach"])?;
+    let id = detached["id"].as_u64().context("id")?;
+    let waited = ctl(&b.socket, &["transfers", "wait", &id.to_string()])?;
+    assert!(waited.status.success(), "{}", String::from_utf8_lossy(&waited.stderr));
+    assert_eq!(std::fs::read(out2.join("payload.bin"))?, data);
+
+    let list = b.json(&["transfers", "ls"])?;
+    let rows = list.as_array().context("array")?;
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        assert_eq!(r["state"], "completed");
+        assert_eq!(r["bytes_total"], data.len());
+        assert!(r["bytes_received"].as_u64().unwrap() <= data.len() as u64 * 102 / 100 + 1_048_576);
+        assert!(r["dest"].is_string());
+    }
+    let served = a.json(&["status"])?["bytes_served"].as_u64().unwrap();
+    assert!(served >= 2 * data.len() as u64, "bytes_served {served}");
+    Ok(())
+}
+
+#[test]
+fn bad_input_exits_2_and_no_daemon_exits_3() -> Result<()> {
+    let dir = temp_dir("rdrop-bin-")?;
+    let missing = dir.join("nobody.sock");
+    let out = ctl(&missing, &["status"])?;
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach ringdropd at"), "{err}");
+    assert!(err.contains("is it running?"), "{err}");
+
+    let d = Daemon::spawn(&dir)?;
+    let out = ctl(&d.socket, &["fetch", "not-a-ticket"])?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a ringdrop ticket"));
+    let out = ctl(&d.socket, &["share", "/no/such/file"])?;
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ctl(&d.socket, &["no-such-command"])?;
+    assert_eq!(out.status.code(), Some(2));
+    Ok(())
+}
+
+#[test]
+fn second_daemon_on_a_live_socket_is_refused() -> Result<()> {
+    let dir = temp_dir("rdrop-bin-")?;
+    let _first = Daemon::spawn(&dir)?;
+    let second = Command::new(bin("ringdropd")?)
+        .arg("--data-dir")
+        .arg(dir.join("data2"))
+        .arg("--socket")
+        .arg(dir.join("d.sock"))
+        .args(["--relay", "disabled", "--no-mdns", "--bind", "127.0.0.1:0"])
+        .output()?;
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("already serving"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn stale_socket_is_replaced_and_sigterm_removes_it() -> Result<()> {
+    let dir = temp_dir("rdrop-bin-")?;
+    // A socket file nobody listens on.
+    drop(std::os::unix::net::UnixListener::bind(dir.join("d.sock"))?);
+    let mut d = Daemon::spawn(&dir)?;
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(d.child.id() as i32, libc::SIGTERM) };
+    let status = d.child.wait()?;
+    assert!(status.success(), "graceful exit on SIGTERM: {status}");
+    assert!(!d.socket.exists(), "socket removed on shutdown");
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! Two in-process daemons: share on one, fetch on the other.
+
+use std::path::Path;
+
+use anyhow::Result;
+use ringdrop_proto::v1 as pb;
+use ringdrop_tests::{completed, list_tree, random_file, temp_dir, TestDaemon};
+
+async fn round_trip(src: &Path) -> Result<(TestDaemon, TestDaemon, pb::Transfer, std::path::PathBuf)> {
+    let a = TestDaemon::start().await?;
+    let b = TestDaemon::start().await?;
+    let share = a.share(src).await?;
+    let out = temp_dir("rdrop-out-")?;
+    let id = b.fetch(&share.ticket, &out).await?;
+    let t = b.wait(id).await?;
+    assert!(completed(&t), "transfer did not complete: {t:?}");
+    Ok((a, b, t, out))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn file_round_trip_bytes_equal() -> Result<()> {
+    let src = temp_dir("rdrop-src-")?.join("data.bin");
+    let data = random_file(&src, 3 * 1024 * 1024 + 17)?;
+    let (_a, _b, t, out) = round_trip(&src).await?;
+    assert_eq!(std::fs::read(out.join("data.bin"))?, data);
+    assert_eq!(t.bytes_total, data.len() as u64);
+    assert_eq!(t.bytes_done, data.len() as u64);
+    assert_eq!(list_tree(&out), vec!["data.bin"], "no temp files left behind");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn directory_round_trip_with_odd_names() -> Result<()> {
+    let root = temp_dir("rdrop-src-")?.join("my photos");
+    let files = [
+        "a.txt",
+        "sub dir/b c.bin",
+        "sub dir/deeper/ünïcødé ✓.txt",
+        "empty.dat",
+    ];
+    let mut expect = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        let len = if f.starts_with("empty") { 0 } else { 1000 * (i + 1) * 37 };
+        expect.push((f.to_string(), random_file(&root.join(f), len)?));
+    }
+    let (_a, _b, t, out) = round_trip(&root).await?;
+    for (name, data) in &expect {
+        let got = std::fs::read(out.join("my photos").join(name))?;
+        assert_eq!(&got, data, "{name} differs");
+    }
+    assert_eq!(t.files.len(), files.len());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zero_byte_file() -> Result<()> {
+    let src = temp_dir("rdrop-src-")?.join("empty");
+    std::fs::write(&src, b"")?;
+    let (_a, _b, t, out) = round_trip(&src).await?;
+    assert_eq!(std::fs::read(out.join("empty"))?, b"");
+    assert_eq!(t.bytes_total, 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn out_names_the_new_file_and_existing_files_are_kept() -> Result<()> {
+    let src = temp_dir("rdrop-src-")?.join("f.bin");
+    let data = random_file(&src, 100_000)?;
+    let a = TestDaemon::start().await?;
+    let b = TestDaemon::start().await?;
+    let share = a.share(&src).await?;
+    let out = temp_dir("rdrop-out-")?;
+    let target = out.join("renamed.bin");
+    let t = b.wait(b.fetch(&share.ticket, &target).await?).await?;
+    assert!(completed(&t), "{t:?}");
+    assert_eq!(std::fs::read(&target)?, data);
+
+    // Fetching onto an existing file fails without --force and keeps it.
+    std::fs::write(&target, b"precious")?;
+    let t = b.wait(b.fetch(&share.ticket, &target).await?).await?;
+    assert!(!completed(&t));
+    assert!(t.last_error.contains("already exists"), "{}", t.last_error);
+    assert_eq!(std::fs::read(&target)?, b"precious");
+
+    // With force it is replaced.
+    let t = b
+        .transfers()
+        .fetch(pb::FetchRequest {
+            ticket: share.ticket.clone(),
+            out: target.display().to_string(),
+            force: true,
+        })
+        .await?
+        .into_inner()
+        .transfer
+        .unwrap();
+    let t = b.wait(t.id).await?;
+    assert!(completed(&t), "{t:?}");
+    assert_eq!(std::fs::read(&target)?, data);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resharing_is_idempotent_and_unshare_stops_serving() -> Result<()> {
+    let src = temp_dir("rdrop-src-")?.join("x.bin");
+    random_file(&src, 50_000)?;
+    let a = TestDaemon::start().await?;
+    let first = a.share(&src).await?;
+    let again = a.share(&src).await?;
+    assert!(first.created);
+    assert!(!again.created);
+    let hash = first.share.as_ref().unwrap().hash.clone();
+    assert_eq!(hash, again.share.as_ref().unwrap().hash);
+    let list = a.shares().list_shares(pb::ListSharesRequest {}).await?.into_inner();
+    assert_eq!(list.shares.len(), 1);
+
+    a.shares()
+        .unshare(pb::UnshareRequest { hash: hash[..10].to_string() })
+        .await?;
+    let b = TestDaemon::start().await?;
+    let out = temp_dir("rdrop-out-")?;
+    let t = b.wait(b.fetch(&first.ticket, &out).await?).await?;
+    assert!(!completed(&t));
+    assert!(t.last_error.contains("refused by"), "{}", t.last_error);
+    assert!(list_tree(&out).is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interrupted_fetch_resumes_without_refetching() -> Result<()> {
+    const SIZE: usize = 192 * 1024 * 1024;
+    let src = temp_dir("rdrop-src-")?.join("big.bin");
+    let data = random_file(&src, SIZE)?;
+    let a = TestDaemon::start().await?;
+    let b = TestDaemon::start().await?;
+    let share = a.share(&src).await?;
+    let out = temp_dir("rdrop-out-")?;
+    let id = b.fetch(&share.ticket, &out).await?;
+    // Stop the provider once part (but not all) of the data arrived.
+    let seen = b
+        .wait_until(id, |t| t.bytes_done > 0 && t.bytes_done < t.bytes_total)
+        .await?;
+    assert!(!completed(&seen), "transfer finished before it could be interrupted");
+    let a = a.restart().await?;
+    let t = b.wait(id).await?;
+    assert!(completed(&t), "{t:?}");
+    assert_eq!(std::fs::read(out.join("big.bin"))?, data);
+    let limit = SIZE as u64 * 102 / 100 + 1024 * 1024;
+    assert!(
+        t.bytes_received <= limit,
+        "received {} bytes for a {SIZE}-byte file (limit {limit})",
+        t.bytes_received
+    );
+    assert!(t.attempts >= 2, "the provider restart should have cost an attempt: {t:?}");
+    drop(a);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_tickets_are_invalid_argument() -> Result<()> {
+    let b = TestDaemon::start().await?;
+    let out = temp_dir("rdrop-out-")?;
+    let long = "rdrop".to_string() + &"a".repeat(100_000);
+    for bad in ["", "hello", "rdrop", "rdropzzzz", "blob123", long.as_str()] {
+        let err = b
+            .transfers()
+            .fetch(pb::FetchRequest {
+                ticket: bad.to_string(),
+                out: out.display().to_string(),
+                force: false,
+            })
+            .await
+            .expect_err("garbage accepted");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad:.20}: {err}");
+        assert!(!err.message().is_empty());
+    }
+    let err = b
+        .node()
+        .inspect_ticket(pb::InspectTicketRequest { ticket: "rdropabc".into() })
+        .await
+        .expect_err("garbage accepted");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sharing_missing_or_internal_paths_fails_clearly() -> Result<()> {
+    let a = TestDaemon::start().await?;
+    let status = a.node().get_status(pb::GetStatusRequest {}).await?.into_inner();
+    for (path, code) in [
+        ("/definitely/not/here".to_string(), tonic::Code::NotFound),
+        ("relative/path".to_string(), tonic::Code::InvalidArgument),
+        (status.data_dir.clone(), tonic::Code::InvalidArgument),
+    ] {
+        let res = a
+            .shares()
+            .share(pb::ShareRequest {
+                path: path.clone(),
+                ..Default::default()
+            })
+            .await;
+        let err = match res {
+            Err(e) => e,
+            Ok(s) => {
+                let mut s = s.into_inner();
+                loop {
+                    match s.message().await {
+                        Err(e) => break e,
+                        Ok(None) => panic!("{path}: no error"),
+                        Ok(Some(_)) => {}
+                    }
+                }
+            }
+        };
+        assert_eq!(err.code(), code, "{path}: {err}");
+    }
+    Ok(())
+}
