@@ -30,8 +30,8 @@ impl Client {
 }
 
 async fn dial(path: &std::path::Path) -> Result<Channel, String> {
-    let endpoint = Endpoint::from_shared(format!("unix:{}", path.display()))
-        .map_err(|e| e.to_string())?;
+    let endpoint =
+        Endpoint::from_shared(format!("unix:{}", path.display())).map_err(|e| e.to_string())?;
     endpoint.connect().await.map_err(|e| {
         let mut msg = e.to_string();
         let mut src = std::error::Error::source(&e);

@@ -72,7 +72,10 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ringdropctl: cannot start: {e}");

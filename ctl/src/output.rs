@@ -104,11 +104,18 @@ pub fn transfer_json(t: &pb::Transfer) -> Value {
 
 pub fn transfer_line(t: &pb::Transfer) -> String {
     let pct = if t.bytes_total > 0 {
-        format!("{:>5.1}%", t.bytes_done as f64 * 100.0 / t.bytes_total as f64)
+        format!(
+            "{:>5.1}%",
+            t.bytes_done as f64 * 100.0 / t.bytes_total as f64
+        )
     } else {
         "    -".to_string()
     };
-    let name = if t.name.is_empty() { &t.hash[..12.min(t.hash.len())] } else { &t.name };
+    let name = if t.name.is_empty() {
+        &t.hash[..12.min(t.hash.len())]
+    } else {
+        &t.name
+    };
     let mut line = format!(
         "{:>4}  {:<9}  {pct}  {:>10}  {name} -> {}",
         t.id,

@@ -158,10 +158,14 @@ impl Daemon {
             }),
         };
         daemon.reconcile().await;
-        let resumed = daemon.inner.transfers.resume_unfinished().unwrap_or_else(|e| {
-            warn!("cannot resume transfers: {e}");
-            0
-        });
+        let resumed = daemon
+            .inner
+            .transfers
+            .resume_unfinished()
+            .unwrap_or_else(|e| {
+                warn!("cannot resume transfers: {e}");
+                0
+            });
         info!(
             endpoint_id = %daemon.inner.endpoint.id(),
             resumed,
@@ -173,7 +177,9 @@ impl Daemon {
     /// Registry and store are two databases: make every share's tag exist
     /// (a crash may have lost a batched tag write).
     async fn reconcile(&self) {
-        let Ok(shares) = self.inner.registry.shares() else { return };
+        let Ok(shares) = self.inner.registry.shares() else {
+            return;
+        };
         for s in shares {
             let tag = shares::share_tag(&s.hash);
             let present = matches!(self.inner.store.tags().get(&tag).await, Ok(Some(_)));
@@ -212,11 +218,12 @@ impl Daemon {
     /// Status snapshot.
     pub fn status(&self) -> Result<Status, RegistryError> {
         let addr = self.ticket_addr();
+        let relay_url = addr.relay_urls().next().map(|u| u.to_string());
         let (active, total) = self.inner.transfers.counts().unwrap_or((0, 0));
         Ok(Status {
             endpoint_id: self.inner.endpoint.id().to_string(),
             addrs: addr.ip_addrs().map(|a| a.to_string()).collect(),
-            relay_url: addr.relay_urls().next().map(|u| u.to_string()),
+            relay_url,
             relay_mode: self.inner.config.relay.to_string(),
             mdns: self.inner.config.mdns,
             data_dir: self.inner.config.data_dir.clone(),
@@ -278,7 +285,12 @@ impl Daemon {
     }
 
     /// Starts a fetch; `out` empty means the configured download dir.
-    pub fn fetch(&self, ticket: &str, out: Option<PathBuf>, force: bool) -> Result<TransferView, TransferError> {
+    pub fn fetch(
+        &self,
+        ticket: &str,
+        out: Option<PathBuf>,
+        force: bool,
+    ) -> Result<TransferView, TransferError> {
         let dest = out.unwrap_or_else(|| self.inner.config.download_dir.clone());
         self.inner.transfers.start(ticket, dest, force)
     }

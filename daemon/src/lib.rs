@@ -76,7 +76,13 @@ pub async fn run(
             stop.cancel();
         }
     };
-    let served = rpc::serve(daemon.clone(), listener, rpc::PeerPolicy::owner_only(), signal).await;
+    let served = rpc::serve(
+        daemon.clone(),
+        listener,
+        rpc::PeerPolicy::owner_only(),
+        signal,
+    )
+    .await;
     daemon.shutdown().await;
     if let Some(p) = &owned_path {
         std::fs::remove_file(p).ok();

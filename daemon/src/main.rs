@@ -59,24 +59,26 @@ fn config(args: Args) -> Config {
     c
 }
 
-async fn signal() {
+/// Installs the SIGTERM/SIGINT handlers now (so a signal that arrives
+/// while starting up is not lost) and resolves on the first of them.
+fn signals() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        // Without signal handlers we can only run until killed.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,iroh=warn,noq=warn,iroh_blobs=warn")),
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,iroh=warn,noq=warn,iroh_blobs=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -88,7 +90,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(ringdropd::run(config, Listener::Create, signal())) {
+    let res = rt.block_on(async {
+        let stop = signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        ringdropd::run(config, Listener::Create, stop)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match res {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ringdropd: {e}");

@@ -118,7 +118,8 @@ impl Ticket {
         let id = EndpointId::from_bytes(&v1.endpoint).map_err(|_| TicketError::EndpointId)?;
         let mut addr = EndpointAddr::new(id);
         if let Some(relay) = v1.relay {
-            let url = RelayUrl::from_str(&relay).map_err(|e| TicketError::RelayUrl(e.to_string()))?;
+            let url =
+                RelayUrl::from_str(&relay).map_err(|e| TicketError::RelayUrl(e.to_string()))?;
             addr = addr.with_relay_url(url);
         }
         if v1.addrs.len() > MAX_ADDRS {
@@ -147,8 +148,8 @@ impl Ticket {
 /// Reads the variant index first so a ticket from a newer ringdrop gets a
 /// clear "upgrade" message instead of a decode error.
 fn decode_versioned(bytes: &[u8]) -> Result<(u32, Wire), TicketError> {
-    let (variant, _) = postcard::take_from_bytes::<u32>(bytes)
-        .map_err(|e| TicketError::Decode(e.to_string()))?;
+    let (variant, _) =
+        postcard::take_from_bytes::<u32>(bytes).map_err(|e| TicketError::Decode(e.to_string()))?;
     if variant != 0 {
         return Err(TicketError::UnsupportedVersion(variant + 1));
     }
@@ -223,23 +224,38 @@ mod tests {
     fn every_truncation_is_an_error_not_a_panic() {
         let s = sample().to_string();
         for n in 0..s.len() {
-            assert!(s[..n].parse::<Ticket>().is_err(), "prefix of {n} chars parsed");
+            assert!(
+                s[..n].parse::<Ticket>().is_err(),
+                "prefix of {n} chars parsed"
+            );
         }
     }
 
     #[test]
     fn garbage_is_rejected() {
-        for g in ["", "hello", "rdrop!!!!", "blobxyz", "rdropaaaaaaaaaaaaaaaaaaaaaaaaaaaa"] {
+        for g in [
+            "",
+            "hello",
+            "rdrop!!!!",
+            "blobxyz",
+            "rdropaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        ] {
             assert!(g.parse::<Ticket>().is_err(), "{g:?} parsed");
         }
         let long = format!("rdrop{}", "a".repeat(MAX_TICKET_LEN));
-        assert!(matches!(long.parse::<Ticket>(), Err(TicketError::TooLong(_))));
+        assert!(matches!(
+            long.parse::<Ticket>(),
+            Err(TicketError::TooLong(_))
+        ));
     }
 
     #[test]
     fn newer_version_says_upgrade() {
         // variant index 1 = format version 2
         let s = format!("{PREFIX}{}", BASE32.encode(&[1u8, 0, 0, 0]));
-        assert!(matches!(s.parse::<Ticket>(), Err(TicketError::UnsupportedVersion(2))));
+        assert!(matches!(
+            s.parse::<Ticket>(),
+            Err(TicketError::UnsupportedVersion(2))
+        ));
     }
 }

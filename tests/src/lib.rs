@@ -40,7 +40,10 @@ pub async fn channel(socket: &Path) -> Result<Channel> {
 impl TestDaemon {
     /// A fresh daemon in a new temp dir.
     pub async fn start() -> Result<Self> {
-        let dir = tempfile::Builder::new().prefix("rdrop-test-").tempdir()?.keep();
+        let dir = tempfile::Builder::new()
+            .prefix("rdrop-test-")
+            .tempdir()?
+            .keep();
         Self::start_in(&dir, SocketAddr::from(([127, 0, 0, 1], 0))).await
     }
 
@@ -75,7 +78,11 @@ impl TestDaemon {
             channel,
         };
         // Learn the port actually bound, so a restart can reuse it.
-        let status = d.node().get_status(pb::GetStatusRequest {}).await?.into_inner();
+        let status = d
+            .node()
+            .get_status(pb::GetStatusRequest {})
+            .await?
+            .into_inner();
         if let Some(a) = status
             .direct_addresses
             .iter()
@@ -122,7 +129,11 @@ impl TestDaemon {
     }
 
     /// Shares `path`, asking for a ticket of `format`.
-    pub async fn share_as(&self, path: &Path, format: pb::TicketFormat) -> Result<pb::ShareCreated> {
+    pub async fn share_as(
+        &self,
+        path: &Path,
+        format: pb::TicketFormat,
+    ) -> Result<pb::ShareCreated> {
         let mut s = self
             .shares()
             .share(pb::ShareRequest {
@@ -158,7 +169,7 @@ impl TestDaemon {
 
     /// Waits until transfer `id` ends and returns its final row.
     pub async fn wait(&self, id: u64) -> Result<pb::Transfer> {
-        self.wait_until(id, |t| is_terminal(t)).await
+        self.wait_until(id, is_terminal).await
     }
 
     /// Waits until transfer `id` satisfies `pred` (or ends).
@@ -198,7 +209,9 @@ impl Drop for TestDaemon {
 /// Completed, failed or cancelled.
 pub fn is_terminal(t: &pb::Transfer) -> bool {
     use pb::TransferState::*;
-    [Completed, Failed, Cancelled].iter().any(|s| *s as i32 == t.state)
+    [Completed, Failed, Cancelled]
+        .iter()
+        .any(|s| *s as i32 == t.state)
 }
 
 /// Whether `t` completed.

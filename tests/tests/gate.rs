@@ -37,9 +37,14 @@ async fn plain_node() -> Result<(MemStore, Router, EndpointAddr)> {
 async fn raw_get(ticket: &str, req: GetRequest) -> Result<Result<(), Option<u64>>> {
     let t: BlobTicket = ticket.parse().context("blob ticket")?;
     let (store, router, _) = plain_node().await?;
-    let conn = router.endpoint().connect(t.addr().clone(), iroh_blobs::ALPN).await?;
+    let conn = router
+        .endpoint()
+        .connect(t.addr().clone(), iroh_blobs::ALPN)
+        .await?;
     let res = store.remote().execute_get(conn, req).await;
-    Ok(res.map(|_| ()).map_err(|e| e.iroh_error_code().map(|c| c.into_inner())))
+    Ok(res
+        .map(|_| ())
+        .map_err(|e| e.iroh_error_code().map(|c| c.into_inner())))
 }
 
 async fn shared_dir(a: &TestDaemon) -> Result<(String, Collection)> {
@@ -50,7 +55,10 @@ async fn shared_dir(a: &TestDaemon) -> Result<(String, Collection)> {
     let t: BlobTicket = created.ticket.parse()?;
     // Read the collection back through a permitted request.
     let (store, router, _) = plain_node().await?;
-    let conn = router.endpoint().connect(t.addr().clone(), iroh_blobs::ALPN).await?;
+    let conn = router
+        .endpoint()
+        .connect(t.addr().clone(), iroh_blobs::ALPN)
+        .await?;
     store.remote().fetch(conn, t.hash_and_format()).await?;
     let collection = Collection::load(t.hash(), &*store).await?;
     Ok((created.ticket, collection))
@@ -91,9 +99,17 @@ async fn unknown_hash_is_refused() -> Result<()> {
     let out = temp_dir("rdrop-out-")?;
     let done = b.wait(b.fetch(&bogus, &out).await?).await?;
     assert_eq!(done.state, pb::TransferState::Failed as i32);
-    assert!(done.last_error.starts_with("refused by"), "{}", done.last_error);
+    assert!(
+        done.last_error.starts_with("refused by"),
+        "{}",
+        done.last_error
+    );
     assert!(done.last_error.contains("may not fetch this share"));
-    let status = a.node().get_status(pb::GetStatusRequest {}).await?.into_inner();
+    let status = a
+        .node()
+        .get_status(pb::GetStatusRequest {})
+        .await?
+        .into_inner();
     assert!(status.bytes_served > 0);
     Ok(())
 }
@@ -103,7 +119,9 @@ async fn fetch_blob_ticket_from_plain_provider() -> Result<()> {
     let (store, _router, addr) = plain_node().await?;
     let data = b"hello from a plain iroh-blobs provider".repeat(1000);
     let tt = store.add_bytes(data.clone()).temp_tag().await?;
-    let collection: Collection = [("greeting.txt".to_string(), tt.hash())].into_iter().collect();
+    let collection: Collection = [("greeting.txt".to_string(), tt.hash())]
+        .into_iter()
+        .collect();
     let root = collection.store(&store).await?;
     let ticket = BlobTicket::new(addr, root.hash(), BlobFormat::HashSeq).to_string();
 
@@ -117,7 +135,13 @@ async fn fetch_blob_ticket_from_plain_provider() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_names_write_nothing_outside_out() -> Result<()> {
-    for bad in ["../escaped.txt", "/tmp/absolute.txt", "a//b.txt", "ok/../../up.txt", "./x/.."] {
+    for bad in [
+        "../escaped.txt",
+        "/tmp/absolute.txt",
+        "a//b.txt",
+        "ok/../../up.txt",
+        "./x/..",
+    ] {
         let (store, _router, addr) = plain_node().await?;
         let good = store.add_bytes(b"fine".to_vec()).temp_tag().await?;
         let evil = store.add_bytes(b"evil".to_vec()).temp_tag().await?;
@@ -136,8 +160,16 @@ async fn hostile_names_write_nothing_outside_out() -> Result<()> {
         let b = TestDaemon::start().await?;
         let t = b.wait(b.fetch(&ticket, &out).await?).await?;
         assert_eq!(t.state, pb::TransferState::Failed as i32, "{bad}: {t:?}");
-        assert!(t.last_error.contains("unsafe file name"), "{bad}: {}", t.last_error);
-        assert_eq!(list_tree(&parent), vec!["out"], "{bad}: something was written");
+        assert!(
+            t.last_error.contains("unsafe file name"),
+            "{bad}: {}",
+            t.last_error
+        );
+        assert_eq!(
+            list_tree(&parent),
+            vec!["out"],
+            "{bad}: something was written"
+        );
         assert!(!std::path::Path::new("/tmp/absolute.txt").exists());
     }
     Ok(())

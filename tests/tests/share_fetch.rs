@@ -6,7 +6,9 @@ use anyhow::Result;
 use ringdrop_proto::v1 as pb;
 use ringdrop_tests::{completed, list_tree, random_file, temp_dir, TestDaemon};
 
-async fn round_trip(src: &Path) -> Result<(TestDaemon, TestDaemon, pb::Transfer, std::path::PathBuf)> {
+async fn round_trip(
+    src: &Path,
+) -> Result<(TestDaemon, TestDaemon, pb::Transfer, std::path::PathBuf)> {
     let a = TestDaemon::start().await?;
     let b = TestDaemon::start().await?;
     let share = a.share(src).await?;
@@ -25,7 +27,11 @@ async fn file_round_trip_bytes_equal() -> Result<()> {
     assert_eq!(std::fs::read(out.join("data.bin"))?, data);
     assert_eq!(t.bytes_total, data.len() as u64);
     assert_eq!(t.bytes_done, data.len() as u64);
-    assert_eq!(list_tree(&out), vec!["data.bin"], "no temp files left behind");
+    assert_eq!(
+        list_tree(&out),
+        vec!["data.bin"],
+        "no temp files left behind"
+    );
     Ok(())
 }
 
@@ -40,7 +46,11 @@ async fn directory_round_trip_with_odd_names() -> Result<()> {
     ];
     let mut expect = Vec::new();
     for (i, f) in files.iter().enumerate() {
-        let len = if f.starts_with("empty") { 0 } else { 1000 * (i + 1) * 37 };
+        let len = if f.starts_with("empty") {
+            0
+        } else {
+            1000 * (i + 1) * 37
+        };
         expect.push((f.to_string(), random_file(&root.join(f), len)?));
     }
     let (_a, _b, t, out) = round_trip(&root).await?;
@@ -111,11 +121,17 @@ async fn resharing_is_idempotent_and_unshare_stops_serving() -> Result<()> {
     assert!(!again.created);
     let hash = first.share.as_ref().unwrap().hash.clone();
     assert_eq!(hash, again.share.as_ref().unwrap().hash);
-    let list = a.shares().list_shares(pb::ListSharesRequest {}).await?.into_inner();
+    let list = a
+        .shares()
+        .list_shares(pb::ListSharesRequest {})
+        .await?
+        .into_inner();
     assert_eq!(list.shares.len(), 1);
 
     a.shares()
-        .unshare(pb::UnshareRequest { hash: hash[..10].to_string() })
+        .unshare(pb::UnshareRequest {
+            hash: hash[..10].to_string(),
+        })
         .await?;
     let b = TestDaemon::start().await?;
     let out = temp_dir("rdrop-out-")?;
@@ -140,7 +156,10 @@ async fn interrupted_fetch_resumes_without_refetching() -> Result<()> {
     let seen = b
         .wait_until(id, |t| t.bytes_done > 0 && t.bytes_done < t.bytes_total)
         .await?;
-    assert!(!completed(&seen), "transfer finished before it could be interrupted");
+    assert!(
+        !completed(&seen),
+        "transfer finished before it could be interrupted"
+    );
     let a = a.restart().await?;
     let t = b.wait(id).await?;
     assert!(completed(&t), "{t:?}");
@@ -151,7 +170,10 @@ async fn interrupted_fetch_resumes_without_refetching() -> Result<()> {
         "received {} bytes for a {SIZE}-byte file (limit {limit})",
         t.bytes_received
     );
-    assert!(t.attempts >= 2, "the provider restart should have cost an attempt: {t:?}");
+    assert!(
+        t.attempts >= 2,
+        "the provider restart should have cost an attempt: {t:?}"
+    );
     drop(a);
     Ok(())
 }
@@ -176,7 +198,9 @@ async fn garbage_tickets_are_invalid_argument() -> Result<()> {
     }
     let err = b
         .node()
-        .inspect_ticket(pb::InspectTicketRequest { ticket: "rdropabc".into() })
+        .inspect_ticket(pb::InspectTicketRequest {
+            ticket: "rdropabc".into(),
+        })
         .await
         .expect_err("garbage accepted");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
@@ -186,7 +210,11 @@ async fn garbage_tickets_are_invalid_argument() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn sharing_missing_or_internal_paths_fails_clearly() -> Result<()> {
     let a = TestDaemon::start().await?;
-    let status = a.node().get_status(pb::GetStatusRequest {}).await?.into_inner();
+    let status = a
+        .node()
+        .get_status(pb::GetStatusRequest {})
+        .await?
+        .into_inner();
     for (path, code) in [
         ("/definitely/not/here".to_string(), tonic::Code::NotFound),
         ("relative/path".to_string(), tonic::Code::InvalidArgument),

@@ -92,7 +92,9 @@ pub async fn share(socket: Option<PathBuf>, out: &Out, args: ShareArgs) -> Resul
             _ => {}
         }
     }
-    Err(CliError::failed("the daemon ended the share without a result"))
+    Err(CliError::failed(
+        "the daemon ended the share without a result",
+    ))
 }
 
 pub async fn shares(socket: Option<PathBuf>, out: &Out, cmd: SharesCmd) -> Result<(), CliError> {
@@ -138,6 +140,8 @@ pub async fn unshare(socket: Option<PathBuf>, out: &Out, hash: String) -> Result
         .into_inner()
         .share
         .unwrap_or_default();
-    out.emit(share_json(&s), || format!("Unshared {} ({})", s.name, s.hash));
+    out.emit(share_json(&s), || {
+        format!("Unshared {} ({})", s.name, s.hash)
+    });
     Ok(())
 }

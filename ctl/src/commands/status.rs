@@ -13,7 +13,11 @@ use crate::{
 
 pub async fn status(socket: Option<PathBuf>, out: &Out) -> Result<(), CliError> {
     let c = client::connect(socket).await?;
-    let s = c.node().get_status(pb::GetStatusRequest {}).await?.into_inner();
+    let s = c
+        .node()
+        .get_status(pb::GetStatusRequest {})
+        .await?
+        .into_inner();
     out.emit(
         json!({
             "endpoint_id": s.endpoint_id,
@@ -52,7 +56,13 @@ pub async fn status(socket: Option<PathBuf>, out: &Out) -> Result<(), CliError> 
 
 pub async fn id(socket: Option<PathBuf>, out: &Out) -> Result<(), CliError> {
     let c = client::connect(socket).await?;
-    let s = c.node().get_status(pb::GetStatusRequest {}).await?.into_inner();
-    out.emit(json!({ "endpoint_id": s.endpoint_id }), || s.endpoint_id.clone());
+    let s = c
+        .node()
+        .get_status(pb::GetStatusRequest {})
+        .await?
+        .into_inner();
+    out.emit(json!({ "endpoint_id": s.endpoint_id }), || {
+        s.endpoint_id.clone()
+    });
     Ok(())
 }

@@ -23,9 +23,13 @@ pub enum TransfersCmd {
 }
 
 fn is_terminal(t: &pb::Transfer) -> bool {
-    [TransferState::Completed, TransferState::Failed, TransferState::Cancelled]
-        .iter()
-        .any(|s| *s as i32 == t.state)
+    [
+        TransferState::Completed,
+        TransferState::Failed,
+        TransferState::Cancelled,
+    ]
+    .iter()
+    .any(|s| *s as i32 == t.state)
 }
 
 /// Follows a transfer to its end with a progress bar; returns the final row.
@@ -39,7 +43,11 @@ pub async fn follow(c: &Client, id: u64, out: &Out) -> Result<pb::Transfer, CliE
     let mut last = None;
     while let Some(t) = stream.message().await? {
         if t.bytes_total > 0 && bar.is_none() && !is_terminal(&t) {
-            let name = if t.name.is_empty() { format!("transfer {id}") } else { t.name.clone() };
+            let name = if t.name.is_empty() {
+                format!("transfer {id}")
+            } else {
+                t.name.clone()
+            };
             let b = out.bar(t.bytes_total, name);
             bar = Some(b);
         }
@@ -78,11 +86,19 @@ pub fn report(out: &Out, t: &pb::Transfer) -> Result<(), CliError> {
     if out.json {
         println!("{}", transfer_json(t));
     }
-    let what = if t.state == TransferState::Cancelled as i32 { "was cancelled" } else { "failed" };
+    let what = if t.state == TransferState::Cancelled as i32 {
+        "was cancelled"
+    } else {
+        "failed"
+    };
     Err(CliError::failed(format!(
         "transfer {} {what}: {}",
         t.id,
-        if t.last_error.is_empty() { "no reason recorded" } else { &t.last_error }
+        if t.last_error.is_empty() {
+            "no reason recorded"
+        } else {
+            &t.last_error
+        }
     )))
 }
 
@@ -96,12 +112,18 @@ pub async fn run(socket: Option<PathBuf>, out: &Out, cmd: TransfersCmd) -> Resul
                 .await?
                 .into_inner()
                 .transfers;
-            out.emit(Value::Array(list.iter().map(transfer_json).collect()), || {
-                if list.is_empty() {
-                    return "No transfers. Start one with `ringdropctl fetch TICKET`.".into();
-                }
-                list.iter().map(transfer_line).collect::<Vec<_>>().join("\n")
-            });
+            out.emit(
+                Value::Array(list.iter().map(transfer_json).collect()),
+                || {
+                    if list.is_empty() {
+                        return "No transfers. Start one with `ringdropctl fetch TICKET`.".into();
+                    }
+                    list.iter()
+                        .map(transfer_line)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+            );
         }
         TransfersCmd::Show { id } => {
             let t = c

@@ -94,11 +94,7 @@ fn builder(config: &Config, key: SecretKey) -> iroh::endpoint::Builder {
     b
 }
 
-async fn try_bind(
-    config: &Config,
-    key: SecretKey,
-    port: u16,
-) -> Result<Endpoint, NodeError> {
+async fn try_bind(config: &Config, key: SecretKey, port: u16) -> Result<Endpoint, NodeError> {
     let b = builder(config, key).clear_ip_transports();
     let (b, shown) = match config.bind {
         Some(addr) => (

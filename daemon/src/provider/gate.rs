@@ -26,7 +26,7 @@ use iroh_blobs::{
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::registry::Registry;
+use crate::registry::{Registry, RegistryError};
 
 /// Counters of the gate's decisions and of what it served.
 #[derive(Debug, Default)]
@@ -42,14 +42,16 @@ enum Ask<'a> {
     Observe(Hash),
 }
 
+/// A registry failure refuses the request (fail closed).
+fn lookup<T>(r: Result<T, RegistryError>) -> Result<T, AbortReason> {
+    r.map_err(|e| {
+        warn!("gate: registry lookup failed, refusing: {e}");
+        AbortReason::Permission
+    })
+}
+
 /// Whether the request may be served and which share it is served for.
 fn decide(registry: &Registry, ask: &Ask<'_>) -> Result<Option<Hash>, AbortReason> {
-    let lookup = |r: Result<_, _>| {
-        r.map_err(|e| {
-            warn!("gate: registry lookup failed, refusing: {e}");
-            AbortReason::Permission
-        })
-    };
     // The share a blob may be served for, as a raw blob.
     let raw_share = |hash: &Hash| -> Result<Option<Hash>, AbortReason> {
         if lookup(registry.share(hash))?.is_some() {
@@ -65,7 +67,9 @@ fn decide(registry: &Registry, ask: &Ask<'_>) -> Result<Option<Hash>, AbortReaso
             if !req.ranges.is_blob() {
                 return Err(AbortReason::Permission);
             }
-            raw_share(&req.hash)?.map(Some).ok_or(AbortReason::Permission)
+            raw_share(&req.hash)?
+                .map(Some)
+                .ok_or(AbortReason::Permission)
         }
         Ask::GetMany(req) => {
             let mut first = None;

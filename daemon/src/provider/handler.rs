@@ -59,8 +59,12 @@ impl ProtocolHandler for BlobsGate {
         if let Ok(mut live) = self.live.lock() {
             live.insert(key, (peer, connection.clone()));
         }
-        iroh_blobs::provider::handle_connection(connection, self.store.clone(), self.events.clone())
-            .await;
+        iroh_blobs::provider::handle_connection(
+            connection,
+            self.store.clone(),
+            self.events.clone(),
+        )
+        .await;
         if let Ok(mut live) = self.live.lock() {
             live.remove(&key);
         }

@@ -7,10 +7,7 @@ mod records;
 use std::path::Path;
 
 use iroh_blobs::Hash;
-use redb::{
-    Database, MultimapTableDefinition, ReadableDatabase, ReadableMultimapTable, ReadableTable,
-    TableDefinition,
-};
+use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition};
 
 pub use records::{ShareRecord, TransferRecord, TransferState};
 
@@ -81,7 +78,9 @@ impl Registry {
             let mut meta = tx.open_table(META)?;
             let found = meta.get(KEY_SCHEMA)?.map(|v| v.value());
             match found {
-                Some(v) if v > SCHEMA_VERSION => return Err(RegistryError::NewerSchema { found: v }),
+                Some(v) if v > SCHEMA_VERSION => {
+                    return Err(RegistryError::NewerSchema { found: v })
+                }
                 Some(_) => {}
                 None => {
                     meta.insert(KEY_SCHEMA, SCHEMA_VERSION)?;

@@ -29,8 +29,12 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<NodeServer<node::NodeService>>().await;
-    health.set_serving::<SharesServer<shares::SharesService>>().await;
-    health.set_serving::<TransfersServer<transfers::TransfersService>>().await;
+    health
+        .set_serving::<SharesServer<shares::SharesService>>()
+        .await;
+    health
+        .set_serving::<TransfersServer<transfers::TransfersService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(ringdrop_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -43,31 +47,36 @@ pub async fn serve(
         }
     };
 
-    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener).filter_map(move |conn| {
-        let policy = policy.clone();
-        async move {
-            match conn {
-                Ok(stream) => match policy.check(&stream) {
-                    Ok(()) => Some(Ok::<_, std::io::Error>(stream)),
-                    Err(why) => {
-                        warn!("control socket: refused a client: {why}");
+    let incoming =
+        tokio_stream::wrappers::UnixListenerStream::new(listener).filter_map(move |conn| {
+            let policy = policy.clone();
+            async move {
+                match conn {
+                    Ok(stream) => match policy.check(&stream) {
+                        Ok(()) => Some(Ok::<_, std::io::Error>(stream)),
+                        Err(why) => {
+                            warn!("control socket: refused a client: {why}");
+                            None
+                        }
+                    },
+                    Err(e) => {
+                        warn!("control socket accept failed: {e}");
                         None
                     }
-                },
-                Err(e) => {
-                    warn!("control socket accept failed: {e}");
-                    None
                 }
             }
-        }
-    });
+        });
 
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_optional_service(reflection)
         .add_service(NodeServer::new(node::NodeService::new(daemon.clone())))
-        .add_service(SharesServer::new(shares::SharesService::new(daemon.clone())))
-        .add_service(TransfersServer::new(transfers::TransfersService::new(daemon)))
+        .add_service(SharesServer::new(shares::SharesService::new(
+            daemon.clone(),
+        )))
+        .add_service(TransfersServer::new(transfers::TransfersService::new(
+            daemon,
+        )))
         .serve_with_incoming_shutdown(incoming, stop)
         .await
 }

@@ -44,7 +44,11 @@ impl Node for NodeService {
         &self,
         req: Request<pb::InspectTicketRequest>,
     ) -> Result<Response<pb::InspectTicketResponse>, Status> {
-        let t = self.daemon.inspect_ticket(&req.into_inner().ticket).map_err(st)?;
+        let t = self
+            .daemon
+            .inspect_ticket(&req.into_inner().ticket)
+            .map_err(st)?;
+        let relay_url = t.addr.relay_urls().next().map(|u| u.to_string());
         Ok(Response::new(pb::InspectTicketResponse {
             kind: match t.kind {
                 TicketKind::Ringdrop => "ringdrop",
@@ -52,7 +56,7 @@ impl Node for NodeService {
             }
             .into(),
             endpoint_id: t.addr.id.to_string(),
-            relay_url: t.addr.relay_urls().next().map(|u| u.to_string()).unwrap_or_default(),
+            relay_url: relay_url.unwrap_or_default(),
             direct_addresses: t.addr.ip_addrs().map(|a| a.to_string()).collect(),
             hash: t.content.hash.to_string(),
             format: match t.content.format {

@@ -111,8 +111,14 @@ impl Shares for SharesService {
         &self,
         req: Request<pb::UnshareRequest>,
     ) -> Result<Response<pb::UnshareResponse>, Status> {
-        let rec = self.daemon.unshare(&req.into_inner().hash).await.map_err(st)?;
-        let ticket = self.daemon.ticket(rec.hash, &rec.name, TicketFormat::Ringdrop);
+        let rec = self
+            .daemon
+            .unshare(&req.into_inner().hash)
+            .await
+            .map_err(st)?;
+        let ticket = self
+            .daemon
+            .ticket(rec.hash, &rec.name, TicketFormat::Ringdrop);
         Ok(Response::new(pb::UnshareResponse {
             share: Some(convert::share(&rec, ticket, 0)),
         }))

@@ -55,7 +55,9 @@ impl PeerPolicy {
 
     /// Checks the peer credentials of an accepted connection.
     pub fn check(&self, stream: &UnixStream) -> Result<(), String> {
-        let cred = stream.peer_cred().map_err(|e| format!("no peer credentials: {e}"))?;
+        let cred = stream
+            .peer_cred()
+            .map_err(|e| format!("no peer credentials: {e}"))?;
         let uid = cred.uid();
         if uid == self.uid || uid == 0 {
             return Ok(());
@@ -79,9 +81,11 @@ fn supplementary_groups(pid: i32) -> Vec<u32> {
     fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Groups:"))
-                .map(|g| g.split_whitespace().filter_map(|n| n.parse().ok()).collect())
+            s.lines().find_map(|l| l.strip_prefix("Groups:")).map(|g| {
+                g.split_whitespace()
+                    .filter_map(|n| n.parse().ok())
+                    .collect()
+            })
         })
         .unwrap_or_default()
 }

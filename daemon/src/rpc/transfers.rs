@@ -53,7 +53,11 @@ impl Transfers for TransfersService {
         &self,
         req: Request<pb::GetTransferRequest>,
     ) -> Result<Response<pb::Transfer>, Status> {
-        let view = self.daemon.transfers().get(req.into_inner().id).map_err(st)?;
+        let view = self
+            .daemon
+            .transfers()
+            .get(req.into_inner().id)
+            .map_err(st)?;
         Ok(Response::new(convert::transfer(&view)))
     }
 

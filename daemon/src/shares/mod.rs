@@ -142,8 +142,11 @@ pub async fn share(
             }
         })
     };
-    let imported: Result<Vec<TempTag>, ShareError> = futures::stream::iter(files.iter())
-        .map(|f| import_file(store, f, &hashed))
+    let imported: Result<Vec<TempTag>, ShareError> = futures::stream::iter(files.clone())
+        .map(|f| {
+            let (store, hashed) = (store.clone(), hashed.clone());
+            async move { import_file(&store, &f, &hashed).await }
+        })
         .buffered(IMPORT_PARALLELISM)
         .try_collect()
         .await;

@@ -92,7 +92,12 @@ pub fn scan(
     Ok((path, files))
 }
 
-fn walk(dir: &Path, prefix: &str, data_dir: &Path, out: &mut Vec<ScannedFile>) -> Result<(), ScanError> {
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    data_dir: &Path,
+    out: &mut Vec<ScannedFile>,
+) -> Result<(), ScanError> {
     let mut entries: Vec<_> = fs::read_dir(dir)
         .map_err(io_err(dir))?
         .collect::<Result<_, _>>()

@@ -31,12 +31,6 @@ pub enum AttemptError {
     Permanent(String),
 }
 
-impl AttemptError {
-    pub fn is_permanent(&self) -> bool {
-        matches!(self, Self::Permanent(_))
-    }
-}
-
 /// What the attempt learned about the content.
 #[derive(Debug, Clone)]
 pub struct Content {
@@ -124,7 +118,9 @@ async fn small_get(
             GetProgressItem::Error(e) => return Err(classify(&e, ticket, me)),
         }
     }
-    Err(AttemptError::Transient("request ended without a result".into()))
+    Err(AttemptError::Transient(
+        "request ended without a result".into(),
+    ))
 }
 
 async fn validated_size(store: &Store, hash: Hash) -> Result<Option<u64>, AttemptError> {
@@ -144,7 +140,9 @@ pub async fn learn_content(
     let root = ticket.content.hash;
     if ticket.content.format == BlobFormat::Raw {
         if validated_size(store, root).await?.is_none() {
-            let req = GetRequest::builder().root(ChunkRanges::last_chunk()).build(root);
+            let req = GetRequest::builder()
+                .root(ChunkRanges::last_chunk())
+                .build(root);
             small_get(store, conn, req, u64::MAX, received, ticket, me).await?;
         }
         let size = validated_size(store, root)
@@ -152,7 +150,11 @@ pub async fn learn_content(
             .ok_or_else(|| AttemptError::Transient("provider did not send the size".into()))?;
         let name = ticket.name.clone().unwrap_or_else(|| root.to_string());
         return Ok(Content {
-            entries: vec![Entry { name, hash: root, size }],
+            entries: vec![Entry {
+                name,
+                hash: root,
+                size,
+            }],
             overhead: 0,
         });
     }
@@ -167,10 +169,21 @@ pub async fn learn_content(
         .await
         .map_err(store_err)?;
     if !local.is_complete() {
-        small_get(store, conn, local.missing(), MAX_METADATA, received, ticket, me).await?;
+        small_get(
+            store,
+            conn,
+            local.missing(),
+            MAX_METADATA,
+            received,
+            ticket,
+            me,
+        )
+        .await?;
     }
-    let collection = Collection::load(root, &**store).await.map_err(|e| {
-        AttemptError::Permanent(format!("the ticket does not point at a valid collection: {e}"))
+    let collection = Collection::load(root, store).await.map_err(|e| {
+        AttemptError::Permanent(format!(
+            "the ticket does not point at a valid collection: {e}"
+        ))
     })?;
     let mut overhead = validated_size(store, root).await?.unwrap_or(0);
     let seq = store.get_bytes(root).await.map_err(store_err)?;
@@ -190,7 +203,16 @@ pub async fn learn_content(
                 b = b.child(i as u64 + 1, ChunkRanges::last_chunk());
             }
         }
-        small_get(store, conn, b.build(root), MAX_METADATA, received, ticket, me).await?;
+        small_get(
+            store,
+            conn,
+            b.build(root),
+            MAX_METADATA,
+            received,
+            ticket,
+            me,
+        )
+        .await?;
         for (i, (_, hash)) in collection.iter().enumerate() {
             if sizes[i].is_none() {
                 sizes[i] = validated_size(store, *hash).await?;
@@ -238,5 +260,7 @@ pub async fn fetch_missing(
             GetProgressItem::Error(e) => return Err(classify(&e, ticket, me)),
         }
     }
-    Err(AttemptError::Transient("transfer ended without a result".into()))
+    Err(AttemptError::Transient(
+        "transfer ended without a result".into(),
+    ))
 }

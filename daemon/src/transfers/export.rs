@@ -30,7 +30,9 @@ pub struct Entry {
 pub enum ExportError {
     #[error("the collection contains an unsafe file name {0:?} (absolute, '..', empty component or NUL); nothing was written")]
     UnsafeName(String),
-    #[error("the collection names {0:?} twice (or as both a file and a directory); nothing was written")]
+    #[error(
+        "the collection names {0:?} twice (or as both a file and a directory); nothing was written"
+    )]
     Conflict(String),
     #[error("{0} already exists: pass --force to replace it, or choose another --out")]
     Exists(PathBuf),
@@ -39,7 +41,11 @@ pub enum ExportError {
     #[error("destination must be an absolute path: {0}")]
     NotAbsolute(PathBuf),
     #[error("not enough free space at {path}: need {need} bytes, {avail} available")]
-    NoSpace { path: PathBuf, need: u64, avail: u64 },
+    NoSpace {
+        path: PathBuf,
+        need: u64,
+        avail: u64,
+    },
     #[error("cannot write {path}: {msg}")]
     Io { path: PathBuf, msg: String },
     #[error("the store cannot export {hash}: {msg}")]
@@ -60,7 +66,10 @@ pub fn sanitize(name: &str) -> Result<Vec<&str>, ExportError> {
         return Err(bad());
     }
     let parts: Vec<&str> = name.split('/').collect();
-    if parts.iter().any(|p| p.is_empty() || *p == "." || *p == "..") {
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || *p == "." || *p == "..")
+    {
         return Err(bad());
     }
     Ok(parts)
@@ -199,10 +208,18 @@ fn temp_path(final_path: &Path, tag: u64) -> PathBuf {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), ExportError> {
-    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
 }
 
-async fn place(store: &Store, entry: &Entry, path: &Path, tag: u64, log: &mut Created) -> Result<(), ExportError> {
+async fn place(
+    store: &Store,
+    entry: &Entry,
+    path: &Path,
+    tag: u64,
+    log: &mut Created,
+) -> Result<(), ExportError> {
     let parent = path.parent().unwrap_or(Path::new("/"));
     log.mkdirs(parent)?;
     let tmp = temp_path(path, tag);
@@ -220,7 +237,10 @@ async fn place(store: &Store, entry: &Entry, path: &Path, tag: u64, log: &mut Cr
             hash: entry.hash,
             msg: e.to_string(),
         })?;
-    let f = fs::OpenOptions::new().write(true).open(&tmp).map_err(io(&tmp))?;
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
     drop(f);
     fs::rename(&tmp, path).map_err(io(path))?;
@@ -266,10 +286,23 @@ mod tests {
 
     #[test]
     fn unsafe_names_are_refused() {
-        for n in ["", "/etc/passwd", "../x", "a/../../x", "a//b", "a/./b", "a/", "a\0b", ".."] {
+        for n in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "a/./b",
+            "a/",
+            "a\0b",
+            "..",
+        ] {
             assert!(sanitize(n).is_err(), "{n:?} accepted");
         }
-        assert_eq!(sanitize("dir/sub dir/ü.txt").unwrap(), vec!["dir", "sub dir", "ü.txt"]);
+        assert_eq!(
+            sanitize("dir/sub dir/ü.txt").unwrap(),
+            vec!["dir", "sub dir", "ü.txt"]
+        );
     }
 
     #[test]
@@ -286,10 +319,19 @@ mod tests {
         let p = plan(&tmp.join("new"), &[entry("d/a"), entry("d/s/b")], false).unwrap();
         assert_eq!(p.items[1].1, tmp.join("new/s/b"));
         // collisions
-        assert!(matches!(plan(&tmp, &[entry("a"), entry("a")], false), Err(ExportError::Conflict(_))));
-        assert!(matches!(plan(&tmp, &[entry("a"), entry("a/b")], false), Err(ExportError::Conflict(_))));
+        assert!(matches!(
+            plan(&tmp, &[entry("a"), entry("a")], false),
+            Err(ExportError::Conflict(_))
+        ));
+        assert!(matches!(
+            plan(&tmp, &[entry("a"), entry("a/b")], false),
+            Err(ExportError::Conflict(_))
+        ));
         fs::write(tmp.join("f.txt"), b"x").unwrap();
-        assert!(matches!(plan(&tmp, &[entry("f.txt")], false), Err(ExportError::Exists(_))));
+        assert!(matches!(
+            plan(&tmp, &[entry("f.txt")], false),
+            Err(ExportError::Exists(_))
+        ));
         assert!(plan(&tmp, &[entry("f.txt")], true).is_ok());
         fs::remove_dir_all(tmp).ok();
     }

@@ -105,7 +105,12 @@ impl TransferManager {
     }
 
     /// Records a new transfer for `ticket` into `dest` and starts it.
-    pub fn start(&self, ticket: &str, dest: PathBuf, force: bool) -> Result<TransferView, TransferError> {
+    pub fn start(
+        &self,
+        ticket: &str,
+        dest: PathBuf,
+        force: bool,
+    ) -> Result<TransferView, TransferError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(TransferError::ShuttingDown);
         }
@@ -189,7 +194,13 @@ impl TransferManager {
 
     /// One transfer, live if it is running.
     pub fn get(&self, id: u64) -> Result<TransferView, TransferError> {
-        if let Some(tx) = self.inner.live.lock().ok().and_then(|l| l.get(&id).cloned()) {
+        if let Some(tx) = self
+            .inner
+            .live
+            .lock()
+            .ok()
+            .and_then(|l| l.get(&id).cloned())
+        {
             return Ok(tx.borrow().clone());
         }
         let rec = self
@@ -206,14 +217,22 @@ impl TransferManager {
             .inner
             .live
             .lock()
-            .map(|l| l.iter().map(|(id, tx)| (*id, tx.borrow().clone())).collect())
+            .map(|l| {
+                l.iter()
+                    .map(|(id, tx)| (*id, tx.borrow().clone()))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut out: Vec<TransferView> = self
             .inner
             .registry
             .transfers()?
             .into_iter()
-            .map(|rec| live.get(&rec.id).cloned().unwrap_or(TransferView { rec, rate: 0 }))
+            .map(|rec| {
+                live.get(&rec.id)
+                    .cloned()
+                    .unwrap_or(TransferView { rec, rate: 0 })
+            })
             .collect();
         out.reverse();
         Ok(out)
@@ -221,8 +240,17 @@ impl TransferManager {
 
     /// Follows one transfer: a receiver that sees every update until it ends
     /// (`None` when it has already ended; use [`Self::get`]).
-    pub fn subscribe(&self, id: u64) -> Result<Option<watch::Receiver<TransferView>>, TransferError> {
-        if let Some(tx) = self.inner.live.lock().ok().and_then(|l| l.get(&id).cloned()) {
+    pub fn subscribe(
+        &self,
+        id: u64,
+    ) -> Result<Option<watch::Receiver<TransferView>>, TransferError> {
+        if let Some(tx) = self
+            .inner
+            .live
+            .lock()
+            .ok()
+            .and_then(|l| l.get(&id).cloned())
+        {
             return Ok(Some(tx.subscribe()));
         }
         self.inner

@@ -92,7 +92,9 @@ impl Worker {
                 if last != Some(key) {
                     last = Some(key);
                     let registry = registry.clone();
-                    tokio::task::spawn_blocking(move || registry.put_transfer(&rec)).await.ok();
+                    tokio::task::spawn_blocking(move || registry.put_transfer(&rec))
+                        .await
+                        .ok();
                 }
             }
         })
@@ -181,7 +183,10 @@ impl Worker {
                         backoff = BACKOFF_START;
                     }
                     let wait = jittered(backoff);
-                    info!(id = self.id(), "attempt failed, retrying in {wait:.1?}: {msg}");
+                    info!(
+                        id = self.id(),
+                        "attempt failed, retrying in {wait:.1?}: {msg}"
+                    );
                     self.update(|v| {
                         v.rec.last_error = Some(msg);
                         v.rate = 0;
