@@ -105,7 +105,7 @@ impl Ticket {
         });
         // Serialising plain data into a Vec cannot fail.
         let bytes = postcard::to_stdvec(&wire).unwrap_or_default();
-        format!("{PREFIX}{}", BASE32.encode(&bytes))
+        format!("{PREFIX}{}", BASE32.encode(&bytes).to_ascii_lowercase())
     }
 
     fn decode_ringdrop(body: &str) -> Result<Self, TicketError> {

@@ -19,13 +19,19 @@ struct Daemon {
 
 impl Daemon {
     fn spawn(dir: &Path) -> Result<Self> {
+        Self::spawn_with(dir, &["--bind", "127.0.0.1:0"])
+    }
+
+    /// Relays and mDNS off, plus `extra` flags.
+    fn spawn_with(dir: &Path, extra: &[&str]) -> Result<Self> {
         let socket = dir.join("d.sock");
         let child = Command::new(bin("ringdropd")?)
             .args(["--data-dir"])
             .arg(dir.join("data"))
             .arg("--socket")
             .arg(&socket)
-            .args(["--relay", "disabled", "--no-mdns", "--bind", "127.0.0.1:0"])
+            .args(["--relay", "disabled", "--no-mdns"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -214,5 +220,33 @@ fn stale_socket_is_replaced_and_sigterm_removes_it() -> Result<()> {
     let status = d.child.wait()?;
     assert!(status.success(), "graceful exit on SIGTERM: {status}");
     assert!(!d.socket.exists(), "socket removed on shutdown");
+    Ok(())
+}
+
+#[test]
+fn udp_port_is_kept_across_restarts() -> Result<()> {
+    let dir = temp_dir("rdrop-bin-")?;
+    let port = |d: &Daemon| -> Result<u16> {
+        let status = d.json(&["status"])?;
+        let addrs = status["direct_addresses"].as_array().context("addresses")?;
+        let first = addrs
+            .first()
+            .and_then(|a| a.as_str())
+            .context("no address")?;
+        Ok(first.parse::<std::net::SocketAddr>()?.port())
+    };
+    let mut first = Daemon::spawn_with(&dir, &[])?;
+    let p1 = port(&first)?;
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(first.child.id() as i32, libc::SIGTERM) };
+    first.child.wait()?;
+    let second = Daemon::spawn_with(&dir, &[])?;
+    assert_eq!(
+        port(&second)?,
+        p1,
+        "the endpoint's UDP port changed across a restart"
+    );
+    let kept = std::fs::read_to_string(dir.join("data/port"))?;
+    assert_eq!(kept.trim(), p1.to_string());
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::{
 };
 
 use iroh::{
-    endpoint::{presets, BindOpts},
+    endpoint::{presets, BindOpts, PortmapperConfig},
     Endpoint, RelayMode, SecretKey,
 };
 use tracing::{info, warn};
@@ -91,6 +91,12 @@ fn builder(config: &Config, key: SecretKey) -> iroh::endpoint::Builder {
         RelayChoice::Disabled => b.relay_mode(RelayMode::Disabled).clear_address_lookup(),
         RelayChoice::Url(url) => b.relay_mode(RelayMode::custom([url.clone()])),
     };
+    // Offline or loopback-only nodes must not probe the LAN gateway
+    // (UPnP / PCP / NAT-PMP): no packet leaves the machine.
+    let loopback = config.bind.is_some_and(|a| a.ip().is_loopback());
+    if config.relay == RelayChoice::Disabled || loopback {
+        b = b.portmapper_config(PortmapperConfig::Disabled);
+    }
     b
 }
 

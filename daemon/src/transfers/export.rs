@@ -75,10 +75,13 @@ pub fn sanitize(name: &str) -> Result<Vec<&str>, ExportError> {
     Ok(parts)
 }
 
-/// Where each file goes.
+/// Where each file goes; files already present with the right content
+/// are left out.
 #[derive(Debug)]
 pub struct Plan {
     pub items: Vec<(Entry, PathBuf)>,
+    /// Final paths that already hold the right bytes.
+    pub present: Vec<PathBuf>,
 }
 
 /// Decides the final path of every entry, checking names and collisions.
@@ -115,17 +118,38 @@ pub fn plan(dest: &Path, entries: &[Entry], force: bool) -> Result<Plan, ExportE
         }
         items.push((e.clone(), path));
     }
-    for (e, path) in &items {
-        if dirs.contains(path) {
+    let mut planned = Vec::with_capacity(items.len());
+    let mut present = Vec::new();
+    for (e, path) in items {
+        if dirs.contains(&path) {
             return Err(ExportError::Conflict(e.name.clone()));
         }
-        match fs::symlink_metadata(path) {
-            Ok(m) if m.is_dir() => return Err(ExportError::IsDir(path.clone())),
-            Ok(_) if !force => return Err(ExportError::Exists(path.clone())),
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => return Err(ExportError::IsDir(path)),
+            // Already there, byte for byte (e.g. placed just before a crash):
+            // nothing to write, nothing overwritten.
+            Ok(m) if m.is_file() && m.len() == e.size && same_content(&path, &e.hash) => {
+                present.push(path);
+                continue;
+            }
+            Ok(_) if !force => return Err(ExportError::Exists(path)),
             _ => {}
         }
+        planned.push((e, path));
     }
-    Ok(Plan { items })
+    Ok(Plan {
+        items: planned,
+        present,
+    })
+}
+
+/// Whether the file at `path` hashes to `hash` (BLAKE3, as iroh-blobs).
+fn same_content(path: &Path, hash: &Hash) -> bool {
+    let mut hasher = blake3::Hasher::new();
+    match fs::File::open(path).and_then(|f| hasher.update_reader(f).map(|_| ())) {
+        Ok(()) => Hash::from(hasher.finalize()) == *hash,
+        Err(_) => false,
+    }
 }
 
 /// Free bytes for unprivileged users on the filesystem holding `path`
@@ -249,7 +273,8 @@ async fn place(
     Ok(())
 }
 
-/// Writes every planned file; all or nothing. Returns the files written.
+/// Writes every planned file; all or nothing. Returns every file of the
+/// content at the destination (written now or already present).
 pub async fn export(store: &Store, plan: &Plan, tag: u64) -> Result<Vec<PathBuf>, ExportError> {
     let mut log = Created::default();
     let mut parents = BTreeSet::new();
@@ -269,7 +294,9 @@ pub async fn export(store: &Store, plan: &Plan, tag: u64) -> Result<Vec<PathBuf>
             return Err(e);
         }
     }
-    Ok(log.files)
+    let mut files = plan.present.clone();
+    files.append(&mut log.files);
+    Ok(files)
 }
 
 #[cfg(test)]

@@ -200,11 +200,14 @@ impl Worker {
     }
 
     async fn attempt(&self) -> Result<Vec<PathBuf>, AttemptError> {
-        let ticket = &self.ticket;
-        let conn = attempt::connect(&self.endpoint, ticket).await?;
+        let session = attempt::Session {
+            store: &self.store,
+            conn: attempt::connect(&self.endpoint, &self.ticket).await?,
+            ticket: &self.ticket,
+            me: &self.endpoint,
+        };
         let mut received = 0;
-        let learned =
-            attempt::learn_content(&self.store, &conn, ticket, &self.endpoint, &mut received).await;
+        let learned = session.learn_content(&mut received).await;
         self.update(|v| v.rec.bytes_received += received);
         let content = learned?;
         let total = content.total();
@@ -212,9 +215,14 @@ impl Worker {
             let rec = &self.publish.borrow().rec;
             (rec.dest.clone(), rec.force)
         };
-        let plan = export::plan(&dest, &content.entries, force)
-            .map_err(|e| AttemptError::Permanent(e.to_string()))?;
-        let done = attempt::local_payload(&self.store, ticket.content, content.overhead).await?;
+        let plan = {
+            let (dest, entries) = (dest.clone(), content.entries.clone());
+            tokio::task::spawn_blocking(move || export::plan(&dest, &entries, force))
+                .await
+                .map_err(|e| AttemptError::Transient(e.to_string()))?
+                .map_err(|e| AttemptError::Permanent(e.to_string()))?
+        };
+        let done = session.local_payload(content.overhead).await?;
         let top = content
             .entries
             .first()
@@ -235,19 +243,20 @@ impl Worker {
 
         let base_received = self.publish.borrow().rec.bytes_received;
         let mut window = (Instant::now(), base_received);
-        attempt::fetch_missing(&self.store, conn, ticket, &self.endpoint, |n| {
-            let received = base_received + n;
-            self.publish.send_modify(|v| {
-                v.rec.bytes_received = received;
-                v.rec.bytes_done = (done + n).min(total);
-                let elapsed = window.0.elapsed();
-                if elapsed >= Duration::from_secs(1) {
-                    v.rate = ((received - window.1) as f64 / elapsed.as_secs_f64()) as u64;
-                    window = (Instant::now(), received);
-                }
-            });
-        })
-        .await?;
+        session
+            .fetch_missing(|n| {
+                let received = base_received + n;
+                self.publish.send_modify(|v| {
+                    v.rec.bytes_received = received;
+                    v.rec.bytes_done = (done + n).min(total);
+                    let elapsed = window.0.elapsed();
+                    if elapsed >= Duration::from_secs(1) {
+                        v.rate = ((received - window.1) as f64 / elapsed.as_secs_f64()) as u64;
+                        window = (Instant::now(), received);
+                    }
+                });
+            })
+            .await?;
         self.update(|v| v.rec.bytes_done = total);
         export::export(&self.store, &plan, self.id())
             .await
