@@ -75,11 +75,12 @@ fn signals() -> std::io::Result<impl std::future::Future<Output = ()> + Send + '
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,iroh=warn,noq=warn,iroh_blobs=warn")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            EnvFilter::new("info,iroh=warn,noq=warn,iroh_blobs=warn,swarm_discovery=warn")
+        }))
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     let config = config(args);
