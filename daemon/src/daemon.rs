@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use crate::{
     config::Config,
     node::{self, NodeError},
-    provider::{spawn_gate, BlobsGate, GateStats},
+    provider::{spawn_gate, BlobsGate, GateStats, RateLimit},
     registry::{Registry, RegistryError, ShareRecord},
     shares::{self, ShareError, ShareEvent},
     ticket::{Ticket, TicketError, TicketKind},
@@ -129,7 +129,8 @@ impl Daemon {
         let endpoint = node::bind_endpoint(&config).await?;
 
         let gate_stats = Arc::new(GateStats::default());
-        let (events, _gate_task) = spawn_gate(registry.clone(), gate_stats.clone());
+        let limit = config.max_upload_rate.map(|r| Arc::new(RateLimit::new(r)));
+        let (events, _gate_task) = spawn_gate(registry.clone(), gate_stats.clone(), limit);
         let gate = BlobsGate::new((*store).clone(), events);
         let router = Router::builder(endpoint.clone())
             .accept(iroh_blobs::ALPN, gate)

@@ -33,6 +33,9 @@ struct Args {
     /// Where fetches go when the client names no destination.
     #[arg(long, env = "RINGDROP_DOWNLOAD_DIR")]
     download_dir: Option<PathBuf>,
+    /// Upload limit for everything this node serves, e.g. 10M (bytes per second).
+    #[arg(long, env = "RINGDROP_MAX_UPLOAD_RATE", value_parser = ringdropd::config::parse_bytes)]
+    max_upload_rate: Option<u64>,
 }
 
 fn config(args: Args) -> Config {
@@ -56,6 +59,7 @@ fn config(args: Args) -> Config {
     if let Some(d) = args.download_dir {
         c.download_dir = d;
     }
+    c.max_upload_rate = args.max_upload_rate.or(c.max_upload_rate);
     c
 }
 

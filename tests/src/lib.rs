@@ -25,6 +25,7 @@ pub struct TestDaemon {
     pub dir: PathBuf,
     pub socket: PathBuf,
     pub bind: SocketAddr,
+    pub config: Config,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), ringdropd::RunError>>>,
     pub channel: Channel,
@@ -40,22 +41,44 @@ pub async fn channel(socket: &Path) -> Result<Channel> {
 impl TestDaemon {
     /// A fresh daemon in a new temp dir.
     pub async fn start() -> Result<Self> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A fresh daemon whose config `tweak` adjusts (e.g. an upload limit).
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("rdrop-test-")
             .tempdir()?
             .keep();
-        Self::start_in(&dir, SocketAddr::from(([127, 0, 0, 1], 0))).await
+        let mut config = Config::isolated(&dir);
+        tweak(&mut config);
+        Self::start_config(config).await
     }
 
     /// A daemon on `dir` (reusing its data) bound to `bind`.
     pub async fn start_in(dir: &Path, bind: SocketAddr) -> Result<Self> {
         let mut config = Config::isolated(dir);
         config.bind = Some(bind);
+        Self::start_config(config).await
+    }
+
+    /// A daemon with exactly `config`.
+    pub async fn start_config(config: Config) -> Result<Self> {
+        let dir = config
+            .data_dir
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .to_path_buf();
+        let bind = config.bind.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
         let socket = config.socket.clone();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(ringdropd::run(config, Listener::Create, async move {
-            stop_rx.await.ok();
-        }));
+        let task = tokio::spawn(ringdropd::run(
+            config.clone(),
+            Listener::Create,
+            async move {
+                stop_rx.await.ok();
+            },
+        ));
         let channel = tokio::time::timeout(TIMEOUT, async {
             loop {
                 if task.is_finished() {
@@ -70,9 +93,10 @@ impl TestDaemon {
         .await
         .context("daemon did not start")??;
         let mut d = Self {
-            dir: dir.to_path_buf(),
+            dir,
             socket,
             bind,
+            config,
             stop: Some(stop_tx),
             task: Some(task),
             channel,
@@ -90,6 +114,7 @@ impl TestDaemon {
             .find(|a| a.ip() == bind.ip())
         {
             d.bind = a;
+            d.config.bind = Some(a);
         }
         Ok(d)
     }
@@ -117,10 +142,10 @@ impl TestDaemon {
         Ok(())
     }
 
-    /// Stops and starts again on the same data dir and port.
+    /// Stops and starts again with the same config, data dir and port.
     pub async fn restart(mut self) -> Result<Self> {
         self.stop().await?;
-        Self::start_in(&self.dir.clone(), self.bind).await
+        Self::start_config(self.config.clone()).await
     }
 
     /// Shares `path` and returns the final message.
@@ -275,4 +300,181 @@ pub fn list_tree(dir: &Path) -> Vec<String> {
     walk(dir, dir, &mut out);
     out.sort();
     out
+}
+
+/// A real `ringdropd` process (relays and mDNS off), killed on drop.
+pub struct BinDaemon {
+    pub child: std::process::Child,
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    pub args: Vec<String>,
+}
+
+impl BinDaemon {
+    /// Starts `ringdropd` on `dir` with `extra` flags (default bind: 127.0.0.1:0).
+    pub fn spawn(dir: &Path, extra: &[&str]) -> Result<Self> {
+        let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        if !args.iter().any(|a| a == "--bind") {
+            args.extend(["--bind".to_string(), "127.0.0.1:0".to_string()]);
+        }
+        Self::spawn_args(dir, args)
+    }
+
+    /// Starts `ringdropd` without --bind (all interfaces, kept port).
+    pub fn spawn_unbound(dir: &Path) -> Result<Self> {
+        Self::spawn_args(dir, Vec::new())
+    }
+
+    fn spawn_args(dir: &Path, args: Vec<String>) -> Result<Self> {
+        let socket = dir.join("d.sock");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("ringdropd.log"))?;
+        let child = std::process::Command::new(bin("ringdropd")?)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(["--relay", "disabled", "--no-mdns"])
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        let d = Self {
+            child,
+            dir: dir.to_path_buf(),
+            socket,
+            args,
+        };
+        d.wait_ready()?;
+        Ok(d)
+    }
+
+    fn wait_ready(&self) -> Result<()> {
+        let start = std::time::Instant::now();
+        while start.elapsed() < TIMEOUT {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!(
+            "ringdropd did not come up; log: {}",
+            self.dir.join("ringdropd.log").display()
+        )
+    }
+
+    /// `kill -9`, and wait for the process to be gone.
+    pub fn kill9(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// SIGTERM, and wait for a graceful exit.
+    pub fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        Ok(self.child.wait()?)
+    }
+
+    /// Starts the same daemon again (same data dir, socket and flags).
+    pub fn restart(&mut self) -> Result<()> {
+        *self = Self::spawn_args(&self.dir, self.args.clone())?;
+        Ok(())
+    }
+
+    /// The UDP address the endpoint bound (loopback), for restarting on the same port.
+    pub async fn bound(&self) -> Result<SocketAddr> {
+        let s = self
+            .node()
+            .await?
+            .get_status(pb::GetStatusRequest {})
+            .await?
+            .into_inner();
+        s.direct_addresses
+            .iter()
+            .filter_map(|a| a.parse::<SocketAddr>().ok())
+            .find(|a| a.ip().is_loopback())
+            .context("no loopback address")
+    }
+
+    pub async fn node(&self) -> Result<NodeClient<Channel>> {
+        Ok(NodeClient::new(channel(&self.socket).await?))
+    }
+
+    pub async fn shares(&self) -> Result<SharesClient<Channel>> {
+        Ok(SharesClient::new(channel(&self.socket).await?))
+    }
+
+    pub async fn transfers(&self) -> Result<TransfersClient<Channel>> {
+        Ok(TransfersClient::new(channel(&self.socket).await?))
+    }
+
+    /// Runs `ringdropctl --socket <ours> ARGS`.
+    pub fn ctl(&self, args: &[&str]) -> Result<std::process::Output> {
+        Ok(std::process::Command::new(bin("ringdropctl")?)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()?)
+    }
+}
+
+impl Drop for BinDaemon {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// Follows transfer `id` of the daemon behind `socket` until `pred` holds
+/// or the transfer ends (the daemon must stay up meanwhile).
+pub async fn watch_until(
+    socket: &Path,
+    id: u64,
+    pred: impl Fn(&pb::Transfer) -> bool,
+) -> Result<pb::Transfer> {
+    tokio::time::timeout(TIMEOUT, async {
+        let mut s = TransfersClient::new(channel(socket).await?)
+            .watch_transfer(pb::WatchTransferRequest { id })
+            .await?
+            .into_inner();
+        let mut last = None;
+        while let Some(t) = s.message().await? {
+            if pred(&t) || is_terminal(&t) {
+                return Ok(t);
+            }
+            last = Some(t);
+        }
+        last.context("watch ended without any update")
+    })
+    .await
+    .context("timed out watching the transfer")?
+}
+
+/// Waits (polling, reconnecting) until transfer `id` ends; for daemons
+/// that are restarted meanwhile.
+pub async fn wait_done(socket: &Path, id: u64) -> Result<pb::Transfer> {
+    tokio::time::timeout(TIMEOUT, async {
+        loop {
+            if let Ok(c) = channel(socket).await {
+                if let Ok(t) = TransfersClient::new(c)
+                    .get_transfer(pb::GetTransferRequest { id })
+                    .await
+                {
+                    let t = t.into_inner();
+                    if is_terminal(&t) {
+                        return Ok(t);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .context("timed out waiting for the transfer to end")?
 }

@@ -2,60 +2,27 @@
 
 use std::{
     os::unix::fs::PermissionsExt,
-    path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    path::Path,
+    process::{Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context, Result};
-use ringdrop_tests::{bin, random_file, temp_dir};
+use ringdrop_tests::{bin, random_file, temp_dir, BinDaemon};
 use serde_json::Value;
 
-/// A ringdropd process, killed on drop.
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-}
+/// A real daemon plus the JSON helper the tests use.
+struct Daemon(BinDaemon);
 
 impl Daemon {
     fn spawn(dir: &Path) -> Result<Self> {
-        Self::spawn_with(dir, &["--bind", "127.0.0.1:0"])
-    }
-
-    /// Relays and mDNS off, plus `extra` flags.
-    fn spawn_with(dir: &Path, extra: &[&str]) -> Result<Self> {
-        let socket = dir.join("d.sock");
-        let child = Command::new(bin("ringdropd")?)
-            .args(["--data-dir"])
-            .arg(dir.join("data"))
-            .arg("--socket")
-            .arg(&socket)
-            .args(["--relay", "disabled", "--no-mdns"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let d = Self { child, socket };
-        d.wait_ready()?;
-        Ok(d)
-    }
-
-    fn wait_ready(&self) -> Result<()> {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(60) {
-            if ctl(&self.socket, &["status"])?.status.success() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!("ringdropd did not come up")
+        Ok(Self(BinDaemon::spawn(dir, &[])?))
     }
 
     fn json(&self, args: &[&str]) -> Result<Value> {
         let mut full = vec!["--json"];
         full.extend_from_slice(args);
-        let out = ctl(&self.socket, &full)?;
+        let out = self.0.ctl(&full)?;
         if !out.status.success() {
             bail!(
                 "ringdropctl {args:?} failed ({}): {}",
@@ -67,10 +34,16 @@ impl Daemon {
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
+impl std::ops::Deref for Daemon {
+    type Target = BinDaemon;
+    fn deref(&self) -> &BinDaemon {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut BinDaemon {
+        &mut self.0
     }
 }
 
@@ -215,9 +188,7 @@ fn stale_socket_is_replaced_and_sigterm_removes_it() -> Result<()> {
     // A socket file nobody listens on.
     drop(std::os::unix::net::UnixListener::bind(dir.join("d.sock"))?);
     let mut d = Daemon::spawn(&dir)?;
-    // SAFETY: plain kill(2) on our own child.
-    unsafe { libc::kill(d.child.id() as i32, libc::SIGTERM) };
-    let status = d.child.wait()?;
+    let status = d.terminate()?;
     assert!(status.success(), "graceful exit on SIGTERM: {status}");
     assert!(!d.socket.exists(), "socket removed on shutdown");
     Ok(())
@@ -235,12 +206,12 @@ fn udp_port_is_kept_across_restarts() -> Result<()> {
             .context("no address")?;
         Ok(first.parse::<std::net::SocketAddr>()?.port())
     };
-    let mut first = Daemon::spawn_with(&dir, &[])?;
+    // No --bind: all interfaces, on the port kept in the data dir.
+    let mut first = Daemon(BinDaemon::spawn_unbound(&dir)?);
     let p1 = port(&first)?;
-    // SAFETY: plain kill(2) on our own child.
-    unsafe { libc::kill(first.child.id() as i32, libc::SIGTERM) };
-    first.child.wait()?;
-    let second = Daemon::spawn_with(&dir, &[])?;
+    first.terminate()?;
+    drop(first);
+    let second = Daemon(BinDaemon::spawn_unbound(&dir)?);
     assert_eq!(
         port(&second)?,
         p1,

@@ -20,6 +20,19 @@ pub enum TransfersCmd {
     Show { id: u64 },
     /// Wait until a transfer ends: exit 0 when completed, 1 when it failed or was cancelled.
     Wait { id: u64 },
+    /// Pause a queued or running transfer (its data is kept).
+    Pause { id: u64 },
+    /// Resume a paused or failed transfer.
+    Resume { id: u64 },
+    /// Cancel a transfer; nothing is written to its destination.
+    Cancel {
+        id: u64,
+        /// Also free the partial data it fetched.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Follow progress and state changes of all transfers (--json: one object per line).
+    Watch,
 }
 
 fn is_terminal(t: &pb::Transfer) -> bool {
@@ -136,6 +149,60 @@ pub async fn run(socket: Option<PathBuf>, out: &Out, cmd: TransfersCmd) -> Resul
         TransfersCmd::Wait { id } => {
             let t = follow(&c, id, out).await?;
             report(out, &t)?;
+        }
+        TransfersCmd::Pause { id } => {
+            let t = c
+                .transfers()
+                .pause_transfer(pb::PauseTransferRequest { id })
+                .await?
+                .into_inner();
+            out.emit(transfer_json(&t), || format!("Paused transfer {id}"));
+        }
+        TransfersCmd::Resume { id } => {
+            let t = c
+                .transfers()
+                .resume_transfer(pb::ResumeTransferRequest { id })
+                .await?
+                .into_inner();
+            out.emit(transfer_json(&t), || {
+                format!("Resumed transfer {id}; follow it with `ringdropctl transfers wait {id}`")
+            });
+        }
+        TransfersCmd::Cancel { id, purge } => {
+            let t = c
+                .transfers()
+                .cancel_transfer(pb::CancelTransferRequest { id, purge })
+                .await?
+                .into_inner();
+            out.emit(transfer_json(&t), || {
+                format!(
+                    "Cancelled transfer {id}{}",
+                    if purge { " and freed its data" } else { "" }
+                )
+            });
+        }
+        TransfersCmd::Watch => watch(&c, out).await?,
+    }
+    Ok(())
+}
+
+/// Prints every change of every transfer until interrupted.
+async fn watch(c: &Client, out: &Out) -> Result<(), CliError> {
+    let mut stream = c
+        .transfers()
+        .watch_transfers(pb::WatchTransfersRequest {})
+        .await?
+        .into_inner();
+    while let Some(t) = stream.message().await? {
+        if out.json {
+            println!("{}", transfer_json(&t));
+        } else {
+            let rate = if t.rate > 0 {
+                format!("  {}/s", bytes(t.rate))
+            } else {
+                String::new()
+            };
+            println!("{}{rate}", transfer_line(&t));
         }
     }
     Ok(())

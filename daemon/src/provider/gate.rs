@@ -26,6 +26,7 @@ use iroh_blobs::{
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use super::RateLimit;
 use crate::registry::{Registry, RegistryError};
 
 /// Counters of the gate's decisions and of what it served.
@@ -119,14 +120,23 @@ fn count_served(
 }
 
 /// Starts the gate task; returns the sender to give the provider.
-pub fn spawn_gate(registry: Registry, stats: Arc<GateStats>) -> (EventSender, JoinHandle<()>) {
+/// `limit` turns on the per-chunk throttle hook (costly, so only when set).
+pub fn spawn_gate(
+    registry: Registry,
+    stats: Arc<GateStats>,
+    limit: Option<Arc<RateLimit>>,
+) -> (EventSender, JoinHandle<()>) {
     let mask = EventMask {
         connected: ConnectMode::Intercept,
         get: RequestMode::InterceptLog,
         get_many: RequestMode::InterceptLog,
         push: RequestMode::Disabled,
         observe: ObserveMode::Intercept,
-        throttle: ThrottleMode::None,
+        throttle: if limit.is_some() {
+            ThrottleMode::Intercept
+        } else {
+            ThrottleMode::None
+        },
     };
     let (tx, mut rx) = EventSender::channel(64, mask);
     let task = tokio::spawn(async move {
@@ -174,7 +184,14 @@ pub fn spawn_gate(registry: Registry, stats: Arc<GateStats>) -> (EventSender, Jo
                     msg.tx.send(Err(AbortReason::Permission)).await.ok();
                 }
                 ProviderMessage::Throttle(msg) => {
-                    msg.tx.send(Ok(())).await.ok();
+                    // Wait off the gate task so other requests are decided meanwhile.
+                    let limit = limit.clone();
+                    tokio::spawn(async move {
+                        if let Some(limit) = limit {
+                            limit.acquire(msg.size).await;
+                        }
+                        msg.tx.send(Ok(())).await.ok();
+                    });
                 }
                 _ => {}
             }

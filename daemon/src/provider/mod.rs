@@ -3,6 +3,8 @@
 
 mod gate;
 mod handler;
+mod throttle;
 
 pub use gate::{spawn_gate, GateStats};
 pub use handler::BlobsGate;
+pub use throttle::RateLimit;

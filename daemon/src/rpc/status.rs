@@ -57,6 +57,8 @@ impl ToStatus for TransferError {
             TransferError::RelativeDest(_) => status(Code::InvalidArgument, self),
             TransferError::Registry(e) => e.to_status(),
             TransferError::ShuttingDown => status(Code::Unavailable, self),
+            TransferError::InvalidState { .. } => status(Code::FailedPrecondition, self),
+            TransferError::Store(_) => status(Code::Internal, self),
         }
     }
 }

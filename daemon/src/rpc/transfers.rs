@@ -1,6 +1,6 @@
 //! `ringdrop.v1.Transfers`: fetch, list, get, watch.
 
-use std::{path::PathBuf, pin::Pin};
+use std::{collections::HashMap, path::PathBuf, pin::Pin};
 
 use futures::Stream;
 use ringdrop_proto::v1::{self as pb, transfers_server::Transfers};
@@ -23,9 +23,34 @@ impl TransfersService {
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::Transfer, Status>> + Send>>;
 
+/// Whether a client following transfers should hear about `b` after `a`.
+fn changed(a: &pb::Transfer, b: &pb::Transfer) -> bool {
+    (
+        a.state,
+        a.bytes_total,
+        a.bytes_done,
+        a.bytes_received,
+        a.attempts,
+    ) != (
+        b.state,
+        b.bytes_total,
+        b.bytes_done,
+        b.bytes_received,
+        b.attempts,
+    ) || a.last_error != b.last_error
+}
+
+fn finished(t: &pb::Transfer) -> bool {
+    use pb::TransferState::*;
+    [Completed, Failed, Cancelled]
+        .iter()
+        .any(|s| *s as i32 == t.state)
+}
+
 #[tonic::async_trait]
 impl Transfers for TransfersService {
     type WatchTransferStream = WatchStream;
+    type WatchTransfersStream = WatchStream;
 
     async fn fetch(
         &self,
@@ -91,5 +116,90 @@ impl Transfers for TransfersService {
             tx.send(last).await.ok();
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(out))))
+    }
+
+    async fn watch_transfers(
+        &self,
+        _req: Request<pb::WatchTransfersRequest>,
+    ) -> Result<Response<Self::WatchTransfersStream>, Status> {
+        let transfers = self.daemon.transfers().clone();
+        let mut changes = transfers.changes();
+        let stop = self.daemon.shutdown_token();
+        let (tx, out) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut seen: HashMap<u64, pb::Transfer> = HashMap::new();
+            let mut first = true;
+            loop {
+                changes.borrow_and_update();
+                let list = match transfers.list() {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tx.send(Err(st(e))).await.ok();
+                        return;
+                    }
+                };
+                for v in list.iter().rev() {
+                    let t = convert::transfer(v);
+                    let news = match seen.get(&t.id) {
+                        Some(prev) => changed(prev, &t),
+                        // At first only what is still going on.
+                        None => !first || !finished(&t),
+                    };
+                    if news && tx.send(Ok(t.clone())).await.is_err() {
+                        return;
+                    }
+                    seen.insert(t.id, t);
+                }
+                first = false;
+                tokio::select! {
+                    r = changes.changed() => if r.is_err() { return },
+                    _ = stop.cancelled() => return,
+                    _ = tx.closed() => return,
+                }
+                // Coalesce bursts: at most ~5 rounds a second.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
+    }
+
+    async fn pause_transfer(
+        &self,
+        req: Request<pb::PauseTransferRequest>,
+    ) -> Result<Response<pb::Transfer>, Status> {
+        let v = self
+            .daemon
+            .transfers()
+            .pause(req.into_inner().id)
+            .await
+            .map_err(st)?;
+        Ok(Response::new(convert::transfer(&v)))
+    }
+
+    async fn resume_transfer(
+        &self,
+        req: Request<pb::ResumeTransferRequest>,
+    ) -> Result<Response<pb::Transfer>, Status> {
+        let v = self
+            .daemon
+            .transfers()
+            .resume(req.into_inner().id)
+            .await
+            .map_err(st)?;
+        Ok(Response::new(convert::transfer(&v)))
+    }
+
+    async fn cancel_transfer(
+        &self,
+        req: Request<pb::CancelTransferRequest>,
+    ) -> Result<Response<pb::Transfer>, Status> {
+        let req = req.into_inner();
+        let v = self
+            .daemon
+            .transfers()
+            .cancel(req.id, req.purge)
+            .await
+            .map_err(st)?;
+        Ok(Response::new(convert::transfer(&v)))
     }
 }

@@ -182,12 +182,15 @@ pub fn check_space(path: &Path, need: u64) -> Result<(), ExportError> {
     Ok(())
 }
 
-/// Undo log: what this export created, removed again if it fails.
+/// Undo log: what this export created. Dropped without `commit` (an
+/// error, or the transfer was paused or cancelled mid-export), it removes
+/// all of it again.
 #[derive(Default)]
 struct Created {
     dirs: Vec<PathBuf>,
     files: Vec<PathBuf>,
     temp: Option<PathBuf>,
+    committed: bool,
 }
 
 impl Created {
@@ -208,8 +211,18 @@ impl Created {
         Ok(())
     }
 
-    fn rollback(self) {
-        if let Some(t) = self.temp {
+    fn commit(mut self) -> Vec<PathBuf> {
+        self.committed = true;
+        std::mem::take(&mut self.files)
+    }
+}
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        if let Some(t) = self.temp.take() {
             fs::remove_file(t).ok();
         }
         for f in self.files.iter().rev() {
@@ -279,23 +292,17 @@ pub async fn export(store: &Store, plan: &Plan, tag: u64) -> Result<Vec<PathBuf>
     let mut log = Created::default();
     let mut parents = BTreeSet::new();
     for (entry, path) in &plan.items {
-        if let Err(e) = place(store, entry, path, tag, &mut log).await {
-            log.rollback();
-            return Err(e);
-        }
+        place(store, entry, path, tag, &mut log).await?;
         if let Some(p) = path.parent() {
             parents.insert(p.to_path_buf());
         }
     }
     // Make the renames durable before the transfer is reported complete.
     for dir in &parents {
-        if let Err(e) = sync_dir(dir) {
-            log.rollback();
-            return Err(e);
-        }
+        sync_dir(dir)?;
     }
     let mut files = plan.present.clone();
-    files.append(&mut log.files);
+    files.append(&mut log.commit());
     Ok(files)
 }
 

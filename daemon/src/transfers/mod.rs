@@ -34,8 +34,16 @@ pub enum TransferError {
     RelativeDest(PathBuf),
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error("the blob store failed: {0}")]
+    Store(String),
     #[error("the daemon is shutting down")]
     ShuttingDown,
+    #[error("transfer {id} is {state}: it cannot be {action}")]
+    InvalidState {
+        id: u64,
+        state: &'static str,
+        action: &'static str,
+    },
 }
 
 /// A transfer as clients see it: the row plus live figures.
@@ -51,11 +59,33 @@ pub fn transfer_tag(id: u64) -> String {
     format!("transfer/{id}")
 }
 
+fn invalid(id: u64, state: TransferState, action: &'static str) -> TransferError {
+    TransferError::InvalidState {
+        id,
+        state: state.name(),
+        action,
+    }
+}
+
 pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// Why a worker was asked to stop (none: the daemon shuts down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StopReason {
+    Pause,
+    Cancel { purge: bool },
+}
+
+/// A transfer that has a worker right now.
+struct Live {
+    publish: watch::Sender<TransferView>,
+    stop: CancellationToken,
+    reason: Arc<Mutex<Option<StopReason>>>,
 }
 
 struct Inner {
@@ -64,7 +94,9 @@ struct Inner {
     endpoint: Endpoint,
     data_dir: PathBuf,
     slots: Arc<Semaphore>,
-    live: Mutex<HashMap<u64, watch::Sender<TransferView>>>,
+    live: Mutex<HashMap<u64, Live>>,
+    /// Bumped on every change of any transfer, for `watch`.
+    changes: watch::Sender<u64>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -98,6 +130,7 @@ impl TransferManager {
                 data_dir,
                 slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
                 live: Mutex::new(HashMap::new()),
+                changes: watch::channel(0).0,
                 tasks: TaskTracker::new(),
                 shutdown,
             }),
@@ -167,9 +200,19 @@ impl TransferManager {
 
     fn spawn(&self, rec: TransferRecord, ticket: Ticket) -> TransferView {
         let view = TransferView { rec, rate: 0 };
+        let id = view.rec.id;
         let (tx, _) = watch::channel(view.clone());
+        let stop = self.inner.shutdown.child_token();
+        let reason = Arc::new(Mutex::new(None));
         if let Ok(mut live) = self.inner.live.lock() {
-            live.insert(view.rec.id, tx.clone());
+            live.insert(
+                id,
+                Live {
+                    publish: tx.clone(),
+                    stop: stop.clone(),
+                    reason: reason.clone(),
+                },
+            );
         }
         let worker = worker::Worker {
             registry: self.inner.registry.clone(),
@@ -177,31 +220,139 @@ impl TransferManager {
             endpoint: self.inner.endpoint.clone(),
             data_dir: self.inner.data_dir.clone(),
             slots: self.inner.slots.clone(),
-            shutdown: self.inner.shutdown.clone(),
+            stop,
+            reason,
             ticket,
             publish: tx,
+            changes: self.inner.changes.clone(),
         };
         let this = self.clone();
-        let id = view.rec.id;
         self.inner.tasks.spawn(async move {
             worker.run().await;
             if let Ok(mut live) = this.inner.live.lock() {
                 live.remove(&id);
             }
+            this.touch();
         });
+        self.touch();
         view
+    }
+
+    fn touch(&self) {
+        self.inner.changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Receives a new value whenever any transfer changed.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+
+    /// Asks the worker of `id` to stop for `reason`; false if it has none.
+    fn stop_live(&self, id: u64, reason: StopReason) -> bool {
+        let Ok(live) = self.inner.live.lock() else {
+            return false;
+        };
+        let Some(l) = live.get(&id) else { return false };
+        if let Ok(mut r) = l.reason.lock() {
+            r.get_or_insert(reason);
+        }
+        l.stop.cancel();
+        true
+    }
+
+    /// Waits until `id` has no worker any more and returns its row.
+    async fn settled(&self, id: u64) -> Result<TransferView, TransferError> {
+        let mut changes = self.changes();
+        loop {
+            let live = self
+                .inner
+                .live
+                .lock()
+                .map(|l| l.contains_key(&id))
+                .unwrap_or(false);
+            if !live {
+                return self.get(id);
+            }
+            if changes.changed().await.is_err() {
+                return self.get(id);
+            }
+        }
+    }
+
+    fn stored(&self, id: u64) -> Result<TransferRecord, TransferError> {
+        self.inner
+            .registry
+            .transfer(id)?
+            .ok_or(TransferError::NotFound(id))
+    }
+
+    /// Pauses a queued or running transfer; its data is kept.
+    pub async fn pause(&self, id: u64) -> Result<TransferView, TransferError> {
+        if self.stop_live(id, StopReason::Pause) {
+            return self.settled(id).await;
+        }
+        let rec = self.stored(id)?;
+        match rec.state {
+            TransferState::Paused => Ok(TransferView { rec, rate: 0 }),
+            s => Err(invalid(id, s, "paused")),
+        }
+    }
+
+    /// Queues a paused or failed transfer again.
+    pub async fn resume(&self, id: u64) -> Result<TransferView, TransferError> {
+        if self
+            .inner
+            .live
+            .lock()
+            .map(|l| l.contains_key(&id))
+            .unwrap_or(false)
+        {
+            // Already queued or running.
+            return self.get(id);
+        }
+        let mut rec = self.stored(id)?;
+        match rec.state {
+            TransferState::Paused | TransferState::Failed => {}
+            s => return Err(invalid(id, s, "resumed")),
+        }
+        let ticket: Ticket = rec.ticket.parse()?;
+        rec.state = TransferState::Queued;
+        rec.updated_at = now();
+        self.inner.registry.put_transfer(&rec)?;
+        Ok(self.spawn(rec, ticket))
+    }
+
+    /// Cancels a transfer that has not completed; `purge` also releases
+    /// its partial data to garbage collection.
+    pub async fn cancel(&self, id: u64, purge: bool) -> Result<TransferView, TransferError> {
+        if self.stop_live(id, StopReason::Cancel { purge }) {
+            return self.settled(id).await;
+        }
+        let mut rec = self.stored(id)?;
+        match rec.state {
+            TransferState::Completed => return Err(invalid(id, rec.state, "cancelled")),
+            TransferState::Cancelled if !purge => return Ok(TransferView { rec, rate: 0 }),
+            _ => {}
+        }
+        if purge {
+            self.inner
+                .store
+                .tags()
+                .delete(transfer_tag(id))
+                .await
+                .map_err(|e| TransferError::Store(e.to_string()))?;
+        }
+        rec.state = TransferState::Cancelled;
+        rec.updated_at = now();
+        self.inner.registry.put_transfer(&rec)?;
+        self.touch();
+        Ok(TransferView { rec, rate: 0 })
     }
 
     /// One transfer, live if it is running.
     pub fn get(&self, id: u64) -> Result<TransferView, TransferError> {
-        if let Some(tx) = self
-            .inner
-            .live
-            .lock()
-            .ok()
-            .and_then(|l| l.get(&id).cloned())
-        {
-            return Ok(tx.borrow().clone());
+        if let Some(v) = self.live_view(id) {
+            return Ok(v);
         }
         let rec = self
             .inner
@@ -209,6 +360,12 @@ impl TransferManager {
             .transfer(id)?
             .ok_or(TransferError::NotFound(id))?;
         Ok(TransferView { rec, rate: 0 })
+    }
+
+    fn live_view(&self, id: u64) -> Option<TransferView> {
+        let live = self.inner.live.lock().ok()?;
+        let v = live.get(&id)?.publish.borrow().clone();
+        Some(v)
     }
 
     /// All transfers, newest first.
@@ -219,7 +376,7 @@ impl TransferManager {
             .lock()
             .map(|l| {
                 l.iter()
-                    .map(|(id, tx)| (*id, tx.borrow().clone()))
+                    .map(|(id, l)| (*id, l.publish.borrow().clone()))
                     .collect()
             })
             .unwrap_or_default();
@@ -244,14 +401,14 @@ impl TransferManager {
         &self,
         id: u64,
     ) -> Result<Option<watch::Receiver<TransferView>>, TransferError> {
-        if let Some(tx) = self
+        let rx = self
             .inner
             .live
             .lock()
             .ok()
-            .and_then(|l| l.get(&id).cloned())
-        {
-            return Ok(Some(tx.subscribe()));
+            .and_then(|l| l.get(&id).map(|l| l.publish.subscribe()));
+        if rx.is_some() {
+            return Ok(rx);
         }
         self.inner
             .registry

@@ -5,7 +5,7 @@
 
 use std::{
     path::PathBuf,
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -20,7 +20,7 @@ use tracing::{info, warn};
 
 use super::{
     attempt::{self, AttemptError},
-    export, now, transfer_tag, TransferView,
+    export, now, transfer_tag, StopReason, TransferView,
 };
 use crate::{
     registry::{Registry, TransferState},
@@ -37,9 +37,12 @@ pub(super) struct Worker {
     pub endpoint: Endpoint,
     pub data_dir: PathBuf,
     pub slots: Arc<Semaphore>,
-    pub shutdown: CancellationToken,
+    /// Cancelled on pause, cancel and daemon shutdown.
+    pub stop: CancellationToken,
+    pub reason: Arc<Mutex<Option<StopReason>>>,
     pub ticket: Ticket,
     pub publish: watch::Sender<TransferView>,
+    pub changes: watch::Sender<u64>,
 }
 
 /// Outcome of the attempt loop.
@@ -63,6 +66,7 @@ impl Worker {
             f(v);
             v.rec.updated_at = now();
         });
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     async fn persist(&self) {
@@ -104,56 +108,69 @@ impl Worker {
         let id = self.id();
         let permit = tokio::select! {
             p = self.slots.clone().acquire_owned() => p.ok(),
-            _ = self.shutdown.cancelled() => None,
+            _ = self.stop.cancelled() => None,
         };
-        if permit.is_none() {
-            self.update(|v| v.rec.state = TransferState::Queued);
-            self.persist().await;
-            return;
-        }
-        self.update(|v| v.rec.state = TransferState::Running);
-        self.persist().await;
-
-        let stop = CancellationToken::new();
-        let persister = self.spawn_persister(stop.clone());
-        let end = tokio::select! {
-            end = self.attempts() => end,
-            _ = self.shutdown.cancelled() => End::Stopped,
+        let end = match permit {
+            None => End::Stopped,
+            Some(_permit) => {
+                self.update(|v| v.rec.state = TransferState::Running);
+                self.persist().await;
+                let stop = CancellationToken::new();
+                let persister = self.spawn_persister(stop.clone());
+                let end = tokio::select! {
+                    end = self.attempts() => end,
+                    _ = self.stop.cancelled() => End::Stopped,
+                };
+                stop.cancel();
+                persister.await.ok();
+                end
+            }
         };
-        stop.cancel();
-        persister.await.ok();
+        self.finish(id, end).await;
+    }
 
-        match end {
+    /// Records how the worker ended.
+    async fn finish(&self, id: u64, end: End) {
+        let (state, error) = match end {
             End::Done(files) => {
                 info!(id, "transfer completed");
                 self.update(|v| {
-                    v.rec.state = TransferState::Completed;
                     v.rec.bytes_done = v.rec.bytes_total;
                     v.rec.files = files;
-                    v.rec.last_error = None;
-                    v.rate = 0;
                 });
-                self.persist().await;
-                // The files are at the destination; the store's copy may go.
-                if let Err(e) = self.store.tags().delete(transfer_tag(id)).await {
-                    warn!(id, "cannot release transfer data: {e}");
-                }
+                (TransferState::Completed, None)
             }
             End::Failed(msg) => {
                 warn!(id, "transfer failed: {msg}");
-                self.update(|v| {
-                    v.rec.state = TransferState::Failed;
-                    v.rec.last_error = Some(msg);
-                    v.rate = 0;
-                });
-                self.persist().await;
+                (TransferState::Failed, Some(msg))
             }
             End::Stopped => {
-                self.update(|v| {
-                    v.rec.state = TransferState::Queued;
-                    v.rate = 0;
-                });
-                self.persist().await;
+                let reason = self.reason.lock().ok().and_then(|r| *r);
+                let state = match reason {
+                    None => TransferState::Queued,
+                    Some(StopReason::Pause) => TransferState::Paused,
+                    Some(StopReason::Cancel { .. }) => TransferState::Cancelled,
+                };
+                info!(id, state = state.name(), "transfer stopped");
+                let error = self.publish.borrow().rec.last_error.clone();
+                (state, error)
+            }
+        };
+        self.update(|v| {
+            v.rec.state = state;
+            v.rec.last_error = error;
+            v.rate = 0;
+        });
+        self.persist().await;
+        // Completed: the files are at the destination, the store's copy may
+        // go. Cancelled with purge: the partial data goes too.
+        let purge = matches!(
+            self.reason.lock().ok().and_then(|r| *r),
+            Some(StopReason::Cancel { purge: true })
+        );
+        if state == TransferState::Completed || (state == TransferState::Cancelled && purge) {
+            if let Err(e) = self.store.tags().delete(transfer_tag(id)).await {
+                warn!(id, "cannot release transfer data: {e}");
             }
         }
     }
@@ -231,6 +248,9 @@ impl Worker {
         self.update(|v| {
             v.rec.bytes_total = total;
             v.rec.bytes_done = done.min(total);
+            // Everything the store holds came over the wire; after a crash
+            // the persisted counter may lag behind it.
+            v.rec.bytes_received = v.rec.bytes_received.max(done);
             if v.rec.name.is_empty() {
                 v.rec.name = top;
             }

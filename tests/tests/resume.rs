@@ -1,0 +1,335 @@
+//! Transfers outlive clients, crashes and restarts (real binaries), and obey
+//! pause / resume / cancel.
+//!
+//! Providers run with an upload limit so "half way" is observable on any
+//! machine; every kill is triggered by observed progress, never a timer.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use ringdrop_proto::v1 as pb;
+use ringdrop_tests::{
+    completed, list_tree, random_file, temp_dir, wait_done, watch_until, BinDaemon, TestDaemon,
+};
+
+const MIB: u64 = 1024 * 1024;
+/// Upload limit of the providers in these tests.
+const RATE: &str = "96M";
+
+fn within_resume_budget(bytes: u64, size: u64) -> bool {
+    bytes <= size * 102 / 100 + MIB
+}
+
+async fn share(d: &BinDaemon, path: &Path) -> Result<(String, String)> {
+    let mut s = d
+        .shares()
+        .await?
+        .share(pb::ShareRequest {
+            path: path.display().to_string(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    while let Some(m) = s.message().await? {
+        if let Some(pb::share_progress::Event::Created(c)) = m.event {
+            let hash = c.share.context("share")?.hash;
+            return Ok((c.ticket, hash));
+        }
+    }
+    anyhow::bail!("no share result")
+}
+
+async fn fetch(d: &BinDaemon, ticket: &str, out: &Path) -> Result<u64> {
+    Ok(d.transfers()
+        .await?
+        .fetch(pb::FetchRequest {
+            ticket: ticket.into(),
+            out: out.display().to_string(),
+            force: false,
+        })
+        .await?
+        .into_inner()
+        .transfer
+        .context("transfer")?
+        .id)
+}
+
+/// Bytes the provider served for share `hash`, once its counters settle.
+async fn served_for(d: &BinDaemon, hash: &str, at_least: u64) -> Result<u64> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let list = d
+            .shares()
+            .await?
+            .list_shares(pb::ListSharesRequest {})
+            .await?
+            .into_inner();
+        let served = list
+            .shares
+            .iter()
+            .find(|s| s.hash == hash)
+            .map(|s| s.bytes_served)
+            .unwrap_or(0);
+        if served >= at_least || std::time::Instant::now() > deadline {
+            return Ok(served);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+fn half_way(t: &pb::Transfer) -> bool {
+    t.bytes_total > 0 && t.bytes_done * 100 >= t.bytes_total * 40
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_client_leaves_the_transfer_running() -> Result<()> {
+    let size = 200 * MIB;
+    let src = temp_dir("rdrop-src-")?.join("big.bin");
+    let data = random_file(&src, size as usize)?;
+    let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &["--max-upload-rate", RATE])?;
+    let b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
+    let (ticket, _) = share(&a, &src).await?;
+    let out = temp_dir("rdrop-out-")?;
+
+    let mut client = std::process::Command::new(ringdrop_tests::bin("ringdropctl")?)
+        .arg("--socket")
+        .arg(&b.socket)
+        .args(["fetch", &ticket, "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    // Wait for the transfer to exist and move, then kill the client.
+    let id = tokio::time::timeout(ringdrop_tests::TIMEOUT, async {
+        loop {
+            let list = b
+                .transfers()
+                .await?
+                .list_transfers(pb::ListTransfersRequest {})
+                .await?;
+            if let Some(t) = list.into_inner().transfers.first() {
+                return anyhow::Ok(t.id);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await??;
+    let moving = watch_until(&b.socket, id, |t| t.bytes_done > 0).await?;
+    assert!(
+        !completed(&moving),
+        "finished before the client could be killed"
+    );
+    client.kill()?;
+    client.wait()?;
+
+    let t = watch_until(&b.socket, id, |_| false).await?;
+    assert!(completed(&t), "{t:?}");
+    assert_eq!(std::fs::read(out.join("big.bin"))?, data);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fetching_daemon_killed_half_way_resumes_by_itself() -> Result<()> {
+    let size = 256 * MIB;
+    let src = temp_dir("rdrop-src-")?.join("big.bin");
+    let data = random_file(&src, size as usize)?;
+    let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &["--max-upload-rate", RATE])?;
+    let mut b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
+    let (ticket, hash) = share(&a, &src).await?;
+    let out = temp_dir("rdrop-out-")?;
+    let id = fetch(&b, &ticket, &out).await?;
+
+    let seen = watch_until(&b.socket, id, half_way).await?;
+    assert!(!completed(&seen), "finished before the kill");
+    b.kill9()?;
+    b.restart()?;
+
+    let t = wait_done(&b.socket, id).await?;
+    assert!(completed(&t), "{t:?}");
+    assert_eq!(std::fs::read(out.join("big.bin"))?, data);
+    assert!(
+        within_resume_budget(t.bytes_received, size),
+        "fetcher received {} bytes for {size}",
+        t.bytes_received
+    );
+    let served = served_for(&a, &hash, size).await?;
+    assert!(served >= size, "provider counted {served} bytes served");
+    assert!(
+        within_resume_budget(served, size),
+        "provider served {served} bytes for {size}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_restarted_half_way_transfer_completes() -> Result<()> {
+    let size = 128 * MIB;
+    let src = temp_dir("rdrop-src-")?.join("big.bin");
+    let data = random_file(&src, size as usize)?;
+    let a_dir = temp_dir("rdrop-a-")?;
+    let mut a = BinDaemon::spawn(&a_dir, &["--max-upload-rate", RATE])?;
+    let port = a.bound().await?;
+    let b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
+    let (ticket, _) = share(&a, &src).await?;
+    let out = temp_dir("rdrop-out-")?;
+    let id = fetch(&b, &ticket, &out).await?;
+
+    watch_until(&b.socket, id, half_way).await?;
+    assert!(a.terminate()?.success());
+    // The fetcher notices, then the provider comes back on the same port.
+    let noticed = watch_until(&b.socket, id, |t| !t.last_error.is_empty()).await?;
+    assert!(!completed(&noticed));
+    drop(a);
+    let _a = BinDaemon::spawn(
+        &a_dir,
+        &["--max-upload-rate", RATE, "--bind", &port.to_string()],
+    )?;
+
+    let t = watch_until(&b.socket, id, |_| false).await?;
+    assert!(completed(&t), "{t:?}");
+    assert!(t.attempts >= 2);
+    assert!(
+        within_resume_budget(t.bytes_received, size),
+        "{}",
+        t.bytes_received
+    );
+    assert_eq!(std::fs::read(out.join("big.bin"))?, data);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn collection_of_many_files_resumes_after_kill9() -> Result<()> {
+    let root = temp_dir("rdrop-src-")?.join("many");
+    let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    for i in 0..120 {
+        let rel = PathBuf::from(format!("d{}/f{i:03}.bin", i % 7));
+        let len = (256 * 1024 + i * 7919) as usize;
+        files.push((rel.clone(), random_file(&root.join(&rel), len)?));
+    }
+    let size: u64 = files.iter().map(|(_, d)| d.len() as u64).sum();
+    let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &["--max-upload-rate", "24M"])?;
+    let mut b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
+    let (ticket, _) = share(&a, &root).await?;
+    let out = temp_dir("rdrop-out-")?;
+    let id = fetch(&b, &ticket, &out).await?;
+
+    let seen = watch_until(&b.socket, id, half_way).await?;
+    assert!(!completed(&seen));
+    assert_eq!(
+        seen.bytes_total, size,
+        "progress counts across all children"
+    );
+    b.kill9()?;
+    b.restart()?;
+
+    let t = wait_done(&b.socket, id).await?;
+    assert!(completed(&t), "{t:?}");
+    assert!(
+        within_resume_budget(t.bytes_received, size),
+        "{} for {size}",
+        t.bytes_received
+    );
+    for (rel, data) in &files {
+        assert_eq!(
+            &std::fs::read(out.join("many").join(rel))?,
+            data,
+            "{}",
+            rel.display()
+        );
+    }
+    Ok(())
+}
+
+/// In-process: pause keeps data, resume finishes without refetching, cancel
+/// writes nothing and purge frees the data.
+#[tokio::test(flavor = "multi_thread")]
+async fn pause_resume_cancel() -> Result<()> {
+    let size = 96 * MIB;
+    let src = temp_dir("rdrop-src-")?.join("p.bin");
+    let data = random_file(&src, size as usize)?;
+    let a = TestDaemon::start_with(|c| c.max_upload_rate = Some(64 * MIB)).await?;
+    let b =
+        TestDaemon::start_with(|c| c.gc_interval = std::time::Duration::from_millis(200)).await?;
+    let share = a.share(&src).await?;
+    let out = temp_dir("rdrop-out-")?;
+    let id = b.fetch(&share.ticket, &out).await?;
+    let tc = || b.transfers();
+
+    b.wait_until(id, |t| t.bytes_done > 0).await?;
+    let paused = tc()
+        .pause_transfer(pb::PauseTransferRequest { id })
+        .await?
+        .into_inner();
+    assert_eq!(paused.state, pb::TransferState::Paused as i32);
+    assert!(paused.bytes_done < size);
+    // Pausing twice is fine; resuming a running one is a no-op; cancel of
+    // a completed one is refused below.
+    tc().pause_transfer(pb::PauseTransferRequest { id }).await?;
+    let resumed = tc()
+        .resume_transfer(pb::ResumeTransferRequest { id })
+        .await?
+        .into_inner();
+    assert_ne!(resumed.state, pb::TransferState::Paused as i32);
+    let t = b.wait(id).await?;
+    assert!(completed(&t), "{t:?}");
+    assert!(
+        within_resume_budget(t.bytes_received, size),
+        "{}",
+        t.bytes_received
+    );
+    assert_eq!(std::fs::read(out.join("p.bin"))?, data);
+    let err = tc()
+        .cancel_transfer(pb::CancelTransferRequest { id, purge: false })
+        .await
+        .expect_err("cancelling a completed transfer");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+
+    // Cancel mid-way: no file at the destination.
+    let out2 = temp_dir("rdrop-out-")?;
+    let src2 = temp_dir("rdrop-src-")?.join("q.bin");
+    random_file(&src2, size as usize)?;
+    let share2 = a.share(&src2).await?;
+    let id2 = b.fetch(&share2.ticket, &out2).await?;
+    b.wait_until(id2, |t| t.bytes_done > 8 * MIB).await?;
+    let c = tc()
+        .cancel_transfer(pb::CancelTransferRequest {
+            id: id2,
+            purge: true,
+        })
+        .await?
+        .into_inner();
+    assert_eq!(c.state, pb::TransferState::Cancelled as i32);
+    assert!(
+        list_tree(&out2).is_empty(),
+        "cancelled transfer wrote {:?}",
+        list_tree(&out2)
+    );
+    let resume = tc()
+        .resume_transfer(pb::ResumeTransferRequest { id: id2 })
+        .await;
+    assert_eq!(
+        resume.expect_err("resume cancelled").code(),
+        tonic::Code::FailedPrecondition
+    );
+
+    // Purged: garbage collection reclaims the partial data.
+    let blobs = b.config.data_dir.join("blobs/data");
+    let stored = || -> u64 {
+        std::fs::read_dir(&blobs)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    tokio::time::timeout(ringdrop_tests::TIMEOUT, async {
+        while stored() > MIB {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .context("purged data was not reclaimed")?;
+    Ok(())
+}
