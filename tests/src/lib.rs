@@ -203,23 +203,7 @@ impl TestDaemon {
         id: u64,
         pred: impl Fn(&pb::Transfer) -> bool,
     ) -> Result<pb::Transfer> {
-        tokio::time::timeout(TIMEOUT, async {
-            let mut s = self
-                .transfers()
-                .watch_transfer(pb::WatchTransferRequest { id })
-                .await?
-                .into_inner();
-            let mut last = None;
-            while let Some(t) = s.message().await? {
-                if pred(&t) || is_terminal(&t) {
-                    return Ok(t);
-                }
-                last = Some(t);
-            }
-            last.context("watch ended without any update")
-        })
-        .await
-        .context("timed out waiting for the transfer")?
+        watch_until(&self.socket, id, pred).await
     }
 }
 
