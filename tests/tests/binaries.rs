@@ -136,6 +136,34 @@ fn share_and_fetch_with_the_real_binaries() -> Result<()> {
         served <= data.len() as u64 * 102 / 100 + 1_048_576,
         "bytes_served {served}"
     );
+
+    // Unshared before bob got it: refused, and `transfers wait` exits 1.
+    let src2 = temp_dir("rdrop-bin-src-")?.join("secret.bin");
+    random_file(&src2, 100_000)?;
+    let share = a.json(&["share", src2.to_str().unwrap()])?;
+    let ticket = share["ticket"].as_str().context("ticket")?.to_string();
+    a.json(&["unshare", share["hash"].as_str().unwrap()])?;
+    let out3 = temp_dir("rdrop-bin-out-")?;
+    let refused = b.json(&[
+        "fetch",
+        &ticket,
+        "--out",
+        out3.to_str().unwrap(),
+        "--detach",
+    ])?;
+    let id = refused["id"].as_u64().context("id")?.to_string();
+    let waited = ctl(&b.socket, &["transfers", "wait", &id])?;
+    assert_eq!(waited.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&waited.stderr).contains("refused by"));
+    let direct = ctl(
+        &b.socket,
+        &["fetch", &ticket, "--out", out3.to_str().unwrap()],
+    )?;
+    assert_eq!(
+        direct.status.code(),
+        Some(1),
+        "a refused fetch is an operation failure"
+    );
     Ok(())
 }
 
