@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use ringdrop_proto::{
     paths,
-    v1::{node_client::NodeClient, shares_client::SharesClient, transfers_client::TransfersClient},
+    v1::{
+        node_client::NodeClient, peers_client::PeersClient, rings_client::RingsClient,
+        shares_client::SharesClient, transfers_client::TransfersClient,
+    },
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -22,6 +25,14 @@ impl Client {
 
     pub fn shares(&self) -> SharesClient<Channel> {
         SharesClient::new(self.channel.clone())
+    }
+
+    pub fn rings(&self) -> RingsClient<Channel> {
+        RingsClient::new(self.channel.clone())
+    }
+
+    pub fn peers(&self) -> PeersClient<Channel> {
+        PeersClient::new(self.channel.clone())
     }
 
     pub fn transfers(&self) -> TransfersClient<Channel> {

@@ -52,6 +52,17 @@ enum Command {
     /// List and follow transfers.
     #[command(subcommand)]
     Transfers(commands::transfers::TransfersCmd),
+    /// Rings: named groups of peers a share can be restricted to.
+    #[command(subcommand)]
+    Ring(commands::rings::RingCmd),
+    /// The address book: names for endpoint ids.
+    #[command(subcommand)]
+    Peer(commands::rings::PeerCmd),
+    /// Ask another node what it shares with you.
+    #[command(subcommand)]
+    Remote(commands::rings::RemoteCmd),
+    /// What this node is serving right now, to whom, how fast.
+    Uploads,
 }
 
 async fn dispatch(cli: Cli) -> Result<(), CliError> {
@@ -66,6 +77,10 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Fetch(args) => commands::fetch::fetch(socket, &out, args).await,
         Command::Ticket(cmd) => commands::ticket::run(socket, &out, cmd).await,
         Command::Transfers(cmd) => commands::transfers::run(socket, &out, cmd).await,
+        Command::Ring(cmd) => commands::rings::ring(socket, &out, cmd).await,
+        Command::Peer(cmd) => commands::rings::peer(socket, &out, cmd).await,
+        Command::Remote(cmd) => commands::rings::remote(socket, &out, cmd).await,
+        Command::Uploads => commands::rings::uploads(socket, &out).await,
     }
 }
 

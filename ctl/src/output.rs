@@ -139,5 +139,7 @@ pub fn share_json(s: &pb::Share) -> Value {
         "created_at": s.created_at,
         "ticket": s.ticket,
         "bytes_served": s.bytes_served,
+        "rings": s.rings,
+        "changed": s.changed,
     })
 }

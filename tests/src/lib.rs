@@ -82,7 +82,7 @@ impl TestDaemon {
         let channel = tokio::time::timeout(TIMEOUT, async {
             loop {
                 if task.is_finished() {
-                    bail!("daemon exited during start-up");
+                    return Err(anyhow::anyhow!("daemon exited during start-up"));
                 }
                 if let Ok(c) = channel(&socket).await {
                     return Ok(c);
@@ -91,7 +91,17 @@ impl TestDaemon {
             }
         })
         .await
-        .context("daemon did not start")??;
+        .context("daemon did not start")?;
+        let channel = match channel {
+            Ok(c) => c,
+            Err(e) => {
+                let why = match task.await {
+                    Ok(Err(err)) => err.to_string(),
+                    other => format!("{other:?}"),
+                };
+                bail!("{e}: {why}");
+            }
+        };
         let mut d = Self {
             dir,
             socket,
@@ -159,21 +169,63 @@ impl TestDaemon {
         path: &Path,
         format: pb::TicketFormat,
     ) -> Result<pb::ShareCreated> {
-        let mut s = self
-            .shares()
-            .share(pb::ShareRequest {
-                path: path.display().to_string(),
-                name: String::new(),
-                ticket_format: format as i32,
-            })
-            .await?
-            .into_inner();
+        self.share_req(pb::ShareRequest {
+            path: path.display().to_string(),
+            ticket_format: format as i32,
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Shares `path` restricted to `rings`.
+    pub async fn share_to(&self, path: &Path, rings: &[&str]) -> Result<pb::ShareCreated> {
+        self.share_req(pb::ShareRequest {
+            path: path.display().to_string(),
+            rings: rings.iter().map(|r| r.to_string()).collect(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn share_req(&self, req: pb::ShareRequest) -> Result<pb::ShareCreated> {
+        let mut s = self.shares().share(req).await?.into_inner();
         while let Some(m) = s.message().await? {
             if let Some(pb::share_progress::Event::Created(c)) = m.event {
                 return Ok(c);
             }
         }
         bail!("share stream ended without a result")
+    }
+
+    /// Shares `path` to `rings` and returns a blob ticket for it.
+    pub async fn share_req_blob(&self, path: &Path, rings: &[&str]) -> Result<String> {
+        let c = self
+            .share_req(pb::ShareRequest {
+                path: path.display().to_string(),
+                rings: rings.iter().map(|r| r.to_string()).collect(),
+                ticket_format: pb::TicketFormat::Blob as i32,
+                ..Default::default()
+            })
+            .await?;
+        Ok(c.ticket)
+    }
+
+    /// This daemon's endpoint id.
+    pub async fn id(&self) -> Result<String> {
+        Ok(self
+            .node()
+            .get_status(pb::GetStatusRequest {})
+            .await?
+            .into_inner()
+            .endpoint_id)
+    }
+
+    pub fn rings(&self) -> ringdrop_proto::v1::rings_client::RingsClient<Channel> {
+        ringdrop_proto::v1::rings_client::RingsClient::new(self.channel.clone())
+    }
+
+    pub fn peers(&self) -> ringdrop_proto::v1::peers_client::PeersClient<Channel> {
+        ringdrop_proto::v1::peers_client::PeersClient::new(self.channel.clone())
     }
 
     /// Starts a fetch and returns the transfer id.

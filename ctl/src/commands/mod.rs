@@ -1,6 +1,7 @@
 //! One module per command noun.
 
 pub mod fetch;
+pub mod rings;
 pub mod share;
 pub mod status;
 pub mod ticket;

@@ -31,6 +31,9 @@ pub struct ShareArgs {
     /// Ticket to print.
     #[arg(long, value_enum, default_value = "ringdrop")]
     ticket_format: TicketFormat,
+    /// Restrict to this ring (repeatable); default: "open" (anyone with the ticket).
+    #[arg(long = "ring")]
+    rings: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,6 +53,7 @@ pub async fn share(socket: Option<PathBuf>, out: &Out, args: ShareArgs) -> Resul
         .share(pb::ShareRequest {
             path: path.display().to_string(),
             name: args.name.unwrap_or_default(),
+            rings: args.rings,
             ticket_format: match args.ticket_format {
                 TicketFormat::Ringdrop => pb::TicketFormat::Ringdrop,
                 TicketFormat::Blob => pb::TicketFormat::Blob,
@@ -78,11 +82,12 @@ pub async fn share(socket: Option<PathBuf>, out: &Out, args: ShareArgs) -> Resul
                 v["created"] = Value::from(created.created);
                 out.emit(v, || {
                     format!(
-                        "{} {} ({} files, {})\nhash: {}\n\nFetch it on another machine with:\n  ringdropctl fetch {}",
+                        "{} {} ({} files, {}) with {}\nhash: {}\n\nFetch it on another machine with:\n  ringdropctl fetch {}",
                         if created.created { "Shared" } else { "Already shared" },
                         share.name,
                         share.files,
                         bytes(share.size),
+                        share.rings.join(", "),
                         share.hash,
                         created.ticket
                     )
@@ -114,12 +119,22 @@ pub async fn shares(socket: Option<PathBuf>, out: &Out, cmd: SharesCmd) -> Resul
                 list.iter()
                     .map(|s| {
                         format!(
-                            "{}  {:<24} {:>6} files {:>10}  served {:>10}  {}",
+                            "{}  {:<24} {:>6} files {:>10}  served {:>10}  rings {}{}  {}",
                             &s.hash[..16],
                             s.name,
                             s.files,
                             bytes(s.size),
                             bytes(s.bytes_served),
+                            if s.rings.is_empty() {
+                                "(none: nobody)".to_string()
+                            } else {
+                                s.rings.join(",")
+                            },
+                            if s.changed {
+                                "  CHANGED since sharing: not served, share again to refresh"
+                            } else {
+                                ""
+                            },
                             s.path
                         )
                     })

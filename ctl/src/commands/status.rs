@@ -32,10 +32,13 @@ pub async fn status(socket: Option<PathBuf>, out: &Out) -> Result<(), CliError> 
             "transfers_total": s.transfers_total,
             "bytes_served": s.bytes_served,
             "uptime_secs": s.uptime_secs,
+            "requests_allowed": s.requests_allowed,
+            "requests_refused": s.requests_refused,
+            "uploads": s.uploads,
         }),
         || {
             format!(
-                "ringdropd {}\nendpoint id: {}\naddresses:   {}\nrelay:       {}{}\nmDNS:        {}\ndata dir:    {}\nshares:      {}\ntransfers:   {} active, {} total\nserved:      {}\nuptime:      {}s",
+                "ringdropd {}\nendpoint id: {}\naddresses:   {}\nrelay:       {}{}\nmDNS:        {}\ndata dir:    {}\nshares:      {}\ntransfers:   {} active, {} total\nserved:      {} ({} uploads now; requests {} allowed, {} refused)\nuptime:      {}s",
                 s.version,
                 s.endpoint_id,
                 if s.direct_addresses.is_empty() { "-".to_string() } else { s.direct_addresses.join(", ") },
@@ -47,6 +50,9 @@ pub async fn status(socket: Option<PathBuf>, out: &Out) -> Result<(), CliError> 
                 s.transfers_active,
                 s.transfers_total,
                 bytes(s.bytes_served),
+                s.uploads,
+                s.requests_allowed,
+                s.requests_refused,
                 s.uptime_secs,
             )
         },

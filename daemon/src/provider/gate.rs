@@ -1,10 +1,13 @@
 //! The gate: one task that answers every provider event in order.
 //!
-//! Rules (DESIGN.md "Gate"): a request whose root is a shared collection is
-//! allowed, child ranges included; a child of a shared collection is allowed
-//! as a raw blob only (no child ranges: the provider would read any root as
-//! a hash sequence); everything else is refused, including what this node
-//! merely downloaded. Unshared and not-allowed look the same to the peer.
+//! Rules (DESIGN.md "Gate"): a request whose root is a shared collection the
+//! peer may fetch is allowed, child ranges included; a child of such a
+//! collection is allowed as a raw blob only (no child ranges: the provider
+//! would read any root as a hash sequence); everything else is refused,
+//! including what this node merely downloaded. "May fetch": the share is in
+//! the `open` ring or in a ring that lists the peer as a current member,
+//! and its source files are unchanged since sharing. Unshared and
+//! not-allowed look the same to the peer.
 
 use std::{
     collections::HashMap,
@@ -12,6 +15,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
+    time::{Duration, Instant},
 };
 
 use iroh::EndpointId;
@@ -19,17 +23,20 @@ use iroh_blobs::{
     protocol::{GetManyRequest, GetRequest},
     provider::events::{
         AbortReason, ConnectMode, EventMask, EventSender, ObserveMode, ProviderMessage,
-        RequestMode, RequestUpdate, ThrottleMode,
+        RequestMode, ThrottleMode,
     },
     Hash,
 };
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use super::RateLimit;
-use crate::registry::{Registry, RegistryError};
+use super::{RateLimit, Uploads};
+use crate::{
+    registry::{Registry, RegistryError, ShareRecord},
+    shares,
+};
 
-/// Counters of the gate's decisions and of what it served.
+/// Counters of the gate's decisions.
 #[derive(Debug, Default)]
 pub struct GateStats {
     pub allowed: AtomicU64,
@@ -51,39 +58,89 @@ fn lookup<T>(r: Result<T, RegistryError>) -> Result<T, AbortReason> {
     })
 }
 
-/// Whether the request may be served and which share it is served for.
-fn decide(registry: &Registry, ask: &Ask<'_>) -> Result<Option<Hash>, AbortReason> {
-    // The share a blob may be served for, as a raw blob.
-    let raw_share = |hash: &Hash| -> Result<Option<Hash>, AbortReason> {
-        if lookup(registry.share(hash))?.is_some() {
-            return Ok(Some(*hash));
+/// How long a "source files unchanged" check is trusted.
+const SOURCE_CHECK_TTL: Duration = Duration::from_secs(1);
+
+/// The gate task's state.
+struct Gate {
+    registry: Registry,
+    /// share -> (checked at, sources unchanged)
+    fresh: HashMap<Hash, (Instant, bool)>,
+}
+
+impl Gate {
+    fn now() -> i64 {
+        crate::transfers::now()
+    }
+
+    /// Whether `peer` may fetch `share` now.
+    fn may_fetch(&mut self, share: &ShareRecord, peer: &EndpointId) -> Result<bool, AbortReason> {
+        if !lookup(
+            self.registry
+                .may_fetch(&share.rings, peer.as_bytes(), Self::now()),
+        )? {
+            return Ok(false);
         }
-        Ok(lookup(registry.parents(hash))?.into_iter().next())
-    };
-    match ask {
-        Ask::Get(req) => {
-            if lookup(registry.share(&req.hash))?.is_some() {
-                return Ok(Some(req.hash));
-            }
-            if !req.ranges.is_blob() {
-                return Err(AbortReason::Permission);
-            }
-            raw_share(&req.hash)?
-                .map(Some)
-                .ok_or(AbortReason::Permission)
-        }
-        Ask::GetMany(req) => {
-            let mut first = None;
-            for (hash, ranges) in req.hashes.iter().zip(req.ranges.iter_infinite()) {
-                if ranges.is_empty() {
-                    continue;
+        let fresh = match self.fresh.get(&share.hash) {
+            Some((at, ok)) if at.elapsed() < SOURCE_CHECK_TTL => *ok,
+            _ => {
+                let ok = !shares::sources_changed(share);
+                if !ok {
+                    warn!(share = %share.hash, name = %share.name, "shared files changed since sharing; not serving them (share again to refresh)");
                 }
-                let share = raw_share(hash)?.ok_or(AbortReason::Permission)?;
-                first.get_or_insert(share);
+                self.fresh.insert(share.hash, (Instant::now(), ok));
+                ok
             }
-            Ok(first)
+        };
+        Ok(fresh)
+    }
+
+    /// The share `hash` may be served for to `peer` as a raw blob: the share
+    /// itself or one that contains it.
+    fn raw_share(&mut self, hash: &Hash, peer: &EndpointId) -> Result<Option<Hash>, AbortReason> {
+        if let Some(s) = lookup(self.registry.share(hash))? {
+            return Ok(self.may_fetch(&s, peer)?.then_some(s.hash));
         }
-        Ask::Observe(hash) => raw_share(hash)?.map(Some).ok_or(AbortReason::Permission),
+        for root in lookup(self.registry.parents(hash))? {
+            if let Some(s) = lookup(self.registry.share(&root))? {
+                if self.may_fetch(&s, peer)? {
+                    return Ok(Some(root));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether the request may be served and which share it is served for.
+    fn decide(&mut self, ask: &Ask<'_>, peer: &EndpointId) -> Result<Option<Hash>, AbortReason> {
+        let denied = AbortReason::Permission;
+        match ask {
+            Ask::Get(req) => {
+                if let Some(s) = lookup(self.registry.share(&req.hash))? {
+                    return if self.may_fetch(&s, peer)? {
+                        Ok(Some(s.hash))
+                    } else {
+                        Err(denied)
+                    };
+                }
+                if !req.ranges.is_blob() {
+                    return Err(denied);
+                }
+                self.raw_share(&req.hash, peer)?.map(Some).ok_or(denied)
+            }
+            Ask::GetMany(req) => {
+                let mut first = None;
+                for (hash, ranges) in req.hashes.iter().zip(req.ranges.iter_infinite()) {
+                    if ranges.is_empty() {
+                        continue;
+                    }
+                    let share = self.raw_share(hash, peer)?.ok_or(denied)?;
+                    first.get_or_insert(share);
+                }
+                Ok(first)
+            }
+            Ask::Observe(hash) => self.raw_share(hash, peer)?.map(Some).ok_or(denied),
+        }
     }
 }
 
@@ -95,35 +152,12 @@ fn describe(ask: &Ask<'_>) -> (&'static str, Hash) {
     }
 }
 
-/// Adds the payload bytes of finished requests to the registry's counters.
-fn count_served(
-    registry: Registry,
-    share: Option<Hash>,
-    mut rx: irpc::channel::mpsc::Receiver<RequestUpdate>,
-) {
-    tokio::spawn(async move {
-        let mut sent = 0u64;
-        while let Ok(Some(update)) = rx.recv().await {
-            match update {
-                RequestUpdate::Completed(c) => sent += c.stats.payload_bytes_sent,
-                RequestUpdate::Aborted(a) => sent += a.stats.payload_bytes_sent,
-                _ => {}
-            }
-        }
-        if sent > 0 {
-            let res = tokio::task::spawn_blocking(move || registry.add_served(share, sent)).await;
-            if let Ok(Err(e)) = res {
-                warn!("cannot record served bytes: {e}");
-            }
-        }
-    });
-}
-
 /// Starts the gate task; returns the sender to give the provider.
 /// `limit` turns on the per-chunk throttle hook (costly, so only when set).
 pub fn spawn_gate(
     registry: Registry,
     stats: Arc<GateStats>,
+    uploads: Uploads,
     limit: Option<Arc<RateLimit>>,
 ) -> (EventSender, JoinHandle<()>) {
     let mask = EventMask {
@@ -140,6 +174,10 @@ pub fn spawn_gate(
     };
     let (tx, mut rx) = EventSender::channel(64, mask);
     let task = tokio::spawn(async move {
+        let mut gate = Gate {
+            registry: registry.clone(),
+            fresh: HashMap::new(),
+        };
         // connection id -> peer; ids are reused only after ConnectionClosed.
         let mut peers: HashMap<u64, EndpointId> = HashMap::new();
         while let Some(msg) = rx.recv().await {
@@ -159,25 +197,33 @@ pub fn spawn_gate(
                 }
                 ProviderMessage::GetRequestReceived(msg) => {
                     let ask = Ask::Get(&msg.inner.request);
-                    let res = judge(&registry, &stats, &peers, msg.inner.connection_id, &ask);
-                    let ok = res.as_ref().ok().copied();
+                    let key = (msg.inner.connection_id, msg.inner.request_id);
+                    let res = judge(&mut gate, &stats, &peers, key.0, &ask);
                     msg.tx.send(res.map(|_| ())).await.ok();
-                    if let Some(share) = ok {
-                        count_served(registry.clone(), share, msg.rx);
+                    if let Ok((peer, share)) = res {
+                        let hash = msg.inner.request.hash;
+                        uploads.track(registry.clone(), key, peer, share, hash, msg.rx);
                     }
                 }
                 ProviderMessage::GetManyRequestReceived(msg) => {
                     let ask = Ask::GetMany(&msg.inner.request);
-                    let res = judge(&registry, &stats, &peers, msg.inner.connection_id, &ask);
-                    let ok = res.as_ref().ok().copied();
+                    let key = (msg.inner.connection_id, msg.inner.request_id);
+                    let res = judge(&mut gate, &stats, &peers, key.0, &ask);
                     msg.tx.send(res.map(|_| ())).await.ok();
-                    if let Some(share) = ok {
-                        count_served(registry.clone(), share, msg.rx);
+                    if let Ok((peer, share)) = res {
+                        let hash = msg
+                            .inner
+                            .request
+                            .hashes
+                            .first()
+                            .copied()
+                            .unwrap_or(Hash::EMPTY);
+                        uploads.track(registry.clone(), key, peer, share, hash, msg.rx);
                     }
                 }
                 ProviderMessage::ObserveRequestReceived(msg) => {
                     let ask = Ask::Observe(msg.inner.request.hash);
-                    let res = judge(&registry, &stats, &peers, msg.inner.connection_id, &ask);
+                    let res = judge(&mut gate, &stats, &peers, msg.inner.connection_id, &ask);
                     msg.tx.send(res.map(|_| ())).await.ok();
                 }
                 ProviderMessage::PushRequestReceived(msg) => {
@@ -202,28 +248,26 @@ pub fn spawn_gate(
 
 /// Decides one request and writes the audit line.
 fn judge(
-    registry: &Registry,
+    gate: &mut Gate,
     stats: &GateStats,
     peers: &HashMap<u64, EndpointId>,
     connection_id: u64,
     ask: &Ask<'_>,
-) -> Result<Option<Hash>, AbortReason> {
+) -> Result<(EndpointId, Option<Hash>), AbortReason> {
     let (kind, hash) = describe(ask);
-    let Some(peer) = peers.get(&connection_id) else {
+    let Some(peer) = peers.get(&connection_id).copied() else {
         warn!(connection_id, kind, %hash, "gate: request on an unknown connection, refused");
         stats.refused.fetch_add(1, Ordering::Relaxed);
         return Err(AbortReason::Permission);
     };
-    let res = decide(registry, ask);
-    match &res {
-        Ok(_) => {
-            stats.allowed.fetch_add(1, Ordering::Relaxed);
-            info!(%peer, kind, %hash, decision = "allow", "gate");
-        }
-        Err(_) => {
-            stats.refused.fetch_add(1, Ordering::Relaxed);
-            info!(%peer, kind, %hash, decision = "refuse", "gate");
-        }
-    }
-    res
+    let res = gate.decide(ask, &peer);
+    let decision = if res.is_ok() { "allow" } else { "refuse" };
+    let counter = if res.is_ok() {
+        &stats.allowed
+    } else {
+        &stats.refused
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    info!(%peer, kind, %hash, decision, "gate");
+    res.map(|share| (peer, share))
 }

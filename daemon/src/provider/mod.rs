@@ -4,7 +4,9 @@
 mod gate;
 mod handler;
 mod throttle;
+mod uploads;
 
 pub use gate::{spawn_gate, GateStats};
 pub use handler::BlobsGate;
 pub use throttle::RateLimit;
+pub use uploads::{Upload, Uploads};

@@ -20,6 +20,30 @@ pub struct ShareRecord {
     pub created_at: i64,
     /// Every blob of the collection but the root: meta blob and files.
     pub children: Vec<Hash>,
+    /// Rings that may fetch it (`open`: anyone holding the ticket).
+    pub rings: Vec<String>,
+    /// The files it was imported from, as they were then.
+    pub sources: Vec<Source>,
+}
+
+/// A shared file as it was when imported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    pub path: PathBuf,
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i128,
+}
+
+/// An address-book entry: a name for an endpoint and where it was last seen.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerRecord {
+    pub name: String,
+    pub id: [u8; 32],
+    pub relay: Option<String>,
+    pub addrs: Vec<std::net::SocketAddr>,
+    /// Unix seconds.
+    pub updated_at: i64,
 }
 
 /// Lifecycle of a transfer.

@@ -40,7 +40,7 @@ pub fn transfer(v: &TransferView) -> pb::Transfer {
     }
 }
 
-pub fn share(s: &ShareRecord, ticket: String, served: u64) -> pb::Share {
+pub fn share(s: &ShareRecord, ticket: String, served: u64, changed: bool) -> pb::Share {
     pb::Share {
         hash: s.hash.to_string(),
         name: s.name.clone(),
@@ -50,5 +50,7 @@ pub fn share(s: &ShareRecord, ticket: String, served: u64) -> pb::Share {
         created_at: s.created_at,
         ticket,
         bytes_served: served,
+        rings: s.rings.clone(),
+        changed,
     }
 }

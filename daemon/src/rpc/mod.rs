@@ -3,6 +3,8 @@
 
 mod convert;
 mod node;
+mod peers;
+mod rings;
 mod shares;
 pub mod socket;
 mod status;
@@ -12,7 +14,8 @@ use std::future::Future;
 
 use futures::StreamExt;
 use ringdrop_proto::v1::{
-    node_server::NodeServer, shares_server::SharesServer, transfers_server::TransfersServer,
+    node_server::NodeServer, peers_server::PeersServer, rings_server::RingsServer,
+    shares_server::SharesServer, transfers_server::TransfersServer,
 };
 use tokio::net::UnixListener;
 use tracing::warn;
@@ -34,6 +37,12 @@ pub async fn serve(
         .await;
     health
         .set_serving::<TransfersServer<transfers::TransfersService>>()
+        .await;
+    health
+        .set_serving::<RingsServer<rings::RingsService>>()
+        .await;
+    health
+        .set_serving::<PeersServer<peers::PeersService>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(ringdrop_proto::FILE_DESCRIPTOR_SET)
@@ -74,6 +83,8 @@ pub async fn serve(
         .add_service(SharesServer::new(shares::SharesService::new(
             daemon.clone(),
         )))
+        .add_service(RingsServer::new(rings::RingsService::new(daemon.clone())))
+        .add_service(PeersServer::new(peers::PeersService::new(daemon.clone())))
         .add_service(TransfersServer::new(transfers::TransfersService::new(
             daemon,
         )))

@@ -37,7 +37,45 @@ impl Node for NodeService {
             uptime_secs: s.uptime_secs,
             relay_mode: s.relay_mode,
             mdns: s.mdns,
+            requests_allowed: s.requests_allowed,
+            requests_refused: s.requests_refused,
+            uploads: s.uploads,
         }))
+    }
+
+    async fn list_uploads(
+        &self,
+        _req: Request<pb::ListUploadsRequest>,
+    ) -> Result<Response<pb::ListUploadsResponse>, Status> {
+        let names: std::collections::HashMap<_, _> = self
+            .daemon
+            .shares()
+            .map_err(st)?
+            .into_iter()
+            .map(|(s, _, _)| (s.hash, s.name))
+            .collect();
+        let uploads = self
+            .daemon
+            .uploads()
+            .into_iter()
+            .map(|u| pb::Upload {
+                peer: u.peer.to_string(),
+                share: u.share.map(|h| h.to_string()).unwrap_or_default(),
+                name: u
+                    .share
+                    .and_then(|h| names.get(&h).cloned())
+                    .unwrap_or_default(),
+                hash: u.hash.to_string(),
+                bytes_sent: u.sent,
+                rate: u.rate(),
+                started_at: u
+                    .started
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0),
+            })
+            .collect();
+        Ok(Response::new(pb::ListUploadsResponse { uploads }))
     }
 
     async fn inspect_ticket(

@@ -51,6 +51,7 @@ impl Shares for SharesService {
             _ => TicketFormat::Ringdrop,
         };
         let name = Some(req.name).filter(|n| !n.is_empty());
+        let rings = req.rings;
         let (out_tx, out_rx) = mpsc::channel(16);
         let daemon = self.daemon.clone();
         tokio::spawn(async move {
@@ -71,16 +72,17 @@ impl Shares for SharesService {
                     }
                 })
             };
-            let res = daemon.share(&path, name, ev_tx).await;
+            let res = daemon.share(&path, name, rings, ev_tx).await;
             forward.await.ok();
             let msg = match res {
-                Ok((rec, created)) => {
+                Ok(shared) => {
+                    let rec = &shared.share;
                     let ticket = daemon.ticket(rec.hash, &rec.name, format);
                     let default_ticket = daemon.ticket(rec.hash, &rec.name, TicketFormat::Ringdrop);
                     progress(Event::Created(pb::ShareCreated {
-                        share: Some(convert::share(&rec, default_ticket, 0)),
+                        share: Some(convert::share(rec, default_ticket, 0, false)),
                         ticket,
-                        created,
+                        created: shared.created,
                     }))
                 }
                 Err(e) => Err(st(e)),
@@ -99,9 +101,9 @@ impl Shares for SharesService {
             .shares()
             .map_err(st)?
             .iter()
-            .map(|(s, served)| {
+            .map(|(s, served, changed)| {
                 let ticket = self.daemon.ticket(s.hash, &s.name, TicketFormat::Ringdrop);
-                convert::share(s, ticket, *served)
+                convert::share(s, ticket, *served, *changed)
             })
             .collect();
         Ok(Response::new(pb::ListSharesResponse { shares }))
@@ -120,7 +122,7 @@ impl Shares for SharesService {
             .daemon
             .ticket(rec.hash, &rec.name, TicketFormat::Ringdrop);
         Ok(Response::new(pb::UnshareResponse {
-            share: Some(convert::share(&rec, ticket, 0)),
+            share: Some(convert::share(&rec, ticket, 0, false)),
         }))
     }
 }

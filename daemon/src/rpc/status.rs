@@ -3,6 +3,8 @@
 use tonic::{Code, Status};
 
 use crate::{
+    catalog::CatalogError,
+    daemon::AccessError,
     registry::RegistryError,
     shares::{ScanError, ShareError},
     ticket::TicketError,
@@ -45,6 +47,7 @@ impl ToStatus for ShareError {
             ShareError::Ambiguous(_) => status(Code::InvalidArgument, self),
             ShareError::Registry(e) => e.to_status(),
             ShareError::Store(_) => status(Code::Internal, self),
+            ShareError::UnknownRing(_) => status(Code::InvalidArgument, self),
         }
     }
 }
@@ -59,6 +62,23 @@ impl ToStatus for TransferError {
             TransferError::ShuttingDown => status(Code::Unavailable, self),
             TransferError::InvalidState { .. } => status(Code::FailedPrecondition, self),
             TransferError::Store(_) => status(Code::Internal, self),
+        }
+    }
+}
+
+impl ToStatus for AccessError {
+    fn to_status(&self) -> Status {
+        match self {
+            AccessError::UnknownRing(_)
+            | AccessError::NoSuchPeer(_)
+            | AccessError::NotMember { .. } => status(Code::NotFound, self),
+            AccessError::RingExists(_) => status(Code::AlreadyExists, self),
+            AccessError::OpenRing | AccessError::BadName(_) | AccessError::UnknownPeer(_) => {
+                status(Code::InvalidArgument, self)
+            }
+            AccessError::Registry(e) => e.to_status(),
+            AccessError::Catalog(CatalogError::Connect { .. }) => status(Code::Unavailable, self),
+            AccessError::Catalog(_) => status(Code::Unavailable, self),
         }
     }
 }

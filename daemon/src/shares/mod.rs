@@ -23,8 +23,8 @@ use iroh_blobs::{
 };
 use tokio::sync::mpsc;
 
-use crate::registry::{Registry, RegistryError, ShareRecord};
-pub use scan::{scan, ScanError, ScannedFile};
+use crate::registry::{Registry, RegistryError, ShareRecord, Source, OPEN_RING};
+pub use scan::{mtime_ns, scan, ScanError, ScannedFile};
 
 /// Files hashed at once while importing a directory.
 const IMPORT_PARALLELISM: usize = 4;
@@ -44,6 +44,29 @@ pub enum ShareError {
     NotFound(String),
     #[error("'{0}' matches several shares: give more of the hash")]
     Ambiguous(String),
+    #[error("no ring named '{0}': create it with `ringdropctl ring create {0}`")]
+    UnknownRing(String),
+}
+
+/// The outcome of a share request.
+#[derive(Debug)]
+pub struct Shared {
+    pub share: ShareRecord,
+    /// False when the same content was already shared.
+    pub created: bool,
+    /// Older shares of the same path that this one replaced (their files changed).
+    pub replaced: Vec<ShareRecord>,
+}
+
+/// Whether any source file of `share` changed or vanished since it was shared.
+pub fn sources_changed(share: &ShareRecord) -> bool {
+    share
+        .sources
+        .iter()
+        .any(|s| match std::fs::metadata(&s.path) {
+            Ok(m) => m.len() != s.size || mtime_ns(&m) != s.mtime_ns,
+            Err(_) => true,
+        })
 }
 
 /// Progress of a share, sent while it is imported.
@@ -100,16 +123,25 @@ async fn import_file(
     Err(err("the store ended the import without a result".into()))
 }
 
-/// Shares `path` under `name`. Returns the record and whether it is new
-/// (sharing the same content again returns the existing share).
+/// Shares `path` under `name`, restricted to `rings` (none: `open`).
+///
+/// The same content again keeps the share and adds `rings`. A path whose
+/// files changed since it was shared replaces the old share, which passes
+/// its rings on.
 pub async fn share(
     store: &Store,
     registry: &Registry,
     data_dir: &Path,
     path: &Path,
     name: Option<String>,
+    rings: Vec<String>,
     events: mpsc::Sender<ShareEvent>,
-) -> Result<(ShareRecord, bool), ShareError> {
+) -> Result<Shared, ShareError> {
+    for r in &rings {
+        if !registry.ring_exists(r)? {
+            return Err(ShareError::UnknownRing(r.clone()));
+        }
+    }
     let (path, files) = {
         let (path, data_dir) = (path.to_path_buf(), data_dir.to_path_buf());
         tokio::task::spawn_blocking(move || scan(&path, &data_dir, name.as_deref()))
@@ -124,7 +156,89 @@ pub async fn share(
         })
         .await
         .ok();
+    let (hash, meta_hash, tags, collection) = import(store, &files, &events).await?;
 
+    if let Some(mut existing) = registry.share(&hash)? {
+        let before = existing.rings.len();
+        for r in rings {
+            if !existing.rings.contains(&r) {
+                existing.rings.push(r);
+            }
+        }
+        if existing.rings.len() != before {
+            registry.put_share(&existing)?;
+        }
+        return Ok(Shared {
+            share: existing,
+            created: false,
+            replaced: Vec::new(),
+        });
+    }
+    let replaced: Vec<ShareRecord> = registry
+        .shares()?
+        .into_iter()
+        .filter(|s| s.path == path)
+        .collect();
+    let mut all_rings = rings;
+    for old in &replaced {
+        for r in &old.rings {
+            if !all_rings.contains(r) {
+                all_rings.push(r.clone());
+            }
+        }
+    }
+    if all_rings.is_empty() {
+        all_rings.push(OPEN_RING.to_string());
+    }
+    let display = files
+        .first()
+        .map(|f| f.name.split('/').next().unwrap_or(&f.name).to_string())
+        .unwrap_or_default();
+    let rec = ShareRecord {
+        hash,
+        name: display,
+        path,
+        size: total,
+        files: files.len() as u64,
+        created_at: now(),
+        children: std::iter::once(meta_hash)
+            .chain(collection.iter().map(|(_, h)| *h))
+            .collect(),
+        rings: all_rings,
+        sources: files
+            .iter()
+            .map(|f| Source {
+                path: f.path.clone(),
+                size: f.size,
+                mtime_ns: f.mtime_ns,
+            })
+            .collect(),
+    };
+    registry.put_share(&rec)?;
+    drop(tags);
+    for old in &replaced {
+        registry.remove_share(&old.hash)?;
+        store
+            .tags()
+            .delete(share_tag(&old.hash))
+            .await
+            .map_err(|e| ShareError::Store(e.to_string()))?;
+    }
+    Ok(Shared {
+        share: rec,
+        created: true,
+        replaced,
+    })
+}
+
+/// Hashes every file (by reference) and stores the collection under its
+/// share tag. Returns root hash, names-blob hash, the files' temp tags and
+/// the collection.
+async fn import(
+    store: &Store,
+    files: &[ScannedFile],
+    events: &mpsc::Sender<ShareEvent>,
+) -> Result<(Hash, Hash, Vec<TempTag>, Collection), ShareError> {
     let hashed = Arc::new(AtomicU64::new(0));
     let reporter = {
         let (hashed, events) = (hashed.clone(), events.clone());
@@ -142,7 +256,7 @@ pub async fn share(
             }
         })
     };
-    let imported: Result<Vec<TempTag>, ShareError> = futures::stream::iter(files.clone())
+    let imported: Result<Vec<TempTag>, ShareError> = futures::stream::iter(files.to_vec())
         .map(|f| {
             let (store, hashed) = (store.clone(), hashed.clone());
             async move { import_file(&store, &f, &hashed).await }
@@ -183,28 +297,7 @@ pub async fn share(
         .sync_db()
         .await
         .map_err(|e| ShareError::Store(e.to_string()))?;
-    drop(tags);
-
-    if let Some(existing) = registry.share(&hash)? {
-        return Ok((existing, false));
-    }
-    let display = files
-        .first()
-        .map(|f| f.name.split('/').next().unwrap_or(&f.name).to_string())
-        .unwrap_or_default();
-    let rec = ShareRecord {
-        hash,
-        name: display,
-        path,
-        size: total,
-        files: files.len() as u64,
-        created_at: now(),
-        children: std::iter::once(meta_hash)
-            .chain(collection.iter().map(|(_, h)| *h))
-            .collect(),
-    };
-    registry.put_share(&rec)?;
-    Ok((rec, true))
+    Ok((hash, meta_hash, tags, collection))
 }
 
 /// Finds a share by full hash or unique hex prefix.

@@ -16,6 +16,14 @@ pub struct ScannedFile {
     pub name: String,
     pub path: PathBuf,
     pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i128,
+}
+
+/// Modification time of `m` in nanoseconds since the epoch.
+pub fn mtime_ns(m: &fs::Metadata) -> i128 {
+    use std::os::unix::fs::MetadataExt;
+    m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128
 }
 
 /// Why a path cannot be shared.
@@ -80,6 +88,7 @@ pub fn scan(
             name: top,
             path: path.clone(),
             size: meta.len(),
+            mtime_ns: mtime_ns(&meta),
         });
     } else if meta.is_dir() {
         walk(&path, &top, &data_dir, &mut files)?;
@@ -120,8 +129,13 @@ fn walk(
             }
             walk(&path, &name, data_dir, out)?;
         } else if ty.is_file() {
-            let size = entry.metadata().map_err(io_err(&path))?.len();
-            out.push(ScannedFile { name, path, size });
+            let meta = entry.metadata().map_err(io_err(&path))?;
+            out.push(ScannedFile {
+                name,
+                path,
+                size: meta.len(),
+                mtime_ns: mtime_ns(&meta),
+            });
         } else {
             warn!(path = %path.display(), "skipping special file");
         }

@@ -1,6 +1,10 @@
 //! The `Daemon` facade: owns endpoint, store, registry, gate and transfer
 //! manager. RPC handlers call one method of it each.
 
+mod access;
+
+pub use access::{AccessError, PeerRef};
+
 use std::{
     path::{Path, PathBuf},
     sync::{atomic::Ordering, Arc},
@@ -20,11 +24,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
+    catalog::{self, CatalogServer},
     config::Config,
     node::{self, NodeError},
-    provider::{spawn_gate, BlobsGate, GateStats, RateLimit},
+    provider::{spawn_gate, BlobsGate, GateStats, RateLimit, Uploads},
     registry::{Registry, RegistryError, ShareRecord},
-    shares::{self, ShareError, ShareEvent},
+    shares::{self, ShareError, ShareEvent, Shared},
     ticket::{Ticket, TicketError, TicketKind},
     transfers::{TransferError, TransferManager, TransferView},
 };
@@ -58,6 +63,7 @@ pub struct Status {
     pub uptime_secs: u64,
     pub requests_allowed: u64,
     pub requests_refused: u64,
+    pub uploads: u64,
 }
 
 /// Which ticket text to hand out.
@@ -74,7 +80,9 @@ struct Inner {
     registry: Registry,
     router: Router,
     transfers: TransferManager,
+    gate: BlobsGate,
     gate_stats: Arc<GateStats>,
+    uploads: Uploads,
     started: Instant,
     shutdown: CancellationToken,
 }
@@ -129,11 +137,14 @@ impl Daemon {
         let endpoint = node::bind_endpoint(&config).await?;
 
         let gate_stats = Arc::new(GateStats::default());
+        let uploads = Uploads::default();
         let limit = config.max_upload_rate.map(|r| Arc::new(RateLimit::new(r)));
-        let (events, _gate_task) = spawn_gate(registry.clone(), gate_stats.clone(), limit);
+        let (events, _gate_task) =
+            spawn_gate(registry.clone(), gate_stats.clone(), uploads.clone(), limit);
         let gate = BlobsGate::new((*store).clone(), events);
         let router = Router::builder(endpoint.clone())
-            .accept(iroh_blobs::ALPN, gate)
+            .accept(iroh_blobs::ALPN, gate.clone())
+            .accept(catalog::ALPN, CatalogServer::new(registry.clone()))
             .spawn();
 
         let shutdown = CancellationToken::new();
@@ -153,7 +164,9 @@ impl Daemon {
                 registry,
                 router,
                 transfers,
+                gate,
                 gate_stats,
+                uploads,
                 started: Instant::now(),
                 shutdown,
             }),
@@ -235,6 +248,7 @@ impl Daemon {
             uptime_secs: self.inner.started.elapsed().as_secs(),
             requests_allowed: self.inner.gate_stats.allowed.load(Ordering::Relaxed),
             requests_refused: self.inner.gate_stats.refused.load(Ordering::Relaxed),
+            uploads: self.inner.uploads.list().len() as u64,
         })
     }
 
@@ -247,37 +261,56 @@ impl Daemon {
         t.to_string()
     }
 
-    /// Shares a file or directory (absolute path on this host).
+    /// Shares a file or directory (absolute path on this host), restricted
+    /// to `rings` (none: `open`). Peers fetching a share this one replaced
+    /// (its files changed) are disconnected.
     pub async fn share(
         &self,
         path: &Path,
         name: Option<String>,
+        rings: Vec<String>,
         events: mpsc::Sender<ShareEvent>,
-    ) -> Result<(ShareRecord, bool), ShareError> {
-        shares::share(
+    ) -> Result<Shared, ShareError> {
+        let shared = shares::share(
             &self.inner.store,
             &self.inner.registry,
             &self.inner.config.data_dir,
             path,
             name,
+            rings,
             events,
         )
-        .await
+        .await?;
+        for old in &shared.replaced {
+            self.disconnect_share(&old.hash);
+        }
+        Ok(shared)
     }
 
-    /// All shares with the bytes served for each.
-    pub fn shares(&self) -> Result<Vec<(ShareRecord, u64)>, RegistryError> {
+    /// All shares with the bytes served for each and whether their files
+    /// changed since sharing.
+    pub fn shares(&self) -> Result<Vec<(ShareRecord, u64, bool)>, RegistryError> {
         let mut out = Vec::new();
         for s in self.inner.registry.shares()? {
             let served = self.inner.registry.served(&s.hash)?;
-            out.push((s, served));
+            let changed = shares::sources_changed(&s);
+            out.push((s, served, changed));
         }
         Ok(out)
     }
 
-    /// Stops sharing.
+    /// Stops sharing; peers fetching it are disconnected.
     pub async fn unshare(&self, hash_or_prefix: &str) -> Result<ShareRecord, ShareError> {
-        shares::unshare(&self.inner.store, &self.inner.registry, hash_or_prefix).await
+        let rec = shares::unshare(&self.inner.store, &self.inner.registry, hash_or_prefix).await?;
+        self.disconnect_share(&rec.hash);
+        Ok(rec)
+    }
+
+    /// Closes the connections of every peer being served `share` now.
+    fn disconnect_share(&self, share: &Hash) {
+        for peer in self.inner.uploads.peers_of(share) {
+            self.inner.gate.disconnect(peer);
+        }
     }
 
     /// Decodes a ticket.
@@ -293,7 +326,12 @@ impl Daemon {
         force: bool,
     ) -> Result<TransferView, TransferError> {
         let dest = out.unwrap_or_else(|| self.inner.config.download_dir.clone());
-        self.inner.transfers.start(ticket, dest, force)
+        let view = self.inner.transfers.start(ticket, dest, force)?;
+        // The ticket's addresses refresh the provider's address-book entry.
+        if let Ok(t) = ticket.parse::<Ticket>() {
+            self.remember_addr(&t.addr);
+        }
+        Ok(view)
     }
 
     /// The transfer manager.
@@ -321,6 +359,7 @@ impl Daemon {
         if let Err(e) = self.inner.store.shutdown().await {
             warn!("store shutdown: {e}");
         }
+        self.inner.registry.close();
         info!("ringdropd stopped");
     }
 }

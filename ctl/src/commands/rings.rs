@@ -1,0 +1,286 @@
+//! `ring ...`, `peer ...`, `remote ls`, `uploads`: access control and who
+//! gets what.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use ringdrop_proto::v1 as pb;
+use serde_json::{json, Value};
+
+use crate::{
+    client,
+    error::CliError,
+    output::{bytes, Out},
+};
+
+#[derive(Debug, Subcommand)]
+pub enum RingCmd {
+    /// Create a ring.
+    Create { name: String },
+    /// List rings ("open" is built in: anyone holding the ticket).
+    Ls,
+    /// Remove a ring; its members lose access to its shares at once.
+    Rm { name: String },
+    /// Add a member (endpoint id, ticket or address-book name).
+    AddMember {
+        ring: String,
+        peer: String,
+        /// Membership ends after this long, e.g. 30m, 12h, 7d.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires: Option<std::time::Duration>,
+    },
+    /// Remove a member; its running transfers stop.
+    RemoveMember { ring: String, peer: String },
+    /// List a ring's members.
+    Members { ring: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeerCmd {
+    /// Name an endpoint (its id, or a ticket it printed).
+    Add { name: String, endpoint: String },
+    /// List the address book.
+    Ls,
+    /// Remove a name.
+    Rm { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RemoteCmd {
+    /// List what PEER shares with you (only what you may fetch).
+    Ls { peer: String },
+}
+
+fn member_json(m: &pb::Member) -> Value {
+    json!({
+        "endpoint_id": m.endpoint_id,
+        "name": m.name,
+        "expires_at": if m.expires_at == 0 { Value::Null } else { Value::from(m.expires_at) },
+        "expired": m.expired,
+    })
+}
+
+fn member_line(m: &pb::Member) -> String {
+    let exp = match (m.expires_at, m.expired) {
+        (0, _) => String::new(),
+        (_, true) => "  (expired)".into(),
+        (t, false) => format!("  (expires at unix {t})"),
+    };
+    format!("{}  {}{exp}", m.endpoint_id, m.name)
+}
+
+pub async fn ring(socket: Option<PathBuf>, out: &Out, cmd: RingCmd) -> Result<(), CliError> {
+    let c = client::connect(socket).await?;
+    let mut rings = c.rings();
+    match cmd {
+        RingCmd::Create { name } => {
+            rings
+                .create_ring(pb::CreateRingRequest { name: name.clone() })
+                .await?;
+            out.emit(json!({ "name": name }), || format!("Created ring {name}"));
+        }
+        RingCmd::Ls => {
+            let list = rings
+                .list_rings(pb::ListRingsRequest {})
+                .await?
+                .into_inner()
+                .rings;
+            let v = list
+                .iter()
+                .map(
+                    |r| json!({ "name": r.name, "members": r.members, "created_at": r.created_at }),
+                )
+                .collect();
+            out.emit(Value::Array(v), || {
+                list.iter()
+                    .map(|r| {
+                        if r.name == "open" {
+                            "open        (anyone holding the ticket)".to_string()
+                        } else {
+                            format!("{:<11} {} members", r.name, r.members)
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        RingCmd::Rm { name } => {
+            rings
+                .remove_ring(pb::RemoveRingRequest { name: name.clone() })
+                .await?;
+            out.emit(json!({ "name": name }), || format!("Removed ring {name}"));
+        }
+        RingCmd::AddMember {
+            ring,
+            peer,
+            expires,
+        } => {
+            let expires_at = match expires {
+                Some(d) => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|n| n.as_secs())
+                        .unwrap_or(0);
+                    (now + d.as_secs().max(1)) as i64
+                }
+                None => 0,
+            };
+            let m = rings
+                .add_member(pb::AddMemberRequest {
+                    ring: ring.clone(),
+                    peer,
+                    expires_at,
+                })
+                .await?
+                .into_inner();
+            out.emit(member_json(&m), || {
+                format!("Added {} to {ring}", member_line(&m))
+            });
+        }
+        RingCmd::RemoveMember { ring, peer } => {
+            let m = rings
+                .remove_member(pb::RemoveMemberRequest {
+                    ring: ring.clone(),
+                    peer,
+                })
+                .await?
+                .into_inner();
+            out.emit(member_json(&m), || {
+                format!("Removed {} from {ring}", m.endpoint_id)
+            });
+        }
+        RingCmd::Members { ring } => {
+            let list = rings
+                .list_members(pb::ListMembersRequest { ring: ring.clone() })
+                .await?
+                .into_inner()
+                .members;
+            out.emit(Value::Array(list.iter().map(member_json).collect()), || {
+                if list.is_empty() {
+                    return format!("Ring {ring} has no members.");
+                }
+                list.iter().map(member_line).collect::<Vec<_>>().join("\n")
+            });
+        }
+    }
+    Ok(())
+}
+
+fn peer_json(p: &pb::Peer) -> Value {
+    json!({
+        "name": p.name,
+        "endpoint_id": p.endpoint_id,
+        "relay_url": p.relay_url,
+        "direct_addresses": p.direct_addresses,
+        "updated_at": p.updated_at,
+    })
+}
+
+pub async fn peer(socket: Option<PathBuf>, out: &Out, cmd: PeerCmd) -> Result<(), CliError> {
+    let c = client::connect(socket).await?;
+    let mut peers = c.peers();
+    match cmd {
+        PeerCmd::Add { name, endpoint } => {
+            let p = peers
+                .add_peer(pb::AddPeerRequest { name, endpoint })
+                .await?
+                .into_inner();
+            out.emit(peer_json(&p), || format!("{} is {}", p.name, p.endpoint_id));
+        }
+        PeerCmd::Ls => {
+            let list = peers
+                .list_peers(pb::ListPeersRequest {})
+                .await?
+                .into_inner()
+                .peers;
+            out.emit(Value::Array(list.iter().map(peer_json).collect()), || {
+                if list.is_empty() {
+                    return "The address book is empty. Add a peer with `ringdropctl peer add NAME ENDPOINT_ID`.".into();
+                }
+                list.iter()
+                    .map(|p| format!("{:<16} {}  {}", p.name, p.endpoint_id, p.direct_addresses.join(", ")))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        PeerCmd::Rm { name } => {
+            peers
+                .remove_peer(pb::RemovePeerRequest { name: name.clone() })
+                .await?;
+            out.emit(json!({ "name": name }), || format!("Removed {name}"));
+        }
+    }
+    Ok(())
+}
+
+pub async fn remote(socket: Option<PathBuf>, out: &Out, cmd: RemoteCmd) -> Result<(), CliError> {
+    let RemoteCmd::Ls { peer } = cmd;
+    let c = client::connect(socket).await?;
+    let r = c
+        .peers()
+        .remote_list(pb::RemoteListRequest { peer })
+        .await?
+        .into_inner();
+    let v = r
+        .shares
+        .iter()
+        .map(|s| json!({ "hash": s.hash, "name": s.name, "size": s.size, "files": s.files, "ticket": s.ticket }))
+        .collect();
+    out.emit(Value::Array(v), || {
+        if r.shares.is_empty() {
+            return format!("{} shares nothing with you.", r.endpoint_id);
+        }
+        r.shares
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}  {:<24} {:>6} files {:>10}\n  ringdropctl fetch {}",
+                    &s.hash[..16],
+                    s.name,
+                    s.files,
+                    bytes(s.size),
+                    s.ticket
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+pub async fn uploads(socket: Option<PathBuf>, out: &Out) -> Result<(), CliError> {
+    let c = client::connect(socket).await?;
+    let list = c
+        .node()
+        .list_uploads(pb::ListUploadsRequest {})
+        .await?
+        .into_inner()
+        .uploads;
+    let v = list
+        .iter()
+        .map(|u| {
+            json!({
+                "peer": u.peer, "share": u.share, "name": u.name, "hash": u.hash,
+                "bytes_sent": u.bytes_sent, "rate": u.rate, "started_at": u.started_at,
+            })
+        })
+        .collect();
+    out.emit(Value::Array(v), || {
+        if list.is_empty() {
+            return "Nothing is being served right now.".into();
+        }
+        list.iter()
+            .map(|u| {
+                format!(
+                    "{}  {:<24} {:>10} sent  {:>10}/s",
+                    &u.peer[..16.min(u.peer.len())],
+                    if u.name.is_empty() { &u.hash } else { &u.name },
+                    bytes(u.bytes_sent),
+                    bytes(u.rate)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! The remote catalog: a small protocol of ours (own ALPN, postcard,
+//! bounded sizes) that answers "what do you share with me?" with only the
+//! shares the asking endpoint may fetch.
+
+use iroh::{
+    endpoint::Connection,
+    protocol::{AcceptError, ProtocolHandler},
+    Endpoint, EndpointAddr,
+};
+use iroh_blobs::Hash;
+use serde::{Deserialize, Serialize};
+use tracing::{debug, warn};
+
+use crate::{registry::Registry, shares, transfers::now};
+
+/// ALPN of the catalog protocol.
+pub const ALPN: &[u8] = b"ringdrop/catalog/1";
+/// Largest request we read.
+const MAX_REQUEST: usize = 1024;
+/// Largest answer we read (about 40k shares).
+pub const MAX_RESPONSE: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Request {
+    List,
+}
+
+/// One share as the catalog shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub hash: Hash,
+    pub name: String,
+    pub size: u64,
+    pub files: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Response {
+    List(Vec<Entry>),
+}
+
+/// Errors asking a peer for its catalog.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("cannot reach {peer}: {msg}")]
+    Connect { peer: String, msg: String },
+    #[error("{peer} did not answer the catalog request: {msg}")]
+    Protocol { peer: String, msg: String },
+}
+
+/// Serves the catalog to peers.
+#[derive(Debug, Clone)]
+pub struct CatalogServer {
+    registry: Registry,
+}
+
+impl CatalogServer {
+    pub fn new(registry: Registry) -> Self {
+        Self { registry }
+    }
+
+    /// Shares `peer` may fetch, with unchanged sources.
+    fn visible(&self, peer: &[u8; 32]) -> Vec<Entry> {
+        let shares = match self.registry.shares() {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("catalog: registry: {e}");
+                return Vec::new();
+            }
+        };
+        let t = now();
+        shares
+            .into_iter()
+            .filter(|s| matches!(self.registry.may_fetch(&s.rings, peer, t), Ok(true)))
+            .filter(|s| !shares::sources_changed(s))
+            .map(|s| Entry {
+                hash: s.hash,
+                name: s.name,
+                size: s.size,
+                files: s.files,
+            })
+            .collect()
+    }
+}
+
+impl ProtocolHandler for CatalogServer {
+    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        let peer = conn.remote_id();
+        let (mut send, mut recv) = conn.accept_bi().await?;
+        let req = recv
+            .read_to_end(MAX_REQUEST)
+            .await
+            .map_err(AcceptError::from_err)?;
+        match postcard::from_bytes::<Request>(&req) {
+            Ok(Request::List) => {
+                let entries = self.visible(peer.as_bytes());
+                debug!(%peer, shown = entries.len(), "catalog request");
+                let bytes =
+                    postcard::to_stdvec(&Response::List(entries)).map_err(AcceptError::from_err)?;
+                send.write_all(&bytes)
+                    .await
+                    .map_err(AcceptError::from_err)?;
+                send.finish().map_err(AcceptError::from_err)?;
+                // Let the answer reach the peer before the connection drops.
+                conn.closed().await;
+            }
+            Err(e) => {
+                debug!(%peer, "bad catalog request: {e}");
+                conn.close(2u32.into(), b"bad request");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Asks `addr` for the shares it lets this endpoint fetch.
+pub async fn list_remote(
+    endpoint: &Endpoint,
+    addr: EndpointAddr,
+) -> Result<Vec<Entry>, CatalogError> {
+    let peer = addr.id.to_string();
+    let proto = |msg: String| CatalogError::Protocol {
+        peer: peer.clone(),
+        msg,
+    };
+    let conn = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        endpoint.connect(addr, ALPN),
+    )
+    .await
+    .map_err(|_| CatalogError::Connect {
+        peer: peer.clone(),
+        msg: "no answer within 20s".into(),
+    })?
+    .map_err(|e| CatalogError::Connect {
+        peer: peer.clone(),
+        msg: e.to_string(),
+    })?;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| proto(e.to_string()))?;
+    let req = postcard::to_stdvec(&Request::List).map_err(|e| proto(e.to_string()))?;
+    send.write_all(&req)
+        .await
+        .map_err(|e| proto(e.to_string()))?;
+    send.finish().map_err(|e| proto(e.to_string()))?;
+    let bytes = recv
+        .read_to_end(MAX_RESPONSE)
+        .await
+        .map_err(|e| proto(e.to_string()))?;
+    conn.close(0u32.into(), b"done");
+    match postcard::from_bytes::<Response>(&bytes) {
+        Ok(Response::List(entries)) => Ok(entries),
+        Err(e) => Err(proto(format!("malformed answer: {e}"))),
+    }
+}

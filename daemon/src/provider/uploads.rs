@@ -1,0 +1,127 @@
+//! What this node is serving right now, request by request, and the bytes
+//! each finished request sent (added to the registry's counters).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Instant, SystemTime},
+};
+
+use iroh::EndpointId;
+use iroh_blobs::{provider::events::RequestUpdate, Hash};
+use tracing::warn;
+
+use crate::registry::Registry;
+
+/// One request being served.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub peer: EndpointId,
+    /// The share it is served for.
+    pub share: Option<Hash>,
+    /// The requested hash.
+    pub hash: Hash,
+    pub started: SystemTime,
+    started_at: Instant,
+    /// Payload bytes sent so far.
+    pub sent: u64,
+}
+
+impl Upload {
+    /// Average rate since the request started, bytes per second.
+    pub fn rate(&self) -> u64 {
+        let secs = self.started_at.elapsed().as_secs_f64();
+        if secs > 0.0 {
+            (self.sent as f64 / secs) as u64
+        } else {
+            0
+        }
+    }
+}
+
+/// Live uploads by (connection id, request id); cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Uploads {
+    live: Arc<Mutex<HashMap<(u64, u64), Upload>>>,
+}
+
+impl Uploads {
+    /// Everything being served now.
+    pub fn list(&self) -> Vec<Upload> {
+        self.live
+            .lock()
+            .map(|l| l.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Peers currently fetching blobs of `share`.
+    pub fn peers_of(&self, share: &Hash) -> Vec<EndpointId> {
+        self.list()
+            .into_iter()
+            .filter(|u| u.share.as_ref() == Some(share))
+            .map(|u| u.peer)
+            .collect()
+    }
+
+    fn set_sent(&self, key: (u64, u64), sent: u64) {
+        if let Ok(mut l) = self.live.lock() {
+            if let Some(u) = l.get_mut(&key) {
+                u.sent = sent;
+            }
+        }
+    }
+
+    /// Follows one allowed request's updates until it ends, then counts
+    /// its payload bytes in the registry.
+    pub fn track(
+        &self,
+        registry: Registry,
+        key: (u64, u64),
+        peer: EndpointId,
+        share: Option<Hash>,
+        hash: Hash,
+        mut rx: irpc::channel::mpsc::Receiver<RequestUpdate>,
+    ) {
+        let upload = Upload {
+            peer,
+            share,
+            hash,
+            started: SystemTime::now(),
+            started_at: Instant::now(),
+            sent: 0,
+        };
+        if let Ok(mut l) = self.live.lock() {
+            l.insert(key, upload);
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            // Bytes of finished blobs, and the current blob's end offset.
+            let (mut done, mut blob_end, mut total) = (0u64, 0u64, None);
+            while let Ok(Some(update)) = rx.recv().await {
+                match update {
+                    RequestUpdate::Started(_) => {
+                        done += blob_end;
+                        blob_end = 0;
+                    }
+                    RequestUpdate::Progress(p) => {
+                        blob_end = p.end_offset;
+                        this.set_sent(key, done + blob_end);
+                    }
+                    RequestUpdate::Completed(c) => total = Some(c.stats.payload_bytes_sent),
+                    RequestUpdate::Aborted(a) => total = Some(a.stats.payload_bytes_sent),
+                }
+            }
+            if let Ok(mut l) = this.live.lock() {
+                l.remove(&key);
+            }
+            let sent = total.unwrap_or(done + blob_end);
+            if sent > 0 {
+                let res =
+                    tokio::task::spawn_blocking(move || registry.add_served(share, sent)).await;
+                if let Ok(Err(e)) = res {
+                    warn!("cannot record served bytes: {e}");
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,207 @@
+//! Rings (named groups of endpoint ids, members with optional expiry) and
+//! the address book. `open` is built in: anyone holding the ticket.
+
+use redb::ReadableTable;
+
+use super::*;
+
+/// The built-in ring that lets anyone holding the ticket fetch.
+pub const OPEN_RING: &str = "open";
+
+/// A ring and how many members it has (all, and unexpired now).
+#[derive(Debug, Clone)]
+pub struct RingInfo {
+    pub name: String,
+    pub created_at: i64,
+    pub members: u64,
+}
+
+/// A ring member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: [u8; 32],
+    /// Unix seconds; `None`: never expires.
+    pub expires_at: Option<i64>,
+}
+
+fn member_range(ring: &str) -> std::ops::RangeInclusive<(&str, &'static [u8; 32])> {
+    (ring, &[0u8; 32])..=(ring, &[0xffu8; 32])
+}
+
+impl Registry {
+    /// Creates a ring; false if it exists.
+    pub fn create_ring(&self, name: &str, now: i64) -> Result<bool> {
+        let tx = self.write()?;
+        let created = {
+            let mut rings = tx.open_table(RINGS)?;
+            if rings.get(name)?.is_some() {
+                false
+            } else {
+                rings.insert(name, now)?;
+                true
+            }
+        };
+        tx.commit()?;
+        Ok(created)
+    }
+
+    /// Whether ring `name` exists (`open` always does).
+    pub fn ring_exists(&self, name: &str) -> Result<bool> {
+        if name == OPEN_RING {
+            return Ok(true);
+        }
+        let tx = self.read()?;
+        Ok(tx.open_table(RINGS)?.get(name)?.is_some())
+    }
+
+    /// All rings but `open`, by name.
+    pub fn rings(&self) -> Result<Vec<RingInfo>> {
+        let tx = self.read()?;
+        let rings = tx.open_table(RINGS)?;
+        let members = tx.open_table(RING_MEMBERS)?;
+        let mut out = Vec::new();
+        for item in rings.iter()? {
+            let (name, created) = item?;
+            let name = name.value().to_string();
+            let count = members.range(member_range(&name))?.count() as u64;
+            out.push(RingInfo {
+                name,
+                created_at: created.value(),
+                members: count,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Removes a ring and its members, and takes it off every share.
+    /// Returns the members it had, or `None` if there was no such ring.
+    pub fn remove_ring(&self, name: &str) -> Result<Option<Vec<Member>>> {
+        let tx = self.write()?;
+        let removed = {
+            let mut rings = tx.open_table(RINGS)?;
+            if rings.remove(name)?.is_none() {
+                None
+            } else {
+                let mut members = tx.open_table(RING_MEMBERS)?;
+                let gone: Vec<Member> = members
+                    .extract_from_if(member_range(name), |_, _| true)?
+                    .map(|r| {
+                        r.map(|(k, v)| Member {
+                            id: *k.value().1,
+                            expires_at: expiry(v.value()),
+                        })
+                    })
+                    .collect::<std::result::Result<_, _>>()?;
+                let mut shares = tx.open_table(SHARES)?;
+                let mut changed = Vec::new();
+                for item in shares.iter()? {
+                    let (k, v) = item?;
+                    let mut rec: ShareRecord = postcard::from_bytes(v.value())?;
+                    if rec.rings.iter().any(|r| r == name) {
+                        rec.rings.retain(|r| r != name);
+                        changed.push((*k.value(), rec));
+                    }
+                }
+                for (k, rec) in changed {
+                    shares.insert(&k, postcard::to_stdvec(&rec)?.as_slice())?;
+                }
+                Some(gone)
+            }
+        };
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// Adds or updates a member (expiry in unix seconds, `None`: never).
+    pub fn add_member(&self, ring: &str, id: &[u8; 32], expires_at: Option<i64>) -> Result<()> {
+        let tx = self.write()?;
+        tx.open_table(RING_MEMBERS)?
+            .insert((ring, id), expires_at.unwrap_or(0))?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes a member; false if it was not one.
+    pub fn remove_member(&self, ring: &str, id: &[u8; 32]) -> Result<bool> {
+        let tx = self.write()?;
+        let removed = tx.open_table(RING_MEMBERS)?.remove((ring, id))?.is_some();
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// Members of a ring.
+    pub fn members(&self, ring: &str) -> Result<Vec<Member>> {
+        let tx = self.read()?;
+        let members = tx.open_table(RING_MEMBERS)?;
+        let mut out = Vec::new();
+        for item in members.range(member_range(ring))? {
+            let (k, v) = item?;
+            out.push(Member {
+                id: *k.value().1,
+                expires_at: expiry(v.value()),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Whether `peer` may fetch a share restricted to `rings` at time `now`.
+    pub fn may_fetch(&self, rings: &[String], peer: &[u8; 32], now: i64) -> Result<bool> {
+        if rings.iter().any(|r| r == OPEN_RING) {
+            return Ok(true);
+        }
+        let tx = self.read()?;
+        let members = tx.open_table(RING_MEMBERS)?;
+        for ring in rings {
+            if let Some(v) = members.get((ring.as_str(), peer))? {
+                match expiry(v.value()) {
+                    Some(at) if at <= now => {}
+                    _ => return Ok(true),
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    // ---- address book ----
+
+    /// Adds or replaces an address-book entry.
+    pub fn put_peer(&self, rec: &PeerRecord) -> Result<()> {
+        let tx = self.write()?;
+        tx.open_table(PEERS)?
+            .insert(rec.name.as_str(), postcard::to_stdvec(rec)?.as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The entry named `name`.
+    pub fn peer(&self, name: &str) -> Result<Option<PeerRecord>> {
+        let tx = self.read()?;
+        match tx.open_table(PEERS)?.get(name)? {
+            Some(v) => Ok(Some(postcard::from_bytes(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// All entries, by name.
+    pub fn peers(&self) -> Result<Vec<PeerRecord>> {
+        let tx = self.read()?;
+        let peers = tx.open_table(PEERS)?;
+        let mut out = Vec::new();
+        for item in peers.iter()? {
+            out.push(postcard::from_bytes::<PeerRecord>(item?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Removes an entry; false if there was none.
+    pub fn remove_peer(&self, name: &str) -> Result<bool> {
+        let tx = self.write()?;
+        let removed = tx.open_table(PEERS)?.remove(name)?.is_some();
+        tx.commit()?;
+        Ok(removed)
+    }
+}
+
+fn expiry(v: i64) -> Option<i64> {
+    (v != 0).then_some(v)
+}

@@ -1,0 +1,112 @@
+//! Shares, the blob-parent index the gate reads, and served-byte counters.
+
+use iroh_blobs::Hash;
+use redb::ReadableTable;
+
+use super::*;
+
+impl Registry {
+    /// Records a share and indexes its children (the meta blob and every file).
+    pub fn put_share(&self, rec: &ShareRecord) -> Result<()> {
+        let tx = self.write()?;
+        {
+            let mut shares = tx.open_table(SHARES)?;
+            shares.insert(rec.hash.as_bytes(), postcard::to_stdvec(rec)?.as_slice())?;
+            let mut parents = tx.open_multimap_table(BLOB_PARENTS)?;
+            for child in &rec.children {
+                parents.insert(child.as_bytes(), rec.hash.as_bytes())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The share with collection hash `hash`.
+    pub fn share(&self, hash: &Hash) -> Result<Option<ShareRecord>> {
+        let tx = self.read()?;
+        let shares = tx.open_table(SHARES)?;
+        match shares.get(hash.as_bytes())? {
+            Some(v) => Ok(Some(postcard::from_bytes(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// All shares, oldest first.
+    pub fn shares(&self) -> Result<Vec<ShareRecord>> {
+        let tx = self.read()?;
+        let shares = tx.open_table(SHARES)?;
+        let mut out = Vec::new();
+        for item in shares.iter()? {
+            let (_, v) = item?;
+            out.push(postcard::from_bytes::<ShareRecord>(v.value())?);
+        }
+        out.sort_by_key(|s| s.created_at);
+        Ok(out)
+    }
+
+    /// Removes a share and its index entries; returns it if it existed.
+    pub fn remove_share(&self, hash: &Hash) -> Result<Option<ShareRecord>> {
+        let tx = self.write()?;
+        let removed = {
+            let mut shares = tx.open_table(SHARES)?;
+            let removed = match shares.remove(hash.as_bytes())? {
+                Some(v) => Some(postcard::from_bytes::<ShareRecord>(v.value())?),
+                None => None,
+            };
+            if let Some(rec) = &removed {
+                let mut parents = tx.open_multimap_table(BLOB_PARENTS)?;
+                for child in &rec.children {
+                    parents.remove(child.as_bytes(), rec.hash.as_bytes())?;
+                }
+            }
+            removed
+        };
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// Collection roots that list `child` among their blobs.
+    pub fn parents(&self, child: &Hash) -> Result<Vec<Hash>> {
+        let tx = self.read()?;
+        let parents = tx.open_multimap_table(BLOB_PARENTS)?;
+        let mut out = Vec::new();
+        for v in parents.get(child.as_bytes())? {
+            out.push(Hash::from(*v?.value()));
+        }
+        Ok(out)
+    }
+
+    /// Adds `bytes` served for the share `root` (if any) and to the total.
+    pub fn add_served(&self, root: Option<Hash>, bytes: u64) -> Result<()> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let tx = self.write()?;
+        {
+            let mut meta = tx.open_table(META)?;
+            let total = meta.get(KEY_SERVED_TOTAL)?.map(|v| v.value()).unwrap_or(0);
+            meta.insert(KEY_SERVED_TOTAL, total.saturating_add(bytes))?;
+            if let Some(root) = root {
+                let mut served = tx.open_table(SERVED)?;
+                let cur = served.get(root.as_bytes())?.map(|v| v.value()).unwrap_or(0);
+                served.insert(root.as_bytes(), cur.saturating_add(bytes))?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Payload bytes served in total.
+    pub fn served_total(&self) -> Result<u64> {
+        let tx = self.read()?;
+        let meta = tx.open_table(META)?;
+        Ok(meta.get(KEY_SERVED_TOTAL)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// Payload bytes served for one share.
+    pub fn served(&self, root: &Hash) -> Result<u64> {
+        let tx = self.read()?;
+        let served = tx.open_table(SERVED)?;
+        Ok(served.get(root.as_bytes())?.map(|v| v.value()).unwrap_or(0))
+    }
+}

@@ -1,0 +1,87 @@
+//! `ringdrop.v1.Peers`: the address book and remote catalogs.
+
+use ringdrop_proto::v1::{self as pb, peers_server::Peers};
+use tonic::{Request, Response, Status};
+
+use super::status::st;
+use crate::{daemon::Daemon, registry::PeerRecord};
+
+pub struct PeersService {
+    daemon: Daemon,
+}
+
+impl PeersService {
+    pub fn new(daemon: Daemon) -> Self {
+        Self { daemon }
+    }
+}
+
+fn peer(p: PeerRecord) -> pb::Peer {
+    pb::Peer {
+        name: p.name,
+        endpoint_id: data_encoding::HEXLOWER.encode(&p.id),
+        relay_url: p.relay.unwrap_or_default(),
+        direct_addresses: p.addrs.iter().map(|a| a.to_string()).collect(),
+        updated_at: p.updated_at,
+    }
+}
+
+#[tonic::async_trait]
+impl Peers for PeersService {
+    async fn add_peer(
+        &self,
+        req: Request<pb::AddPeerRequest>,
+    ) -> Result<Response<pb::Peer>, Status> {
+        let req = req.into_inner();
+        let rec = self.daemon.add_peer(&req.name, &req.endpoint).map_err(st)?;
+        Ok(Response::new(peer(rec)))
+    }
+
+    async fn list_peers(
+        &self,
+        _req: Request<pb::ListPeersRequest>,
+    ) -> Result<Response<pb::ListPeersResponse>, Status> {
+        let peers = self
+            .daemon
+            .peers()
+            .map_err(st)?
+            .into_iter()
+            .map(peer)
+            .collect();
+        Ok(Response::new(pb::ListPeersResponse { peers }))
+    }
+
+    async fn remove_peer(
+        &self,
+        req: Request<pb::RemovePeerRequest>,
+    ) -> Result<Response<pb::RemovePeerResponse>, Status> {
+        self.daemon
+            .remove_peer(&req.into_inner().name)
+            .map_err(st)?;
+        Ok(Response::new(pb::RemovePeerResponse {}))
+    }
+
+    async fn remote_list(
+        &self,
+        req: Request<pb::RemoteListRequest>,
+    ) -> Result<Response<pb::RemoteListResponse>, Status> {
+        let (p, entries) = self
+            .daemon
+            .remote_list(&req.into_inner().peer)
+            .await
+            .map_err(st)?;
+        Ok(Response::new(pb::RemoteListResponse {
+            endpoint_id: p.id.to_string(),
+            shares: entries
+                .into_iter()
+                .map(|(e, ticket)| pb::RemoteShare {
+                    hash: e.hash.to_string(),
+                    name: e.name,
+                    size: e.size,
+                    files: e.files,
+                    ticket,
+                })
+                .collect(),
+        }))
+    }
+}

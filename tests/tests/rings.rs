@@ -1,0 +1,390 @@
+//! Rings: access control from grant to revocation, with three daemons.
+
+use std::net::SocketAddr;
+
+use anyhow::Result;
+use iroh::{endpoint::presets, protocol::Router, Endpoint, RelayMode};
+use iroh_blobs::{
+    protocol::{GetRequest, ERR_PERMISSION},
+    store::mem::MemStore,
+    ticket::BlobTicket,
+    BlobsProtocol,
+};
+use ringdrop_proto::v1 as pb;
+use ringdrop_tests::{completed, list_tree, random_file, temp_dir, TestDaemon};
+
+const MIB: u64 = 1024 * 1024;
+
+fn failed(t: &pb::Transfer) -> bool {
+    t.state == pb::TransferState::Failed as i32
+}
+
+async fn ring_with(a: &TestDaemon, ring: &str, members: &[&TestDaemon]) -> Result<()> {
+    a.rings()
+        .create_ring(pb::CreateRingRequest { name: ring.into() })
+        .await?;
+    for m in members {
+        a.rings()
+            .add_member(pb::AddMemberRequest {
+                ring: ring.into(),
+                peer: m.id().await?,
+                expires_at: 0,
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn members_fetch_others_are_refused_open_is_open() -> Result<()> {
+    let (a, b, c) = (
+        TestDaemon::start().await?,
+        TestDaemon::start().await?,
+        TestDaemon::start().await?,
+    );
+    ring_with(&a, "team", &[&b]).await?;
+    let src = temp_dir("rdrop-src-")?.join("team.bin");
+    let data = random_file(&src, 300_000)?;
+    let share = a.share_to(&src, &["team"]).await?;
+    assert_eq!(share.share.as_ref().unwrap().rings, vec!["team"]);
+
+    let out_b = temp_dir("rdrop-out-")?;
+    let t = b.wait(b.fetch(&share.ticket, &out_b).await?).await?;
+    assert!(completed(&t), "{t:?}");
+    assert_eq!(std::fs::read(out_b.join("team.bin"))?, data);
+
+    let out_c = temp_dir("rdrop-out-")?;
+    let t = c.wait(c.fetch(&share.ticket, &out_c).await?).await?;
+    assert!(failed(&t), "{t:?}");
+    let c_id = c.id().await?;
+    assert_eq!(
+        t.last_error,
+        format!(
+            "refused by {}: this endpoint ({c_id}) may not fetch this share (it is not shared with you, or you are not in its rings)",
+            a.id().await?
+        )
+    );
+    assert_eq!(t.attempts, 1, "a refusal is not retried");
+    assert!(list_tree(&out_c).is_empty());
+
+    // The same content shared to "open" too: now C may fetch.
+    let again = a.share_to(&src, &["open"]).await?;
+    assert!(!again.created);
+    let mut rings = again.share.unwrap().rings;
+    rings.sort();
+    assert_eq!(rings, vec!["open", "team"]);
+    let t = c.wait(c.fetch(&share.ticket, &out_c).await?).await?;
+    assert!(completed(&t), "{t:?}");
+
+    let status = a
+        .node()
+        .get_status(pb::GetStatusRequest {})
+        .await?
+        .into_inner();
+    assert!(
+        status.requests_refused >= 1 && status.requests_allowed >= 2,
+        "{status:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_ring_is_an_error_and_expired_members_are_refused() -> Result<()> {
+    let (a, b) = (TestDaemon::start().await?, TestDaemon::start().await?);
+    let src = temp_dir("rdrop-src-")?.join("x.bin");
+    random_file(&src, 10_000)?;
+    let err = a
+        .shares()
+        .share(pb::ShareRequest {
+            path: src.display().to_string(),
+            rings: vec!["nope".into()],
+            ..Default::default()
+        })
+        .await;
+    let err = match err {
+        Err(e) => e,
+        Ok(s) => s
+            .into_inner()
+            .message()
+            .await
+            .expect_err("unknown ring accepted"),
+    };
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("ring create nope"),
+        "{}",
+        err.message()
+    );
+
+    a.rings()
+        .create_ring(pb::CreateRingRequest {
+            name: "temp".into(),
+        })
+        .await?;
+    let past = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64
+        - 10;
+    let m = a
+        .rings()
+        .add_member(pb::AddMemberRequest {
+            ring: "temp".into(),
+            peer: b.id().await?,
+            expires_at: past,
+        })
+        .await?
+        .into_inner();
+    assert!(m.expired);
+    let share = a.share_to(&src, &["temp"]).await?;
+    let t = b
+        .wait(b.fetch(&share.ticket, &temp_dir("rdrop-out-")?).await?)
+        .await?;
+    assert!(
+        failed(&t) && t.last_error.starts_with("refused by"),
+        "{t:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_a_member_stops_its_running_transfer() -> Result<()> {
+    let a = TestDaemon::start_with(|c| c.max_upload_rate = Some(32 * MIB)).await?;
+    let b = TestDaemon::start().await?;
+    ring_with(&a, "team", &[&b]).await?;
+    let src = temp_dir("rdrop-src-")?.join("big.bin");
+    random_file(&src, (96 * MIB) as usize)?;
+    let share = a.share_to(&src, &["team"]).await?;
+    let out = temp_dir("rdrop-out-")?;
+    let id = b.fetch(&share.ticket, &out).await?;
+    let moving = b.wait_until(id, |t| t.bytes_done > 4 * MIB).await?;
+    assert!(!completed(&moving));
+
+    // The provider shows the upload.
+    let uploads = a
+        .node()
+        .list_uploads(pb::ListUploadsRequest {})
+        .await?
+        .into_inner()
+        .uploads;
+    let b_id = b.id().await?;
+    assert!(uploads.iter().any(|u| u.peer == b_id), "{uploads:?}");
+
+    a.rings()
+        .remove_member(pb::RemoveMemberRequest {
+            ring: "team".into(),
+            peer: b.id().await?,
+        })
+        .await?;
+    let t = b.wait(id).await?;
+    assert!(failed(&t), "transfer should stop after revocation: {t:?}");
+    assert!(t.last_error.starts_with("refused by"), "{}", t.last_error);
+    assert!(t.bytes_done < t.bytes_total);
+    assert!(list_tree(&out).is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn child_of_restricted_collection_is_refused_by_hash() -> Result<()> {
+    let (a, b) = (TestDaemon::start().await?, TestDaemon::start().await?);
+    ring_with(&a, "team", &[&b]).await?;
+    let root = temp_dir("rdrop-src-")?.join("d");
+    random_file(&root.join("one.bin"), 40_000)?;
+    let share = a.share_req_blob(&root, &["team"]).await?;
+    // B (a member) gets the collection and learns the child hash.
+    let out = temp_dir("rdrop-out-")?;
+    assert!(completed(&b.wait(b.fetch(&share, &out).await?).await?));
+    let child = iroh_blobs::Hash::new(std::fs::read(out.join("d/one.bin"))?);
+
+    // A stranger asks for the child by hash, as a raw blob: refused.
+    let t: BlobTicket = share.parse()?;
+    let ep = Endpoint::builder(presets::Minimal)
+        .relay_mode(RelayMode::Disabled)
+        .clear_ip_transports()
+        .bind_addr(SocketAddr::from(([127, 0, 0, 1], 0)))?
+        .bind()
+        .await?;
+    let store = MemStore::new();
+    let _router = Router::builder(ep.clone())
+        .accept(iroh_blobs::ALPN, BlobsProtocol::new(&store, None))
+        .spawn();
+    let conn = ep.connect(t.addr().clone(), iroh_blobs::ALPN).await?;
+    let res = store
+        .remote()
+        .execute_get(conn, GetRequest::blob(child))
+        .await;
+    let code = res
+        .expect_err("child served to a stranger")
+        .iroh_error_code();
+    assert_eq!(code, Some(ERR_PERMISSION));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn remote_ls_shows_only_what_the_asker_may_fetch() -> Result<()> {
+    let (a, b, c) = (
+        TestDaemon::start().await?,
+        TestDaemon::start().await?,
+        TestDaemon::start().await?,
+    );
+    ring_with(&a, "team", &[&b]).await?;
+    ring_with(&a, "other", &[&c]).await?;
+    let dir = temp_dir("rdrop-src-")?;
+    for (name, ring) in [
+        ("team.txt", "team"),
+        ("other.txt", "other"),
+        ("public.txt", "open"),
+    ] {
+        random_file(&dir.join(name), 1000)?;
+        a.share_to(&dir.join(name), &[ring]).await?;
+    }
+    // B names A in its address book, from a ticket (so it knows A's addresses).
+    let ticket = a
+        .shares()
+        .list_shares(pb::ListSharesRequest {})
+        .await?
+        .into_inner()
+        .shares[0]
+        .ticket
+        .clone();
+    b.peers()
+        .add_peer(pb::AddPeerRequest {
+            name: "alice".into(),
+            endpoint: ticket.clone(),
+        })
+        .await?;
+    let names = |r: pb::RemoteListResponse| {
+        let mut n: Vec<String> = r.shares.into_iter().map(|s| s.name).collect();
+        n.sort();
+        n
+    };
+    let seen_b = b
+        .peers()
+        .remote_list(pb::RemoteListRequest {
+            peer: "alice".into(),
+        })
+        .await?;
+    assert_eq!(names(seen_b.into_inner()), vec!["public.txt", "team.txt"]);
+    let seen_c = c
+        .peers()
+        .remote_list(pb::RemoteListRequest { peer: ticket })
+        .await?;
+    assert_eq!(names(seen_c.into_inner()), vec!["other.txt", "public.txt"]);
+
+    // The tickets it hands out work.
+    let r = b
+        .peers()
+        .remote_list(pb::RemoteListRequest {
+            peer: "alice".into(),
+        })
+        .await?
+        .into_inner();
+    let team = r.shares.iter().find(|s| s.name == "team.txt").unwrap();
+    let out = temp_dir("rdrop-out-")?;
+    assert!(completed(
+        &b.wait(b.fetch(&team.ticket, &out).await?).await?
+    ));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_survives_a_restart_and_ring_removal_closes_access() -> Result<()> {
+    let a = TestDaemon::start().await?;
+    let b = TestDaemon::start().await?;
+    ring_with(&a, "team", &[&b]).await?;
+    a.peers()
+        .add_peer(pb::AddPeerRequest {
+            name: "bob".into(),
+            endpoint: b.id().await?,
+        })
+        .await?;
+    let src = temp_dir("rdrop-src-")?.join("keep.bin");
+    random_file(&src, 5000)?;
+    let share = a.share_to(&src, &["team"]).await?;
+
+    let a = a.restart().await?;
+    let rings = a
+        .rings()
+        .list_rings(pb::ListRingsRequest {})
+        .await?
+        .into_inner()
+        .rings;
+    assert!(
+        rings.iter().any(|r| r.name == "team" && r.members == 1),
+        "{rings:?}"
+    );
+    assert!(rings.iter().any(|r| r.name == "open"));
+    let members = a
+        .rings()
+        .list_members(pb::ListMembersRequest {
+            ring: "team".into(),
+        })
+        .await?;
+    assert_eq!(members.into_inner().members[0].name, "bob");
+    let shares = a
+        .shares()
+        .list_shares(pb::ListSharesRequest {})
+        .await?
+        .into_inner()
+        .shares;
+    assert_eq!(shares[0].rings, vec!["team"]);
+    let t = b
+        .wait(b.fetch(&share.ticket, &temp_dir("rdrop-out-")?).await?)
+        .await?;
+    assert!(completed(&t), "{t:?}");
+
+    // Removing the ring leaves the share reachable by nobody (not "open").
+    a.rings()
+        .remove_ring(pb::RemoveRingRequest {
+            name: "team".into(),
+        })
+        .await?;
+    let shares = a
+        .shares()
+        .list_shares(pb::ListSharesRequest {})
+        .await?
+        .into_inner()
+        .shares;
+    assert!(shares[0].rings.is_empty());
+    let b2 = TestDaemon::start().await?;
+    let t = b2
+        .wait(b2.fetch(&share.ticket, &temp_dir("rdrop-out-")?).await?)
+        .await?;
+    assert!(failed(&t), "{t:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changed_source_is_marked_not_served_and_refreshed_by_sharing_again() -> Result<()> {
+    let (a, b) = (TestDaemon::start().await?, TestDaemon::start().await?);
+    let src = temp_dir("rdrop-src-")?.join("doc.txt");
+    std::fs::write(&src, b"version one")?;
+    let first = a.share(&src).await?;
+    std::fs::write(&src, b"version two, longer")?;
+    let list = a
+        .shares()
+        .list_shares(pb::ListSharesRequest {})
+        .await?
+        .into_inner()
+        .shares;
+    assert!(list[0].changed, "{list:?}");
+    let t = b
+        .wait(b.fetch(&first.ticket, &temp_dir("rdrop-out-")?).await?)
+        .await?;
+    assert!(failed(&t), "changed file must not be served: {t:?}");
+
+    let second = a.share(&src).await?;
+    assert!(second.created);
+    let list = a
+        .shares()
+        .list_shares(pb::ListSharesRequest {})
+        .await?
+        .into_inner()
+        .shares;
+    assert_eq!(list.len(), 1, "the old share is replaced");
+    assert!(!list[0].changed);
+    let out = temp_dir("rdrop-out-")?;
+    let t = b.wait(b.fetch(&second.ticket, &out).await?).await?;
+    assert!(completed(&t), "{t:?}");
+    assert_eq!(std::fs::read(out.join("doc.txt"))?, b"version two, longer");
+    Ok(())
+}
