@@ -514,3 +514,30 @@ pub async fn wait_done(socket: &Path, id: u64) -> Result<pb::Transfer> {
     .await
     .context("timed out waiting for the transfer to end")?
 }
+
+/// A plain iroh-blobs node on loopback (no gate, no ringdrop): a stranger
+/// to every daemon, or a provider that serves anything.
+pub async fn plain_node() -> Result<(
+    iroh_blobs::store::mem::MemStore,
+    iroh::protocol::Router,
+    iroh::EndpointAddr,
+)> {
+    let ep = iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
+        .relay_mode(iroh::RelayMode::Disabled)
+        .clear_ip_transports()
+        .bind_addr(SocketAddr::from(([127, 0, 0, 1], 0)))?
+        .bind()
+        .await?;
+    let store = iroh_blobs::store::mem::MemStore::new();
+    let router = iroh::protocol::Router::builder(ep.clone())
+        .accept(
+            iroh_blobs::ALPN,
+            iroh_blobs::BlobsProtocol::new(&store, None),
+        )
+        .spawn();
+    let mut addr = iroh::EndpointAddr::new(ep.id());
+    for s in ep.bound_sockets() {
+        addr = addr.with_ip_addr(s);
+    }
+    Ok((store, router, addr))
+}

@@ -1,37 +1,14 @@
 //! The serving gate and interop, against plain iroh-blobs peers.
 
-use std::net::SocketAddr;
-
 use anyhow::{Context, Result};
-use iroh::{endpoint::presets, protocol::Router, Endpoint, EndpointAddr, RelayMode};
 use iroh_blobs::{
     format::collection::Collection,
     protocol::{ChunkRanges, GetRequest, ERR_PERMISSION},
-    store::mem::MemStore,
     ticket::BlobTicket,
-    BlobFormat, BlobsProtocol, Hash,
+    BlobFormat, Hash,
 };
 use ringdrop_proto::v1 as pb;
-use ringdrop_tests::{completed, list_tree, random_file, temp_dir, TestDaemon};
-
-/// A plain iroh-blobs node on loopback (no gate, no ringdrop).
-async fn plain_node() -> Result<(MemStore, Router, EndpointAddr)> {
-    let ep = Endpoint::builder(presets::Minimal)
-        .relay_mode(RelayMode::Disabled)
-        .clear_ip_transports()
-        .bind_addr(SocketAddr::from(([127, 0, 0, 1], 0)))?
-        .bind()
-        .await?;
-    let store = MemStore::new();
-    let router = Router::builder(ep.clone())
-        .accept(iroh_blobs::ALPN, BlobsProtocol::new(&store, None))
-        .spawn();
-    let mut addr = EndpointAddr::new(ep.id());
-    for s in ep.bound_sockets() {
-        addr = addr.with_ip_addr(s);
-    }
-    Ok((store, router, addr))
-}
+use ringdrop_tests::{completed, list_tree, plain_node, random_file, temp_dir, TestDaemon};
 
 /// Runs `req` against the provider of `ticket` from a plain node.
 async fn raw_get(ticket: &str, req: GetRequest) -> Result<Result<(), Option<u64>>> {

@@ -1,17 +1,12 @@
 //! Rings: access control from grant to revocation, with three daemons.
 
-use std::net::SocketAddr;
-
 use anyhow::Result;
-use iroh::{endpoint::presets, protocol::Router, Endpoint, RelayMode};
 use iroh_blobs::{
     protocol::{GetRequest, ERR_PERMISSION},
-    store::mem::MemStore,
     ticket::BlobTicket,
-    BlobsProtocol,
 };
 use ringdrop_proto::v1 as pb;
-use ringdrop_tests::{completed, list_tree, random_file, temp_dir, TestDaemon};
+use ringdrop_tests::{completed, list_tree, plain_node, random_file, temp_dir, TestDaemon};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -197,17 +192,11 @@ async fn child_of_restricted_collection_is_refused_by_hash() -> Result<()> {
 
     // A stranger asks for the child by hash, as a raw blob: refused.
     let t: BlobTicket = share.parse()?;
-    let ep = Endpoint::builder(presets::Minimal)
-        .relay_mode(RelayMode::Disabled)
-        .clear_ip_transports()
-        .bind_addr(SocketAddr::from(([127, 0, 0, 1], 0)))?
-        .bind()
+    let (store, router, _) = plain_node().await?;
+    let conn = router
+        .endpoint()
+        .connect(t.addr().clone(), iroh_blobs::ALPN)
         .await?;
-    let store = MemStore::new();
-    let _router = Router::builder(ep.clone())
-        .accept(iroh_blobs::ALPN, BlobsProtocol::new(&store, None))
-        .spawn();
-    let conn = ep.connect(t.addr().clone(), iroh_blobs::ALPN).await?;
     let res = store
         .remote()
         .execute_get(conn, GetRequest::blob(child))
