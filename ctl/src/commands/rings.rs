@@ -64,7 +64,10 @@ fn member_line(m: &pb::Member) -> String {
     let exp = match (m.expires_at, m.expired) {
         (0, _) => String::new(),
         (_, true) => "  (expired)".into(),
-        (t, false) => format!("  (expires at unix {t})"),
+        (t, false) => {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
+            format!("  (expires {})", humantime::format_rfc3339_seconds(at))
+        }
     };
     format!("{}  {}{exp}", m.endpoint_id, m.name)
 }
