@@ -35,8 +35,32 @@ pub enum RunError {
 pub enum Listener {
     /// Create the socket at `config.socket` (and remove it on exit).
     Create,
-    /// A socket handed over by the service manager (socket activation).
-    Inherited(UnixListener),
+    /// A socket handed over by the service manager (socket activation);
+    /// the service manager owns its path.
+    Inherited(std::os::unix::net::UnixListener),
+}
+
+/// Tells systemd (when it is watching, `NOTIFY_SOCKET`) how we are doing.
+fn notify(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!("cannot notify the service manager: {e}");
+    }
+}
+
+/// The group that may use the socket of a system daemon.
+const SOCKET_GROUP: &str = "ringdrop";
+
+fn group_id(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: getgrnam takes a NUL-terminated name; we only read gr_gid
+    // from the static result before any other call can overwrite it.
+    let gr = unsafe { libc::getgrnam(c.as_ptr()) };
+    if gr.is_null() {
+        None
+    } else {
+        // SAFETY: gr is non-null and points to a valid group entry.
+        Some(unsafe { (*gr).gr_gid })
+    }
 }
 
 /// Runs the daemon until `shutdown` resolves, then stops in order: stop
@@ -47,14 +71,28 @@ pub async fn run(
     listener: Listener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    use sd_notify::NotifyState;
+    notify(&[NotifyState::Status("starting")]);
+    // System mode: members of the `ringdrop` group are trusted operators.
+    let group = if config.system { group_id(SOCKET_GROUP) } else { None };
+    let policy = match group {
+        Some(gid) => rpc::PeerPolicy::with_group(gid),
+        None => rpc::PeerPolicy::owner_only(),
+    };
     // The socket first: a second daemon is refused before it touches the
     // data dir another one holds open.
     let (listener, owned_path) = match listener {
-        Listener::Create => (
-            rpc::bind_socket(&config.socket, 0o600).await?,
-            Some(config.socket.clone()),
+        Listener::Create => {
+            let l = rpc::bind_socket(&config.socket, group).await?;
+            (l, Some(config.socket.clone()))
+        }
+        Listener::Inherited(l) => (
+            UnixListener::from_std(l).map_err(|e| rpc::SocketError::Io {
+                path: config.socket.clone(),
+                msg: format!("inherited socket: {e}"),
+            })?,
+            None,
         ),
-        Listener::Inherited(l) => (l, None),
     };
     let daemon = match Daemon::start(config).await {
         Ok(d) => d,
@@ -62,6 +100,7 @@ pub async fn run(
             if let Some(p) = &owned_path {
                 std::fs::remove_file(p).ok();
             }
+            notify(&[NotifyState::Status(&format!("failed: {e}"))]);
             return Err(e.into());
         }
     };
@@ -74,16 +113,15 @@ pub async fn run(
                 _ = stop.cancelled() => {}
             }
             info!("shutting down");
+            notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
             stop.cancel();
         }
     };
-    let served = rpc::serve(
-        daemon.clone(),
-        listener,
-        rpc::PeerPolicy::owner_only(),
-        signal,
-    )
-    .await;
+    // The listener is bound and the node is up: connections queue in the
+    // socket's backlog until the server polls them, so we are ready now.
+    let status = format!("serving as {}", daemon.endpoint().id());
+    notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+    let served = rpc::serve(daemon.clone(), listener, policy, signal).await;
     daemon.shutdown().await;
     if let Some(p) = &owned_path {
         std::fs::remove_file(p).ok();

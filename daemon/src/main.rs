@@ -1,66 +1,133 @@
-//! ringdropd: parses flags, sets up logging, runs the daemon until SIGINT/SIGTERM.
+//! ringdropd: parses flags, builds the config (flags > env > file >
+//! defaults), sets up logging, takes a socket-activated listener if systemd
+//! passed one, and runs the daemon until SIGINT/SIGTERM.
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{os::fd::FromRawFd, path::PathBuf, process::ExitCode};
 
-use clap::Parser;
-use ringdropd::{Config, Listener, RelayChoice};
+use clap::{CommandFactory, Parser};
+use ringdropd::{
+    config::{self, Layer, Mode},
+    Config, Listener,
+};
 use tracing_subscriber::EnvFilter;
 
 /// ringdrop daemon: shares and fetches files over iroh, controlled by
 /// `ringdropctl` (or any gRPC client) through a Unix socket.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(
+    version,
+    about,
+    after_help = "Settings come from flags, then RINGDROP_* variables (RINGDROP_RELAY, RINGDROP_DATA_DIR, ...), \
+then the config file (user: ~/.config/ringdrop/ringdropd.toml, system: /etc/ringdrop/ringdropd.toml), then defaults.\n\n\
+Examples:\n  ringdropd                                   # user daemon, defaults\n  \
+ringdropd --relay disabled --no-mdns        # offline / LAN-only\n  \
+ringdropd --data-dir /tmp/d --socket /tmp/d.sock --bind 127.0.0.1:0\n  \
+ringdropd --print-config                    # show the effective settings"
+)]
 struct Args {
+    /// Config file (default: the user or system one if it exists; also $RINGDROP_CONFIG).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// System service mode: /etc/ringdrop, /var/lib/ringdrop, socket 0660 for group ringdrop.
+    #[arg(long)]
+    system: bool,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Print the man page (roff) and exit.
+    #[arg(long, hide = true)]
+    print_man: bool,
     /// Data directory (blob store, registry, secret key).
-    #[arg(long, env = "RINGDROP_DATA_DIR")]
-    data_dir: Option<PathBuf>,
+    #[arg(long)]
+    data_dir: Option<String>,
     /// Control socket path.
-    #[arg(long, env = "RINGDROP_SOCKET")]
-    socket: Option<PathBuf>,
+    #[arg(long)]
+    socket: Option<String>,
     /// Relays: "default", "disabled" or a relay URL.
-    #[arg(long, env = "RINGDROP_RELAY")]
-    relay: Option<RelayChoice>,
+    #[arg(long)]
+    relay: Option<String>,
     /// Turn LAN discovery (mDNS) off.
     #[arg(long)]
     no_mdns: bool,
     /// UDP address of the endpoint, e.g. 127.0.0.1:0 (default: all
     /// interfaces on the port kept from the first start).
-    #[arg(long, env = "RINGDROP_BIND")]
-    bind: Option<SocketAddr>,
-    /// Transfers that run at once.
-    #[arg(long, env = "RINGDROP_MAX_CONCURRENT_TRANSFERS")]
-    max_concurrent_transfers: Option<usize>,
+    #[arg(long)]
+    bind: Option<String>,
+    /// Transfers that run at once (the rest queue).
+    #[arg(long)]
+    max_concurrent_transfers: Option<String>,
     /// Where fetches go when the client names no destination.
-    #[arg(long, env = "RINGDROP_DOWNLOAD_DIR")]
-    download_dir: Option<PathBuf>,
+    #[arg(long)]
+    download_dir: Option<String>,
     /// Upload limit for everything this node serves, e.g. 10M (bytes per second).
-    #[arg(long, env = "RINGDROP_MAX_UPLOAD_RATE", value_parser = ringdropd::config::parse_bytes)]
-    max_upload_rate: Option<u64>,
+    #[arg(long)]
+    max_upload_rate: Option<String>,
+    /// Log filter, e.g. info or info,ringdropd=debug (RUST_LOG overrides).
+    #[arg(long)]
+    log: Option<String>,
 }
 
-fn config(args: Args) -> Config {
-    let mut c = Config::user_defaults();
-    if let Some(d) = args.data_dir {
-        c.data_dir = d;
+impl Args {
+    fn layer(&self) -> Layer {
+        let mut l = Layer::new("flags");
+        let pairs: [(&'static str, &Option<String>); 8] = [
+            ("data_dir", &self.data_dir),
+            ("socket", &self.socket),
+            ("relay", &self.relay),
+            ("bind", &self.bind),
+            ("max_concurrent_transfers", &self.max_concurrent_transfers),
+            ("download_dir", &self.download_dir),
+            ("max_upload_rate", &self.max_upload_rate),
+            ("log", &self.log),
+        ];
+        for (key, v) in pairs {
+            if let Some(v) = v {
+                l.set(key, v.clone());
+            }
+        }
+        if self.no_mdns {
+            l.set("mdns", "false");
+        }
+        l
     }
-    if let Some(s) = args.socket {
-        c.socket = s;
+}
+
+fn init_logging(config: &Config) {
+    // Under systemd, journald adds timestamps and does not want colours.
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if journald {
+        builder.without_time().with_ansi(false).with_target(false).init();
+    } else {
+        use std::io::IsTerminal;
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
     }
-    if let Some(r) = args.relay {
-        c.relay = r;
+}
+
+/// A listening socket passed by systemd (socket activation), if any.
+fn inherited_listener() -> Result<Option<Listener>, String> {
+    let fds: Vec<_> = sd_notify::listen_fds()
+        .map_err(|e| format!("socket activation: {e}"))?
+        .collect();
+    let Some(fd) = fds.first().copied() else {
+        return Ok(None);
+    };
+    if fds.len() > 1 {
+        return Err(format!(
+            "socket activation passed {} sockets; ringdropd wants exactly one (ListenStream=...)",
+            fds.len()
+        ));
     }
-    if args.no_mdns {
-        c.mdns = false;
-    }
-    c.bind = args.bind.or(c.bind);
-    if let Some(n) = args.max_concurrent_transfers {
-        c.max_concurrent_transfers = n;
-    }
-    if let Some(d) = args.download_dir {
-        c.download_dir = d;
-    }
-    c.max_upload_rate = args.max_upload_rate.or(c.max_upload_rate);
-    c
+    // SAFETY: systemd hands us this open listening socket (fd 3) and nothing
+    // else in the process owns it.
+    let std_listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("socket activation: {e}"))?;
+    Ok(Some(Listener::Inherited(std_listener)))
 }
 
 /// Installs the SIGTERM/SIGINT handlers now (so a signal that arrives
@@ -79,15 +146,37 @@ fn signals() -> std::io::Result<impl std::future::Future<Output = ()> + Send + '
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            EnvFilter::new("info,iroh=warn,noq=warn,iroh_blobs=warn,swarm_discovery=warn")
-        }))
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
-    let config = config(args);
+    if args.print_man {
+        let man = clap_mangen::Man::new(Args::command());
+        if let Err(e) = man.render(&mut std::io::stdout()) {
+            eprintln!("ringdropd: {e}");
+            return ExitCode::FAILURE;
+        }
+        return ExitCode::SUCCESS;
+    }
+    let mode = if args.system { Mode::System } else { Mode::User };
+    let (config, file) = match config::load(mode, args.config.as_deref(), &args.layer()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ringdropd: bad configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.print_config {
+        if let Some(f) = &file {
+            println!("# read from {}", f.display());
+        }
+        print!("{}", config.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    init_logging(&config);
+    let listener = match inherited_listener() {
+        Ok(l) => l.unwrap_or(Listener::Create),
+        Err(e) => {
+            eprintln!("ringdropd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -97,7 +186,7 @@ fn main() -> ExitCode {
     };
     let res = rt.block_on(async {
         let stop = signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
-        ringdropd::run(config, Listener::Create, stop)
+        ringdropd::run(config, listener, stop)
             .await
             .map_err(|e| e.to_string())
     });

@@ -90,15 +90,17 @@ fn supplementary_groups(pid: i32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// Creates the socket at `path` with `mode`. Its directory is created 0700
-/// if missing (and must then be ours). A socket nobody answers on is stale
-/// and replaced; one that answers belongs to a running daemon.
-pub async fn bind_socket(path: &Path, mode: u32) -> Result<UnixListener, SocketError> {
+/// Creates the socket at `path`: mode 0600, or 0660 owned by `group` (a
+/// system daemon). Its directory is created (0700, or 0750 with a group) if
+/// missing and must then be ours. A socket nobody answers on is stale and
+/// replaced; one that answers belongs to a running daemon.
+pub async fn bind_socket(path: &Path, group: Option<u32>) -> Result<UnixListener, SocketError> {
+    let (mode, dir_mode) = if group.is_some() { (0o660, 0o755) } else { (0o600, 0o700) };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
             fs::DirBuilder::new()
                 .recursive(true)
-                .mode(0o700)
+                .mode(dir_mode)
                 .create(dir)
                 .map_err(io_err(dir))?;
         }
@@ -117,5 +119,8 @@ pub async fn bind_socket(path: &Path, mode: u32) -> Result<UnixListener, SocketE
     }
     let listener = UnixListener::bind(path).map_err(io_err(path))?;
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err(path))?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(io_err(path))?;
+    }
     Ok(listener)
 }

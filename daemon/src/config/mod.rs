@@ -1,4 +1,9 @@
-//! Daemon configuration: every knob with its default.
+//! Daemon configuration: every knob with its default. `load` layers the
+//! TOML file, `RINGDROP_*` variables and flags on top of the defaults.
+
+mod load;
+
+pub use load::{load, ConfigError, Layer, Mode};
 
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
@@ -59,7 +64,14 @@ pub struct Config {
     pub gc_interval: Duration,
     /// Upload limit in bytes per second for everything this node serves.
     pub max_upload_rate: Option<u64>,
+    /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
+    pub log: String,
+    /// System mode: socket 0660 for the `ringdrop` group, system paths.
+    pub system: bool,
 }
+
+/// The default log filter: our info, the libraries' warnings.
+pub const DEFAULT_LOG: &str = "info,iroh=warn,noq=warn,iroh_blobs=warn,swarm_discovery=warn";
 
 /// Parses a byte count or rate: `1048576`, `512K`, `100M`, `1.5G`
 /// (K/M/G/T are powers of 1024; a trailing `B`, `iB` or `/s` is allowed).
@@ -118,6 +130,24 @@ impl Config {
             download_dir,
             gc_interval: Duration::from_secs(60),
             max_upload_rate: None,
+            log: DEFAULT_LOG.to_string(),
+            system: false,
+        }
+    }
+
+    /// Defaults for the system service (systemd unit): state under
+    /// `$STATE_DIRECTORY` (or /var/lib/ringdrop), socket in /run/ringdrop.
+    pub fn system_defaults() -> Self {
+        let data_dir = std::env::var_os("STATE_DIRECTORY")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/var/lib/ringdrop"));
+        Self {
+            download_dir: data_dir.join("downloads"),
+            data_dir,
+            socket: PathBuf::from(ringdrop_proto::paths::SYSTEM_SOCKET),
+            system: true,
+            ..Self::user_defaults()
         }
     }
 
@@ -134,6 +164,8 @@ impl Config {
             download_dir: dir.join("downloads"),
             gc_interval: Duration::from_secs(60),
             max_upload_rate: None,
+            log: DEFAULT_LOG.to_string(),
+            system: false,
         }
     }
 }

@@ -1,0 +1,275 @@
+//! Where settings come from, weakest first: defaults (user or system mode),
+//! the TOML file, `RINGDROP_*` environment variables, flags. Every value is
+//! checked with the name of the key (and where it came from) in the error;
+//! unknown keys in the file are errors, not ignored.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use super::{parse_bytes, Config, RelayChoice};
+
+/// Every key, as it is spelled in the file; the variable is `RINGDROP_` +
+/// the key in capitals.
+pub const KEYS: &[&str] = &[
+    "data_dir",
+    "socket",
+    "relay",
+    "mdns",
+    "bind",
+    "max_concurrent_transfers",
+    "download_dir",
+    "max_upload_rate",
+    "gc_interval",
+    "log",
+];
+
+/// Environment variable naming the config file.
+pub const CONFIG_ENV: &str = "RINGDROP_CONFIG";
+
+/// User daemon or system service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    User,
+    System,
+}
+
+/// A configuration error, naming the source and the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}: {msg}")]
+pub struct ConfigError {
+    /// The file, "environment" or "flags".
+    pub origin: String,
+    pub msg: String,
+}
+
+/// Settings from one source, as text by key.
+#[derive(Debug, Clone, Default)]
+pub struct Layer {
+    /// Where they came from, for error messages ("flags", a file path, ...).
+    pub name: String,
+    values: BTreeMap<&'static str, String>,
+}
+
+impl Layer {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            values: BTreeMap::new(),
+        }
+    }
+
+    /// Sets `key` (one of [`KEYS`]) to `value`.
+    pub fn set(&mut self, key: &'static str, value: impl Into<String>) {
+        debug_assert!(KEYS.contains(&key));
+        self.values.insert(key, value.into());
+    }
+
+    fn from_env() -> Self {
+        let mut layer = Self::new("environment");
+        for key in KEYS {
+            let var = format!("RINGDROP_{}", key.to_ascii_uppercase());
+            if let Ok(v) = std::env::var(&var) {
+                layer.values.insert(key, v);
+            }
+        }
+        layer
+    }
+
+    fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let name = path.display().to_string();
+        let err = |msg: String| ConfigError {
+            origin: name.clone(),
+            msg,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| err(e.to_string()))?;
+        let mut layer = Self::new(name.clone());
+        for (k, v) in table {
+            let Some(key) = KEYS.iter().find(|known| **known == k) else {
+                return Err(err(format!(
+                    "unknown key `{k}` (known keys: {})",
+                    KEYS.join(", ")
+                )));
+            };
+            let text = match v {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(err(format!(
+                        "key `{k}`: expected a string, number or boolean, found {}",
+                        other.type_str()
+                    )))
+                }
+            };
+            layer.values.insert(key, text);
+        }
+        Ok(layer)
+    }
+
+    /// Applies every value to `config`.
+    fn apply(&self, config: &mut Config) -> Result<(), ConfigError> {
+        for (key, v) in &self.values {
+            apply_one(config, key, v.trim()).map_err(|msg| ConfigError {
+                origin: self.name.clone(),
+                msg: format!("key `{key}`: {msg}"),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err(format!("{v:?} is not a boolean (true or false)")),
+    }
+}
+
+fn path(v: &str) -> Result<PathBuf, String> {
+    if v.is_empty() {
+        return Err("empty path".into());
+    }
+    Ok(PathBuf::from(v))
+}
+
+fn apply_one(c: &mut Config, key: &str, v: &str) -> Result<(), String> {
+    match key {
+        "data_dir" => c.data_dir = path(v)?,
+        "socket" => c.socket = path(v)?,
+        "download_dir" => c.download_dir = path(v)?,
+        "relay" => c.relay = v.parse::<RelayChoice>()?,
+        "mdns" => c.mdns = parse_bool(v)?,
+        "bind" => {
+            c.bind = match v {
+                "" | "default" => None,
+                a => Some(a.parse::<SocketAddr>().map_err(|e| {
+                    format!("{a:?} is not an address like 0.0.0.0:7777 or 127.0.0.1:0 ({e})")
+                })?),
+            }
+        }
+        "max_concurrent_transfers" => {
+            let n: usize = v
+                .parse()
+                .map_err(|_| format!("{v:?} is not a whole number"))?;
+            if n == 0 {
+                return Err("must be at least 1".into());
+            }
+            c.max_concurrent_transfers = n;
+        }
+        "max_upload_rate" => {
+            c.max_upload_rate = match v {
+                "" | "0" | "none" | "unlimited" => None,
+                r => Some(parse_bytes(r)?),
+            }
+        }
+        "gc_interval" => {
+            c.gc_interval = humantime::parse_duration(v)
+                .map_err(|e| format!("{v:?} is not a duration like 60s or 5m ({e})"))?
+        }
+        "log" => {
+            tracing_subscriber::EnvFilter::try_new(v)
+                .map_err(|e| format!("{v:?} is not a log filter like info or info,ringdropd=debug ({e})"))?;
+            c.log = v.to_string();
+        }
+        other => return Err(format!("unknown key `{other}`")),
+    }
+    Ok(())
+}
+
+/// The config file used when none is named.
+pub fn default_file(mode: Mode) -> Option<PathBuf> {
+    match mode {
+        Mode::System => Some(PathBuf::from("/etc/ringdrop/ringdropd.toml")),
+        Mode::User => directories::ProjectDirs::from("", "", "ringdrop")
+            .map(|d| d.config_dir().join("ringdropd.toml")),
+    }
+}
+
+/// Builds the effective config: defaults for `mode` < file < environment
+/// < `flags`. `file` (or `$RINGDROP_CONFIG`) must exist when given; the
+/// default file is optional. Returns the config and the file read, if any.
+pub fn load(mode: Mode, file: Option<&Path>, flags: &Layer) -> Result<(Config, Option<PathBuf>), ConfigError> {
+    let mut config = match mode {
+        Mode::User => Config::user_defaults(),
+        Mode::System => Config::system_defaults(),
+    };
+    let named = file
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from));
+    let used = match named {
+        Some(p) => Some(p),
+        None => default_file(mode).filter(|p| p.exists()),
+    };
+    if let Some(p) = &used {
+        Layer::from_file(p)?.apply(&mut config)?;
+    }
+    Layer::from_env().apply(&mut config)?;
+    flags.apply(&mut config)?;
+    Ok((config, used))
+}
+
+impl Config {
+    /// The effective configuration as a TOML file would say it.
+    pub fn to_toml(&self) -> String {
+        let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let p = |p: &Path| q(&p.display().to_string());
+        let mut out = String::new();
+        out.push_str(&format!("data_dir = {}\n", p(&self.data_dir)));
+        out.push_str(&format!("socket = {}\n", p(&self.socket)));
+        out.push_str(&format!("relay = {}\n", q(&self.relay.to_string())));
+        out.push_str(&format!("mdns = {}\n", self.mdns));
+        let bind = self.bind.map(|b| b.to_string()).unwrap_or_else(|| "default".into());
+        out.push_str(&format!("bind = {}\n", q(&bind)));
+        out.push_str(&format!(
+            "max_concurrent_transfers = {}\n",
+            self.max_concurrent_transfers
+        ));
+        out.push_str(&format!("download_dir = {}\n", p(&self.download_dir)));
+        let rate = self
+            .max_upload_rate
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "unlimited".into());
+        out.push_str(&format!("max_upload_rate = {}\n", q(&rate)));
+        out.push_str(&format!(
+            "gc_interval = {}\n",
+            q(&humantime::format_duration(self.gc_interval).to_string())
+        ));
+        out.push_str(&format!("log = {}\n", q(&self.log)));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let mut c = Config::user_defaults();
+        let mut l = Layer::new("flags");
+        l.set("relay", "sometimes");
+        let e = l.apply(&mut c).unwrap_err().to_string();
+        assert!(e.starts_with("flags: key `relay`"), "{e}");
+        let mut l = Layer::new("flags");
+        l.set("max_concurrent_transfers", "0");
+        assert!(l.apply(&mut c).unwrap_err().to_string().contains("max_concurrent_transfers"));
+    }
+
+    #[test]
+    fn printed_config_reads_back() {
+        let c = Config::user_defaults();
+        let dir = std::env::temp_dir().join(format!("rdrop-cfg-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(&f, c.to_toml()).unwrap();
+        let mut back = Config::isolated(&dir);
+        Layer::from_file(&f).unwrap().apply(&mut back).unwrap();
+        assert_eq!(back.to_toml(), c.to_toml());
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
