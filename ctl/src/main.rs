@@ -36,13 +36,19 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Show the daemon's identity, addresses and counters.
-    #[command(after_help = "Examples:\n  ringdropctl status\n  ringdropctl --json status | jq .bytes_served")]
+    #[command(
+        after_help = "Examples:\n  ringdropctl status\n  ringdropctl --json status | jq .bytes_served"
+    )]
     Status,
     /// Print this node's endpoint id.
-    #[command(after_help = "Example:\n  ringdropctl id   # give this to whoever adds you to a ring")]
+    #[command(
+        after_help = "Example:\n  ringdropctl id   # give this to whoever adds you to a ring"
+    )]
     Id,
     /// Share a file or a directory and print its ticket.
-    #[command(after_help = "Examples:\n  ringdropctl share ~/Videos/talk.mp4\n  ringdropctl share ./project --ring team --name project-2026\n  ringdropctl share big.iso --ticket-format blob   # for sendme receive")]
+    #[command(
+        after_help = "Examples:\n  ringdropctl share ~/Videos/talk.mp4\n  ringdropctl share ./project --ring team --name project-2026\n  ringdropctl share big.iso --ticket-format blob   # for sendme receive"
+    )]
     Share(commands::share::ShareArgs),
     /// List or manage shares.
     #[command(subcommand, after_help = "Example:\n  ringdropctl shares ls")]
@@ -54,19 +60,33 @@ enum Command {
         hash: String,
     },
     /// Fetch a ticket; the daemon does the work and keeps it going if you leave.
-    #[command(after_help = "Examples:\n  ringdropctl fetch rdrop...                      # into the current directory\n  ringdropctl fetch rdrop... --out ~/Downloads\n  ringdropctl fetch blob... --out file.bin --force\n  ringdropctl --json fetch rdrop... --detach      # prints {\"id\": ...} at once")]
+    #[command(
+        after_help = "Examples:\n  ringdropctl fetch rdrop...                      # into the current directory\n  ringdropctl fetch rdrop... --out ~/Downloads\n  ringdropctl fetch blob... --out file.bin --force\n  ringdropctl --json fetch rdrop... --detach      # prints {\"id\": ...} at once"
+    )]
     Fetch(commands::fetch::FetchArgs),
     /// Work with tickets.
-    #[command(subcommand, after_help = "Example:\n  ringdropctl ticket inspect rdrop...")]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  ringdropctl ticket inspect rdrop..."
+    )]
     Ticket(commands::ticket::TicketCmd),
     /// List and follow transfers.
-    #[command(subcommand, after_help = "Examples:\n  ringdropctl transfers ls\n  ringdropctl transfers wait 3\n  ringdropctl transfers pause 3 && ringdropctl transfers resume 3\n  ringdropctl transfers cancel 3 --purge\n  ringdropctl --json transfers watch")]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  ringdropctl transfers ls\n  ringdropctl transfers wait 3\n  ringdropctl transfers pause 3 && ringdropctl transfers resume 3\n  ringdropctl transfers cancel 3 --purge\n  ringdropctl --json transfers watch"
+    )]
     Transfers(commands::transfers::TransfersCmd),
     /// Rings: named groups of peers a share can be restricted to.
-    #[command(subcommand, after_help = "Examples:\n  ringdropctl ring create team\n  ringdropctl ring add-member team bob --expires 7d\n  ringdropctl ring members team\n  ringdropctl ring remove-member team bob")]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  ringdropctl ring create team\n  ringdropctl ring add-member team bob --expires 7d\n  ringdropctl ring members team\n  ringdropctl ring remove-member team bob"
+    )]
     Ring(commands::rings::RingCmd),
     /// The address book: names for endpoint ids.
-    #[command(subcommand, after_help = "Examples:\n  ringdropctl peer add bob 1fe0b4394ecef2b1...\n  ringdropctl peer add alice rdrop...   # from a ticket alice printed\n  ringdropctl peer ls")]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  ringdropctl peer add bob 1fe0b4394ecef2b1...\n  ringdropctl peer add alice rdrop...   # from a ticket alice printed\n  ringdropctl peer ls"
+    )]
     Peer(commands::rings::PeerCmd),
     /// Ask another node what it shares with you.
     #[command(subcommand, after_help = "Example:\n  ringdropctl remote ls alice")]
@@ -75,13 +95,17 @@ enum Command {
     #[command(after_help = "Example:\n  ringdropctl uploads")]
     Uploads,
     /// Print a shell completion script.
-    #[command(after_help = "Examples:\n  ringdropctl completions bash > ~/.local/share/bash-completion/completions/ringdropctl\n  ringdropctl completions zsh > ~/.zfunc/_ringdropctl\n  ringdropctl completions fish > ~/.config/fish/completions/ringdropctl.fish")]
+    #[command(
+        after_help = "Examples:\n  ringdropctl completions bash > ~/.local/share/bash-completion/completions/ringdropctl\n  ringdropctl completions zsh > ~/.zfunc/_ringdropctl\n  ringdropctl completions fish > ~/.config/fish/completions/ringdropctl.fish"
+    )]
     Completions {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
     /// Print the man page, or write one per command into a directory.
-    #[command(after_help = "Examples:\n  ringdropctl man | man -l -\n  ringdropctl man --out /usr/local/share/man/man1")]
+    #[command(
+        after_help = "Examples:\n  ringdropctl man | man -l -\n  ringdropctl man --out /usr/local/share/man/man1"
+    )]
     Man {
         /// Directory to write ringdropctl.1 and ringdropctl-<command>.1 into.
         #[arg(long)]
@@ -106,7 +130,12 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Remote(cmd) => commands::rings::remote(socket, &out, cmd).await,
         Command::Uploads => commands::rings::uploads(socket, &out).await,
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "ringdropctl", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "ringdropctl",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
         Command::Man { out: dir } => man(dir),
@@ -116,7 +145,9 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
 fn man(dir: Option<PathBuf>) -> Result<(), CliError> {
     let cmd = Cli::command();
     let res = match dir {
-        Some(dir) => std::fs::create_dir_all(&dir).and_then(|_| clap_mangen::generate_to(cmd, &dir)),
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).and_then(|_| clap_mangen::generate_to(cmd, &dir))
+        }
         None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout()),
     };
     res.map_err(|e| CliError::failed(format!("cannot write the man page: {e}")))

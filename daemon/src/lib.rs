@@ -74,7 +74,11 @@ pub async fn run(
     use sd_notify::NotifyState;
     notify(&[NotifyState::Status("starting")]);
     // System mode: members of the `ringdrop` group are trusted operators.
-    let group = if config.system { group_id(SOCKET_GROUP) } else { None };
+    let group = if config.system {
+        group_id(SOCKET_GROUP)
+    } else {
+        None
+    };
     let policy = match group {
         Some(gid) => rpc::PeerPolicy::with_group(gid),
         None => rpc::PeerPolicy::owner_only(),

@@ -100,7 +100,11 @@ fn init_logging(config: &Config) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     if journald {
-        builder.without_time().with_ansi(false).with_target(false).init();
+        builder
+            .without_time()
+            .with_ansi(false)
+            .with_target(false)
+            .init();
     } else {
         use std::io::IsTerminal;
         builder.with_ansi(std::io::stderr().is_terminal()).init();
@@ -154,7 +158,11 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let mode = if args.system { Mode::System } else { Mode::User };
+    let mode = if args.system {
+        Mode::System
+    } else {
+        Mode::User
+    };
     let (config, file) = match config::load(mode, args.config.as_deref(), &args.layer()) {
         Ok(c) => c,
         Err(e) => {

@@ -85,7 +85,9 @@ impl Layer {
             msg,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| err(e.to_string()))?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| err(e.to_string()))?;
         let mut layer = Self::new(name.clone());
         for (k, v) in table {
             let Some(key) = KEYS.iter().find(|known| **known == k) else {
@@ -172,8 +174,9 @@ fn apply_one(c: &mut Config, key: &str, v: &str) -> Result<(), String> {
                 .map_err(|e| format!("{v:?} is not a duration like 60s or 5m ({e})"))?
         }
         "log" => {
-            tracing_subscriber::EnvFilter::try_new(v)
-                .map_err(|e| format!("{v:?} is not a log filter like info or info,ringdropd=debug ({e})"))?;
+            tracing_subscriber::EnvFilter::try_new(v).map_err(|e| {
+                format!("{v:?} is not a log filter like info or info,ringdropd=debug ({e})")
+            })?;
             c.log = v.to_string();
         }
         other => return Err(format!("unknown key `{other}`")),
@@ -193,14 +196,20 @@ pub fn default_file(mode: Mode) -> Option<PathBuf> {
 /// Builds the effective config: defaults for `mode` < file < environment
 /// < `flags`. `file` (or `$RINGDROP_CONFIG`) must exist when given; the
 /// default file is optional. Returns the config and the file read, if any.
-pub fn load(mode: Mode, file: Option<&Path>, flags: &Layer) -> Result<(Config, Option<PathBuf>), ConfigError> {
+pub fn load(
+    mode: Mode,
+    file: Option<&Path>,
+    flags: &Layer,
+) -> Result<(Config, Option<PathBuf>), ConfigError> {
     let mut config = match mode {
         Mode::User => Config::user_defaults(),
         Mode::System => Config::system_defaults(),
     };
-    let named = file
-        .map(Path::to_path_buf)
-        .or_else(|| std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from));
+    let named = file.map(Path::to_path_buf).or_else(|| {
+        std::env::var_os(CONFIG_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
     let used = match named {
         Some(p) => Some(p),
         None => default_file(mode).filter(|p| p.exists()),
@@ -223,7 +232,10 @@ impl Config {
         out.push_str(&format!("socket = {}\n", p(&self.socket)));
         out.push_str(&format!("relay = {}\n", q(&self.relay.to_string())));
         out.push_str(&format!("mdns = {}\n", self.mdns));
-        let bind = self.bind.map(|b| b.to_string()).unwrap_or_else(|| "default".into());
+        let bind = self
+            .bind
+            .map(|b| b.to_string())
+            .unwrap_or_else(|| "default".into());
         out.push_str(&format!("bind = {}\n", q(&bind)));
         out.push_str(&format!(
             "max_concurrent_transfers = {}\n",
@@ -257,7 +269,11 @@ mod tests {
         assert!(e.starts_with("flags: key `relay`"), "{e}");
         let mut l = Layer::new("flags");
         l.set("max_concurrent_transfers", "0");
-        assert!(l.apply(&mut c).unwrap_err().to_string().contains("max_concurrent_transfers"));
+        assert!(l
+            .apply(&mut c)
+            .unwrap_err()
+            .to_string()
+            .contains("max_concurrent_transfers"));
     }
 
     #[test]

@@ -95,7 +95,11 @@ fn supplementary_groups(pid: i32) -> Vec<u32> {
 /// missing and must then be ours. A socket nobody answers on is stale and
 /// replaced; one that answers belongs to a running daemon.
 pub async fn bind_socket(path: &Path, group: Option<u32>) -> Result<UnixListener, SocketError> {
-    let (mode, dir_mode) = if group.is_some() { (0o660, 0o755) } else { (0o600, 0o700) };
+    let (mode, dir_mode) = if group.is_some() {
+        (0o660, 0o755)
+    } else {
+        (0o600, 0o700)
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
             fs::DirBuilder::new()

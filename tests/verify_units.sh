@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs ringdrop into temporary roots (system and --user layouts) and
+# runs `systemd-analyze verify` on every installed unit. systemd-analyze
+# wants ExecStart's binary to exist, so the verified copies point at the
+# binaries inside the temporary root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-target/debug}
+command -v systemd-analyze >/dev/null || { echo "verify_units: systemd-analyze not installed" >&2; exit 1; }
+WORK=$(mktemp -d /tmp/ringdrop-units.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+
+check() { # root unit-dir bindir [--user]
+    local root=$1 units=$2 bindir=$3 flag=${4:-}
+    mkdir -p "$WORK/verify$flag" "$WORK/rt"
+    for u in ringdropd.service ringdropd.socket; do
+        [ -f "$root$units/$u" ] || { echo "missing $root$units/$u" >&2; exit 1; }
+        sed "s|$bindir|$root$bindir|g" "$root$units/$u" > "$WORK/verify$flag/$u"
+    done
+    XDG_RUNTIME_DIR=$WORK/rt systemd-analyze verify --man=no $flag \
+        "$WORK/verify$flag/ringdropd.service" "$WORK/verify$flag/ringdropd.socket"
+    echo "verified: $units/ringdropd.service $units/ringdropd.socket ${flag:-(system)}"
+}
+
+DESTDIR=$WORK/sys ./systemd/install.sh --bin-dir "$BIN" --no-build >/dev/null
+check "$WORK/sys" /etc/systemd/system /usr/local/bin
+DESTDIR=$WORK/user HOME=/home/alice XDG_CONFIG_HOME= ./systemd/install.sh --user --bin-dir "$BIN" --no-build >/dev/null
+check "$WORK/user" /home/alice/.config/systemd/user /home/alice/.local/bin --user
+echo "units: 2 passed, 0 failed"
