@@ -16,12 +16,18 @@ use crate::{
 #[derive(Debug, Subcommand)]
 pub enum RingCmd {
     /// Create a ring.
+    #[command(after_help = "Example:\n  ringdropctl ring create team")]
     Create { name: String },
     /// List rings ("open" is built in: anyone holding the ticket).
+    #[command(after_help = "Example:\n  ringdropctl ring ls")]
     Ls,
     /// Remove a ring; its members lose access to its shares at once.
+    #[command(after_help = "Example:\n  ringdropctl ring rm team")]
     Rm { name: String },
     /// Add a member (endpoint id, ticket or address-book name).
+    #[command(
+        after_help = "Examples:\n  ringdropctl ring add-member team bob\n  ringdropctl ring add-member team 1fe0b439... --expires 12h"
+    )]
     AddMember {
         ring: String,
         peer: String,
@@ -30,24 +36,34 @@ pub enum RingCmd {
         expires: Option<std::time::Duration>,
     },
     /// Remove a member; its running transfers stop.
+    #[command(after_help = "Example:\n  ringdropctl ring remove-member team bob")]
     RemoveMember { ring: String, peer: String },
     /// List a ring's members.
+    #[command(after_help = "Example:\n  ringdropctl ring members team")]
     Members { ring: String },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum PeerCmd {
     /// Name an endpoint (its id, or a ticket it printed).
+    #[command(
+        after_help = "Examples:\n  ringdropctl peer add bob 1fe0b4394ecef2b1...\n  ringdropctl peer add alice rdrop..."
+    )]
     Add { name: String, endpoint: String },
     /// List the address book.
+    #[command(after_help = "Example:\n  ringdropctl peer ls")]
     Ls,
     /// Remove a name.
+    #[command(after_help = "Example:\n  ringdropctl peer rm bob")]
     Rm { name: String },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum RemoteCmd {
     /// List what PEER shares with you (only what you may fetch).
+    #[command(
+        after_help = "Examples:\n  ringdropctl remote ls alice\n  ringdropctl --json remote ls 66765f82... | jq -r '.[].ticket'"
+    )]
     Ls { peer: String },
 }
 

@@ -39,6 +39,9 @@ pub struct ShareArgs {
 #[derive(Debug, Subcommand)]
 pub enum SharesCmd {
     /// List shares.
+    #[command(
+        after_help = "Examples:\n  ringdropctl shares ls\n  ringdropctl --json shares ls | jq -r '.[] | select(.changed) | .path'"
+    )]
     Ls,
 }
 

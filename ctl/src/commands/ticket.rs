@@ -11,6 +11,7 @@ use crate::{client, error::CliError, output::Out};
 #[derive(Debug, Subcommand)]
 pub enum TicketCmd {
     /// Decode a ticket and show what it points at.
+    #[command(after_help = "Example:\n  ringdropctl ticket inspect rdrop...")]
     Inspect {
         /// A ringdrop (rdrop...) or iroh blob (blob...) ticket.
         ticket: String,

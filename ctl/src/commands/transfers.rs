@@ -15,16 +15,26 @@ use crate::{
 #[derive(Debug, Subcommand)]
 pub enum TransfersCmd {
     /// List transfers, newest first.
+    #[command(
+        after_help = "Examples:\n  ringdropctl transfers ls\n  ringdropctl --json transfers ls | jq '.[] | select(.state==\"failed\")'"
+    )]
     Ls,
     /// Show one transfer.
+    #[command(after_help = "Example:\n  ringdropctl transfers show 3")]
     Show { id: u64 },
     /// Wait until a transfer ends: exit 0 when completed, 1 when it failed or was cancelled.
+    #[command(after_help = "Example:\n  ringdropctl transfers wait 3 && echo done")]
     Wait { id: u64 },
     /// Pause a queued or running transfer (its data is kept).
+    #[command(after_help = "Example:\n  ringdropctl transfers pause 3")]
     Pause { id: u64 },
     /// Resume a paused or failed transfer.
+    #[command(after_help = "Example:\n  ringdropctl transfers resume 3")]
     Resume { id: u64 },
     /// Cancel a transfer; nothing is written to its destination.
+    #[command(
+        after_help = "Examples:\n  ringdropctl transfers cancel 3\n  ringdropctl transfers cancel 3 --purge   # also free the partial data"
+    )]
     Cancel {
         id: u64,
         /// Also free the partial data it fetched.
@@ -32,6 +42,9 @@ pub enum TransfersCmd {
         purge: bool,
     },
     /// Follow progress and state changes of all transfers (--json: one object per line).
+    #[command(
+        after_help = "Examples:\n  ringdropctl transfers watch\n  ringdropctl --json transfers watch | jq -c '{id, state, bytes_done}'"
+    )]
     Watch,
 }
 
