@@ -244,3 +244,42 @@ async fn sharing_missing_or_internal_paths_fails_clearly() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_transfers_streams_progress_and_the_end() -> Result<()> {
+    let src = temp_dir("rdrop-src-")?.join("w.bin");
+    random_file(&src, 8 * 1024 * 1024)?;
+    let a = TestDaemon::start_with(|c| c.max_upload_rate = Some(16 * 1024 * 1024)).await?;
+    let b = TestDaemon::start().await?;
+    let share = a.share(&src).await?;
+    let mut events = b
+        .transfers()
+        .watch_transfers(pb::WatchTransfersRequest {})
+        .await?
+        .into_inner();
+    let id = b.fetch(&share.ticket, &temp_dir("rdrop-out-")?).await?;
+    let mut seen = Vec::new();
+    tokio::time::timeout(ringdrop_tests::TIMEOUT, async {
+        while let Some(t) = events.message().await? {
+            assert_eq!(t.id, id);
+            let done = completed(&t);
+            seen.push(t);
+            if done {
+                break;
+            }
+        }
+        anyhow::Ok(())
+    })
+    .await??;
+    assert!(seen.last().is_some_and(completed), "{seen:?}");
+    let partial = seen
+        .iter()
+        .filter(|t| t.bytes_done > 0 && t.bytes_done < t.bytes_total)
+        .count();
+    assert!(
+        partial >= 1,
+        "no progress update among {} events",
+        seen.len()
+    );
+    Ok(())
+}

@@ -246,11 +246,15 @@ impl Worker {
             .map(|e| e.name.split('/').next().unwrap_or_default().to_string())
             .unwrap_or_default();
         self.update(|v| {
+            // A transfer that ran before (its size is known) may find more
+            // verified data than it last recorded: what arrived after the
+            // last persist before a crash. That came over the wire too.
+            // Data that was already here before a first attempt did not.
+            if v.rec.bytes_total > 0 {
+                v.rec.bytes_received += done.saturating_sub(v.rec.bytes_done);
+            }
             v.rec.bytes_total = total;
             v.rec.bytes_done = done.min(total);
-            // Everything the store holds came over the wire; after a crash
-            // the persisted counter may lag behind it.
-            v.rec.bytes_received = v.rec.bytes_received.max(done);
             if v.rec.name.is_empty() {
                 v.rec.name = top;
             }
@@ -266,6 +270,7 @@ impl Worker {
         session
             .fetch_missing(|n| {
                 let received = base_received + n;
+                self.changes.send_modify(|c| *c = c.wrapping_add(1));
                 self.publish.send_modify(|v| {
                     v.rec.bytes_received = received;
                     v.rec.bytes_done = (done + n).min(total);
