@@ -82,6 +82,8 @@ pub struct Plan {
     pub items: Vec<(Entry, PathBuf)>,
     /// Final paths that already hold the right bytes.
     pub present: Vec<PathBuf>,
+    /// Replace files that exist at the destination.
+    pub force: bool,
 }
 
 /// Decides the final path of every entry, checking names and collisions.
@@ -140,6 +142,7 @@ pub fn plan(dest: &Path, entries: &[Entry], force: bool) -> Result<Plan, ExportE
     Ok(Plan {
         items: planned,
         present,
+        force,
     })
 }
 
@@ -250,11 +253,46 @@ fn sync_dir(dir: &Path) -> Result<(), ExportError> {
         .map_err(io(dir))
 }
 
+/// Renames `tmp` to `path` atomically; without `force` it never replaces a
+/// file that appeared there meanwhile (renameat2 RENAME_NOREPLACE).
+fn rename_into_place(tmp: &Path, path: &Path, force: bool) -> Result<(), ExportError> {
+    if force {
+        return fs::rename(tmp, path).map_err(io(path));
+    }
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes()).map_err(|e| ExportError::Io {
+            path: p.to_path_buf(),
+            msg: e.to_string(),
+        })
+    };
+    let (from, to) = (c(tmp)?, c(path)?);
+    // SAFETY: both are valid NUL-terminated paths; AT_FDCWD resolves them
+    // like rename(2) would.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    if err.kind() == std::io::ErrorKind::AlreadyExists {
+        return Err(ExportError::Exists(path.to_path_buf()));
+    }
+    Err(io(path)(err))
+}
+
 async fn place(
     store: &Store,
     entry: &Entry,
     path: &Path,
     tag: u64,
+    force: bool,
     log: &mut Created,
 ) -> Result<(), ExportError> {
     let parent = path.parent().unwrap_or(Path::new("/"));
@@ -280,7 +318,7 @@ async fn place(
         .map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
     drop(f);
-    fs::rename(&tmp, path).map_err(io(path))?;
+    rename_into_place(&tmp, path, force)?;
     log.temp = None;
     log.files.push(path.to_path_buf());
     Ok(())
@@ -292,7 +330,7 @@ pub async fn export(store: &Store, plan: &Plan, tag: u64) -> Result<Vec<PathBuf>
     let mut log = Created::default();
     let mut parents = BTreeSet::new();
     for (entry, path) in &plan.items {
-        place(store, entry, path, tag, &mut log).await?;
+        place(store, entry, path, tag, plan.force, &mut log).await?;
         if let Some(p) = path.parent() {
             parents.insert(p.to_path_buf());
         }
