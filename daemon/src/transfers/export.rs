@@ -6,6 +6,13 @@
 //! final place, flushed, then renamed (atomic); on failure everything this
 //! export created is removed again. Existing files are only replaced with
 //! `force`.
+//!
+//! Always a copy (`ExportMode::Copy`), never `TryReference`: a moved file
+//! stays referenced by the store, and once the user edits it the store
+//! holds "complete" data that no longer matches its hash, which it can
+//! neither repair nor forget while a tag pins it. Data the store did not
+//! download itself (it may refer to a shared file) is re-hashed before it
+//! is renamed into place.
 
 use std::{
     collections::{BTreeSet, HashSet},
@@ -287,12 +294,16 @@ fn rename_into_place(tmp: &Path, path: &Path, force: bool) -> Result<(), ExportE
     Err(io(path)(err))
 }
 
+/// Copies one file into place. `verify` re-hashes the copy first: data the
+/// store did not download itself may be a reference to a file someone
+/// changed since, and no unverified byte may reach a destination.
 async fn place(
     store: &Store,
     entry: &Entry,
     path: &Path,
     tag: u64,
     force: bool,
+    verify: bool,
     log: &mut Created,
 ) -> Result<(), ExportError> {
     let parent = path.parent().unwrap_or(Path::new("/"));
@@ -318,6 +329,15 @@ async fn place(
         .map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
     drop(f);
+    if verify && !same_content(&tmp, &entry.hash) {
+        return Err(ExportError::Store {
+            hash: entry.hash,
+            msg: format!(
+                "the local copy of {:?} no longer matches its hash (a shared file it refers to was changed since sharing); nothing was written: share that file again or unshare it, then retry",
+                entry.name
+            ),
+        });
+    }
     rename_into_place(&tmp, path, force)?;
     log.temp = None;
     log.files.push(path.to_path_buf());
@@ -325,12 +345,18 @@ async fn place(
 }
 
 /// Writes every planned file; all or nothing. Returns every file of the
-/// content at the destination (written now or already present).
-pub async fn export(store: &Store, plan: &Plan, tag: u64) -> Result<Vec<PathBuf>, ExportError> {
+/// content at the destination (written now or already present). `verify`
+/// re-hashes each copy (for data this transfer did not download itself).
+pub async fn export(
+    store: &Store,
+    plan: &Plan,
+    tag: u64,
+    verify: bool,
+) -> Result<Vec<PathBuf>, ExportError> {
     let mut log = Created::default();
     let mut parents = BTreeSet::new();
     for (entry, path) in &plan.items {
-        place(store, entry, path, tag, plan.force, &mut log).await?;
+        place(store, entry, path, tag, plan.force, verify, &mut log).await?;
         if let Some(p) = path.parent() {
             parents.insert(p.to_path_buf());
         }

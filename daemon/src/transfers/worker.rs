@@ -283,7 +283,10 @@ impl Worker {
             })
             .await?;
         self.update(|v| v.rec.bytes_done = total);
-        export::export(&self.store, &plan, self.id())
+        // Data this transfer downloaded was verified on the way in; data
+        // that was complete before may refer to a shared file since edited.
+        let verify = done >= total;
+        export::export(&self.store, &plan, self.id(), verify)
             .await
             .map_err(|e| AttemptError::Permanent(e.to_string()))
     }
