@@ -15,7 +15,7 @@ use iroh_blobs::{
     BlobFormat, Hash,
 };
 
-use super::export::Entry;
+use super::plan::Entry;
 use crate::ticket::Ticket;
 
 /// Collection root plus names may not exceed this (about 2M files).

@@ -1,8 +1,5 @@
-//! Export: places a verified collection at the destination.
-//!
-//! Names are sanitised before any byte is fetched (relative, no `..`, no
-//! empty or absolute components, no NUL); a bad name fails the transfer and
-//! writes nothing. Each file is written under a temporary name next to its
+//! Export: places a verified collection at the destination, as planned by
+//! [`super::plan`]. Each file is written under a temporary name next to its
 //! final place, flushed, then renamed (atomic); on failure everything this
 //! export created is removed again. Existing files are only replaced with
 //! `force`.
@@ -15,182 +12,16 @@
 //! is renamed into place.
 
 use std::{
-    collections::{BTreeSet, HashSet},
+    collections::BTreeSet,
     ffi::CString,
     fs,
     os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
 };
 
-use iroh_blobs::{api::Store, Hash};
+use iroh_blobs::api::Store;
 
-/// One file of a collection: its name in the collection, hash and size.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub name: String,
-    pub hash: Hash,
-    pub size: u64,
-}
-
-/// Why content cannot be placed at the destination.
-#[derive(Debug, thiserror::Error)]
-pub enum ExportError {
-    #[error("the collection contains an unsafe file name {0:?} (absolute, '..', empty component or NUL); nothing was written")]
-    UnsafeName(String),
-    #[error(
-        "the collection names {0:?} twice (or as both a file and a directory); nothing was written"
-    )]
-    Conflict(String),
-    #[error("{0} already exists: pass --force to replace it, or choose another --out")]
-    Exists(PathBuf),
-    #[error("{0} is a directory and cannot be replaced by a file")]
-    IsDir(PathBuf),
-    #[error("destination must be an absolute path: {0}")]
-    NotAbsolute(PathBuf),
-    #[error("not enough free space at {path}: need {need} bytes, {avail} available")]
-    NoSpace {
-        path: PathBuf,
-        need: u64,
-        avail: u64,
-    },
-    #[error("cannot write {path}: {msg}")]
-    Io { path: PathBuf, msg: String },
-    #[error("the store cannot export {hash}: {msg}")]
-    Store { hash: Hash, msg: String },
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
-    move |e| ExportError::Io {
-        path: path.to_path_buf(),
-        msg: e.to_string(),
-    }
-}
-
-/// Splits a collection name into safe path components.
-pub fn sanitize(name: &str) -> Result<Vec<&str>, ExportError> {
-    let bad = || ExportError::UnsafeName(name.to_string());
-    if name.is_empty() || name.starts_with('/') || name.contains('\0') {
-        return Err(bad());
-    }
-    let parts: Vec<&str> = name.split('/').collect();
-    if parts
-        .iter()
-        .any(|p| p.is_empty() || *p == "." || *p == "..")
-    {
-        return Err(bad());
-    }
-    Ok(parts)
-}
-
-/// Where each file goes; files already present with the right content
-/// are left out.
-#[derive(Debug)]
-pub struct Plan {
-    pub items: Vec<(Entry, PathBuf)>,
-    /// Final paths that already hold the right bytes.
-    pub present: Vec<PathBuf>,
-    /// Replace files that exist at the destination.
-    pub force: bool,
-}
-
-/// Decides the final path of every entry, checking names and collisions.
-///
-/// `dest` an existing directory: the names are created inside it.
-/// Otherwise `dest` is the single file, or the top directory that replaces
-/// the collection's one top-level name (several top-level names: `dest`
-/// becomes a directory holding them).
-pub fn plan(dest: &Path, entries: &[Entry], force: bool) -> Result<Plan, ExportError> {
-    if !dest.is_absolute() {
-        return Err(ExportError::NotAbsolute(dest.to_path_buf()));
-    }
-    let mut split = Vec::with_capacity(entries.len());
-    for e in entries {
-        split.push(sanitize(&e.name)?);
-    }
-    let tops: BTreeSet<&str> = split.iter().map(|p| p[0]).collect();
-    let into_dir = dest.is_dir();
-    let strip_top = !into_dir && tops.len() == 1;
-    let mut items = Vec::with_capacity(entries.len());
-    let mut seen = HashSet::new();
-    let mut dirs = HashSet::new();
-    for (e, parts) in entries.iter().zip(&split) {
-        let rel = if strip_top { &parts[1..] } else { &parts[..] };
-        let mut path = dest.to_path_buf();
-        for (i, p) in rel.iter().enumerate() {
-            path.push(p);
-            if i + 1 < rel.len() {
-                dirs.insert(path.clone());
-            }
-        }
-        if !seen.insert(path.clone()) {
-            return Err(ExportError::Conflict(e.name.clone()));
-        }
-        items.push((e.clone(), path));
-    }
-    let mut planned = Vec::with_capacity(items.len());
-    let mut present = Vec::new();
-    for (e, path) in items {
-        if dirs.contains(&path) {
-            return Err(ExportError::Conflict(e.name.clone()));
-        }
-        match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => return Err(ExportError::IsDir(path)),
-            // Already there, byte for byte (e.g. placed just before a crash):
-            // nothing to write, nothing overwritten.
-            Ok(m) if m.is_file() && m.len() == e.size && same_content(&path, &e.hash) => {
-                present.push(path);
-                continue;
-            }
-            Ok(_) if !force => return Err(ExportError::Exists(path)),
-            _ => {}
-        }
-        planned.push((e, path));
-    }
-    Ok(Plan {
-        items: planned,
-        present,
-        force,
-    })
-}
-
-/// Whether the file at `path` hashes to `hash` (BLAKE3, as iroh-blobs).
-fn same_content(path: &Path, hash: &Hash) -> bool {
-    let mut hasher = blake3::Hasher::new();
-    match fs::File::open(path).and_then(|f| hasher.update_reader(f).map(|_| ())) {
-        Ok(()) => Hash::from(hasher.finalize()) == *hash,
-        Err(_) => false,
-    }
-}
-
-/// Free bytes for unprivileged users on the filesystem holding `path`
-/// (or its nearest existing ancestor).
-pub fn available_space(path: &Path) -> std::io::Result<u64> {
-    let mut p = path;
-    while !p.exists() {
-        p = p.parent().unwrap_or(Path::new("/"));
-    }
-    let c = CString::new(p.as_os_str().as_bytes())?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: c is a valid NUL-terminated path and st a valid out pointer.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
-}
-
-/// Fails early when `need` bytes will not fit at `path`.
-pub fn check_space(path: &Path, need: u64) -> Result<(), ExportError> {
-    let avail = available_space(path).map_err(io(path))?;
-    if avail < need {
-        return Err(ExportError::NoSpace {
-            path: path.to_path_buf(),
-            need,
-            avail,
-        });
-    }
-    Ok(())
-}
+use super::plan::{io, same_content, Entry, ExportError, Plan};
 
 /// Undo log: what this export created. Dropped without `commit` (an
 /// error, or the transfer was paused or cancelled mid-export), it removes
@@ -368,69 +199,4 @@ pub async fn export(
     let mut files = plan.present.clone();
     files.append(&mut log.commit());
     Ok(files)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(name: &str) -> Entry {
-        Entry {
-            name: name.into(),
-            hash: Hash::EMPTY,
-            size: 0,
-        }
-    }
-
-    #[test]
-    fn unsafe_names_are_refused() {
-        for n in [
-            "",
-            "/etc/passwd",
-            "../x",
-            "a/../../x",
-            "a//b",
-            "a/./b",
-            "a/",
-            "a\0b",
-            "..",
-        ] {
-            assert!(sanitize(n).is_err(), "{n:?} accepted");
-        }
-        assert_eq!(
-            sanitize("dir/sub dir/ü.txt").unwrap(),
-            vec!["dir", "sub dir", "ü.txt"]
-        );
-    }
-
-    #[test]
-    fn plan_places_single_file_and_dirs() {
-        let tmp = std::env::temp_dir().join(format!("rdrop-plan-{}", rand::random::<u64>()));
-        fs::create_dir_all(&tmp).unwrap();
-        // into an existing dir: names kept
-        let p = plan(&tmp, &[entry("f.txt")], false).unwrap();
-        assert_eq!(p.items[0].1, tmp.join("f.txt"));
-        // new path: the single file is the path
-        let p = plan(&tmp.join("out.bin"), &[entry("f.txt")], false).unwrap();
-        assert_eq!(p.items[0].1, tmp.join("out.bin"));
-        // new path: the top directory is renamed
-        let p = plan(&tmp.join("new"), &[entry("d/a"), entry("d/s/b")], false).unwrap();
-        assert_eq!(p.items[1].1, tmp.join("new/s/b"));
-        // collisions
-        assert!(matches!(
-            plan(&tmp, &[entry("a"), entry("a")], false),
-            Err(ExportError::Conflict(_))
-        ));
-        assert!(matches!(
-            plan(&tmp, &[entry("a"), entry("a/b")], false),
-            Err(ExportError::Conflict(_))
-        ));
-        fs::write(tmp.join("f.txt"), b"x").unwrap();
-        assert!(matches!(
-            plan(&tmp, &[entry("f.txt")], false),
-            Err(ExportError::Exists(_))
-        ));
-        assert!(plan(&tmp, &[entry("f.txt")], true).is_ok());
-        fs::remove_dir_all(tmp).ok();
-    }
 }

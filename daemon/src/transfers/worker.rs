@@ -20,7 +20,7 @@ use tracing::{info, warn};
 
 use super::{
     attempt::{self, AttemptError},
-    export, now, transfer_tag, StopReason, TransferView,
+    export, now, plan, transfer_tag, StopReason, TransferView,
 };
 use crate::{
     registry::{Registry, TransferState},
@@ -234,7 +234,7 @@ impl Worker {
         };
         let plan = {
             let (dest, entries) = (dest.clone(), content.entries.clone());
-            tokio::task::spawn_blocking(move || export::plan(&dest, &entries, force))
+            tokio::task::spawn_blocking(move || plan::plan(&dest, &entries, force))
                 .await
                 .map_err(|e| AttemptError::Transient(e.to_string()))?
                 .map_err(|e| AttemptError::Permanent(e.to_string()))?
@@ -260,7 +260,7 @@ impl Worker {
             }
         });
         let space = |path: &std::path::Path, need| {
-            export::check_space(path, need).map_err(|e| AttemptError::Permanent(e.to_string()))
+            plan::check_space(path, need).map_err(|e| AttemptError::Permanent(e.to_string()))
         };
         space(&self.data_dir, total.saturating_sub(done))?;
         space(&dest, total)?;

@@ -1,0 +1,116 @@
+//! Pause, resume and cancel: asking a transfer's worker to stop for a
+//! reason, or changing the row of a transfer that has no worker.
+
+use super::*;
+
+fn invalid(id: u64, state: TransferState, action: &'static str) -> TransferError {
+    TransferError::InvalidState {
+        id,
+        state: state.name(),
+        action,
+    }
+}
+
+impl TransferManager {
+    /// Asks the worker of `id` to stop for `reason`; false if it has none.
+    fn stop_live(&self, id: u64, reason: StopReason) -> bool {
+        let Ok(live) = self.inner.live.lock() else {
+            return false;
+        };
+        let Some(l) = live.get(&id) else { return false };
+        if let Ok(mut r) = l.reason.lock() {
+            r.get_or_insert(reason);
+        }
+        l.stop.cancel();
+        true
+    }
+
+    /// Waits until `id` has no worker any more and returns its row.
+    async fn settled(&self, id: u64) -> Result<TransferView, TransferError> {
+        let mut changes = self.changes();
+        loop {
+            let live = self
+                .inner
+                .live
+                .lock()
+                .map(|l| l.contains_key(&id))
+                .unwrap_or(false);
+            if !live {
+                return self.get(id);
+            }
+            if changes.changed().await.is_err() {
+                return self.get(id);
+            }
+        }
+    }
+
+    fn stored(&self, id: u64) -> Result<TransferRecord, TransferError> {
+        self.inner
+            .registry
+            .transfer(id)?
+            .ok_or(TransferError::NotFound(id))
+    }
+
+    /// Pauses a queued or running transfer; its data is kept.
+    pub async fn pause(&self, id: u64) -> Result<TransferView, TransferError> {
+        if self.stop_live(id, StopReason::Pause) {
+            return self.settled(id).await;
+        }
+        let rec = self.stored(id)?;
+        match rec.state {
+            TransferState::Paused => Ok(TransferView { rec, rate: 0 }),
+            s => Err(invalid(id, s, "paused")),
+        }
+    }
+
+    /// Queues a paused or failed transfer again.
+    pub async fn resume(&self, id: u64) -> Result<TransferView, TransferError> {
+        if self
+            .inner
+            .live
+            .lock()
+            .map(|l| l.contains_key(&id))
+            .unwrap_or(false)
+        {
+            // Already queued or running.
+            return self.get(id);
+        }
+        let mut rec = self.stored(id)?;
+        match rec.state {
+            TransferState::Paused | TransferState::Failed => {}
+            s => return Err(invalid(id, s, "resumed")),
+        }
+        let ticket: Ticket = rec.ticket.parse()?;
+        rec.state = TransferState::Queued;
+        rec.updated_at = now();
+        self.inner.registry.put_transfer(&rec)?;
+        Ok(self.spawn(rec, ticket))
+    }
+
+    /// Cancels a transfer that has not completed; `purge` also releases
+    /// its partial data to garbage collection.
+    pub async fn cancel(&self, id: u64, purge: bool) -> Result<TransferView, TransferError> {
+        if self.stop_live(id, StopReason::Cancel { purge }) {
+            return self.settled(id).await;
+        }
+        let mut rec = self.stored(id)?;
+        match rec.state {
+            TransferState::Completed => return Err(invalid(id, rec.state, "cancelled")),
+            TransferState::Cancelled if !purge => return Ok(TransferView { rec, rate: 0 }),
+            _ => {}
+        }
+        if purge {
+            self.inner
+                .store
+                .tags()
+                .delete(transfer_tag(id))
+                .await
+                .map_err(|e| TransferError::Store(e.to_string()))?;
+        }
+        rec.state = TransferState::Cancelled;
+        rec.updated_at = now();
+        self.inner.registry.put_transfer(&rec)?;
+        self.touch();
+        Ok(TransferView { rec, rate: 0 })
+    }
+}
