@@ -158,14 +158,25 @@ pub async fn share(
         .ok();
     let (hash, meta_hash, tags, collection) = import(store, &files, &events).await?;
 
+    let sources: Vec<Source> = files
+        .iter()
+        .map(|f| Source {
+            path: f.path.clone(),
+            size: f.size,
+            mtime_ns: f.mtime_ns,
+        })
+        .collect();
     if let Some(mut existing) = registry.share(&hash)? {
-        let before = existing.rings.len();
+        let before = (existing.rings.len(), existing.sources.clone());
         for r in rings {
             if !existing.rings.contains(&r) {
                 existing.rings.push(r);
             }
         }
-        if existing.rings.len() != before {
+        // Same bytes, maybe touched or copied elsewhere: the files just
+        // hashed are the sources now, so the share is served again.
+        existing.sources = sources;
+        if (existing.rings.len(), &existing.sources) != (before.0, &before.1) {
             registry.put_share(&existing)?;
         }
         return Ok(Shared {
@@ -205,14 +216,7 @@ pub async fn share(
             .chain(collection.iter().map(|(_, h)| *h))
             .collect(),
         rings: all_rings,
-        sources: files
-            .iter()
-            .map(|f| Source {
-                path: f.path.clone(),
-                size: f.size,
-                mtime_ns: f.mtime_ns,
-            })
-            .collect(),
+        sources,
     };
     registry.put_share(&rec)?;
     drop(tags);
