@@ -38,9 +38,7 @@ impl ToStatus for TicketError {
 impl ToStatus for ShareError {
     fn to_status(&self) -> Status {
         match self {
-            ShareError::Scan(ScanError::Io { msg, .. }) if msg.contains("No such file") => {
-                status(Code::NotFound, self)
-            }
+            ShareError::Scan(ScanError::Missing(_)) => status(Code::NotFound, self),
             ShareError::Scan(_) => status(Code::InvalidArgument, self),
             ShareError::Import { .. } => status(Code::FailedPrecondition, self),
             ShareError::NotFound(_) => status(Code::NotFound, self),

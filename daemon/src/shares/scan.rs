@@ -33,6 +33,8 @@ pub enum ScanError {
     NotAbsolute(PathBuf),
     #[error("{path}: {msg}")]
     Io { path: PathBuf, msg: String },
+    #[error("{0} does not exist")]
+    Missing(PathBuf),
     #[error("{0} is inside ringdropd's data directory; share something else")]
     InDataDir(PathBuf),
     #[error("{0} is neither a file nor a directory")]
@@ -46,9 +48,12 @@ pub enum ScanError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ScanError + '_ {
-    move |e| ScanError::Io {
-        path: path.to_path_buf(),
-        msg: e.to_string(),
+    move |e| match e.kind() {
+        std::io::ErrorKind::NotFound => ScanError::Missing(path.to_path_buf()),
+        _ => ScanError::Io {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        },
     }
 }
 
