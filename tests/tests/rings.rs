@@ -30,13 +30,17 @@ async fn ring_with(a: &TestDaemon, ring: &str, members: &[&TestDaemon]) -> Resul
     Ok(())
 }
 
+async fn three_daemons() -> Result<(TestDaemon, TestDaemon, TestDaemon)> {
+    Ok((
+        TestDaemon::start().await?,
+        TestDaemon::start().await?,
+        TestDaemon::start().await?,
+    ))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn members_fetch_others_are_refused_open_is_open() -> Result<()> {
-    let (a, b, c) = (
-        TestDaemon::start().await?,
-        TestDaemon::start().await?,
-        TestDaemon::start().await?,
-    );
+    let (a, b, c) = three_daemons().await?;
     ring_with(&a, "team", &[&b]).await?;
     let src = temp_dir("rdrop-src-")?.join("team.bin");
     let data = random_file(&src, 300_000)?;
@@ -210,11 +214,7 @@ async fn child_of_restricted_collection_is_refused_by_hash() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn remote_ls_shows_only_what_the_asker_may_fetch() -> Result<()> {
-    let (a, b, c) = (
-        TestDaemon::start().await?,
-        TestDaemon::start().await?,
-        TestDaemon::start().await?,
-    );
+    let (a, b, c) = three_daemons().await?;
     ring_with(&a, "team", &[&b]).await?;
     ring_with(&a, "other", &[&c]).await?;
     let dir = temp_dir("rdrop-src-")?;
