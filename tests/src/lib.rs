@@ -213,6 +213,16 @@ impl TestDaemon {
         Ok(c.ticket)
     }
 
+    /// Every share of this daemon.
+    pub async fn list_shares(&self) -> Result<Vec<pb::Share>> {
+        Ok(self
+            .shares()
+            .list_shares(pb::ListSharesRequest {})
+            .await?
+            .into_inner()
+            .shares)
+    }
+
     /// This daemon's endpoint id.
     pub async fn id(&self) -> Result<String> {
         Ok(self

@@ -227,14 +227,7 @@ async fn remote_ls_shows_only_what_the_asker_may_fetch() -> Result<()> {
         a.share_to(&dir.join(name), &[ring]).await?;
     }
     // B names A in its address book, from a ticket (so it knows A's addresses).
-    let ticket = a
-        .shares()
-        .list_shares(pb::ListSharesRequest {})
-        .await?
-        .into_inner()
-        .shares[0]
-        .ticket
-        .clone();
+    let ticket = a.list_shares().await?[0].ticket.clone();
     b.peers()
         .add_peer(pb::AddPeerRequest {
             name: "alice".into(),
@@ -309,12 +302,7 @@ async fn registry_survives_a_restart_and_ring_removal_closes_access() -> Result<
         })
         .await?;
     assert_eq!(members.into_inner().members[0].name, "bob");
-    let shares = a
-        .shares()
-        .list_shares(pb::ListSharesRequest {})
-        .await?
-        .into_inner()
-        .shares;
+    let shares = a.list_shares().await?;
     assert_eq!(shares[0].rings, vec!["team"]);
     let t = b
         .wait(b.fetch(&share.ticket, &temp_dir("rdrop-out-")?).await?)
@@ -327,12 +315,7 @@ async fn registry_survives_a_restart_and_ring_removal_closes_access() -> Result<
             name: "team".into(),
         })
         .await?;
-    let shares = a
-        .shares()
-        .list_shares(pb::ListSharesRequest {})
-        .await?
-        .into_inner()
-        .shares;
+    let shares = a.list_shares().await?;
     assert!(shares[0].rings.is_empty());
     let b2 = TestDaemon::start().await?;
     let t = b2
@@ -349,12 +332,7 @@ async fn changed_source_is_marked_not_served_and_refreshed_by_sharing_again() ->
     std::fs::write(&src, b"version one")?;
     let first = a.share(&src).await?;
     std::fs::write(&src, b"version two, longer")?;
-    let list = a
-        .shares()
-        .list_shares(pb::ListSharesRequest {})
-        .await?
-        .into_inner()
-        .shares;
+    let list = a.list_shares().await?;
     assert!(list[0].changed, "{list:?}");
     let t = b
         .wait(b.fetch(&first.ticket, &temp_dir("rdrop-out-")?).await?)
@@ -371,12 +349,7 @@ async fn changed_source_is_marked_not_served_and_refreshed_by_sharing_again() ->
         .arg(&same)
         .status()?;
     assert!(set_old.success());
-    let list = a
-        .shares()
-        .list_shares(pb::ListSharesRequest {})
-        .await?
-        .into_inner()
-        .shares;
+    let list = a.list_shares().await?;
     assert!(list.iter().any(|s| s.name == "touch.txt" && s.changed));
     assert!(!a.share(&same).await?.created);
     let t = b
@@ -389,12 +362,7 @@ async fn changed_source_is_marked_not_served_and_refreshed_by_sharing_again() ->
 
     let second = a.share(&src).await?;
     assert!(second.created);
-    let list = a
-        .shares()
-        .list_shares(pb::ListSharesRequest {})
-        .await?
-        .into_inner()
-        .shares;
+    let list = a.list_shares().await?;
     let docs: Vec<_> = list.iter().filter(|s| s.name == "doc.txt").collect();
     assert_eq!(docs.len(), 1, "the old share is replaced");
     assert!(!docs[0].changed);

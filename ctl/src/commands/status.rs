@@ -11,13 +11,16 @@ use crate::{
     output::{bytes, Out},
 };
 
-pub async fn status(socket: Option<PathBuf>, out: &Out) -> Result<(), CliError> {
+async fn fetch(socket: Option<PathBuf>) -> Result<pb::GetStatusResponse, CliError> {
     let c = client::connect(socket).await?;
-    let s = c
-        .node()
+    Ok(c.node()
         .get_status(pb::GetStatusRequest {})
         .await?
-        .into_inner();
+        .into_inner())
+}
+
+pub async fn status(socket: Option<PathBuf>, out: &Out) -> Result<(), CliError> {
+    let s = fetch(socket).await?;
     out.emit(
         json!({
             "endpoint_id": s.endpoint_id,
@@ -61,12 +64,7 @@ pub async fn status(socket: Option<PathBuf>, out: &Out) -> Result<(), CliError> 
 }
 
 pub async fn id(socket: Option<PathBuf>, out: &Out) -> Result<(), CliError> {
-    let c = client::connect(socket).await?;
-    let s = c
-        .node()
-        .get_status(pb::GetStatusRequest {})
-        .await?
-        .into_inner();
+    let s = fetch(socket).await?;
     out.emit(json!({ "endpoint_id": s.endpoint_id }), || {
         s.endpoint_id.clone()
     });
