@@ -62,6 +62,10 @@ struct Args {
     /// Upload limit for everything this node serves, e.g. 10M (bytes per second).
     #[arg(long)]
     max_upload_rate: Option<String>,
+    /// How long a silent peer is given before its connection is dropped and
+    /// transfers reconnect, e.g. 5s (1s to 15s).
+    #[arg(long)]
+    peer_timeout: Option<String>,
     /// Log filter, e.g. info or info,ringdropd=debug (RUST_LOG overrides).
     #[arg(long)]
     log: Option<String>,
@@ -70,7 +74,7 @@ struct Args {
 impl Args {
     fn layer(&self) -> Layer {
         let mut l = Layer::new("flags");
-        let pairs: [(&'static str, &Option<String>); 8] = [
+        let pairs: [(&'static str, &Option<String>); 9] = [
             ("data_dir", &self.data_dir),
             ("socket", &self.socket),
             ("relay", &self.relay),
@@ -78,6 +82,7 @@ impl Args {
             ("max_concurrent_transfers", &self.max_concurrent_transfers),
             ("download_dir", &self.download_dir),
             ("max_upload_rate", &self.max_upload_rate),
+            ("peer_timeout", &self.peer_timeout),
             ("log", &self.log),
         ];
         for (key, v) in pairs {

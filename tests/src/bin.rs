@@ -126,6 +126,93 @@ impl BinDaemon {
         Ok(TransfersClient::new(channel(&self.socket).await?))
     }
 
+    /// Shares `path`: (ticket, share hash).
+    pub async fn share(&self, path: &Path) -> Result<(String, String)> {
+        let mut s = self
+            .shares()
+            .await?
+            .share(pb::ShareRequest {
+                path: path.display().to_string(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        while let Some(m) = s.message().await? {
+            if let Some(pb::share_progress::Event::Created(c)) = m.event {
+                let hash = c.share.context("share")?.hash;
+                return Ok((c.ticket, hash));
+            }
+        }
+        bail!("no share result")
+    }
+
+    /// Starts fetching `ticket` into `out`: the transfer id.
+    pub async fn fetch(&self, ticket: &str, out: &Path) -> Result<u64> {
+        Ok(self
+            .transfers()
+            .await?
+            .fetch(pb::FetchRequest {
+                ticket: ticket.into(),
+                out: out.display().to_string(),
+                force: false,
+            })
+            .await?
+            .into_inner()
+            .transfer
+            .context("transfer")?
+            .id)
+    }
+
+    /// Bytes served for share `hash`, once the counter reaches `at_least`
+    /// (or 30 s pass).
+    pub async fn served_for(&self, hash: &str, at_least: u64) -> Result<u64> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let served = self.served(hash).await?;
+            if served >= at_least || std::time::Instant::now() > deadline {
+                return Ok(served);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Bytes served for share `hash` so far.
+    pub async fn served(&self, hash: &str) -> Result<u64> {
+        let list = self
+            .shares()
+            .await?
+            .list_shares(pb::ListSharesRequest {})
+            .await?
+            .into_inner();
+        Ok(list
+            .shares
+            .iter()
+            .find(|s| s.hash == hash)
+            .map(|s| s.bytes_served)
+            .unwrap_or(0))
+    }
+
+    /// Waits until no upload is in progress: requests cut off by a killed
+    /// peer end (and are counted) only when QUIC gives up on them.
+    pub async fn uploads_drained(&self) -> Result<()> {
+        tokio::time::timeout(TIMEOUT, async {
+            loop {
+                let up = self
+                    .node()
+                    .await?
+                    .list_uploads(pb::ListUploadsRequest {})
+                    .await?
+                    .into_inner();
+                if up.uploads.is_empty() {
+                    return anyhow::Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .context("uploads did not end")?
+    }
+
     /// Runs `ringdropctl --socket <ours> ARGS`.
     pub fn ctl(&self, args: &[&str]) -> Result<std::process::Output> {
         Ok(std::process::Command::new(bin("ringdropctl")?)

@@ -4,7 +4,7 @@
 //! Providers run with an upload limit so "half way" is observable on any
 //! machine; every kill is triggered by observed progress, never a timer.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use ringdrop_proto::v1 as pb;
@@ -20,63 +20,6 @@ fn within_resume_budget(bytes: u64, size: u64) -> bool {
     bytes <= size * 102 / 100 + MIB
 }
 
-async fn share(d: &BinDaemon, path: &Path) -> Result<(String, String)> {
-    let mut s = d
-        .shares()
-        .await?
-        .share(pb::ShareRequest {
-            path: path.display().to_string(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
-    while let Some(m) = s.message().await? {
-        if let Some(pb::share_progress::Event::Created(c)) = m.event {
-            let hash = c.share.context("share")?.hash;
-            return Ok((c.ticket, hash));
-        }
-    }
-    anyhow::bail!("no share result")
-}
-
-async fn fetch(d: &BinDaemon, ticket: &str, out: &Path) -> Result<u64> {
-    Ok(d.transfers()
-        .await?
-        .fetch(pb::FetchRequest {
-            ticket: ticket.into(),
-            out: out.display().to_string(),
-            force: false,
-        })
-        .await?
-        .into_inner()
-        .transfer
-        .context("transfer")?
-        .id)
-}
-
-/// Bytes the provider served for share `hash`, once its counters settle.
-async fn served_for(d: &BinDaemon, hash: &str, at_least: u64) -> Result<u64> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let list = d
-            .shares()
-            .await?
-            .list_shares(pb::ListSharesRequest {})
-            .await?
-            .into_inner();
-        let served = list
-            .shares
-            .iter()
-            .find(|s| s.hash == hash)
-            .map(|s| s.bytes_served)
-            .unwrap_or(0);
-        if served >= at_least || std::time::Instant::now() > deadline {
-            return Ok(served);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 fn half_way(t: &pb::Transfer) -> bool {
     t.bytes_total > 0 && t.bytes_done * 100 >= t.bytes_total * 40
 }
@@ -88,7 +31,7 @@ async fn killed_client_leaves_the_transfer_running() -> Result<()> {
     let data = random_file(&src, size as usize)?;
     let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &["--max-upload-rate", RATE])?;
     let b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
-    let (ticket, _) = share(&a, &src).await?;
+    let (ticket, _) = a.share(&src).await?;
     let out = temp_dir("rdrop-out-")?;
 
     let mut client = std::process::Command::new(ringdrop_tests::bin("ringdropctl")?)
@@ -135,9 +78,9 @@ async fn fetching_daemon_killed_half_way_resumes_by_itself() -> Result<()> {
     let data = random_file(&src, size as usize)?;
     let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &["--max-upload-rate", RATE])?;
     let mut b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
-    let (ticket, hash) = share(&a, &src).await?;
+    let (ticket, hash) = a.share(&src).await?;
     let out = temp_dir("rdrop-out-")?;
-    let id = fetch(&b, &ticket, &out).await?;
+    let id = b.fetch(&ticket, &out).await?;
 
     let seen = watch_until(&b.socket, id, half_way).await?;
     assert!(!completed(&seen), "finished before the kill");
@@ -152,7 +95,7 @@ async fn fetching_daemon_killed_half_way_resumes_by_itself() -> Result<()> {
         "fetcher received {} bytes for {size}",
         t.bytes_received
     );
-    let served = served_for(&a, &hash, size).await?;
+    let served = a.served_for(&hash, size).await?;
     assert!(served >= size, "provider counted {served} bytes served");
     assert!(
         within_resume_budget(served, size),
@@ -170,9 +113,9 @@ async fn provider_restarted_half_way_transfer_completes() -> Result<()> {
     let mut a = BinDaemon::spawn(&a_dir, &["--max-upload-rate", RATE])?;
     let port = a.bound().await?;
     let b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
-    let (ticket, _) = share(&a, &src).await?;
+    let (ticket, _) = a.share(&src).await?;
     let out = temp_dir("rdrop-out-")?;
-    let id = fetch(&b, &ticket, &out).await?;
+    let id = b.fetch(&ticket, &out).await?;
 
     watch_until(&b.socket, id, half_way).await?;
     assert!(a.terminate()?.success());
@@ -209,9 +152,9 @@ async fn collection_of_many_files_resumes_after_kill9() -> Result<()> {
     let size: u64 = files.iter().map(|(_, d)| d.len() as u64).sum();
     let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &["--max-upload-rate", "24M"])?;
     let mut b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
-    let (ticket, _) = share(&a, &root).await?;
+    let (ticket, _) = a.share(&root).await?;
     let out = temp_dir("rdrop-out-")?;
-    let id = fetch(&b, &ticket, &out).await?;
+    let id = b.fetch(&ticket, &out).await?;
 
     let seen = watch_until(&b.socket, id, half_way).await?;
     assert!(!completed(&seen));

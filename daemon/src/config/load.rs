@@ -7,6 +7,7 @@ use std::{
     collections::BTreeMap,
     net::SocketAddr,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use super::{parse_bytes, Config, RelayChoice};
@@ -23,6 +24,7 @@ pub const KEYS: &[&str] = &[
     "download_dir",
     "max_upload_rate",
     "gc_interval",
+    "peer_timeout",
     "log",
 ];
 
@@ -173,6 +175,14 @@ fn apply_one(c: &mut Config, key: &str, v: &str) -> Result<(), String> {
             c.gc_interval = humantime::parse_duration(v)
                 .map_err(|e| format!("{v:?} is not a duration like 60s or 5m ({e})"))?
         }
+        "peer_timeout" => {
+            let t = humantime::parse_duration(v)
+                .map_err(|e| format!("{v:?} is not a duration like 15s ({e})"))?;
+            if !(Duration::from_secs(1)..=super::MAX_PEER_TIMEOUT).contains(&t) {
+                return Err(format!("{v:?} is out of range: 1s to 15s"));
+            }
+            c.peer_timeout = t;
+        }
         "log" => {
             tracing_subscriber::EnvFilter::try_new(v).map_err(|e| {
                 format!("{v:?} is not a log filter like info or info,ringdropd=debug ({e})")
@@ -250,6 +260,10 @@ impl Config {
         out.push_str(&format!(
             "gc_interval = {}\n",
             q(&humantime::format_duration(self.gc_interval).to_string())
+        ));
+        out.push_str(&format!(
+            "peer_timeout = {}\n",
+            q(&humantime::format_duration(self.peer_timeout).to_string())
         ));
         out.push_str(&format!("log = {}\n", q(&self.log)));
         out

@@ -64,6 +64,9 @@ pub struct Config {
     pub gc_interval: Duration,
     /// Upload limit in bytes per second for everything this node serves.
     pub max_upload_rate: Option<u64>,
+    /// How long a silent peer is given before its connection is dropped
+    /// (transfers then reconnect and resume); 1 s to 15 s.
+    pub peer_timeout: Duration,
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
     pub log: String,
     /// System mode: socket 0660 for the `ringdrop` group, system paths.
@@ -130,6 +133,7 @@ impl Config {
             download_dir,
             gc_interval: Duration::from_secs(60),
             max_upload_rate: None,
+            peer_timeout: MAX_PEER_TIMEOUT,
             log: DEFAULT_LOG.to_string(),
             system: false,
         }
@@ -164,11 +168,15 @@ impl Config {
             download_dir: dir.join("downloads"),
             gc_interval: Duration::from_secs(60),
             max_upload_rate: None,
+            peer_timeout: MAX_PEER_TIMEOUT,
             log: DEFAULT_LOG.to_string(),
             system: false,
         }
     }
 }
+
+/// The longest `peer_timeout`: iroh abandons a silent path after 15 s anyway.
+pub const MAX_PEER_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,7 @@ use std::{
 };
 
 use iroh::{
-    endpoint::{presets, BindOpts, PortmapperConfig},
+    endpoint::{presets, BindOpts, IdleTimeout, PortmapperConfig, QuicTransportConfig},
     Endpoint, RelayMode, SecretKey,
 };
 use tracing::{info, warn};
@@ -84,7 +84,19 @@ fn save_port(data_dir: &Path, port: u16) -> std::io::Result<()> {
 }
 
 fn builder(config: &Config, key: SecretKey) -> iroh::endpoint::Builder {
-    let mut b = Endpoint::builder(presets::N0).secret_key(key);
+    // A peer that went away (killed, unplugged) is noticed after
+    // `peer_timeout` of silence: keep-alives go out at a third of it.
+    // (A path that goes idle cannot be closed while it is the last one, so
+    // the connection's own idle timeout has to match.)
+    let transport = QuicTransportConfig::builder()
+        .max_idle_timeout(IdleTimeout::try_from(config.peer_timeout).ok())
+        .keep_alive_interval(config.peer_timeout / 3)
+        .default_path_max_idle_timeout(config.peer_timeout)
+        .default_path_keep_alive_interval(config.peer_timeout / 3)
+        .build();
+    let mut b = Endpoint::builder(presets::N0)
+        .secret_key(key)
+        .transport_config(transport);
     b = match &config.relay {
         RelayChoice::Default => b,
         // No relay also means no internet address lookup (pkarr / DNS).

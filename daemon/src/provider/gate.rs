@@ -20,7 +20,7 @@ use std::{
 
 use iroh::EndpointId;
 use iroh_blobs::{
-    protocol::{GetManyRequest, GetRequest},
+    protocol::{ChunkRangesSeq, GetManyRequest, GetRequest},
     provider::events::{
         AbortReason, ConnectMode, EventMask, EventSender, ObserveMode, ProviderMessage,
         RequestMode, ThrottleMode,
@@ -117,7 +117,7 @@ impl Gate {
         match ask {
             Ask::Get(req) => {
                 if let Some(s) = lookup(self.registry.share(&req.hash))? {
-                    return if self.may_fetch(&s, peer)? {
+                    return if within_collection(req, &s) && self.may_fetch(&s, peer)? {
                         Ok(Some(s.hash))
                     } else {
                         Err(denied)
@@ -142,6 +142,17 @@ impl Gate {
             Ask::Observe(hash) => self.raw_share(hash, peer)?.map(Some).ok_or(denied),
         }
     }
+}
+
+/// Whether every range of `req` lies within the collection: the root and
+/// its children. The provider walks the offsets of a request one by one,
+/// without yielding, so a child range at offset 2^62 would hold a core for
+/// good; such requests are refused before they reach it.
+fn within_collection(req: &GetRequest, share: &ShareRecord) -> bool {
+    let offsets = share.children.len() + 2;
+    let bounded =
+        ChunkRangesSeq::from_ranges_infinite(req.ranges.iter_infinite().take(offsets).cloned());
+    bounded == req.ranges
 }
 
 fn describe(ask: &Ask<'_>) -> (&'static str, Hash) {

@@ -259,6 +259,16 @@ impl Worker {
                 v.rec.name = top;
             }
         });
+        // Recorded at once: a crash before the next periodic persist must
+        // still find the size, or the data that arrives next would look
+        // like data that was here before the transfer.
+        self.persist().await;
+        info!(
+            id = self.id(),
+            verified = done,
+            total,
+            "content known, fetching what is missing"
+        );
         let space = |path: &std::path::Path, need| {
             plan::check_space(path, need).map_err(|e| AttemptError::Permanent(e.to_string()))
         };
