@@ -65,7 +65,12 @@ pub async fn connect(socket: Option<PathBuf>) -> Result<Client, CliError> {
     for path in &candidates {
         match dial(path).await {
             Ok(channel) => return Ok(Client { channel }),
-            Err(e) => last = e,
+            Err(e) => {
+                if let Some(refused) = refused(path) {
+                    return Err(refused);
+                }
+                last = e
+            }
         }
     }
     let shown = candidates
@@ -78,4 +83,18 @@ pub async fn connect(socket: Option<PathBuf>) -> Result<Client, CliError> {
             "cannot reach ringdropd at {shown}: is it running? start it with `ringdropd` (or `systemctl --user start ringdropd`), or point --socket / RINGDROP_SOCKET at its socket ({last})"
         ),
     ))
+}
+
+/// A socket whose file mode keeps this user out.
+fn refused(path: &std::path::Path) -> Option<CliError> {
+    match std::os::unix::net::UnixStream::connect(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Some(CliError::new(
+            UNREACHABLE,
+            format!(
+                "permission denied on {}: ringdropd serves only the user it runs as, root and, in system mode, members of the `ringdrop` group",
+                path.display()
+            ),
+        )),
+        _ => None,
+    }
 }

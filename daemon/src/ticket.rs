@@ -101,7 +101,9 @@ impl Ticket {
             addrs: self.addr.ip_addrs().copied().take(MAX_ADDRS).collect(),
             hash: *self.content.hash.as_bytes(),
             raw: self.content.format == BlobFormat::Raw,
-            name: self.name.clone(),
+            // The name is only a label: cut it rather than print a ticket
+            // that no ringdrop accepts.
+            name: self.name.as_deref().map(|n| label(n).to_string()),
         });
         // Serialising plain data into a Vec cannot fail.
         let bytes = postcard::to_stdvec(&wire).unwrap_or_default();
@@ -143,6 +145,15 @@ impl Ticket {
             name: v1.name,
         })
     }
+}
+
+/// `name` cut to at most [`MAX_NAME_LEN`] bytes, on a character boundary.
+fn label(name: &str) -> &str {
+    let mut end = name.len().min(MAX_NAME_LEN);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
 }
 
 /// Reads the variant index first so a ticket from a newer ringdrop gets a
@@ -247,6 +258,138 @@ mod tests {
             long.parse::<Ticket>(),
             Err(TicketError::TooLong(_))
         ));
+    }
+
+    mod props {
+        use std::net::{SocketAddr, SocketAddrV6};
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig {
+                cases: 128,
+                // Failures become named regression tests, not stray files.
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        /// Socket addresses as a ticket carries them: serde keeps only the
+        /// IP and port of a V6 address (flow info and scope id are lost).
+        fn socket_addr() -> impl Strategy<Value = SocketAddr> {
+            any::<SocketAddr>().prop_map(|a| match a {
+                SocketAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(*v6.ip(), v6.port(), 0, 0)),
+                v4 => v4,
+            })
+        }
+
+        fn relay_url() -> impl Strategy<Value = RelayUrl> {
+            (
+                "[a-z][a-z0-9-]{0,20}",
+                "(\\.[a-z]{2,6}){1,3}",
+                "(:[1-9][0-9]{0,3})?",
+            )
+                .prop_map(|(host, tld, port)| format!("https://{host}{tld}{port}/"))
+                .prop_map(|s| s.parse().expect("valid relay url"))
+        }
+
+        prop_compose! {
+            fn ticket()(
+                secret in any::<[u8; 32]>(),
+                relay in proptest::option::of(relay_url()),
+                addrs in proptest::collection::vec(socket_addr(), 0..=MAX_ADDRS),
+                hash in any::<[u8; 32]>(),
+                raw in any::<bool>(),
+                name in proptest::option::of("\\PC{0,64}"),
+            ) -> Ticket {
+                let id = iroh::SecretKey::from_bytes(&secret).public();
+                let mut addr = EndpointAddr::new(id);
+                if let Some(url) = relay {
+                    addr = addr.with_relay_url(url);
+                }
+                for a in addrs {
+                    addr = addr.with_ip_addr(a);
+                }
+                let format = if raw { BlobFormat::Raw } else { BlobFormat::HashSeq };
+                Ticket {
+                    kind: TicketKind::Ringdrop,
+                    addr,
+                    content: HashAndFormat::new(Hash::from_bytes(hash), format),
+                    name,
+                }
+            }
+        }
+
+        /// A ticket that decodes re-encodes to itself.
+        fn assert_stable(t: &Ticket) {
+            let again = t.to_string();
+            let back: Ticket = again.parse().expect("re-encoded ticket decodes");
+            assert_eq!(&back, t);
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn round_trips(t in ticket()) {
+                let s = t.to_string();
+                prop_assert!(s.len() <= MAX_TICKET_LEN);
+                prop_assert_eq!(s.parse::<Ticket>().unwrap(), t.clone());
+                prop_assert_eq!(s.to_uppercase().parse::<Ticket>().unwrap(), t.clone());
+                let blob: Ticket = t.to_blob_ticket().to_string().parse().unwrap();
+                prop_assert_eq!(blob.kind, TicketKind::Blob);
+                prop_assert_eq!(blob.content, t.content);
+                prop_assert_eq!(blob.addr, t.addr);
+            }
+
+            #[test]
+            fn long_names_are_cut_not_refused(t in ticket(), name in "[a-z\u{e9}\u{1f600}]{0,1100}") {
+                let t = Ticket { name: Some(name.clone()), ..t };
+                let back = t.to_string().parse::<Ticket>().unwrap();
+                let got = back.name.clone().unwrap();
+                prop_assert!(got.len() <= MAX_NAME_LEN);
+                prop_assert!(name.starts_with(&got));
+                prop_assert!(name.len() <= MAX_NAME_LEN || got.len() > MAX_NAME_LEN - 4);
+                prop_assert_eq!(back, Ticket { name: Some(got), ..t });
+            }
+
+            #[test]
+            fn arbitrary_text_is_an_error_or_stable(s in "\\PC{0,200}") {
+                if let Ok(t) = s.parse::<Ticket>() {
+                    assert_stable(&t);
+                }
+            }
+
+            #[test]
+            fn text_of_neither_kind_is_refused(s in "[^rRbB\\s]\\PC{0,100}") {
+                prop_assert!(matches!(s.parse::<Ticket>(), Err(TicketError::UnknownKind)));
+            }
+
+            #[test]
+            fn arbitrary_bodies_are_an_error_or_stable(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+                let s = format!("{PREFIX}{}", BASE32.encode(&bytes));
+                if let Ok(t) = s.parse::<Ticket>() {
+                    assert_stable(&t);
+                }
+            }
+
+            #[test]
+            fn prefixes_and_mutations_never_panic(t in ticket(), at in any::<prop::sample::Index>(), c in any::<char>()) {
+                let s = t.to_string();
+                for n in 0..s.len() {
+                    prop_assert!(s[..n].parse::<Ticket>().is_err(), "prefix of {} chars parsed", n);
+                }
+                let i = at.index(s.len());
+                let mut mutated = s[..i].to_string();
+                mutated.push(c);
+                mutated.push_str(&s[i + 1..]);
+                if let Ok(m) = mutated.parse::<Ticket>() {
+                    assert_stable(&m);
+                }
+            }
+        }
     }
 
     #[test]

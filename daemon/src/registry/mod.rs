@@ -11,7 +11,9 @@ use std::path::Path;
 
 use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition};
 
-pub use records::{PeerRecord, ShareRecord, Source, TransferRecord, TransferState};
+pub use records::{
+    decode_row, encode_row, PeerRecord, ShareRecord, Source, TransferRecord, TransferState,
+};
 pub use rings::{Member, RingInfo, OPEN_RING};
 
 /// Schema version this build writes; older ones are migrated, newer refused.

@@ -3,10 +3,22 @@
 use std::path::PathBuf;
 
 use iroh_blobs::Hash;
-use serde::{Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use super::RegistryError;
+
+/// Decodes a registry row: corrupt bytes are an error, never a panic.
+pub fn decode_row<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RegistryError> {
+    Ok(postcard::from_bytes(bytes)?)
+}
+
+/// Encodes a record as the registry stores it.
+pub fn encode_row<T: Serialize>(rec: &T) -> Result<Vec<u8>, RegistryError> {
+    Ok(postcard::to_stdvec(rec)?)
+}
 
 /// A shared collection.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShareRecord {
     /// Collection hash: the share's identity.
     pub hash: Hash,
@@ -36,7 +48,7 @@ pub struct Source {
 }
 
 /// An address-book entry: a name for an endpoint and where it was last seen.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerRecord {
     pub name: String,
     pub id: [u8; 32],
@@ -77,7 +89,7 @@ impl TransferState {
 }
 
 /// A fetch, persisted so it outlives clients and restarts.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferRecord {
     pub id: u64,
     /// The ticket as given by the user.
@@ -99,4 +111,158 @@ pub struct TransferRecord {
     pub updated_at: i64,
     /// Files placed at the destination (set when completed).
     pub files: Vec<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 128,
+            // Failures become named regression tests, not stray files.
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    fn hash() -> impl Strategy<Value = Hash> {
+        any::<[u8; 32]>().prop_map(Hash::from_bytes)
+    }
+
+    fn path() -> impl Strategy<Value = PathBuf> {
+        "\\PC{0,40}".prop_map(PathBuf::from)
+    }
+
+    fn source() -> impl Strategy<Value = Source> {
+        (path(), any::<u64>(), any::<i128>()).prop_map(|(path, size, mtime_ns)| Source {
+            path,
+            size,
+            mtime_ns,
+        })
+    }
+
+    prop_compose! {
+        fn share()(
+            hash in hash(),
+            name in "\\PC{0,40}",
+            path in path(),
+            (size, files, created_at) in any::<(u64, u64, i64)>(),
+            children in proptest::collection::vec(hash(), 0..8),
+            rings in proptest::collection::vec("[a-z0-9-]{1,16}", 0..4),
+            sources in proptest::collection::vec(source(), 0..4),
+        ) -> ShareRecord {
+            ShareRecord { hash, name, path, size, files, created_at, children, rings, sources }
+        }
+    }
+
+    prop_compose! {
+        fn peer()(
+            name in "\\PC{0,40}",
+            id in any::<[u8; 32]>(),
+            relay in proptest::option::of("\\PC{0,40}"),
+            addrs in proptest::collection::vec(any::<std::net::SocketAddr>(), 0..4),
+            updated_at in any::<i64>(),
+        ) -> PeerRecord {
+            // serde keeps only the IP and port of a V6 address.
+            let addrs = addrs
+                .into_iter()
+                .map(|a| std::net::SocketAddr::new(a.ip(), a.port()))
+                .collect();
+            PeerRecord { name, id, relay, addrs, updated_at }
+        }
+    }
+
+    fn state() -> impl Strategy<Value = TransferState> {
+        prop_oneof![
+            Just(TransferState::Queued),
+            Just(TransferState::Running),
+            Just(TransferState::Paused),
+            Just(TransferState::Completed),
+            Just(TransferState::Failed),
+            Just(TransferState::Cancelled),
+        ]
+    }
+
+    prop_compose! {
+        fn transfer()(
+            (id, ticket, provider, dest, force, name) in
+                (any::<u64>(), "\\PC{0,80}", "[0-9a-f]{64}", path(), any::<bool>(), "\\PC{0,40}"),
+            (hash, state) in (hash(), state()),
+            (bytes_total, bytes_done, bytes_received, attempts) in any::<(u64, u64, u64, u32)>(),
+            last_error in proptest::option::of("\\PC{0,80}"),
+            (created_at, updated_at) in any::<(i64, i64)>(),
+            files in proptest::collection::vec(path(), 0..4),
+        ) -> TransferRecord {
+            TransferRecord {
+                id, ticket, provider, dest, force, name, hash, state, bytes_total,
+                bytes_done, bytes_received, attempts, last_error, created_at, updated_at, files,
+            }
+        }
+    }
+
+    /// Encodes, decodes, and checks every strict prefix of the row is
+    /// refused (a torn write is never read as a shorter record).
+    fn round_trip<T>(rec: &T) -> Result<(), TestCaseError>
+    where
+        T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let bytes = encode_row(rec).unwrap();
+        prop_assert_eq!(&decode_row::<T>(&bytes).unwrap(), rec);
+        for n in 0..bytes.len() {
+            prop_assert!(
+                decode_row::<T>(&bytes[..n]).is_err(),
+                "prefix of {} bytes",
+                n
+            );
+        }
+        Ok(())
+    }
+
+    /// Decoding garbage never panics; what decodes re-encodes the same.
+    fn garbage<T>(bytes: &[u8])
+    where
+        T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        if let Ok(rec) = decode_row::<T>(bytes) {
+            let again = encode_row(&rec).unwrap();
+            assert_eq!(decode_row::<T>(&again).unwrap(), rec);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn shares_round_trip(rec in share()) {
+            round_trip(&rec)?;
+        }
+
+        #[test]
+        fn peers_round_trip(rec in peer()) {
+            round_trip(&rec)?;
+        }
+
+        #[test]
+        fn transfers_round_trip(rec in transfer()) {
+            round_trip(&rec)?;
+        }
+
+        #[test]
+        fn garbage_is_an_error_or_a_record(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            garbage::<ShareRecord>(&bytes);
+            garbage::<PeerRecord>(&bytes);
+            garbage::<TransferRecord>(&bytes);
+        }
+
+        #[test]
+        fn mutated_rows_never_panic(rec in transfer(), at in any::<prop::sample::Index>(), b in any::<u8>()) {
+            let mut bytes = encode_row(&rec).unwrap();
+            let i = at.index(bytes.len());
+            bytes[i] = b;
+            garbage::<TransferRecord>(&bytes);
+        }
+    }
 }

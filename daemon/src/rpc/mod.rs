@@ -56,27 +56,40 @@ pub async fn serve(
         }
     };
 
-    let incoming =
-        tokio_stream::wrappers::UnixListenerStream::new(listener).filter_map(move |conn| {
-            let policy = policy.clone();
-            async move {
-                match conn {
-                    Ok(stream) => match policy.check(&stream) {
-                        Ok(()) => Some(Ok::<_, std::io::Error>(stream)),
-                        Err(why) => {
-                            warn!("control socket: refused a client: {why}");
-                            None
-                        }
-                    },
-                    Err(e) => {
-                        warn!("control socket accept failed: {e}");
-                        None
-                    }
-                }
+    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener).filter_map(|conn| {
+        std::future::ready(match conn {
+            Ok(stream) => Some(Ok::<_, std::io::Error>(stream)),
+            Err(e) => {
+                warn!("control socket accept failed: {e}");
+                None
             }
-        });
+        })
+    });
+    // Every request is checked against the client's credentials, so a
+    // client that may not use the daemon learns why (PERMISSION_DENIED)
+    // and gets nothing else, whatever the socket's file mode.
+    let guard = move |req: tonic::Request<()>| {
+        let cred = req
+            .extensions()
+            .get::<tonic::transport::server::UdsConnectInfo>()
+            .and_then(|info| info.peer_cred);
+        let verdict = match cred {
+            Some(cred) => policy.check(&cred),
+            None => Err("no peer credentials".to_string()),
+        };
+        match verdict {
+            Ok(()) => Ok(req),
+            Err(why) => {
+                warn!("control socket: refused a request: {why}");
+                Err(tonic::Status::permission_denied(format!(
+                    "{why}: ringdropd serves only the user it runs as, root and, in system mode, members of the `ringdrop` group"
+                )))
+            }
+        }
+    };
 
     tonic::transport::Server::builder()
+        .layer(tonic::service::InterceptorLayer::new(guard))
         .add_service(health_service)
         .add_optional_service(reflection)
         .add_service(NodeServer::new(node::NodeService::new(daemon.clone())))

@@ -244,4 +244,102 @@ mod tests {
         assert!(plan(&tmp, &[entry("f.txt")], true).is_ok());
         fs::remove_dir_all(tmp).ok();
     }
+
+    mod props {
+        use std::path::Component;
+
+        use proptest::{collection::vec, prelude::*};
+
+        use super::*;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig {
+                cases: 128,
+                // Failures become named regression tests, not stray files.
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        /// Path components with the dangerous ones well represented.
+        fn component() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just(String::new()),
+                Just(".".to_string()),
+                Just("..".to_string()),
+                "[ab]",
+                "\\.{1,3}[ab]?",
+                "\\PC{1,8}",
+                "[ab]?[\\x00-\\x1f\\x7f\\u{80}-\\u{9f}][ab]?",
+            ]
+        }
+
+        fn name() -> impl Strategy<Value = String> {
+            (any::<bool>(), vec(component(), 1..5)).prop_map(|(abs, parts)| {
+                format!("{}{}", if abs { "/" } else { "" }, parts.join("/"))
+            })
+        }
+
+        /// What a sanitised name must be, and where it lands under `dest`.
+        fn check_sanitized(name: &str) -> Result<(), TestCaseError> {
+            let Ok(parts) = sanitize(name) else {
+                return Ok(());
+            };
+            prop_assert_eq!(parts.join("/"), name);
+            for p in &parts {
+                prop_assert!(!p.is_empty() && *p != "." && *p != "..", "{:?}", p);
+                prop_assert!(!p.contains('/'));
+                prop_assert!(!p.chars().any(char::is_control), "control char in {:?}", p);
+            }
+            let dest = Path::new("/srv/dest");
+            let joined = parts.iter().fold(dest.to_path_buf(), |d, p| d.join(p));
+            let rel = joined.strip_prefix(dest).expect("outside dest");
+            prop_assert_eq!(rel.components().count(), parts.len());
+            prop_assert!(rel.components().all(|c| matches!(c, Component::Normal(_))));
+            Ok(())
+        }
+
+        /// Planned paths: inside `dest`, distinct, none inside another.
+        fn check_plan(dest: &Path, names: &[String]) -> Result<(), TestCaseError> {
+            let entries: Vec<Entry> = names.iter().map(|n| entry(n)).collect();
+            let Ok(p) = plan(dest, &entries, false) else {
+                return Ok(());
+            };
+            prop_assert_eq!(p.items.len(), entries.len());
+            let paths: HashSet<&Path> = p.items.iter().map(|(_, path)| path.as_path()).collect();
+            prop_assert_eq!(paths.len(), entries.len());
+            for path in &paths {
+                let rel = path.strip_prefix(dest).expect("outside dest");
+                prop_assert!(rel.components().all(|c| matches!(c, Component::Normal(_))));
+                for a in path.ancestors().skip(1) {
+                    prop_assert!(!paths.contains(a), "{:?} is a file and a directory", a);
+                }
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn sanitized_names_stay_inside(name in name()) {
+                check_sanitized(&name)?;
+            }
+
+            #[test]
+            fn arbitrary_names_are_safe_or_refused(name in any::<String>()) {
+                check_sanitized(&name)?;
+            }
+
+            #[test]
+            fn plans_stay_inside(names in vec("[ab](/[ab]){0,2}", 1..6), into_dir in any::<bool>()) {
+                let tmp = std::env::temp_dir().join(format!("rdrop-plan-{}", rand::random::<u64>()));
+                fs::create_dir_all(&tmp).unwrap();
+                let dest = if into_dir { tmp.clone() } else { tmp.join("new") };
+                let checked = check_plan(&dest, &names);
+                fs::remove_dir_all(tmp).ok();
+                checked?;
+            }
+        }
+    }
 }
