@@ -9,7 +9,7 @@ use iroh::{endpoint::Connection, Endpoint};
 use iroh_blobs::{
     api::{remote::GetProgressItem, Store},
     format::collection::Collection,
-    get::GetError,
+    get::{fsm::DecodeError, GetError},
     hashseq::HashSeq,
     protocol::{ChunkRanges, ChunkRangesExt, GetRequest, ERR_PERMISSION},
     BlobFormat, Hash,
@@ -97,6 +97,16 @@ impl Session<'_> {
             GetError::BadRequest { .. } => {
                 AttemptError::Permanent(format!("the provider sent invalid content: {e}"))
             }
+            // QUIC already rules out corruption on the way: the provider
+            // itself serves bytes that are not what the ticket names, and
+            // asking again would get the same.
+            GetError::Decode {
+                source: DecodeError::LeafHashMismatch { .. } | DecodeError::ParentHashMismatch { .. },
+                ..
+            } => AttemptError::Permanent(format!(
+                "{} sent data that does not match the ticket's hash ({e}); nothing unverified was kept",
+                self.ticket.provider()
+            )),
             _ => AttemptError::Transient(format!("transfer interrupted: {e}")),
         }
     }
@@ -239,7 +249,11 @@ impl Session<'_> {
 
     /// Fetches every missing chunk, calling `progress` with this attempt's
     /// payload byte count as it grows.
-    pub async fn fetch_missing(&self, mut progress: impl FnMut(u64)) -> Result<(), AttemptError> {
+    /// `progress` may stop the fetch by returning an error.
+    pub async fn fetch_missing(
+        &self,
+        mut progress: impl FnMut(u64) -> Result<(), AttemptError>,
+    ) -> Result<(), AttemptError> {
         let mut stream = self
             .store
             .remote()
@@ -247,7 +261,7 @@ impl Session<'_> {
             .stream();
         while let Some(item) = stream.next().await {
             match item {
-                GetProgressItem::Progress(n) => progress(n),
+                GetProgressItem::Progress(n) => progress(n)?,
                 GetProgressItem::Done(_) => return Ok(()),
                 GetProgressItem::Error(e) => return Err(self.classify(&e)),
             }

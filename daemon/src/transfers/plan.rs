@@ -36,7 +36,7 @@ pub enum ExportError {
     IsDir(PathBuf),
     #[error("destination must be an absolute path: {0}")]
     NotAbsolute(PathBuf),
-    #[error("not enough free space at {path}: need {need} bytes, {avail} available")]
+    #[error("no space left on device at {path}: need {need} bytes, {avail} available")]
     NoSpace {
         path: PathBuf,
         need: u64,

@@ -30,6 +30,11 @@ use crate::{
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
+/// Room kept free in the data dir beyond what a transfer still needs: the
+/// store's own database has to be able to commit.
+const STORE_HEADROOM: u64 = 16 * 1024 * 1024;
+/// How often free space in the data dir is checked during a fetch.
+const SPACE_CHECK_EVERY: Duration = Duration::from_millis(250);
 
 pub(super) struct Worker {
     pub registry: Registry,
@@ -272,11 +277,12 @@ impl Worker {
         let space = |path: &std::path::Path, need| {
             plan::check_space(path, need).map_err(|e| AttemptError::Permanent(e.to_string()))
         };
-        space(&self.data_dir, total.saturating_sub(done))?;
+        space(&self.data_dir, total.saturating_sub(done) + STORE_HEADROOM)?;
         space(&dest, total)?;
 
         let base_received = self.publish.borrow().rec.bytes_received;
         let mut window = (Instant::now(), base_received);
+        let mut space_checked = Instant::now();
         session
             .fetch_missing(|n| {
                 let received = base_received + n;
@@ -290,6 +296,15 @@ impl Worker {
                         window = (Instant::now(), received);
                     }
                 });
+                // Something else may be filling the disk meanwhile: stop
+                // while the store can still commit (a store that hits
+                // ENOSPC stops until ringdropd restarts).
+                if space_checked.elapsed() >= SPACE_CHECK_EVERY {
+                    space_checked = Instant::now();
+                    let need = total.saturating_sub(done + n) + STORE_HEADROOM;
+                    space(&self.data_dir, need)?;
+                }
+                Ok(())
             })
             .await?;
         self.update(|v| v.rec.bytes_done = total);
