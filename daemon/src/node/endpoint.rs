@@ -83,6 +83,9 @@ fn save_port(data_dir: &Path, port: u16) -> std::io::Result<()> {
     fs::rename(tmp, data_dir.join(PORT_FILE))
 }
 
+/// Streams a peer may have open at once on one connection.
+const MAX_PEER_STREAMS: u32 = 16;
+
 fn builder(config: &Config, key: SecretKey) -> iroh::endpoint::Builder {
     // A peer that went away (killed, unplugged) is noticed after
     // `peer_timeout` of silence: keep-alives go out at a third of it.
@@ -93,6 +96,10 @@ fn builder(config: &Config, key: SecretKey) -> iroh::endpoint::Builder {
         .keep_alive_interval(config.peer_timeout / 3)
         .default_path_max_idle_timeout(config.peer_timeout)
         .default_path_keep_alive_interval(config.peer_timeout / 3)
+        // Each stream a peer opens may hold a request buffer of up to 1 MiB
+        // in the provider until the request is complete; our own fetches
+        // use one stream at a time.
+        .max_concurrent_bidi_streams(MAX_PEER_STREAMS.into())
         .build();
     let mut b = Endpoint::builder(presets::N0)
         .secret_key(key)
