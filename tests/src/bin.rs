@@ -21,6 +21,8 @@ pub struct BinDaemon {
     pub dir: PathBuf,
     pub socket: PathBuf,
     pub args: Vec<String>,
+    /// Network namespace it runs in (`ip netns exec`), if any.
+    pub netns: Option<String>,
 }
 
 impl BinDaemon {
@@ -38,18 +40,40 @@ impl BinDaemon {
         Self::spawn_args(dir, Vec::new())
     }
 
+    /// Starts `ringdropd` inside network namespace `netns` with `extra`
+    /// flags (which should name --bind and may name --relay).
+    pub fn spawn_in(netns: &str, dir: &Path, extra: &[&str]) -> Result<Self> {
+        let args = extra.iter().map(|s| s.to_string()).collect();
+        Self::start(Some(netns.to_string()), dir, args)
+    }
+
     fn spawn_args(dir: &Path, args: Vec<String>) -> Result<Self> {
+        Self::start(None, dir, args)
+    }
+
+    fn start(netns: Option<String>, dir: &Path, args: Vec<String>) -> Result<Self> {
         let socket = dir.join("d.sock");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("ringdropd.log"))?;
-        let child = std::process::Command::new(bin("ringdropd")?)
+        let mut cmd = match &netns {
+            Some(ns) => {
+                let mut c = std::process::Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin("ringdropd")?);
+                c
+            }
+            None => std::process::Command::new(bin("ringdropd")?),
+        };
+        if !args.iter().any(|a| a == "--relay") {
+            cmd.args(["--relay", "disabled"]);
+        }
+        let child = cmd
             .arg("--data-dir")
             .arg(dir.join("data"))
             .arg("--socket")
             .arg(&socket)
-            .args(["--relay", "disabled", "--no-mdns"])
+            .arg("--no-mdns")
             .args(&args)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -60,6 +84,7 @@ impl BinDaemon {
             dir: dir.to_path_buf(),
             socket,
             args,
+            netns,
         };
         d.wait_ready()?;
         Ok(d)
@@ -95,7 +120,7 @@ impl BinDaemon {
 
     /// Starts the same daemon again (same data dir, socket and flags).
     pub fn restart(&mut self) -> Result<()> {
-        *self = Self::spawn_args(&self.dir, self.args.clone())?;
+        *self = Self::start(self.netns.clone(), &self.dir, self.args.clone())?;
         Ok(())
     }
 

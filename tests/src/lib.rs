@@ -18,6 +18,7 @@ use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::transport::{Channel, Endpoint};
 
 mod bin;
+pub mod netns;
 pub use bin::BinDaemon;
 
 /// Upper bound for any single wait in a test (never a speed assertion).
@@ -306,8 +307,33 @@ pub fn random_file(path: &Path, len: usize) -> Result<Vec<u8>> {
 }
 
 /// A new temp dir that outlives the test (under the system temp dir).
+///
+/// Directories live under `$TMPDIR/ringdrop-tests/<pid>/` and are kept
+/// while the test process runs (daemons it killed may still hold them);
+/// each test process removes what processes that are gone left behind.
 pub fn temp_dir(prefix: &str) -> Result<PathBuf> {
-    Ok(tempfile::Builder::new().prefix(prefix).tempdir()?.keep())
+    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let root = ROOT.get_or_init(|| {
+        let base = std::env::temp_dir().join("ringdrop-tests");
+        if let Ok(entries) = std::fs::read_dir(&base) {
+            for e in entries.flatten() {
+                let gone = e
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+                if gone {
+                    std::fs::remove_dir_all(e.path()).ok();
+                }
+            }
+        }
+        base.join(std::process::id().to_string())
+    });
+    std::fs::create_dir_all(root)?;
+    Ok(tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(root)?
+        .keep())
 }
 
 /// Directory of the workspace's built binaries (next to the test binary).
