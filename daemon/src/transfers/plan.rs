@@ -1,7 +1,7 @@
 //! Planning where content goes: names sanitised before any byte is
-//! fetched (relative, no `..`, no empty or absolute components, no NUL; a
-//! bad name fails the transfer and writes nothing), collisions and existing
-//! files checked, free space checked.
+//! fetched (relative, no `..`, no empty or absolute components, no control
+//! characters; a bad name fails the transfer and writes nothing),
+//! collisions and existing files checked, free space checked.
 
 use std::{
     collections::{BTreeSet, HashSet},
@@ -24,7 +24,7 @@ pub struct Entry {
 /// Why content cannot be placed at the destination.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    #[error("the collection contains an unsafe file name {0:?} (absolute, '..', empty component or NUL); nothing was written")]
+    #[error("the collection contains an unsafe file name {0:?} (absolute, '..', empty component or control character); nothing was written")]
     UnsafeName(String),
     #[error(
         "the collection names {0:?} twice (or as both a file and a directory); nothing was written"
@@ -58,7 +58,9 @@ pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_
 /// Splits a collection name into safe path components.
 pub fn sanitize(name: &str) -> Result<Vec<&str>, ExportError> {
     let bad = || ExportError::UnsafeName(name.to_string());
-    if name.is_empty() || name.starts_with('/') || name.contains('\0') {
+    // Control characters (NUL, newline, terminal escapes) are legal in
+    // Unix names but only ever a trick: refused like `..`.
+    if name.is_empty() || name.starts_with('/') || name.chars().any(char::is_control) {
         return Err(bad());
     }
     let parts: Vec<&str> = name.split('/').collect();
@@ -105,11 +107,12 @@ pub fn plan(dest: &Path, entries: &[Entry], force: bool) -> Result<Plan, ExportE
     for (e, parts) in entries.iter().zip(&split) {
         let rel = if strip_top { &parts[1..] } else { &parts[..] };
         let mut path = dest.to_path_buf();
-        for (i, p) in rel.iter().enumerate() {
+        for p in rel {
+            // Every ancestor below the file, `dest` included: with the top
+            // stripped, `a` lands on `dest` itself while `a/b` needs it to be
+            // a directory.
+            dirs.insert(path.clone());
             path.push(p);
-            if i + 1 < rel.len() {
-                dirs.insert(path.clone());
-            }
         }
         if !seen.insert(path.clone()) {
             return Err(ExportError::Conflict(e.name.clone()));
@@ -242,6 +245,49 @@ mod tests {
             Err(ExportError::Exists(_))
         ));
         assert!(plan(&tmp, &[entry("f.txt")], true).is_ok());
+        fs::remove_dir_all(tmp).ok();
+    }
+
+    /// Crash inputs of the `names` fuzz target: a mode byte, then
+    /// newline-separated names (odd mode: `dest` does not exist).
+    fn fuzz_input(bytes: &[u8]) -> (bool, Vec<Entry>) {
+        let (mode, rest) = bytes.split_first().unwrap();
+        let names = std::str::from_utf8(rest).unwrap();
+        (mode % 2 == 1, names.split('\n').map(entry).collect())
+    }
+
+    #[test]
+    fn control_characters_are_refused() {
+        let (_, entries) = fuzz_input(include_bytes!(
+            "../../../fuzz/regressions/names/control-char"
+        ));
+        assert!(matches!(
+            sanitize(&entries[0].name),
+            Err(ExportError::UnsafeName(_))
+        ));
+        for n in ["a\nb", "a\x1b[2Jb", "a/\x7f", "\u{85}"] {
+            assert!(sanitize(n).is_err(), "{n:?} accepted");
+        }
+    }
+
+    #[test]
+    fn a_name_that_is_also_a_directory_conflicts_when_the_top_is_renamed() {
+        let tmp = std::env::temp_dir().join(format!("rdrop-plan-{}", rand::random::<u64>()));
+        fs::create_dir_all(&tmp).unwrap();
+        // `(` and `(/(`: one top name, renamed to `dest`, which would be
+        // both the file `(` and the directory holding `(/(`.
+        let (missing, entries) = fuzz_input(include_bytes!(
+            "../../../fuzz/regressions/names/file-and-dir"
+        ));
+        assert!(missing);
+        assert!(matches!(
+            plan(&tmp.join("new"), &entries, false),
+            Err(ExportError::Conflict(_))
+        ));
+        assert!(matches!(
+            plan(&tmp.join("new"), &[entry("d/a"), entry("d")], false),
+            Err(ExportError::Conflict(_))
+        ));
         fs::remove_dir_all(tmp).ok();
     }
 
