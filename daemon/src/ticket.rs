@@ -33,7 +33,7 @@ pub enum TicketError {
     #[error("the ticket is damaged or truncated ({0}): copy it again")]
     Decode(String),
     #[error("the ticket was made by a newer ringdrop (format version {0}): upgrade ringdrop to fetch it")]
-    UnsupportedVersion(u32),
+    UnsupportedVersion(u64),
     #[error("the ticket names an invalid endpoint id")]
     EndpointId,
     #[error("the ticket carries an invalid relay URL: {0}")]
@@ -162,7 +162,8 @@ fn decode_versioned(bytes: &[u8]) -> Result<(u32, Wire), TicketError> {
     let (variant, _) =
         postcard::take_from_bytes::<u32>(bytes).map_err(|e| TicketError::Decode(e.to_string()))?;
     if variant != 0 {
-        return Err(TicketError::UnsupportedVersion(variant + 1));
+        // Widened: the largest variant index is a newer version too.
+        return Err(TicketError::UnsupportedVersion(u64::from(variant) + 1));
     }
     let wire: Wire = postcard::from_bytes(bytes).map_err(|e| TicketError::Decode(e.to_string()))?;
     Ok((variant + 1, wire))
@@ -390,6 +391,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Crash input of the `ticket` fuzz target (odd first byte: the rest
+    /// is the postcard body): variant index `u32::MAX` overflowed `+ 1`.
+    #[test]
+    fn largest_version_says_upgrade() {
+        let input = include_bytes!("../../fuzz/regressions/ticket/version-overflow");
+        let s = format!("{PREFIX}{}", BASE32.encode(&input[1..]));
+        assert!(matches!(
+            s.parse::<Ticket>(),
+            Err(TicketError::UnsupportedVersion(0x1_0000_0000))
+        ));
     }
 
     #[test]
