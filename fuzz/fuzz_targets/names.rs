@@ -61,7 +61,11 @@ fuzz_target!(|data: &[u8]| {
     };
     assert_eq!(p.items.len() + p.present.len(), entries.len());
     let paths: HashSet<&Path> = p.items.iter().map(|(_, path)| path.as_path()).collect();
-    assert_eq!(paths.len(), p.items.len(), "two entries planned to one path");
+    assert_eq!(
+        paths.len(),
+        p.items.len(),
+        "two entries planned to one path"
+    );
     for path in &paths {
         let rel = path.strip_prefix(&dest).expect("planned path outside dest");
         assert!(rel.components().all(|c| matches!(c, Component::Normal(_))));

@@ -20,7 +20,9 @@ fuzz_target!(|data: &[u8]| {
     } else {
         format!(
             "rdrop{}",
-            data_encoding::BASE32_NOPAD.encode(rest).to_ascii_lowercase()
+            data_encoding::BASE32_NOPAD
+                .encode(rest)
+                .to_ascii_lowercase()
         )
     };
     let Ok(ticket) = text.parse::<Ticket>() else {
