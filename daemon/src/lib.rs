@@ -133,3 +133,14 @@ pub async fn run(
     served?;
     Ok(())
 }
+
+/// Settings shared by the property tests: modest case counts for debug
+/// builds, and failures become named regression tests, not stray files.
+#[cfg(test)]
+pub(crate) fn proptest_config() -> proptest::prelude::ProptestConfig {
+    proptest::prelude::ProptestConfig {
+        cases: 128,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    }
+}

@@ -268,15 +268,6 @@ mod tests {
 
         use super::*;
 
-        fn config() -> ProptestConfig {
-            ProptestConfig {
-                cases: 128,
-                // Failures become named regression tests, not stray files.
-                failure_persistence: None,
-                ..ProptestConfig::default()
-            }
-        }
-
         /// Socket addresses as a ticket carries them: serde keeps only the
         /// IP and port of a V6 address (flow info and scope id are lost).
         fn socket_addr() -> impl Strategy<Value = SocketAddr> {
@@ -331,7 +322,7 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(config())]
+            #![proptest_config(crate::proptest_config())]
 
             #[test]
             fn round_trips(t in ticket()) {

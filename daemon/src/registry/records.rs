@@ -119,15 +119,6 @@ mod tests {
 
     use super::*;
 
-    fn config() -> ProptestConfig {
-        ProptestConfig {
-            cases: 128,
-            // Failures become named regression tests, not stray files.
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        }
-    }
-
     fn hash() -> impl Strategy<Value = Hash> {
         any::<[u8; 32]>().prop_map(Hash::from_bytes)
     }
@@ -233,7 +224,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(config())]
+        #![proptest_config(crate::proptest_config())]
 
         #[test]
         fn shares_round_trip(rec in share()) {

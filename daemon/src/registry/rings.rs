@@ -96,14 +96,14 @@ impl Registry {
                 let mut changed = Vec::new();
                 for item in shares.iter()? {
                     let (k, v) = item?;
-                    let mut rec: ShareRecord = postcard::from_bytes(v.value())?;
+                    let mut rec: ShareRecord = decode_row(v.value())?;
                     if rec.rings.iter().any(|r| r == name) {
                         rec.rings.retain(|r| r != name);
                         changed.push((*k.value(), rec));
                     }
                 }
                 for (k, rec) in changed {
-                    shares.insert(&k, postcard::to_stdvec(&rec)?.as_slice())?;
+                    shares.insert(&k, encode_row(&rec)?.as_slice())?;
                 }
                 Some(gone)
             }
@@ -168,7 +168,7 @@ impl Registry {
     pub fn put_peer(&self, rec: &PeerRecord) -> Result<()> {
         let tx = self.write()?;
         tx.open_table(PEERS)?
-            .insert(rec.name.as_str(), postcard::to_stdvec(rec)?.as_slice())?;
+            .insert(rec.name.as_str(), encode_row(rec)?.as_slice())?;
         tx.commit()?;
         Ok(())
     }
@@ -177,7 +177,7 @@ impl Registry {
     pub fn peer(&self, name: &str) -> Result<Option<PeerRecord>> {
         let tx = self.read()?;
         match tx.open_table(PEERS)?.get(name)? {
-            Some(v) => Ok(Some(postcard::from_bytes(v.value())?)),
+            Some(v) => Ok(Some(decode_row(v.value())?)),
             None => Ok(None),
         }
     }
@@ -188,7 +188,7 @@ impl Registry {
         let peers = tx.open_table(PEERS)?;
         let mut out = Vec::new();
         for item in peers.iter()? {
-            out.push(postcard::from_bytes::<PeerRecord>(item?.1.value())?);
+            out.push(decode_row::<PeerRecord>(item?.1.value())?);
         }
         Ok(out)
     }

@@ -11,7 +11,7 @@ impl Registry {
         let tx = self.write()?;
         {
             let mut shares = tx.open_table(SHARES)?;
-            shares.insert(rec.hash.as_bytes(), postcard::to_stdvec(rec)?.as_slice())?;
+            shares.insert(rec.hash.as_bytes(), encode_row(rec)?.as_slice())?;
             let mut parents = tx.open_multimap_table(BLOB_PARENTS)?;
             for child in &rec.children {
                 parents.insert(child.as_bytes(), rec.hash.as_bytes())?;
@@ -26,7 +26,7 @@ impl Registry {
         let tx = self.read()?;
         let shares = tx.open_table(SHARES)?;
         match shares.get(hash.as_bytes())? {
-            Some(v) => Ok(Some(postcard::from_bytes(v.value())?)),
+            Some(v) => Ok(Some(decode_row(v.value())?)),
             None => Ok(None),
         }
     }
@@ -38,7 +38,7 @@ impl Registry {
         let mut out = Vec::new();
         for item in shares.iter()? {
             let (_, v) = item?;
-            out.push(postcard::from_bytes::<ShareRecord>(v.value())?);
+            out.push(decode_row::<ShareRecord>(v.value())?);
         }
         out.sort_by_key(|s| s.created_at);
         Ok(out)
@@ -50,7 +50,7 @@ impl Registry {
         let removed = {
             let mut shares = tx.open_table(SHARES)?;
             let removed = match shares.remove(hash.as_bytes())? {
-                Some(v) => Some(postcard::from_bytes::<ShareRecord>(v.value())?),
+                Some(v) => Some(decode_row::<ShareRecord>(v.value())?),
                 None => None,
             };
             if let Some(rec) = &removed {

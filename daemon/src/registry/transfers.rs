@@ -14,7 +14,7 @@ impl Registry {
             meta.insert(KEY_NEXT_TRANSFER, id + 1)?;
             rec.id = id;
             let mut transfers = tx.open_table(TRANSFERS)?;
-            transfers.insert(id, postcard::to_stdvec(rec)?.as_slice())?;
+            transfers.insert(id, encode_row(rec)?.as_slice())?;
         }
         tx.commit()?;
         Ok(rec.id)
@@ -25,7 +25,7 @@ impl Registry {
         let tx = self.write()?;
         {
             let mut transfers = tx.open_table(TRANSFERS)?;
-            transfers.insert(rec.id, postcard::to_stdvec(rec)?.as_slice())?;
+            transfers.insert(rec.id, encode_row(rec)?.as_slice())?;
         }
         tx.commit()?;
         Ok(())
@@ -36,7 +36,7 @@ impl Registry {
         let tx = self.read()?;
         let transfers = tx.open_table(TRANSFERS)?;
         match transfers.get(id)? {
-            Some(v) => Ok(Some(postcard::from_bytes(v.value())?)),
+            Some(v) => Ok(Some(decode_row(v.value())?)),
             None => Ok(None),
         }
     }
@@ -48,7 +48,7 @@ impl Registry {
         let mut out = Vec::new();
         for item in transfers.iter()? {
             let (_, v) = item?;
-            out.push(postcard::from_bytes::<TransferRecord>(v.value())?);
+            out.push(decode_row::<TransferRecord>(v.value())?);
         }
         Ok(out)
     }

@@ -298,15 +298,6 @@ mod tests {
 
         use super::*;
 
-        fn config() -> ProptestConfig {
-            ProptestConfig {
-                cases: 128,
-                // Failures become named regression tests, not stray files.
-                failure_persistence: None,
-                ..ProptestConfig::default()
-            }
-        }
-
         /// Path components with the dangerous ones well represented.
         fn component() -> impl Strategy<Value = String> {
             prop_oneof![
@@ -365,7 +356,7 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(config())]
+            #![proptest_config(crate::proptest_config())]
 
             #[test]
             fn sanitized_names_stay_inside(name in name()) {
