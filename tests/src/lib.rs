@@ -432,22 +432,32 @@ pub async fn plain_node() -> Result<(
     iroh::protocol::Router,
     iroh::EndpointAddr,
 )> {
-    let ep = iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
-        .relay_mode(iroh::RelayMode::Disabled)
-        .clear_ip_transports()
-        .bind_addr(SocketAddr::from(([127, 0, 0, 1], 0)))?
-        .bind()
-        .await?;
+    let ep = loopback_endpoint().await?;
+    let addr = loopback_addr(&ep);
     let store = iroh_blobs::store::mem::MemStore::new();
-    let router = iroh::protocol::Router::builder(ep.clone())
+    let router = iroh::protocol::Router::builder(ep)
         .accept(
             iroh_blobs::ALPN,
             iroh_blobs::BlobsProtocol::new(&store, None),
         )
         .spawn();
-    let mut addr = iroh::EndpointAddr::new(ep.id());
-    for s in ep.bound_sockets() {
-        addr = addr.with_ip_addr(s);
-    }
     Ok((store, router, addr))
+}
+
+/// A bare iroh endpoint on loopback (relays and address lookup off): a
+/// stranger to every daemon.
+pub async fn loopback_endpoint() -> Result<iroh::Endpoint> {
+    Ok(iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
+        .relay_mode(iroh::RelayMode::Disabled)
+        .clear_ip_transports()
+        .bind_addr(SocketAddr::from(([127, 0, 0, 1], 0)))?
+        .bind()
+        .await?)
+}
+
+/// How to reach `ep`: its id and the sockets it bound.
+pub fn loopback_addr(ep: &iroh::Endpoint) -> iroh::EndpointAddr {
+    ep.bound_sockets()
+        .into_iter()
+        .fold(iroh::EndpointAddr::new(ep.id()), |a, s| a.with_ip_addr(s))
 }

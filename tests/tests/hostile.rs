@@ -6,7 +6,6 @@
 //! nothing unverified onto a destination.
 
 use std::{
-    net::SocketAddr,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -17,9 +16,8 @@ use std::{
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use iroh::{
-    endpoint::{presets, Connection, VarInt},
+    endpoint::{Connection, VarInt},
     protocol::{AcceptError, ProtocolHandler, Router},
-    Endpoint, EndpointAddr,
 };
 use iroh_blobs::{
     format::collection::Collection,
@@ -32,21 +30,12 @@ use iroh_blobs::{
 use rand::RngCore;
 use ringdrop_proto::v1 as pb;
 use ringdrop_tests::{
-    completed, list_tree, random_file, temp_dir, watch_until, BinDaemon, TestDaemon,
+    completed, list_tree, loopback_addr, loopback_endpoint, random_file, temp_dir, watch_until,
+    BinDaemon, TestDaemon,
 };
 use ringdropd::ticket::Ticket;
 
 const MIB: u64 = 1024 * 1024;
-
-/// A stranger's endpoint on loopback.
-async fn stranger() -> Result<Endpoint> {
-    Ok(Endpoint::builder(presets::Minimal)
-        .relay_mode(iroh::RelayMode::Disabled)
-        .clear_ip_transports()
-        .bind_addr(SocketAddr::from(([127, 0, 0, 1], 0)))?
-        .bind()
-        .await?)
-}
 
 /// Sends `bytes` on a new stream (finished or left open) and reads what
 /// comes back: `Some(bytes)` or `None` when the stream was reset/refused.
@@ -122,7 +111,7 @@ async fn raw_quic_attacks_on_the_provider() -> Result<()> {
     let collection = ticket.content.hash;
     let rss_before = peak_rss(pid)?;
 
-    let ep = stranger().await?;
+    let ep = loopback_endpoint().await?;
     let conn = ep.connect(ticket.addr.clone(), iroh_blobs::ALPN).await?;
     let leaked = |a: &Option<Vec<u8>>| {
         a.as_ref()
@@ -197,7 +186,7 @@ async fn raw_quic_attacks_on_the_provider() -> Result<()> {
     let mut held = Vec::new();
     let mut conns = Vec::new();
     for _ in 0..3 {
-        let ep = stranger().await?;
+        let ep = loopback_endpoint().await?;
         let conn = ep.connect(ticket.addr.clone(), iroh_blobs::ALPN).await?;
         for _ in 0..100 {
             let Ok(Ok((mut send, recv))) =
@@ -327,16 +316,13 @@ async fn hostile_provider(
     data: Vec<u8>,
     tamper: Tamper,
 ) -> Result<(String, Router, Arc<AtomicU64>)> {
-    let ep = stranger().await?;
+    let ep = loopback_endpoint().await?;
     let store = MemStore::new();
     let tt = store.add_bytes(data).temp_tag().await?;
     let collection: Collection = [(name.to_string(), tt.hash())].into_iter().collect();
     let root = collection.store(&store).await?;
     let streams = Arc::new(AtomicU64::new(0));
-    let mut addr = EndpointAddr::new(ep.id());
-    for s in ep.bound_sockets() {
-        addr = addr.with_ip_addr(s);
-    }
+    let addr = loopback_addr(&ep);
     let router = Router::builder(ep)
         .accept(
             iroh_blobs::ALPN,
