@@ -316,3 +316,134 @@ async fn content_held_by_reference_is_verified_before_export() -> Result<()> {
     assert!(list_tree(&out2).is_empty());
     Ok(())
 }
+
+fn links(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| m.nlink()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn download_is_linked_from_the_store_not_copied_and_never_shared_twice() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let src = temp_dir("rdrop-src-")?.join("big.bin");
+    let data = random_file(&src, 2 * 1024 * 1024 + 5)?;
+    let a = TestDaemon::start().await?;
+    let b = TestDaemon::start().await?;
+    let share = a.share(&src).await?;
+
+    // Same filesystem as B's store: the destination is the store's file,
+    // linked (two names, one inode), with a new file's mode.
+    let out1 = temp_dir("rdrop-out-")?;
+    let t = b.wait(b.fetch(&share.ticket, &out1).await?).await?;
+    assert!(completed(&t), "{t:?}");
+    let first = out1.join("big.bin");
+    assert_eq!(std::fs::read(&first)?, data);
+    assert_eq!(links(&first), 2, "expected the store's file, linked");
+    let mode = std::fs::metadata(&first)?.permissions().mode() & 0o777;
+    assert_eq!(mode & 0o600, 0o600, "mode {mode:o}");
+
+    // The same content fetched again (still in the store until its GC):
+    // a copy, so the two downloads never share an inode.
+    let out2 = temp_dir("rdrop-out-")?;
+    let t = b.wait(b.fetch(&share.ticket, &out2).await?).await?;
+    assert!(completed(&t), "{t:?}");
+    let second = out2.join("big.bin");
+    assert_eq!(links(&second), 1);
+    assert_eq!(links(&first), 2);
+    let mut f = std::fs::OpenOptions::new().write(true).open(&second)?;
+    std::io::Write::write_all(&mut f, b"edited in place")?;
+    drop(f);
+    assert_eq!(
+        std::fs::read(&first)?,
+        data,
+        "editing one download changed the other"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_store_lets_go_of_a_linked_download_at_its_next_gc() -> Result<()> {
+    let src = temp_dir("rdrop-src-")?.join("big.bin");
+    let data = random_file(&src, 1024 * 1024)?;
+    let a = TestDaemon::start().await?;
+    let b =
+        TestDaemon::start_with(|c| c.gc_interval = std::time::Duration::from_millis(300)).await?;
+    let share = a.share(&src).await?;
+    let out = temp_dir("rdrop-out-")?;
+    let t = b.wait(b.fetch(&share.ticket, &out).await?).await?;
+    assert!(completed(&t), "{t:?}");
+    let file = out.join("big.bin");
+    // GC drops the completed transfer's data: the store unlinks its name
+    // and the file at the destination is the user's alone.
+    for _ in 0..600 {
+        if links(&file) == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(links(&file), 1, "the store still holds the downloaded file");
+    assert_eq!(std::fs::read(&file)?, data);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn destination_on_another_filesystem_gets_a_copy() -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let shm = Path::new("/dev/shm");
+    let store_dev = std::fs::metadata(std::env::temp_dir())?.dev();
+    if !shm.is_dir() || std::fs::metadata(shm)?.dev() == store_dev {
+        eprintln!(
+            "SKIPPED: no /dev/shm on another filesystem than {:?}",
+            std::env::temp_dir()
+        );
+        return Ok(());
+    }
+    let src = temp_dir("rdrop-src-")?.join("big.bin");
+    let data = random_file(&src, 1024 * 1024 + 1)?;
+    let (a, b) = (TestDaemon::start().await?, TestDaemon::start().await?);
+    let share = a.share(&src).await?;
+    let out = tempfile::Builder::new()
+        .prefix("rdrop-shm-")
+        .tempdir_in(shm)?;
+    let t = b.wait(b.fetch(&share.ticket, out.path()).await?).await?;
+    assert!(completed(&t), "{t:?}");
+    let file = out.path().join("big.bin");
+    assert_eq!(std::fs::read(&file)?, data);
+    assert_eq!(links(&file), 1);
+    assert_eq!(list_tree(out.path()), vec!["big.bin"]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_files_mixed_sizes_are_placed_all_or_nothing() -> Result<()> {
+    // More files than are fsynced one by one (one syncfs instead), small
+    // ones inlined in the store (copied) next to large ones (linked).
+    let root = temp_dir("rdrop-src-")?.join("tree");
+    let mut expect = Vec::new();
+    for i in 0..60 {
+        let name = format!("d{}/f{i}.bin", i % 4);
+        let len = if i % 3 == 0 {
+            40_000 + i * 1000
+        } else {
+            100 + i * 50
+        };
+        expect.push((name.clone(), random_file(&root.join(&name), len)?));
+    }
+    let (a, b, t, out) = round_trip(&root).await?;
+    assert_eq!(t.files.len(), expect.len());
+    for (name, data) in &expect {
+        assert_eq!(&std::fs::read(out.join("tree").join(name))?, data, "{name}");
+    }
+    assert_eq!(list_tree(&out).len(), expect.len(), "no temp files left");
+
+    // Fetched again where one of the files exists with other content:
+    // refused, and nothing of this attempt is left.
+    let out2 = temp_dir("rdrop-out-")?;
+    std::fs::create_dir_all(out2.join("tree/d3"))?;
+    std::fs::write(out2.join("tree/d3/f59.bin"), b"mine")?;
+    let share = a.share(&root).await?;
+    let t = b.wait(b.fetch(&share.ticket, &out2).await?).await?;
+    assert!(!completed(&t), "{t:?}");
+    assert_eq!(list_tree(&out2), vec!["tree/d3/f59.bin"]);
+    Ok(())
+}

@@ -87,6 +87,11 @@ struct Inner {
     shutdown: CancellationToken,
 }
 
+/// Where the blob store lives under the data dir.
+pub fn blobs_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("blobs")
+}
+
 /// The running node; cheap to clone.
 #[derive(Clone)]
 pub struct Daemon {
@@ -125,7 +130,7 @@ impl Daemon {
                 .await
                 .map_err(|e| StartError::Store(e.to_string()))??
         };
-        let blobs_dir = config.data_dir.join("blobs");
+        let blobs_dir = blobs_dir(&config.data_dir);
         let mut opts = Options::new(&blobs_dir);
         opts.gc = Some(GcConfig {
             interval: config.gc_interval,

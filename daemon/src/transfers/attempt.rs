@@ -9,7 +9,10 @@ use iroh::{endpoint::Connection, Endpoint};
 use iroh_blobs::{
     api::{remote::GetProgressItem, Store},
     format::collection::Collection,
-    get::{fsm::DecodeError, GetError},
+    get::{
+        fsm::{self, DecodeError},
+        GetError,
+    },
     hashseq::HashSeq,
     protocol::{ChunkRanges, ChunkRangesExt, GetRequest, ERR_PERMISSION},
     BlobFormat, Hash,
@@ -43,7 +46,10 @@ pub struct Content {
 
 impl Content {
     pub fn total(&self) -> u64 {
-        self.entries.iter().map(|e| e.size).sum()
+        // Saturating: a hostile hash can describe a blob of any size.
+        self.entries
+            .iter()
+            .fold(0u64, |sum, e| sum.saturating_add(e.size))
     }
 }
 
@@ -150,6 +156,65 @@ impl Session<'_> {
         Ok(bf.validated_size())
     }
 
+    /// Verified sizes of the hash-seq children `wanted` (index, hash), in
+    /// order, from one request for each one's last chunk. The chunks are
+    /// checked against their hashes (that proves the size) and dropped,
+    /// not stored: a partial entry costs the store files on disk, which
+    /// for thousands of small files took longer than fetching them.
+    async fn remote_sizes(
+        &self,
+        root: Hash,
+        wanted: &[(u64, Hash)],
+        received: &mut u64,
+    ) -> Result<Vec<u64>, AttemptError> {
+        let mut req = GetRequest::builder();
+        for (index, _) in wanted {
+            req = req.child(*index, ChunkRanges::last_chunk());
+        }
+        let fail = |e: GetError| self.classify(&e);
+        let connected = fsm::start(self.conn.clone(), req.build(root), Default::default())
+            .next()
+            .await
+            .map_err(|e| fail(e.into()))?;
+        let mut next = match connected.next().await.map_err(|e| fail(e.into()))? {
+            fsm::ConnectedNext::StartChild(child) => fsm::EndBlobNext::MoreChildren(child),
+            fsm::ConnectedNext::StartRoot(root) => fsm::EndBlobNext::Closing(root.finish()),
+            fsm::ConnectedNext::Closing(closing) => fsm::EndBlobNext::Closing(closing),
+        };
+        let mut sizes = Vec::with_capacity(wanted.len());
+        let mut expected = wanted.iter();
+        let closing = loop {
+            let child = match next {
+                fsm::EndBlobNext::MoreChildren(child) => child,
+                fsm::EndBlobNext::Closing(closing) => break closing,
+            };
+            // The machine walks our own request: position 0 is the root,
+            // child `index` is at `index + 1`.
+            let Some((index, hash)) = expected.next().filter(|(i, _)| i + 1 == child.offset())
+            else {
+                return Err(AttemptError::Transient(format!(
+                    "size request out of step at position {}",
+                    child.offset()
+                )));
+            };
+            let (content, size) = child.next(*hash).next().await.map_err(|e| fail(e.into()))?;
+            let end = content.drain().await.map_err(|e| fail(e.into()))?;
+            sizes.push(size);
+            tracing::trace!(index, size, "size learned");
+            next = end.next();
+        };
+        let stats = closing.next().await.map_err(|e| fail(e.into()))?;
+        *received += stats.payload_bytes_read;
+        if sizes.len() != wanted.len() {
+            return Err(AttemptError::Transient(format!(
+                "the provider sent {} of {} sizes",
+                sizes.len(),
+                wanted.len()
+            )));
+        }
+        Ok(sizes)
+    }
+
     /// Fetches (if needed) the collection root and names, then every
     /// file's verified size (one last-chunk request for all unknown sizes).
     pub async fn learn_content(&self, received: &mut u64) -> Result<Content, AttemptError> {
@@ -205,21 +270,19 @@ impl Session<'_> {
         for (_, hash) in collection.iter() {
             sizes.push(self.validated_size(*hash).await?);
         }
-        let unknown = sizes.iter().filter(|s| s.is_none()).count() as u64;
-        if unknown > 0 {
-            let mut b = GetRequest::builder();
-            for (i, s) in sizes.iter().enumerate() {
-                if s.is_none() {
-                    // hash-seq index 0 is the names blob, files start at 1
-                    b = b.child(i as u64 + 1, ChunkRanges::last_chunk());
-                }
-            }
-            self.small_get(b.build(root), unknown * LAST_CHUNK, received)
-                .await?;
-            for (i, (_, hash)) in collection.iter().enumerate() {
-                if sizes[i].is_none() {
-                    sizes[i] = self.validated_size(*hash).await?;
-                }
+        let unknown: Vec<(u64, Hash)> = collection
+            .iter()
+            .zip(&sizes)
+            .enumerate()
+            .filter(|(_, (_, size))| size.is_none())
+            // hash-seq index 0 is the names blob, files start at 1
+            .map(|(i, ((_, hash), _))| (i as u64 + 1, *hash))
+            .collect();
+        if !unknown.is_empty() {
+            let learned = self.remote_sizes(root, &unknown, received).await?;
+            let mut learned = learned.into_iter();
+            for size in sizes.iter_mut().filter(|s| s.is_none()) {
+                *size = learned.next();
             }
         }
         let mut entries = Vec::with_capacity(collection.len());

@@ -1,25 +1,44 @@
 //! Export: places a verified collection at the destination, as planned by
-//! [`super::plan`]. Each file is written under a temporary name next to its
-//! final place, flushed, then renamed (atomic); on failure everything this
-//! export created is removed again. Existing files are only replaced with
-//! `force`.
+//! [`super::plan`]. Every file is first staged under a temporary name next
+//! to its final place, then all are made durable (one `fsync` each, or one
+//! `syncfs` for many files), then renamed (atomic, never over a file that
+//! appeared meanwhile unless `force`); on failure everything this export
+//! created is removed again.
 //!
-//! Always a copy (`ExportMode::Copy`), never `TryReference`: a moved file
-//! stays referenced by the store, and once the user edits it the store
-//! holds "complete" data that no longer matches its hash, which it can
-//! neither repair nor forget while a tag pins it. Data the store did not
-//! download itself (it may refer to a shared file) is re-hashed before it
-//! is renamed into place.
+//! Staging is a hard link to the store's own complete data file when the
+//! destination is on the store's filesystem, so a download is written to
+//! disk once; otherwise (another filesystem, data inlined in the store, a
+//! store file already linked elsewhere) the store copies it
+//! (`ExportMode::Copy`, a reflink where the filesystem has them).
+//! The transfer's tag is dropped once it completes, and the store's next
+//! GC unlinks its own name; the file at the destination is then the user's
+//! alone. Not `ExportMode::TryReference`: it moves the data file to the
+//! target and records that path in the store, and our target is the
+//! temporary name, renamed right after, so the store would be left with a
+//! complete entry whose file is gone (a second fetch of the same content
+//! before the next GC would fail), or, exported straight to the final
+//! name, with a reference to a file the user may edit.
+//!
+//! Data the store did not download itself (it may refer to a shared file)
+//! is re-hashed before it is renamed into place.
 
 use std::{
     collections::BTreeSet,
     ffi::CString,
     fs,
-    os::unix::ffi::OsStrExt,
+    os::{
+        fd::AsRawFd,
+        unix::{
+            ffi::OsStrExt,
+            fs::{MetadataExt, PermissionsExt},
+        },
+    },
     path::{Path, PathBuf},
+    sync::{Mutex, OnceLock},
 };
 
-use iroh_blobs::api::Store;
+use futures::TryStreamExt;
+use iroh_blobs::{api::Store, store::fs::options::PathOptions};
 
 use super::plan::{io, same_content, Entry, ExportError, Plan};
 
@@ -30,7 +49,9 @@ use super::plan::{io, same_content, Entry, ExportError, Plan};
 struct Created {
     dirs: Vec<PathBuf>,
     files: Vec<PathBuf>,
-    temp: Option<PathBuf>,
+    /// Temporary names in plan order; the first `renamed` are in place.
+    temps: Vec<PathBuf>,
+    renamed: usize,
     committed: bool,
 }
 
@@ -63,7 +84,7 @@ impl Drop for Created {
         if self.committed {
             return;
         }
-        if let Some(t) = self.temp.take() {
+        for t in &self.temps[self.renamed..] {
             fs::remove_file(t).ok();
         }
         for f in self.files.iter().rev() {
@@ -125,28 +146,64 @@ fn rename_into_place(tmp: &Path, path: &Path, force: bool) -> Result<(), ExportE
     Err(io(path)(err))
 }
 
-/// Copies one file into place. `verify` re-hashes the copy first: data the
-/// store did not download itself may be a reference to a file someone
-/// changed since, and no unverified byte may reach a destination.
-async fn place(
+/// Umask of this process, for the mode of a linked file (a new file gets
+/// `0666 & !umask`; a link keeps the store's mode otherwise).
+fn umask() -> u32 {
+    static UMASK: OnceLock<u32> = OnceLock::new();
+    *UMASK.get_or_init(|| {
+        fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Umask:"))
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            })
+            .unwrap_or(0o022)
+    })
+}
+
+/// Gives `tmp` the store's complete data file as a hard link: no byte is
+/// copied. Only for a store file of exactly `size` bytes that nothing
+/// else links to (a second link would tie two user files to one inode);
+/// `false` means copy instead (inline data, other filesystem, ...).
+fn link_from_store(store_file: &Path, size: u64, tmp: &Path) -> bool {
+    // One check-and-link at a time, or two transfers of the same content
+    // could both see a single link.
+    static LINKING: Mutex<()> = Mutex::new(());
+    let _one = LINKING.lock().unwrap_or_else(|e| e.into_inner());
+    let alone = fs::symlink_metadata(store_file)
+        .map(|m| m.is_file() && m.len() == size && m.nlink() == 1)
+        .unwrap_or(false);
+    if !alone || fs::hard_link(store_file, tmp).is_err() {
+        return false;
+    }
+    if fs::set_permissions(tmp, fs::Permissions::from_mode(0o666 & !umask())).is_err() {
+        fs::remove_file(tmp).ok();
+        return false;
+    }
+    true
+}
+
+/// Files staged at once: the store answers many small exports faster side
+/// by side than one after another.
+const STAGE_AT_ONCE: usize = 16;
+
+/// Puts one file's data under its temporary name `tmp`: a hard link to the
+/// store's file when it can, else a copy by the store.
+async fn stage(
     store: &Store,
+    blobs: &PathOptions,
     entry: &Entry,
-    path: &Path,
-    tag: u64,
-    force: bool,
-    verify: bool,
-    log: &mut Created,
+    tmp: &Path,
 ) -> Result<(), ExportError> {
-    let parent = path.parent().unwrap_or(Path::new("/"));
-    log.mkdirs(parent)?;
-    let tmp = temp_path(path, tag);
-    fs::remove_file(&tmp).ok();
-    log.temp = Some(tmp.clone());
+    if link_from_store(&blobs.data_path(&entry.hash), entry.size, tmp) {
+        return Ok(());
+    }
     store
         .export_with_opts(iroh_blobs::api::blobs::ExportOptions {
             hash: entry.hash,
             mode: iroh_blobs::api::blobs::ExportMode::Copy,
-            target: tmp.clone(),
+            target: tmp.to_path_buf(),
         })
         .finish()
         .await
@@ -154,40 +211,77 @@ async fn place(
             hash: entry.hash,
             msg: e.to_string(),
         })?;
-    let f = fs::OpenOptions::new()
-        .write(true)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    drop(f);
-    if verify && !same_content(&tmp, &entry.hash) {
-        return Err(ExportError::Store {
-            hash: entry.hash,
-            msg: format!(
-                "the local copy of {:?} no longer matches its hash (a shared file it refers to was changed since sharing); nothing was written: share that file again or unshare it, then retry",
-                entry.name
-            ),
-        });
+    Ok(())
+}
+
+/// Above this many files one `syncfs` per filesystem replaces a `fsync`
+/// per file (a journal commit each: seconds for thousands of small files).
+const FSYNC_EACH_MAX: usize = 16;
+
+/// Makes the staged files' data durable before any is renamed into place.
+fn sync_staged(temps: &[PathBuf]) -> Result<(), ExportError> {
+    if temps.len() <= FSYNC_EACH_MAX {
+        for t in temps {
+            fs::File::open(t)
+                .and_then(|f| f.sync_all())
+                .map_err(io(t))?;
+        }
+        return Ok(());
     }
-    rename_into_place(&tmp, path, force)?;
-    log.temp = None;
-    log.files.push(path.to_path_buf());
+    let mut devices = BTreeSet::new();
+    for t in temps {
+        let dev = fs::metadata(t).map_err(io(t))?.dev();
+        if devices.insert(dev) {
+            let f = fs::File::open(t).map_err(io(t))?;
+            // SAFETY: f is an open file descriptor for the duration of the call.
+            if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+                return Err(io(t)(std::io::Error::last_os_error()));
+            }
+        }
+    }
     Ok(())
 }
 
 /// Writes every planned file; all or nothing. Returns every file of the
 /// content at the destination (written now or already present). `verify`
-/// re-hashes each copy (for data this transfer did not download itself).
+/// re-hashes each file before it is renamed into place: data the store did
+/// not download itself may be a reference to a file someone changed since,
+/// and no unverified byte may reach a destination.
 pub async fn export(
     store: &Store,
+    blobs: &PathOptions,
     plan: &Plan,
     tag: u64,
     verify: bool,
 ) -> Result<Vec<PathBuf>, ExportError> {
     let mut log = Created::default();
+    for (_, path) in &plan.items {
+        log.mkdirs(path.parent().unwrap_or(Path::new("/")))?;
+        let tmp = temp_path(path, tag);
+        fs::remove_file(&tmp).ok();
+        log.temps.push(tmp);
+    }
+    futures::stream::iter(plan.items.iter().zip(&log.temps).map(Ok))
+        .try_for_each_concurrent(STAGE_AT_ONCE, |((entry, _), tmp)| {
+            stage(store, blobs, entry, tmp)
+        })
+        .await?;
+    sync_staged(&log.temps)?;
     let mut parents = BTreeSet::new();
-    for (entry, path) in &plan.items {
-        place(store, entry, path, tag, plan.force, verify, &mut log).await?;
+    for (i, (entry, path)) in plan.items.iter().enumerate() {
+        let tmp = &log.temps[i];
+        if verify && !same_content(tmp, &entry.hash) {
+            return Err(ExportError::Store {
+                hash: entry.hash,
+                msg: format!(
+                    "the local copy of {:?} no longer matches its hash (a shared file it refers to was changed since sharing); nothing was written: share that file again or unshare it, then retry",
+                    entry.name
+                ),
+            });
+        }
+        rename_into_place(tmp, path, plan.force)?;
+        log.renamed += 1;
+        log.files.push(path.to_path_buf());
         if let Some(p) = path.parent() {
             parents.insert(p.to_path_buf());
         }
