@@ -4,16 +4,19 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use iroh::{endpoint::Connection, Endpoint};
 use iroh_blobs::{
-    api::{remote::GetProgressItem, Store},
+    api::{
+        proto::{Bitfield, BlobStatus},
+        remote::GetProgressItem,
+        Store,
+    },
     format::collection::Collection,
     get::{
         fsm::{self, DecodeError},
         GetError,
     },
-    hashseq::HashSeq,
     protocol::{ChunkRanges, ChunkRangesExt, GetRequest, ERR_PERMISSION},
     BlobFormat, Hash,
 };
@@ -21,6 +24,18 @@ use iroh_blobs::{
 use super::plan::Entry;
 use crate::ticket::Ticket;
 
+/// Verified payload bytes `held` of `entries`.
+pub fn held_bytes(entries: &[Entry], held: &[Bitfield]) -> u64 {
+    entries.iter().zip(held).fold(0u64, |sum, (e, b)| {
+        sum.saturating_add(b.total_bytes().min(e.size))
+    })
+}
+
+/// Largest blob iroh-blobs' store keeps in memory, then in its database,
+/// instead of in files (its default inline limit).
+const STORE_INLINE_MAX: u64 = 16 * 1024;
+/// Store lookups in flight at once: the store answers them in batches.
+const LOOKUPS_AT_ONCE: usize = 64;
 /// Collection root plus names may not exceed this (about 2M files).
 pub const MAX_METADATA: u64 = 64 * 1024 * 1024;
 /// Payload of one last-chunk (size) request per blob.
@@ -40,8 +55,6 @@ pub enum AttemptError {
 #[derive(Debug, Clone)]
 pub struct Content {
     pub entries: Vec<Entry>,
-    /// Bytes of root and names that are not file payload.
-    pub overhead: u64,
 }
 
 impl Content {
@@ -75,6 +88,28 @@ pub async fn connect(endpoint: &Endpoint, ticket: &Ticket) -> Result<Connection,
             CONNECT_TIMEOUT.as_secs()
         ))),
     }
+}
+
+/// The size the store's database records as verified, if any: one
+/// lookup, where `observe` wakes a per-blob actor (~40 us each, which adds
+/// up over 10,000 files). May lag what just arrived; the worst that does
+/// is one more size request.
+async fn recorded_size(store: Store, hash: Hash) -> Result<Option<u64>, AttemptError> {
+    Ok(match store.blobs().status(hash).await.map_err(store_err)? {
+        BlobStatus::Complete { size } => Some(size),
+        BlobStatus::Partial { size } => size,
+        BlobStatus::NotFound => None,
+    })
+}
+
+/// Which chunks of one blob of `size` bytes the store holds (see
+/// [`Session::holdings`]).
+async fn held(store: Store, hash: Hash, size: u64) -> Result<Bitfield, AttemptError> {
+    Ok(match store.blobs().status(hash).await.map_err(store_err)? {
+        BlobStatus::Complete { size } => Bitfield::complete(size),
+        BlobStatus::NotFound if size <= STORE_INLINE_MAX => Bitfield::empty(),
+        _ => store.observe(hash).await.map_err(store_err)?,
+    })
 }
 
 /// One attempt's view of the provider: our store, the connection, the ticket.
@@ -154,6 +189,20 @@ impl Session<'_> {
     async fn validated_size(&self, hash: Hash) -> Result<Option<u64>, AttemptError> {
         let bf = self.store.observe(hash).await.map_err(store_err)?;
         Ok(bf.validated_size())
+    }
+
+    /// Which chunks of each entry the store holds. Complete and absent
+    /// blobs are answered by the database; partial ones, and absent ones
+    /// big enough to have been written to a file the database does not
+    /// list yet, by the blob's own bitfield. (An absent small blob may be
+    /// held in memory unrecorded: it is asked for again, at most 16 KiB.)
+    pub async fn holdings(&self, entries: &[Entry]) -> Result<Vec<Bitfield>, AttemptError> {
+        let wanted: Vec<(Hash, u64)> = entries.iter().map(|e| (e.hash, e.size)).collect();
+        futures::stream::iter(wanted)
+            .map(|(hash, size)| held(self.store.clone(), hash, size))
+            .buffered(LOOKUPS_AT_ONCE)
+            .try_collect()
+            .await
     }
 
     /// Verified sizes of the hash-seq children `wanted` (index, hash), in
@@ -237,7 +286,6 @@ impl Session<'_> {
                     hash: root,
                     size,
                 }],
-                overhead: 0,
             });
         }
 
@@ -260,16 +308,12 @@ impl Session<'_> {
                 "the ticket does not point at a valid collection: {e}"
             ))
         })?;
-        let mut overhead = self.validated_size(root).await?.unwrap_or(0);
-        let seq = self.store.get_bytes(root).await.map_err(store_err)?;
-        if let Some(meta) = HashSeq::try_from(seq).ok().and_then(|s| s.iter().next()) {
-            overhead += self.validated_size(meta).await?.unwrap_or(0);
-        }
-
-        let mut sizes = Vec::with_capacity(collection.len());
-        for (_, hash) in collection.iter() {
-            sizes.push(self.validated_size(*hash).await?);
-        }
+        let hashes: Vec<Hash> = collection.iter().map(|(_, hash)| *hash).collect();
+        let mut sizes: Vec<Option<u64>> = futures::stream::iter(hashes)
+            .map(|hash| recorded_size(self.store.clone(), hash))
+            .buffered(LOOKUPS_AT_ONCE)
+            .try_collect()
+            .await?;
         let unknown: Vec<(u64, Hash)> = collection
             .iter()
             .zip(&sizes)
@@ -296,31 +340,38 @@ impl Session<'_> {
                 size,
             });
         }
-        Ok(Content { entries, overhead })
+        Ok(Content { entries })
     }
 
-    /// Verified payload bytes held locally for the content (files only).
-    pub async fn local_payload(&self, overhead: u64) -> Result<u64, AttemptError> {
-        let local = self
-            .store
-            .remote()
-            .local(self.ticket.content)
-            .await
-            .map_err(store_err)?;
-        Ok(local.local_bytes().saturating_sub(overhead))
-    }
-
-    /// Fetches every missing chunk, calling `progress` with this attempt's
-    /// payload byte count as it grows.
+    /// Fetches every chunk `held` lacks in one request, calling
+    /// `progress` with this attempt's payload byte count as it grows.
     /// `progress` may stop the fetch by returning an error.
     pub async fn fetch_missing(
         &self,
+        held: &[Bitfield],
         mut progress: impl FnMut(u64) -> Result<(), AttemptError>,
     ) -> Result<(), AttemptError> {
+        if held.iter().all(Bitfield::is_complete) {
+            return Ok(());
+        }
+        let missing = |b: &Bitfield| ChunkRanges::all().difference(&b.ranges);
+        let hash = self.ticket.content.hash;
+        let request = if self.ticket.content.format == BlobFormat::Raw {
+            GetRequest::builder().root(missing(&held[0])).build(hash)
+        } else {
+            // hash-seq index 0 is the names blob (held already), files from 1
+            held.iter()
+                .enumerate()
+                .filter(|(_, b)| !b.is_complete())
+                .fold(GetRequest::builder(), |r, (i, b)| {
+                    r.child(i as u64 + 1, missing(b))
+                })
+                .build(hash)
+        };
         let mut stream = self
             .store
             .remote()
-            .fetch(self.conn.clone(), self.ticket.content)
+            .execute_get(self.conn.clone(), request)
             .stream();
         while let Some(item) = stream.next().await {
             match item {

@@ -244,7 +244,8 @@ impl Worker {
                 .map_err(|e| AttemptError::Transient(e.to_string()))?
                 .map_err(|e| AttemptError::Permanent(e.to_string()))?
         };
-        let done = session.local_payload(content.overhead).await?;
+        let held = session.holdings(&content.entries).await?;
+        let done = attempt::held_bytes(&content.entries, &held);
         let top = content
             .entries
             .first()
@@ -284,7 +285,7 @@ impl Worker {
         let mut window = (Instant::now(), base_received);
         let mut space_checked = Instant::now();
         session
-            .fetch_missing(|n| {
+            .fetch_missing(&held, |n| {
                 let received = base_received + n;
                 self.changes.send_modify(|c| *c = c.wrapping_add(1));
                 self.publish.send_modify(|v| {
