@@ -5,19 +5,13 @@
 //! appeared meanwhile unless `force`); on failure everything this export
 //! created is removed again.
 //!
-//! Staging is a hard link to the store's own complete data file when the
-//! destination is on the store's filesystem, so a download is written to
-//! disk once; otherwise (another filesystem, data inlined in the store, a
-//! store file already linked elsewhere) the store copies it
-//! (`ExportMode::Copy`, a reflink where the filesystem has them).
-//! The transfer's tag is dropped once it completes, and the store's next
-//! GC unlinks its own name; the file at the destination is then the user's
-//! alone. Not `ExportMode::TryReference`: it moves the data file to the
-//! target and records that path in the store, and our target is the
-//! temporary name, renamed right after, so the store would be left with a
-//! complete entry whose file is gone (a second fetch of the same content
-//! before the next GC would fail), or, exported straight to the final
-//! name, with a reference to a file the user may edit.
+//! Staging is always a copy by the store (`ExportMode::Copy`, a reflink
+//! where the filesystem has them). A hard link to the store's file (tried:
+//! no second write) leaves the store sharing an inode with the user's file
+//! until its next GC, and overwriting the download in place (`>` in a
+//! shell) then corrupts the store's copy of that hash; `TryReference`
+//! records the temporary name in the store, which is gone after the
+//! rename.
 //!
 //! Data the store did not download itself (it may refer to a shared file)
 //! is re-hashed before it is renamed into place.
@@ -28,17 +22,13 @@ use std::{
     fs,
     os::{
         fd::AsRawFd,
-        unix::{
-            ffi::OsStrExt,
-            fs::{MetadataExt, PermissionsExt},
-        },
+        unix::{ffi::OsStrExt, fs::MetadataExt},
     },
     path::{Path, PathBuf},
-    sync::{Mutex, OnceLock},
 };
 
 use futures::TryStreamExt;
-use iroh_blobs::{api::Store, store::fs::options::PathOptions};
+use iroh_blobs::api::Store;
 
 use super::plan::{io, same_content, Entry, ExportError, Plan};
 
@@ -146,59 +136,13 @@ fn rename_into_place(tmp: &Path, path: &Path, force: bool) -> Result<(), ExportE
     Err(io(path)(err))
 }
 
-/// Umask of this process, for the mode of a linked file (a new file gets
-/// `0666 & !umask`; a link keeps the store's mode otherwise).
-fn umask() -> u32 {
-    static UMASK: OnceLock<u32> = OnceLock::new();
-    *UMASK.get_or_init(|| {
-        fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("Umask:"))
-                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
-            })
-            .unwrap_or(0o022)
-    })
-}
-
-/// Gives `tmp` the store's complete data file as a hard link: no byte is
-/// copied. Only for a store file of exactly `size` bytes that nothing
-/// else links to (a second link would tie two user files to one inode);
-/// `false` means copy instead (inline data, other filesystem, ...).
-fn link_from_store(store_file: &Path, size: u64, tmp: &Path) -> bool {
-    // One check-and-link at a time, or two transfers of the same content
-    // could both see a single link.
-    static LINKING: Mutex<()> = Mutex::new(());
-    let _one = LINKING.lock().unwrap_or_else(|e| e.into_inner());
-    let alone = fs::symlink_metadata(store_file)
-        .map(|m| m.is_file() && m.len() == size && m.nlink() == 1)
-        .unwrap_or(false);
-    if !alone || fs::hard_link(store_file, tmp).is_err() {
-        return false;
-    }
-    if fs::set_permissions(tmp, fs::Permissions::from_mode(0o666 & !umask())).is_err() {
-        fs::remove_file(tmp).ok();
-        return false;
-    }
-    true
-}
-
 /// Files staged at once: the store answers many small exports faster side
 /// by side than one after another.
 const STAGE_AT_ONCE: usize = 16;
 
-/// Puts one file's data under its temporary name `tmp`: a hard link to the
-/// store's file when it can, else a copy by the store.
-async fn stage(
-    store: &Store,
-    blobs: &PathOptions,
-    entry: &Entry,
-    tmp: &Path,
-) -> Result<(), ExportError> {
-    if link_from_store(&blobs.data_path(&entry.hash), entry.size, tmp) {
-        return Ok(());
-    }
+/// Puts one file's data under its temporary name `tmp`: a copy by the
+/// store (a reflink where the filesystem has them).
+async fn stage(store: &Store, entry: &Entry, tmp: &Path) -> Result<(), ExportError> {
     store
         .export_with_opts(iroh_blobs::api::blobs::ExportOptions {
             hash: entry.hash,
@@ -249,7 +193,6 @@ fn sync_staged(temps: &[PathBuf]) -> Result<(), ExportError> {
 /// and no unverified byte may reach a destination.
 pub async fn export(
     store: &Store,
-    blobs: &PathOptions,
     plan: &Plan,
     tag: u64,
     verify: bool,
@@ -262,9 +205,7 @@ pub async fn export(
         log.temps.push(tmp);
     }
     futures::stream::iter(plan.items.iter().zip(&log.temps).map(Ok))
-        .try_for_each_concurrent(STAGE_AT_ONCE, |((entry, _), tmp)| {
-            stage(store, blobs, entry, tmp)
-        })
+        .try_for_each_concurrent(STAGE_AT_ONCE, |((entry, _), tmp)| stage(store, entry, tmp))
         .await?;
     sync_staged(&log.temps)?;
     let mut parents = BTreeSet::new();

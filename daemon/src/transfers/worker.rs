@@ -10,7 +10,7 @@ use std::{
 };
 
 use iroh::Endpoint;
-use iroh_blobs::{api::Store, store::fs::options::PathOptions};
+use iroh_blobs::api::Store;
 use tokio::{
     sync::{watch, Semaphore},
     task::JoinHandle,
@@ -312,8 +312,7 @@ impl Worker {
         // Data this transfer downloaded was verified on the way in; data
         // that was complete before may refer to a shared file since edited.
         let verify = done >= total;
-        let blobs = PathOptions::new(&crate::daemon::blobs_dir(&self.data_dir));
-        export::export(&self.store, &blobs, &plan, self.id(), verify)
+        export::export(&self.store, &plan, self.id(), verify)
             .await
             .map_err(|e| AttemptError::Permanent(e.to_string()))
     }
