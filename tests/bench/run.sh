@@ -4,7 +4,7 @@
 # release binaries, installs the references if they are missing, then runs
 # tests/bench/bench.py, which prints the table (see its header for the
 # BENCH_* knobs). Needs about 6 GiB free under $BENCH_DIR
-# (/var/tmp/ringdrop-bench) and 2 GiB in /dev/shm; takes ~5 minutes here.
+# (/var/tmp/ringdrop-bench) and 2 GiB in /dev/shm; takes ~8 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
