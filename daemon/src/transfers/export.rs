@@ -25,6 +25,7 @@ use std::{
         unix::{ffi::OsStrExt, fs::MetadataExt},
     },
     path::{Path, PathBuf},
+    sync::Mutex,
 };
 
 use futures::TryStreamExt;
@@ -204,9 +205,26 @@ pub async fn export(
         fs::remove_file(&tmp).ok();
         log.temps.push(tmp);
     }
+    // Every copy runs to its end, failed or not, before the undo log may
+    // remove temporary files: none is written after it ran.
+    let failed: Mutex<Option<ExportError>> = Mutex::new(None);
     futures::stream::iter(plan.items.iter().zip(&log.temps).map(Ok))
-        .try_for_each_concurrent(STAGE_AT_ONCE, |((entry, _), tmp)| stage(store, entry, tmp))
+        .try_for_each_concurrent(STAGE_AT_ONCE, |((entry, _), tmp)| {
+            let failed = &failed;
+            async move {
+                if let Err(e) = stage(store, entry, tmp).await {
+                    failed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(e);
+                }
+                Ok::<(), ExportError>(())
+            }
+        })
         .await?;
+    if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
     sync_staged(&log.temps)?;
     let mut parents = BTreeSet::new();
     for (i, (entry, path)) in plan.items.iter().enumerate() {
