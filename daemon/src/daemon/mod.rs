@@ -87,11 +87,6 @@ struct Inner {
     shutdown: CancellationToken,
 }
 
-/// Where the blob store lives under the data dir.
-pub fn blobs_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("blobs")
-}
-
 /// The running node; cheap to clone.
 #[derive(Clone)]
 pub struct Daemon {
@@ -130,7 +125,7 @@ impl Daemon {
                 .await
                 .map_err(|e| StartError::Store(e.to_string()))??
         };
-        let blobs_dir = blobs_dir(&config.data_dir);
+        let blobs_dir = config.data_dir.join("blobs");
         let mut opts = Options::new(&blobs_dir);
         opts.gc = Some(GcConfig {
             interval: config.gc_interval,
