@@ -79,7 +79,7 @@ impl BinDaemon {
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()?;
-        let d = Self {
+        let mut d = Self {
             child,
             dir: dir.to_path_buf(),
             socket,
@@ -90,11 +90,29 @@ impl BinDaemon {
         Ok(d)
     }
 
-    fn wait_ready(&self) -> Result<()> {
+    /// Waits until the daemon serves RPCs. A successful `connect` is not
+    /// enough: the socket is bound before the node (data dir, secret key,
+    /// store) is up, and connections queue in its backlog meanwhile. The
+    /// server answers an HTTP/2 client preface with its SETTINGS frame only
+    /// once it serves.
+    fn wait_ready(&mut self) -> Result<()> {
+        use std::io::{Read, Write};
+        // Client preface, then an empty SETTINGS frame (length 0, type 4).
+        const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
         let start = std::time::Instant::now();
         while start.elapsed() < TIMEOUT {
-            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
-                return Ok(());
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "ringdropd exited ({status}) before serving; log: {}",
+                    self.dir.join("ringdropd.log").display()
+                );
+            }
+            if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&self.socket) {
+                s.set_read_timeout(Some(TIMEOUT.saturating_sub(start.elapsed())))?;
+                let mut buf = [0u8; 9];
+                if s.write_all(PREFACE).is_ok() && matches!(s.read(&mut buf), Ok(n) if n > 0) {
+                    return Ok(());
+                }
             }
             std::thread::sleep(Duration::from_millis(20));
         }
