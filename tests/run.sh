@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --workspace --bins --locked
-cargo test --workspace --locked -- "$@"
+# --no-fail-fast: one failing test binary does not hide the others
+cargo test --workspace --locked --no-fail-fast -- "$@"
