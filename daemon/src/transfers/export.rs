@@ -28,7 +28,7 @@ use std::{
     sync::Mutex,
 };
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use iroh_blobs::api::Store;
 
 use super::plan::{io, same_content, Entry, ExportError, Plan};
@@ -141,22 +141,71 @@ fn rename_into_place(tmp: &Path, path: &Path, force: bool) -> Result<(), ExportE
 /// by side than one after another.
 const STAGE_AT_ONCE: usize = 16;
 
+/// Dirty bytes of a staged file handed to writeback at once, so that the
+/// final `fsync` finds most of the file on its way to disk: measured on a
+/// GiB, copy plus `fsync` went from ~2 s to ~1.3-1.7 s, about the disk's
+/// own write time.
+const WRITEBACK_EVERY: u64 = 16 << 20;
+
+/// Starts writeback of `file`'s bytes `from..to` without waiting for it
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). Only a head start for the
+/// `fsync` that follows, so a failure is ignored: that `fsync` reports it.
+fn start_writeback(file: &fs::File, from: u64, to: u64) {
+    // SAFETY: plain syscall on an open file descriptor.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            from as libc::off64_t,
+            to.saturating_sub(from) as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
 /// Puts one file's data under its temporary name `tmp`: a copy by the
-/// store (a reflink where the filesystem has them).
+/// store (a reflink where the filesystem has them), handed to writeback
+/// as the store reports its progress.
 async fn stage(store: &Store, entry: &Entry, tmp: &Path) -> Result<(), ExportError> {
-    store
+    use iroh_blobs::api::proto::ExportProgressItem;
+    let failed = |msg: String| ExportError::Store {
+        hash: entry.hash,
+        msg,
+    };
+    let mut progress = store
         .export_with_opts(iroh_blobs::api::blobs::ExportOptions {
             hash: entry.hash,
             mode: iroh_blobs::api::blobs::ExportMode::Copy,
             target: tmp.to_path_buf(),
         })
-        .finish()
-        .await
-        .map_err(|e| ExportError::Store {
-            hash: entry.hash,
-            msg: e.to_string(),
-        })?;
-    Ok(())
+        .stream()
+        .await;
+    // Our own handle on `tmp`, opened at the first progress report (the
+    // store has created the file by then), and how far it was handed on.
+    let mut written: Option<(fs::File, u64)> = None;
+    while let Some(item) = progress.next().await {
+        match item {
+            // The bytes before `offset` are written.
+            ExportProgressItem::CopyProgress(offset) => {
+                if written.is_none() {
+                    written = fs::OpenOptions::new()
+                        .write(true)
+                        .open(tmp)
+                        .ok()
+                        .map(|f| (f, 0));
+                }
+                if let Some((file, flushed)) = &mut written {
+                    if offset >= *flushed + WRITEBACK_EVERY {
+                        start_writeback(file, *flushed, offset);
+                        *flushed = offset;
+                    }
+                }
+            }
+            ExportProgressItem::Done => return Ok(()),
+            ExportProgressItem::Error(e) => return Err(failed(e.to_string())),
+            ExportProgressItem::Size(_) => {}
+        }
+    }
+    Err(failed("the store ended the export without a result".into()))
 }
 
 /// Above this many files one `syncfs` per filesystem replaces a `fsync`
