@@ -108,7 +108,9 @@ impl BinDaemon {
                 );
             }
             if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&self.socket) {
-                s.set_read_timeout(Some(TIMEOUT.saturating_sub(start.elapsed())))?;
+                let left = TIMEOUT.saturating_sub(start.elapsed());
+                // A zero timeout is refused by set_read_timeout.
+                s.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
                 let mut buf = [0u8; 9];
                 if s.write_all(PREFACE).is_ok() && matches!(s.read(&mut buf), Ok(n) if n > 0) {
                     return Ok(());
