@@ -55,6 +55,9 @@ pub enum AttemptError {
 #[derive(Debug, Clone)]
 pub struct Content {
     pub entries: Vec<Entry>,
+    /// What the store's database recorded for each entry when the content
+    /// was learned (the size pass stores nothing), for [`Session::holdings`].
+    recorded: Vec<BlobStatus>,
 }
 
 impl Content {
@@ -90,22 +93,39 @@ pub async fn connect(endpoint: &Endpoint, ticket: &Ticket) -> Result<Connection,
     }
 }
 
-/// The size the store's database records as verified, if any: one
-/// lookup, where `observe` wakes a per-blob actor (~40 us each, which adds
-/// up over 10,000 files). May lag what just arrived; the worst that does
-/// is one more size request.
-async fn recorded_size(store: Store, hash: Hash) -> Result<Option<u64>, AttemptError> {
-    Ok(match store.blobs().status(hash).await.map_err(store_err)? {
-        BlobStatus::Complete { size } => Some(size),
-        BlobStatus::Partial { size } => size,
-        BlobStatus::NotFound => None,
-    })
+/// What the store's database records for each of `hashes`: one lookup
+/// each, 64 in flight, where `observe` wakes a per-blob actor (~40 us
+/// each, which adds up over 10,000 files). May lag what just arrived; the
+/// worst that does is one more size request or one more range asked for.
+async fn recorded(store: &Store, hashes: Vec<Hash>) -> Result<Vec<BlobStatus>, AttemptError> {
+    futures::stream::iter(hashes)
+        .map(|hash| {
+            let store = store.clone();
+            async move { store.blobs().status(hash).await.map_err(store_err) }
+        })
+        .buffered(LOOKUPS_AT_ONCE)
+        .try_collect()
+        .await
 }
 
-/// Which chunks of one blob of `size` bytes the store holds (see
-/// [`Session::holdings`]).
-async fn held(store: Store, hash: Hash, size: u64) -> Result<Bitfield, AttemptError> {
-    Ok(match store.blobs().status(hash).await.map_err(store_err)? {
+/// The verified size a recorded status gives, if any.
+fn recorded_size(status: &BlobStatus) -> Option<u64> {
+    match status {
+        BlobStatus::Complete { size } => Some(*size),
+        BlobStatus::Partial { size } => *size,
+        BlobStatus::NotFound => None,
+    }
+}
+
+/// Which chunks of one blob of `size` bytes the store holds, given what
+/// its database recorded (see [`Session::holdings`]).
+async fn held(
+    store: Store,
+    hash: Hash,
+    size: u64,
+    status: BlobStatus,
+) -> Result<Bitfield, AttemptError> {
+    Ok(match status {
         BlobStatus::Complete { size } => Bitfield::complete(size),
         BlobStatus::NotFound if size <= STORE_INLINE_MAX => Bitfield::empty(),
         _ => store.observe(hash).await.map_err(store_err)?,
@@ -196,10 +216,15 @@ impl Session<'_> {
     /// big enough to have been written to a file the database does not
     /// list yet, by the blob's own bitfield. (An absent small blob may be
     /// held in memory unrecorded: it is asked for again, at most 16 KiB.)
-    pub async fn holdings(&self, entries: &[Entry]) -> Result<Vec<Bitfield>, AttemptError> {
-        let wanted: Vec<(Hash, u64)> = entries.iter().map(|e| (e.hash, e.size)).collect();
+    pub async fn holdings(&self, content: &Content) -> Result<Vec<Bitfield>, AttemptError> {
+        let wanted: Vec<(Hash, u64, BlobStatus)> = content
+            .entries
+            .iter()
+            .zip(&content.recorded)
+            .map(|(e, status)| (e.hash, e.size, status.clone()))
+            .collect();
         futures::stream::iter(wanted)
-            .map(|(hash, size)| held(self.store.clone(), hash, size))
+            .map(|(hash, size, status)| held(self.store.clone(), hash, size, status))
             .buffered(LOOKUPS_AT_ONCE)
             .try_collect()
             .await
@@ -286,6 +311,7 @@ impl Session<'_> {
                     hash: root,
                     size,
                 }],
+                recorded: recorded(self.store, vec![root]).await?,
             });
         }
 
@@ -309,11 +335,8 @@ impl Session<'_> {
             ))
         })?;
         let hashes: Vec<Hash> = collection.iter().map(|(_, hash)| *hash).collect();
-        let mut sizes: Vec<Option<u64>> = futures::stream::iter(hashes)
-            .map(|hash| recorded_size(self.store.clone(), hash))
-            .buffered(LOOKUPS_AT_ONCE)
-            .try_collect()
-            .await?;
+        let recorded = recorded(self.store, hashes).await?;
+        let mut sizes: Vec<Option<u64>> = recorded.iter().map(recorded_size).collect();
         let unknown: Vec<(u64, Hash)> = collection
             .iter()
             .zip(&sizes)
@@ -340,7 +363,7 @@ impl Session<'_> {
                 size,
             });
         }
-        Ok(Content { entries })
+        Ok(Content { entries, recorded })
     }
 
     /// Fetches every chunk `held` lacks in one request, calling

@@ -244,7 +244,7 @@ impl Worker {
                 .map_err(|e| AttemptError::Transient(e.to_string()))?
                 .map_err(|e| AttemptError::Permanent(e.to_string()))?
         };
-        let held = session.holdings(&content.entries).await?;
+        let held = session.holdings(&content).await?;
         let done = attempt::held_bytes(&content.entries, &held);
         let top = content
             .entries
