@@ -12,6 +12,9 @@ pub const UNREACHABLE: u8 = 3;
 pub struct CliError {
     pub code: u8,
     pub msg: String,
+    /// The daemon went away mid-call (restarted, stopped): worth waiting
+    /// for it and asking again.
+    pub lost_daemon: bool,
 }
 
 impl CliError {
@@ -19,6 +22,7 @@ impl CliError {
         Self {
             code,
             msg: msg.into(),
+            lost_daemon: false,
         }
     }
 
@@ -49,6 +53,13 @@ impl From<tonic::Status> for CliError {
             }
             _ => FAILED,
         };
-        Self::new(code, s.message().to_string())
+        let mut e = Self::new(code, s.message().to_string());
+        // A connection cut by a daemon that stops or restarts surfaces as
+        // one of these (tonic maps h2 and I/O errors to Unknown/Unavailable).
+        e.lost_daemon = matches!(
+            s.code(),
+            Code::Unavailable | Code::Unknown | Code::Cancelled
+        );
+        e
     }
 }

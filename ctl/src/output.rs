@@ -77,6 +77,7 @@ pub fn state_name(state: i32) -> &'static str {
         Ok(pb::TransferState::Completed) => "completed",
         Ok(pb::TransferState::Failed) => "failed",
         Ok(pb::TransferState::Cancelled) => "cancelled",
+        Ok(pb::TransferState::Ready) => "ready",
         _ => "unknown",
     }
 }
@@ -96,6 +97,8 @@ pub fn transfer_json(t: &pb::Transfer) -> Value {
         "provider": t.provider,
         "files": t.files,
         "rate": t.rate,
+        "client_places": t.client_places,
+        "owner_uid": t.owner_uid,
         "created_at": t.created_at,
         "updated_at": t.updated_at,
         "ticket": t.ticket,
@@ -125,6 +128,12 @@ pub fn transfer_line(t: &pb::Transfer) -> String {
     );
     if !t.last_error.is_empty() && t.state != pb::TransferState::Completed as i32 {
         line.push_str(&format!("\n      last error: {}", t.last_error));
+    }
+    if t.state == pb::TransferState::Ready as i32 {
+        line.push_str(&format!(
+            "\n      fetched; place the files with `ringdropctl transfers wait {}` (as uid {})",
+            t.id, t.owner_uid
+        ));
     }
     line
 }

@@ -8,7 +8,6 @@ use std::{
     sync::OnceLock,
 };
 
-use iroh_blobs::Hash;
 use libfuzzer_sys::fuzz_target;
 use ringdropd::transfers::plan::{plan, sanitize, Entry};
 
@@ -47,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
         .split('\n')
         .map(|n| Entry {
             name: n.to_string(),
-            hash: Hash::EMPTY,
+            hash: [0; 32],
             size: 0,
         })
         .collect();

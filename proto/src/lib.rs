@@ -11,3 +11,4 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/ringdrop_descriptor.bin"));
 
 pub mod paths;
+pub mod place;

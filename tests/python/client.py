@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
-"""Scripts ringdropd over gRPC from Python: status, share, fetch with
+"""Scripts ringdropd over gRPC from Python the way its users do: a stock
+channel (`grpc.insecure_channel("unix:" + path)`, no options), health
+(grpcio-health-checking), reflection through grpcio-reflection's descriptor
+database (v1alpha, the only version it speaks), status, share, fetch with
 streamed progress, list transfers. Stubs are generated from proto/ at run
-time (pip install grpcio grpcio-tools).
+time (pip install grpcio grpcio-tools grpcio-health-checking
+grpcio-reflection).
 
 usage: client.py PROVIDER_SOCKET FETCHER_SOCKET FILE OUT_DIR
 Shares FILE on the provider, fetches it on the fetcher into OUT_DIR and
@@ -38,11 +42,38 @@ def main():
     from ringdrop.v1 import shares_pb2, shares_pb2_grpc
     from ringdrop.v1 import transfers_pb2, transfers_pb2_grpc
 
-    # grpc-python sends the socket path as :authority, which HTTP/2 servers
-    # reject; any plain name will do.
-    opts = [("grpc.default_authority", "localhost")]
-    provider = grpc.insecure_channel("unix://" + provider_sock, options=opts)
-    fetcher = grpc.insecure_channel("unix://" + fetcher_sock, options=opts)
+    # Exactly what a new user writes: no options. grpc-core sends the
+    # socket path as :authority, which ringdropd accepts.
+    provider = grpc.insecure_channel("unix:" + provider_sock)
+    fetcher = grpc.insecure_channel("unix:" + fetcher_sock)
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    health = health_pb2_grpc.HealthStub(provider).Check(
+        health_pb2.HealthCheckRequest(service="ringdrop.v1.Node"))
+    if health.status != health_pb2.HealthCheckResponse.SERVING:
+        raise SystemExit(f"health: {health}")
+    print(json.dumps({"step": "health", "status": "SERVING"}))
+
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase)
+    from google.protobuf.descriptor_pool import DescriptorPool
+    from google.protobuf import message_factory
+    db = ProtoReflectionDescriptorDatabase(provider)
+    services = list(db.get_services())
+    for wanted in ("ringdrop.v1.Node", "ringdrop.v1.Transfers", "grpc.health.v1.Health"):
+        if wanted not in services:
+            raise SystemExit(f"reflection does not list {wanted}: {services}")
+    # Call a method knowing only what reflection told us, as grpcurl does.
+    pool = DescriptorPool(db)
+    method = pool.FindServiceByName("ringdrop.v1.Node").FindMethodByName("GetStatus")
+    req_cls = message_factory.GetMessageClass(method.input_type)
+    resp_cls = message_factory.GetMessageClass(method.output_type)
+    call = provider.unary_unary("/ringdrop.v1.Node/GetStatus",
+                                request_serializer=req_cls.SerializeToString,
+                                response_deserializer=resp_cls.FromString)
+    reflected = call(req_cls())
+    print(json.dumps({"step": "reflection", "services": len(services),
+                      "endpoint_id": reflected.endpoint_id}))
 
     status = node_pb2_grpc.NodeStub(provider).GetStatus(node_pb2.GetStatusRequest())
     print(json.dumps({"step": "status", "endpoint_id": status.endpoint_id, "version": status.version}))

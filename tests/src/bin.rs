@@ -200,6 +200,7 @@ impl BinDaemon {
                 ticket: ticket.into(),
                 out: out.display().to_string(),
                 force: false,
+                ..Default::default()
             })
             .await?
             .into_inner()

@@ -250,6 +250,7 @@ impl TestDaemon {
                 ticket: ticket.to_string(),
                 out: out.display().to_string(),
                 force: false,
+                ..Default::default()
             })
             .await?
             .into_inner()

@@ -316,16 +316,19 @@ async fn installed_daemon_under_socket_activation_fetches_a_file() -> Result<()>
 #[tokio::test(flavor = "multi_thread")]
 async fn python_grpc_client() -> Result<()> {
     let importable = Command::new("python3")
-        .args(["-c", "import grpc, grpc_tools"])
+        .args([
+            "-c",
+            "import grpc, grpc_tools, grpc_health, grpc_reflection",
+        ])
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
     if !importable {
         assert!(
             std::env::var_os("CI").is_none(),
-            "grpcio/grpcio-tools missing on CI"
+            "grpcio, grpcio-tools, grpcio-health-checking or grpcio-reflection missing on CI"
         );
-        eprintln!("SKIPPED: python3 with grpcio and grpcio-tools is not installed");
+        eprintln!("SKIPPED: python3 with grpcio, grpcio-tools, grpcio-health-checking and grpcio-reflection is not installed");
         return Ok(());
     }
     let a = TestDaemon::start().await?;
@@ -350,6 +353,8 @@ async fn python_grpc_client() -> Result<()> {
         String::from_utf8_lossy(&res.stderr)
     );
     assert!(stdout.contains("\"step\": \"done\""), "{stdout}");
+    assert!(stdout.contains("\"step\": \"health\""), "{stdout}");
+    assert!(stdout.contains("\"step\": \"reflection\""), "{stdout}");
     assert!(stdout.contains("TRANSFER_STATE_COMPLETED"), "{stdout}");
     assert_eq!(std::fs::read(out.join("py.bin"))?, bytes);
     let list = b

@@ -99,6 +99,7 @@ async fn out_names_the_new_file_and_existing_files_are_kept() -> Result<()> {
             ticket: share.ticket.clone(),
             out: target.display().to_string(),
             force: true,
+            ..Default::default()
         })
         .await?
         .into_inner()
@@ -192,6 +193,7 @@ async fn garbage_tickets_are_invalid_argument() -> Result<()> {
                 ticket: bad.to_string(),
                 out: out.display().to_string(),
                 force: false,
+                ..Default::default()
             })
             .await
             .expect_err("garbage accepted");

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use ringdrop_proto::v1 as pb;
 
-use super::{absolute, transfers};
+use super::{absolute, place, transfers};
 use crate::{
     client,
     error::CliError,
@@ -37,6 +37,7 @@ pub async fn fetch(socket: Option<PathBuf>, out: &Out, args: FetchArgs) -> Resul
             ticket: args.ticket,
             out: dest.display().to_string(),
             force: args.force,
+            caller_cannot_write: place::cannot_write(&dest).unwrap_or_default(),
         })
         .await?
         .into_inner()
@@ -45,12 +46,17 @@ pub async fn fetch(socket: Option<PathBuf>, out: &Out, args: FetchArgs) -> Resul
     let id = t.id;
     if args.detach {
         out.emit(transfer_json(&t), || {
-            format!("Transfer {id} started; follow it with `ringdropctl transfers wait {id}`")
+            let then = if t.client_places {
+                " (and places the files here once fetched)"
+            } else {
+                ""
+            };
+            format!("Transfer {id} started; follow it with `ringdropctl transfers wait {id}`{then}")
         });
         return Ok(());
     }
     tokio::select! {
-        res = transfers::follow(&c, id, out) => transfers::report(out, &res?),
+        res = transfers::follow_and_place(&c, id, out) => transfers::report(out, &res?),
         _ = tokio::signal::ctrl_c() => {
             out.hint(format!(
                 "\nTransfer {id} keeps running in the daemon; follow it with `ringdropctl transfers wait {id}`"

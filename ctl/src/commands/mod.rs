@@ -1,6 +1,7 @@
 //! One module per command noun.
 
 pub mod fetch;
+pub mod place;
 pub mod rings;
 pub mod share;
 pub mod status;

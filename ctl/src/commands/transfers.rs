@@ -6,6 +6,7 @@ use clap::Subcommand;
 use ringdrop_proto::v1::{self as pb, TransferState};
 use serde_json::Value;
 
+use super::place;
 use crate::{
     client::{self, Client},
     error::CliError,
@@ -23,6 +24,7 @@ pub enum TransfersCmd {
     #[command(after_help = "Example:\n  ringdropctl transfers show 3")]
     Show { id: u64 },
     /// Wait until a transfer ends: exit 0 when completed, 1 when it failed or was cancelled.
+    /// A transfer whose files are yours to place (ready) is placed now.
     #[command(after_help = "Example:\n  ringdropctl transfers wait 3 && echo done")]
     Wait { id: u64 },
     /// Pause a queued or running transfer (its data is kept).
@@ -48,11 +50,13 @@ pub enum TransfersCmd {
     Watch,
 }
 
+/// The daemon's worker is done with it: ended, or ready for its client.
 fn is_terminal(t: &pb::Transfer) -> bool {
     [
         TransferState::Completed,
         TransferState::Failed,
         TransferState::Cancelled,
+        TransferState::Ready,
     ]
     .iter()
     .any(|s| *s as i32 == t.state)
@@ -93,7 +97,60 @@ pub async fn follow(c: &Client, id: u64, out: &Out) -> Result<pb::Transfer, CliE
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    last.ok_or_else(|| CliError::failed(format!("the daemon sent nothing about transfer {id}")))
+    match last {
+        Some(t) if is_terminal(&t) => Ok(t),
+        // The stream ended before the transfer did: the daemon is stopping.
+        _ => {
+            let mut e = CliError::failed(format!(
+                "ringdropd stopped while following transfer {id}; it resumes when the daemon starts again: follow it with `ringdropctl transfers wait {id}`"
+            ));
+            e.lost_daemon = true;
+            Err(e)
+        }
+    }
+}
+
+/// Follows a transfer to its end; if its files are ours to place, places
+/// them. A daemon that restarts meanwhile is waited for (the transfer
+/// resumes there) and followed again.
+pub async fn follow_and_place(c: &Client, id: u64, out: &Out) -> Result<pb::Transfer, CliError> {
+    let t = follow_across_restarts(c, id, out).await?;
+    if place::ours_to_place(&t) {
+        return place::place(c, &t, out).await;
+    }
+    Ok(t)
+}
+
+/// How long a follower waits for a restarting daemon to answer again.
+const REATTACH_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn follow_across_restarts(c: &Client, id: u64, out: &Out) -> Result<pb::Transfer, CliError> {
+    loop {
+        match follow(c, id, out).await {
+            Err(e) if e.lost_daemon => {
+                out.hint(format!("ringdropd went away; waiting for it to come back to follow transfer {id} again"));
+                let deadline = std::time::Instant::now() + REATTACH_FOR;
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    let back = c
+                        .transfers()
+                        .get_transfer(pb::GetTransferRequest { id })
+                        .await
+                        .is_ok();
+                    if back {
+                        break;
+                    }
+                    if std::time::Instant::now() > deadline {
+                        return Err(CliError::failed(format!(
+                            "ringdropd did not come back within {}s; the transfer resumes when it starts: follow it with `ringdropctl transfers wait {id}`",
+                            REATTACH_FOR.as_secs()
+                        )));
+                    }
+                }
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Prints the outcome of a finished transfer; failed or cancelled is exit 1.
@@ -160,7 +217,7 @@ pub async fn run(socket: Option<PathBuf>, out: &Out, cmd: TransfersCmd) -> Resul
             out.emit(transfer_json(&t), || transfer_line(&t));
         }
         TransfersCmd::Wait { id } => {
-            let t = follow(&c, id, out).await?;
+            let t = follow_and_place(&c, id, out).await?;
             report(out, &t)?;
         }
         TransfersCmd::Pause { id } => {

@@ -28,11 +28,36 @@ use crate::{
     config::Config,
     node::{self, NodeError},
     provider::{spawn_gate, BlobsGate, GateStats, RateLimit, Uploads},
-    registry::{Registry, RegistryError, ShareRecord},
+    registry::{Placement, Registry, RegistryError, ShareRecord},
     shares::{self, ShareError, ShareEvent, Shared},
     ticket::{Ticket, TicketError, TicketKind},
-    transfers::{TransferError, TransferManager, TransferView},
+    transfers::{FetchRequest, TransferError, TransferManager, TransferView},
 };
+
+/// Who places the files of a fetch by `caller` into `dest` (see
+/// [`Daemon::fetch`]).
+pub fn placement_for(caller: u32, dest: &Path, download_dir: &Path) -> Placement {
+    let lexically_inside = dest.starts_with(download_dir)
+        && !dest
+            .components()
+            .any(|c| c == std::path::Component::ParentDir);
+    if caller == crate::rpc::my_uid() || lexically_inside {
+        Placement::Daemon
+    } else {
+        Placement::Client
+    }
+}
+
+/// Why the daemon itself may not write `dest`, in words that say what to do.
+fn daemon_cannot_write(dest: &Path) -> Result<(), String> {
+    ringdrop_proto::place::check_writable(dest).map_err(|(dir, err)| {
+        format!(
+            "ringdropd runs as user {}, which cannot write {} ({err}); nothing was fetched: choose a destination it may write (its download_dir, or a ReadWritePaths= of the service), or run ringdropctl as a user who can write there",
+            ringdrop_proto::place::user_name(crate::rpc::my_uid()),
+            dir.display()
+        )
+    })
+}
 
 /// Errors starting the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -318,15 +343,43 @@ impl Daemon {
         ticket.parse()
     }
 
-    /// Starts a fetch; `out` empty means the configured download dir.
+    /// Starts a fetch for the control-socket client `caller` (a uid);
+    /// `out` empty means the configured download dir.
+    ///
+    /// Who writes the files: the daemon itself for its own user and for
+    /// destinations inside its `download_dir`; for anyone else their own
+    /// client, running as them (the system service may not write their
+    /// home). Whoever writes must be able to, checked before any byte is
+    /// fetched.
     pub fn fetch(
         &self,
         ticket: &str,
         out: Option<PathBuf>,
         force: bool,
+        caller: u32,
+        caller_cannot_write: Option<String>,
     ) -> Result<TransferView, TransferError> {
         let dest = out.unwrap_or_else(|| self.inner.config.download_dir.clone());
-        let view = self.inner.transfers.start(ticket, dest, force)?;
+        let placement = placement_for(caller, &dest, &self.inner.config.download_dir);
+        match (placement, caller_cannot_write) {
+            (Placement::Daemon, _) => daemon_cannot_write(&dest).map_err(TransferError::NotWritable)?,
+            (Placement::Client, Some(why)) => {
+                return Err(TransferError::NotWritable(format!(
+                    "user {} cannot write {}: {why}; nothing was fetched: choose a destination you can write, or one inside {} (the daemon writes there itself)",
+                    ringdrop_proto::place::user_name(caller),
+                    dest.display(),
+                    self.inner.config.download_dir.display()
+                )))
+            }
+            (Placement::Client, None) => {}
+        }
+        let view = self.inner.transfers.start(FetchRequest {
+            ticket: ticket.to_string(),
+            dest,
+            force,
+            owner_uid: caller,
+            placement,
+        })?;
         // The ticket's addresses refresh the provider's address-book entry.
         if let Ok(t) = ticket.parse::<Ticket>() {
             self.remember_addr(&t.addr);

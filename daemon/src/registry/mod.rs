@@ -12,12 +12,14 @@ use std::path::Path;
 use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition};
 
 pub use records::{
-    decode_row, encode_row, PeerRecord, ShareRecord, Source, TransferRecord, TransferState,
+    decode_row, encode_row, PeerRecord, Placement, ShareRecord, Source, TransferRecord,
+    TransferState,
 };
 pub use rings::{Member, RingInfo, OPEN_RING};
 
 /// Schema version this build writes; older ones are migrated, newer refused.
-pub const SCHEMA_VERSION: u64 = 1;
+/// 2: transfers record their owner's uid and who places the files.
+pub const SCHEMA_VERSION: u64 = 2;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const SHARES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("shares");
@@ -95,6 +97,11 @@ impl Registry {
                 Some(v) if v > SCHEMA_VERSION => {
                     return Err(RegistryError::NewerSchema { found: v })
                 }
+                Some(1) => {
+                    let mut transfers = tx.open_table(TRANSFERS)?;
+                    migrate_transfers_v1(&mut transfers)?;
+                    meta.insert(KEY_SCHEMA, SCHEMA_VERSION)?;
+                }
                 Some(_) => {}
                 None => {
                     meta.insert(KEY_SCHEMA, SCHEMA_VERSION)?;
@@ -133,6 +140,25 @@ impl Registry {
             db.take();
         }
     }
+}
+
+/// Schema 1 -> 2: every transfer row gains its owner (the daemon's own
+/// user: schema 1 served no one else who could fetch) and placement.
+fn migrate_transfers_v1(transfers: &mut redb::Table<u64, &[u8]>) -> Result<()> {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let me = unsafe { libc::getuid() };
+    let mut rows = Vec::new();
+    for item in transfers.iter()? {
+        let (k, v) = item?;
+        rows.push((
+            k.value(),
+            decode_row::<records::TransferRecordV1>(v.value())?,
+        ));
+    }
+    for (id, old) in rows {
+        transfers.insert(id, encode_row(&old.upgrade(me))?.as_slice())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -67,6 +67,9 @@ pub enum TransferState {
     Completed,
     Failed,
     Cancelled,
+    /// Fetched and verified into the store, waiting for its owner's client
+    /// to place the files (`ringdropctl transfers wait ID`).
+    Ready,
 }
 
 impl TransferState {
@@ -79,6 +82,7 @@ impl TransferState {
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
+            Self::Ready => "ready",
         }
     }
 
@@ -86,6 +90,24 @@ impl TransferState {
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
     }
+
+    /// No worker runs for it (and none is started on restart): it ended, or
+    /// waits for a user (paused) or for its owner's client (ready).
+    pub fn is_at_rest(self) -> bool {
+        self.is_terminal() || matches!(self, Self::Paused | Self::Ready)
+    }
+}
+
+/// Who writes a transfer's files at the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Placement {
+    /// The daemon itself: its own user's fetches, and destinations inside
+    /// its `download_dir`.
+    Daemon,
+    /// The client of the user who started it, running as that user: the
+    /// daemon fetches into its store and streams the verified content over
+    /// the control socket (the system service may not write a home).
+    Client,
 }
 
 /// A fetch, persisted so it outlives clients and restarts.
@@ -111,6 +133,75 @@ pub struct TransferRecord {
     pub updated_at: i64,
     /// Files placed at the destination (set when completed).
     pub files: Vec<PathBuf>,
+    /// The uid of the control-socket client that started it.
+    pub owner_uid: u32,
+    pub placement: Placement,
+}
+
+/// A transfer row as schema 1 stored it (before owner and placement).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferRecordV1 {
+    pub id: u64,
+    pub ticket: String,
+    pub provider: String,
+    pub dest: PathBuf,
+    pub force: bool,
+    pub name: String,
+    pub hash: Hash,
+    pub state: TransferState,
+    pub bytes_total: u64,
+    pub bytes_done: u64,
+    pub bytes_received: u64,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub files: Vec<PathBuf>,
+}
+
+impl TransferRecordV1 {
+    /// A schema-1 transfer was started by the daemon's own user (or root)
+    /// and placed by the daemon.
+    pub fn upgrade(self, owner_uid: u32) -> TransferRecord {
+        let Self {
+            id,
+            ticket,
+            provider,
+            dest,
+            force,
+            name,
+            hash,
+            state,
+            bytes_total,
+            bytes_done,
+            bytes_received,
+            attempts,
+            last_error,
+            created_at,
+            updated_at,
+            files,
+        } = self;
+        TransferRecord {
+            id,
+            ticket,
+            provider,
+            dest,
+            force,
+            name,
+            hash,
+            state,
+            bytes_total,
+            bytes_done,
+            bytes_received,
+            attempts,
+            last_error,
+            created_at,
+            updated_at,
+            files,
+            owner_uid,
+            placement: Placement::Daemon,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -174,6 +265,7 @@ mod tests {
             Just(TransferState::Completed),
             Just(TransferState::Failed),
             Just(TransferState::Cancelled),
+            Just(TransferState::Ready),
         ]
     }
 
@@ -186,10 +278,13 @@ mod tests {
             last_error in proptest::option::of("\\PC{0,80}"),
             (created_at, updated_at) in any::<(i64, i64)>(),
             files in proptest::collection::vec(path(), 0..4),
+            (owner_uid, client) in any::<(u32, bool)>(),
         ) -> TransferRecord {
+            let placement = if client { Placement::Client } else { Placement::Daemon };
             TransferRecord {
                 id, ticket, provider, dest, force, name, hash, state, bytes_total,
                 bytes_done, bytes_received, attempts, last_error, created_at, updated_at, files,
+                owner_uid, placement,
             }
         }
     }

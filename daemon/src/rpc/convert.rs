@@ -3,7 +3,7 @@
 use ringdrop_proto::v1 as pb;
 
 use crate::{
-    registry::{ShareRecord, TransferState},
+    registry::{Placement, ShareRecord, TransferState},
     transfers::TransferView,
 };
 
@@ -15,6 +15,7 @@ pub fn state(s: TransferState) -> pb::TransferState {
         TransferState::Completed => pb::TransferState::Completed,
         TransferState::Failed => pb::TransferState::Failed,
         TransferState::Cancelled => pb::TransferState::Cancelled,
+        TransferState::Ready => pb::TransferState::Ready,
     }
 }
 
@@ -37,6 +38,9 @@ pub fn transfer(v: &TransferView) -> pb::Transfer {
         provider: r.provider.clone(),
         files: r.files.iter().map(|f| f.display().to_string()).collect(),
         rate: v.rate,
+        client_places: r.placement == Placement::Client,
+        owner_uid: r.owner_uid,
+        force: r.force,
     }
 }
 

@@ -21,7 +21,16 @@ use tokio::net::UnixListener;
 use tracing::warn;
 
 use crate::daemon::Daemon;
-pub use socket::{bind_socket, PeerPolicy, SocketError};
+pub use socket::{bind_socket, my_uid, PeerIdentity, PeerPolicy, SocketError};
+
+/// The uid of the client that sent `req` (the guard has already checked
+/// that it may use the daemon).
+pub(crate) fn caller<T>(req: &tonic::Request<T>) -> Result<u32, tonic::Status> {
+    req.extensions()
+        .get::<PeerIdentity>()
+        .map(|p| p.uid)
+        .ok_or_else(|| tonic::Status::permission_denied("no peer credentials"))
+}
 
 /// Serves the control API on `listener` until `stop` resolves.
 pub async fn serve(
@@ -44,21 +53,31 @@ pub async fn serve(
     health
         .set_serving::<PeersServer<peers::PeersService>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(ringdrop_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1();
-    let reflection = match reflection {
-        Ok(r) => Some(r),
-        Err(e) => {
-            warn!("server reflection unavailable: {e}");
-            None
-        }
+    // Both reflection versions: grpcurl and grpc-go speak v1; Python's
+    // grpcio-reflection, older grpcurl, evans and Postman only v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(ringdrop_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .inspect_err(|e| warn!("server reflection v1 unavailable: {e}"))
+        .ok();
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .inspect_err(|e| warn!("server reflection v1alpha unavailable: {e}"))
+        .ok();
 
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener).filter_map(|conn| {
         std::future::ready(match conn {
-            Ok(stream) => Some(Ok::<_, std::io::Error>(stream)),
+            Ok(stream) => match socket::PeerStream::new(stream) {
+                Ok(stream) => Some(Ok::<_, std::io::Error>(stream)),
+                Err(e) => {
+                    warn!("control socket: cannot read a client's credentials: {e}");
+                    None
+                }
+            },
             Err(e) => {
                 warn!("control socket accept failed: {e}");
                 None
@@ -69,12 +88,8 @@ pub async fn serve(
     // client that may not use the daemon learns why (PERMISSION_DENIED)
     // and gets nothing else, whatever the socket's file mode.
     let guard = move |req: tonic::Request<()>| {
-        let cred = req
-            .extensions()
-            .get::<tonic::transport::server::UdsConnectInfo>()
-            .and_then(|info| info.peer_cred);
-        let verdict = match cred {
-            Some(cred) => policy.check(&cred),
+        let verdict = match req.extensions().get::<PeerIdentity>() {
+            Some(peer) => policy.check(peer),
             None => Err("no peer credentials".to_string()),
         };
         match verdict {
@@ -91,7 +106,8 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .layer(tonic::service::InterceptorLayer::new(guard))
         .add_service(health_service)
-        .add_optional_service(reflection)
+        .add_optional_service(reflection_v1)
+        .add_optional_service(reflection_v1alpha)
         .add_service(NodeServer::new(node::NodeService::new(daemon.clone())))
         .add_service(SharesServer::new(shares::SharesService::new(
             daemon.clone(),

@@ -8,6 +8,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use std::os::fd::AsRawFd;
+
 use tokio::net::{UnixListener, UnixStream};
 
 /// Errors preparing the control socket.
@@ -28,6 +30,126 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SocketError + '_ {
     }
 }
 
+/// Who a control-socket client is, as the kernel saw it when it connected:
+/// SO_PEERCRED (uid, gid, pid) and SO_PEERGROUPS (supplementary groups).
+/// Read from the socket itself, not from /proc, which the unit's
+/// `ProtectProc=invisible` hides for other users' processes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerIdentity {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: Option<i32>,
+    pub groups: Vec<u32>,
+}
+
+impl PeerIdentity {
+    /// Reads the credentials of the client at the other end of `stream`.
+    pub fn of(stream: &UnixStream) -> std::io::Result<Self> {
+        let cred = stream.peer_cred()?;
+        Ok(Self {
+            uid: cred.uid(),
+            gid: cred.gid(),
+            pid: cred.pid(),
+            groups: peer_groups(stream.as_raw_fd())?,
+        })
+    }
+}
+
+/// Supplementary groups of a Unix socket's peer (SO_PEERGROUPS, Linux 4.13+).
+fn peer_groups(fd: std::os::fd::RawFd) -> std::io::Result<Vec<u32>> {
+    // NGROUPS_MAX is 65536; start small and grow to what the kernel asks for.
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    loop {
+        let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
+        // SAFETY: `groups` is a writable buffer of `len` bytes; fd is an
+        // open socket for the duration of the call.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let n = len as usize / std::mem::size_of::<libc::gid_t>();
+        if rc == 0 {
+            groups.truncate(n);
+            return Ok(groups);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::ERANGE) && n > groups.len() && n <= 65536 {
+            groups.resize(n, 0);
+            continue;
+        }
+        return Err(err);
+    }
+}
+
+/// A control-socket connection with its client's identity, taken at accept
+/// time; tonic hands the identity to every request as an extension.
+#[derive(Debug)]
+pub struct PeerStream {
+    stream: UnixStream,
+    peer: PeerIdentity,
+}
+
+impl PeerStream {
+    pub fn new(stream: UnixStream) -> std::io::Result<Self> {
+        let peer = PeerIdentity::of(&stream)?;
+        Ok(Self { stream, peer })
+    }
+}
+
+impl tonic::transport::server::Connected for PeerStream {
+    type ConnectInfo = PeerIdentity;
+    fn connect_info(&self) -> PeerIdentity {
+        self.peer.clone()
+    }
+}
+
+impl tokio::io::AsyncRead for PeerStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for PeerStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
 /// Who may talk to the daemon: its own user, root, and members of `group`.
 #[derive(Debug, Clone)]
 pub struct PeerPolicy {
@@ -38,9 +160,8 @@ pub struct PeerPolicy {
 impl PeerPolicy {
     /// Only the daemon's user (and root).
     pub fn owner_only() -> Self {
-        // SAFETY: getuid has no preconditions.
         Self {
-            uid: unsafe { libc::getuid() },
+            uid: my_uid(),
             group: None,
         }
     }
@@ -53,39 +174,30 @@ impl PeerPolicy {
         }
     }
 
-    /// Checks the credentials of a client (read by the kernel when it
-    /// connected: SO_PEERCRED).
-    pub fn check(&self, cred: &tokio::net::unix::UCred) -> Result<(), String> {
-        let uid = cred.uid();
-        if uid == self.uid || uid == 0 {
+    /// The uid the daemon runs as.
+    pub fn daemon_uid(&self) -> u32 {
+        self.uid
+    }
+
+    /// Checks a client's credentials: the daemon's user, root, or (system
+    /// mode) a member of the group, primary or supplementary.
+    pub fn check(&self, peer: &PeerIdentity) -> Result<(), String> {
+        if peer.uid == self.uid || peer.uid == 0 {
             return Ok(());
         }
         if let Some(group) = self.group {
-            if cred.gid() == group {
+            if peer.gid == group || peer.groups.contains(&group) {
                 return Ok(());
             }
-            if let Some(pid) = cred.pid() {
-                if supplementary_groups(pid).contains(&group) {
-                    return Ok(());
-                }
-            }
         }
-        Err(format!("uid {uid} is not allowed"))
+        Err(format!("uid {} is not allowed", peer.uid))
     }
 }
 
-/// Supplementary groups of a process, from /proc.
-fn supplementary_groups(pid: i32) -> Vec<u32> {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("Groups:")).map(|g| {
-                g.split_whitespace()
-                    .filter_map(|n| n.parse().ok())
-                    .collect()
-            })
-        })
-        .unwrap_or_default()
+/// The uid this process runs as.
+pub fn my_uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
 }
 
 /// Creates the socket at `path`: mode 0600, or 0660 owned by `group` (a
@@ -107,8 +219,7 @@ pub async fn bind_socket(path: &Path, group: Option<u32>) -> Result<UnixListener
                 .map_err(io_err(dir))?;
         }
         let meta = fs::metadata(dir).map_err(io_err(dir))?;
-        // SAFETY: getuid has no preconditions.
-        let me = unsafe { libc::getuid() };
+        let me = my_uid();
         if meta.uid() != me && me != 0 && meta.uid() != 0 {
             return Err(SocketError::ForeignDir(dir.to_path_buf()));
         }

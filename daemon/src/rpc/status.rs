@@ -39,6 +39,7 @@ impl ToStatus for ShareError {
     fn to_status(&self) -> Status {
         match self {
             ShareError::Scan(ScanError::Missing(_)) => status(Code::NotFound, self),
+            ShareError::Scan(ScanError::Unreadable { .. }) => status(Code::PermissionDenied, self),
             ShareError::Scan(_) => status(Code::InvalidArgument, self),
             ShareError::Import { .. } => status(Code::FailedPrecondition, self),
             ShareError::NotFound(_) => status(Code::NotFound, self),
@@ -60,6 +61,10 @@ impl ToStatus for TransferError {
             TransferError::ShuttingDown => status(Code::Unavailable, self),
             TransferError::InvalidState { .. } => status(Code::FailedPrecondition, self),
             TransferError::Store(_) => status(Code::Internal, self),
+            TransferError::NotWritable(_) => status(Code::PermissionDenied, self),
+            TransferError::NotOwner { .. } => status(Code::PermissionDenied, self),
+            TransferError::PlacedByDaemon(_) => status(Code::FailedPrecondition, self),
+            TransferError::Content { .. } => status(Code::Internal, self),
         }
     }
 }

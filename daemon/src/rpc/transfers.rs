@@ -2,7 +2,7 @@
 
 use std::{collections::HashMap, path::PathBuf, pin::Pin};
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use ringdrop_proto::v1::{self as pb, transfers_server::Transfers};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -22,6 +22,7 @@ impl TransfersService {
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::Transfer, Status>> + Send>>;
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::FileChunk, Status>> + Send>>;
 
 /// Whether a client following transfers should hear about `b` after `a`.
 fn changed(a: &pb::Transfer, b: &pb::Transfer) -> bool {
@@ -51,14 +52,25 @@ fn finished(t: &pb::Transfer) -> bool {
 impl Transfers for TransfersService {
     type WatchTransferStream = WatchStream;
     type WatchTransfersStream = WatchStream;
+    type ReadTransferFilesStream = ChunkStream;
 
     async fn fetch(
         &self,
         req: Request<pb::FetchRequest>,
     ) -> Result<Response<pb::FetchResponse>, Status> {
+        let caller = super::caller(&req)?;
         let req = req.into_inner();
         let out = Some(req.out).filter(|o| !o.is_empty()).map(PathBuf::from);
-        let view = self.daemon.fetch(&req.ticket, out, req.force).map_err(st)?;
+        let view = self
+            .daemon
+            .fetch(
+                &req.ticket,
+                out,
+                req.force,
+                caller,
+                Some(req.caller_cannot_write).filter(|w| !w.is_empty()),
+            )
+            .map_err(st)?;
         Ok(Response::new(pb::FetchResponse {
             transfer: Some(convert::transfer(&view)),
         }))
@@ -198,6 +210,69 @@ impl Transfers for TransfersService {
             .daemon
             .transfers()
             .cancel(req.id, req.purge)
+            .await
+            .map_err(st)?;
+        Ok(Response::new(convert::transfer(&v)))
+    }
+
+    async fn list_transfer_files(
+        &self,
+        req: Request<pb::ListTransferFilesRequest>,
+    ) -> Result<Response<pb::ListTransferFilesResponse>, Status> {
+        let caller = super::caller(&req)?;
+        let id = req.into_inner().id;
+        let files = self
+            .daemon
+            .transfers()
+            .ready_files(id, caller)
+            .await
+            .map_err(st)?;
+        Ok(Response::new(pb::ListTransferFilesResponse {
+            files: files
+                .into_iter()
+                .map(|e| pb::TransferFile {
+                    name: e.name,
+                    hash: e.hash.to_vec(),
+                    size: e.size,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn read_transfer_files(
+        &self,
+        req: Request<pb::ReadTransferFilesRequest>,
+    ) -> Result<Response<Self::ReadTransferFilesStream>, Status> {
+        let caller = super::caller(&req)?;
+        let req = req.into_inner();
+        let rx = self
+            .daemon
+            .transfers()
+            .read_ready(req.id, caller, req.files)
+            .await
+            .map_err(st)?;
+        let chunks = ReceiverStream::new(rx).map(|c| {
+            c.map(|c| pb::FileChunk {
+                file: c.file,
+                offset: c.offset,
+                data: c.data,
+            })
+            .map_err(|e| st(e))
+        });
+        Ok(Response::new(Box::pin(chunks)))
+    }
+
+    async fn finish_transfer(
+        &self,
+        req: Request<pb::FinishTransferRequest>,
+    ) -> Result<Response<pb::Transfer>, Status> {
+        let caller = super::caller(&req)?;
+        let req = req.into_inner();
+        let files = req.files.into_iter().map(PathBuf::from).collect();
+        let v = self
+            .daemon
+            .transfers()
+            .finish_ready(req.id, caller, files)
             .await
             .map_err(st)?;
         Ok(Response::new(convert::transfer(&v)))

@@ -45,16 +45,37 @@ pub enum ScanError {
     BadName(PathBuf),
     #[error("invalid share name {0:?}: it must be one path component without '/'")]
     BadShareName(String),
+    #[error("ringdropd runs as user {user}, which cannot read {path} ({msg}); nothing was shared. The daemon shares files by reference and must be able to read them whenever a peer asks: make the path readable to it (for the system service: `chmod o+x` on each parent directory and `chmod -R o+rX` on the path, or move it under /srv), or run a daemon of your own (`systemd/install.sh --user`)")]
+    Unreadable {
+        user: String,
+        path: PathBuf,
+        msg: String,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ScanError + '_ {
     move |e| match e.kind() {
         std::io::ErrorKind::NotFound => ScanError::Missing(path.to_path_buf()),
+        std::io::ErrorKind::PermissionDenied => unreadable(path, e),
         _ => ScanError::Io {
             path: path.to_path_buf(),
             msg: e.to_string(),
         },
     }
+}
+
+fn unreadable(path: &Path, e: std::io::Error) -> ScanError {
+    ScanError::Unreadable {
+        user: ringdrop_proto::place::user_name(crate::rpc::my_uid()),
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    }
+}
+
+/// Fails unless this process can open `path` for reading: a share must
+/// not fail later, when a peer asks for it.
+fn check_readable(path: &Path) -> Result<(), ScanError> {
+    fs::File::open(path).map(drop).map_err(io_err(path))
 }
 
 /// Lists the files of `path` in a stable order.
@@ -89,6 +110,7 @@ pub fn scan(
     let meta = fs::metadata(&path).map_err(io_err(&path))?;
     let mut files = Vec::new();
     if meta.is_file() {
+        check_readable(&path)?;
         files.push(ScannedFile {
             name: top,
             path: path.clone(),
@@ -135,6 +157,7 @@ fn walk(
             walk(&path, &name, data_dir, out)?;
         } else if ty.is_file() {
             let meta = entry.metadata().map_err(io_err(&path))?;
+            check_readable(&path)?;
             out.push(ScannedFile {
                 name,
                 path,

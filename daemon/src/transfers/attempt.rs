@@ -221,7 +221,7 @@ impl Session<'_> {
             .entries
             .iter()
             .zip(&content.recorded)
-            .map(|(e, status)| (e.hash, e.size, status.clone()))
+            .map(|(e, status)| (Hash::from_bytes(e.hash), e.size, status.clone()))
             .collect();
         futures::stream::iter(wanted)
             .map(|(hash, size, status)| held(self.store.clone(), hash, size, status))
@@ -308,7 +308,7 @@ impl Session<'_> {
             return Ok(Content {
                 entries: vec![Entry {
                     name,
-                    hash: root,
+                    hash: *root.as_bytes(),
                     size,
                 }],
                 recorded: recorded(self.store, vec![root]).await?,
@@ -359,7 +359,7 @@ impl Session<'_> {
             })?;
             entries.push(Entry {
                 name: name.clone(),
-                hash: *hash,
+                hash: *hash.as_bytes(),
                 size,
             });
         }

@@ -44,7 +44,7 @@ impl TransferManager {
         }
     }
 
-    fn stored(&self, id: u64) -> Result<TransferRecord, TransferError> {
+    pub(super) fn stored(&self, id: u64) -> Result<TransferRecord, TransferError> {
         self.inner
             .registry
             .transfer(id)?

@@ -4,8 +4,9 @@
 
 mod attempt;
 mod control;
+mod deliver;
 pub mod export;
-pub mod plan;
+pub use ringdrop_proto::place as plan;
 mod worker;
 
 use std::{
@@ -21,7 +22,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::warn;
 
 use crate::{
-    registry::{Registry, RegistryError, TransferRecord, TransferState},
+    registry::{Placement, Registry, RegistryError, TransferRecord, TransferState},
     ticket::{Ticket, TicketError},
 };
 
@@ -46,6 +47,28 @@ pub enum TransferError {
         state: &'static str,
         action: &'static str,
     },
+    #[error("{0}")]
+    NotWritable(String),
+    #[error(
+        "transfer {id} was started by uid {owner}: only that user (or root) may receive its files"
+    )]
+    NotOwner { id: u64, owner: u32 },
+    #[error("transfer {0} is placed by the daemon itself: there are no files to receive")]
+    PlacedByDaemon(u64),
+    #[error("the store cannot read transfer {id}'s content: {msg}")]
+    Content { id: u64, msg: String },
+}
+
+/// Who starts a fetch and where its files go.
+#[derive(Debug, Clone)]
+pub struct FetchRequest {
+    pub ticket: String,
+    /// Absolute destination.
+    pub dest: PathBuf,
+    pub force: bool,
+    /// Uid of the control-socket client.
+    pub owner_uid: u32,
+    pub placement: Placement,
 }
 
 /// A transfer as clients see it: the row plus live figures.
@@ -131,16 +154,18 @@ impl TransferManager {
         }
     }
 
-    /// Records a new transfer for `ticket` into `dest` and starts it.
-    pub fn start(
-        &self,
-        ticket: &str,
-        dest: PathBuf,
-        force: bool,
-    ) -> Result<TransferView, TransferError> {
+    /// Records a new transfer and starts it.
+    pub fn start(&self, req: FetchRequest) -> Result<TransferView, TransferError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(TransferError::ShuttingDown);
         }
+        let FetchRequest {
+            ticket,
+            dest,
+            force,
+            owner_uid,
+            placement,
+        } = req;
         let parsed: Ticket = ticket.parse()?;
         if !dest.is_absolute() {
             return Err(TransferError::RelativeDest(dest));
@@ -163,6 +188,8 @@ impl TransferManager {
             created_at: t,
             updated_at: t,
             files: Vec::new(),
+            owner_uid,
+            placement,
         };
         self.inner.registry.insert_transfer(&mut rec)?;
         Ok(self.spawn(rec, parsed))
@@ -172,7 +199,7 @@ impl TransferManager {
     pub fn resume_unfinished(&self) -> Result<usize, TransferError> {
         let mut n = 0;
         for mut rec in self.inner.registry.transfers()? {
-            if rec.state.is_terminal() || rec.state == TransferState::Paused {
+            if rec.state.is_at_rest() {
                 continue;
             }
             match rec.ticket.parse::<Ticket>() {

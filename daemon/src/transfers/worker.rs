@@ -23,7 +23,7 @@ use super::{
     export, now, plan, transfer_tag, StopReason, TransferView,
 };
 use crate::{
-    registry::{Registry, TransferState},
+    registry::{Placement, Registry, TransferState},
     ticket::Ticket,
 };
 
@@ -53,6 +53,8 @@ pub(super) struct Worker {
 /// Outcome of the attempt loop.
 enum End {
     Done(Vec<PathBuf>),
+    /// In the store, verified; the owner's client places the files.
+    Ready,
     Failed(String),
     Stopped,
 }
@@ -145,6 +147,14 @@ impl Worker {
                 });
                 (TransferState::Completed, None)
             }
+            End::Ready => {
+                info!(
+                    id,
+                    "transfer fetched; waiting for its client to place the files"
+                );
+                self.update(|v| v.rec.bytes_done = v.rec.bytes_total);
+                (TransferState::Ready, None)
+            }
             End::Failed(msg) => {
                 warn!(id, "transfer failed: {msg}");
                 (TransferState::Failed, Some(msg))
@@ -197,7 +207,8 @@ impl Worker {
             self.update(|v| v.rec.attempts += 1);
             let before = self.publish.borrow().rec.bytes_done;
             match self.attempt().await {
-                Ok(files) => return End::Done(files),
+                Ok(Some(files)) => return End::Done(files),
+                Ok(None) => return End::Ready,
                 Err(AttemptError::Permanent(msg)) => return End::Failed(msg),
                 Err(AttemptError::Transient(msg)) => {
                     let progressed = self.publish.borrow().rec.bytes_done > before;
@@ -221,7 +232,9 @@ impl Worker {
         }
     }
 
-    async fn attempt(&self) -> Result<Vec<PathBuf>, AttemptError> {
+    /// One attempt: the files placed (`None`: fetched for a client that
+    /// places them itself).
+    async fn attempt(&self) -> Result<Option<Vec<PathBuf>>, AttemptError> {
         let session = attempt::Session {
             store: &self.store,
             conn: attempt::connect(&self.endpoint, &self.ticket).await?,
@@ -233,16 +246,22 @@ impl Worker {
         self.update(|v| v.rec.bytes_received += received);
         let content = learned?;
         let total = content.total();
-        let (dest, force) = {
+        let (dest, force, placement) = {
             let rec = &self.publish.borrow().rec;
-            (rec.dest.clone(), rec.force)
+            (rec.dest.clone(), rec.force, rec.placement)
         };
+        // The daemon plans only where it writes; for a client that places
+        // the files, it refuses bad names before fetching, and the client
+        // plans against the destination it can see.
         let plan = {
             let (dest, entries) = (dest.clone(), content.entries.clone());
-            tokio::task::spawn_blocking(move || plan::plan(&dest, &entries, force))
-                .await
-                .map_err(|e| AttemptError::Transient(e.to_string()))?
-                .map_err(|e| AttemptError::Permanent(e.to_string()))?
+            tokio::task::spawn_blocking(move || match placement {
+                Placement::Daemon => plan::plan(&dest, &entries, force).map(Some),
+                Placement::Client => plan::check_names(&entries).map(|()| None),
+            })
+            .await
+            .map_err(|e| AttemptError::Transient(e.to_string()))?
+            .map_err(|e| AttemptError::Permanent(e.to_string()))?
         };
         let held = session.holdings(&content).await?;
         let done = attempt::held_bytes(&content.entries, &held);
@@ -279,7 +298,9 @@ impl Worker {
             plan::check_space(path, need).map_err(|e| AttemptError::Permanent(e.to_string()))
         };
         space(&self.data_dir, total.saturating_sub(done) + STORE_HEADROOM)?;
-        space(&dest, total)?;
+        if plan.is_some() {
+            space(&dest, total)?;
+        }
 
         let base_received = self.publish.borrow().rec.bytes_received;
         let mut window = (Instant::now(), base_received);
@@ -312,8 +333,12 @@ impl Worker {
         // Data this transfer downloaded was verified on the way in; data
         // that was complete before may refer to a shared file since edited.
         let verify = done >= total;
-        export::export(&self.store, &plan, self.id(), verify)
+        let Some(plan) = plan else {
+            return Ok(None);
+        };
+        export::export(&self.store, plan, self.id(), verify)
             .await
+            .map(Some)
             .map_err(|e| AttemptError::Permanent(e.to_string()))
     }
 }

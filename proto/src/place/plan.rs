@@ -11,49 +11,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use iroh_blobs::Hash;
-
-/// One file of a collection: its name in the collection, hash and size.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub name: String,
-    pub hash: Hash,
-    pub size: u64,
-}
-
-/// Why content cannot be placed at the destination.
-#[derive(Debug, thiserror::Error)]
-pub enum ExportError {
-    #[error("the collection contains an unsafe file name {0:?} (absolute, '..', empty component or control character); nothing was written")]
-    UnsafeName(String),
-    #[error(
-        "the collection names {0:?} twice (or as both a file and a directory); nothing was written"
-    )]
-    Conflict(String),
-    #[error("{0} already exists: pass --force to replace it, or choose another --out")]
-    Exists(PathBuf),
-    #[error("{0} is a directory and cannot be replaced by a file")]
-    IsDir(PathBuf),
-    #[error("destination must be an absolute path: {0}")]
-    NotAbsolute(PathBuf),
-    #[error("no space left on device at {path}: need {need} bytes, {avail} available")]
-    NoSpace {
-        path: PathBuf,
-        need: u64,
-        avail: u64,
-    },
-    #[error("cannot write {path}: {msg}")]
-    Io { path: PathBuf, msg: String },
-    #[error("the store cannot export {hash}: {msg}")]
-    Store { hash: Hash, msg: String },
-}
-
-pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
-    move |e| ExportError::Io {
-        path: path.to_path_buf(),
-        msg: e.to_string(),
-    }
-}
+use super::{io, ContentHash, Entry, ExportError};
 
 /// Splits a collection name into safe path components.
 pub fn sanitize(name: &str) -> Result<Vec<&str>, ExportError> {
@@ -94,31 +52,7 @@ pub fn plan(dest: &Path, entries: &[Entry], force: bool) -> Result<Plan, ExportE
     if !dest.is_absolute() {
         return Err(ExportError::NotAbsolute(dest.to_path_buf()));
     }
-    let mut split = Vec::with_capacity(entries.len());
-    for e in entries {
-        split.push(sanitize(&e.name)?);
-    }
-    let tops: BTreeSet<&str> = split.iter().map(|p| p[0]).collect();
-    let into_dir = dest.is_dir();
-    let strip_top = !into_dir && tops.len() == 1;
-    let mut items = Vec::with_capacity(entries.len());
-    let mut seen = HashSet::new();
-    let mut dirs = HashSet::new();
-    for (e, parts) in entries.iter().zip(&split) {
-        let rel = if strip_top { &parts[1..] } else { &parts[..] };
-        let mut path = dest.to_path_buf();
-        for p in rel {
-            // Every ancestor below the file, `dest` included: with the top
-            // stripped, `a` lands on `dest` itself while `a/b` needs it to be
-            // a directory.
-            dirs.insert(path.clone());
-            path.push(p);
-        }
-        if !seen.insert(path.clone()) {
-            return Err(ExportError::Conflict(e.name.clone()));
-        }
-        items.push((e.clone(), path));
-    }
+    let (items, dirs) = layout(dest, entries, dest.is_dir())?;
     let mut planned = Vec::with_capacity(items.len());
     let mut present = Vec::new();
     for (e, path) in items {
@@ -145,11 +79,58 @@ pub fn plan(dest: &Path, entries: &[Entry], force: bool) -> Result<Plan, ExportE
     })
 }
 
+/// Checks the names of a collection without a destination: what [`plan`]
+/// refuses whatever the destination (unsafe names, collisions in either
+/// layout) is refused here, before any byte is fetched, by a daemon that
+/// does not place the files itself.
+pub fn check_names(entries: &[Entry]) -> Result<(), ExportError> {
+    let dest = Path::new("/dest");
+    for into_dir in [true, false] {
+        let (items, dirs) = layout(dest, entries, into_dir)?;
+        if let Some((e, _)) = items.iter().find(|(_, path)| dirs.contains(path)) {
+            return Err(ExportError::Conflict(e.name.clone()));
+        }
+    }
+    Ok(())
+}
+
+type Layout = (Vec<(Entry, PathBuf)>, HashSet<PathBuf>);
+
+/// Every entry's path under `dest` and every directory those paths need;
+/// names sanitised, no path twice.
+fn layout(dest: &Path, entries: &[Entry], into_dir: bool) -> Result<Layout, ExportError> {
+    let mut split = Vec::with_capacity(entries.len());
+    for e in entries {
+        split.push(sanitize(&e.name)?);
+    }
+    let tops: BTreeSet<&str> = split.iter().map(|p| p[0]).collect();
+    let strip_top = !into_dir && tops.len() == 1;
+    let mut items = Vec::with_capacity(entries.len());
+    let mut seen = HashSet::new();
+    let mut dirs = HashSet::new();
+    for (e, parts) in entries.iter().zip(&split) {
+        let rel = if strip_top { &parts[1..] } else { &parts[..] };
+        let mut path = dest.to_path_buf();
+        for p in rel {
+            // Every ancestor below the file, `dest` included: with the top
+            // stripped, `a` lands on `dest` itself while `a/b` needs it to be
+            // a directory.
+            dirs.insert(path.clone());
+            path.push(p);
+        }
+        if !seen.insert(path.clone()) {
+            return Err(ExportError::Conflict(e.name.clone()));
+        }
+        items.push((e.clone(), path));
+    }
+    Ok((items, dirs))
+}
+
 /// Whether the file at `path` hashes to `hash` (BLAKE3, as iroh-blobs).
-pub(super) fn same_content(path: &Path, hash: &Hash) -> bool {
+pub fn same_content(path: &Path, hash: &ContentHash) -> bool {
     let mut hasher = blake3::Hasher::new();
     match fs::File::open(path).and_then(|f| hasher.update_reader(f).map(|_| ())) {
-        Ok(()) => Hash::from(hasher.finalize()) == *hash,
+        Ok(()) => hasher.finalize().as_bytes() == hash,
         Err(_) => false,
     }
 }
@@ -191,7 +172,7 @@ mod tests {
     fn entry(name: &str) -> Entry {
         Entry {
             name: name.into(),
-            hash: Hash::EMPTY,
+            hash: [0; 32],
             size: 0,
         }
     }
@@ -356,7 +337,7 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(crate::proptest_config())]
+            #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
 
             #[test]
             fn sanitized_names_stay_inside(name in name()) {

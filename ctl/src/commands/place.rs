@@ -1,0 +1,195 @@
+//! Placing the files of a transfer the daemon fetched for us (the system
+//! service may not write our destination): they arrive over the control
+//! socket, are checked against their hashes as they arrive, and are written
+//! as this user with the same staged export the daemon uses
+//! (`ringdrop_proto::place`): temporary names, durable, renamed without
+//! overwrite, all or nothing.
+
+use std::{
+    collections::HashMap,
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use ringdrop_proto::{
+    place::{self, stage, Entry, ExportError, Staging},
+    v1::{self as pb, TransferState},
+};
+
+use crate::{client::Client, error::CliError, output::Out};
+
+/// Whether this transfer's files are ours to place now.
+pub fn ours_to_place(t: &pb::Transfer) -> bool {
+    t.client_places && t.state == TransferState::Ready as i32
+}
+
+/// Why this user cannot write `dest`, if they cannot (sent with the fetch,
+/// so the daemon refuses it before any byte moves when the files are ours
+/// to place).
+pub fn cannot_write(dest: &Path) -> Option<String> {
+    place::check_writable(dest)
+        .err()
+        .map(|(dir, e)| format!("{}: {e}", dir.display()))
+}
+
+fn export_err(e: ExportError) -> CliError {
+    CliError::failed(format!("{e}"))
+}
+
+/// One file on its way to disk: its temporary file and the hash so far.
+struct Incoming {
+    index: u32,
+    file: fs::File,
+    path: PathBuf,
+    hasher: blake3::Hasher,
+    written: u64,
+    flushed: u64,
+}
+
+impl Incoming {
+    fn open(index: u32, path: &Path) -> Result<Self, CliError> {
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| CliError::failed(format!("cannot write {}: {e}", path.display())))?;
+        Ok(Self {
+            index,
+            file,
+            path: path.to_path_buf(),
+            hasher: blake3::Hasher::new(),
+            written: 0,
+            flushed: 0,
+        })
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), CliError> {
+        if offset != self.written {
+            return Err(CliError::failed(format!(
+                "the daemon sent {} out of order (offset {offset}, expected {})",
+                self.path.display(),
+                self.written
+            )));
+        }
+        self.file
+            .write_all(data)
+            .map_err(|e| CliError::failed(format!("cannot write {}: {e}", self.path.display())))?;
+        self.hasher.update(data);
+        self.written += data.len() as u64;
+        if self.written >= self.flushed + stage::WRITEBACK_EVERY {
+            stage::start_writeback(&self.file, self.flushed, self.written);
+            self.flushed = self.written;
+        }
+        Ok(())
+    }
+
+    /// The whole file arrived and matches its hash.
+    fn check(&self, entry: &Entry, id: u64) -> Result<(), CliError> {
+        if self.written != entry.size || self.hasher.finalize().as_bytes() != &entry.hash {
+            return Err(CliError::failed(format!(
+                "{:?} arrived damaged ({} of {} bytes, or the wrong hash); nothing was written: retry with `ringdropctl transfers wait {id}`",
+                entry.name, self.written, entry.size
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Receives a `ready` transfer's files and places them at its destination
+/// as this user; the daemon then marks it completed. Returns the final row.
+pub async fn place(c: &Client, t: &pb::Transfer, out: &Out) -> Result<pb::Transfer, CliError> {
+    let id = t.id;
+    let files: Vec<Entry> = c
+        .transfers()
+        .list_transfer_files(pb::ListTransferFilesRequest { id })
+        .await?
+        .into_inner()
+        .files
+        .into_iter()
+        .map(|f| {
+            let hash: [u8; 32] = f.hash.as_slice().try_into().map_err(|_| {
+                CliError::failed(format!("the daemon sent a bad hash for {:?}", f.name))
+            })?;
+            Ok(Entry {
+                name: f.name,
+                hash,
+                size: f.size,
+            })
+        })
+        .collect::<Result<_, CliError>>()?;
+    let dest = PathBuf::from(&t.dest);
+    let plan = place::plan(&dest, &files, t.force).map_err(export_err)?;
+    let need: u64 = plan.items.iter().map(|(e, _)| e.size).sum();
+    place::check_space(&dest, need).map_err(export_err)?;
+    let staging = Staging::prepare(plan, id).map_err(export_err)?;
+    let index: HashMap<&str, u32> = files
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.name.as_str(), i as u32))
+        .collect();
+    let mut order = Vec::new();
+    let mut temps = HashMap::new();
+    for (entry, tmp) in staging.items() {
+        let i = index[entry.name.as_str()];
+        order.push(i);
+        temps.insert(i, tmp.to_path_buf());
+    }
+    let bar = out.bar(need, format!("placing {}", t.name));
+    if !order.is_empty() {
+        let mut chunks = c
+            .transfers()
+            .read_transfer_files(pb::ReadTransferFilesRequest {
+                id,
+                files: order.clone(),
+            })
+            .await?
+            .into_inner();
+        let mut next = order.iter();
+        let mut current: Option<Incoming> = None;
+        let mut done = 0u64;
+        while let Some(chunk) = chunks.message().await? {
+            if current.as_ref().map(|f| f.index) != Some(chunk.file) {
+                if let Some(f) = current.take() {
+                    f.check(&files[f.index as usize], id)?;
+                }
+                if next.next() != Some(&chunk.file) {
+                    return Err(CliError::failed(format!(
+                        "the daemon sent file {} out of order",
+                        chunk.file
+                    )));
+                }
+                current = Some(Incoming::open(chunk.file, &temps[&chunk.file])?);
+            }
+            if let Some(f) = current.as_mut() {
+                f.write(chunk.offset, &chunk.data)?;
+            }
+            done += chunk.data.len() as u64;
+            bar.set_position(done);
+        }
+        if let Some(f) = current.take() {
+            f.check(&files[f.index as usize], id)?;
+        }
+        if next.next().is_some() {
+            return Err(CliError::failed(format!(
+                "the daemon ended the transfer of the files early; nothing was written: retry with `ringdropctl transfers wait {id}`"
+            )));
+        }
+    }
+    bar.finish_and_clear();
+    // Hashes were checked on the way in; fsync, rename and directory sync
+    // block.
+    let placed = tokio::task::spawn_blocking(move || staging.finish(false))
+        .await
+        .map_err(|e| CliError::failed(e.to_string()))?
+        .map_err(export_err)?;
+    let t = c
+        .transfers()
+        .finish_transfer(pb::FinishTransferRequest {
+            id,
+            files: placed.iter().map(|p| p.display().to_string()).collect(),
+        })
+        .await?
+        .into_inner();
+    Ok(t)
+}

@@ -1,0 +1,196 @@
+//! Delivery to a client that places the files itself (the system service
+//! fetching for an operator whose home it may not write): the files of a
+//! `ready` transfer are listed and streamed from the store to the user who
+//! started it, and the transfer completes when that client says it placed
+//! them. The client writes with the same staged export as the daemon
+//! (`ringdrop_proto::place`) and checks every file's hash as it arrives.
+
+use futures::StreamExt;
+use iroh_blobs::{format::collection::Collection, BlobFormat, Hash};
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::transfers::plan::Entry;
+
+/// Bytes per message on the control socket: large enough to keep the
+/// socket busy, well under tonic's 4 MiB message limit.
+const CHUNK: usize = 1 << 20;
+/// Messages buffered ahead of a slow client.
+const CHUNKS_AHEAD: usize = 4;
+
+/// One piece of a file on its way to the client.
+#[derive(Debug)]
+pub struct FileChunk {
+    pub file: u32,
+    pub offset: u64,
+    pub data: Vec<u8>,
+}
+
+impl TransferManager {
+    /// The row of a `ready` transfer that `caller` may receive.
+    fn ready_for(&self, id: u64, caller: u32) -> Result<TransferRecord, TransferError> {
+        let rec = self.stored(id)?;
+        if rec.owner_uid != caller && caller != 0 {
+            return Err(TransferError::NotOwner {
+                id,
+                owner: rec.owner_uid,
+            });
+        }
+        if rec.placement != Placement::Client {
+            return Err(TransferError::PlacedByDaemon(id));
+        }
+        if rec.state != TransferState::Ready {
+            return Err(TransferError::InvalidState {
+                id,
+                state: rec.state.name(),
+                action: "received (it is not ready)",
+            });
+        }
+        Ok(rec)
+    }
+
+    /// The files of a `ready` transfer, in collection order.
+    pub async fn ready_files(&self, id: u64, caller: u32) -> Result<Vec<Entry>, TransferError> {
+        let rec = self.ready_for(id, caller)?;
+        let ticket: Ticket = rec.ticket.parse()?;
+        let store = &self.inner.store;
+        let failed = |msg: String| TransferError::Content { id, msg };
+        let named: Vec<(String, Hash)> = if ticket.content.format == BlobFormat::Raw {
+            let name = Some(rec.name.clone())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| rec.hash.to_string());
+            vec![(name, rec.hash)]
+        } else {
+            let collection = Collection::load(rec.hash, store)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            collection.into_iter().collect()
+        };
+        let mut out = Vec::with_capacity(named.len());
+        for (name, hash) in named {
+            let size = match store.blobs().status(hash).await {
+                Ok(iroh_blobs::api::proto::BlobStatus::Complete { size }) => size,
+                Ok(_) => return Err(failed(format!("{name:?} is not complete in the store"))),
+                Err(e) => return Err(failed(e.to_string())),
+            };
+            out.push(Entry {
+                name,
+                hash: *hash.as_bytes(),
+                size,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Streams the bytes of the files `wanted` (indexes into
+    /// [`Self::ready_files`]) of a `ready` transfer, one file after another.
+    pub async fn read_ready(
+        &self,
+        id: u64,
+        caller: u32,
+        wanted: Vec<u32>,
+    ) -> Result<mpsc::Receiver<Result<FileChunk, TransferError>>, TransferError> {
+        let files = self.ready_files(id, caller).await?;
+        for &i in &wanted {
+            if i as usize >= files.len() {
+                return Err(TransferError::Content {
+                    id,
+                    msg: format!("no file {i}: the transfer has {} files", files.len()),
+                });
+            }
+        }
+        let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
+        let store = self.inner.store.clone();
+        let stop = self.inner.shutdown.clone();
+        self.inner.tasks.spawn(async move {
+            for i in wanted {
+                let entry = &files[i as usize];
+                let sent = tokio::select! {
+                    r = send_file(&store, i, entry, &tx) => r,
+                    _ = stop.cancelled() => return,
+                };
+                if let Err(msg) = sent {
+                    tx.send(Err(TransferError::Content { id, msg })).await.ok();
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    /// The owner's client placed the files: the transfer completes and its
+    /// data is released.
+    pub async fn finish_ready(
+        &self,
+        id: u64,
+        caller: u32,
+        files: Vec<PathBuf>,
+    ) -> Result<TransferView, TransferError> {
+        let mut rec = self.ready_for(id, caller)?;
+        rec.state = TransferState::Completed;
+        rec.files = files;
+        rec.updated_at = now();
+        self.inner.registry.put_transfer(&rec)?;
+        if let Err(e) = self.inner.store.tags().delete(transfer_tag(id)).await {
+            warn!(id, "cannot release transfer data: {e}");
+        }
+        self.touch();
+        Ok(TransferView { rec, rate: 0 })
+    }
+}
+
+/// Sends one whole file, read from the store in its own leaves and
+/// batched into [`CHUNK`]-sized messages; an error says what went wrong.
+async fn send_file(
+    store: &Store,
+    index: u32,
+    entry: &Entry,
+    tx: &mpsc::Sender<Result<FileChunk, TransferError>>,
+) -> Result<(), String> {
+    use iroh_blobs::api::proto::ExportRangesItem;
+    let mut leaves = store
+        .export_ranges(Hash::from_bytes(entry.hash), 0..entry.size)
+        .stream();
+    let mut pending = FileChunk {
+        file: index,
+        offset: 0,
+        data: Vec::with_capacity(CHUNK),
+    };
+    let mut sent_any = false;
+    while let Some(item) = leaves.next().await {
+        match item {
+            ExportRangesItem::Size(_) => {}
+            ExportRangesItem::Data(leaf) => {
+                if leaf.offset != pending.offset + pending.data.len() as u64 {
+                    return Err(format!("{:?}: the store skipped bytes", entry.name));
+                }
+                pending.data.extend_from_slice(&leaf.data);
+                if pending.data.len() >= CHUNK {
+                    let next = pending.offset + pending.data.len() as u64;
+                    let full = std::mem::replace(
+                        &mut pending,
+                        FileChunk {
+                            file: index,
+                            offset: next,
+                            data: Vec::with_capacity(CHUNK),
+                        },
+                    );
+                    sent_any = true;
+                    if tx.send(Ok(full)).await.is_err() {
+                        return Ok(()); // the client went away
+                    }
+                }
+            }
+            ExportRangesItem::Error(e) => return Err(format!("{:?}: {e}", entry.name)),
+        }
+    }
+    if pending.offset + pending.data.len() as u64 != entry.size {
+        return Err(format!("{:?}: the store ended the file early", entry.name));
+    }
+    // The tail, or one empty message for an empty file so the client
+    // creates it.
+    if !pending.data.is_empty() || !sent_any {
+        tx.send(Ok(pending)).await.ok();
+    }
+    Ok(())
+}
