@@ -23,6 +23,8 @@ pub struct BinDaemon {
     pub args: Vec<String>,
     /// Network namespace it runs in (`ip netns exec`), if any.
     pub netns: Option<String>,
+    /// Uid it runs as (`setpriv`), if not the test's own.
+    pub uid: Option<u32>,
 }
 
 impl BinDaemon {
@@ -51,19 +53,51 @@ impl BinDaemon {
         Self::start(None, dir, args)
     }
 
+    /// Starts `ringdropd` as `uid` (and gid `uid`, no other groups) with
+    /// `setpriv`, as a system service runs as a user of its own; `dir` is
+    /// handed to that uid. Needs root.
+    pub fn spawn_as(uid: u32, dir: &Path, extra: &[&str]) -> Result<Self> {
+        std::os::unix::fs::chown(dir, Some(uid), Some(uid))?;
+        let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        if !args.iter().any(|a| a == "--bind") {
+            args.extend(["--bind".to_string(), "127.0.0.1:0".to_string()]);
+        }
+        let mut d = Self::launch(None, Some(uid), dir, args)?;
+        d.wait_ready()?;
+        Ok(d)
+    }
+
     fn start(netns: Option<String>, dir: &Path, args: Vec<String>) -> Result<Self> {
+        let mut d = Self::launch(netns, None, dir, args)?;
+        d.wait_ready()?;
+        Ok(d)
+    }
+
+    fn launch(
+        netns: Option<String>,
+        uid: Option<u32>,
+        dir: &Path,
+        args: Vec<String>,
+    ) -> Result<Self> {
         let socket = dir.join("d.sock");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("ringdropd.log"))?;
-        let mut cmd = match &netns {
-            Some(ns) => {
+        let mut cmd = match (&netns, uid) {
+            (Some(ns), _) => {
                 let mut c = std::process::Command::new("ip");
                 c.args(["netns", "exec", ns]).arg(bin("ringdropd")?);
                 c
             }
-            None => std::process::Command::new(bin("ringdropd")?),
+            (None, Some(uid)) => {
+                let mut c = std::process::Command::new("setpriv");
+                let id = uid.to_string();
+                c.args(["--reuid", &id, "--regid", &id, "--clear-groups", "--"])
+                    .arg(bin("ringdropd")?);
+                c
+            }
+            (None, None) => std::process::Command::new(bin("ringdropd")?),
         };
         if !args.iter().any(|a| a == "--relay") {
             cmd.args(["--relay", "disabled"]);
@@ -79,15 +113,14 @@ impl BinDaemon {
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()?;
-        let mut d = Self {
+        Ok(Self {
             child,
             dir: dir.to_path_buf(),
             socket,
             args,
             netns,
-        };
-        d.wait_ready()?;
-        Ok(d)
+            uid,
+        })
     }
 
     /// Waits until the daemon serves RPCs. A successful `connect` is not
@@ -140,7 +173,9 @@ impl BinDaemon {
 
     /// Starts the same daemon again (same data dir, socket and flags).
     pub fn restart(&mut self) -> Result<()> {
-        *self = Self::start(self.netns.clone(), &self.dir, self.args.clone())?;
+        let mut d = Self::launch(self.netns.clone(), self.uid, &self.dir, self.args.clone())?;
+        d.wait_ready()?;
+        *self = d;
         Ok(())
     }
 

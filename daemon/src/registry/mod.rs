@@ -181,6 +181,59 @@ mod tests {
         std::fs::remove_dir_all(dir).ok();
     }
 
+    #[test]
+    fn schema_1_transfers_are_migrated() {
+        use records::TransferRecordV1;
+        let dir = tempfile_dir();
+        let path = dir.join("r.redb");
+        let old = TransferRecordV1 {
+            id: 7,
+            ticket: "rdrop...".into(),
+            provider: "ab".repeat(32),
+            dest: "/tmp/x".into(),
+            force: false,
+            name: "x".into(),
+            hash: iroh_blobs::Hash::EMPTY,
+            state: TransferState::Running,
+            bytes_total: 10,
+            bytes_done: 5,
+            bytes_received: 5,
+            attempts: 1,
+            last_error: None,
+            created_at: 1,
+            updated_at: 2,
+            files: vec![],
+        };
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(META).unwrap().insert(KEY_SCHEMA, 1).unwrap();
+            tx.open_table(TRANSFERS)
+                .unwrap()
+                .insert(7, encode_row(&old).unwrap().as_slice())
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let reg = Registry::open(&path).unwrap();
+        let rec = reg.transfer(7).unwrap().unwrap();
+        assert_eq!(rec, old.clone().upgrade(unsafe { libc::getuid() }));
+        assert_eq!(rec.placement, Placement::Daemon);
+        assert_eq!(rec.bytes_done, 5);
+        reg.close();
+        // Migrated once: the schema now says 2.
+        let db = Database::create(&path).unwrap();
+        let tx = db.begin_read().unwrap();
+        let v = tx
+            .open_table(META)
+            .unwrap()
+            .get(KEY_SCHEMA)
+            .unwrap()
+            .unwrap()
+            .value();
+        assert_eq!(v, SCHEMA_VERSION);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
     fn tempfile_dir() -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("rdrop-reg-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&d).unwrap();

@@ -237,3 +237,56 @@ pub async fn bind_socket(path: &Path, group: Option<u32>) -> Result<UnixListener
     }
     Ok(listener)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The groups this process has, as getgroups(2) reports them.
+    fn my_groups() -> Vec<u32> {
+        // SAFETY: a zero-length query, then a buffer of the size it gave.
+        let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+        let mut g = vec![0; n.max(0) as usize];
+        let n = unsafe { libc::getgroups(n, g.as_mut_ptr()) };
+        g.truncate(n.max(0) as usize);
+        g
+    }
+
+    #[tokio::test]
+    async fn identity_comes_from_the_socket_with_supplementary_groups() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let peer = PeerIdentity::of(&a).unwrap();
+        assert_eq!(peer.uid, my_uid());
+        assert_eq!(peer.pid, Some(std::process::id() as i32));
+        let mut want = my_groups();
+        let mut got = peer.groups.clone();
+        want.sort();
+        got.sort();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn members_are_admitted_by_primary_or_supplementary_group() {
+        let policy = PeerPolicy {
+            uid: 990,
+            group: Some(991),
+        };
+        let peer = |uid, gid, groups: &[u32]| PeerIdentity {
+            uid,
+            gid,
+            pid: None,
+            groups: groups.to_vec(),
+        };
+        assert!(policy.check(&peer(990, 990, &[])).is_ok());
+        assert!(policy.check(&peer(0, 0, &[])).is_ok());
+        assert!(policy.check(&peer(1000, 991, &[])).is_ok());
+        assert!(policy.check(&peer(1000, 1000, &[27, 991])).is_ok());
+        let refused = policy.check(&peer(1000, 1000, &[27, 100])).unwrap_err();
+        assert!(refused.contains("uid 1000 is not allowed"), "{refused}");
+        let owner_only = PeerPolicy {
+            uid: 990,
+            group: None,
+        };
+        assert!(owner_only.check(&peer(1000, 991, &[991])).is_err());
+    }
+}

@@ -257,7 +257,7 @@ impl Transfers for TransfersService {
                 offset: c.offset,
                 data: c.data,
             })
-            .map_err(|e| st(e))
+            .map_err(st)
         });
         Ok(Response::new(Box::pin(chunks)))
     }

@@ -48,7 +48,7 @@ pub enum ExportError {
     Io { path: PathBuf, msg: String },
     #[error("cannot read the content of {name:?}: {msg}")]
     Source { name: String, msg: String },
-    #[error("the local copy of {0:?} does not match its hash (a shared file it refers to was changed since sharing); nothing was written: share that file again or unshare it, then retry")]
+    #[error("the local copy of {0:?} no longer matches its hash (a shared file it refers to was changed since sharing); nothing was written: share that file again or unshare it, then retry")]
     Mismatch(String),
 }
 
