@@ -57,12 +57,27 @@ async fn dial(path: &std::path::Path) -> Result<Channel, String> {
 /// Connects to `--socket`, or the first socket that answers among the
 /// usual places.
 pub async fn connect(socket: Option<PathBuf>) -> Result<Client, CliError> {
+    let explicit =
+        socket.is_some() || std::env::var_os(paths::SOCKET_ENV).is_some_and(|s| !s.is_empty());
     let candidates = match socket {
         Some(s) => vec![s],
         None => paths::candidate_sockets(),
     };
     let mut last = String::new();
     for path in &candidates {
+        // A socket found by looking (not named by the user) must sit where
+        // no other user could have put it.
+        if !explicit && path.exists() {
+            if let Err(why) = path.parent().map_or(Ok(()), paths::trusted_socket_dir) {
+                return Err(CliError::new(
+                    UNREACHABLE,
+                    format!(
+                        "refusing to talk to {}: {why}; remove it, set XDG_RUNTIME_DIR, or name the daemon's socket with --socket",
+                        path.display()
+                    ),
+                ));
+            }
+        }
         match dial(path).await {
             Ok(channel) => return Ok(Client { channel }),
             Err(e) => {

@@ -53,6 +53,24 @@ impl Out {
     }
 }
 
+/// Text that came from a peer (names, labels, errors), made safe to print
+/// on a terminal: control characters (escape sequences, newlines, bells)
+/// are shown escaped instead of acted on. JSON output escapes on its own.
+pub fn clean(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// 1.5 GiB style sizes.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -115,9 +133,9 @@ pub fn transfer_line(t: &pb::Transfer) -> String {
         "    -".to_string()
     };
     let name = if t.name.is_empty() {
-        &t.hash[..12.min(t.hash.len())]
+        t.hash[..12.min(t.hash.len())].to_string()
     } else {
-        &t.name
+        clean(&t.name)
     };
     let mut line = format!(
         "{:>4}  {:<9}  {pct}  {:>10}  {name} -> {}",
@@ -127,7 +145,7 @@ pub fn transfer_line(t: &pb::Transfer) -> String {
         t.dest
     );
     if !t.last_error.is_empty() && t.state != pb::TransferState::Completed as i32 {
-        line.push_str(&format!("\n      last error: {}", t.last_error));
+        line.push_str(&format!("\n      last error: {}", clean(&t.last_error)));
     }
     if t.state == pb::TransferState::Ready as i32 {
         line.push_str(&format!(
@@ -150,5 +168,6 @@ pub fn share_json(s: &pb::Share) -> Value {
         "bytes_served": s.bytes_served,
         "rings": s.rings,
         "changed": s.changed,
+        "listed": s.listed,
     })
 }

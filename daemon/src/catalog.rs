@@ -1,6 +1,7 @@
 //! The remote catalog: a small protocol of ours (own ALPN, postcard,
 //! bounded sizes) that answers "what do you share with me?" with only the
-//! shares the asking endpoint may fetch.
+//! shares the policy lets the asking endpoint see (ring shares it is a
+//! member of, open shares their owner listed).
 
 use iroh::{
     endpoint::Connection,
@@ -11,7 +12,7 @@ use iroh_blobs::Hash;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
-use crate::{registry::Registry, shares, transfers::now};
+use crate::{policy::Policy, registry::Registry, transfers::now};
 
 /// ALPN of the catalog protocol.
 pub const ALPN: &[u8] = b"ringdrop/catalog/1";
@@ -52,14 +53,15 @@ pub enum CatalogError {
 #[derive(Debug, Clone)]
 pub struct CatalogServer {
     registry: Registry,
+    policy: std::sync::Arc<Policy>,
 }
 
 impl CatalogServer {
-    pub fn new(registry: Registry) -> Self {
-        Self { registry }
+    pub fn new(registry: Registry, policy: std::sync::Arc<Policy>) -> Self {
+        Self { registry, policy }
     }
 
-    /// Shares `peer` may fetch, with unchanged sources.
+    /// Shares the policy lets `peer` see (`Policy::may_list`).
     fn visible(&self, peer: &[u8; 32]) -> Vec<Entry> {
         let shares = match self.registry.shares() {
             Ok(s) => s,
@@ -71,8 +73,7 @@ impl CatalogServer {
         let t = now();
         shares
             .into_iter()
-            .filter(|s| matches!(self.registry.may_fetch(&s.rings, peer, t), Ok(true)))
-            .filter(|s| !shares::sources_changed(s))
+            .filter(|s| matches!(self.policy.may_list(s, peer, t), Ok(true)))
             .map(|s| Entry {
                 hash: s.hash,
                 name: s.name,

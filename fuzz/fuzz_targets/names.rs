@@ -55,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         empty_dir().join("missing")
     };
-    let Ok(p) = plan(&dest, &entries, false) else {
+    let Ok(p) = plan(&dest, &entries, false, "c") else {
         return;
     };
     assert_eq!(p.items.len() + p.present.len(), entries.len());

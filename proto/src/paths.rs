@@ -39,3 +39,37 @@ pub fn candidate_sockets() -> Vec<PathBuf> {
     out.push(PathBuf::from(SYSTEM_SOCKET));
     out
 }
+
+/// Whether a client may trust a socket in `dir` not to be another user's
+/// impostor: nobody but its owner may write in it, and its owner is this
+/// user or root, or was given it by root (its parent is root's and shut to
+/// others, as /run is for /run/ringdrop). A directory in the shared temp
+/// dir that someone else created first fails this.
+pub fn trusted_socket_dir(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let me = unsafe { libc::getuid() };
+    let shut = |m: &std::fs::Metadata| m.mode() & 0o022 == 0;
+    let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !shut(&meta) {
+        return Err(format!(
+            "{} may be written by other users, so its socket could be anyone's",
+            dir.display()
+        ));
+    }
+    if meta.uid() == me || meta.uid() == 0 {
+        return Ok(());
+    }
+    let parent_is_roots = dir
+        .parent()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .is_some_and(|p| p.uid() == 0 && shut(&p));
+    if parent_is_roots {
+        return Ok(());
+    }
+    Err(format!(
+        "{} belongs to uid {}, not to you: someone else may have created it first",
+        dir.display(),
+        meta.uid()
+    ))
+}

@@ -191,6 +191,16 @@ impl TestDaemon {
         .await
     }
 
+    /// Shares `path` (open) and lists it in the catalog.
+    pub async fn share_listed(&self, path: &Path) -> Result<pb::ShareCreated> {
+        self.share_req(pb::ShareRequest {
+            path: path.display().to_string(),
+            listed: true,
+            ..Default::default()
+        })
+        .await
+    }
+
     async fn share_req(&self, req: pb::ShareRequest) -> Result<pb::ShareCreated> {
         let mut s = self.shares().share(req).await?.into_inner();
         while let Some(m) = s.message().await? {

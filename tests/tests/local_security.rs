@@ -208,3 +208,101 @@ fn a_registry_from_a_newer_ringdropd_is_refused() -> Result<()> {
     assert!(!d.socket.exists(), "socket left behind");
     Ok(())
 }
+
+/// Runs `ringdropd` with `args` and expects it to refuse to start.
+fn refused_start(dir: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new(bin("ringdropd")?)
+        .args([
+            "--relay",
+            "disabled",
+            "--no-mdns",
+            "--bind",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.join("data"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()?;
+    assert!(!out.status.success(), "ringdropd started with {args:?}");
+    Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn a_socket_path_naming_a_file_or_a_shared_directory_is_refused() -> Result<()> {
+    let dir = temp_dir("rdrop-sec-")?;
+    // `--socket ~/notes.txt` by mistake: the file survives.
+    let notes = dir.join("notes.txt");
+    std::fs::write(&notes, b"precious")?;
+    let err = refused_start(&dir, &["--socket", notes.to_str().context("path")?])?;
+    assert!(err.contains("is not a socket"), "{err}");
+    assert_eq!(std::fs::read(&notes)?, b"precious");
+    // A directory others may write (a shared temp dir): they could swap
+    // the socket for their own.
+    let shared = dir.join("shared");
+    std::fs::create_dir(&shared)?;
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777))?;
+    let sock = shared.join("d.sock");
+    let err = refused_start(&dir, &["--socket", sock.to_str().context("path")?])?;
+    assert!(err.contains("may be written by other users"), "{err}");
+    assert!(!sock.exists());
+    Ok(())
+}
+
+#[test]
+fn ringdropctl_will_not_dial_a_socket_another_user_planted() -> Result<()> {
+    // SAFETY: getuid has no preconditions.
+    let me = unsafe { libc::getuid() };
+    if me != 0 {
+        eprintln!("SKIPPED: planting a directory as another uid needs root");
+        return Ok(());
+    }
+    // No XDG_RUNTIME_DIR: the user socket is <tmp>/ringdrop-<uid>; another
+    // user created that directory first in a shared temp dir.
+    let tmp = temp_dir("rdrop-tmp-")?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777))?;
+    let planted = tmp.join(format!("ringdrop-{me}"));
+    std::fs::create_dir(&planted)?;
+    let _impostor = std::os::unix::net::UnixListener::bind(planted.join("ringdropd.sock"))?;
+    std::os::unix::fs::chown(&planted, Some(65534), Some(65534))?;
+    let out = Command::new(bin("ringdropctl")?)
+        .args(["status"])
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("RINGDROP_SOCKET")
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("refusing to talk to"), "{err}");
+    assert!(err.contains("belongs to uid 65534"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn a_zero_gc_interval_is_refused_at_start() -> Result<()> {
+    let dir = temp_dir("rdrop-sec-")?;
+    let sock = dir.join("d.sock");
+    let out = Command::new(bin("ringdropd")?)
+        .args([
+            "--relay",
+            "disabled",
+            "--no-mdns",
+            "--bind",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.join("data"))
+        .arg("--socket")
+        .arg(&sock)
+        .env("RINGDROP_GC_INTERVAL", "0s")
+        .stdin(Stdio::null())
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started with gc_interval 0s");
+    assert!(
+        err.contains("gc_interval") && err.contains("at least 1s"),
+        "{err}"
+    );
+    Ok(())
+}

@@ -221,11 +221,14 @@ async fn remote_ls_shows_only_what_the_asker_may_fetch() -> Result<()> {
     for (name, ring) in [
         ("team.txt", "team"),
         ("other.txt", "other"),
-        ("public.txt", "open"),
+        ("unlisted.txt", "open"),
     ] {
         random_file(&dir.join(name), 1000)?;
         a.share_to(&dir.join(name), &[ring]).await?;
     }
+    // Open shares are listed only when their owner asks.
+    random_file(&dir.join("public.txt"), 1000)?;
+    a.share_listed(&dir.join("public.txt")).await?;
     // B names A in its address book, from a ticket (so it knows A's addresses).
     let ticket = a.list_shares().await?[0].ticket.clone();
     b.peers()
@@ -370,5 +373,246 @@ async fn changed_source_is_marked_not_served_and_refreshed_by_sharing_again() ->
     let t = b.wait(b.fetch(&second.ticket, &out).await?).await?;
     assert!(completed(&t), "{t:?}");
     assert_eq!(std::fs::read(out.join("doc.txt"))?, b"version two, longer");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stranger_sees_only_listed_open_shares() -> Result<()> {
+    let (a, b, stranger) = three_daemons().await?;
+    ring_with(&a, "team", &[&b]).await?;
+    let dir = temp_dir("rdrop-src-")?;
+    for name in ["quiet.txt", "listed.txt", "team.txt"] {
+        random_file(&dir.join(name), 1000)?;
+    }
+    let quiet = a.share(&dir.join("quiet.txt")).await?;
+    a.share_listed(&dir.join("listed.txt")).await?;
+    a.share_to(&dir.join("team.txt"), &["team"]).await?;
+    let names = |d: &TestDaemon, peer: String| {
+        let mut peers = d.peers();
+        async move {
+            let r = peers
+                .remote_list(pb::RemoteListRequest { peer })
+                .await?
+                .into_inner();
+            let mut n: Vec<String> = r.shares.into_iter().map(|s| s.name).collect();
+            n.sort();
+            anyhow::Ok(n)
+        }
+    };
+    // Anyone who can reach the node (its id is no secret) learns only what
+    // its owner listed.
+    assert_eq!(
+        names(&stranger, quiet.ticket.clone()).await?,
+        vec!["listed.txt"]
+    );
+    assert_eq!(
+        names(&b, quiet.ticket.clone()).await?,
+        vec!["listed.txt", "team.txt"]
+    );
+    // The unlisted open share still serves whoever holds its ticket.
+    let t = stranger
+        .wait(
+            stranger
+                .fetch(&quiet.ticket, &temp_dir("rdrop-out-")?)
+                .await?,
+        )
+        .await?;
+    assert!(completed(&t), "{t:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_share_whose_rings_are_gone_stays_closed_when_shared_again() -> Result<()> {
+    let (a, b) = (TestDaemon::start().await?, TestDaemon::start().await?);
+    ring_with(&a, "team", &[&b]).await?;
+    let dir = temp_dir("rdrop-src-")?.join("project");
+    random_file(&dir.join("notes.txt"), 2000)?;
+    a.share_to(&dir, &["team"]).await?;
+    a.rings()
+        .remove_ring(pb::RemoveRingRequest {
+            name: "team".into(),
+        })
+        .await?;
+    // The same content again, and the path again after an edit: neither
+    // opens it up without `--ring open`.
+    let same = a.share(&dir).await?;
+    assert!(same.share.unwrap().rings.is_empty());
+    random_file(&dir.join("notes.txt"), 2001)?;
+    let edited = a.share(&dir).await?;
+    assert!(edited.created);
+    assert!(
+        edited.share.as_ref().unwrap().rings.is_empty(),
+        "{edited:?}"
+    );
+    let stranger = TestDaemon::start().await?;
+    let t = stranger
+        .wait(
+            stranger
+                .fetch(&edited.ticket, &temp_dir("rdrop-out-")?)
+                .await?,
+        )
+        .await?;
+    assert!(failed(&t), "{t:?}");
+    // Asked for, it opens.
+    let opened = a.share_to(&dir, &["open"]).await?;
+    assert_eq!(opened.share.unwrap().rings, vec!["open"]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edit_that_keeps_size_and_mtime_is_not_served() -> Result<()> {
+    let (a, b) = (TestDaemon::start().await?, TestDaemon::start().await?);
+    let src = temp_dir("rdrop-src-")?.join("doc.bin");
+    let mut data = random_file(&src, 100_000)?;
+    let share = a.share(&src).await?;
+    // dd conv=notrunc, then touch -r: same size, same mtime, other bytes.
+    let before = std::fs::metadata(&src)?;
+    data[500] ^= 0xff;
+    {
+        use std::{io::Write, os::unix::fs::FileExt};
+        let f = std::fs::OpenOptions::new().write(true).open(&src)?;
+        f.write_all_at(&data[500..501], 500)?;
+        (&f).flush()?;
+    }
+    let status = std::process::Command::new("touch")
+        .arg("-d")
+        .arg(format!(
+            "@{}.{:09}",
+            before
+                .modified()?
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs(),
+            before
+                .modified()?
+                .duration_since(std::time::UNIX_EPOCH)?
+                .subsec_nanos()
+        ))
+        .arg(&src)
+        .status()?;
+    assert!(status.success());
+    let after = std::fs::metadata(&src)?;
+    assert_eq!(
+        (after.len(), after.modified()?),
+        (before.len(), before.modified()?)
+    );
+    // Not served: the change time moved, whatever mtime says.
+    let t = b
+        .wait(b.fetch(&share.ticket, &temp_dir("rdrop-out-")?).await?)
+        .await?;
+    assert!(failed(&t), "{t:?}");
+    let shares = a.list_shares().await?;
+    assert!(shares[0].changed, "{shares:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_name_that_reads_as_an_endpoint_id_is_refused() -> Result<()> {
+    let (a, b) = (TestDaemon::start().await?, TestDaemon::start().await?);
+    let b_id = b.id().await?;
+    // "bob" may not be named by another endpoint's id: later `ring
+    // add-member team <that id>` would resolve to bob.
+    let other = TestDaemon::start().await?.id().await?;
+    let err = a
+        .peers()
+        .add_peer(pb::AddPeerRequest {
+            name: other.clone(),
+            endpoint: b_id.clone(),
+        })
+        .await
+        .expect_err("an id accepted as a name");
+    assert!(err.message().contains("reads as an endpoint id"), "{err}");
+    let peers = a
+        .peers()
+        .list_peers(pb::ListPeersRequest {})
+        .await?
+        .into_inner();
+    assert!(peers.peers.is_empty(), "{peers:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn names_from_peers_are_printed_without_terminal_escapes() -> Result<()> {
+    let (a, b) = (TestDaemon::start().await?, TestDaemon::start().await?);
+    let hostile = "clear\u{1b}[2J\u{1b}]0;owned\u{7}.txt";
+    let src = temp_dir("rdrop-src-")?.join(hostile);
+    random_file(&src, 100)?;
+    let share = a.share_listed(&src).await?;
+    let out = std::process::Command::new(ringdrop_tests::bin("ringdropctl")?)
+        .arg("--socket")
+        .arg(&b.socket)
+        .args(["remote", "ls", &share.ticket])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("clear"), "{text}");
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{7}'),
+        "{text:?}"
+    );
+    Ok(())
+}
+
+/// A provider serving at most 4 MiB/s, so a transfer is still running when
+/// access ends.
+async fn slow_provider() -> Result<TestDaemon> {
+    TestDaemon::start_with(|c| c.max_upload_rate = Some(4 * MIB)).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expiry_ends_a_running_transfer_at_once() -> Result<()> {
+    let a = slow_provider().await?;
+    let b = TestDaemon::start().await?;
+    a.rings()
+        .create_ring(pb::CreateRingRequest {
+            name: "team".into(),
+        })
+        .await?;
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64
+        + 3;
+    a.rings()
+        .add_member(pb::AddMemberRequest {
+            ring: "team".into(),
+            peer: b.id().await?,
+            expires_at: until,
+        })
+        .await?;
+    let src = temp_dir("rdrop-src-")?.join("big.bin");
+    random_file(&src, 64 * MIB as usize)?;
+    let share = a.share_to(&src, &["team"]).await?;
+    let out = temp_dir("rdrop-out-")?;
+    let id = b.fetch(&share.ticket, &out).await?;
+    // Started while a member; at 4 MiB/s it needs 16 s; membership ends
+    // after 3: the running request ends then, not when it is done.
+    let t = b.wait(id).await?;
+    assert!(failed(&t), "{t:?}");
+    assert!(t.bytes_done < t.bytes_total / 2, "{t:?}");
+    assert!(t.last_error.contains("may not fetch"), "{}", t.last_error);
+    assert!(list_tree(&out).is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn editing_a_shared_file_ends_its_running_uploads() -> Result<()> {
+    let a = slow_provider().await?;
+    let b = TestDaemon::start().await?;
+    let src = temp_dir("rdrop-src-")?.join("big.bin");
+    random_file(&src, 64 * MIB as usize)?;
+    let share = a.share(&src).await?;
+    let out = temp_dir("rdrop-out-")?;
+    let id = b.fetch(&share.ticket, &out).await?;
+    b.wait_until(id, |t| t.bytes_done > MIB).await?;
+    // Appended to while it is being served: what is served from now on
+    // would not be what was shared.
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&src)?;
+        f.write_all(b"more")?;
+    }
+    let t = b.wait(id).await?;
+    assert!(failed(&t), "{t:?}");
+    assert!(t.bytes_done < t.bytes_total, "{t:?}");
+    assert!(list_tree(&out).is_empty());
     Ok(())
 }

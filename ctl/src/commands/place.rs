@@ -41,40 +41,34 @@ fn export_err(e: ExportError) -> CliError {
 struct Incoming {
     index: u32,
     file: fs::File,
-    path: PathBuf,
+    name: String,
     hasher: blake3::Hasher,
     written: u64,
     flushed: u64,
 }
 
 impl Incoming {
-    fn open(index: u32, path: &Path) -> Result<Self, CliError> {
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(|e| CliError::failed(format!("cannot write {}: {e}", path.display())))?;
-        Ok(Self {
+    fn new(index: u32, file: fs::File, name: &str) -> Self {
+        Self {
             index,
             file,
-            path: path.to_path_buf(),
+            name: name.to_string(),
             hasher: blake3::Hasher::new(),
             written: 0,
             flushed: 0,
-        })
+        }
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), CliError> {
         if offset != self.written {
             return Err(CliError::failed(format!(
-                "the daemon sent {} out of order (offset {offset}, expected {})",
-                self.path.display(),
-                self.written
+                "the daemon sent {:?} out of order (offset {offset}, expected {})",
+                self.name, self.written
             )));
         }
         self.file
             .write_all(data)
-            .map_err(|e| CliError::failed(format!("cannot write {}: {e}", self.path.display())))?;
+            .map_err(|e| CliError::failed(format!("cannot write {:?}: {e}", self.name)))?;
         self.hasher.update(data);
         self.written += data.len() as u64;
         if self.written >= self.flushed + stage::WRITEBACK_EVERY {
@@ -119,23 +113,26 @@ pub async fn place(c: &Client, t: &pb::Transfer, out: &Out) -> Result<pb::Transf
         })
         .collect::<Result<_, CliError>>()?;
     let dest = PathBuf::from(&t.dest);
-    let plan = place::plan(&dest, &files, t.force).map_err(export_err)?;
+    // The same container name the daemon would use (transfer name, or hash).
+    let container = if t.name.is_empty() { &t.hash } else { &t.name };
+    let plan = place::plan(&dest, &files, t.force, container).map_err(export_err)?;
     let need: u64 = plan.items.iter().map(|(e, _)| e.size).sum();
     place::check_space(&dest, need).map_err(export_err)?;
-    let staging = Staging::prepare(plan, id).map_err(export_err)?;
+    let staging = Staging::prepare(plan).map_err(export_err)?;
     let index: HashMap<&str, u32> = files
         .iter()
         .enumerate()
         .map(|(i, e)| (e.name.as_str(), i as u32))
         .collect();
+    // The daemon's file index -> the staging's item index.
     let mut order = Vec::new();
-    let mut temps = HashMap::new();
-    for (entry, tmp) in staging.items() {
-        let i = index[entry.name.as_str()];
-        order.push(i);
-        temps.insert(i, tmp.to_path_buf());
+    let mut staged = HashMap::new();
+    for (i, entry) in staging.items() {
+        let file = index[entry.name.as_str()];
+        order.push(file);
+        staged.insert(file, i);
     }
-    let bar = out.bar(need, format!("placing {}", t.name));
+    let bar = out.bar(need, format!("placing {}", crate::output::clean(&t.name)));
     if !order.is_empty() {
         let mut chunks = c
             .transfers()
@@ -159,7 +156,12 @@ pub async fn place(c: &Client, t: &pb::Transfer, out: &Out) -> Result<pb::Transf
                         chunk.file
                     )));
                 }
-                current = Some(Incoming::open(chunk.file, &temps[&chunk.file])?);
+                let file = staging.create(staged[&chunk.file]).map_err(export_err)?;
+                current = Some(Incoming::new(
+                    chunk.file,
+                    file,
+                    &files[chunk.file as usize].name,
+                ));
             }
             if let Some(f) = current.as_mut() {
                 f.write(chunk.offset, &chunk.data)?;

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::{
     client,
     error::CliError,
-    output::{bytes, Out},
+    output::{bytes, clean, Out},
 };
 
 #[derive(Debug, Subcommand)]
@@ -255,7 +255,7 @@ pub async fn remote(socket: Option<PathBuf>, out: &Out, cmd: RemoteCmd) -> Resul
                 format!(
                     "{}  {:<24} {:>6} files {:>10}\n  ringdropctl fetch {}",
                     &s.hash[..16],
-                    s.name,
+                    clean(&s.name),
                     s.files,
                     bytes(s.size),
                     s.ticket

@@ -31,9 +31,16 @@ pub struct ShareArgs {
     /// Ticket to print.
     #[arg(long, value_enum, default_value = "ringdrop")]
     ticket_format: TicketFormat,
-    /// Restrict to this ring (repeatable); default: "open" (anyone with the ticket).
+    /// Restrict to this ring (repeatable); default for new content: "open"
+    /// (anyone with the ticket). Content or a path already shared keeps its
+    /// rings; `--ring open` is the only way to open it up.
     #[arg(long = "ring")]
     rings: Vec<String>,
+    /// Show an open share in `remote ls` to any peer that asks (ring shares
+    /// are listed to their members only; open ones are unlisted by default:
+    /// anyone can reach a node, only ticket holders should find its files).
+    #[arg(long)]
+    listed: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,6 +64,7 @@ pub async fn share(socket: Option<PathBuf>, out: &Out, args: ShareArgs) -> Resul
             path: path.display().to_string(),
             name: args.name.unwrap_or_default(),
             rings: args.rings,
+            listed: args.listed,
             ticket_format: match args.ticket_format {
                 TicketFormat::Ringdrop => pb::TicketFormat::Ringdrop,
                 TicketFormat::Blob => pb::TicketFormat::Blob,

@@ -6,7 +6,11 @@ use clap::Subcommand;
 use ringdrop_proto::v1 as pb;
 use serde_json::json;
 
-use crate::{client, error::CliError, output::Out};
+use crate::{
+    client,
+    error::CliError,
+    output::{clean, Out},
+};
 
 #[derive(Debug, Subcommand)]
 pub enum TicketCmd {
@@ -47,7 +51,7 @@ pub async fn run(socket: Option<PathBuf>, out: &Out, cmd: TicketCmd) -> Result<(
                 if t.direct_addresses.is_empty() { "-".to_string() } else { t.direct_addresses.join(", ") },
                 t.hash,
                 t.format,
-                if t.name.is_empty() { "-" } else { &t.name },
+                if t.name.is_empty() { "-".to_string() } else { clean(&t.name) },
             )
         },
     );

@@ -10,7 +10,7 @@ use super::place;
 use crate::{
     client::{self, Client},
     error::CliError,
-    output::{bytes, transfer_json, transfer_line, Out},
+    output::{bytes, clean, transfer_json, transfer_line, Out},
 };
 
 #[derive(Debug, Subcommand)]
@@ -76,7 +76,7 @@ pub async fn follow(c: &Client, id: u64, out: &Out) -> Result<pb::Transfer, CliE
             let name = if t.name.is_empty() {
                 format!("transfer {id}")
             } else {
-                t.name.clone()
+                clean(&t.name)
             };
             let b = out.bar(t.bytes_total, name);
             bar = Some(b);
@@ -85,7 +85,11 @@ pub async fn follow(c: &Client, id: u64, out: &Out) -> Result<pb::Transfer, CliE
             b.set_length(t.bytes_total);
             b.set_position(t.bytes_done);
             if !t.last_error.is_empty() && t.state == TransferState::Running as i32 {
-                b.set_message(format!("{} (retrying: {})", t.name, t.last_error));
+                b.set_message(format!(
+                    "{} (retrying: {})",
+                    clean(&t.name),
+                    clean(&t.last_error)
+                ));
             }
         }
         let done = is_terminal(&t);
@@ -159,7 +163,11 @@ pub fn report(out: &Out, t: &pb::Transfer) -> Result<(), CliError> {
         out.emit(transfer_json(t), || {
             format!(
                 "Fetched {} ({}) to {}",
-                if t.name.is_empty() { &t.hash } else { &t.name },
+                if t.name.is_empty() {
+                    t.hash.clone()
+                } else {
+                    clean(&t.name)
+                },
                 bytes(t.bytes_total),
                 t.dest
             )
@@ -178,9 +186,9 @@ pub fn report(out: &Out, t: &pb::Transfer) -> Result<(), CliError> {
         "transfer {} {what}: {}",
         t.id,
         if t.last_error.is_empty() {
-            "no reason recorded"
+            "no reason recorded".to_string()
         } else {
-            &t.last_error
+            clean(&t.last_error)
         }
     )))
 }

@@ -172,8 +172,13 @@ fn apply_one(c: &mut Config, key: &str, v: &str) -> Result<(), String> {
             }
         }
         "gc_interval" => {
-            c.gc_interval = humantime::parse_duration(v)
-                .map_err(|e| format!("{v:?} is not a duration like 60s or 5m ({e})"))?
+            let t = humantime::parse_duration(v)
+                .map_err(|e| format!("{v:?} is not a duration like 60s or 5m ({e})"))?;
+            // The store's GC loop sleeps this long between runs: zero spins.
+            if t < Duration::from_secs(1) {
+                return Err(format!("{v:?} is too short: at least 1s"));
+            }
+            c.gc_interval = t;
         }
         "peer_timeout" => {
             let t = humantime::parse_duration(v)

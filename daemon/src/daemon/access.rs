@@ -26,7 +26,7 @@ pub enum AccessError {
     RingExists(String),
     #[error("ring 'open' is built in (anyone holding a ticket): it cannot be created, removed or given members")]
     OpenRing,
-    #[error("invalid name {0:?}: use 1-64 letters, digits, '-', '_' or '.'")]
+    #[error("invalid name {0:?}: use 1-64 letters, digits, '-', '_' or '.', and nothing that reads as an endpoint id")]
     BadName(String),
     #[error("'{0}' is not an endpoint id, a ticket or a name in the address book: add it with `ringdropctl peer add NAME ENDPOINT_ID`")]
     UnknownPeer(String),
@@ -50,11 +50,14 @@ pub struct PeerRef {
 }
 
 fn check_name(name: &str) -> Result<(), AccessError> {
+    // A name that reads as an endpoint id would shadow that endpoint
+    // wherever a PEER argument is resolved.
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name.parse::<EndpointId>().is_err();
     if ok {
         Ok(())
     } else {

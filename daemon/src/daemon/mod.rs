@@ -59,6 +59,9 @@ fn daemon_cannot_write(dest: &Path) -> Result<(), String> {
     })
 }
 
+/// How often live uploads are judged again (expiry, revocation, edits).
+const LIVE_ACCESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Errors starting the daemon.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -107,6 +110,7 @@ struct Inner {
     transfers: TransferManager,
     gate: BlobsGate,
     gate_stats: Arc<GateStats>,
+    policy: Arc<crate::policy::Policy>,
     uploads: Uploads,
     started: Instant,
     shutdown: CancellationToken,
@@ -162,14 +166,23 @@ impl Daemon {
         let endpoint = node::bind_endpoint(&config).await?;
 
         let gate_stats = Arc::new(GateStats::default());
+        let policy = Arc::new(crate::policy::Policy::new(registry.clone()));
         let uploads = Uploads::default();
         let limit = config.max_upload_rate.map(|r| Arc::new(RateLimit::new(r)));
-        let (events, _gate_task) =
-            spawn_gate(registry.clone(), gate_stats.clone(), uploads.clone(), limit);
+        let (events, _gate_task) = spawn_gate(
+            registry.clone(),
+            policy.clone(),
+            gate_stats.clone(),
+            uploads.clone(),
+            limit,
+        );
         let gate = BlobsGate::new((*store).clone(), events);
         let router = Router::builder(endpoint.clone())
             .accept(iroh_blobs::ALPN, gate.clone())
-            .accept(catalog::ALPN, CatalogServer::new(registry.clone()))
+            .accept(
+                catalog::ALPN,
+                CatalogServer::new(registry.clone(), policy.clone()),
+            )
             .spawn();
 
         let shutdown = CancellationToken::new();
@@ -191,12 +204,14 @@ impl Daemon {
                 transfers,
                 gate,
                 gate_stats,
+                policy,
                 uploads,
                 started: Instant::now(),
                 shutdown,
             }),
         };
         daemon.reconcile().await;
+        tokio::spawn(daemon.clone().enforce_live_access());
         let resumed = daemon
             .inner
             .transfers
@@ -211,6 +226,47 @@ impl Daemon {
             "ringdropd started"
         );
         Ok(daemon)
+    }
+
+    /// Every second, every live upload is judged again by the policy:
+    /// membership that expired, a ring or member removed between the
+    /// decision and the start, a share unshared, a source file edited, a
+    /// GET_MANY spanning a share that was revoked. A peer that may no
+    /// longer fetch what it is being served is disconnected.
+    async fn enforce_live_access(self) {
+        let mut tick = tokio::time::interval(LIVE_ACCESS_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.inner.shutdown.cancelled() => return,
+            }
+            let live = self.inner.uploads.list();
+            if live.is_empty() {
+                continue;
+            }
+            let this = self.clone();
+            let cut = tokio::task::spawn_blocking(move || {
+                let now = crate::transfers::now();
+                let mut cut = std::collections::BTreeSet::new();
+                for u in live {
+                    let allowed = u.shares.iter().all(|h| {
+                        matches!(this.inner.registry.share(h), Ok(Some(rec))
+                            if matches!(this.inner.policy.may_fetch(&rec, u.peer.as_bytes(), now), Ok(true)))
+                    });
+                    if !allowed {
+                        cut.insert(u.peer);
+                    }
+                }
+                cut
+            })
+            .await
+            .unwrap_or_default();
+            for peer in cut {
+                info!(%peer, "access ended during an upload (expired, revoked or source changed): disconnecting");
+                self.inner.gate.disconnect(peer);
+            }
+        }
     }
 
     /// Registry and store are two databases: make every share's tag exist
@@ -286,23 +342,19 @@ impl Daemon {
         t.to_string()
     }
 
-    /// Shares a file or directory (absolute path on this host), restricted
-    /// to `rings` (none: `open`). Peers fetching a share this one replaced
+    /// Shares a file or directory (absolute path on this host) as
+    /// [`shares::share`] says. Peers fetching a share this one replaced
     /// (its files changed) are disconnected.
     pub async fn share(
         &self,
-        path: &Path,
-        name: Option<String>,
-        rings: Vec<String>,
+        req: shares::ShareRequest,
         events: mpsc::Sender<ShareEvent>,
     ) -> Result<Shared, ShareError> {
         let shared = shares::share(
             &self.inner.store,
             &self.inner.registry,
             &self.inner.config.data_dir,
-            path,
-            name,
-            rings,
+            req,
             events,
         )
         .await?;

@@ -15,7 +15,6 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
-    time::{Duration, Instant},
 };
 
 use iroh::EndpointId;
@@ -32,8 +31,8 @@ use tracing::{info, warn};
 
 use super::{RateLimit, Uploads};
 use crate::{
+    policy::Policy,
     registry::{Registry, RegistryError, ShareRecord},
-    shares,
 };
 
 /// Counters of the gate's decisions.
@@ -58,14 +57,10 @@ fn lookup<T>(r: Result<T, RegistryError>) -> Result<T, AbortReason> {
     })
 }
 
-/// How long a "source files unchanged" check is trusted.
-const SOURCE_CHECK_TTL: Duration = Duration::from_secs(1);
-
 /// The gate task's state.
 struct Gate {
     registry: Registry,
-    /// share -> (checked at, sources unchanged)
-    fresh: HashMap<Hash, (Instant, bool)>,
+    policy: Arc<Policy>,
 }
 
 impl Gate {
@@ -73,26 +68,9 @@ impl Gate {
         crate::transfers::now()
     }
 
-    /// Whether `peer` may fetch `share` now.
+    /// Whether `peer` may fetch `share` now (the policy decides).
     fn may_fetch(&mut self, share: &ShareRecord, peer: &EndpointId) -> Result<bool, AbortReason> {
-        if !lookup(
-            self.registry
-                .may_fetch(&share.rings, peer.as_bytes(), Self::now()),
-        )? {
-            return Ok(false);
-        }
-        let fresh = match self.fresh.get(&share.hash) {
-            Some((at, ok)) if at.elapsed() < SOURCE_CHECK_TTL => *ok,
-            _ => {
-                let ok = !shares::sources_changed(share);
-                if !ok {
-                    warn!(share = %share.hash, name = %share.name, "shared files changed since sharing; not serving them (share again to refresh)");
-                }
-                self.fresh.insert(share.hash, (Instant::now(), ok));
-                ok
-            }
-        };
-        Ok(fresh)
+        lookup(self.policy.may_fetch(share, peer.as_bytes(), Self::now()))
     }
 
     /// The share `hash` may be served for to `peer` as a raw blob: the share
@@ -111,14 +89,15 @@ impl Gate {
         Ok(None)
     }
 
-    /// Whether the request may be served and which share it is served for.
-    fn decide(&mut self, ask: &Ask<'_>, peer: &EndpointId) -> Result<Option<Hash>, AbortReason> {
+    /// Whether the request may be served, and every share it is served
+    /// for (a GET_MANY may span several: revoking any one ends it).
+    fn decide(&mut self, ask: &Ask<'_>, peer: &EndpointId) -> Result<Vec<Hash>, AbortReason> {
         let denied = AbortReason::Permission;
         match ask {
             Ask::Get(req) => {
                 if let Some(s) = lookup(self.registry.share(&req.hash))? {
                     return if within_collection(req, &s) && self.may_fetch(&s, peer)? {
-                        Ok(Some(s.hash))
+                        Ok(vec![s.hash])
                     } else {
                         Err(denied)
                     };
@@ -126,20 +105,24 @@ impl Gate {
                 if !req.ranges.is_blob() {
                     return Err(denied);
                 }
-                self.raw_share(&req.hash, peer)?.map(Some).ok_or(denied)
+                self.raw_share(&req.hash, peer)?
+                    .map(|s| vec![s])
+                    .ok_or(denied)
             }
             Ask::GetMany(req) => {
-                let mut first = None;
+                let mut shares = Vec::new();
                 for (hash, ranges) in req.hashes.iter().zip(req.ranges.iter_infinite()) {
                     if ranges.is_empty() {
                         continue;
                     }
                     let share = self.raw_share(hash, peer)?.ok_or(denied)?;
-                    first.get_or_insert(share);
+                    if !shares.contains(&share) {
+                        shares.push(share);
+                    }
                 }
-                Ok(first)
+                Ok(shares)
             }
-            Ask::Observe(hash) => self.raw_share(hash, peer)?.map(Some).ok_or(denied),
+            Ask::Observe(hash) => self.raw_share(hash, peer)?.map(|s| vec![s]).ok_or(denied),
         }
     }
 }
@@ -167,6 +150,7 @@ fn describe(ask: &Ask<'_>) -> (&'static str, Hash) {
 /// `limit` turns on the per-chunk throttle hook (costly, so only when set).
 pub fn spawn_gate(
     registry: Registry,
+    policy: Arc<Policy>,
     stats: Arc<GateStats>,
     uploads: Uploads,
     limit: Option<Arc<RateLimit>>,
@@ -187,7 +171,7 @@ pub fn spawn_gate(
     let task = tokio::spawn(async move {
         let mut gate = Gate {
             registry: registry.clone(),
-            fresh: HashMap::new(),
+            policy,
         };
         // connection id -> peer; ids are reused only after ConnectionClosed.
         let mut peers: HashMap<u64, EndpointId> = HashMap::new();
@@ -205,36 +189,49 @@ pub fn spawn_gate(
                 }
                 ProviderMessage::ConnectionClosed(msg) => {
                     peers.remove(&msg.connection_id);
+                    uploads.connection_closed(msg.connection_id);
                 }
+                // Allowed requests are recorded before the provider hears
+                // the answer, so a revocation in between finds them.
                 ProviderMessage::GetRequestReceived(msg) => {
                     let ask = Ask::Get(&msg.inner.request);
                     let key = (msg.inner.connection_id, msg.inner.request_id);
                     let res = judge(&mut gate, &stats, &peers, key.0, &ask);
-                    msg.tx.send(res.map(|_| ())).await.ok();
-                    if let Ok((peer, share)) = res {
-                        let hash = msg.inner.request.hash;
-                        uploads.track(registry.clone(), key, peer, share, hash, msg.rx);
+                    if let Ok((peer, shares)) = &res {
+                        uploads.begin(key, *peer, shares.clone(), msg.inner.request.hash);
+                    }
+                    msg.tx
+                        .send(res.as_ref().map(|_| ()).map_err(|e| *e))
+                        .await
+                        .ok();
+                    if res.is_ok() {
+                        uploads.follow(registry.clone(), key, msg.rx);
                     }
                 }
                 ProviderMessage::GetManyRequestReceived(msg) => {
                     let ask = Ask::GetMany(&msg.inner.request);
                     let key = (msg.inner.connection_id, msg.inner.request_id);
                     let res = judge(&mut gate, &stats, &peers, key.0, &ask);
-                    msg.tx.send(res.map(|_| ())).await.ok();
-                    if let Ok((peer, share)) = res {
-                        let hash = msg
-                            .inner
-                            .request
-                            .hashes
-                            .first()
-                            .copied()
-                            .unwrap_or(Hash::EMPTY);
-                        uploads.track(registry.clone(), key, peer, share, hash, msg.rx);
+                    if let Ok((peer, shares)) = &res {
+                        let first = msg.inner.request.hashes.first().copied();
+                        uploads.begin(key, *peer, shares.clone(), first.unwrap_or(Hash::EMPTY));
+                    }
+                    msg.tx
+                        .send(res.as_ref().map(|_| ()).map_err(|e| *e))
+                        .await
+                        .ok();
+                    if res.is_ok() {
+                        uploads.follow(registry.clone(), key, msg.rx);
                     }
                 }
                 ProviderMessage::ObserveRequestReceived(msg) => {
-                    let ask = Ask::Observe(msg.inner.request.hash);
-                    let res = judge(&mut gate, &stats, &peers, msg.inner.connection_id, &ask);
+                    let hash = msg.inner.request.hash;
+                    let ask = Ask::Observe(hash);
+                    let conn = msg.inner.connection_id;
+                    let res = judge(&mut gate, &stats, &peers, conn, &ask);
+                    if let Ok((peer, shares)) = &res {
+                        uploads.observe(conn, *peer, shares.clone(), hash);
+                    }
                     msg.tx.send(res.map(|_| ())).await.ok();
                 }
                 ProviderMessage::PushRequestReceived(msg) => {
@@ -264,7 +261,7 @@ fn judge(
     peers: &HashMap<u64, EndpointId>,
     connection_id: u64,
     ask: &Ask<'_>,
-) -> Result<(EndpointId, Option<Hash>), AbortReason> {
+) -> Result<(EndpointId, Vec<Hash>), AbortReason> {
     let (kind, hash) = describe(ask);
     let Some(peer) = peers.get(&connection_id).copied() else {
         warn!(connection_id, kind, %hash, "gate: request on an unknown connection, refused");
@@ -280,5 +277,5 @@ fn judge(
     };
     counter.fetch_add(1, Ordering::Relaxed);
     info!(%peer, kind, %hash, decision, "gate");
-    res.map(|share| (peer, share))
+    res.map(|shares| (peer, shares))
 }

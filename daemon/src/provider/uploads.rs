@@ -17,8 +17,10 @@ use crate::registry::Registry;
 #[derive(Debug, Clone)]
 pub struct Upload {
     pub peer: EndpointId,
-    /// The share it is served for.
+    /// The share it is served for (the first, for a GET_MANY).
     pub share: Option<Hash>,
+    /// Every share it is served for: revoking any one of them ends it.
+    pub shares: Vec<Hash>,
     /// The requested hash.
     pub hash: Hash,
     pub started: SystemTime,
@@ -39,6 +41,10 @@ impl Upload {
     }
 }
 
+/// Keys of OBSERVE requests count down from here (request ids count up
+/// from 0), so both live in one map per connection.
+const OBSERVE_KEYS: u64 = u64::MAX;
+
 /// Live uploads by (connection id, request id); cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Uploads {
@@ -58,9 +64,44 @@ impl Uploads {
     pub fn peers_of(&self, share: &Hash) -> Vec<EndpointId> {
         self.list()
             .into_iter()
-            .filter(|u| u.share.as_ref() == Some(share))
+            .filter(|u| u.shares.contains(share))
             .map(|u| u.peer)
             .collect()
+    }
+
+    /// Records an allowed request before the provider is told to serve
+    /// it, so that a revocation in between finds it.
+    pub fn begin(&self, key: (u64, u64), peer: EndpointId, shares: Vec<Hash>, hash: Hash) {
+        let upload = Upload {
+            peer,
+            share: shares.first().copied(),
+            shares,
+            hash,
+            started: SystemTime::now(),
+            started_at: Instant::now(),
+            sent: 0,
+        };
+        if let Ok(mut l) = self.live.lock() {
+            l.insert(key, upload);
+        }
+    }
+
+    /// An allowed OBSERVE: it lasts as long as its connection, so it is
+    /// listed (and cut by revocation) until the connection closes.
+    pub fn observe(&self, connection_id: u64, peer: EndpointId, shares: Vec<Hash>, hash: Hash) {
+        let n = self
+            .live
+            .lock()
+            .map(|l| l.keys().filter(|k| k.0 == connection_id).count() as u64)
+            .unwrap_or(0);
+        self.begin((connection_id, OBSERVE_KEYS - n), peer, shares, hash);
+    }
+
+    /// A connection closed: its OBSERVE requests end with it.
+    pub fn connection_closed(&self, connection_id: u64) {
+        if let Ok(mut l) = self.live.lock() {
+            l.retain(|k, _| !(k.0 == connection_id && k.1 > OBSERVE_KEYS / 2));
+        }
     }
 
     fn set_sent(&self, key: (u64, u64), sent: u64) {
@@ -71,28 +112,19 @@ impl Uploads {
         }
     }
 
-    /// Follows one allowed request's updates until it ends, then counts
-    /// its payload bytes in the registry.
-    pub fn track(
+    /// Follows a request recorded with [`Self::begin`] until it ends, then
+    /// counts its payload bytes in the registry.
+    pub fn follow(
         &self,
         registry: Registry,
         key: (u64, u64),
-        peer: EndpointId,
-        share: Option<Hash>,
-        hash: Hash,
         mut rx: irpc::channel::mpsc::Receiver<RequestUpdate>,
     ) {
-        let upload = Upload {
-            peer,
-            share,
-            hash,
-            started: SystemTime::now(),
-            started_at: Instant::now(),
-            sent: 0,
-        };
-        if let Ok(mut l) = self.live.lock() {
-            l.insert(key, upload);
-        }
+        let share = self
+            .live
+            .lock()
+            .ok()
+            .and_then(|l| l.get(&key).and_then(|u| u.share));
         let this = self.clone();
         tokio::spawn(async move {
             // Bytes of finished blobs, and the current blob's end offset.

@@ -18,7 +18,8 @@ pub use records::{
 pub use rings::{Member, RingInfo, OPEN_RING};
 
 /// Schema version this build writes; older ones are migrated, newer refused.
-/// 2: transfers record their owner's uid and who places the files.
+/// 2: transfers record their owner's uid and who places the files; shares
+/// record whether they are listed and their sources' inode and change time.
 pub const SCHEMA_VERSION: u64 = 2;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -98,8 +99,8 @@ impl Registry {
                     return Err(RegistryError::NewerSchema { found: v })
                 }
                 Some(1) => {
-                    let mut transfers = tx.open_table(TRANSFERS)?;
-                    migrate_transfers_v1(&mut transfers)?;
+                    migrate_transfers_v1(&mut tx.open_table(TRANSFERS)?)?;
+                    migrate_shares_v1(&mut tx.open_table(SHARES)?)?;
                     meta.insert(KEY_SCHEMA, SCHEMA_VERSION)?;
                 }
                 Some(_) => {}
@@ -157,6 +158,26 @@ fn migrate_transfers_v1(transfers: &mut redb::Table<u64, &[u8]>) -> Result<()> {
     }
     for (id, old) in rows {
         transfers.insert(id, encode_row(&old.upgrade(me))?.as_slice())?;
+    }
+    Ok(())
+}
+
+/// Schema 1 -> 2: shares become unlisted, and their sources take today's
+/// inode and change time where size and mtime still match.
+fn migrate_shares_v1(shares: &mut redb::Table<&[u8; 32], &[u8]>) -> Result<()> {
+    let stat = |p: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(p).ok()?;
+        let s = crate::shares::source_of(p, &m);
+        Some((s.size, s.mtime_ns, s.ctime_ns, m.dev(), m.ino()))
+    };
+    let mut rows = Vec::new();
+    for item in shares.iter()? {
+        let (k, v) = item?;
+        rows.push((*k.value(), decode_row::<records::ShareRecordV1>(v.value())?));
+    }
+    for (k, old) in rows {
+        shares.insert(&k, encode_row(&old.upgrade(stat))?.as_slice())?;
     }
     Ok(())
 }

@@ -36,15 +36,92 @@ pub struct ShareRecord {
     pub rings: Vec<String>,
     /// The files it was imported from, as they were then.
     pub sources: Vec<Source>,
+    /// Shown in the catalog to peers who may fetch it only because it is
+    /// `open` (`share --listed`); ring shares are listed to their members.
+    pub listed: bool,
 }
 
-/// A shared file as it was when imported.
+/// A shared file as it was when imported: everything `touch` and `cp -p`
+/// cannot set back (inode, change time) besides size and mtime.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Source {
     pub path: PathBuf,
     pub size: u64,
     /// Modification time, nanoseconds since the epoch.
     pub mtime_ns: i128,
+    /// Status change time, nanoseconds since the epoch: any write, rename
+    /// or `touch` moves it, and nothing but the clock sets it.
+    pub ctime_ns: i128,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// A share row as schema 1 stored it (before `listed` and source identity).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareRecordV1 {
+    pub hash: Hash,
+    pub name: String,
+    pub path: PathBuf,
+    pub size: u64,
+    pub files: u64,
+    pub created_at: i64,
+    pub children: Vec<Hash>,
+    pub rings: Vec<String>,
+    pub sources: Vec<SourceV1>,
+}
+
+/// A source as schema 1 stored it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceV1 {
+    pub path: PathBuf,
+    pub size: u64,
+    pub mtime_ns: i128,
+}
+
+impl ShareRecordV1 {
+    /// Schema 1 knew sources by size and mtime only. A source that still
+    /// has them takes today's inode and change time (the trust schema 1
+    /// gave it); one that does not keeps zeros, which match no file, so
+    /// the share is not served until shared again. Unlisted.
+    pub fn upgrade(
+        self,
+        stat: impl Fn(&std::path::Path) -> Option<(u64, i128, i128, u64, u64)>,
+    ) -> ShareRecord {
+        let sources = self
+            .sources
+            .into_iter()
+            .map(|s| {
+                let (ctime_ns, dev, ino) = match stat(&s.path) {
+                    Some((size, mtime_ns, ctime_ns, dev, ino))
+                        if size == s.size && mtime_ns == s.mtime_ns =>
+                    {
+                        (ctime_ns, dev, ino)
+                    }
+                    _ => (0, 0, 0),
+                };
+                Source {
+                    path: s.path,
+                    size: s.size,
+                    mtime_ns: s.mtime_ns,
+                    ctime_ns,
+                    dev,
+                    ino,
+                }
+            })
+            .collect();
+        ShareRecord {
+            hash: self.hash,
+            name: self.name,
+            path: self.path,
+            size: self.size,
+            files: self.files,
+            created_at: self.created_at,
+            children: self.children,
+            rings: self.rings,
+            sources,
+            listed: false,
+        }
+    }
 }
 
 /// An address-book entry: a name for an endpoint and where it was last seen.
@@ -219,11 +296,20 @@ mod tests {
     }
 
     fn source() -> impl Strategy<Value = Source> {
-        (path(), any::<u64>(), any::<i128>()).prop_map(|(path, size, mtime_ns)| Source {
-            path,
-            size,
-            mtime_ns,
-        })
+        (
+            path(),
+            any::<u64>(),
+            any::<(i128, i128)>(),
+            any::<(u64, u64)>(),
+        )
+            .prop_map(|(path, size, (mtime_ns, ctime_ns), (dev, ino))| Source {
+                path,
+                size,
+                mtime_ns,
+                ctime_ns,
+                dev,
+                ino,
+            })
     }
 
     prop_compose! {
@@ -235,8 +321,9 @@ mod tests {
             children in proptest::collection::vec(hash(), 0..8),
             rings in proptest::collection::vec("[a-z0-9-]{1,16}", 0..4),
             sources in proptest::collection::vec(source(), 0..4),
+            listed in any::<bool>(),
         ) -> ShareRecord {
-            ShareRecord { hash, name, path, size, files, created_at, children, rings, sources }
+            ShareRecord { hash, name, path, size, files, created_at, children, rings, sources, listed }
         }
     }
 

@@ -144,11 +144,10 @@ impl Registry {
         Ok(out)
     }
 
-    /// Whether `peer` may fetch a share restricted to `rings` at time `now`.
-    pub fn may_fetch(&self, rings: &[String], peer: &[u8; 32], now: i64) -> Result<bool> {
-        if rings.iter().any(|r| r == OPEN_RING) {
-            return Ok(true);
-        }
+    /// Whether `peer` is a current (unexpired at `now`) member of one of
+    /// `rings`; `open` has no members. The access policy lives in
+    /// `crate::policy`.
+    pub fn member_of_any(&self, rings: &[String], peer: &[u8; 32], now: i64) -> Result<bool> {
         let tx = self.read()?;
         let members = tx.open_table(RING_MEMBERS)?;
         for ring in rings {

@@ -56,5 +56,6 @@ pub fn share(s: &ShareRecord, ticket: String, served: u64, changed: bool) -> pb:
         bytes_served: served,
         rings: s.rings.clone(),
         changed,
+        listed: s.listed,
     }
 }

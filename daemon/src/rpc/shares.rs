@@ -50,8 +50,12 @@ impl Shares for SharesService {
             Ok(pb::TicketFormat::Blob) => TicketFormat::Blob,
             _ => TicketFormat::Ringdrop,
         };
-        let name = Some(req.name).filter(|n| !n.is_empty());
-        let rings = req.rings;
+        let share_req = crate::shares::ShareRequest {
+            path,
+            name: Some(req.name).filter(|n| !n.is_empty()),
+            rings: req.rings,
+            listed: req.listed,
+        };
         let (out_tx, out_rx) = mpsc::channel(16);
         let daemon = self.daemon.clone();
         tokio::spawn(async move {
@@ -72,7 +76,7 @@ impl Shares for SharesService {
                     }
                 })
             };
-            let res = daemon.share(&path, name, rings, ev_tx).await;
+            let res = daemon.share(share_req, ev_tx).await;
             forward.await.ok();
             let msg = match res {
                 Ok(shared) => {

@@ -21,6 +21,10 @@ pub enum SocketError {
     Io { path: PathBuf, msg: String },
     #[error("socket directory {0} belongs to another user; remove it or choose --socket")]
     ForeignDir(PathBuf),
+    #[error("socket directory {0} may be written by other users, who could replace the socket: use a directory only you can write (e.g. under $XDG_RUNTIME_DIR), or choose --socket")]
+    SharedDir(PathBuf),
+    #[error("{0} exists and is not a socket; refusing to replace it: choose another --socket")]
+    NotASocket(PathBuf),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SocketError + '_ {
@@ -220,11 +224,22 @@ pub async fn bind_socket(path: &Path, group: Option<u32>) -> Result<UnixListener
         }
         let meta = fs::metadata(dir).map_err(io_err(dir))?;
         let me = my_uid();
-        if meta.uid() != me && me != 0 && meta.uid() != 0 {
+        // Ours (or root's), and nobody else may write in it: otherwise
+        // another user could replace the socket with one of their own.
+        if meta.uid() != me && meta.uid() != 0 {
             return Err(SocketError::ForeignDir(dir.to_path_buf()));
         }
+        if meta.mode() & 0o022 != 0 {
+            return Err(SocketError::SharedDir(dir.to_path_buf()));
+        }
     }
-    if fs::symlink_metadata(path).is_ok() {
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        // Only ever a stale socket is removed, never a file someone named
+        // by mistake.
+        if !meta.file_type().is_socket() {
+            return Err(SocketError::NotASocket(path.to_path_buf()));
+        }
         if UnixStream::connect(path).await.is_ok() {
             return Err(SocketError::InUse(path.to_path_buf()));
         }

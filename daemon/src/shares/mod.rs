@@ -24,7 +24,7 @@ use iroh_blobs::{
 use tokio::sync::mpsc;
 
 use crate::registry::{Registry, RegistryError, ShareRecord, Source, OPEN_RING};
-pub use scan::{mtime_ns, scan, ScanError, ScannedFile};
+pub use scan::{mtime_ns, scan, source_of, ScanError, ScannedFile};
 
 /// Files hashed at once while importing a directory.
 const IMPORT_PARALLELISM: usize = 4;
@@ -58,13 +58,16 @@ pub struct Shared {
     pub replaced: Vec<ShareRecord>,
 }
 
-/// Whether any source file of `share` changed or vanished since it was shared.
+/// Whether any source file of `share` changed or vanished since it was
+/// shared: size, mtime, change time or inode differ. `touch -r`, `cp -p`
+/// and `rsync -t` can set size and mtime back; nothing but the clock sets
+/// the change time, and a replaced file has another inode.
 pub fn sources_changed(share: &ShareRecord) -> bool {
     share
         .sources
         .iter()
-        .any(|s| match std::fs::metadata(&s.path) {
-            Ok(m) => m.len() != s.size || mtime_ns(&m) != s.mtime_ns,
+        .any(|s| match std::fs::symlink_metadata(&s.path) {
+            Ok(m) => source_of(&s.path, &m) != *s,
             Err(_) => true,
         })
 }
@@ -135,27 +138,44 @@ async fn import_file(
     Err(err("the store ended the import without a result".into()))
 }
 
-/// Shares `path` under `name`, restricted to `rings` (none: `open`).
+/// What the user asked to share.
+#[derive(Debug, Clone)]
+pub struct ShareRequest {
+    pub path: PathBuf,
+    pub name: Option<String>,
+    /// Rings to add; none: `open` for content never shared before.
+    pub rings: Vec<String>,
+    /// List it in the catalog to everyone who may fetch it (open shares).
+    pub listed: bool,
+}
+
+/// Shares `path` under `name`, restricted to `rings`.
 ///
-/// The same content again keeps the share and adds `rings`. A path whose
-/// files changed since it was shared replaces the old share, which passes
-/// its rings on.
+/// Access is only ever widened by asking: content never shared before and
+/// given no ring is `open`; the same content again keeps its share and
+/// adds `rings`; a path whose files changed since it was shared replaces
+/// the old share and keeps exactly its rings (none left: reachable by
+/// nobody) plus `rings`.
 pub async fn share(
     store: &Store,
     registry: &Registry,
     data_dir: &Path,
-    path: &Path,
-    name: Option<String>,
-    rings: Vec<String>,
+    req: ShareRequest,
     events: mpsc::Sender<ShareEvent>,
 ) -> Result<Shared, ShareError> {
+    let ShareRequest {
+        path,
+        name,
+        rings,
+        listed,
+    } = req;
     for r in &rings {
         if !registry.ring_exists(r)? {
             return Err(ShareError::UnknownRing(r.clone()));
         }
     }
     let (path, files) = {
-        let (path, data_dir) = (path.to_path_buf(), data_dir.to_path_buf());
+        let data_dir = data_dir.to_path_buf();
         tokio::task::spawn_blocking(move || scan(&path, &data_dir, name.as_deref()))
             .await
             .map_err(|e| ShareError::Store(e.to_string()))??
@@ -170,25 +190,19 @@ pub async fn share(
         .ok();
     let (hash, meta_hash, tags, collection) = import(store, &files, &events).await?;
 
-    let sources: Vec<Source> = files
-        .iter()
-        .map(|f| Source {
-            path: f.path.clone(),
-            size: f.size,
-            mtime_ns: f.mtime_ns,
-        })
-        .collect();
+    let sources: Vec<Source> = files.iter().map(|f| f.source.clone()).collect();
     if let Some(mut existing) = registry.share(&hash)? {
-        let before = (existing.rings.len(), existing.sources.clone());
+        let before = existing.clone();
         for r in rings {
             if !existing.rings.contains(&r) {
                 existing.rings.push(r);
             }
         }
+        existing.listed |= listed;
         // Same bytes, maybe touched or copied elsewhere: the files just
         // hashed are the sources now, so the share is served again.
         existing.sources = sources;
-        if (existing.rings.len(), &existing.sources) != (before.0, &before.1) {
+        if existing != before {
             registry.put_share(&existing)?;
         }
         return Ok(Shared {
@@ -210,7 +224,9 @@ pub async fn share(
             }
         }
     }
-    if all_rings.is_empty() {
+    // Only content never shared before becomes `open` by default: a path
+    // whose share lost its rings stays reachable by nobody.
+    if all_rings.is_empty() && replaced.is_empty() {
         all_rings.push(OPEN_RING.to_string());
     }
     let display = files
@@ -229,6 +245,7 @@ pub async fn share(
             .collect(),
         rings: all_rings,
         sources,
+        listed: listed || replaced.iter().any(|old| old.listed),
     };
     registry.put_share(&rec)?;
     drop(tags);

@@ -9,6 +9,8 @@ use std::{
 
 use tracing::warn;
 
+use crate::registry::Source;
+
 /// A file to import.
 #[derive(Debug, Clone)]
 pub struct ScannedFile {
@@ -16,8 +18,21 @@ pub struct ScannedFile {
     pub name: String,
     pub path: PathBuf,
     pub size: u64,
-    /// Modification time, nanoseconds since the epoch.
-    pub mtime_ns: i128,
+    /// The file as it was when scanned (size, times, inode).
+    pub source: Source,
+}
+
+/// What a file is now, as [`Source`] records it.
+pub fn source_of(path: &Path, m: &fs::Metadata) -> Source {
+    use std::os::unix::fs::MetadataExt;
+    Source {
+        path: path.to_path_buf(),
+        size: m.len(),
+        mtime_ns: mtime_ns(m),
+        ctime_ns: m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
+        dev: m.dev(),
+        ino: m.ino(),
+    }
 }
 
 /// Modification time of `m` in nanoseconds since the epoch.
@@ -115,7 +130,7 @@ pub fn scan(
             name: top,
             path: path.clone(),
             size: meta.len(),
-            mtime_ns: mtime_ns(&meta),
+            source: source_of(&path, &meta),
         });
     } else if meta.is_dir() {
         walk(&path, &top, &data_dir, &mut files)?;
@@ -160,9 +175,9 @@ fn walk(
             check_readable(&path)?;
             out.push(ScannedFile {
                 name,
-                path,
                 size: meta.len(),
-                mtime_ns: mtime_ns(&meta),
+                source: source_of(&path, &meta),
+                path,
             });
         } else {
             warn!(path = %path.display(), "skipping special file");

@@ -59,6 +59,16 @@ enum End {
     Stopped,
 }
 
+/// The directory a collection with several top-level names gets inside an
+/// existing destination: the ticket's name, or the hash.
+pub(crate) fn container_name(rec: &crate::registry::TransferRecord) -> String {
+    if rec.name.is_empty() {
+        rec.hash.to_string()
+    } else {
+        rec.name.clone()
+    }
+}
+
 fn jittered(d: Duration) -> Duration {
     d.mul_f64(rand::random_range(0.75..1.25))
 }
@@ -246,9 +256,14 @@ impl Worker {
         self.update(|v| v.rec.bytes_received += received);
         let content = learned?;
         let total = content.total();
-        let (dest, force, placement) = {
+        let (dest, force, placement, container) = {
             let rec = &self.publish.borrow().rec;
-            (rec.dest.clone(), rec.force, rec.placement)
+            (
+                rec.dest.clone(),
+                rec.force,
+                rec.placement,
+                container_name(rec),
+            )
         };
         // The daemon plans only where it writes; for a client that places
         // the files, it refuses bad names before fetching, and the client
@@ -256,7 +271,7 @@ impl Worker {
         let plan = {
             let (dest, entries) = (dest.clone(), content.entries.clone());
             tokio::task::spawn_blocking(move || match placement {
-                Placement::Daemon => plan::plan(&dest, &entries, force).map(Some),
+                Placement::Daemon => plan::plan(&dest, &entries, force, &container).map(Some),
                 Placement::Client => plan::check_names(&entries).map(|()| None),
             })
             .await
@@ -336,7 +351,7 @@ impl Worker {
         let Some(plan) = plan else {
             return Ok(None);
         };
-        export::export(&self.store, plan, self.id(), verify)
+        export::export(&self.store, plan, verify)
             .await
             .map(Some)
             .map_err(|e| AttemptError::Permanent(e.to_string()))

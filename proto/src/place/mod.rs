@@ -48,6 +48,12 @@ pub enum ExportError {
     Io { path: PathBuf, msg: String },
     #[error("cannot read the content of {name:?}: {msg}")]
     Source { name: String, msg: String },
+    #[error("the collection's top-level name {0:?} is hidden (or not a plain name): it is never created inside an existing directory by itself; name it yourself with --out DIR/NAME")]
+    HiddenTop(String),
+    #[error("the collection has a name too long or too deep ({0:?}...): at most 255 bytes a component, 4096 bytes and 128 levels a name; nothing was written")]
+    TooLong(String),
+    #[error("the collection has {0} files, more than ringdrop places at once (1,000,000); nothing was written")]
+    TooMany(usize),
     #[error("the local copy of {0:?} no longer matches its hash (a shared file it refers to was changed since sharing); nothing was written: share that file again or unshare it, then retry")]
     Mismatch(String),
 }

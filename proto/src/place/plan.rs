@@ -13,6 +13,15 @@ use std::{
 
 use super::{io, ContentHash, Entry, ExportError};
 
+/// Longest name component, in bytes (NAME_MAX).
+pub const MAX_COMPONENT: usize = 255;
+/// Longest name in a collection, in bytes (PATH_MAX).
+pub const MAX_NAME: usize = 4096;
+/// Deepest name in a collection, in components.
+pub const MAX_DEPTH: usize = 128;
+/// Most files in one collection.
+pub const MAX_ENTRIES: usize = 1_000_000;
+
 /// Splits a collection name into safe path components.
 pub fn sanitize(name: &str) -> Result<Vec<&str>, ExportError> {
     let bad = || ExportError::UnsafeName(name.to_string());
@@ -21,12 +30,18 @@ pub fn sanitize(name: &str) -> Result<Vec<&str>, ExportError> {
     if name.is_empty() || name.starts_with('/') || name.chars().any(char::is_control) {
         return Err(bad());
     }
+    if name.len() > MAX_NAME {
+        return Err(ExportError::TooLong(name.chars().take(64).collect()));
+    }
     let parts: Vec<&str> = name.split('/').collect();
     if parts
         .iter()
         .any(|p| p.is_empty() || *p == "." || *p == "..")
     {
         return Err(bad());
+    }
+    if parts.len() > MAX_DEPTH || parts.iter().any(|p| p.len() > MAX_COMPONENT) {
+        return Err(ExportError::TooLong(name.chars().take(64).collect()));
     }
     Ok(parts)
 }
@@ -35,6 +50,9 @@ pub fn sanitize(name: &str) -> Result<Vec<&str>, ExportError> {
 /// are left out.
 #[derive(Debug)]
 pub struct Plan {
+    /// The existing directory everything is created beneath: `dest`
+    /// itself, or its parent when `dest` is the new entry.
+    pub root: PathBuf,
     pub items: Vec<(Entry, PathBuf)>,
     /// Final paths that already hold the right bytes.
     pub present: Vec<PathBuf>,
@@ -44,25 +62,43 @@ pub struct Plan {
 
 /// Decides the final path of every entry, checking names and collisions.
 ///
-/// `dest` an existing directory: the names are created inside it.
-/// Otherwise `dest` is the single file, or the top directory that replaces
-/// the collection's one top-level name (several top-level names: `dest`
-/// becomes a directory holding them).
-pub fn plan(dest: &Path, entries: &[Entry], force: bool) -> Result<Plan, ExportError> {
+/// A fetch creates exactly one new entry at the destination:
+/// - `dest` an existing directory: the collection's one top-level name is
+///   created inside it (a one-file share its file, a directory share its
+///   directory), or, for a collection with several top-level names, a new
+///   directory named `container` (the ticket's name, or the hash). A
+///   hidden top-level name (`.bashrc`, `.config`) is refused there: only
+///   the user names one, with `--out DIR/.name`. Names below the top keep
+///   their dots.
+/// - otherwise `dest` is that entry: the single file, or the top directory
+///   (several top-level names: a directory holding them).
+pub fn plan(
+    dest: &Path,
+    entries: &[Entry],
+    force: bool,
+    container: &str,
+) -> Result<Plan, ExportError> {
     if !dest.is_absolute() {
         return Err(ExportError::NotAbsolute(dest.to_path_buf()));
     }
-    let (items, dirs) = layout(dest, entries, dest.is_dir())?;
+    let (root, items, dirs) = if dest.is_dir() {
+        let (items, dirs) = layout(dest, entries, Top::Keep { container })?;
+        (dest.to_path_buf(), items, dirs)
+    } else {
+        let root = dest.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let (items, dirs) = layout(dest, entries, Top::Rename)?;
+        (root, items, dirs)
+    };
     let mut planned = Vec::with_capacity(items.len());
     let mut present = Vec::new();
     for (e, path) in items {
         if dirs.contains(&path) {
             return Err(ExportError::Conflict(e.name.clone()));
         }
+        // Early, advisory checks (the staged write checks again through
+        // descriptors, following no symlink).
         match fs::symlink_metadata(&path) {
             Ok(m) if m.is_dir() => return Err(ExportError::IsDir(path)),
-            // Already there, byte for byte (e.g. placed just before a crash):
-            // nothing to write, nothing overwritten.
             Ok(m) if m.is_file() && m.len() == e.size && same_content(&path, &e.hash) => {
                 present.push(path);
                 continue;
@@ -73,6 +109,7 @@ pub fn plan(dest: &Path, entries: &[Entry], force: bool) -> Result<Plan, ExportE
         planned.push((e, path));
     }
     Ok(Plan {
+        root,
         items: planned,
         present,
         force,
@@ -80,13 +117,13 @@ pub fn plan(dest: &Path, entries: &[Entry], force: bool) -> Result<Plan, ExportE
 }
 
 /// Checks the names of a collection without a destination: what [`plan`]
-/// refuses whatever the destination (unsafe names, collisions in either
-/// layout) is refused here, before any byte is fetched, by a daemon that
-/// does not place the files itself.
+/// refuses whatever the destination (unsafe or oversized names, too many
+/// files, collisions in either layout) is refused here, before any byte is
+/// fetched, by a daemon that does not place the files itself.
 pub fn check_names(entries: &[Entry]) -> Result<(), ExportError> {
     let dest = Path::new("/dest");
-    for into_dir in [true, false] {
-        let (items, dirs) = layout(dest, entries, into_dir)?;
+    for top in [Top::Keep { container: "c" }, Top::Rename] {
+        let (items, dirs) = layout(dest, entries, top)?;
         if let Some((e, _)) = items.iter().find(|(_, path)| dirs.contains(path)) {
             return Err(ExportError::Conflict(e.name.clone()));
         }
@@ -94,29 +131,67 @@ pub fn check_names(entries: &[Entry]) -> Result<(), ExportError> {
     Ok(())
 }
 
+/// What happens to a collection's top-level names.
+#[derive(Clone, Copy)]
+enum Top<'a> {
+    /// Created inside an existing directory: one top name kept (never a
+    /// hidden one), several under a new directory `container`.
+    Keep { container: &'a str },
+    /// `dest` is the new entry: one top name renamed to it, several
+    /// placed inside it.
+    Rename,
+}
+
 type Layout = (Vec<(Entry, PathBuf)>, HashSet<PathBuf>);
 
 /// Every entry's path under `dest` and every directory those paths need;
-/// names sanitised, no path twice.
-fn layout(dest: &Path, entries: &[Entry], into_dir: bool) -> Result<Layout, ExportError> {
+/// names sanitised and bounded, no path twice. Memory stays linear in the
+/// names: each directory is recorded once, however many files it holds.
+fn layout(dest: &Path, entries: &[Entry], top: Top<'_>) -> Result<Layout, ExportError> {
+    if entries.len() > MAX_ENTRIES {
+        return Err(ExportError::TooMany(entries.len()));
+    }
     let mut split = Vec::with_capacity(entries.len());
     for e in entries {
         split.push(sanitize(&e.name)?);
     }
     let tops: BTreeSet<&str> = split.iter().map(|p| p[0]).collect();
-    let strip_top = !into_dir && tops.len() == 1;
+    let (base, strip_top) = match top {
+        Top::Rename => (dest.to_path_buf(), tops.len() == 1),
+        Top::Keep { .. } if tops.len() == 1 => {
+            let name = tops.iter().next().copied().unwrap_or_default();
+            if name.starts_with('.') {
+                return Err(ExportError::HiddenTop(name.to_string()));
+            }
+            (dest.to_path_buf(), false)
+        }
+        Top::Keep { container } => {
+            let safe = sanitize(container)
+                .ok()
+                .filter(|p| p.len() == 1 && !container.starts_with('.'));
+            if safe.is_none() {
+                return Err(ExportError::HiddenTop(container.to_string()));
+            }
+            (dest.join(container), false)
+        }
+    };
     let mut items = Vec::with_capacity(entries.len());
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::with_capacity(entries.len());
     let mut dirs = HashSet::new();
     for (e, parts) in entries.iter().zip(&split) {
         let rel = if strip_top { &parts[1..] } else { &parts[..] };
-        let mut path = dest.to_path_buf();
-        for p in rel {
-            // Every ancestor below the file, `dest` included: with the top
-            // stripped, `a` lands on `dest` itself while `a/b` needs it to be
-            // a directory.
-            dirs.insert(path.clone());
-            path.push(p);
+        let mut path = base.clone();
+        path.extend(rel);
+        // Every ancestor below the file, `base` included: with the top
+        // stripped, `a` lands on `base` itself while `a/b` needs it to be
+        // a directory. Walked up until one is known.
+        let mut dir = path.parent().map(Path::to_path_buf);
+        for _ in 0..rel.len() {
+            let Some(d) = dir else { break };
+            if !dirs.insert(d.clone()) {
+                break;
+            }
+            dir = d.parent().map(Path::to_path_buf);
         }
         if !seen.insert(path.clone()) {
             return Err(ExportError::Conflict(e.name.clone()));
@@ -128,11 +203,13 @@ fn layout(dest: &Path, entries: &[Entry], into_dir: bool) -> Result<Layout, Expo
 
 /// Whether the file at `path` hashes to `hash` (BLAKE3, as iroh-blobs).
 pub fn same_content(path: &Path, hash: &ContentHash) -> bool {
+    fs::File::open(path).is_ok_and(|f| same_content_of(f, hash))
+}
+
+/// Whether the open file `f` hashes to `hash`.
+pub fn same_content_of(f: fs::File, hash: &ContentHash) -> bool {
     let mut hasher = blake3::Hasher::new();
-    match fs::File::open(path).and_then(|f| hasher.update_reader(f).map(|_| ())) {
-        Ok(()) => hasher.finalize().as_bytes() == hash,
-        Err(_) => false,
-    }
+    hasher.update_reader(f).is_ok() && hasher.finalize().as_bytes() == hash
 }
 
 /// Free bytes for unprivileged users on the filesystem holding `path`
@@ -203,29 +280,35 @@ mod tests {
         let tmp = std::env::temp_dir().join(format!("rdrop-plan-{}", rand::random::<u64>()));
         fs::create_dir_all(&tmp).unwrap();
         // into an existing dir: names kept
-        let p = plan(&tmp, &[entry("f.txt")], false).unwrap();
+        let p = plan(&tmp, &[entry("f.txt")], false, "c").unwrap();
         assert_eq!(p.items[0].1, tmp.join("f.txt"));
         // new path: the single file is the path
-        let p = plan(&tmp.join("out.bin"), &[entry("f.txt")], false).unwrap();
+        let p = plan(&tmp.join("out.bin"), &[entry("f.txt")], false, "c").unwrap();
         assert_eq!(p.items[0].1, tmp.join("out.bin"));
         // new path: the top directory is renamed
-        let p = plan(&tmp.join("new"), &[entry("d/a"), entry("d/s/b")], false).unwrap();
+        let p = plan(
+            &tmp.join("new"),
+            &[entry("d/a"), entry("d/s/b")],
+            false,
+            "c",
+        )
+        .unwrap();
         assert_eq!(p.items[1].1, tmp.join("new/s/b"));
         // collisions
         assert!(matches!(
-            plan(&tmp, &[entry("a"), entry("a")], false),
+            plan(&tmp, &[entry("a"), entry("a")], false, "c"),
             Err(ExportError::Conflict(_))
         ));
         assert!(matches!(
-            plan(&tmp, &[entry("a"), entry("a/b")], false),
+            plan(&tmp, &[entry("a"), entry("a/b")], false, "c"),
             Err(ExportError::Conflict(_))
         ));
         fs::write(tmp.join("f.txt"), b"x").unwrap();
         assert!(matches!(
-            plan(&tmp, &[entry("f.txt")], false),
+            plan(&tmp, &[entry("f.txt")], false, "c"),
             Err(ExportError::Exists(_))
         ));
-        assert!(plan(&tmp, &[entry("f.txt")], true).is_ok());
+        assert!(plan(&tmp, &[entry("f.txt")], true, "c").is_ok());
         fs::remove_dir_all(tmp).ok();
     }
 
@@ -235,6 +318,52 @@ mod tests {
         let (mode, rest) = bytes.split_first().unwrap();
         let names = std::str::from_utf8(rest).unwrap();
         (mode % 2 == 1, names.split('\n').map(entry).collect())
+    }
+
+    #[test]
+    fn one_new_entry_in_an_existing_directory() {
+        let tmp = std::env::temp_dir().join(format!("rdrop-plan-{}", rand::random::<u64>()));
+        fs::create_dir_all(&tmp).unwrap();
+        // Several top-level names: one new directory named after the ticket.
+        let p = plan(&tmp, &[entry("a"), entry("b/c")], false, "photos").unwrap();
+        assert_eq!(p.items[0].1, tmp.join("photos/a"));
+        assert_eq!(p.items[1].1, tmp.join("photos/b/c"));
+        assert_eq!(p.root, tmp);
+        // A hidden top-level name is never planted by the sender...
+        for names in [&[".bash_profile"][..], &[".config/autostart/x.desktop"]] {
+            let entries: Vec<Entry> = names.iter().map(|n| entry(n)).collect();
+            assert!(matches!(
+                plan(&tmp, &entries, false, "c"),
+                Err(ExportError::HiddenTop(_))
+            ));
+        }
+        assert!(matches!(
+            plan(&tmp, &[entry("a"), entry("b")], false, ".hidden"),
+            Err(ExportError::HiddenTop(_))
+        ));
+        // ...only named by the user; dots below the top stay.
+        let p = plan(&tmp.join(".profile"), &[entry(".bash_profile")], false, "c").unwrap();
+        assert_eq!(p.items[0].1, tmp.join(".profile"));
+        let p = plan(&tmp, &[entry("repo/.git/HEAD")], false, "c").unwrap();
+        assert_eq!(p.items[0].1, tmp.join("repo/.git/HEAD"));
+        fs::remove_dir_all(tmp).ok();
+    }
+
+    #[test]
+    fn oversized_names_and_collections_are_refused() {
+        let long = "x".repeat(256);
+        assert!(matches!(sanitize(&long), Err(ExportError::TooLong(_))));
+        let deep = vec!["d"; 129].join("/");
+        assert!(matches!(sanitize(&deep), Err(ExportError::TooLong(_))));
+        let wide = format!("{}/f", vec!["abcdefgh"; 500].join("/"));
+        assert!(matches!(sanitize(&wide), Err(ExportError::TooLong(_))));
+        assert_eq!(sanitize(&"é".repeat(127)).map(|p| p.len()).ok(), Some(1));
+        // Deep trees plan in memory linear in the names: every directory
+        // recorded once.
+        let names: Vec<Entry> = (0..2000)
+            .map(|i| entry(&format!("{}/f{i}", vec!["d"; 100].join("/"))))
+            .collect();
+        assert!(check_names(&names).is_ok());
     }
 
     #[test]
@@ -262,11 +391,11 @@ mod tests {
         ));
         assert!(missing);
         assert!(matches!(
-            plan(&tmp.join("new"), &entries, false),
+            plan(&tmp.join("new"), &entries, false, "c"),
             Err(ExportError::Conflict(_))
         ));
         assert!(matches!(
-            plan(&tmp.join("new"), &[entry("d/a"), entry("d")], false),
+            plan(&tmp.join("new"), &[entry("d/a"), entry("d")], false, "c"),
             Err(ExportError::Conflict(_))
         ));
         fs::remove_dir_all(tmp).ok();
@@ -320,7 +449,7 @@ mod tests {
         /// Planned paths: inside `dest`, distinct, none inside another.
         fn check_plan(dest: &Path, names: &[String]) -> Result<(), TestCaseError> {
             let entries: Vec<Entry> = names.iter().map(|n| entry(n)).collect();
-            let Ok(p) = plan(dest, &entries, false) else {
+            let Ok(p) = plan(dest, &entries, false, "c") else {
                 return Ok(());
             };
             prop_assert_eq!(p.items.len(), entries.len());

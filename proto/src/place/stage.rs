@@ -1,113 +1,426 @@
-//! The staged write of a planned collection: every file is first written
-//! under a temporary name next to its final place, then all are made
-//! durable (one `fsync` each, or one `syncfs` for many files), then renamed
-//! (atomic, never over a file that appeared meanwhile unless `force`); on
-//! failure everything this export created is removed again. Who fills the
-//! temporary files (the daemon's store, or the client from the control
-//! socket) is the caller's business.
+//! The staged write of a planned collection, contained beneath the
+//! destination: every file operation is relative to a directory descriptor
+//! opened from the destination's own directory, walking one component at a
+//! time with `O_NOFOLLOW`, so no symlink below it is ever followed, before
+//! or during the write (a local user who can write in a shared destination
+//! cannot redirect it). Files are first written under unpredictable
+//! temporary names created with `O_EXCL` (mode 0600: private until
+//! renamed), then all are made durable (one `fsync` each, or one `syncfs`
+//! for many), then renamed (atomic, never over a file that appeared
+//! meanwhile unless `force`, and then by exchange, so the replaced file can
+//! be put back); on failure everything this export did is undone. Who fills
+//! the temporary files (the daemon's store, or the client from the control
+//! socket) is the caller's business: [`Staging::create`] hands out the file.
 
 use std::{
-    collections::BTreeSet,
-    ffi::CString,
+    collections::{BTreeSet, HashMap},
+    ffi::{CStr, CString, OsStr},
     fs,
     os::{
-        fd::AsRawFd,
-        unix::{ffi::OsStrExt, fs::MetadataExt},
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::ffi::OsStrExt,
     },
-    path::{Path, PathBuf},
+    path::{Component, Path, PathBuf},
 };
 
-use super::{io, plan::same_content, Entry, ExportError, Plan};
+use super::{io, plan::same_content_of, Entry, ExportError, Plan};
 
-/// A planned export in progress: the undo log of what it created. Dropped
+/// One directory the export writes in: its path (for messages) and a
+/// descriptor reached from the root without following a symlink.
+struct Dir {
+    path: PathBuf,
+    fd: OwnedFd,
+}
+
+/// One file of the plan: where it goes and under which temporary name it
+/// is written first.
+struct Item {
+    dir: usize,
+    name: CString,
+    tmp: CString,
+    /// Renamed into place; `exchanged`: over an existing file, which now
+    /// sits under the temporary name.
+    renamed: bool,
+    exchanged: bool,
+}
+
+/// A planned export in progress: the undo log of what it did. Dropped
 /// without [`Staging::finish`] succeeding (an error, or the transfer was
-/// paused or cancelled mid-export), it removes all of it again.
+/// paused or cancelled mid-export), it undoes all of it.
 pub struct Staging {
     plan: Plan,
-    dirs: Vec<PathBuf>,
-    files: Vec<PathBuf>,
-    /// Temporary names in plan order; the first `renamed` are in place.
-    temps: Vec<PathBuf>,
-    renamed: usize,
+    dirs: Vec<Dir>,
+    /// Directories this export created: (index of the parent in `dirs`, name).
+    created: Vec<(usize, CString)>,
+    items: Vec<Item>,
+    /// Final paths that already held the right bytes.
+    present: Vec<PathBuf>,
     committed: bool,
 }
 
+fn cstr(s: &OsStr) -> Result<CString, ExportError> {
+    CString::new(s.as_bytes()).map_err(|_| ExportError::UnsafeName(s.to_string_lossy().into()))
+}
+
+fn last_err(path: &Path) -> ExportError {
+    io(path)(std::io::Error::last_os_error())
+}
+
+/// A symlink where a directory of the export should be: refused, named.
+fn redirected(path: &Path) -> ExportError {
+    ExportError::Io {
+        path: path.to_path_buf(),
+        msg: "is a symlink or not a directory; nothing is written through it (remove it, or choose another --out)".into(),
+    }
+}
+
+/// Opens `name` beneath `dir` as a directory, following no symlink.
+fn open_dir_at(dir: &OwnedFd, name: &CStr, path: &Path) -> Result<OwnedFd, ExportError> {
+    // SAFETY: dir is an open descriptor and name a NUL-terminated string.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        let err = std::io::Error::last_os_error();
+        return Err(match err.raw_os_error() {
+            Some(libc::ELOOP) | Some(libc::ENOTDIR) => redirected(path),
+            _ => io(path)(err),
+        });
+    }
+    // SAFETY: fd was just opened and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens the directory the user named (its own path may hold symlinks: the
+/// user chose it), as the root of everything the export does.
+fn open_root(path: &Path) -> Result<OwnedFd, ExportError> {
+    let c = cstr(path.as_os_str())?;
+    // SAFETY: c is a NUL-terminated path.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(last_err(path));
+    }
+    // SAFETY: fd was just opened and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The file mode a new file gets: 0666 less this process's umask (read
+/// from /proc, as umask(2) cannot be read without changing it).
+fn file_mode() -> libc::mode_t {
+    let umask = fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022);
+    (0o666 & !umask) as libc::mode_t
+}
+
+/// A temporary name next to `name`: hidden, unpredictable, within NAME_MAX
+/// bytes whatever `name`'s length or characters.
+fn temp_name(name: &[u8]) -> CString {
+    const KEEP: usize = 200;
+    let mut cut = name.len().min(KEEP);
+    // Cut at a UTF-8 character boundary (names are UTF-8: sanitised).
+    while cut > 0 && cut < name.len() && (name[cut] & 0xc0) == 0x80 {
+        cut -= 1;
+    }
+    let mut out = Vec::with_capacity(cut + 32);
+    out.push(b'.');
+    out.extend_from_slice(&name[..cut]);
+    out.extend_from_slice(format!(".{:016x}.rdrop-part", rand_u64()).as_bytes());
+    // No NUL inside: `name` came from a CString or a sanitised name.
+    CString::new(out).unwrap_or_else(|_| CString::from(c".rdrop-part"))
+}
+
+/// 64 unpredictable bits from the kernel.
+fn rand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: b is a writable buffer of 8 bytes.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != 8 {
+        // Never seen; the name is still checked with O_EXCL.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        return t ^ (std::process::id() as u64).rotate_left(32);
+    }
+    u64::from_ne_bytes(b)
+}
+
+/// What is at `name` beneath `dir`, without following a symlink.
+fn stat_at(dir: &OwnedFd, name: &CStr) -> Option<libc::stat> {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor, NUL-terminated name and out pointer.
+    let rc = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    (rc == 0).then_some(st)
+}
+
+fn is_dir(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFDIR
+}
+
+fn is_file(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFREG
+}
+
+/// Opens a regular file beneath `dir` for reading, following no symlink.
+fn open_file_at(dir: &OwnedFd, name: &CStr) -> Option<fs::File> {
+    // SAFETY: valid descriptor and NUL-terminated name.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    // SAFETY: fd was just opened and is owned by nobody else.
+    (fd >= 0).then(|| unsafe { fs::File::from_raw_fd(fd) })
+}
+
 impl Staging {
-    /// Creates the directories the plan needs and picks a temporary name
-    /// for every file (`tag` tells exports of different transfers apart).
-    pub fn prepare(plan: Plan, tag: u64) -> Result<Self, ExportError> {
+    /// Opens the destination, walks to (creating where missing) every
+    /// directory the plan needs, checks every final name through those
+    /// descriptors and picks a temporary name for every file.
+    pub fn prepare(plan: Plan) -> Result<Self, ExportError> {
+        let root_path = plan.root.clone();
+        let root = open_root(&root_path)?;
         let mut s = Self {
             plan,
-            dirs: Vec::new(),
-            files: Vec::new(),
-            temps: Vec::new(),
-            renamed: 0,
+            dirs: vec![Dir {
+                path: root_path.clone(),
+                fd: root,
+            }],
+            created: Vec::new(),
+            items: Vec::new(),
+            present: Vec::new(),
             committed: false,
         };
-        let paths: Vec<PathBuf> = s.plan.items.iter().map(|(_, p)| p.clone()).collect();
-        for path in paths {
-            s.mkdirs(path.parent().unwrap_or(Path::new("/")))?;
-            let tmp = temp_path(&path, tag);
-            fs::remove_file(&tmp).ok();
-            s.temps.push(tmp);
+        let mut index: HashMap<PathBuf, usize> = HashMap::new();
+        index.insert(PathBuf::new(), 0);
+        let mut keep = Vec::with_capacity(s.plan.items.len());
+        let items = std::mem::take(&mut s.plan.items);
+        for (entry, path) in items {
+            let rel = path
+                .strip_prefix(&root_path)
+                .map_err(|_| ExportError::UnsafeName(entry.name.clone()))?
+                .to_path_buf();
+            let parent_rel = rel.parent().unwrap_or(Path::new("")).to_path_buf();
+            let dir = s.walk(&parent_rel, &mut index)?;
+            let name = cstr(rel.file_name().unwrap_or_default())?;
+            match stat_at(&s.dirs[dir].fd, &name) {
+                Some(st) if is_dir(&st) => return Err(ExportError::IsDir(path)),
+                // Already there, byte for byte (e.g. placed just before a
+                // crash): nothing to write, nothing overwritten.
+                Some(st)
+                    if is_file(&st)
+                        && st.st_size as u64 == entry.size
+                        && open_file_at(&s.dirs[dir].fd, &name)
+                            .is_some_and(|f| same_content_of(f, &entry.hash)) =>
+                {
+                    s.present.push(path);
+                    continue;
+                }
+                Some(_) if !s.plan.force => return Err(ExportError::Exists(path)),
+                _ => {}
+            }
+            let tmp = temp_name(name.as_bytes());
+            s.items.push(Item {
+                dir,
+                name,
+                tmp,
+                renamed: false,
+                exchanged: false,
+            });
+            keep.push((entry, path));
         }
+        s.plan.items = keep;
         Ok(s)
     }
 
-    /// Every file to write, with the temporary path its bytes go to.
-    pub fn items(&self) -> impl Iterator<Item = (&Entry, &Path)> {
-        self.plan
-            .items
-            .iter()
-            .zip(&self.temps)
-            .map(|((e, _), t)| (e, t.as_path()))
-    }
-
-    fn mkdirs(&mut self, dir: &Path) -> Result<(), ExportError> {
-        let mut missing = Vec::new();
-        let mut p = dir;
-        while !p.exists() {
-            missing.push(p.to_path_buf());
-            match p.parent() {
-                Some(parent) => p = parent,
-                None => break,
+    /// The descriptor of `rel` beneath the root, creating what is missing;
+    /// no symlink is followed on the way.
+    fn walk(
+        &mut self,
+        rel: &Path,
+        index: &mut HashMap<PathBuf, usize>,
+    ) -> Result<usize, ExportError> {
+        if let Some(&i) = index.get(rel) {
+            return Ok(i);
+        }
+        let parent_rel = rel.parent().unwrap_or(Path::new(""));
+        let parent = self.walk(parent_rel, index)?;
+        let name = match rel.components().next_back() {
+            Some(Component::Normal(n)) => cstr(n)?,
+            _ => return Err(ExportError::UnsafeName(rel.display().to_string())),
+        };
+        let path = self.dirs[parent]
+            .path
+            .join(rel.file_name().unwrap_or_default());
+        // SAFETY: valid descriptor and NUL-terminated name.
+        let rc = unsafe { libc::mkdirat(self.dirs[parent].fd.as_raw_fd(), name.as_ptr(), 0o777) };
+        if rc == 0 {
+            self.created.push((parent, name.clone()));
+        } else {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EEXIST) {
+                return Err(io(&path)(err));
             }
         }
-        for d in missing.into_iter().rev() {
-            fs::create_dir(&d).map_err(io(&d))?;
-            self.dirs.push(d);
-        }
-        Ok(())
+        let fd = open_dir_at(&self.dirs[parent].fd, &name, &path)?;
+        self.dirs.push(Dir { path, fd });
+        let i = self.dirs.len() - 1;
+        index.insert(rel.to_path_buf(), i);
+        Ok(i)
     }
 
-    /// Makes every staged file durable, checks its hash if `verify`, and
-    /// renames it into place; then syncs the directories. Returns every
-    /// file of the content at the destination (written now or already
-    /// present). Blocking: run it off the async runtime.
+    /// Every file to write, in plan order, with its index for [`Self::create`].
+    pub fn items(&self) -> impl Iterator<Item = (usize, &Entry)> {
+        self.plan.items.iter().map(|(e, _)| e).enumerate()
+    }
+
+    /// Creates file `i`'s temporary file (exclusively, private to this
+    /// user until renamed) and hands it out to be filled.
+    pub fn create(&self, i: usize) -> Result<fs::File, ExportError> {
+        let item = &self.items[i];
+        let dir = &self.dirs[item.dir];
+        // SAFETY: valid descriptor and NUL-terminated name.
+        let fd = unsafe {
+            libc::openat(
+                dir.fd.as_raw_fd(),
+                item.tmp.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o600 as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            return Err(last_err(&self.plan.items[i].1));
+        }
+        // SAFETY: fd was just opened and is owned by nobody else.
+        Ok(unsafe { fs::File::from_raw_fd(fd) })
+    }
+
+    /// Makes every staged file durable, checks its hash if `verify`, gives
+    /// it its final mode and renames it into place; then syncs the
+    /// directories. Returns every file of the content at the destination
+    /// (written now or already present). Blocking: run it off the async
+    /// runtime.
     pub fn finish(mut self, verify: bool) -> Result<Vec<PathBuf>, ExportError> {
-        sync_staged(&self.temps)?;
-        let mut parents = BTreeSet::new();
-        for i in 0..self.plan.items.len() {
+        self.sync_staged()?;
+        let mode = file_mode();
+        for i in 0..self.items.len() {
+            let (dir, tmp) = (self.items[i].dir, self.items[i].tmp.clone());
             let (entry, path) = &self.plan.items[i];
-            let tmp = &self.temps[i];
-            if verify && !same_content(tmp, &entry.hash) {
+            let fd = &self.dirs[dir].fd;
+            let file = open_file_at(fd, &tmp).ok_or_else(|| last_err(path))?;
+            if verify && !same_content_of(file.try_clone().map_err(io(path))?, &entry.hash) {
                 return Err(ExportError::Mismatch(entry.name.clone()));
             }
-            rename_into_place(tmp, path, self.plan.force)?;
-            self.renamed += 1;
-            self.files.push(path.clone());
-            if let Some(p) = path.parent() {
-                parents.insert(p.to_path_buf());
+            // SAFETY: file is an open descriptor.
+            if unsafe { libc::fchmod(file.as_raw_fd(), mode) } != 0 {
+                return Err(last_err(path));
             }
+            self.rename_into_place(i)?;
         }
         // Make the renames durable before the transfer is reported complete.
-        for dir in &parents {
-            sync_dir(dir)?;
+        let touched: BTreeSet<usize> = self.items.iter().map(|it| it.dir).collect();
+        for d in touched {
+            // SAFETY: an open directory descriptor.
+            if unsafe { libc::fsync(self.dirs[d].fd.as_raw_fd()) } != 0 {
+                return Err(last_err(&self.dirs[d].path));
+            }
+        }
+        // Committed: the files replaced under `force` go.
+        for it in &self.items {
+            if it.exchanged {
+                // SAFETY: valid descriptor and NUL-terminated name.
+                unsafe { libc::unlinkat(self.dirs[it.dir].fd.as_raw_fd(), it.tmp.as_ptr(), 0) };
+            }
         }
         self.committed = true;
-        let mut files = std::mem::take(&mut self.plan.present);
-        files.append(&mut self.files);
+        let mut files = std::mem::take(&mut self.present);
+        files.extend(self.plan.items.iter().map(|(_, p)| p.clone()));
         Ok(files)
+    }
+
+    /// Renames item `i` into place: never over a file that appeared
+    /// meanwhile, unless `force`, and then by exchange, so that an undo
+    /// can put the replaced file back.
+    fn rename_into_place(&mut self, i: usize) -> Result<(), ExportError> {
+        let it = &self.items[i];
+        let fd = self.dirs[it.dir].fd.as_raw_fd();
+        let path = &self.plan.items[i].1;
+        let rename = |flags| {
+            // SAFETY: valid descriptor and NUL-terminated names.
+            let rc = unsafe { libc::renameat2(fd, it.tmp.as_ptr(), fd, it.name.as_ptr(), flags) };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        };
+        match rename(libc::RENAME_NOREPLACE) {
+            Ok(()) => {
+                self.items[i].renamed = true;
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && self.plan.force => {
+                rename(libc::RENAME_EXCHANGE).map_err(io(path))?;
+                self.items[i].renamed = true;
+                self.items[i].exchanged = true;
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(ExportError::Exists(path.clone()))
+            }
+            Err(e) => Err(io(path)(e)),
+        }
+    }
+
+    /// Makes the staged files' data durable before any is renamed into place.
+    fn sync_staged(&self) -> Result<(), ExportError> {
+        let open = |i: usize| {
+            let it = &self.items[i];
+            open_file_at(&self.dirs[it.dir].fd, &it.tmp)
+                .ok_or_else(|| last_err(&self.plan.items[i].1))
+        };
+        if self.items.len() <= FSYNC_EACH_MAX {
+            for i in 0..self.items.len() {
+                open(i)?.sync_all().map_err(io(&self.plan.items[i].1))?;
+            }
+            return Ok(());
+        }
+        let mut devices = BTreeSet::new();
+        for i in 0..self.items.len() {
+            let f = open(i)?;
+            let dev = f.metadata().map_err(io(&self.plan.items[i].1))?.st_dev();
+            if devices.insert(dev) {
+                // SAFETY: f is an open file descriptor for the duration of the call.
+                if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+                    return Err(last_err(&self.plan.items[i].1));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -116,67 +429,41 @@ impl Drop for Staging {
         if self.committed {
             return;
         }
-        for t in &self.temps[self.renamed..] {
-            fs::remove_file(t).ok();
+        for it in self.items.iter().rev() {
+            let fd = self.dirs[it.dir].fd.as_raw_fd();
+            // SAFETY: valid descriptor and NUL-terminated names.
+            unsafe {
+                if it.exchanged {
+                    // Put the user's file back where it was.
+                    libc::renameat2(
+                        fd,
+                        it.tmp.as_ptr(),
+                        fd,
+                        it.name.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    );
+                    libc::unlinkat(fd, it.tmp.as_ptr(), 0);
+                } else if it.renamed {
+                    libc::unlinkat(fd, it.name.as_ptr(), 0);
+                } else {
+                    libc::unlinkat(fd, it.tmp.as_ptr(), 0);
+                }
+            }
         }
-        for f in self.files.iter().rev() {
-            fs::remove_file(f).ok();
-        }
-        for d in self.dirs.iter().rev() {
-            fs::remove_dir(d).ok();
+        for (parent, name) in self.created.iter().rev() {
+            // SAFETY: valid descriptor and NUL-terminated name.
+            unsafe {
+                libc::unlinkat(
+                    self.dirs[*parent].fd.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::AT_REMOVEDIR,
+                )
+            };
         }
     }
 }
 
-fn temp_path(final_path: &Path, tag: u64) -> PathBuf {
-    let name = final_path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Keep the temp name short enough for NAME_MAX.
-    let short: String = name.chars().take(180).collect();
-    final_path.with_file_name(format!(".{short}.rdrop-{tag}.part"))
-}
-
-fn sync_dir(dir: &Path) -> Result<(), ExportError> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))
-}
-
-/// Renames `tmp` to `path` atomically; without `force` it never replaces a
-/// file that appeared there meanwhile (renameat2 RENAME_NOREPLACE).
-fn rename_into_place(tmp: &Path, path: &Path, force: bool) -> Result<(), ExportError> {
-    if force {
-        return fs::rename(tmp, path).map_err(io(path));
-    }
-    let c = |p: &Path| {
-        CString::new(p.as_os_str().as_bytes()).map_err(|e| ExportError::Io {
-            path: p.to_path_buf(),
-            msg: e.to_string(),
-        })
-    };
-    let (from, to) = (c(tmp)?, c(path)?);
-    // SAFETY: both are valid NUL-terminated paths; AT_FDCWD resolves them
-    // like rename(2) would.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = std::io::Error::last_os_error();
-    if err.kind() == std::io::ErrorKind::AlreadyExists {
-        return Err(ExportError::Exists(path.to_path_buf()));
-    }
-    Err(io(path)(err))
-}
+use std::os::linux::fs::MetadataExt as _;
 
 /// Dirty bytes of a staged file handed to writeback at once, so that the
 /// final `fsync` finds most of the file on its way to disk: measured on a
@@ -202,27 +489,3 @@ pub fn start_writeback(file: &fs::File, from: u64, to: u64) {
 /// Above this many files one `syncfs` per filesystem replaces a `fsync`
 /// per file (a journal commit each: seconds for thousands of small files).
 const FSYNC_EACH_MAX: usize = 16;
-
-/// Makes the staged files' data durable before any is renamed into place.
-fn sync_staged(temps: &[PathBuf]) -> Result<(), ExportError> {
-    if temps.len() <= FSYNC_EACH_MAX {
-        for t in temps {
-            fs::File::open(t)
-                .and_then(|f| f.sync_all())
-                .map_err(io(t))?;
-        }
-        return Ok(());
-    }
-    let mut devices = BTreeSet::new();
-    for t in temps {
-        let dev = fs::metadata(t).map_err(io(t))?.dev();
-        if devices.insert(dev) {
-            let f = fs::File::open(t).map_err(io(t))?;
-            // SAFETY: f is an open file descriptor for the duration of the call.
-            if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
-                return Err(io(t)(std::io::Error::last_os_error()));
-            }
-        }
-    }
-    Ok(())
-}

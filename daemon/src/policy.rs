@@ -1,0 +1,102 @@
+//! The access policy, in one place: whether a peer may fetch a share (the
+//! gate), whether it may see it in the catalog, and whether the share's
+//! source files are still what was shared. Fails closed: a registry error,
+//! an empty or unknown ring set, or a changed source is "no".
+//!
+//! - Fetch: the share is in `open` (anyone holding the ticket), or the
+//!   peer is a current member of one of its rings.
+//! - List: the peer is a current member of one of its rings, or the share
+//!   is `open` and its owner listed it (`share --listed`). Endpoint ids are
+//!   not secrets (mDNS announces them, every ticket carries one), so
+//!   "anyone who can reach the node" must not learn open tickets.
+//! - Both: every source file has the size, mtime, change time and inode it
+//!   had when shared (checked at most once a second per share).
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use iroh_blobs::Hash;
+use tracing::warn;
+
+use crate::{
+    registry::{Registry, RegistryError, ShareRecord, OPEN_RING},
+    shares,
+};
+
+/// How long a "source files unchanged" check is trusted.
+const SOURCE_CHECK_TTL: Duration = Duration::from_secs(1);
+/// Freshness verdicts kept at most (one per share asked about recently).
+const FRESH_MAX: usize = 4096;
+
+/// The policy; shared by the gate and the catalog.
+#[derive(Debug)]
+pub struct Policy {
+    registry: Registry,
+    /// share -> (checked at, sources unchanged)
+    fresh: Mutex<HashMap<Hash, (Instant, bool)>>,
+}
+
+impl Policy {
+    pub fn new(registry: Registry) -> Self {
+        Self {
+            registry,
+            fresh: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn is_open(share: &ShareRecord) -> bool {
+        share.rings.iter().any(|r| r == OPEN_RING)
+    }
+
+    /// Whether `peer` may fetch `share` at `now`.
+    pub fn may_fetch(
+        &self,
+        share: &ShareRecord,
+        peer: &[u8; 32],
+        now: i64,
+    ) -> Result<bool, RegistryError> {
+        let allowed =
+            Self::is_open(share) || self.registry.member_of_any(&share.rings, peer, now)?;
+        Ok(allowed && self.fresh(share))
+    }
+
+    /// Whether the catalog shows `share` to `peer` at `now`.
+    pub fn may_list(
+        &self,
+        share: &ShareRecord,
+        peer: &[u8; 32],
+        now: i64,
+    ) -> Result<bool, RegistryError> {
+        let allowed = (Self::is_open(share) && share.listed)
+            || self.registry.member_of_any(&share.rings, peer, now)?;
+        Ok(allowed && self.fresh(share))
+    }
+
+    /// Whether `share`'s source files are unchanged since sharing.
+    pub fn fresh(&self, share: &ShareRecord) -> bool {
+        let cached = self
+            .fresh
+            .lock()
+            .ok()
+            .and_then(|f| f.get(&share.hash).copied());
+        if let Some((at, ok)) = cached {
+            if at.elapsed() < SOURCE_CHECK_TTL {
+                return ok;
+            }
+        }
+        let ok = !shares::sources_changed(share);
+        if !ok {
+            warn!(share = %share.hash, name = %share.name, "shared files changed since sharing; not serving them (share again to refresh)");
+        }
+        if let Ok(mut f) = self.fresh.lock() {
+            if f.len() >= FRESH_MAX {
+                f.retain(|_, (at, _)| at.elapsed() < SOURCE_CHECK_TTL);
+            }
+            f.insert(share.hash, (Instant::now(), ok));
+        }
+        ok
+    }
+}

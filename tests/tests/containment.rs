@@ -1,0 +1,165 @@
+//! Every write of a fetch stays beneath its destination, and a fetch into
+//! an existing directory creates exactly one new entry there: the attacker
+//! is a local user who can write in a shared destination (planting
+//! symlinks), or a provider whose collection names try to plant dotfiles.
+
+use anyhow::Result;
+use iroh_blobs::{format::collection::Collection, ticket::BlobTicket, BlobFormat};
+use ringdrop_proto::v1 as pb;
+use ringdrop_tests::{completed, list_tree, plain_node, random_file, temp_dir, TestDaemon};
+
+fn failed(t: &pb::Transfer) -> bool {
+    t.state == pb::TransferState::Failed as i32
+}
+
+/// A provider (plain iroh-blobs, as sendme) serving a collection of
+/// `names`, each holding its own name as content.
+async fn provider_of(
+    names: &[&str],
+) -> Result<(
+    String,
+    iroh_blobs::store::mem::MemStore,
+    iroh::protocol::Router,
+)> {
+    let (store, router, addr) = plain_node().await?;
+    let mut entries = Vec::new();
+    for n in names {
+        let tt = store.add_bytes(n.as_bytes().to_vec()).temp_tag().await?;
+        entries.push((n.to_string(), tt.hash()));
+        std::mem::forget(tt);
+    }
+    let collection: Collection = entries.into_iter().collect();
+    let root = collection.store(&store).await?;
+    let ticket = BlobTicket::new(addr, root.hash(), BlobFormat::HashSeq).to_string();
+    Ok((ticket, store, router))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_planted_symlink_redirects_no_write() -> Result<()> {
+    let a = TestDaemon::start().await?;
+    let b = TestDaemon::start().await?;
+    let tree = temp_dir("rdrop-src-")?.join("tree");
+    random_file(&tree.join("top.txt"), 1000)?;
+    random_file(&tree.join("sub/inner.txt"), 1000)?;
+    let share = a.share(&tree).await?;
+    for planted in ["tree", "tree/sub"] {
+        // DEST is shared (think /tmp); someone else put a symlink where the
+        // download's directory will go, pointing at a directory of theirs
+        // choosing (the victim's ~/.ssh, say).
+        let dest = temp_dir("rdrop-dest-")?;
+        let elsewhere = temp_dir("rdrop-victim-")?;
+        if planted == "tree/sub" {
+            std::fs::create_dir(dest.join("tree"))?;
+        }
+        std::os::unix::fs::symlink(&elsewhere, dest.join(planted))?;
+        let t = b.wait(b.fetch(&share.ticket, &dest).await?).await?;
+        assert!(failed(&t), "{planted}: {t:?}");
+        assert!(
+            t.last_error.contains("symlink"),
+            "{planted}: {}",
+            t.last_error
+        );
+        assert!(
+            list_tree(&elsewhere).is_empty(),
+            "{planted}: written through the symlink: {:?}",
+            list_tree(&elsewhere)
+        );
+        // Nothing of the download is left behind either (temporary files).
+        let left: Vec<String> = list_tree(&dest)
+            .into_iter()
+            .filter(|p| p.contains("rdrop"))
+            .collect();
+        assert!(left.is_empty(), "{planted}: {left:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fetch_into_a_home_plants_no_dotfile() -> Result<()> {
+    let b = TestDaemon::start().await?;
+    for names in [
+        &[".bash_profile"][..],
+        &[".config/autostart/x.desktop"],
+        &[".ssh/authorized_keys", ".profile"],
+    ] {
+        let (ticket, _store, _router) = provider_of(names).await?;
+        let home = temp_dir("rdrop-home-")?;
+        let t = b.wait(b.fetch(&ticket, &home).await?).await?;
+        if names.len() == 1 {
+            // One hidden top-level name: refused, nothing written.
+            assert!(failed(&t), "{names:?}: {t:?}");
+            assert!(t.last_error.contains("hidden"), "{}", t.last_error);
+            assert!(list_tree(&home).is_empty(), "{:?}", list_tree(&home));
+        } else {
+            // Several top-level names (a sendme collection): one new
+            // directory named after the content, the dotfiles inside it.
+            assert!(completed(&t), "{names:?}: {t:?}");
+            let top: Vec<String> = std::fs::read_dir(&home)?
+                .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect::<Result<_, _>>()?;
+            assert_eq!(top.len(), 1, "{top:?}");
+            assert!(!top[0].starts_with('.'), "{top:?}");
+            assert!(home.join(&top[0]).join(".ssh/authorized_keys").exists());
+        }
+    }
+    // Named by the user with --out, a hidden name is theirs to choose.
+    let (ticket, _store, _router) = provider_of(&[".bash_profile"]).await?;
+    let home = temp_dir("rdrop-home-")?;
+    let t = b
+        .wait(b.fetch(&ticket, &home.join(".bash_profile")).await?)
+        .await?;
+    assert!(completed(&t), "{t:?}");
+    assert_eq!(std::fs::read(home.join(".bash_profile"))?, b".bash_profile");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_forced_fetch_puts_the_replaced_files_back() -> Result<()> {
+    let a = TestDaemon::start().await?;
+    let b = TestDaemon::start().await?;
+    let d = temp_dir("rdrop-src-")?.join("d");
+    let data_a = random_file(&d.join("a.txt"), 200_000)?;
+    let data_b = random_file(&d.join("b.txt"), 200_000)?;
+    let share = a.share(&d).await?;
+    // B holds the same content by reference to its own copy (files over
+    // 16 KiB are not inlined in its store), whose b.txt
+    // then changes in place: the export's check of b.txt fails, after
+    // a.txt was already renamed over the user's file (--force).
+    let mine = temp_dir("rdrop-mine-")?.join("d");
+    std::fs::create_dir_all(&mine)?;
+    std::fs::write(mine.join("a.txt"), &data_a)?;
+    std::fs::write(mine.join("b.txt"), &data_b)?;
+    b.share(&mine).await?;
+    let mut changed = data_b.clone();
+    changed[0] ^= 0xff;
+    std::fs::write(mine.join("b.txt"), &changed)?;
+
+    let dest = temp_dir("rdrop-dest-")?;
+    std::fs::create_dir_all(dest.join("d"))?;
+    std::fs::write(dest.join("d/a.txt"), b"the user's own a.txt")?;
+    let t = b
+        .transfers()
+        .fetch(pb::FetchRequest {
+            ticket: share.ticket.clone(),
+            out: dest.display().to_string(),
+            force: true,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .transfer
+        .unwrap_or_default();
+    let t = b.wait(t.id).await?;
+    assert!(failed(&t), "{t:?}");
+    assert!(
+        t.last_error.contains("no longer matches"),
+        "{}",
+        t.last_error
+    );
+    assert_eq!(
+        std::fs::read(dest.join("d/a.txt"))?,
+        b"the user's own a.txt"
+    );
+    assert_eq!(list_tree(&dest), vec!["d", "d/a.txt"]);
+    Ok(())
+}
