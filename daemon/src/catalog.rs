@@ -84,14 +84,28 @@ impl CatalogServer {
     }
 }
 
+/// How long a peer has to send its catalog request, and to take the answer.
+const PEER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl ProtocolHandler for CatalogServer {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
         let peer = conn.remote_id();
-        let (mut send, mut recv) = conn.accept_bi().await?;
-        let req = recv
-            .read_to_end(MAX_REQUEST)
-            .await
-            .map_err(AcceptError::from_err)?;
+        // A peer that opens a connection and then sends slowly, or never
+        // closes, is let go after PEER_WAIT.
+        let read = async {
+            let (send, mut recv) = conn.accept_bi().await?;
+            let req = recv
+                .read_to_end(MAX_REQUEST)
+                .await
+                .map_err(AcceptError::from_err)?;
+            Ok::<_, AcceptError>((send, req))
+        };
+        let Ok(read) = tokio::time::timeout(PEER_WAIT, read).await else {
+            debug!(%peer, "catalog request not sent in time");
+            conn.close(3u32.into(), b"too slow");
+            return Ok(());
+        };
+        let (mut send, req) = read?;
         match postcard::from_bytes::<Request>(&req) {
             Ok(Request::List) => {
                 let entries = self.visible(peer.as_bytes());
@@ -102,8 +116,14 @@ impl ProtocolHandler for CatalogServer {
                     .await
                     .map_err(AcceptError::from_err)?;
                 send.finish().map_err(AcceptError::from_err)?;
-                // Let the answer reach the peer before the connection drops.
-                conn.closed().await;
+                // Let the answer reach the peer before the connection
+                // drops, but not wait for it for ever.
+                if tokio::time::timeout(PEER_WAIT, conn.closed())
+                    .await
+                    .is_err()
+                {
+                    conn.close(0u32.into(), b"done");
+                }
             }
             Err(e) => {
                 debug!(%peer, "bad catalog request: {e}");

@@ -22,7 +22,15 @@ impl Tmpfs {
     fn mount(size_mib: u64) -> Result<Option<Self>> {
         let dir = temp_dir("rdrop-tmpfs-")?;
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
+            // Private, as a data dir is (a tmpfs is 1777 by default, and
+            // the daemon refuses a socket directory others may write).
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size_mib}m,mode=0700"),
+                "tmpfs",
+            ])
             .arg(&dir)
             .output();
         match out {

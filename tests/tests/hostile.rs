@@ -376,3 +376,81 @@ fn random_data(len: usize) -> Vec<u8> {
     rand::rng().fill_bytes(&mut v);
     v
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peer_cannot_make_the_node_hold_unbounded_connections_and_streams() -> Result<()> {
+    let b = BinDaemon::spawn(&temp_dir("rdrop-victim-")?, &[])?;
+    let pid = b.child.id();
+    let (big_ticket, _) = {
+        let path = temp_dir("rdrop-src-")?.join("big.bin");
+        random_file(&path, (16 * MIB) as usize)?;
+        b.share(&path).await?
+    };
+    let ticket: Ticket = big_ticket.parse()?;
+    let rss_before = peak_rss(pid)?;
+
+    // One endpoint, 30 connections on the blobs protocol, each with every
+    // stream it may open holding a partial request, sent slowly.
+    let ep = loopback_endpoint().await?;
+    let mut conns = Vec::new();
+    let mut held = Vec::new();
+    let mut junk = vec![0u8; 64 * 1024];
+    rand::rng().fill_bytes(&mut junk);
+    for _ in 0..30 {
+        let conn = ep.connect(ticket.addr.clone(), iroh_blobs::ALPN).await?;
+        for _ in 0..20 {
+            let Ok(Ok((mut send, recv))) =
+                tokio::time::timeout(Duration::from_millis(100), conn.open_bi()).await
+            else {
+                break;
+            };
+            send.write_all(&junk).await.ok();
+            held.push((send, recv));
+        }
+        // Unidirectional streams are not ours to take: none may be opened.
+        let uni = tokio::time::timeout(Duration::from_millis(100), conn.open_uni()).await;
+        assert!(
+            !matches!(uni, Ok(Ok(_))),
+            "a unidirectional stream was accepted"
+        );
+        conns.push(conn);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let open = conns.iter().filter(|c| c.close_reason().is_none()).count();
+    assert!(open <= 8, "{open} connections of one peer kept open");
+
+    // The catalog: connections that never send a request are let go.
+    let mut idle = Vec::new();
+    for _ in 0..5 {
+        let c = ep
+            .connect(ticket.addr.clone(), b"ringdrop/catalog/1")
+            .await?;
+        let (mut send, recv) = c.open_bi().await?;
+        send.write_all(&[0]).await.ok(); // half a request, never finished
+        idle.push((c, send, recv));
+    }
+    for (c, _, _) in &idle {
+        tokio::time::timeout(Duration::from_secs(30), c.closed())
+            .await
+            .context("a catalog connection that never finished its request was kept")?;
+    }
+
+    // A real peer is served meanwhile.
+    let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &[])?;
+    let out = temp_dir("rdrop-out-")?;
+    let id = a.fetch(&big_ticket, &out).await?;
+    let t = watch_until(&a.socket, id, |_| false).await?;
+    assert!(completed(&t), "a peer's transfer during the attack: {t:?}");
+    let peak = peak_rss(pid)?;
+    eprintln!(
+        "connection flood: {open} of 30 connections kept, {} streams held; daemon peak RSS {:.1} MB before, {:.1} MB after",
+        held.len(),
+        rss_before as f64 / 1e6,
+        peak as f64 / 1e6
+    );
+    assert!(peak < 256 * MIB, "peak RSS {peak}");
+    drop(held);
+    drop(conns);
+    assert!(b.ctl(&["--json", "status"])?.status.success());
+    Ok(())
+}

@@ -85,6 +85,8 @@ fn save_port(data_dir: &Path, port: u16) -> std::io::Result<()> {
 
 /// Streams a peer may have open at once on one connection.
 const MAX_PEER_STREAMS: u32 = 16;
+/// Bytes a peer may have in flight to us on one connection.
+const CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
 
 fn builder(config: &Config, key: SecretKey) -> iroh::endpoint::Builder {
     // A peer that went away (killed, unplugged) is noticed after
@@ -100,6 +102,14 @@ fn builder(config: &Config, key: SecretKey) -> iroh::endpoint::Builder {
         // in the provider until the request is complete; our own fetches
         // use one stream at a time.
         .max_concurrent_bidi_streams(MAX_PEER_STREAMS.into())
+        // No protocol of ours uses unidirectional streams (QUIC's default
+        // lets a peer open 100, each with its receive window).
+        .max_concurrent_uni_streams(0u32.into())
+        // What a peer can make this node buffer on one connection, across
+        // its streams (QUIC's default is unbounded). Above one stream's
+        // window (1.25 MB), so our own single-stream fetches are not held
+        // back by it.
+        .receive_window(CONNECTION_WINDOW.into())
         .build();
     let mut b = Endpoint::builder(presets::N0)
         .secret_key(key)

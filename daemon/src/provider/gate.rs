@@ -43,9 +43,9 @@ pub struct GateStats {
 }
 
 /// What a request is, for the decision and the audit log.
-enum Ask<'a> {
-    Get(&'a GetRequest),
-    GetMany(&'a GetManyRequest),
+enum Ask {
+    Get(GetRequest),
+    GetMany(GetManyRequest),
     Observe(Hash),
 }
 
@@ -57,10 +57,23 @@ fn lookup<T>(r: Result<T, RegistryError>) -> Result<T, AbortReason> {
     })
 }
 
-/// The gate task's state.
+/// Decoded share rows kept at most; a share's row holds every child and
+/// source, so decoding a 10,000-file share for every request adds up.
+const CACHED_SHARES: usize = 65_536;
+
+/// Decoded share rows (and hashes that are no share), valid while the
+/// registry's share generation is unchanged.
+#[derive(Default)]
+struct ShareCache {
+    generation: u64,
+    rows: HashMap<Hash, Option<Arc<ShareRecord>>>,
+}
+
+/// The gate's state; decisions run off the async runtime.
 struct Gate {
     registry: Registry,
     policy: Arc<Policy>,
+    cache: std::sync::Mutex<ShareCache>,
 }
 
 impl Gate {
@@ -68,20 +81,59 @@ impl Gate {
         crate::transfers::now()
     }
 
+    /// The share row of `hash`, from the cache while no share changed.
+    fn share(&self, hash: &Hash) -> Result<Option<Arc<ShareRecord>>, AbortReason> {
+        let generation = self.registry.shares_generation();
+        if let Ok(mut c) = self.cache.lock() {
+            if c.generation != generation {
+                c.rows.clear();
+                c.generation = generation;
+            }
+            if let Some(row) = c.rows.get(hash) {
+                return Ok(row.clone());
+            }
+        }
+        let row = lookup(self.registry.share(hash))?.map(Arc::new);
+        if let Ok(mut c) = self.cache.lock() {
+            if c.generation == generation {
+                if c.rows.len() >= CACHED_SHARES {
+                    c.rows.clear();
+                }
+                c.rows.insert(*hash, row.clone());
+            }
+        }
+        Ok(row)
+    }
+
     /// Whether `peer` may fetch `share` now (the policy decides).
-    fn may_fetch(&mut self, share: &ShareRecord, peer: &EndpointId) -> Result<bool, AbortReason> {
+    fn may_fetch(&self, share: &ShareRecord, peer: &EndpointId) -> Result<bool, AbortReason> {
         lookup(self.policy.may_fetch(share, peer.as_bytes(), Self::now()))
     }
 
     /// The share `hash` may be served for to `peer` as a raw blob: the share
     /// itself or one that contains it.
-    fn raw_share(&mut self, hash: &Hash, peer: &EndpointId) -> Result<Option<Hash>, AbortReason> {
-        if let Some(s) = lookup(self.registry.share(hash))? {
-            return Ok(self.may_fetch(&s, peer)?.then_some(s.hash));
+    /// `allowed` remembers verdicts per share within one request (a
+    /// GET_MANY of a whole collection asks about the same share per child).
+    fn raw_share(
+        &self,
+        hash: &Hash,
+        peer: &EndpointId,
+        allowed: &mut HashMap<Hash, bool>,
+    ) -> Result<Option<Hash>, AbortReason> {
+        let mut judge = |s: &ShareRecord| -> Result<bool, AbortReason> {
+            if let Some(ok) = allowed.get(&s.hash) {
+                return Ok(*ok);
+            }
+            let ok = self.may_fetch(s, peer)?;
+            allowed.insert(s.hash, ok);
+            Ok(ok)
+        };
+        if let Some(s) = self.share(hash)? {
+            return Ok(judge(&s)?.then_some(s.hash));
         }
         for root in lookup(self.registry.parents(hash))? {
-            if let Some(s) = lookup(self.registry.share(&root))? {
-                if self.may_fetch(&s, peer)? {
+            if let Some(s) = self.share(&root)? {
+                if judge(&s)? {
                     return Ok(Some(root));
                 }
             }
@@ -91,11 +143,12 @@ impl Gate {
 
     /// Whether the request may be served, and every share it is served
     /// for (a GET_MANY may span several: revoking any one ends it).
-    fn decide(&mut self, ask: &Ask<'_>, peer: &EndpointId) -> Result<Vec<Hash>, AbortReason> {
+    fn decide(&self, ask: &Ask, peer: &EndpointId) -> Result<Vec<Hash>, AbortReason> {
         let denied = AbortReason::Permission;
+        let mut allowed = HashMap::new();
         match ask {
             Ask::Get(req) => {
-                if let Some(s) = lookup(self.registry.share(&req.hash))? {
+                if let Some(s) = self.share(&req.hash)? {
                     return if within_collection(req, &s) && self.may_fetch(&s, peer)? {
                         Ok(vec![s.hash])
                     } else {
@@ -105,7 +158,7 @@ impl Gate {
                 if !req.ranges.is_blob() {
                     return Err(denied);
                 }
-                self.raw_share(&req.hash, peer)?
+                self.raw_share(&req.hash, peer, &mut allowed)?
                     .map(|s| vec![s])
                     .ok_or(denied)
             }
@@ -115,14 +168,17 @@ impl Gate {
                     if ranges.is_empty() {
                         continue;
                     }
-                    let share = self.raw_share(hash, peer)?.ok_or(denied)?;
+                    let share = self.raw_share(hash, peer, &mut allowed)?.ok_or(denied)?;
                     if !shares.contains(&share) {
                         shares.push(share);
                     }
                 }
                 Ok(shares)
             }
-            Ask::Observe(hash) => self.raw_share(hash, peer)?.map(|s| vec![s]).ok_or(denied),
+            Ask::Observe(hash) => self
+                .raw_share(hash, peer, &mut allowed)?
+                .map(|s| vec![s])
+                .ok_or(denied),
         }
     }
 }
@@ -138,7 +194,7 @@ fn within_collection(req: &GetRequest, share: &ShareRecord) -> bool {
     bounded == req.ranges
 }
 
-fn describe(ask: &Ask<'_>) -> (&'static str, Hash) {
+fn describe(ask: &Ask) -> (&'static str, Hash) {
     match ask {
         Ask::Get(r) => ("get", r.hash),
         Ask::GetMany(r) => ("get_many", r.hashes.first().copied().unwrap_or(Hash::EMPTY)),
@@ -169,10 +225,11 @@ pub fn spawn_gate(
     };
     let (tx, mut rx) = EventSender::channel(64, mask);
     let task = tokio::spawn(async move {
-        let mut gate = Gate {
+        let gate = Arc::new(Gate {
             registry: registry.clone(),
             policy,
-        };
+            cache: Default::default(),
+        });
         // connection id -> peer; ids are reused only after ConnectionClosed.
         let mut peers: HashMap<u64, EndpointId> = HashMap::new();
         while let Some(msg) = rx.recv().await {
@@ -194,9 +251,9 @@ pub fn spawn_gate(
                 // Allowed requests are recorded before the provider hears
                 // the answer, so a revocation in between finds them.
                 ProviderMessage::GetRequestReceived(msg) => {
-                    let ask = Ask::Get(&msg.inner.request);
+                    let ask = Ask::Get(msg.inner.request.clone());
                     let key = (msg.inner.connection_id, msg.inner.request_id);
-                    let res = judge(&mut gate, &stats, &peers, key.0, &ask);
+                    let res = judge(&gate, &stats, &peers, key.0, ask).await;
                     if let Ok((peer, shares)) = &res {
                         uploads.begin(key, *peer, shares.clone(), msg.inner.request.hash);
                     }
@@ -209,9 +266,9 @@ pub fn spawn_gate(
                     }
                 }
                 ProviderMessage::GetManyRequestReceived(msg) => {
-                    let ask = Ask::GetMany(&msg.inner.request);
+                    let ask = Ask::GetMany(msg.inner.request.clone());
                     let key = (msg.inner.connection_id, msg.inner.request_id);
-                    let res = judge(&mut gate, &stats, &peers, key.0, &ask);
+                    let res = judge(&gate, &stats, &peers, key.0, ask).await;
                     if let Ok((peer, shares)) = &res {
                         let first = msg.inner.request.hashes.first().copied();
                         uploads.begin(key, *peer, shares.clone(), first.unwrap_or(Hash::EMPTY));
@@ -228,7 +285,7 @@ pub fn spawn_gate(
                     let hash = msg.inner.request.hash;
                     let ask = Ask::Observe(hash);
                     let conn = msg.inner.connection_id;
-                    let res = judge(&mut gate, &stats, &peers, conn, &ask);
+                    let res = judge(&gate, &stats, &peers, conn, ask).await;
                     if let Ok((peer, shares)) = &res {
                         uploads.observe(conn, *peer, shares.clone(), hash);
                     }
@@ -254,21 +311,28 @@ pub fn spawn_gate(
     (tx, task)
 }
 
-/// Decides one request and writes the audit line.
-fn judge(
-    gate: &mut Gate,
+/// Decides one request (registry reads and file stats, off the async
+/// runtime; requests are still decided one after another, in order) and
+/// writes the audit line.
+async fn judge(
+    gate: &Arc<Gate>,
     stats: &GateStats,
     peers: &HashMap<u64, EndpointId>,
     connection_id: u64,
-    ask: &Ask<'_>,
+    ask: Ask,
 ) -> Result<(EndpointId, Vec<Hash>), AbortReason> {
-    let (kind, hash) = describe(ask);
+    let (kind, hash) = describe(&ask);
     let Some(peer) = peers.get(&connection_id).copied() else {
         warn!(connection_id, kind, %hash, "gate: request on an unknown connection, refused");
         stats.refused.fetch_add(1, Ordering::Relaxed);
         return Err(AbortReason::Permission);
     };
-    let res = gate.decide(ask, &peer);
+    let res = {
+        let gate = gate.clone();
+        tokio::task::spawn_blocking(move || gate.decide(&ask, &peer))
+            .await
+            .unwrap_or(Err(AbortReason::Permission))
+    };
     let decision = if res.is_ok() { "allow" } else { "refuse" };
     let counter = if res.is_ok() {
         &stats.allowed

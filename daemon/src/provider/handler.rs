@@ -13,7 +13,7 @@ use iroh::{
     EndpointId,
 };
 use iroh_blobs::{api::Store, provider::events::EventSender};
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// Serves blobs through the gate and tracks live connections by peer.
 #[derive(Debug, Clone)]
@@ -51,13 +51,32 @@ impl BlobsGate {
     }
 }
 
+/// Connections one peer may have open to this node's blobs protocol at
+/// once (our own fetcher uses one per transfer).
+pub const MAX_CONNECTIONS_PER_PEER: usize = 8;
+/// Connections from all peers at once.
+pub const MAX_CONNECTIONS: usize = 256;
+
 impl ProtocolHandler for BlobsGate {
     async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
         let key = connection.stable_id();
         let peer = connection.remote_id();
         debug!(%peer, "blobs connection");
-        if let Ok(mut live) = self.live.lock() {
-            live.insert(key, (peer, connection.clone()));
+        let admitted = match self.live.lock() {
+            Ok(mut live) => {
+                let of_peer = live.values().filter(|(p, _)| *p == peer).count();
+                let ok = of_peer < MAX_CONNECTIONS_PER_PEER && live.len() < MAX_CONNECTIONS;
+                if ok {
+                    live.insert(key, (peer, connection.clone()));
+                }
+                ok
+            }
+            Err(_) => false,
+        };
+        if !admitted {
+            warn!(%peer, "too many connections: refusing one (at most {MAX_CONNECTIONS_PER_PEER} per peer, {MAX_CONNECTIONS} in all)");
+            connection.close(2u32.into(), b"too many connections");
+            return Ok(());
         }
         iroh_blobs::provider::handle_connection(
             connection,

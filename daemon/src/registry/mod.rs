@@ -83,6 +83,9 @@ pub struct Registry {
     /// `None` once closed: the file lock is released even while clones of
     /// the handle are still around (an in-process restart reopens it).
     db: std::sync::Arc<std::sync::RwLock<Option<Database>>>,
+    /// Bumped after every committed change of a share row, so readers may
+    /// cache decoded shares and know when to read again.
+    shares_gen: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Registry {
@@ -119,6 +122,7 @@ impl Registry {
         tx.commit()?;
         Ok(Self {
             db: std::sync::Arc::new(std::sync::RwLock::new(Some(db))),
+            shares_gen: Default::default(),
         })
     }
 
@@ -133,6 +137,16 @@ impl Registry {
 
     fn read(&self) -> Result<redb::ReadTransaction> {
         self.with_db(|db| Ok(db.begin_read()?))
+    }
+
+    /// Changes whenever a share row changed (see `shares_gen`).
+    pub fn shares_generation(&self) -> u64 {
+        self.shares_gen.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn shares_changed(&self) {
+        self.shares_gen
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Closes the database; later calls fail with [`RegistryError::Closed`].

@@ -109,6 +109,7 @@ impl Registry {
             }
         };
         tx.commit()?;
+        self.shares_changed();
         Ok(removed)
     }
 

@@ -18,6 +18,7 @@ impl Registry {
             }
         }
         tx.commit()?;
+        self.shares_changed();
         Ok(())
     }
 
@@ -62,6 +63,7 @@ impl Registry {
             removed
         };
         tx.commit()?;
+        self.shares_changed();
         Ok(removed)
     }
 
