@@ -154,10 +154,10 @@ fn man(dir: Option<PathBuf>) -> Result<(), CliError> {
 }
 
 fn main() -> ExitCode {
-    // Like other Unix tools: `ringdropctl ... | head` ends quietly when the
-    // reader goes away instead of panicking on the closed pipe.
-    // SAFETY: restoring the default disposition of SIGPIPE at start-up.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // SIGPIPE stays ignored (Rust's default): a daemon that restarts closes
+    // the control socket under a client that follows a transfer, and the
+    // client must live to reconnect. A closed stdout (`| head`) ends it
+    // quietly in `output::line` instead.
     let cli = Cli::parse();
     let json = cli.json;
     let rt = match tokio::runtime::Builder::new_current_thread()

@@ -18,11 +18,11 @@ impl Out {
     /// Prints a JSON document (with --json) or the human text.
     pub fn emit(&self, value: Value, human: impl FnOnce() -> String) {
         if self.json {
-            println!("{value}");
+            line(value);
         } else {
             let text = human();
             if !text.is_empty() {
-                println!("{text}");
+                line(text);
             }
         }
     }
@@ -50,6 +50,21 @@ impl Out {
         );
         bar.set_message(msg);
         bar
+    }
+}
+
+/// Prints one line on stdout. A reader that went away (`ringdropctl ...
+/// | head`) ends the program quietly, with the status a shell gives a
+/// process killed by SIGPIPE.
+pub fn line(text: impl std::fmt::Display) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("ringdropctl: cannot write the output: {e}");
+        std::process::exit(1);
     }
 }
 

@@ -189,8 +189,10 @@ say "host provider up (upload limit $UPLOAD_RATE/s, socket $HOSTSOCK)"
 
 dd if=/dev/urandom of="$HOST/files/small.bin" bs=1M count="$SMALL_MB" status=none
 dd if=/dev/urandom of="$HOST/files/big.bin" bs=1M count="$BIG_MB" status=none
+dd if=/dev/urandom of="$HOST/files/big2.bin" bs=1M count="$BIG_MB" status=none
 SUM_SMALL=$(sha256sum <"$HOST/files/small.bin" | cut -d' ' -f1)
 SUM_BIG=$(sha256sum <"$HOST/files/big.bin" | cut -d' ' -f1)
+SUM_BIG2=$(sha256sum <"$HOST/files/big2.bin" | cut -d' ' -f1)
 share_ticket() { # file -> ticket
     local out
     out=$(hctl share "$1" --json) || return 1
@@ -198,6 +200,7 @@ share_ticket() { # file -> ticket
 }
 T_SMALL=$(share_ticket "$HOST/files/small.bin") || die "host share of small.bin"
 T_BIG=$(share_ticket "$HOST/files/big.bin") || die "host share of big.bin"
+T_BIG2=$(share_ticket "$HOST/files/big2.bin") || die "host share of big2.bin"
 say "host shares: small.bin ${SMALL_MB} MiB, big.bin ${BIG_MB} MiB"
 
 # ---------------------------------------------------------------- boot
@@ -378,6 +381,45 @@ e_check() {
     check_file "e: big.bin after the restart" /var/lib/ringdrop/downloads/big.bin "$SUM_BIG"
 }
 e_check
+
+# ---------------------------------------------------------------- j: alice's client across a restart
+# Alice follows her fetch into her home when the service restarts under
+# it: her ringdropctl waits for the daemon, follows the resumed transfer
+# and places the files itself; it exits 0 with her file in place.
+j_check() {
+    local log=/home/alice/j.log bdone=0 row ids id pid
+    ct sh -c "runuser -u alice -- sh -c 'cd ~ && exec ringdropctl fetch \"$T_BIG2\" --out big.bin' >$log 2>&1 & echo \$! >/tmp/j.pid" ||
+        { fail "j: starting alice's fetch"; return; }
+    pid=$(ct cat /tmp/j.pid)
+    for _ in $(seq 1 1200); do
+        row=$(ct ringdropctl --json transfers ls 2>/dev/null) || { sleep 0.05; continue; }
+        id=$(jq -r '[.[] | select(.dest | endswith("/home/alice/big.bin"))][0].id // empty' <<<"$row")
+        if [ -n "$id" ]; then
+            bdone=$(jq -r "[.[] | select(.id == $id)][0].bytes_done" <<<"$row")
+            [ "$bdone" -gt $((BIG_MB * 1048576 / 4)) ] && [ "$bdone" -lt $((BIG_MB * 1048576)) ] && break
+        fi
+        sleep 0.05
+    done
+    [ -n "${id:-}" ] && [ "$bdone" -gt 0 ] || { fail "j: never saw alice's transfer running"; return; }
+    say "j: alice's transfer $id at $bdone bytes: systemctl restart ringdropd.service"
+    ct systemctl restart ringdropd.service || { fail "j: systemctl restart"; return; }
+    for _ in $(seq 1 1200); do
+        ct kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if ct kill -0 "$pid" 2>/dev/null; then
+        fail "j: alice's ringdropctl still running 120 s after the restart"
+        return
+    fi
+    if ct grep -q "Fetched" "$log"; then
+        pass "j: alice's ringdropctl followed the restarted daemon and finished"
+    else
+        fail "j: alice's ringdropctl did not finish: $(ct tail -n 3 "$log" | tr '\n' ' ')"
+        return
+    fi
+    check_file "j: her big.bin after the restart" /home/alice/big.bin "$SUM_BIG2" alice
+}
+j_check
 
 # ---------------------------------------------------------------- i: share from alice's 0700 home
 # The service shares by reference and cannot read a 0700 home: the share is

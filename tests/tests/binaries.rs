@@ -249,3 +249,22 @@ fn udp_port_is_kept_across_restarts() -> Result<()> {
     assert_eq!(kept.trim(), p1.to_string());
     Ok(())
 }
+
+#[test]
+fn a_closed_stdout_ends_ringdropctl_quietly() -> Result<()> {
+    let dir = temp_dir("rdrop-bin-")?;
+    let d = BinDaemon::spawn(&dir, &[])?;
+    let mut child = std::process::Command::new(bin("ringdropctl")?)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["status"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    drop(child.stdout.take()); // the reader is gone (`| head -0`)
+    let out = child.wait_with_output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.is_empty(), "{err}");
+    Ok(())
+}

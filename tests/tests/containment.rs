@@ -163,3 +163,18 @@ async fn a_failed_forced_fetch_puts_the_replaced_files_back() -> Result<()> {
     assert_eq!(list_tree(&dest), vec!["d", "d/a.txt"]);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_directories_on_the_way_are_created() -> Result<()> {
+    let a = TestDaemon::start().await?;
+    let b = TestDaemon::start().await?;
+    let src = temp_dir("rdrop-src-")?.join("f.bin");
+    let data = random_file(&src, 100_000)?;
+    let share = a.share(&src).await?;
+    let dest = temp_dir("rdrop-dest-")?;
+    let out = dest.join("downloads/2026/f.bin");
+    let t = b.wait(b.fetch(&share.ticket, &out).await?).await?;
+    assert!(completed(&t), "{t:?}");
+    assert_eq!(std::fs::read(&out)?, data);
+    Ok(())
+}

@@ -276,3 +276,49 @@ async fn pause_resume_cancel() -> Result<()> {
     .context("purged data was not reclaimed")?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_following_client_outlives_a_daemon_restart() -> Result<()> {
+    let size = 64 * MIB;
+    let src = temp_dir("rdrop-src-")?.join("big.bin");
+    let data = random_file(&src, size as usize)?;
+    let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &["--max-upload-rate", "16M"])?;
+    let mut b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
+    let (ticket, _) = a.share(&src).await?;
+    let out = temp_dir("rdrop-out-")?;
+    let client = std::process::Command::new(ringdrop_tests::bin("ringdropctl")?)
+        .arg("--socket")
+        .arg(&b.socket)
+        .args(["fetch", &ticket, "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let id = tokio::time::timeout(ringdrop_tests::TIMEOUT, async {
+        loop {
+            let list = b
+                .transfers()
+                .await?
+                .list_transfers(pb::ListTransfersRequest {})
+                .await?;
+            if let Some(t) = list.into_inner().transfers.first() {
+                return anyhow::Ok(t.id);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await??;
+    let moving = watch_until(&b.socket, id, |t| t.bytes_done > 0).await?;
+    assert!(!completed(&moving), "finished before the restart");
+    // The daemon goes away under the client (its socket closes; writes to
+    // it fail with EPIPE) and comes back on the same socket.
+    b.terminate()?;
+    b.restart()?;
+    let done = tokio::task::spawn_blocking(move || client.wait_with_output()).await??;
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "client: {:?} {stderr}", done.status);
+    assert!(stderr.contains("went away"), "{stderr}");
+    assert!(String::from_utf8_lossy(&done.stdout).contains("Fetched"));
+    assert_eq!(std::fs::read(out.join("big.bin"))?, data);
+    Ok(())
+}

@@ -10,7 +10,7 @@ use super::place;
 use crate::{
     client::{self, Client},
     error::CliError,
-    output::{bytes, clean, transfer_json, transfer_line, Out},
+    output::{bytes, clean, line, transfer_json, transfer_line, Out},
 };
 
 #[derive(Debug, Subcommand)]
@@ -118,12 +118,51 @@ pub async fn follow(c: &Client, id: u64, out: &Out) -> Result<pb::Transfer, CliE
 /// them. A daemon that restarts meanwhile is waited for (the transfer
 /// resumes there) and followed again.
 pub async fn follow_and_place(c: &Client, id: u64, out: &Out) -> Result<pb::Transfer, CliError> {
-    let t = follow_across_restarts(c, id, out).await?;
-    if place::ours_to_place(&t) {
-        return place::place(c, &t, out).await;
+    let mut tries = 0;
+    loop {
+        let t = follow_across_restarts(c, id, out).await?;
+        if !place::ours_to_place(&t) {
+            return Ok(t);
+        }
+        tries += 1;
+        match place::place(c, &t, out).await {
+            // Cut off mid-way: nothing was placed (the staging undid it);
+            // the transfer is still ready once the daemon is back.
+            Err(e) if e.lost_daemon && tries < PLACE_TRIES => {
+                out.hint(format!(
+                    "ringdropd went away while placing transfer {id}; waiting for it to come back"
+                ));
+                wait_for_daemon(c, id).await?;
+            }
+            other => return other,
+        }
     }
-    Ok(t)
 }
+
+/// Waits (up to [`REATTACH_FOR`]) until the daemon answers about `id` again.
+async fn wait_for_daemon(c: &Client, id: u64) -> Result<(), CliError> {
+    let deadline = std::time::Instant::now() + REATTACH_FOR;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let back = c
+            .transfers()
+            .get_transfer(pb::GetTransferRequest { id })
+            .await
+            .is_ok();
+        if back {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(CliError::failed(format!(
+                "ringdropd did not come back within {}s; the transfer resumes when it starts: follow it with `ringdropctl transfers wait {id}`",
+                REATTACH_FOR.as_secs()
+            )));
+        }
+    }
+}
+
+/// Placements cut off by a lost connection are tried again this often.
+const PLACE_TRIES: u32 = 3;
 
 /// How long a follower waits for a restarting daemon to answer again.
 const REATTACH_FOR: std::time::Duration = std::time::Duration::from_secs(60);
@@ -133,24 +172,7 @@ async fn follow_across_restarts(c: &Client, id: u64, out: &Out) -> Result<pb::Tr
         match follow(c, id, out).await {
             Err(e) if e.lost_daemon => {
                 out.hint(format!("ringdropd went away; waiting for it to come back to follow transfer {id} again"));
-                let deadline = std::time::Instant::now() + REATTACH_FOR;
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    let back = c
-                        .transfers()
-                        .get_transfer(pb::GetTransferRequest { id })
-                        .await
-                        .is_ok();
-                    if back {
-                        break;
-                    }
-                    if std::time::Instant::now() > deadline {
-                        return Err(CliError::failed(format!(
-                            "ringdropd did not come back within {}s; the transfer resumes when it starts: follow it with `ringdropctl transfers wait {id}`",
-                            REATTACH_FOR.as_secs()
-                        )));
-                    }
-                }
+                wait_for_daemon(c, id).await?;
             }
             other => return other,
         }
@@ -175,7 +197,7 @@ pub fn report(out: &Out, t: &pb::Transfer) -> Result<(), CliError> {
         return Ok(());
     }
     if out.json {
-        println!("{}", transfer_json(t));
+        line(transfer_json(t));
     }
     let what = if t.state == TransferState::Cancelled as i32 {
         "was cancelled"
@@ -273,14 +295,14 @@ async fn watch(c: &Client, out: &Out) -> Result<(), CliError> {
         .into_inner();
     while let Some(t) = stream.message().await? {
         if out.json {
-            println!("{}", transfer_json(&t));
+            line(transfer_json(&t));
         } else {
             let rate = if t.rate > 0 {
                 format!("  {}/s", bytes(t.rate))
             } else {
                 String::new()
             };
-            println!("{}{rate}", transfer_line(&t));
+            line(format!("{}{rate}", transfer_line(&t)));
         }
     }
     Ok(())

@@ -51,7 +51,8 @@ pub fn sanitize(name: &str) -> Result<Vec<&str>, ExportError> {
 #[derive(Debug)]
 pub struct Plan {
     /// The existing directory everything is created beneath: `dest`
-    /// itself, or its parent when `dest` is the new entry.
+    /// itself, or the nearest existing ancestor when `dest` is the new
+    /// entry.
     pub root: PathBuf,
     pub items: Vec<(Entry, PathBuf)>,
     /// Final paths that already hold the right bytes.
@@ -85,9 +86,14 @@ pub fn plan(
         let (items, dirs) = layout(dest, entries, Top::Keep { container })?;
         (dest.to_path_buf(), items, dirs)
     } else {
-        let root = dest.parent().unwrap_or(Path::new("/")).to_path_buf();
+        // The nearest directory that exists: what is missing below it
+        // (`--out new/dirs/file`) is created by the staged write.
+        let mut root = dest.parent().unwrap_or(Path::new("/"));
+        while fs::symlink_metadata(root).is_err() {
+            root = root.parent().unwrap_or(Path::new("/"));
+        }
         let (items, dirs) = layout(dest, entries, Top::Rename)?;
-        (root, items, dirs)
+        (root.to_path_buf(), items, dirs)
     };
     let mut planned = Vec::with_capacity(items.len());
     let mut present = Vec::new();
