@@ -351,6 +351,10 @@ impl Worker {
         let Some(plan) = plan else {
             return Ok(None);
         };
+        info!(
+            id = self.id(),
+            total, "fetched and verified; placing the files"
+        );
         export::export(&self.store, plan, verify)
             .await
             .map(Some)
