@@ -108,7 +108,11 @@ impl ProtocolHandler for CatalogServer {
         let (mut send, req) = read?;
         match postcard::from_bytes::<Request>(&req) {
             Ok(Request::List) => {
-                let entries = self.visible(peer.as_bytes());
+                // Registry reads and file stats: off the async runtime.
+                let this = self.clone();
+                let entries = tokio::task::spawn_blocking(move || this.visible(peer.as_bytes()))
+                    .await
+                    .unwrap_or_default();
                 debug!(%peer, shown = entries.len(), "catalog request");
                 let bytes =
                     postcard::to_stdvec(&Response::List(entries)).map_err(AcceptError::from_err)?;

@@ -75,6 +75,27 @@ impl Policy {
         Ok(allowed && self.fresh(share))
     }
 
+    /// Whether another file that one of `share`'s blobs was imported from
+    /// (the same content shared from elsewhere, maybe since unshared)
+    /// changed: the store reads whichever of a blob's files opens first,
+    /// unverified, so any of them must still hold what was imported. A
+    /// file that is gone is harmless (the store cannot open it).
+    fn other_sources_changed(&self, share: &ShareRecord) -> bool {
+        share
+            .children
+            .iter()
+            .skip(1)
+            .any(|child| match self.registry.blob_sources(child) {
+                Ok(sources) => sources
+                    .iter()
+                    .any(|s| match std::fs::symlink_metadata(&s.path) {
+                        Ok(m) => shares::source_of(&s.path, &m) != *s,
+                        Err(_) => false,
+                    }),
+                Err(_) => true,
+            })
+    }
+
     /// Whether `share`'s source files are unchanged since sharing.
     pub fn fresh(&self, share: &ShareRecord) -> bool {
         let cached = self
@@ -87,9 +108,9 @@ impl Policy {
                 return ok;
             }
         }
-        let ok = !shares::sources_changed(share);
+        let ok = !shares::sources_changed(share) && !self.other_sources_changed(share);
         if !ok {
-            warn!(share = %share.hash, name = %share.name, "shared files changed since sharing; not serving them (share again to refresh)");
+            warn!(share = %share.hash, name = %share.name, "shared files changed since sharing (or another file the same content was shared from); not serving them (share again to refresh)");
         }
         if let Ok(mut f) = self.fresh.lock() {
             if f.len() >= FRESH_MAX {

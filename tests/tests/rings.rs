@@ -616,3 +616,51 @@ async fn editing_a_shared_file_ends_its_running_uploads() -> Result<()> {
     assert!(list_tree(&out).is_empty());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_content_from_an_edited_other_path_is_not_served() -> Result<()> {
+    let (a, stranger) = (TestDaemon::start().await?, TestDaemon::start().await?);
+    ring_with(&a, "team", &[]).await?;
+    // The same bytes from two paths: a private one (restricted) and a
+    // public one (open). The store keeps both paths for the one blob and
+    // reads the first that opens, in path order: "a-private" first.
+    let dir = temp_dir("rdrop-src-")?;
+    let private = dir.join("a-private").join("doc.bin");
+    let public = dir.join("b-public").join("doc.bin");
+    let data = random_file(&private, 200_000)?;
+    std::fs::create_dir_all(public.parent().unwrap())?;
+    std::fs::write(&public, &data)?;
+    a.share_to(&private, &["team"]).await?;
+    let open = a.share(&public).await?;
+    // The private file is edited in place, size and mtime put back.
+    let before = std::fs::metadata(&private)?;
+    let mut secret = data.clone();
+    secret[..12].copy_from_slice(b"PRIVATE EDIT");
+    std::fs::write(&private, &secret)?;
+    let mtime = before.modified()?.duration_since(std::time::UNIX_EPOCH)?;
+    let status = std::process::Command::new("touch")
+        .arg("-d")
+        .arg(format!("@{}.{:09}", mtime.as_secs(), mtime.subsec_nanos()))
+        .arg(&private)
+        .status()?;
+    assert!(status.success());
+    // The open share's own file is untouched, but its blob would be read
+    // from the edited private file: refused, nothing of it leaves.
+    let t = stranger
+        .wait(
+            stranger
+                .fetch(&open.ticket, &temp_dir("rdrop-out-")?)
+                .await?,
+        )
+        .await?;
+    assert!(failed(&t), "{t:?}");
+    assert!(t.last_error.contains("may not fetch"), "{}", t.last_error);
+    let served = a
+        .list_shares()
+        .await?
+        .iter()
+        .map(|s| s.bytes_served)
+        .sum::<u64>();
+    assert_eq!(served, 0, "bytes of the edited file were served");
+    Ok(())
+}

@@ -27,6 +27,11 @@ const SHARES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("shares")
 /// child hash -> collection roots that contain it (the gate's index).
 const BLOB_PARENTS: MultimapTableDefinition<&[u8; 32], &[u8; 32]> =
     MultimapTableDefinition::new("blob_parents");
+/// blob hash -> every source file it was imported from by reference (one
+/// row per path, the latest): the store reads whichever of them opens, so
+/// all of them must be unchanged for the blob to be served.
+const BLOB_SOURCES: MultimapTableDefinition<&[u8; 32], &[u8]> =
+    MultimapTableDefinition::new("blob_sources");
 const TRANSFERS: TableDefinition<u64, &[u8]> = TableDefinition::new("transfers");
 /// collection root -> payload bytes served for it.
 const SERVED: TableDefinition<&[u8; 32], u64> = TableDefinition::new("served");
@@ -103,7 +108,10 @@ impl Registry {
                 }
                 Some(1) => {
                     migrate_transfers_v1(&mut tx.open_table(TRANSFERS)?)?;
-                    migrate_shares_v1(&mut tx.open_table(SHARES)?)?;
+                    migrate_shares_v1(
+                        &mut tx.open_table(SHARES)?,
+                        &mut tx.open_multimap_table(BLOB_SOURCES)?,
+                    )?;
                     meta.insert(KEY_SCHEMA, SCHEMA_VERSION)?;
                 }
                 Some(_) => {}
@@ -113,6 +121,7 @@ impl Registry {
             }
             tx.open_table(SHARES)?;
             tx.open_multimap_table(BLOB_PARENTS)?;
+            tx.open_multimap_table(BLOB_SOURCES)?;
             tx.open_table(TRANSFERS)?;
             tx.open_table(SERVED)?;
             tx.open_table(RINGS)?;
@@ -178,7 +187,10 @@ fn migrate_transfers_v1(transfers: &mut redb::Table<u64, &[u8]>) -> Result<()> {
 
 /// Schema 1 -> 2: shares become unlisted, and their sources take today's
 /// inode and change time where size and mtime still match.
-fn migrate_shares_v1(shares: &mut redb::Table<&[u8; 32], &[u8]>) -> Result<()> {
+fn migrate_shares_v1(
+    shares: &mut redb::Table<&[u8; 32], &[u8]>,
+    blob_sources: &mut redb::MultimapTable<&[u8; 32], &[u8]>,
+) -> Result<()> {
     let stat = |p: &Path| {
         use std::os::unix::fs::MetadataExt;
         let m = std::fs::symlink_metadata(p).ok()?;
@@ -191,7 +203,9 @@ fn migrate_shares_v1(shares: &mut redb::Table<&[u8; 32], &[u8]>) -> Result<()> {
         rows.push((*k.value(), decode_row::<records::ShareRecordV1>(v.value())?));
     }
     for (k, old) in rows {
-        shares.insert(&k, encode_row(&old.upgrade(stat))?.as_slice())?;
+        let rec = old.upgrade(stat);
+        shares.insert(&k, encode_row(&rec)?.as_slice())?;
+        shares::record_sources(blob_sources, &rec)?;
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Shares, the blob-parent index the gate reads, and served-byte counters.
 
 use iroh_blobs::Hash;
-use redb::ReadableTable;
+use redb::{ReadableMultimapTable, ReadableTable};
 
 use super::*;
 
@@ -16,10 +16,23 @@ impl Registry {
             for child in &rec.children {
                 parents.insert(child.as_bytes(), rec.hash.as_bytes())?;
             }
+            record_sources(&mut tx.open_multimap_table(BLOB_SOURCES)?, rec)?;
         }
         tx.commit()?;
         self.shares_changed();
         Ok(())
+    }
+
+    /// Every file the blob `hash` was imported from by reference, as it
+    /// was then (kept after unsharing: the store keeps the paths too).
+    pub fn blob_sources(&self, hash: &Hash) -> Result<Vec<Source>> {
+        let tx = self.read()?;
+        let table = tx.open_multimap_table(BLOB_SOURCES)?;
+        let mut out = Vec::new();
+        for v in table.get(hash.as_bytes())? {
+            out.push(decode_row(v?.value())?);
+        }
+        Ok(out)
     }
 
     /// The share with collection hash `hash`.
@@ -111,4 +124,28 @@ impl Registry {
         let served = tx.open_table(SERVED)?;
         Ok(served.get(root.as_bytes())?.map(|v| v.value()).unwrap_or(0))
     }
+}
+
+/// Records the sources of `rec`'s files under their blob hashes, one row
+/// per path (a newer record of a path replaces the older one). A share's
+/// children are its names blob, then its files in the order of its
+/// sources.
+pub(super) fn record_sources(
+    table: &mut redb::MultimapTable<&[u8; 32], &[u8]>,
+    rec: &ShareRecord,
+) -> Result<()> {
+    for (src, child) in rec.sources.iter().zip(rec.children.iter().skip(1)) {
+        let mut stale = Vec::new();
+        for v in table.get(child.as_bytes())? {
+            let bytes = v?.value().to_vec();
+            if decode_row::<Source>(&bytes).is_ok_and(|old| old.path == src.path) {
+                stale.push(bytes);
+            }
+        }
+        for bytes in stale {
+            table.remove(child.as_bytes(), bytes.as_slice())?;
+        }
+        table.insert(child.as_bytes(), encode_row(src)?.as_slice())?;
+    }
+    Ok(())
 }
