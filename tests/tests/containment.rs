@@ -178,3 +178,30 @@ async fn missing_directories_on_the_way_are_created() -> Result<()> {
     assert_eq!(std::fs::read(&out)?, data);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_symlink_planted_as_the_destination_in_a_shared_directory_is_refused() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let a = TestDaemon::start().await?;
+    let b = TestDaemon::start().await?;
+    let tree = temp_dir("rdrop-src-")?.join("tree");
+    random_file(&tree.join("f.txt"), 1000)?;
+    let share = a.share(&tree).await?;
+    // `--out /tmp/incoming`, which the user expects to be created; someone
+    // else made it first, a symlink to a directory of their choosing.
+    let shared = temp_dir("rdrop-tmp-")?;
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777))?;
+    let elsewhere = temp_dir("rdrop-victim-")?;
+    std::os::unix::fs::symlink(&elsewhere, shared.join("incoming"))?;
+    let t = b
+        .wait(b.fetch(&share.ticket, &shared.join("incoming")).await?)
+        .await?;
+    assert!(failed(&t), "{t:?}");
+    assert!(t.last_error.contains("symlink"), "{}", t.last_error);
+    assert!(
+        list_tree(&elsewhere).is_empty(),
+        "{:?}",
+        list_tree(&elsewhere)
+    );
+    Ok(())
+}

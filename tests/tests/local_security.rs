@@ -209,8 +209,9 @@ fn a_registry_from_a_newer_ringdropd_is_refused() -> Result<()> {
     Ok(())
 }
 
-/// Runs `ringdropd` with `args` and expects it to refuse to start.
-fn refused_start(dir: &Path, args: &[&str]) -> Result<String> {
+/// Runs `ringdropd` with `args` (and `env`) and expects it to refuse to
+/// start; returns what it said.
+fn refused_start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<String> {
     let out = Command::new(bin("ringdropd")?)
         .args([
             "--relay",
@@ -222,9 +223,13 @@ fn refused_start(dir: &Path, args: &[&str]) -> Result<String> {
         ])
         .arg(dir.join("data"))
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()?;
-    assert!(!out.status.success(), "ringdropd started with {args:?}");
+    assert!(
+        !out.status.success(),
+        "ringdropd started with {args:?} {env:?}"
+    );
     Ok(String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
@@ -234,7 +239,7 @@ fn a_socket_path_naming_a_file_or_a_shared_directory_is_refused() -> Result<()> 
     // `--socket ~/notes.txt` by mistake: the file survives.
     let notes = dir.join("notes.txt");
     std::fs::write(&notes, b"precious")?;
-    let err = refused_start(&dir, &["--socket", notes.to_str().context("path")?])?;
+    let err = refused_start(&dir, &["--socket", notes.to_str().context("path")?], &[])?;
     assert!(err.contains("is not a socket"), "{err}");
     assert_eq!(std::fs::read(&notes)?, b"precious");
     // A directory others may write (a shared temp dir): they could swap
@@ -243,7 +248,7 @@ fn a_socket_path_naming_a_file_or_a_shared_directory_is_refused() -> Result<()> 
     std::fs::create_dir(&shared)?;
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777))?;
     let sock = shared.join("d.sock");
-    let err = refused_start(&dir, &["--socket", sock.to_str().context("path")?])?;
+    let err = refused_start(&dir, &["--socket", sock.to_str().context("path")?], &[])?;
     assert!(err.contains("may be written by other users"), "{err}");
     assert!(!sock.exists());
     Ok(())
@@ -283,23 +288,11 @@ fn ringdropctl_will_not_dial_a_socket_another_user_planted() -> Result<()> {
 fn a_zero_gc_interval_is_refused_at_start() -> Result<()> {
     let dir = temp_dir("rdrop-sec-")?;
     let sock = dir.join("d.sock");
-    let out = Command::new(bin("ringdropd")?)
-        .args([
-            "--relay",
-            "disabled",
-            "--no-mdns",
-            "--bind",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.join("data"))
-        .arg("--socket")
-        .arg(&sock)
-        .env("RINGDROP_GC_INTERVAL", "0s")
-        .stdin(Stdio::null())
-        .output()?;
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "started with gc_interval 0s");
+    let err = refused_start(
+        &dir,
+        &["--socket", sock.to_str().context("path")?],
+        &[("RINGDROP_GC_INTERVAL", "0s")],
+    )?;
     assert!(
         err.contains("gc_interval") && err.contains("at least 1s"),
         "{err}"

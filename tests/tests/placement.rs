@@ -68,6 +68,16 @@ fn ok(out: std::process::Output) -> Result<std::process::Output> {
     Ok(out)
 }
 
+/// Shares `path` on `provider` and returns the ticket.
+fn share(provider: &BinDaemon, path: &Path) -> Result<String> {
+    let shared = json(&ok(ctl_as(
+        None,
+        &provider.socket,
+        &["share", path.to_str().context("path")?],
+    )?)?)?;
+    Ok(shared["ticket"].as_str().context("ticket")?.to_string())
+}
+
 /// A provider (as the test's uid) and a fetcher running as `nobody`.
 fn daemons() -> Result<(BinDaemon, BinDaemon)> {
     let provider = BinDaemon::spawn(&temp_dir("rdrop-prov-")?, &[])?;
@@ -90,12 +100,7 @@ fn the_client_places_files_where_only_the_caller_may_write() -> Result<()> {
     let (provider, fetcher) = daemons()?;
     let src = temp_dir("rdrop-src-")?.join("report.bin");
     let bytes = random_file(&src, 3 << 20)?;
-    let shared = json(&ok(ctl_as(
-        None,
-        &provider.socket,
-        &["share", src.to_str().context("path")?],
-    )?)?)?;
-    let ticket = shared["ticket"].as_str().context("ticket")?.to_string();
+    let ticket = share(&provider, &src)?;
 
     let dest = private_dir("rdrop-home-")?;
     let out = ok(ctl_as(
@@ -132,12 +137,7 @@ fn a_detached_fetch_waits_ready_for_its_owner_only() -> Result<()> {
     let a = random_file(&tree.join("a.bin"), 100_000)?;
     let b = random_file(&tree.join("sub/b.bin"), 2 << 20)?;
     std::fs::write(tree.join("empty"), b"")?;
-    let shared = json(&ok(ctl_as(
-        None,
-        &provider.socket,
-        &["share", tree.to_str().context("path")?],
-    )?)?)?;
-    let ticket = shared["ticket"].as_str().context("ticket")?.to_string();
+    let ticket = share(&provider, &tree)?;
     let dest = private_dir("rdrop-home-")?;
     let started = json(&ok(ctl_as(
         None,
@@ -204,12 +204,7 @@ fn whoever_cannot_write_is_told_before_any_byte_moves() -> Result<()> {
     let (provider, fetcher) = daemons()?;
     let src = temp_dir("rdrop-src-")?.join("f.bin");
     random_file(&src, 1 << 20)?;
-    let shared = json(&ok(ctl_as(
-        None,
-        &provider.socket,
-        &["share", src.to_str().context("path")?],
-    )?)?)?;
-    let ticket = shared["ticket"].as_str().context("ticket")?.to_string();
+    let ticket = share(&provider, &src)?;
 
     // The daemon's own user writes through the daemon, which may not write
     // a root-only directory.

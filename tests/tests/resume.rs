@@ -24,6 +24,25 @@ fn half_way(t: &pb::Transfer) -> bool {
     t.bytes_total > 0 && t.bytes_done * 100 >= t.bytes_total * 40
 }
 
+/// Waits for the first transfer of `d` to exist (started by a client
+/// process) and returns its id.
+async fn first_transfer(d: &BinDaemon) -> Result<u64> {
+    tokio::time::timeout(ringdrop_tests::TIMEOUT, async {
+        loop {
+            let list = d
+                .transfers()
+                .await?
+                .list_transfers(pb::ListTransfersRequest {})
+                .await?;
+            if let Some(t) = list.into_inner().transfers.first() {
+                return anyhow::Ok(t.id);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await?
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_client_leaves_the_transfer_running() -> Result<()> {
     let size = 200 * MIB;
@@ -43,20 +62,7 @@ async fn killed_client_leaves_the_transfer_running() -> Result<()> {
         .stderr(std::process::Stdio::null())
         .spawn()?;
     // Wait for the transfer to exist and move, then kill the client.
-    let id = tokio::time::timeout(ringdrop_tests::TIMEOUT, async {
-        loop {
-            let list = b
-                .transfers()
-                .await?
-                .list_transfers(pb::ListTransfersRequest {})
-                .await?;
-            if let Some(t) = list.into_inner().transfers.first() {
-                return anyhow::Ok(t.id);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await??;
+    let id = first_transfer(&b).await?;
     let moving = watch_until(&b.socket, id, |t| t.bytes_done > 0).await?;
     assert!(
         !completed(&moving),
@@ -294,20 +300,7 @@ async fn a_following_client_outlives_a_daemon_restart() -> Result<()> {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()?;
-    let id = tokio::time::timeout(ringdrop_tests::TIMEOUT, async {
-        loop {
-            let list = b
-                .transfers()
-                .await?
-                .list_transfers(pb::ListTransfersRequest {})
-                .await?;
-            if let Some(t) = list.into_inner().transfers.first() {
-                return anyhow::Ok(t.id);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await??;
+    let id = first_transfer(&b).await?;
     let moving = watch_until(&b.socket, id, |t| t.bytes_done > 0).await?;
     assert!(!completed(&moving), "finished before the restart");
     // The daemon goes away under the client (its socket closes; writes to

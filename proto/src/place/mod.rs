@@ -65,11 +65,6 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_
     }
 }
 
-/// Hex form of a content hash, as tickets and the API show it.
-pub fn hex(hash: &ContentHash) -> String {
-    hash.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The login name of `uid`, or `uid N` when it has none.
 pub fn user_name(uid: u32) -> String {
     let mut buf = vec![0 as libc::c_char; 4096];

@@ -96,8 +96,19 @@ fn open_dir_at(dir: &OwnedFd, name: &CStr, path: &Path) -> Result<OwnedFd, Expor
 }
 
 /// Opens the directory the user named (its own path may hold symlinks: the
-/// user chose it), as the root of everything the export does.
+/// user chose it), as the root of everything the export does. One
+/// exception: a symlink in a directory other users may write (`/tmp`) may
+/// be theirs, planted where the user expected a new directory.
 fn open_root(path: &Path) -> Result<OwnedFd, ExportError> {
+    use std::os::unix::fs::MetadataExt;
+    let planted = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+        && path
+            .parent()
+            .and_then(|p| fs::metadata(p).ok())
+            .is_some_and(|p| p.mode() & 0o022 != 0);
+    if planted {
+        return Err(redirected(path));
+    }
     let c = cstr(path.as_os_str())?;
     // SAFETY: c is a NUL-terminated path.
     let fd = unsafe {
@@ -409,15 +420,19 @@ impl Staging {
             }
             return Ok(());
         }
+        // One syncfs per filesystem the staged files' directories are on.
         let mut devices = BTreeSet::new();
-        for i in 0..self.items.len() {
-            let f = open(i)?;
-            let dev = f.metadata().map_err(io(&self.plan.items[i].1))?.st_dev();
-            if devices.insert(dev) {
-                // SAFETY: f is an open file descriptor for the duration of the call.
-                if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
-                    return Err(last_err(&self.plan.items[i].1));
-                }
+        let dirs: BTreeSet<usize> = self.items.iter().map(|it| it.dir).collect();
+        for d in dirs {
+            let dir = &self.dirs[d];
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: an open descriptor and a valid out pointer.
+            if unsafe { libc::fstat(dir.fd.as_raw_fd(), &mut st) } != 0 {
+                return Err(last_err(&dir.path));
+            }
+            // SAFETY: an open descriptor for the duration of the call.
+            if devices.insert(st.st_dev) && unsafe { libc::syncfs(dir.fd.as_raw_fd()) } != 0 {
+                return Err(last_err(&dir.path));
             }
         }
         Ok(())
@@ -462,8 +477,6 @@ impl Drop for Staging {
         }
     }
 }
-
-use std::os::linux::fs::MetadataExt as _;
 
 /// Dirty bytes of a staged file handed to writeback at once, so that the
 /// final `fsync` finds most of the file on its way to disk: measured on a
