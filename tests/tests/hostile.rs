@@ -85,6 +85,26 @@ async fn share_bytes(d: &BinDaemon, name: &str, data: &[u8]) -> Result<(Ticket, 
     Ok((ticket.parse()?, hash))
 }
 
+/// Opens up to `n` streams on `conn`, each with `junk` as a partial
+/// request left open; stops at the daemon's stream limit (the rest would
+/// wait, as they should).
+async fn hold_streams(
+    conn: &Connection,
+    n: usize,
+    junk: &[u8],
+    wait: Duration,
+) -> Vec<(iroh::endpoint::SendStream, iroh::endpoint::RecvStream)> {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        let Ok(Ok((mut send, recv))) = tokio::time::timeout(wait, conn.open_bi()).await else {
+            break;
+        };
+        send.write_all(junk).await.ok();
+        held.push((send, recv));
+    }
+    held
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn raw_quic_attacks_on_the_provider() -> Result<()> {
     let dir = temp_dir("rdrop-victim-")?;
@@ -188,18 +208,9 @@ async fn raw_quic_attacks_on_the_provider() -> Result<()> {
     for _ in 0..3 {
         let ep = loopback_endpoint().await?;
         let conn = ep.connect(ticket.addr.clone(), iroh_blobs::ALPN).await?;
-        for _ in 0..100 {
-            let Ok(Ok((mut send, recv))) =
-                tokio::time::timeout(Duration::from_millis(200), conn.open_bi()).await
-            else {
-                // The daemon's stream limit: the rest wait, as they should.
-                break;
-            };
-            let mut junk = vec![0u8; 64 * 1024];
-            rng.fill_bytes(&mut junk);
-            send.write_all(&junk).await.ok();
-            held.push((send, recv));
-        }
+        let mut junk = vec![0u8; 64 * 1024];
+        rng.fill_bytes(&mut junk);
+        held.extend(hold_streams(&conn, 100, &junk, Duration::from_millis(200)).await);
         conns.push((ep, conn));
     }
     let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &[])?;
@@ -398,15 +409,7 @@ async fn a_peer_cannot_make_the_node_hold_unbounded_connections_and_streams() ->
     rand::rng().fill_bytes(&mut junk);
     for _ in 0..30 {
         let conn = ep.connect(ticket.addr.clone(), iroh_blobs::ALPN).await?;
-        for _ in 0..20 {
-            let Ok(Ok((mut send, recv))) =
-                tokio::time::timeout(Duration::from_millis(100), conn.open_bi()).await
-            else {
-                break;
-            };
-            send.write_all(&junk).await.ok();
-            held.push((send, recv));
-        }
+        held.extend(hold_streams(&conn, 20, &junk, Duration::from_millis(100)).await);
         // Unidirectional streams are not ours to take: none may be opened.
         let uni = tokio::time::timeout(Duration::from_millis(100), conn.open_uni()).await;
         assert!(

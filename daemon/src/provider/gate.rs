@@ -21,8 +21,8 @@ use iroh::EndpointId;
 use iroh_blobs::{
     protocol::{ChunkRangesSeq, GetManyRequest, GetRequest},
     provider::events::{
-        AbortReason, ConnectMode, EventMask, EventSender, ObserveMode, ProviderMessage,
-        RequestMode, ThrottleMode,
+        AbortReason, ConnectMode, EventMask, EventResult, EventSender, ObserveMode,
+        ProviderMessage, RequestMode, RequestUpdate, ThrottleMode,
     },
     Hash,
 };
@@ -248,38 +248,20 @@ pub fn spawn_gate(
                     peers.remove(&msg.connection_id);
                     uploads.connection_closed(msg.connection_id);
                 }
-                // Allowed requests are recorded before the provider hears
-                // the answer, so a revocation in between finds them.
                 ProviderMessage::GetRequestReceived(msg) => {
                     let ask = Ask::Get(msg.inner.request.clone());
                     let key = (msg.inner.connection_id, msg.inner.request_id);
                     let res = judge(&gate, &stats, &peers, key.0, ask).await;
-                    if let Ok((peer, shares)) = &res {
-                        uploads.begin(key, *peer, shares.clone(), msg.inner.request.hash);
-                    }
-                    msg.tx
-                        .send(res.as_ref().map(|_| ()).map_err(|e| *e))
-                        .await
-                        .ok();
-                    if res.is_ok() {
-                        uploads.follow(registry.clone(), key, msg.rx);
-                    }
+                    let hash = msg.inner.request.hash;
+                    answer(res, key, hash, &uploads, &registry, msg.tx, msg.rx).await;
                 }
                 ProviderMessage::GetManyRequestReceived(msg) => {
                     let ask = Ask::GetMany(msg.inner.request.clone());
                     let key = (msg.inner.connection_id, msg.inner.request_id);
                     let res = judge(&gate, &stats, &peers, key.0, ask).await;
-                    if let Ok((peer, shares)) = &res {
-                        let first = msg.inner.request.hashes.first().copied();
-                        uploads.begin(key, *peer, shares.clone(), first.unwrap_or(Hash::EMPTY));
-                    }
-                    msg.tx
-                        .send(res.as_ref().map(|_| ()).map_err(|e| *e))
-                        .await
-                        .ok();
-                    if res.is_ok() {
-                        uploads.follow(registry.clone(), key, msg.rx);
-                    }
+                    let hash = msg.inner.request.hashes.first().copied();
+                    let hash = hash.unwrap_or(Hash::EMPTY);
+                    answer(res, key, hash, &uploads, &registry, msg.tx, msg.rx).await;
                 }
                 ProviderMessage::ObserveRequestReceived(msg) => {
                     let hash = msg.inner.request.hash;
@@ -309,6 +291,32 @@ pub fn spawn_gate(
         }
     });
     (tx, task)
+}
+
+/// Answers a decided GET or GET_MANY. An allowed request is recorded
+/// before the provider hears the answer, so a revocation in between finds
+/// it, and followed until it ends.
+async fn answer(
+    res: Result<(EndpointId, Vec<Hash>), AbortReason>,
+    key: (u64, u64),
+    hash: Hash,
+    uploads: &Uploads,
+    registry: &Registry,
+    tx: irpc::channel::oneshot::Sender<EventResult>,
+    rx: irpc::channel::mpsc::Receiver<RequestUpdate>,
+) {
+    let allowed = match res {
+        Ok((peer, shares)) => {
+            uploads.begin(key, peer, shares, hash);
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    let ok = allowed.is_ok();
+    tx.send(allowed).await.ok();
+    if ok {
+        uploads.follow(registry.clone(), key, rx);
+    }
 }
 
 /// Decides one request (registry reads and file stats, off the async
