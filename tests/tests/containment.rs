@@ -114,57 +114,6 @@ async fn a_fetch_into_a_home_plants_no_dotfile() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_failed_forced_fetch_puts_the_replaced_files_back() -> Result<()> {
-    let a = TestDaemon::start().await?;
-    let b = TestDaemon::start().await?;
-    let d = temp_dir("rdrop-src-")?.join("d");
-    let data_a = random_file(&d.join("a.txt"), 200_000)?;
-    let data_b = random_file(&d.join("b.txt"), 200_000)?;
-    let share = a.share(&d).await?;
-    // B holds the same content by reference to its own copy (files over
-    // 16 KiB are not inlined in its store), whose b.txt
-    // then changes in place: the export's check of b.txt fails, after
-    // a.txt was already renamed over the user's file (--force).
-    let mine = temp_dir("rdrop-mine-")?.join("d");
-    std::fs::create_dir_all(&mine)?;
-    std::fs::write(mine.join("a.txt"), &data_a)?;
-    std::fs::write(mine.join("b.txt"), &data_b)?;
-    b.share(&mine).await?;
-    let mut changed = data_b.clone();
-    changed[0] ^= 0xff;
-    std::fs::write(mine.join("b.txt"), &changed)?;
-
-    let dest = temp_dir("rdrop-dest-")?;
-    std::fs::create_dir_all(dest.join("d"))?;
-    std::fs::write(dest.join("d/a.txt"), b"the user's own a.txt")?;
-    let t = b
-        .transfers()
-        .fetch(pb::FetchRequest {
-            ticket: share.ticket.clone(),
-            out: dest.display().to_string(),
-            force: true,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .transfer
-        .unwrap_or_default();
-    let t = b.wait(t.id).await?;
-    assert!(failed(&t), "{t:?}");
-    assert!(
-        t.last_error.contains("no longer matches"),
-        "{}",
-        t.last_error
-    );
-    assert_eq!(
-        std::fs::read(dest.join("d/a.txt"))?,
-        b"the user's own a.txt"
-    );
-    assert_eq!(list_tree(&dest), vec!["d", "d/a.txt"]);
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn missing_directories_on_the_way_are_created() -> Result<()> {
     let a = TestDaemon::start().await?;
     let b = TestDaemon::start().await?;

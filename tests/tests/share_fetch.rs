@@ -288,36 +288,29 @@ async fn watch_transfers_streams_progress_and_the_end() -> Result<()> {
     Ok(())
 }
 
+/// A fetch writes only bytes it received and verified: content the
+/// fetching node itself shares (its store refers to the user's file, which
+/// may change behind the store's back) is never copied into a fetch.
 #[tokio::test(flavor = "multi_thread")]
-async fn content_held_by_reference_is_verified_before_export() -> Result<()> {
+async fn content_held_by_reference_is_never_used_for_a_fetch() -> Result<()> {
     let dir = temp_dir("rdrop-src-")?;
     let data = random_file(&dir.join("same.bin"), 200_000)?;
     let a = TestDaemon::start().await?;
     let b = TestDaemon::start().await?;
     let share = a.share(&dir.join("same.bin")).await?;
-    // B shares its own copy of the same bytes: its store refers to B's file.
+    // B shares its own copy of the same bytes: its store refers to B's file,
+    // which then changes behind the store's back (same size).
     let mine = temp_dir("rdrop-mine-")?.join("same.bin");
     std::fs::write(&mine, &data)?;
     b.share(&mine).await?;
+    let mut changed = data.clone();
+    changed[1000] ^= 0xff;
+    std::fs::write(&mine, &changed)?;
     let out = temp_dir("rdrop-out-")?;
     let t = b.wait(b.fetch(&share.ticket, &out).await?).await?;
     assert!(completed(&t), "{t:?}");
     assert_eq!(std::fs::read(out.join("same.bin"))?, data);
-
-    // B's file changes behind the store's back (same size): the held copy
-    // no longer verifies, so nothing reaches a destination.
-    let mut changed = data.clone();
-    changed[1000] ^= 0xff;
-    std::fs::write(&mine, &changed)?;
-    let out2 = temp_dir("rdrop-out-")?;
-    let t = b.wait(b.fetch(&share.ticket, &out2).await?).await?;
-    assert!(!completed(&t), "{t:?}");
-    assert!(
-        t.last_error.contains("no longer matches"),
-        "{}",
-        t.last_error
-    );
-    assert!(list_tree(&out2).is_empty());
+    assert!(t.bytes_received >= data.len() as u64, "{t:?}");
     Ok(())
 }
 

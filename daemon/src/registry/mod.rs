@@ -12,8 +12,8 @@ use std::path::Path;
 use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition};
 
 pub use records::{
-    decode_row, encode_row, PeerRecord, Placement, ShareRecord, Source, TransferRecord,
-    TransferState,
+    decode_row, encode_row, PartialRecord, PeerRecord, Placement, ShareRecord, Source,
+    TransferRecord, TransferState,
 };
 pub use rings::{Member, RingInfo, OPEN_RING};
 
@@ -33,6 +33,8 @@ const BLOB_PARENTS: MultimapTableDefinition<&[u8; 32], &[u8; 32]> =
 const BLOB_SOURCES: MultimapTableDefinition<&[u8; 32], &[u8]> =
     MultimapTableDefinition::new("blob_sources");
 const TRANSFERS: TableDefinition<u64, &[u8]> = TableDefinition::new("transfers");
+/// transfer id -> what is on disk of its incoming files ([`PartialRecord`]).
+const PARTIALS: TableDefinition<u64, &[u8]> = TableDefinition::new("partials");
 /// collection root -> payload bytes served for it.
 const SERVED: TableDefinition<&[u8; 32], u64> = TableDefinition::new("served");
 
@@ -123,6 +125,7 @@ impl Registry {
             tx.open_multimap_table(BLOB_PARENTS)?;
             tx.open_multimap_table(BLOB_SOURCES)?;
             tx.open_table(TRANSFERS)?;
+            tx.open_table(PARTIALS)?;
             tx.open_table(SERVED)?;
             tx.open_table(RINGS)?;
             tx.open_table(RING_MEMBERS)?;

@@ -439,3 +439,17 @@ mod tests {
         }
     }
 }
+
+/// What is on disk of a transfer that is being fetched in place: its
+/// private directory of incoming files and, per file in collection order,
+/// the proven size and the chunks verified and synced (as the boundaries of
+/// the chunk ranges).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartialRecord {
+    /// The directory the private directory is in.
+    pub root: PathBuf,
+    /// The private directory's name there.
+    pub dir: String,
+    pub sizes: Vec<Option<u64>>,
+    pub done: Vec<Vec<u64>>,
+}

@@ -52,4 +52,35 @@ impl Registry {
         }
         Ok(out)
     }
+
+    /// What is on disk of transfer `id`'s incoming files, if anything.
+    pub fn partial(&self, id: u64) -> Result<Option<PartialRecord>> {
+        let tx = self.read()?;
+        let table = tx.open_table(PARTIALS)?;
+        match table.get(id)? {
+            Some(v) => Ok(Some(decode_row(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records (durably: one commit) what is on disk of `id`'s files.
+    pub fn put_partial(&self, id: u64, rec: &PartialRecord) -> Result<()> {
+        let tx = self.write()?;
+        {
+            let mut table = tx.open_table(PARTIALS)?;
+            table.insert(id, encode_row(rec)?.as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn remove_partial(&self, id: u64) -> Result<()> {
+        let tx = self.write()?;
+        {
+            let mut table = tx.open_table(PARTIALS)?;
+            table.remove(id)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
 }

@@ -1,76 +1,81 @@
-//! One attempt of a fetch: connect, learn the collection and its sizes,
-//! fetch the missing chunks. Only missing ranges are ever requested, so an
+//! One attempt of a fetch: connect, learn the collection, prove the sizes,
+//! fetch the missing chunks into the transfer's own files
+//! ([`super::incoming`]). Only missing ranges are ever requested, so an
 //! attempt after an interruption continues where the last one stopped.
 
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use bao_tree::{io::BaoContentItem, ChunkRanges};
 use iroh::{endpoint::Connection, Endpoint};
 use iroh_blobs::{
-    api::{
-        proto::{Bitfield, BlobStatus},
-        remote::GetProgressItem,
-        Store,
-    },
+    api::{remote::GetProgressItem, Store},
     format::collection::Collection,
     get::{
         fsm::{self, DecodeError},
         GetError,
     },
-    protocol::{ChunkRanges, ChunkRangesExt, GetRequest, ERR_PERMISSION},
+    protocol::{GetRequest, ERR_PERMISSION},
     BlobFormat, Hash,
 };
 
-use super::plan::Entry;
+use super::incoming::{Item, Sink};
 use crate::ticket::Ticket;
 
-/// Verified payload bytes `held` of `entries`.
-pub fn held_bytes(entries: &[Entry], held: &[Bitfield]) -> u64 {
-    entries.iter().zip(held).fold(0u64, |sum, (e, b)| {
-        sum.saturating_add(b.total_bytes().min(e.size))
-    })
-}
-
-/// Largest blob iroh-blobs' store keeps in memory, then in its database,
-/// instead of in files (its default inline limit).
-const STORE_INLINE_MAX: u64 = 16 * 1024;
-/// Store lookups in flight at once: the store answers them in batches.
-const LOOKUPS_AT_ONCE: usize = 64;
 /// Collection root plus names may not exceed this (about 2M files).
 pub const MAX_METADATA: u64 = 64 * 1024 * 1024;
-/// Payload of one last-chunk (size) request per blob.
-const LAST_CHUNK: u64 = 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// How an attempt failed; `Permanent` errors end the transfer.
+/// How an attempt failed. Each kind says whether another attempt may do
+/// better; the text is for `last_error`, for a person to act on.
 #[derive(Debug, thiserror::Error)]
 pub enum AttemptError {
+    /// The provider cannot be reached now.
     #[error("{0}")]
-    Transient(String),
+    Unreachable(String),
+    /// The connection or the response broke off.
     #[error("{0}")]
-    Permanent(String),
+    Interrupted(String),
+    /// The local blob store (collection metadata) failed.
+    #[error("{0}")]
+    Store(String),
+    /// The provider refuses this endpoint.
+    #[error("{0}")]
+    Refused(String),
+    /// The provider sent content that is not what the ticket names.
+    #[error("{0}")]
+    BadContent(String),
+    /// The destination cannot take the content (names, existing files).
+    #[error("{0}")]
+    Destination(String),
+    #[error("{0}")]
+    NoSpace(String),
+    /// The incoming files cannot be written.
+    #[error("{0}")]
+    Local(String),
 }
 
-/// What the attempt learned about the content.
-#[derive(Debug, Clone)]
-pub struct Content {
-    pub entries: Vec<Entry>,
-    /// What the store's database recorded for each entry when the content
-    /// was learned (the size pass stores nothing), for [`Session::holdings`].
-    recorded: Vec<BlobStatus>,
-}
-
-impl Content {
-    pub fn total(&self) -> u64 {
-        // Saturating: a hostile hash can describe a blob of any size.
-        self.entries
-            .iter()
-            .fold(0u64, |sum, e| sum.saturating_add(e.size))
+impl AttemptError {
+    /// Whether another attempt (after a backoff) may succeed.
+    pub fn retry(&self) -> bool {
+        matches!(
+            self,
+            AttemptError::Unreachable(_) | AttemptError::Interrupted(_) | AttemptError::Store(_)
+        )
     }
 }
 
+/// One blob to receive: its file number, hash, proven size (`None`: the
+/// request is for its last chunk, which proves it) and the chunks asked for.
+#[derive(Debug, Clone)]
+pub struct Want {
+    pub file: usize,
+    pub hash: Hash,
+    pub size: Option<u64>,
+    pub ranges: ChunkRanges,
+}
+
 fn store_err(e: impl std::fmt::Display) -> AttemptError {
-    AttemptError::Transient(format!("blob store: {e}"))
+    AttemptError::Store(format!("blob store: {e}"))
 }
 
 /// Dials the provider on the blobs ALPN.
@@ -83,56 +88,18 @@ pub async fn connect(endpoint: &Endpoint, ticket: &Ticket) -> Result<Connection,
     .await
     {
         Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(AttemptError::Transient(format!(
+        Ok(Err(e)) => Err(AttemptError::Unreachable(format!(
             "cannot reach {provider}: {e}"
         ))),
-        Err(_) => Err(AttemptError::Transient(format!(
+        Err(_) => Err(AttemptError::Unreachable(format!(
             "cannot reach {provider}: no answer within {}s",
             CONNECT_TIMEOUT.as_secs()
         ))),
     }
 }
 
-/// What the store's database records for each of `hashes`: one lookup
-/// each, 64 in flight, where `observe` wakes a per-blob actor (~40 us
-/// each, which adds up over 10,000 files). May lag what just arrived; the
-/// worst that does is one more size request or one more range asked for.
-async fn recorded(store: &Store, hashes: Vec<Hash>) -> Result<Vec<BlobStatus>, AttemptError> {
-    futures::stream::iter(hashes)
-        .map(|hash| {
-            let store = store.clone();
-            async move { store.blobs().status(hash).await.map_err(store_err) }
-        })
-        .buffered(LOOKUPS_AT_ONCE)
-        .try_collect()
-        .await
-}
-
-/// The verified size a recorded status gives, if any.
-fn recorded_size(status: &BlobStatus) -> Option<u64> {
-    match status {
-        BlobStatus::Complete { size } => Some(*size),
-        BlobStatus::Partial { size } => *size,
-        BlobStatus::NotFound => None,
-    }
-}
-
-/// Which chunks of one blob of `size` bytes the store holds, given what
-/// its database recorded (see [`Session::holdings`]).
-async fn held(
-    store: Store,
-    hash: Hash,
-    size: u64,
-    status: BlobStatus,
-) -> Result<Bitfield, AttemptError> {
-    Ok(match status {
-        BlobStatus::Complete { size } => Bitfield::complete(size),
-        BlobStatus::NotFound if size <= STORE_INLINE_MAX => Bitfield::empty(),
-        _ => store.observe(hash).await.map_err(store_err)?,
-    })
-}
-
-/// One attempt's view of the provider: our store, the connection, the ticket.
+/// One attempt's view of the provider: our store (for the collection's
+/// metadata), the connection, the ticket.
 pub struct Session<'a> {
     pub store: &'a Store,
     pub conn: Connection,
@@ -141,22 +108,21 @@ pub struct Session<'a> {
 }
 
 impl Session<'_> {
-    /// Maps a get failure to transient or permanent, with a message a
-    /// person can act on.
+    /// Maps a get failure to its kind, with a message a person can act on.
     fn classify(&self, e: &GetError) -> AttemptError {
         if e.iroh_error_code() == Some(ERR_PERMISSION) {
-            return AttemptError::Permanent(format!(
+            return AttemptError::Refused(format!(
                 "refused by {}: this endpoint ({}) may not fetch this share (it is not shared with you, or you are not in its rings)",
                 self.ticket.provider(),
                 self.me.id()
             ));
         }
         if let Some(io) = e.local_write() {
-            return AttemptError::Permanent(format!("cannot write to the local store: {io}"));
+            return AttemptError::Local(format!("cannot write to the local store: {io}"));
         }
         match e {
             GetError::BadRequest { .. } => {
-                AttemptError::Permanent(format!("the provider sent invalid content: {e}"))
+                AttemptError::BadContent(format!("the provider sent invalid content: {e}"))
             }
             // QUIC already rules out corruption on the way: the provider
             // itself serves bytes that are not what the ticket names, and
@@ -164,16 +130,16 @@ impl Session<'_> {
             GetError::Decode {
                 source: DecodeError::LeafHashMismatch { .. } | DecodeError::ParentHashMismatch { .. },
                 ..
-            } => AttemptError::Permanent(format!(
+            } => AttemptError::BadContent(format!(
                 "{} sent data that does not match the ticket's hash ({e}); nothing unverified was kept",
                 self.ticket.provider()
             )),
-            _ => AttemptError::Transient(format!("transfer interrupted: {e}")),
+            _ => AttemptError::Interrupted(format!("transfer interrupted: {e}")),
         }
     }
 
-    /// Runs a small request to completion, counting payload into
-    /// `received` and failing permanently past `limit` bytes.
+    /// Runs a small request into the store to completion, counting payload
+    /// into `received` and failing past `limit` bytes.
     async fn small_get(
         &self,
         req: GetRequest,
@@ -186,13 +152,13 @@ impl Session<'_> {
             .execute_get(self.conn.clone(), req)
             .stream();
         let mut last = 0;
-        while let Some(item) = stream.next().await {
+        while let Some(item) = futures::StreamExt::next(&mut stream).await {
             match item {
                 GetProgressItem::Progress(n) => {
                     *received += n.saturating_sub(last);
                     last = n;
                     if n > limit {
-                        return Err(AttemptError::Permanent(format!(
+                        return Err(AttemptError::BadContent(format!(
                             "the provider sent more than the {limit} bytes this request allows; refusing the content"
                         )));
                     }
@@ -201,120 +167,23 @@ impl Session<'_> {
                 GetProgressItem::Error(e) => return Err(self.classify(&e)),
             }
         }
-        Err(AttemptError::Transient(
+        Err(AttemptError::Interrupted(
             "request ended without a result".into(),
         ))
     }
 
-    async fn validated_size(&self, hash: Hash) -> Result<Option<u64>, AttemptError> {
-        let bf = self.store.observe(hash).await.map_err(store_err)?;
-        Ok(bf.validated_size())
-    }
-
-    /// Which chunks of each entry the store holds. Complete and absent
-    /// blobs are answered by the database; partial ones, and absent ones
-    /// big enough to have been written to a file the database does not
-    /// list yet, by the blob's own bitfield. (An absent small blob may be
-    /// held in memory unrecorded: it is asked for again, at most 16 KiB.)
-    pub async fn holdings(&self, content: &Content) -> Result<Vec<Bitfield>, AttemptError> {
-        let wanted: Vec<(Hash, u64, BlobStatus)> = content
-            .entries
-            .iter()
-            .zip(&content.recorded)
-            .map(|(e, status)| (Hash::from_bytes(e.hash), e.size, status.clone()))
-            .collect();
-        futures::stream::iter(wanted)
-            .map(|(hash, size, status)| held(self.store.clone(), hash, size, status))
-            .buffered(LOOKUPS_AT_ONCE)
-            .try_collect()
-            .await
-    }
-
-    /// Verified sizes of the hash-seq children `wanted` (index, hash), in
-    /// order, from one request for each one's last chunk. The chunks are
-    /// checked against their hashes (that proves the size) and dropped,
-    /// not stored: a partial entry costs the store files on disk, which
-    /// for thousands of small files took longer than fetching them.
-    async fn remote_sizes(
+    /// The collection's names and hashes, in order: fetched into the store
+    /// (root and names only, pinned by the transfer's tag) unless there.
+    /// A raw blob is one file named after the ticket.
+    pub async fn learn_collection(
         &self,
-        root: Hash,
-        wanted: &[(u64, Hash)],
         received: &mut u64,
-    ) -> Result<Vec<u64>, AttemptError> {
-        let mut req = GetRequest::builder();
-        for (index, _) in wanted {
-            req = req.child(*index, ChunkRanges::last_chunk());
-        }
-        let fail = |e: GetError| self.classify(&e);
-        let connected = fsm::start(self.conn.clone(), req.build(root), Default::default())
-            .next()
-            .await
-            .map_err(|e| fail(e.into()))?;
-        let mut next = match connected.next().await.map_err(|e| fail(e.into()))? {
-            fsm::ConnectedNext::StartChild(child) => fsm::EndBlobNext::MoreChildren(child),
-            fsm::ConnectedNext::StartRoot(root) => fsm::EndBlobNext::Closing(root.finish()),
-            fsm::ConnectedNext::Closing(closing) => fsm::EndBlobNext::Closing(closing),
-        };
-        let mut sizes = Vec::with_capacity(wanted.len());
-        let mut expected = wanted.iter();
-        let closing = loop {
-            let child = match next {
-                fsm::EndBlobNext::MoreChildren(child) => child,
-                fsm::EndBlobNext::Closing(closing) => break closing,
-            };
-            // The machine walks our own request: position 0 is the root,
-            // child `index` is at `index + 1`.
-            let Some((index, hash)) = expected.next().filter(|(i, _)| i + 1 == child.offset())
-            else {
-                return Err(AttemptError::Transient(format!(
-                    "size request out of step at position {}",
-                    child.offset()
-                )));
-            };
-            let (content, size) = child.next(*hash).next().await.map_err(|e| fail(e.into()))?;
-            let end = content.drain().await.map_err(|e| fail(e.into()))?;
-            sizes.push(size);
-            tracing::trace!(index, size, "size learned");
-            next = end.next();
-        };
-        let stats = closing.next().await.map_err(|e| fail(e.into()))?;
-        *received += stats.payload_bytes_read;
-        if sizes.len() != wanted.len() {
-            return Err(AttemptError::Transient(format!(
-                "the provider sent {} of {} sizes",
-                sizes.len(),
-                wanted.len()
-            )));
-        }
-        Ok(sizes)
-    }
-
-    /// Fetches (if needed) the collection root and names, then every
-    /// file's verified size (one last-chunk request for all unknown sizes).
-    pub async fn learn_content(&self, received: &mut u64) -> Result<Content, AttemptError> {
+    ) -> Result<Vec<(String, Hash)>, AttemptError> {
         let root = self.ticket.content.hash;
         if self.ticket.content.format == BlobFormat::Raw {
-            if self.validated_size(root).await?.is_none() {
-                let req = GetRequest::builder()
-                    .root(ChunkRanges::last_chunk())
-                    .build(root);
-                self.small_get(req, LAST_CHUNK, received).await?;
-            }
-            let size = self
-                .validated_size(root)
-                .await?
-                .ok_or_else(|| AttemptError::Transient("provider did not send the size".into()))?;
             let name = self.ticket.name.clone().unwrap_or_else(|| root.to_string());
-            return Ok(Content {
-                entries: vec![Entry {
-                    name,
-                    hash: *root.as_bytes(),
-                    size,
-                }],
-                recorded: recorded(self.store, vec![root]).await?,
-            });
+            return Ok(vec![(name, root)]);
         }
-
         let meta_req = GetRequest::builder()
             .root(ChunkRanges::all())
             .child(0, ChunkRanges::all())
@@ -330,81 +199,135 @@ impl Session<'_> {
                 .await?;
         }
         let collection = Collection::load(root, self.store).await.map_err(|e| {
-            AttemptError::Permanent(format!(
+            AttemptError::BadContent(format!(
                 "the ticket does not point at a valid collection: {e}"
             ))
         })?;
-        let hashes: Vec<Hash> = collection.iter().map(|(_, hash)| *hash).collect();
-        let recorded = recorded(self.store, hashes).await?;
-        let mut sizes: Vec<Option<u64>> = recorded.iter().map(recorded_size).collect();
-        let unknown: Vec<(u64, Hash)> = collection
-            .iter()
-            .zip(&sizes)
-            .enumerate()
-            .filter(|(_, (_, size))| size.is_none())
-            // hash-seq index 0 is the names blob, files start at 1
-            .map(|(i, ((_, hash), _))| (i as u64 + 1, *hash))
-            .collect();
-        if !unknown.is_empty() {
-            let learned = self.remote_sizes(root, &unknown, received).await?;
-            let mut learned = learned.into_iter();
-            for size in sizes.iter_mut().filter(|s| s.is_none()) {
-                *size = learned.next();
-            }
-        }
-        let mut entries = Vec::with_capacity(collection.len());
-        for ((name, hash), size) in collection.iter().zip(sizes) {
-            let size = size.ok_or_else(|| {
-                AttemptError::Transient(format!("provider did not send the size of {name:?}"))
-            })?;
-            entries.push(Entry {
-                name: name.clone(),
-                hash: *hash.as_bytes(),
-                size,
-            });
-        }
-        Ok(Content { entries, recorded })
+        Ok(collection.into_iter().collect())
     }
 
-    /// Fetches every chunk `held` lacks in one request, calling
-    /// `progress` with this attempt's payload byte count as it grows.
-    /// `progress` may stop the fetch by returning an error.
-    pub async fn fetch_missing(
+    /// Receives `wants` (in file order) in one request, handing every
+    /// verified item to `sink` and calling `on_leaf(file, offset, len)` for
+    /// each leaf (it may stop the fetch with an error). Returns the sizes
+    /// this proved (`Want::size` was `None`).
+    pub async fn receive(
         &self,
-        held: &[Bitfield],
-        mut progress: impl FnMut(u64) -> Result<(), AttemptError>,
-    ) -> Result<(), AttemptError> {
-        if held.iter().all(Bitfield::is_complete) {
-            return Ok(());
+        wants: &[Want],
+        sink: &Sink,
+        mut on_leaf: impl FnMut(usize, u64, usize) -> Result<(), AttemptError>,
+    ) -> Result<Vec<(usize, u64)>, AttemptError> {
+        let mut proven = Vec::new();
+        if wants.is_empty() {
+            return Ok(proven);
         }
-        let missing = |b: &Bitfield| ChunkRanges::all().difference(&b.ranges);
-        let hash = self.ticket.content.hash;
-        let request = if self.ticket.content.format == BlobFormat::Raw {
-            GetRequest::builder().root(missing(&held[0])).build(hash)
+        let root = self.ticket.content.hash;
+        let raw = self.ticket.content.format == BlobFormat::Raw;
+        let request = if raw {
+            GetRequest::builder().root(wants[0].ranges.clone()).build(root)
         } else {
-            // hash-seq index 0 is the names blob (held already), files from 1
-            held.iter()
-                .enumerate()
-                .filter(|(_, b)| !b.is_complete())
-                .fold(GetRequest::builder(), |r, (i, b)| {
-                    r.child(i as u64 + 1, missing(b))
+            // hash-seq index 0 is the names blob, files from 1
+            wants
+                .iter()
+                .fold(GetRequest::builder(), |r, w| {
+                    r.child(w.file as u64 + 1, w.ranges.clone())
                 })
-                .build(hash)
+                .build(root)
         };
-        let mut stream = self
-            .store
-            .remote()
-            .execute_get(self.conn.clone(), request)
-            .stream();
-        while let Some(item) = stream.next().await {
-            match item {
-                GetProgressItem::Progress(n) => progress(n)?,
-                GetProgressItem::Done(_) => return Ok(()),
-                GetProgressItem::Error(e) => return Err(self.classify(&e)),
+        let fail = |e: GetError| self.classify(&e);
+        let connected = fsm::start(self.conn.clone(), request, Default::default())
+            .next()
+            .await
+            .map_err(|e| fail(e.into()))?;
+        let mut expected = wants.iter();
+        let mut next = match connected.next().await.map_err(|e| fail(e.into()))? {
+            fsm::ConnectedNext::StartRoot(start) if raw => {
+                let want = expected.next().filter(|w| w.file == 0);
+                let want = want.ok_or_else(|| out_of_step(0))?;
+                let end = self
+                    .blob(start.next(), want, sink, &mut on_leaf, &mut proven)
+                    .await?;
+                end.next()
+            }
+            fsm::ConnectedNext::StartRoot(start) => fsm::EndBlobNext::Closing(start.finish()),
+            fsm::ConnectedNext::StartChild(child) => fsm::EndBlobNext::MoreChildren(child),
+            fsm::ConnectedNext::Closing(closing) => fsm::EndBlobNext::Closing(closing),
+        };
+        let closing = loop {
+            let child = match next {
+                fsm::EndBlobNext::MoreChildren(child) => child,
+                fsm::EndBlobNext::Closing(closing) => break closing,
+            };
+            // The machine walks our own request: position 0 is the root,
+            // hash-seq index i at i + 1, file f (index f + 1) at f + 2.
+            let Some(want) = expected
+                .next()
+                .filter(|w| w.file as u64 + 2 == child.offset())
+            else {
+                return Err(out_of_step(child.offset()));
+            };
+            let header = child.next(want.hash);
+            let end = self
+                .blob(header, want, sink, &mut on_leaf, &mut proven)
+                .await?;
+            next = end.next();
+        };
+        closing.next().await.map_err(|e| fail(e.into()))?;
+        if expected.next().is_some() {
+            return Err(AttemptError::Interrupted(
+                "the provider ended the response early".into(),
+            ));
+        }
+        Ok(proven)
+    }
+
+    /// Receives one blob of a response.
+    async fn blob(
+        &self,
+        header: fsm::AtBlobHeader,
+        want: &Want,
+        sink: &Sink,
+        on_leaf: &mut impl FnMut(usize, u64, usize) -> Result<(), AttemptError>,
+        proven: &mut Vec<(usize, u64)>,
+    ) -> Result<fsm::AtEndBlob, AttemptError> {
+        let fail = |e: GetError| self.classify(&e);
+        let (mut content, size) = header.next().await.map_err(|e| fail(e.into()))?;
+        if want.size.is_some_and(|known| known != size) {
+            return Err(AttemptError::BadContent(format!(
+                "{} declares a size of {size} bytes for {}, which an earlier response proved to be {} bytes",
+                self.ticket.provider(),
+                want.hash,
+                want.size.unwrap_or_default()
+            )));
+        }
+        loop {
+            match content.next().await {
+                fsm::BlobContentNext::More((more, item)) => {
+                    let item = item.map_err(|e| fail(e.into()))?;
+                    if let BaoContentItem::Leaf(leaf) = &item {
+                        on_leaf(want.file, leaf.offset, leaf.data.len())?;
+                    }
+                    if !sink.send(Item::from_content(want.file, item)).await {
+                        return Err(AttemptError::Local("the writer stopped".into()));
+                    }
+                    content = more;
+                }
+                fsm::BlobContentNext::Done(end) => {
+                    if want.size.is_none() {
+                        // The last chunk was verified: the size is proven.
+                        proven.push((want.file, size));
+                        if !sink.send(Item::Size { file: want.file, size }).await {
+                            return Err(AttemptError::Local("the writer stopped".into()));
+                        }
+                    }
+                    return Ok(end);
+                }
             }
         }
-        Err(AttemptError::Transient(
-            "transfer ended without a result".into(),
-        ))
     }
+}
+
+fn out_of_step(position: u64) -> AttemptError {
+    AttemptError::Interrupted(format!(
+        "the response is out of step with the request at position {position}"
+    ))
 }

@@ -110,6 +110,7 @@ impl TransferManager {
         rec.state = TransferState::Cancelled;
         rec.updated_at = now();
         self.inner.registry.put_transfer(&rec)?;
+        self.discard_incoming(id).await;
         self.touch();
         Ok(TransferView { rec, rate: 0 })
     }

@@ -1,7 +1,8 @@
 //! Delivery to a client that places the files itself (the system service
 //! fetching for an operator whose home it may not write): the files of a
-//! `ready` transfer are listed and streamed from the store to the user who
-//! started it, and the transfer completes when that client says it placed
+//! `ready` transfer are listed and streamed from the daemon's incoming files
+//! (or, for a transfer an older ringdropd fetched, from the store) to the
+//! user who started it, and the transfer completes when that client says it placed
 //! them. The client writes with the same staged export as the daemon
 //! (`ringdrop_proto::place`) and checks every file's hash as it arrives.
 
@@ -10,7 +11,7 @@ use iroh_blobs::{format::collection::Collection, BlobFormat, Hash};
 use tokio::sync::mpsc;
 
 use super::*;
-use crate::transfers::plan::Entry;
+use crate::transfers::plan::{Entry, PartialDir};
 
 /// Bytes per message on the control socket: large enough to keep the
 /// socket busy, well under tonic's 4 MiB message limit.
@@ -66,12 +67,19 @@ impl TransferManager {
                 .map_err(|e| failed(e.to_string()))?;
             collection.into_iter().collect()
         };
+        let sizes = match self.inner.registry.partial(id)? {
+            Some(p) if p.sizes.len() == named.len() => p.sizes,
+            _ => vec![None; named.len()],
+        };
         let mut out = Vec::with_capacity(named.len());
-        for (name, hash) in named {
-            let size = match store.blobs().status(hash).await {
-                Ok(iroh_blobs::api::proto::BlobStatus::Complete { size }) => size,
-                Ok(_) => return Err(failed(format!("{name:?} is not complete in the store"))),
-                Err(e) => return Err(failed(e.to_string())),
+        for ((name, hash), size) in named.into_iter().zip(sizes) {
+            let size = match size {
+                Some(size) => size,
+                None => match store.blobs().status(hash).await {
+                    Ok(iroh_blobs::api::proto::BlobStatus::Complete { size }) => size,
+                    Ok(_) => return Err(failed(format!("{name:?} is not complete"))),
+                    Err(e) => return Err(failed(e.to_string())),
+                },
             };
             out.push(Entry {
                 name,
@@ -80,6 +88,25 @@ impl TransferManager {
             });
         }
         Ok(out)
+    }
+
+    /// Where a ready transfer's bytes are: its incoming files, or the store
+    /// for a transfer fetched by an older ringdropd.
+    fn ready_source(&self, id: u64) -> Result<Option<Arc<PartialDir>>, TransferError> {
+        let Some(rec) = self.inner.registry.partial(id)? else {
+            return Ok(None);
+        };
+        match PartialDir::open(&rec.root, &rec.dir) {
+            Ok(Some(dir)) => Ok(Some(Arc::new(dir))),
+            Ok(None) => Err(TransferError::Content {
+                id,
+                msg: format!("its files in {} are gone", rec.root.join(&rec.dir).display()),
+            }),
+            Err(e) => Err(TransferError::Content {
+                id,
+                msg: e.to_string(),
+            }),
+        }
     }
 
     /// Streams the bytes of the files `wanted` (indexes into
@@ -100,6 +127,18 @@ impl TransferManager {
             }
         }
         let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
+        if let Some(dir) = self.ready_source(id)? {
+            tokio::task::spawn_blocking(move || {
+                for i in wanted {
+                    let entry = &files[i as usize];
+                    if let Err(msg) = send_from_file(&dir, i, entry, &tx) {
+                        tx.blocking_send(Err(TransferError::Content { id, msg })).ok();
+                        return;
+                    }
+                }
+            });
+            return Ok(rx);
+        }
         let store = self.inner.store.clone();
         let stop = self.inner.shutdown.clone();
         self.inner.tasks.spawn(async move {
@@ -134,8 +173,48 @@ impl TransferManager {
         if let Err(e) = self.inner.store.tags().delete(transfer_tag(id)).await {
             warn!(id, "cannot release transfer data: {e}");
         }
+        self.discard_incoming(id).await;
         self.touch();
         Ok(TransferView { rec, rate: 0 })
+    }
+}
+
+/// Sends one whole file from the incoming files, in [`CHUNK`]-sized
+/// messages (a client that went away ends it). Blocking.
+fn send_from_file(
+    dir: &PartialDir,
+    index: u32,
+    entry: &Entry,
+    tx: &mpsc::Sender<Result<FileChunk, TransferError>>,
+) -> Result<(), String> {
+    use std::os::unix::fs::FileExt;
+    let file = match dir.open_read(index as usize) {
+        Ok(Some(f)) => Some(f),
+        Ok(None) if entry.size == 0 => None,
+        Ok(None) => return Err(format!("{:?}: its incoming file is gone", entry.name)),
+        Err(e) => return Err(format!("{:?}: {e}", entry.name)),
+    };
+    let mut offset = 0u64;
+    loop {
+        let len = (entry.size - offset).min(CHUNK as u64) as usize;
+        let mut data = vec![0u8; len];
+        if let Some(f) = &file {
+            f.read_exact_at(&mut data, offset)
+                .map_err(|e| format!("{:?}: {e}", entry.name))?;
+        }
+        let chunk = FileChunk {
+            file: index,
+            offset,
+            data,
+        };
+        if tx.blocking_send(Ok(chunk)).is_err() {
+            return Ok(()); // the client went away
+        }
+        offset += len as u64;
+        // One message at least: an empty file is created too.
+        if offset >= entry.size {
+            return Ok(());
+        }
     }
 }
 

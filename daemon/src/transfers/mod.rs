@@ -5,7 +5,7 @@
 mod attempt;
 mod control;
 mod deliver;
-pub mod export;
+mod incoming;
 pub use ringdrop_proto::place as plan;
 mod worker;
 
@@ -199,6 +199,14 @@ impl TransferManager {
     pub fn resume_unfinished(&self) -> Result<usize, TransferError> {
         let mut n = 0;
         for mut rec in self.inner.registry.transfers()? {
+            // Ended while its incoming files were being removed: finish that.
+            let ended = matches!(
+                rec.state,
+                TransferState::Completed | TransferState::Failed | TransferState::Cancelled
+            );
+            if ended && self.inner.registry.partial(rec.id)?.is_some() {
+                incoming::Incoming::discard(&self.incoming_place(rec.id));
+            }
             if rec.state.is_at_rest() {
                 continue;
             }
@@ -246,6 +254,12 @@ impl TransferManager {
             ticket,
             publish: tx,
             changes: self.inner.changes.clone(),
+            id,
+            dest: view.rec.dest.clone(),
+            force: view.rec.force,
+            placement: view.rec.placement,
+            container: worker::container_name(&view.rec),
+            writing: Default::default(),
         };
         let this = self.clone();
         self.inner.tasks.spawn(async move {
@@ -257,6 +271,23 @@ impl TransferManager {
         });
         self.touch();
         view
+    }
+
+    fn incoming_place(&self, id: u64) -> incoming::Place {
+        incoming::Place {
+            id,
+            registry: self.inner.registry.clone(),
+            root: PathBuf::new(),
+            outboards: worker::outboards_of(&self.inner.data_dir, id),
+        }
+    }
+
+    /// Removes a transfer's incoming files and outboards (it has no worker).
+    pub(crate) async fn discard_incoming(&self, id: u64) {
+        let place = self.incoming_place(id);
+        tokio::task::spawn_blocking(move || incoming::Incoming::discard(&place))
+            .await
+            .ok();
     }
 
     fn touch(&self) {

@@ -4,13 +4,16 @@
 //! left `queued` for the next start).
 
 use std::{
+    collections::HashMap,
     path::PathBuf,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
+use bao_tree::{BaoTree, ChunkRanges};
 use iroh::Endpoint;
-use iroh_blobs::api::Store;
+use iroh_blobs::{api::Store, protocol::ChunkRangesExt, store::IROH_BLOCK_SIZE, Hash};
+use ringdrop_proto::place::{PartialDir, Staging};
 use tokio::{
     sync::{watch, Semaphore},
     task::JoinHandle,
@@ -19,8 +22,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{
-    attempt::{self, AttemptError},
-    export, now, plan, transfer_tag, StopReason, TransferView,
+    attempt::{self, AttemptError, Want},
+    incoming::{self, Incoming, Place},
+    now, plan, transfer_tag, StopReason, TransferView,
 };
 use crate::{
     registry::{Placement, Registry, TransferState},
@@ -30,11 +34,15 @@ use crate::{
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
-/// Room kept free in the data dir beyond what a transfer still needs: the
-/// store's own database has to be able to commit.
-const STORE_HEADROOM: u64 = 16 * 1024 * 1024;
-/// How often free space in the data dir is checked during a fetch.
+/// Room kept free in the data dir beyond a transfer's outboards: the
+/// registry and the store's database have to be able to commit.
+const DATA_DIR_HEADROOM: u64 = 16 * 1024 * 1024;
+/// How often free space is checked during a fetch.
 const SPACE_CHECK_EVERY: Duration = Duration::from_millis(250);
+/// Data-dir directories of the incoming files of transfers whose client
+/// places them, and of every transfer's outboards.
+pub(super) const CLIENT_INCOMING: &str = "incoming";
+pub(super) const OUTBOARDS: &str = "outboards";
 
 pub(super) struct Worker {
     pub registry: Registry,
@@ -48,12 +56,22 @@ pub(super) struct Worker {
     pub ticket: Ticket,
     pub publish: watch::Sender<TransferView>,
     pub changes: watch::Sender<u64>,
+    /// The transfer's fixed inputs.
+    pub id: u64,
+    pub dest: PathBuf,
+    pub force: bool,
+    pub placement: Placement,
+    /// The directory a collection with several top-level names gets.
+    pub container: String,
+    /// Held by the writer of the running attempt until it has recorded
+    /// what it wrote.
+    pub writing: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Outcome of the attempt loop.
 enum End {
     Done(Vec<PathBuf>),
-    /// In the store, verified; the owner's client places the files.
+    /// Fetched and verified; the owner's client places the files.
     Ready,
     Failed(String),
     Stopped,
@@ -74,10 +92,6 @@ fn jittered(d: Duration) -> Duration {
 }
 
 impl Worker {
-    fn id(&self) -> u64 {
-        self.publish.borrow().rec.id
-    }
-
     fn update(&self, f: impl FnOnce(&mut TransferView)) {
         self.publish.send_modify(|v| {
             f(v);
@@ -91,8 +105,8 @@ impl Worker {
         let rec = self.publish.borrow().rec.clone();
         match tokio::task::spawn_blocking(move || registry.put_transfer(&rec)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!(id = self.id(), "cannot persist transfer: {e}"),
-            Err(e) => warn!(id = self.id(), "cannot persist transfer: {e}"),
+            Ok(Err(e)) => warn!(id = self.id, "cannot persist transfer: {e}"),
+            Err(e) => warn!(id = self.id, "cannot persist transfer: {e}"),
         }
     }
 
@@ -122,7 +136,7 @@ impl Worker {
     }
 
     pub async fn run(self) {
-        let id = self.id();
+        let id = self.id;
         let permit = tokio::select! {
             p = self.slots.clone().acquire_owned() => p.ok(),
             _ = self.stop.cancelled() => None,
@@ -187,8 +201,21 @@ impl Worker {
             v.rate = 0;
         });
         self.persist().await;
-        // Completed: the files are at the destination, the store's copy may
-        // go. Cancelled with purge: the partial data goes too.
+        // Completed: the files are at the destination. Failed or cancelled:
+        // the incoming files go (a failed transfer resumed starts again).
+        if matches!(
+            state,
+            TransferState::Completed | TransferState::Failed | TransferState::Cancelled
+        ) {
+            // The last writer records what it wrote before it ends.
+            let _writer = self.writing.clone().lock_owned().await;
+            let place = self.place();
+            tokio::task::spawn_blocking(move || Incoming::discard(&place))
+                .await
+                .ok();
+        }
+        // The metadata pinned in the store (and, for a transfer begun by an
+        // older ringdropd, its data there) goes once it is not needed.
         let purge = matches!(
             self.reason.lock().ok().and_then(|r| *r),
             Some(StopReason::Cancel { purge: true })
@@ -205,7 +232,7 @@ impl Worker {
         let pinned = async {
             self.store
                 .tags()
-                .set(transfer_tag(self.id()), self.ticket.content)
+                .set(transfer_tag(self.id), self.ticket.content)
                 .await?;
             self.store.sync_db().await
         };
@@ -219,15 +246,16 @@ impl Worker {
             match self.attempt().await {
                 Ok(Some(files)) => return End::Done(files),
                 Ok(None) => return End::Ready,
-                Err(AttemptError::Permanent(msg)) => return End::Failed(msg),
-                Err(AttemptError::Transient(msg)) => {
+                Err(e) if !e.retry() => return End::Failed(e.to_string()),
+                Err(e) => {
+                    let msg = e.to_string();
                     let progressed = self.publish.borrow().rec.bytes_done > before;
                     if progressed {
                         backoff = BACKOFF_START;
                     }
                     let wait = jittered(backoff);
                     info!(
-                        id = self.id(),
+                        id = self.id,
                         "attempt failed, retrying in {wait:.1?}: {msg}"
                     );
                     self.update(|v| {
@@ -242,6 +270,22 @@ impl Worker {
         }
     }
 
+    /// Where this transfer's incoming files and outboards are kept: beneath
+    /// the destination's directory when the daemon places the files (the
+    /// finished files are renamed into place), else in the data dir.
+    fn place(&self) -> Place {
+        let root = match self.placement {
+            Placement::Daemon => plan::root_of(&self.dest),
+            Placement::Client => self.data_dir.join(CLIENT_INCOMING),
+        };
+        Place {
+            id: self.id,
+            registry: self.registry.clone(),
+            root,
+            outboards: outboards_of(&self.data_dir, self.id),
+        }
+    }
+
     /// One attempt: the files placed (`None`: fetched for a client that
     /// places them itself).
     async fn attempt(&self) -> Result<Option<Vec<PathBuf>>, AttemptError> {
@@ -252,112 +296,280 @@ impl Worker {
             me: &self.endpoint,
         };
         let mut received = 0;
-        let learned = session.learn_content(&mut received).await;
+        let learned = session.learn_collection(&mut received).await;
         self.update(|v| v.rec.bytes_received += received);
-        let content = learned?;
-        let total = content.total();
-        let (dest, force, placement, container) = {
-            let rec = &self.publish.borrow().rec;
-            (
-                rec.dest.clone(),
-                rec.force,
-                rec.placement,
-                container_name(rec),
-            )
-        };
-        // The daemon plans only where it writes; for a client that places
-        // the files, it refuses bad names before fetching, and the client
-        // plans against the destination it can see.
-        let plan = {
-            let (dest, entries) = (dest.clone(), content.entries.clone());
-            tokio::task::spawn_blocking(move || match placement {
-                Placement::Daemon => plan::plan(&dest, &entries, force, &container).map(Some),
-                Placement::Client => plan::check_names(&entries).map(|()| None),
+        let named = learned?;
+        let hashes: Arc<Vec<[u8; 32]>> =
+            Arc::new(named.iter().map(|(_, h)| *h.as_bytes()).collect());
+
+        let place = self.place();
+        let opened = {
+            let (hashes, files) = (hashes.clone(), named.len());
+            blocking(move || {
+                if place.root.ends_with(CLIENT_INCOMING) {
+                    incoming::private_dir(&place.root).map_err(|e| {
+                        incoming::IncomingError::Io {
+                            path: place.root.clone(),
+                            source: e,
+                        }
+                    })?;
+                }
+                let mut inc = Incoming::open(place, files)?;
+                let have = inc.recover(&hashes)?;
+                Ok::<_, incoming::IncomingError>((inc, have))
             })
-            .await
-            .map_err(|e| AttemptError::Transient(e.to_string()))?
-            .map_err(|e| AttemptError::Permanent(e.to_string()))?
+            .await?
+            .map_err(local)?
         };
-        let held = session.holdings(&content).await?;
-        let done = attempt::held_bytes(&content.entries, &held);
-        let top = content
-            .entries
+        let (inc, mut have) = opened;
+        let mut sizes = inc.rec.sizes.clone();
+        let sink = incoming::start(inc, hashes.clone(), &self.writing);
+        let fetched = self
+            .fetch_into(&session, &sink, &named, &mut sizes, &mut have)
+            .await;
+        // What arrived is synced and recorded whatever happened.
+        let closed = sink.close().await;
+        let (plan, inc) = match (fetched, closed) {
+            (Ok(plan), Ok(inc)) => (plan, inc),
+            (_, Err(e)) => return Err(local(e)),
+            (Err(e), Ok(_)) => return Err(e),
+        };
+        let Some(plan) = plan else {
+            return Ok(None);
+        };
+        let total = self.publish.borrow().rec.bytes_total;
+        info!(id = self.id, total, "fetched and verified; placing the files");
+        // Renames, fsync and directory syncs block: off the runtime.
+        let index: HashMap<String, usize> = named
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| (name.clone(), i))
+            .collect();
+        blocking(move || place_files(plan, &inc.dir, &index))
+            .await?
+            .map(Some)
+            .map_err(|e| AttemptError::Destination(e.to_string()))
+    }
+
+    /// Proves unknown sizes, plans, checks space and fetches every missing
+    /// chunk through `sink`. Returns the plan (`None`: the client places).
+    async fn fetch_into(
+        &self,
+        session: &attempt::Session<'_>,
+        sink: &incoming::Sink,
+        named: &[(String, Hash)],
+        sizes: &mut [Option<u64>],
+        have: &mut [ChunkRanges],
+    ) -> Result<Option<plan::Plan>, AttemptError> {
+        // Sizes not proven yet: one request for each one's last chunk (a
+        // file of up to 16 KiB comes whole), kept like any other chunk.
+        let unknown: Vec<Want> = named
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| sizes[*i].is_none())
+            .map(|(file, (_, hash))| Want {
+                file,
+                hash: *hash,
+                size: None,
+                ranges: ChunkRanges::last_chunk(),
+            })
+            .collect();
+        let proven = session
+            .receive(&unknown, sink, |file, offset, len| {
+                have[file] |= incoming::leaf_chunks(offset, len);
+                self.update(|v| v.rec.bytes_received += len as u64);
+                Ok(())
+            })
+            .await?;
+        if !proven.is_empty() && !sink.send(incoming::Item::Checkpoint).await {
+            return Err(AttemptError::Local("the writer stopped".into()));
+        }
+        for (file, size) in proven {
+            sizes[file] = Some(size);
+        }
+        let mut entries = Vec::with_capacity(named.len());
+        for ((name, hash), size) in named.iter().zip(sizes.iter()) {
+            let size = size.ok_or_else(|| {
+                AttemptError::Interrupted(format!("the provider did not send the size of {name:?}"))
+            })?;
+            entries.push(plan::Entry {
+                name: name.clone(),
+                hash: *hash.as_bytes(),
+                size,
+            });
+        }
+        let total = entries.iter().fold(0u64, |t, e| t.saturating_add(e.size));
+        let done: u64 = entries
+            .iter()
+            .zip(have.iter())
+            .map(|(e, h)| incoming::covered(h, e.size))
+            .sum();
+        let top = entries
             .first()
             .map(|e| e.name.split('/').next().unwrap_or_default().to_string())
             .unwrap_or_default();
         self.update(|v| {
-            // A transfer that ran before (its size is known) may find more
-            // verified data than it last recorded: what arrived after the
-            // last persist before a crash. That came over the wire too.
-            // Data that was already here before a first attempt did not.
-            if v.rec.bytes_total > 0 {
-                v.rec.bytes_received += done.saturating_sub(v.rec.bytes_done);
-            }
             v.rec.bytes_total = total;
             v.rec.bytes_done = done.min(total);
             if v.rec.name.is_empty() {
                 v.rec.name = top;
             }
         });
-        // Recorded at once: a crash before the next periodic persist must
-        // still find the size, or the data that arrives next would look
-        // like data that was here before the transfer.
         self.persist().await;
-        info!(
-            id = self.id(),
-            verified = done,
-            total,
-            "content known, fetching what is missing"
-        );
-        let space = |path: &std::path::Path, need| {
-            plan::check_space(path, need).map_err(|e| AttemptError::Permanent(e.to_string()))
-        };
-        space(&self.data_dir, total.saturating_sub(done) + STORE_HEADROOM)?;
-        if plan.is_some() {
-            space(&dest, total)?;
-        }
 
-        let base_received = self.publish.borrow().rec.bytes_received;
-        let mut window = (Instant::now(), base_received);
+        // The daemon plans only where it writes; for a client that places
+        // the files, it refuses bad names before fetching, and the client
+        // plans against the destination it can see.
+        let plan = {
+            let (dest, force, placement) = (self.dest.clone(), self.force, self.placement);
+            let (container, entries) = (self.container.clone(), entries.clone());
+            blocking(move || match placement {
+                Placement::Daemon => plan::plan(&dest, &entries, force, &container).map(Some),
+                Placement::Client => plan::check_names(&entries).map(|()| None),
+            })
+            .await?
+            .map_err(|e| AttemptError::Destination(e.to_string()))?
+        };
+        info!(id = self.id, verified = done, total, "content known, fetching what is missing");
+
+        let root = self.place().root;
+        let outboards: u64 = entries
+            .iter()
+            .map(|e| BaoTree::new(e.size, IROH_BLOCK_SIZE).outboard_size())
+            .sum();
+        let space = Space::new(&root, &self.data_dir, outboards);
+        space.check(total - done.min(total))?;
+        let wants: Vec<Want> = entries
+            .iter()
+            .enumerate()
+            .filter_map(|(file, e)| {
+                let missing = incoming::all_chunks(e.size) - &have[file];
+                (!missing.is_empty()).then(|| Want {
+                    file,
+                    hash: Hash::from_bytes(e.hash),
+                    size: Some(e.size),
+                    ranges: missing,
+                })
+            })
+            .collect();
+        let mut done = done;
+        let mut window = (Instant::now(), self.publish.borrow().rec.bytes_received);
         let mut space_checked = Instant::now();
         session
-            .fetch_missing(&held, |n| {
-                let received = base_received + n;
+            .receive(&wants, sink, |file, offset, len| {
+                have[file] |= incoming::leaf_chunks(offset, len);
+                done = (done + len as u64).min(total);
                 self.changes.send_modify(|c| *c = c.wrapping_add(1));
                 self.publish.send_modify(|v| {
-                    v.rec.bytes_received = received;
-                    v.rec.bytes_done = (done + n).min(total);
+                    v.rec.bytes_received += len as u64;
+                    v.rec.bytes_done = done;
                     let elapsed = window.0.elapsed();
                     if elapsed >= Duration::from_secs(1) {
-                        v.rate = ((received - window.1) as f64 / elapsed.as_secs_f64()) as u64;
-                        window = (Instant::now(), received);
+                        let moved = v.rec.bytes_received - window.1;
+                        v.rate = (moved as f64 / elapsed.as_secs_f64()) as u64;
+                        window = (Instant::now(), v.rec.bytes_received);
                     }
                 });
                 // Something else may be filling the disk meanwhile: stop
-                // while the store can still commit (a store that hits
-                // ENOSPC stops until ringdropd restarts).
+                // while there is room to record what arrived.
                 if space_checked.elapsed() >= SPACE_CHECK_EVERY {
                     space_checked = Instant::now();
-                    let need = total.saturating_sub(done + n) + STORE_HEADROOM;
-                    space(&self.data_dir, need)?;
+                    space.check(total - done)?;
                 }
                 Ok(())
             })
             .await?;
+        let complete = entries
+            .iter()
+            .zip(have.iter())
+            .all(|(e, h)| (incoming::all_chunks(e.size) - h).is_empty());
+        if !complete {
+            return Err(AttemptError::Interrupted(
+                "the provider did not send every chunk asked for".into(),
+            ));
+        }
         self.update(|v| v.rec.bytes_done = total);
-        // Data this transfer downloaded was verified on the way in; data
-        // that was complete before may refer to a shared file since edited.
-        let verify = done >= total;
-        let Some(plan) = plan else {
-            return Ok(None);
+        Ok(plan)
+    }
+}
+
+/// The data-dir directory of transfer `id`'s outboards.
+pub(super) fn outboards_of(data_dir: &std::path::Path, id: u64) -> PathBuf {
+    data_dir.join(OUTBOARDS).join(id.to_string())
+}
+
+/// Runs blocking work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AttemptError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AttemptError::Local(format!("a blocking task failed: {e}")))
+}
+
+fn local(e: incoming::IncomingError) -> AttemptError {
+    if e.no_space() {
+        AttemptError::NoSpace(e.to_string())
+    } else {
+        AttemptError::Local(e.to_string())
+    }
+}
+
+/// Moves every planned file from the private directory to its place: all
+/// or nothing, durable, never over a file that appeared meanwhile (unless
+/// `--force`). Blocking.
+fn place_files(
+    plan: plan::Plan,
+    from: &PartialDir,
+    index: &HashMap<String, usize>,
+) -> Result<Vec<PathBuf>, plan::ExportError> {
+    let staging = Staging::prepare(plan)?;
+    let items: Vec<(usize, String)> = staging
+        .items()
+        .map(|(i, e)| (i, e.name.clone()))
+        .collect();
+    for (i, name) in items {
+        let file = *index
+            .get(&name)
+            .ok_or_else(|| plan::ExportError::UnsafeName(name.clone()))?;
+        staging.adopt(i, from, file)?;
+    }
+    // Verified on the way in, written once by this daemon into its own
+    // private directory: not hashed again.
+    staging.finish(false)
+}
+
+/// Free space the rest of a fetch needs: the data where the incoming files
+/// are, the outboards plus headroom in the data dir; one figure when both
+/// are on one filesystem.
+struct Space {
+    root: PathBuf,
+    data_dir: PathBuf,
+    data_dir_need: u64,
+    shared: bool,
+}
+
+impl Space {
+    fn new(root: &std::path::Path, data_dir: &std::path::Path, outboards: u64) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        let dev = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.dev()).ok();
+        let shared = dev(root).is_some() && dev(root) == dev(data_dir);
+        Self {
+            root: root.to_path_buf(),
+            data_dir: data_dir.to_path_buf(),
+            data_dir_need: outboards + DATA_DIR_HEADROOM,
+            shared,
+        }
+    }
+
+    fn check(&self, remaining: u64) -> Result<(), AttemptError> {
+        let check = |path: &std::path::Path, need| {
+            plan::check_space(path, need).map_err(|e| AttemptError::NoSpace(e.to_string()))
         };
-        info!(
-            id = self.id(),
-            total, "fetched and verified; placing the files"
-        );
-        export::export(&self.store, plan, verify)
-            .await
-            .map(Some)
-            .map_err(|e| AttemptError::Permanent(e.to_string()))
+        if self.shared {
+            return check(&self.root, remaining + self.data_dir_need);
+        }
+        check(&self.root, remaining)?;
+        check(&self.data_dir, self.data_dir_need)
     }
 }

@@ -4,12 +4,16 @@
 //! ([`plan`]) and the staged, durable, all-or-nothing write ([`stage`]).
 //! Free of iroh, so the client stays thin.
 
+pub mod partial;
 pub mod plan;
 pub mod stage;
 
 use std::path::{Path, PathBuf};
 
-pub use plan::{available_space, check_names, check_space, plan, same_content, sanitize, Plan};
+pub use partial::PartialDir;
+pub use plan::{
+    available_space, check_names, check_space, plan, root_of, same_content, sanitize, Plan,
+};
 pub use stage::Staging;
 
 /// A BLAKE3 hash, as iroh-blobs names content.

@@ -82,18 +82,11 @@ pub fn plan(
     if !dest.is_absolute() {
         return Err(ExportError::NotAbsolute(dest.to_path_buf()));
     }
-    let (root, items, dirs) = if dest.is_dir() {
-        let (items, dirs) = layout(dest, entries, Top::Keep { container })?;
-        (dest.to_path_buf(), items, dirs)
+    let root = root_of(dest);
+    let (items, dirs) = if root == dest {
+        layout(dest, entries, Top::Keep { container })?
     } else {
-        // The nearest directory that exists: what is missing below it
-        // (`--out new/dirs/file`) is created by the staged write.
-        let mut root = dest.parent().unwrap_or(Path::new("/"));
-        while fs::symlink_metadata(root).is_err() {
-            root = root.parent().unwrap_or(Path::new("/"));
-        }
-        let (items, dirs) = layout(dest, entries, Top::Rename)?;
-        (root.to_path_buf(), items, dirs)
+        layout(dest, entries, Top::Rename)?
     };
     let mut planned = Vec::with_capacity(items.len());
     let mut present = Vec::new();
@@ -120,6 +113,21 @@ pub fn plan(
         present,
         force,
     })
+}
+
+/// The existing directory a fetch to `dest` creates everything beneath:
+/// `dest` itself when it is a directory, else the nearest directory that
+/// exists above it (what is missing below it, `--out new/dirs/file`, is
+/// created by the staged write).
+pub fn root_of(dest: &Path) -> PathBuf {
+    if dest.is_dir() {
+        return dest.to_path_buf();
+    }
+    let mut root = dest.parent().unwrap_or(Path::new("/"));
+    while fs::symlink_metadata(root).is_err() {
+        root = root.parent().unwrap_or(Path::new("/"));
+    }
+    root.to_path_buf()
 }
 
 /// Checks the names of a collection without a destination: what [`plan`]

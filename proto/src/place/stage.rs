@@ -23,7 +23,7 @@ use std::{
     path::{Component, Path, PathBuf},
 };
 
-use super::{io, plan::same_content_of, Entry, ExportError, Plan};
+use super::{io, partial::PartialDir, plan::same_content_of, Entry, ExportError, Plan};
 
 /// One directory the export writes in: its path (for messages) and a
 /// descriptor reached from the root without following a symlink.
@@ -58,11 +58,11 @@ pub struct Staging {
     committed: bool,
 }
 
-fn cstr(s: &OsStr) -> Result<CString, ExportError> {
+pub(super) fn cstr(s: &OsStr) -> Result<CString, ExportError> {
     CString::new(s.as_bytes()).map_err(|_| ExportError::UnsafeName(s.to_string_lossy().into()))
 }
 
-fn last_err(path: &Path) -> ExportError {
+pub(super) fn last_err(path: &Path) -> ExportError {
     io(path)(std::io::Error::last_os_error())
 }
 
@@ -75,7 +75,7 @@ fn redirected(path: &Path) -> ExportError {
 }
 
 /// Opens `name` beneath `dir` as a directory, following no symlink.
-fn open_dir_at(dir: &OwnedFd, name: &CStr, path: &Path) -> Result<OwnedFd, ExportError> {
+pub(super) fn open_dir_at(dir: &OwnedFd, name: &CStr, path: &Path) -> Result<OwnedFd, ExportError> {
     // SAFETY: dir is an open descriptor and name a NUL-terminated string.
     let fd = unsafe {
         libc::openat(
@@ -99,7 +99,7 @@ fn open_dir_at(dir: &OwnedFd, name: &CStr, path: &Path) -> Result<OwnedFd, Expor
 /// user chose it), as the root of everything the export does. One
 /// exception: a symlink in a directory other users may write (`/tmp`) may
 /// be theirs, planted where the user expected a new directory.
-fn open_root(path: &Path) -> Result<OwnedFd, ExportError> {
+pub(super) fn open_root(path: &Path) -> Result<OwnedFd, ExportError> {
     use std::os::unix::fs::MetadataExt;
     let planted = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
         && path
@@ -156,7 +156,7 @@ fn temp_name(name: &[u8]) -> CString {
 }
 
 /// 64 unpredictable bits from the kernel.
-fn rand_u64() -> u64 {
+pub(super) fn rand_u64() -> u64 {
     let mut b = [0u8; 8];
     // SAFETY: b is a writable buffer of 8 bytes.
     let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
@@ -172,7 +172,7 @@ fn rand_u64() -> u64 {
 }
 
 /// What is at `name` beneath `dir`, without following a symlink.
-fn stat_at(dir: &OwnedFd, name: &CStr) -> Option<libc::stat> {
+pub(super) fn stat_at(dir: &OwnedFd, name: &CStr) -> Option<libc::stat> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: valid descriptor, NUL-terminated name and out pointer.
     let rc = unsafe {
@@ -190,12 +190,12 @@ fn is_dir(st: &libc::stat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFDIR
 }
 
-fn is_file(st: &libc::stat) -> bool {
+pub(super) fn is_file(st: &libc::stat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFREG
 }
 
 /// Opens a regular file beneath `dir` for reading, following no symlink.
-fn open_file_at(dir: &OwnedFd, name: &CStr) -> Option<fs::File> {
+pub(super) fn open_file_at(dir: &OwnedFd, name: &CStr) -> Option<fs::File> {
     // SAFETY: valid descriptor and NUL-terminated name.
     let fd = unsafe {
         libc::openat(
@@ -328,6 +328,45 @@ impl Staging {
         }
         // SAFETY: fd was just opened and is owned by nobody else.
         Ok(unsafe { fs::File::from_raw_fd(fd) })
+    }
+
+    /// Moves file `i`'s data, already written and durable in `from` (the
+    /// transfer's private directory) under its file number `file`, to its
+    /// temporary name: a rename beneath both descriptors, or a copy where
+    /// they are on different filesystems. An empty file that was never
+    /// written is created.
+    pub fn adopt(&self, i: usize, from: &PartialDir, file: usize) -> Result<(), ExportError> {
+        let item = &self.items[i];
+        let (entry, path) = &self.plan.items[i];
+        let dir = &self.dirs[item.dir];
+        let src = PartialDir::file_name(file);
+        // SAFETY: valid descriptors and NUL-terminated names.
+        let rc = unsafe {
+            libc::renameat2(
+                from.fd().as_raw_fd(),
+                src.as_ptr(),
+                dir.fd.as_raw_fd(),
+                item.tmp.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::ENOENT) if entry.size == 0 => self.create(i).map(drop),
+            Some(libc::EXDEV) => {
+                let mut input = from
+                    .open_read(file)
+                    .map_err(io(from.path()))?
+                    .ok_or_else(|| io(path)(std::io::ErrorKind::NotFound.into()))?;
+                let mut out = self.create(i)?;
+                std::io::copy(&mut input, &mut out).map_err(io(path))?;
+                Ok(())
+            }
+            _ => Err(io(path)(err)),
+        }
     }
 
     /// Makes every staged file durable, checks its hash if `verify`, gives
@@ -502,3 +541,41 @@ pub fn start_writeback(file: &fs::File, from: u64, to: u64) {
 /// Above this many files one `syncfs` per filesystem replaces a `fsync`
 /// per file (a journal commit each: seconds for thousands of small files).
 const FSYNC_EACH_MAX: usize = 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::place::plan;
+
+    fn entry(name: &str, data: &[u8]) -> Entry {
+        Entry {
+            name: name.into(),
+            hash: *blake3::hash(data).as_bytes(),
+            size: data.len() as u64,
+        }
+    }
+
+    /// Under `--force`, a failure after the first file was renamed over
+    /// the user's own puts the user's file back and leaves nothing else.
+    #[test]
+    fn a_failed_forced_placement_puts_the_replaced_files_back() {
+        let dest = std::env::temp_dir().join(format!("rdrop-stage-{:016x}", rand_u64()));
+        fs::create_dir_all(dest.join("d")).unwrap();
+        fs::write(dest.join("d/a.txt"), b"the user's own a.txt").unwrap();
+        let entries = [entry("d/a.txt", b"new a"), entry("d/b.txt", b"new b")];
+        let plan = plan::plan(&dest, &entries, true, "c").unwrap();
+        let staging = Staging::prepare(plan).unwrap();
+        std::io::Write::write_all(&mut staging.create(0).unwrap(), b"new a").unwrap();
+        // File 1 is never written: finishing fails at it, after file 0
+        // was exchanged with the user's a.txt.
+        let err = staging.finish(false).unwrap_err();
+        assert!(matches!(err, ExportError::Io { .. }), "{err}");
+        assert_eq!(fs::read(dest.join("d/a.txt")).unwrap(), b"the user's own a.txt");
+        let left: Vec<_> = fs::read_dir(dest.join("d"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("a.txt")]);
+        fs::remove_dir_all(&dest).unwrap();
+    }
+}
