@@ -42,6 +42,22 @@ const CHECKPOINT_BYTES: u64 = 64 << 20;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 /// Dirty files synced one by one at a checkpoint; more: one `syncfs`.
 const SYNC_EACH_MAX: usize = 16;
+/// Bytes written between two starts of writeback.
+const WRITEBACK_EVERY: u64 = 16 << 20;
+
+/// Starts writeback of everything dirty in `file` without waiting for it.
+/// Only a head start for the sync that follows, which reports errors.
+fn start_writeback(file: &File) {
+    // SAFETY: plain syscall on an open descriptor; 0, 0: the whole file.
+    unsafe {
+        libc::sync_file_range(
+            std::os::fd::AsRawFd::as_raw_fd(file),
+            0,
+            0,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
 
 /// Chunks of a file of `size` bytes.
 pub fn all_chunks(size: u64) -> ChunkRanges {
@@ -249,9 +265,9 @@ impl Incoming {
 pub enum Item {
     /// The size is proven (the blob's last chunk was verified).
     Size { file: usize, size: u64 },
-    /// Sync and record now (the sizes just proven: without them nothing
-    /// written later could be recovered after a crash).
-    Checkpoint,
+    /// Record the sizes proven so far now: without them nothing written
+    /// later could be recovered after a crash.
+    RecordSizes,
     Parent {
         file: usize,
         node: TreeNode,
@@ -326,6 +342,8 @@ struct Writer {
     dirty: BTreeSet<usize>,
     sizes_changed: bool,
     unsynced: u64,
+    /// Bytes written since writeback was last started.
+    unkicked: u64,
     last_sync: Instant,
 }
 
@@ -355,6 +373,7 @@ pub fn start(
                 dirty: BTreeSet::new(),
                 sizes_changed: false,
                 unsynced: 0,
+                unkicked: 0,
                 last_sync: Instant::now(),
             };
             let mut result = Ok(());
@@ -393,12 +412,18 @@ impl Writer {
                     self.sizes_changed = true;
                 }
                 // Reopened with its size and outboard from now on.
-                if self.open.contains_key(&file) {
+                let has_outboard = BaoTree::new(size, IROH_BLOCK_SIZE).outboard_size() > 0;
+                if has_outboard && self.open.contains_key(&file) {
                     let open = self.open_file(file)?;
                     self.open.insert(file, open);
                 }
             }
-            Item::Checkpoint => self.checkpoint()?,
+            Item::RecordSizes => {
+                // Sizes are facts about the content, not data written: no
+                // sync needed before they are recorded.
+                let place = &self.incoming.place;
+                place.registry.put_partial(place.id, &self.incoming.rec)?;
+            }
             Item::Parent { file, node, pair } => {
                 let open = self.file(file)?;
                 if let Some(ob) = open.outboard.as_mut() {
@@ -418,6 +443,15 @@ impl Writer {
                     leaf_chunks(offset, data.len());
                 self.dirty.insert(file);
                 self.unsynced += data.len() as u64;
+                self.unkicked += data.len() as u64;
+                if self.unkicked >= WRITEBACK_EVERY {
+                    // Hand what is dirty to writeback now, so that the
+                    // checkpoint's sync finds it on its way to the disk.
+                    self.unkicked = 0;
+                    if let Some(open) = self.open.get(&file) {
+                        start_writeback(&open.data);
+                    }
+                }
                 if self.unsynced >= CHECKPOINT_BYTES
                     || self.last_sync.elapsed() >= CHECKPOINT_EVERY
                 {

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bao_tree::{BaoTree, ChunkRanges};
+use bao_tree::{BaoTree, ChunkNum, ChunkRanges};
 use iroh::Endpoint;
 use iroh_blobs::{api::Store, protocol::ChunkRangesExt, store::IROH_BLOCK_SIZE, Hash};
 use ringdrop_proto::place::{PartialDir, Staging};
@@ -19,7 +19,7 @@ use tokio::{
     task::JoinHandle,
 };
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{
     attempt::{self, AttemptError, Want},
@@ -162,6 +162,11 @@ impl Worker {
 
     /// Records how the worker ended.
     async fn finish(&self, id: u64, end: End) {
+        // An attempt dropped half way (pause, cancel, shutdown) leaves its
+        // writer syncing and recording what it wrote, or its placement
+        // running: both end before the worker does, so that nothing else
+        // touches the incoming files meanwhile.
+        let _writer = self.writing.clone().lock_owned().await;
         let (state, error) = match end {
             End::Done(files) => {
                 info!(id, "transfer completed");
@@ -207,8 +212,6 @@ impl Worker {
             state,
             TransferState::Completed | TransferState::Failed | TransferState::Cancelled
         ) {
-            // The last writer records what it wrote before it ends.
-            let _writer = self.writing.clone().lock_owned().await;
             let place = self.place();
             tokio::task::spawn_blocking(move || Incoming::discard(&place))
                 .await
@@ -299,6 +302,21 @@ impl Worker {
         let learned = session.learn_collection(&mut received).await;
         self.update(|v| v.rec.bytes_received += received);
         let named = learned?;
+        debug!(id = self.id, files = named.len(), "collection known");
+        // Names are refused before any byte of the files is fetched.
+        {
+            let names: Vec<plan::Entry> = named
+                .iter()
+                .map(|(name, hash)| plan::Entry {
+                    name: name.clone(),
+                    hash: *hash.as_bytes(),
+                    size: 0,
+                })
+                .collect();
+            blocking(move || plan::check_names(&names))
+                .await?
+                .map_err(|e| AttemptError::Destination(e.to_string()))?;
+        }
         let hashes: Arc<Vec<[u8; 32]>> =
             Arc::new(named.iter().map(|(_, h)| *h.as_bytes()).collect());
 
@@ -322,6 +340,7 @@ impl Worker {
             .map_err(local)?
         };
         let (inc, mut have) = opened;
+        debug!(id = self.id, "incoming files open");
         let mut sizes = inc.rec.sizes.clone();
         let sink = incoming::start(inc, hashes.clone(), &self.writing);
         let fetched = self
@@ -345,7 +364,12 @@ impl Worker {
             .enumerate()
             .map(|(i, (name, _))| (name.clone(), i))
             .collect();
-        blocking(move || place_files(plan, &inc.dir, &index))
+        let placing = self.writing.clone().lock_owned().await;
+        blocking(move || {
+            let placed = place_files(plan, &inc.dir, &index);
+            drop(placing);
+            placed
+        })
             .await?
             .map(Some)
             .map_err(|e| AttemptError::Destination(e.to_string()))
@@ -361,8 +385,9 @@ impl Worker {
         sizes: &mut [Option<u64>],
         have: &mut [ChunkRanges],
     ) -> Result<Option<plan::Plan>, AttemptError> {
-        // Sizes not proven yet: one request for each one's last chunk (a
-        // file of up to 16 KiB comes whole), kept like any other chunk.
+        // Sizes not proven yet: one request for each one's first chunk
+        // group and last chunk (which proves the size; a file of up to
+        // 16 KiB comes whole), kept like any other chunk.
         let unknown: Vec<Want> = named
             .iter()
             .enumerate()
@@ -371,7 +396,7 @@ impl Worker {
                 file,
                 hash: *hash,
                 size: None,
-                ranges: ChunkRanges::last_chunk(),
+                ranges: ChunkRanges::from(..ChunkNum(16)) | ChunkRanges::last_chunk(),
             })
             .collect();
         let proven = session
@@ -381,7 +406,8 @@ impl Worker {
                 Ok(())
             })
             .await?;
-        if !proven.is_empty() && !sink.send(incoming::Item::Checkpoint).await {
+        debug!(id = self.id, proven = proven.len(), "sizes proven");
+        if !proven.is_empty() && !sink.send(incoming::Item::RecordSizes).await {
             return Err(AttemptError::Local("the writer stopped".into()));
         }
         for (file, size) in proven {
@@ -409,6 +435,12 @@ impl Worker {
             .map(|e| e.name.split('/').next().unwrap_or_default().to_string())
             .unwrap_or_default();
         self.update(|v| {
+            // A transfer that ran before (its size is known) may find more
+            // verified data than it last recorded: what arrived after the
+            // last persist before a crash. That came over the wire too.
+            if v.rec.bytes_total > 0 {
+                v.rec.bytes_received += done.saturating_sub(v.rec.bytes_done);
+            }
             v.rec.bytes_total = total;
             v.rec.bytes_done = done.min(total);
             if v.rec.name.is_empty() {
@@ -417,15 +449,14 @@ impl Worker {
         });
         self.persist().await;
 
-        // The daemon plans only where it writes; for a client that places
-        // the files, it refuses bad names before fetching, and the client
-        // plans against the destination it can see.
+        // The daemon plans only where it writes; a client that places the
+        // files plans against the destination it can see.
         let plan = {
             let (dest, force, placement) = (self.dest.clone(), self.force, self.placement);
             let (container, entries) = (self.container.clone(), entries.clone());
             blocking(move || match placement {
                 Placement::Daemon => plan::plan(&dest, &entries, force, &container).map(Some),
-                Placement::Client => plan::check_names(&entries).map(|()| None),
+                Placement::Client => Ok(None),
             })
             .await?
             .map_err(|e| AttemptError::Destination(e.to_string()))?
