@@ -121,19 +121,21 @@ fn share_and_fetch_with_the_real_binaries() -> Result<()> {
         assert!(r["bytes_received"].as_u64().unwrap() <= data.len() as u64 * 102 / 100 + 1_048_576);
         assert!(r["dest"].is_string());
     }
-    // The second fetch found the data still in bob's store: served once.
-    // The provider records served bytes when the request ends, so poll.
+    // Each fetch writes only what it received and verified itself: the
+    // provider served the content twice, and no more. It records served
+    // bytes when a request ends, so poll.
+    let twice = 2 * data.len() as u64;
     let start = Instant::now();
     let served = loop {
         let served = a.json(&["status"])?["bytes_served"].as_u64().unwrap_or(0);
-        if served >= data.len() as u64 || start.elapsed() > Duration::from_secs(30) {
+        if served >= twice || start.elapsed() > Duration::from_secs(30) {
             break served;
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(served >= data.len() as u64, "bytes_served {served}");
+    assert!(served >= twice, "bytes_served {served}");
     assert!(
-        served <= data.len() as u64 * 102 / 100 + 1_048_576,
+        served <= twice * 102 / 100 + 1_048_576,
         "bytes_served {served}"
     );
 

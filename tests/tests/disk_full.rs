@@ -170,3 +170,42 @@ async fn data_dir_fills_up_during_the_transfer() -> Result<()> {
     assert_eq!(std::fs::read(out.join("big.bin"))?, data);
     Ok(())
 }
+
+/// Data dir and destination on one filesystem with 1.05 x size + 16 MiB
+/// free: the fetch writes its data once and completes. With half the size
+/// free it is refused before the data is fetched, saying how much it needs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fetch_needs_its_size_once() -> Result<()> {
+    let Some(fs) = Tmpfs::mount(256)? else {
+        return Ok(());
+    };
+    let size = 64 * MIB;
+    let src = temp_dir("rdrop-src-")?.join("big.bin");
+    let data = random_file(&src, size as usize)?;
+    let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &[])?;
+    let b = BinDaemon::spawn(&fs.0, &[])?;
+    let (ticket, _) = a.share(&src).await?;
+
+    let out = fs.0.join("half");
+    std::fs::create_dir(&out)?;
+    let filler = fill(&fs.0, size / 2)?;
+    let id = b.fetch(&ticket, &out).await?;
+    let t = watch_until(&b.socket, id, |_| false).await?;
+    assert!(failed_for_space(&t), "{t:?}");
+    assert!(t.last_error.contains("need"), "{}", t.last_error);
+    // Only what proves the size (the first and last chunk groups) came.
+    assert!(t.bytes_received <= 64 * 1024, "{t:?}");
+    assert!(list_tree(&out).is_empty(), "left {:?}", list_tree(&out));
+    std::fs::remove_file(filler)?;
+
+    let out = fs.0.join("out");
+    std::fs::create_dir(&out)?;
+    let room = size * 105 / 100 + 16 * MIB;
+    let filler = fill(&fs.0, room)?;
+    let id = b.fetch(&ticket, &out).await?;
+    let t = watch_until(&b.socket, id, |_| false).await?;
+    assert!(completed(&t), "{t:?}");
+    assert_eq!(std::fs::read(out.join("big.bin"))?, data);
+    drop(filler);
+    Ok(())
+}

@@ -132,12 +132,18 @@ pub fn root_of(dest: &Path) -> PathBuf {
 
 /// Checks the names of a collection without a destination: what [`plan`]
 /// refuses whatever the destination (unsafe or oversized names, too many
-/// files, collisions in either layout) is refused here, before any byte is
-/// fetched, by a daemon that does not place the files itself.
+/// files, collisions in either layout) is refused here, before any byte of
+/// the files is fetched. A hidden top-level name is left to the plan: the
+/// user may name it with `--out`.
 pub fn check_names(entries: &[Entry]) -> Result<(), ExportError> {
     let dest = Path::new("/dest");
     for top in [Top::Keep { container: "c" }, Top::Rename] {
-        let (items, dirs) = layout(dest, entries, top)?;
+        let (items, dirs) = match layout(dest, entries, top) {
+            // Refused only inside an existing directory: the user may
+            // name it with --out, which the destination decides.
+            Err(ExportError::HiddenTop(_)) => continue,
+            other => other?,
+        };
         if let Some((e, _)) = items.iter().find(|(_, path)| dirs.contains(path)) {
             return Err(ExportError::Conflict(e.name.clone()));
         }
