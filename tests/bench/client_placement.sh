@@ -3,7 +3,7 @@
 # by a daemon running as a user of its own (as the system service does),
 # once written by the daemon itself (the caller is the daemon's user) and
 # once placed by the caller's ringdropctl (the daemon fetches into its
-# store, the client receives the verified bytes over the control socket
+# data dir, the client receives the verified bytes over the control socket
 # and writes them). Fresh fetching daemons each run, taken turn about;
 # prints the medians. Needs root (setpriv) and release binaries.
 #
