@@ -243,6 +243,20 @@ def tight_fetch(ticket, size):
     return out, room
 
 
+def turn_about(*runs):
+    """Runs each (fn, dir) pair of `runs` in turn, RUNS times, removing dir
+    after each: per pair, (list of seconds, list of peak RSS)."""
+    pairs = list(zip(runs[::2], runs[1::2]))
+    out = [([], []) for _ in pairs]
+    for _ in range(RUNS):
+        for (fn, path), (secs, peaks) in zip(pairs, out):
+            t, peak = fn()
+            secs.append(t)
+            peaks.append(peak)
+            shutil.rmtree(path)
+    return out
+
+
 def b3sum_secs(path):
     secs, _, out = gnu_time(["b3sum", "--num-threads", "1", path], WORK)
     return secs
@@ -426,18 +440,10 @@ def main():
     a.reset_peak()
     s = SendmeSend(big, WORK / "sendme-send")
     # Taken turn about: ours, sendme, ours on another filesystem.
-    ours, ours_peak, cross, theirs, theirs_peak = [], [], [], [], []
-    for _ in range(RUNS):
-        secs, peak = fetch_fresh(ticket, WORK / "out")
-        ours.append(secs)
-        ours_peak.append(peak)
-        shutil.rmtree(WORK / "out")
-        secs, peak = sendme_receive(s.ticket, WORK / "sendme-recv")
-        theirs.append(secs)
-        theirs_peak.append(peak)
-        shutil.rmtree(WORK / "sendme-recv")
-        cross.append(fetch_fresh(ticket, CROSS / "out")[0])
-        shutil.rmtree(CROSS / "out")
+    (ours, ours_peak), (theirs, theirs_peak), (cross, _) = turn_about(
+        lambda: fetch_fresh(ticket, WORK / "out"), WORK / "out",
+        lambda: sendme_receive(s.ticket, WORK / "sendme-recv"), WORK / "sendme-recv",
+        lambda: fetch_fresh(ticket, CROSS / "out"), CROSS / "out")
     providing_peak = a.peak()
     s.stop()
     tcp = iperf3_mbps()
@@ -466,16 +472,9 @@ def main():
     s = SendmeSend(tree, WORK / "sendme-send")
     row(f"3. share {FILES} x 4 KiB (s)", f"{tree_share:.2f}", f"sendme {s.import_secs:.2f}",
         f"{tree_share / s.import_secs:.2f}x", "(reported)", True)
-    ours_t, ours_tp, theirs_t, theirs_tp = [], [], [], []
-    for _ in range(RUNS):
-        secs, peak = fetch_fresh(tree_ticket, WORK / "tree-out")
-        ours_t.append(secs)
-        ours_tp.append(peak)
-        shutil.rmtree(WORK / "tree-out")
-        secs, peak = sendme_receive(s.ticket, WORK / "sendme-recv")
-        theirs_t.append(secs)
-        theirs_tp.append(peak)
-        shutil.rmtree(WORK / "sendme-recv")
+    (ours_t, ours_tp), (theirs_t, theirs_tp) = turn_about(
+        lambda: fetch_fresh(tree_ticket, WORK / "tree-out"), WORK / "tree-out",
+        lambda: sendme_receive(s.ticket, WORK / "sendme-recv"), WORK / "sendme-recv")
     s.stop()
     d.remove()
     tree_ours, tree_theirs = statistics.median(ours_t), statistics.median(theirs_t)

@@ -311,3 +311,31 @@ impl Drop for BinDaemon {
         self.child.wait().ok();
     }
 }
+
+/// A provider sharing one random file `big.bin` of `size` bytes (uploads
+/// limited to `rate`) and a fresh fetcher with an empty destination.
+pub struct OneFile {
+    pub a: BinDaemon,
+    pub b: BinDaemon,
+    pub ticket: String,
+    pub data: Vec<u8>,
+    pub out: PathBuf,
+}
+
+impl OneFile {
+    pub async fn new(size: u64, rate: &str) -> Result<Self> {
+        let src = crate::temp_dir("rdrop-src-")?.join("big.bin");
+        let data = crate::random_file(&src, size as usize)?;
+        let a = BinDaemon::spawn(&crate::temp_dir("rdrop-a-")?, &["--max-upload-rate", rate])?;
+        let b = BinDaemon::spawn(&crate::temp_dir("rdrop-b-")?, &[])?;
+        let (ticket, _) = a.share(&src).await?;
+        let out = crate::temp_dir("rdrop-out-")?;
+        Ok(Self {
+            a,
+            b,
+            ticket,
+            data,
+            out,
+        })
+    }
+}

@@ -19,7 +19,7 @@ use tonic::transport::{Channel, Endpoint};
 
 mod bin;
 pub mod netns;
-pub use bin::BinDaemon;
+pub use bin::{BinDaemon, OneFile};
 
 /// Upper bound for any single wait in a test (never a speed assertion).
 pub const TIMEOUT: Duration = Duration::from_secs(120);

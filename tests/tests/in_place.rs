@@ -9,7 +9,7 @@ use std::{os::unix::fs::PermissionsExt, path::Path};
 use anyhow::{Context, Result};
 use ringdrop_proto::v1 as pb;
 use ringdrop_tests::{
-    completed, list_tree, random_file, temp_dir, wait_done, watch_until, BinDaemon,
+    completed, list_tree, random_file, temp_dir, wait_done, watch_until, BinDaemon, OneFile,
 };
 use ringdropd::registry::{Registry, TransferState};
 
@@ -76,12 +76,13 @@ async fn incoming_files_are_private_invisible_and_go_with_a_cancel() -> Result<(
 #[tokio::test(flavor = "multi_thread")]
 async fn data_not_recorded_as_synced_is_checked_before_it_is_kept() -> Result<()> {
     let size = 64 * MIB;
-    let src = temp_dir("rdrop-src-")?.join("big.bin");
-    let data = random_file(&src, size as usize)?;
-    let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &["--max-upload-rate", "32M"])?;
-    let mut b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
-    let (ticket, _) = a.share(&src).await?;
-    let out = temp_dir("rdrop-out-")?;
+    let OneFile {
+        a: _a,
+        mut b,
+        ticket,
+        data,
+        out,
+    } = OneFile::new(size, "32M").await?;
     let id = b.fetch(&ticket, &out).await?;
     watch_until(&b.socket, id, |t| t.bytes_done > size / 2).await?;
     b.kill9()?;
@@ -118,13 +119,13 @@ async fn data_not_recorded_as_synced_is_checked_before_it_is_kept() -> Result<()
 /// store, no record of incoming files) is finished by this one.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_transfer_begun_without_a_record_of_incoming_files_completes() -> Result<()> {
-    let size = 32 * MIB;
-    let src = temp_dir("rdrop-src-")?.join("big.bin");
-    let data = random_file(&src, size as usize)?;
-    let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &["--max-upload-rate", "16M"])?;
-    let mut b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
-    let (ticket, _) = a.share(&src).await?;
-    let out = temp_dir("rdrop-out-")?;
+    let OneFile {
+        a: _a,
+        mut b,
+        ticket,
+        data,
+        out,
+    } = OneFile::new(32 * MIB, "16M").await?;
     let id = b.fetch(&ticket, &out).await?;
     watch_until(&b.socket, id, |t| t.bytes_done > 2 * MIB).await?;
     b.kill9()?;

@@ -285,13 +285,13 @@ async fn pause_resume_cancel() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_following_client_outlives_a_daemon_restart() -> Result<()> {
-    let size = 64 * MIB;
-    let src = temp_dir("rdrop-src-")?.join("big.bin");
-    let data = random_file(&src, size as usize)?;
-    let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &["--max-upload-rate", "16M"])?;
-    let mut b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
-    let (ticket, _) = a.share(&src).await?;
-    let out = temp_dir("rdrop-out-")?;
+    let ringdrop_tests::OneFile {
+        a: _a,
+        mut b,
+        ticket,
+        data,
+        out,
+    } = ringdrop_tests::OneFile::new(64 * MIB, "16M").await?;
     let client = std::process::Command::new(ringdrop_tests::bin("ringdropctl")?)
         .arg("--socket")
         .arg(&b.socket)

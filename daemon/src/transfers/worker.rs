@@ -554,7 +554,7 @@ fn place_files(
     from: &PartialDir,
     index: &HashMap<String, usize>,
 ) -> Result<Vec<PathBuf>, plan::ExportError> {
-    let staging = Staging::prepare(plan)?;
+    let mut staging = Staging::prepare(plan)?;
     let items: Vec<(usize, String)> = staging
         .items()
         .map(|(i, e)| (i, e.name.clone()))
@@ -565,8 +565,8 @@ fn place_files(
             .ok_or_else(|| plan::ExportError::UnsafeName(name.clone()))?;
         staging.adopt(i, from, file)?;
     }
-    // Verified on the way in, written once by this daemon into its own
-    // private directory: not hashed again.
+    // Verified on the way in, written and synced by this daemon in its own
+    // private directory: neither hashed nor synced again.
     staging.finish(false)
 }
 

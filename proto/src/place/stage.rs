@@ -42,6 +42,8 @@ struct Item {
     /// sits under the temporary name.
     renamed: bool,
     exchanged: bool,
+    /// Moved in by rename from a file its writer had already synced.
+    synced: bool,
 }
 
 /// A planned export in progress: the undo log of what it did. Dropped
@@ -261,6 +263,7 @@ impl Staging {
                 tmp,
                 renamed: false,
                 exchanged: false,
+                synced: false,
             });
             keep.push((entry, path));
         }
@@ -330,12 +333,12 @@ impl Staging {
         Ok(unsafe { fs::File::from_raw_fd(fd) })
     }
 
-    /// Moves file `i`'s data, already written and durable in `from` (the
+    /// Moves file `i`'s data, already written and synced in `from` (the
     /// transfer's private directory) under its file number `file`, to its
-    /// temporary name: a rename beneath both descriptors, or a copy where
-    /// they are on different filesystems. An empty file that was never
-    /// written is created.
-    pub fn adopt(&self, i: usize, from: &PartialDir, file: usize) -> Result<(), ExportError> {
+    /// temporary name: a rename beneath both descriptors (not synced again
+    /// by [`Self::finish`]), or a copy where they are on different
+    /// filesystems. An empty file that was never written is created.
+    pub fn adopt(&mut self, i: usize, from: &PartialDir, file: usize) -> Result<(), ExportError> {
         let item = &self.items[i];
         let (entry, path) = &self.plan.items[i];
         let dir = &self.dirs[item.dir];
@@ -351,6 +354,7 @@ impl Staging {
             )
         };
         if rc == 0 {
+            self.items[i].synced = true;
             return Ok(());
         }
         let err = std::io::Error::last_os_error();
@@ -446,22 +450,26 @@ impl Staging {
         }
     }
 
-    /// Makes the staged files' data durable before any is renamed into place.
+    /// Makes the staged files' data durable before any is renamed into
+    /// place (files adopted already synced are not synced again).
     fn sync_staged(&self) -> Result<(), ExportError> {
         let open = |i: usize| {
             let it = &self.items[i];
             open_file_at(&self.dirs[it.dir].fd, &it.tmp)
                 .ok_or_else(|| last_err(&self.plan.items[i].1))
         };
-        if self.items.len() <= FSYNC_EACH_MAX {
-            for i in 0..self.items.len() {
+        let unsynced: Vec<usize> = (0..self.items.len())
+            .filter(|&i| !self.items[i].synced)
+            .collect();
+        if unsynced.len() <= FSYNC_EACH_MAX {
+            for i in unsynced {
                 open(i)?.sync_all().map_err(io(&self.plan.items[i].1))?;
             }
             return Ok(());
         }
         // One syncfs per filesystem the staged files' directories are on.
         let mut devices = BTreeSet::new();
-        let dirs: BTreeSet<usize> = self.items.iter().map(|it| it.dir).collect();
+        let dirs: BTreeSet<usize> = unsynced.iter().map(|&i| self.items[i].dir).collect();
         for d in dirs {
             let dir = &self.dirs[d];
             let mut st: libc::stat = unsafe { std::mem::zeroed() };
