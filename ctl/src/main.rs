@@ -94,6 +94,11 @@ enum Command {
     /// What this node is serving right now, to whom, how fast.
     #[command(after_help = "Example:\n  ringdropctl uploads")]
     Uploads,
+    /// Print what happens (transfers ending, shares served) as it happens.
+    #[command(
+        after_help = "Examples:\n  ringdropctl events\n  ringdropctl --json events | while read -r e; do ...; done"
+    )]
+    Events,
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  ringdropctl completions bash > ~/.local/share/bash-completion/completions/ringdropctl\n  ringdropctl completions zsh > ~/.zfunc/_ringdropctl\n  ringdropctl completions fish > ~/.config/fish/completions/ringdropctl.fish"
@@ -129,6 +134,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Peer(cmd) => commands::rings::peer(socket, &out, cmd).await,
         Command::Remote(cmd) => commands::rings::remote(socket, &out, cmd).await,
         Command::Uploads => commands::rings::uploads(socket, &out).await,
+        Command::Events => commands::events::events(socket, &out).await,
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod config;
 pub mod daemon;
+pub mod events;
 pub mod node;
 pub mod policy;
 pub mod provider;

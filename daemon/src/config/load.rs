@@ -26,6 +26,8 @@ pub const KEYS: &[&str] = &[
     "gc_interval",
     "peer_timeout",
     "log",
+    "on_complete",
+    "on_complete_timeout",
 ];
 
 /// Environment variable naming the config file.
@@ -100,6 +102,11 @@ impl Layer {
             };
             let text = match v {
                 toml::Value::String(s) => s,
+                // An argv (on_complete): kept as JSON text until applied.
+                toml::Value::Array(items) if items.iter().all(|i| i.is_str()) => {
+                    let argv: Vec<&str> = items.iter().filter_map(|i| i.as_str()).collect();
+                    serde_json::to_string(&argv).map_err(|e| err(e.to_string()))?
+                }
                 toml::Value::Integer(i) => i.to_string(),
                 toml::Value::Boolean(b) => b.to_string(),
                 other => {
@@ -139,6 +146,29 @@ fn path(v: &str) -> Result<PathBuf, String> {
         return Err("empty path".into());
     }
     Ok(PathBuf::from(v))
+}
+
+/// A command line: a list of strings (`["/usr/local/bin/x", "--y"]`, JSON
+/// in the environment), or one program path with no arguments. Never split
+/// or interpreted by a shell.
+fn argv(v: &str) -> Result<Vec<String>, String> {
+    if v.is_empty() {
+        return Ok(Vec::new());
+    }
+    let argv: Vec<String> = if v.starts_with('[') {
+        serde_json::from_str(v).map_err(|e| {
+            format!("{v:?} is not a list of strings like [\"/usr/local/bin/notify\", \"--done\"] ({e})")
+        })?
+    } else {
+        vec![v.to_string()]
+    };
+    match argv.first() {
+        None => Ok(argv),
+        Some(p) if Path::new(p).is_absolute() => Ok(argv),
+        Some(p) => Err(format!(
+            "the program {p:?} must be an absolute path (no shell and no PATH lookup)"
+        )),
+    }
 }
 
 fn apply_one(c: &mut Config, key: &str, v: &str) -> Result<(), String> {
@@ -187,6 +217,15 @@ fn apply_one(c: &mut Config, key: &str, v: &str) -> Result<(), String> {
                 return Err(format!("{v:?} is out of range: 1s to 15s"));
             }
             c.peer_timeout = t;
+        }
+        "on_complete" => c.on_complete = argv(v)?,
+        "on_complete_timeout" => {
+            let t = humantime::parse_duration(v)
+                .map_err(|e| format!("{v:?} is not a duration like 60s ({e})"))?;
+            if !(Duration::from_secs(1)..=super::MAX_HOOK_TIMEOUT).contains(&t) {
+                return Err(format!("{v:?} is out of range: 1s to 1h"));
+            }
+            c.on_complete_timeout = t;
         }
         "log" => {
             tracing_subscriber::EnvFilter::try_new(v).map_err(|e| {
@@ -271,6 +310,16 @@ impl Config {
             q(&humantime::format_duration(self.peer_timeout).to_string())
         ));
         out.push_str(&format!("log = {}\n", q(&self.log)));
+        let argv: Vec<toml::Value> = self
+            .on_complete
+            .iter()
+            .map(|a| toml::Value::String(a.clone()))
+            .collect();
+        out.push_str(&format!("on_complete = {}\n", toml::Value::Array(argv)));
+        out.push_str(&format!(
+            "on_complete_timeout = {}\n",
+            q(&humantime::format_duration(self.on_complete_timeout).to_string())
+        ));
         out
     }
 }

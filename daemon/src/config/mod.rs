@@ -71,6 +71,10 @@ pub struct Config {
     pub log: String,
     /// System mode: socket 0660 for the `ringdrop` group, system paths.
     pub system: bool,
+    /// Command (argv, no shell) run after each completed fetch; empty: none.
+    pub on_complete: Vec<String>,
+    /// How long it may run before it is killed.
+    pub on_complete_timeout: Duration,
 }
 
 /// The default log filter: our info, the libraries' warnings.
@@ -136,6 +140,8 @@ impl Config {
             peer_timeout: MAX_PEER_TIMEOUT,
             log: DEFAULT_LOG.to_string(),
             system: false,
+            on_complete: Vec::new(),
+            on_complete_timeout: DEFAULT_HOOK_TIMEOUT,
         }
     }
 
@@ -171,9 +177,15 @@ impl Config {
             peer_timeout: MAX_PEER_TIMEOUT,
             log: DEFAULT_LOG.to_string(),
             system: false,
+            on_complete: Vec::new(),
+            on_complete_timeout: DEFAULT_HOOK_TIMEOUT,
         }
     }
 }
+
+/// How long `on_complete` may run by default, and at most.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
+pub const MAX_HOOK_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The longest `peer_timeout`: iroh abandons a silent path after 15 s anyway.
 pub const MAX_PEER_TIMEOUT: Duration = Duration::from_secs(15);

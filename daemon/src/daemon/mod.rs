@@ -112,6 +112,7 @@ struct Inner {
     gate_stats: Arc<GateStats>,
     policy: Arc<crate::policy::Policy>,
     uploads: Uploads,
+    events: crate::events::Events,
     started: Instant,
     shutdown: CancellationToken,
 }
@@ -167,7 +168,8 @@ impl Daemon {
 
         let gate_stats = Arc::new(GateStats::default());
         let policy = Arc::new(crate::policy::Policy::new(registry.clone()));
-        let uploads = Uploads::default();
+        let hub = crate::events::Events::default();
+        let uploads = Uploads::new(hub.clone());
         let limit = config.max_upload_rate.map(|r| Arc::new(RateLimit::new(r)));
         let (events, _gate_task) = spawn_gate(
             registry.clone(),
@@ -193,7 +195,18 @@ impl Daemon {
             config.data_dir.clone(),
             config.max_concurrent_transfers,
             shutdown.clone(),
+            hub.clone(),
         );
+        if !config.on_complete.is_empty() {
+            crate::events::spawn_hooks(
+                &hub,
+                crate::events::Hook {
+                    argv: config.on_complete.clone(),
+                    timeout: config.on_complete_timeout,
+                },
+                shutdown.clone(),
+            );
+        }
         let daemon = Self {
             inner: Arc::new(Inner {
                 config,
@@ -206,6 +219,7 @@ impl Daemon {
                 gate_stats,
                 policy,
                 uploads,
+                events: hub,
                 started: Instant::now(),
                 shutdown,
             }),
@@ -226,6 +240,11 @@ impl Daemon {
             "ringdropd started"
         );
         Ok(daemon)
+    }
+
+    /// The daemon's event hub (`WatchEvents`).
+    pub fn events(&self) -> &crate::events::Events {
+        &self.inner.events
     }
 
     /// Every second, every live upload is judged again by the policy:

@@ -49,9 +49,18 @@ const OBSERVE_KEYS: u64 = u64::MAX;
 #[derive(Debug, Clone, Default)]
 pub struct Uploads {
     live: Arc<Mutex<HashMap<(u64, u64), Upload>>>,
+    events: crate::events::Events,
 }
 
 impl Uploads {
+    /// Uploads that report each finished request to `events`.
+    pub fn new(events: crate::events::Events) -> Self {
+        Self {
+            live: Default::default(),
+            events,
+        }
+    }
+
     /// Everything being served now.
     pub fn list(&self) -> Vec<Upload> {
         self.live
@@ -120,15 +129,17 @@ impl Uploads {
         key: (u64, u64),
         mut rx: irpc::channel::mpsc::Receiver<RequestUpdate>,
     ) {
-        let share = self
+        let (share, peer) = self
             .live
             .lock()
             .ok()
-            .and_then(|l| l.get(&key).and_then(|u| u.share));
+            .and_then(|l| l.get(&key).map(|u| (u.share, Some(u.peer))))
+            .unwrap_or((None, None));
         let this = self.clone();
         tokio::spawn(async move {
             // Bytes of finished blobs, and the current blob's end offset.
             let (mut done, mut blob_end, mut total) = (0u64, 0u64, None);
+            let mut completed = false;
             while let Ok(Some(update)) = rx.recv().await {
                 match update {
                     RequestUpdate::Started(_) => {
@@ -139,7 +150,10 @@ impl Uploads {
                         blob_end = p.end_offset;
                         this.set_sent(key, done + blob_end);
                     }
-                    RequestUpdate::Completed(c) => total = Some(c.stats.payload_bytes_sent),
+                    RequestUpdate::Completed(c) => {
+                        total = Some(c.stats.payload_bytes_sent);
+                        completed = true;
+                    }
                     RequestUpdate::Aborted(a) => total = Some(a.stats.payload_bytes_sent),
                 }
             }
@@ -147,6 +161,14 @@ impl Uploads {
                 l.remove(&key);
             }
             let sent = total.unwrap_or(done + blob_end);
+            if let Some(peer) = peer {
+                this.events.publish(crate::events::Event::ShareServed {
+                    peer: peer.to_string(),
+                    share: share.map(|h| h.to_string()),
+                    bytes: sent,
+                    completed,
+                });
+            }
             if sent > 0 {
                 let res =
                     tokio::task::spawn_blocking(move || registry.add_served(share, sent)).await;

@@ -17,8 +17,81 @@ impl NodeService {
     }
 }
 
+type EventStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::Event, Status>> + Send>>;
+
+/// The wire form of an event.
+fn event_pb(s: crate::events::Stamped) -> pb::Event {
+    use crate::events::Event;
+    match s.event {
+        Event::TransferEnded {
+            id,
+            state,
+            dest,
+            name,
+            hash,
+            files,
+            error,
+        } => pb::Event {
+            kind: pb::event::Kind::TransferEnded as i32,
+            at: s.at,
+            transfer_id: id,
+            state: state.name().to_string(),
+            dest: dest.display().to_string(),
+            name,
+            hash,
+            files: files.len() as u64,
+            error: error.unwrap_or_default(),
+            ..Default::default()
+        },
+        Event::ShareServed {
+            peer,
+            share,
+            bytes,
+            completed,
+        } => pb::Event {
+            kind: pb::event::Kind::ShareServed as i32,
+            at: s.at,
+            peer,
+            share: share.unwrap_or_default(),
+            bytes,
+            completed,
+            ..Default::default()
+        },
+    }
+}
+
 #[tonic::async_trait]
 impl Node for NodeService {
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(
+        &self,
+        _req: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        use tokio::sync::broadcast::error::RecvError;
+        let rx = self.daemon.events().subscribe();
+        let stop = self.daemon.shutdown_token();
+        let stream = futures::stream::unfold((rx, stop), |(mut rx, stop)| async move {
+            let got = tokio::select! {
+                got = rx.recv() => got,
+                _ = stop.cancelled() => return None,
+            };
+            let item = match got {
+                Ok(s) => event_pb(s),
+                Err(RecvError::Lagged(n)) => pb::Event {
+                    kind: pb::event::Kind::EventsLost as i32,
+                    at: crate::transfers::now(),
+                    count: n,
+                    ..Default::default()
+                },
+                Err(RecvError::Closed) => return None,
+            };
+            Some((Ok(item), (rx, stop)))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn get_status(
         &self,
         _req: Request<pb::GetStatusRequest>,

@@ -111,6 +111,7 @@ impl TransferManager {
         rec.updated_at = now();
         self.inner.registry.put_transfer(&rec)?;
         self.discard_incoming(id).await;
+        self.ended(&rec);
         self.touch();
         Ok(TransferView { rec, rate: 0 })
     }

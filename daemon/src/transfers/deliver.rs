@@ -174,6 +174,7 @@ impl TransferManager {
             warn!(id, "cannot release transfer data: {e}");
         }
         self.discard_incoming(id).await;
+        self.ended(&rec);
         self.touch();
         Ok(TransferView { rec, rate: 0 })
     }

@@ -91,6 +91,19 @@ pub(crate) fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// The event of `rec` having ended as it is.
+pub(crate) fn ended_event(rec: &TransferRecord) -> crate::events::Event {
+    crate::events::Event::TransferEnded {
+        id: rec.id,
+        state: rec.state,
+        dest: rec.dest.clone(),
+        name: rec.name.clone(),
+        hash: rec.hash.to_string(),
+        files: rec.files.clone(),
+        error: rec.last_error.clone(),
+    }
+}
+
 /// Why a worker was asked to stop (none: the daemon shuts down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StopReason {
@@ -116,6 +129,7 @@ struct Inner {
     changes: watch::Sender<u64>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    events: crate::events::Events,
 }
 
 /// Owns all transfers; cheap to clone.
@@ -138,6 +152,7 @@ impl TransferManager {
         data_dir: PathBuf,
         max_concurrent: usize,
         shutdown: CancellationToken,
+        events: crate::events::Events,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -150,6 +165,7 @@ impl TransferManager {
                 changes: watch::channel(0).0,
                 tasks: TaskTracker::new(),
                 shutdown,
+                events,
             }),
         }
     }
@@ -260,6 +276,7 @@ impl TransferManager {
             placement: view.rec.placement,
             container: worker::container_name(&view.rec),
             writing: Default::default(),
+            events: self.inner.events.clone(),
         };
         let this = self.clone();
         self.inner.tasks.spawn(async move {
@@ -288,6 +305,11 @@ impl TransferManager {
         tokio::task::spawn_blocking(move || incoming::Incoming::discard(&place))
             .await
             .ok();
+    }
+
+    /// Tells event readers that a transfer without a worker ended.
+    pub(crate) fn ended(&self, rec: &TransferRecord) {
+        self.inner.events.publish(ended_event(rec));
     }
 
     fn touch(&self) {

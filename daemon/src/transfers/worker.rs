@@ -66,6 +66,7 @@ pub(super) struct Worker {
     /// Held by the writer of the running attempt until it has recorded
     /// what it wrote.
     pub writing: Arc<tokio::sync::Mutex<()>>,
+    pub events: crate::events::Events,
 }
 
 /// Outcome of the attempt loop.
@@ -206,6 +207,10 @@ impl Worker {
             v.rate = 0;
         });
         self.persist().await;
+        if state != TransferState::Queued && state != TransferState::Paused {
+            self.events
+                .publish(super::ended_event(&self.publish.borrow().rec));
+        }
         // Completed: the files are at the destination. Failed or cancelled:
         // the incoming files go (a failed transfer resumed starts again).
         if matches!(

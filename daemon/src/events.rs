@@ -1,0 +1,177 @@
+//! What happens in the daemon, for scripts: transfers that end and shares
+//! served, broadcast to every `WatchEvents` reader (a slow reader misses
+//! events, counted, rather than hold anything up), and the optional
+//! `on_complete` command run after each completed fetch.
+//!
+//! The command is an argv run without a shell, as the daemon's own user,
+//! with stdin closed, in `/`, at most [`HOOKS_AT_ONCE`] at a time and
+//! killed after its timeout. What a peer chose (the transfer's name) reaches
+//! it only as an environment value, never as an argument or code.
+
+use std::{path::PathBuf, process::Stdio, sync::Arc, time::Duration};
+
+use tokio::sync::{broadcast, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::registry::TransferState;
+
+/// Events buffered for a slow reader before it starts missing them.
+const BUFFER: usize = 1024;
+/// `on_complete` commands running at once; more wait their turn.
+pub const HOOKS_AT_ONCE: usize = 4;
+
+/// One thing that happened.
+#[derive(Debug, Clone)]
+pub enum Event {
+    TransferEnded {
+        id: u64,
+        state: TransferState,
+        dest: PathBuf,
+        name: String,
+        hash: String,
+        /// Files at the destination (completed transfers).
+        files: Vec<PathBuf>,
+        error: Option<String>,
+    },
+    ShareServed {
+        peer: String,
+        share: Option<String>,
+        bytes: u64,
+        completed: bool,
+    },
+}
+
+/// An event with the time it happened (unix seconds).
+#[derive(Debug, Clone)]
+pub struct Stamped {
+    pub at: i64,
+    pub event: Event,
+}
+
+/// The daemon's event hub; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Events {
+    tx: broadcast::Sender<Stamped>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Self {
+            tx: broadcast::channel(BUFFER).0,
+        }
+    }
+}
+
+impl Events {
+    /// Tells every current reader; nobody listening is fine.
+    pub fn publish(&self, event: Event) {
+        let at = crate::transfers::now();
+        self.tx.send(Stamped { at, event }).ok();
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Stamped> {
+        self.tx.subscribe()
+    }
+}
+
+/// The `on_complete` command and how long it may run.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    pub argv: Vec<String>,
+    pub timeout: Duration,
+}
+
+/// Runs `hook` after every completed transfer until `stop`.
+pub fn spawn_hooks(events: &Events, hook: Hook, stop: CancellationToken) {
+    let mut rx = events.subscribe();
+    let slots = Arc::new(Semaphore::new(HOOKS_AT_ONCE));
+    tokio::spawn(async move {
+        loop {
+            let got = tokio::select! {
+                got = rx.recv() => got,
+                _ = stop.cancelled() => return,
+            };
+            let ended = match got {
+                Ok(Stamped {
+                    event:
+                        Event::TransferEnded {
+                            id,
+                            state: TransferState::Completed,
+                            dest,
+                            name,
+                            hash,
+                            files,
+                            ..
+                        },
+                    ..
+                }) => (id, dest, name, hash, files),
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    warn!("on_complete: {n} events were missed");
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            let (hook, slots) = (hook.clone(), slots.clone());
+            tokio::spawn(async move {
+                let Ok(_slot) = slots.acquire_owned().await else {
+                    return;
+                };
+                run_hook(&hook, ended).await;
+            });
+        }
+    });
+}
+
+async fn run_hook(hook: &Hook, (id, dest, name, hash, files): (u64, PathBuf, String, String, Vec<PathBuf>)) {
+    let Some((program, args)) = hook.argv.split_first() else {
+        return;
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .env("RINGDROP_TRANSFER_ID", id.to_string())
+        .env("RINGDROP_DEST", &dest)
+        .env("RINGDROP_NAME", &name)
+        .env("RINGDROP_HASH", &hash)
+        .env("RINGDROP_FILE_COUNT", files.len().to_string())
+        .env(
+            "RINGDROP_FIRST_FILE",
+            files.first().cloned().unwrap_or_default(),
+        )
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        // Its own process group, so a timeout ends whatever it started.
+        .process_group(0)
+        .kill_on_drop(true);
+    let child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(id, "on_complete: cannot run {program}: {e}");
+            return;
+        }
+    };
+    let group = child.id().map(|p| p as i32);
+    match tokio::time::timeout(hook.timeout, child.wait_with_output()).await {
+        Ok(Ok(out)) if out.status.success() => info!(id, "on_complete ran: {}", out.status),
+        Ok(Ok(out)) => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let last = err.lines().last().unwrap_or_default();
+            warn!(id, "on_complete failed ({}): {}", out.status, last.escape_debug());
+        }
+        Ok(Err(e)) => warn!(id, "on_complete: {e}"),
+        Err(_) => {
+            if let Some(g) = group {
+                // SAFETY: plain kill(2) of the group the command leads.
+                unsafe { libc::kill(-g, libc::SIGKILL) };
+            }
+            warn!(
+                id,
+                "on_complete did not finish within {}s and was killed",
+                hook.timeout.as_secs()
+            )
+        }
+    }
+}
