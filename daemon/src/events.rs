@@ -40,6 +40,13 @@ pub enum Event {
         bytes: u64,
         completed: bool,
     },
+    /// A peer redeemed an invite and joined a ring.
+    MemberJoined {
+        ring: String,
+        peer: String,
+        /// Its name in the address book.
+        name: String,
+    },
 }
 
 /// An event with the time it happened (unix seconds).

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod config;
 pub mod daemon;
 pub mod events;
+pub mod invites;
 pub mod node;
 pub mod policy;
 pub mod provider;

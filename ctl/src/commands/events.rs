@@ -17,6 +17,7 @@ fn kind_name(kind: i32) -> &'static str {
         Ok(Kind::TransferEnded) => "transfer_ended",
         Ok(Kind::ShareServed) => "share_served",
         Ok(Kind::EventsLost) => "events_lost",
+        Ok(Kind::MemberJoined) => "member_joined",
         _ => "unknown",
     }
 }
@@ -40,6 +41,7 @@ fn event_json(e: &pb::Event) -> Value {
             "completed": e.completed,
         }),
         Ok(Kind::EventsLost) => json!({ "count": e.count }),
+        Ok(Kind::MemberJoined) => json!({ "ring": e.ring, "peer": e.peer, "name": e.name }),
         _ => json!({}),
     };
     if let (Some(v), Value::Object(f)) = (v.as_object_mut(), fields) {
@@ -72,6 +74,12 @@ fn event_line(e: &pb::Event) -> String {
             if e.completed { "" } else { " (cut short)" }
         ),
         Ok(Kind::EventsLost) => format!("({} events missed: this reader was too slow)", e.count),
+        Ok(Kind::MemberJoined) => format!(
+            "{} ({}) joined ring {}",
+            clean(&e.name),
+            short(&e.peer),
+            clean(&e.ring)
+        ),
         _ => format!("(an event of a newer ringdropd: kind {})", e.kind),
     }
 }

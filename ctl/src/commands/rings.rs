@@ -41,6 +41,80 @@ pub enum RingCmd {
     /// List a ring's members.
     #[command(after_help = "Example:\n  ringdropctl ring members team")]
     Members { ring: String },
+    /// Print an invite: whoever runs `ring join` with it becomes a member.
+    #[command(
+        after_help = "Examples:\n  ringdropctl ring invite team\n  ringdropctl ring invite team --uses 5 --expires 2d --member-for 30d"
+    )]
+    Invite {
+        ring: String,
+        /// How many peers may use it (default 1).
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// How long the invite is valid (default 1d, at most 30d).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires: Option<std::time::Duration>,
+        /// How long the membership it grants lasts (default: for good).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        member_for: Option<std::time::Duration>,
+    },
+    /// Join a ring with an invite someone printed with `ring invite`.
+    #[command(
+        after_help = "Examples:\n  ringdropctl ring join rdropinvite...\n  ringdropctl ring join rdropinvite... --name alice"
+    )]
+    Join {
+        invite: String,
+        /// Name for the inviter in your address book (default: the name it proposes).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List invites (of one ring, or all).
+    #[command(after_help = "Example:\n  ringdropctl ring invites team")]
+    Invites { ring: Option<String> },
+    /// Withdraw an invite (by id or a unique prefix).
+    #[command(after_help = "Example:\n  ringdropctl ring uninvite 3f2a")]
+    Uninvite { id: String },
+}
+
+fn invite_json(i: &pb::Invite) -> Value {
+    let mut v = json!({
+        "id": i.id,
+        "ring": i.ring,
+        "uses_left": i.uses_left,
+        "uses": i.uses,
+        "expires_at": i.expires_at,
+        "member_for": i.member_for,
+        "created_at": i.created_at,
+        "revoked": i.revoked,
+    });
+    if !i.ticket.is_empty() {
+        v["ticket"] = json!(i.ticket);
+    }
+    v
+}
+
+fn invite_line(i: &pb::Invite) -> String {
+    let state = if i.revoked {
+        "withdrawn".to_string()
+    } else if i.uses_left == 0 {
+        "used up".to_string()
+    } else {
+        format!("{} use(s) left", i.uses_left)
+    };
+    format!(
+        "{}  {:<12} {state}, used {}, expires {}",
+        &i.id[..i.id.len().min(8)],
+        clean(&i.ring),
+        i.uses,
+        when(i.expires_at)
+    )
+}
+
+/// Unix seconds as a UTC time.
+fn when(t: i64) -> String {
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64),
+    )
+    .to_string()
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +254,84 @@ pub async fn ring(socket: Option<PathBuf>, out: &Out, cmd: RingCmd) -> Result<()
                 }
                 list.iter().map(member_line).collect::<Vec<_>>().join("\n")
             });
+        }
+        RingCmd::Invite {
+            ring,
+            uses,
+            expires,
+            member_for,
+        } => {
+            let i = rings
+                .create_invite(pb::CreateInviteRequest {
+                    ring,
+                    uses,
+                    valid_for: expires.map_or(0, |d| d.as_secs().max(1) as i64),
+                    member_for: member_for.map_or(0, |d| d.as_secs().max(1) as i64),
+                })
+                .await?
+                .into_inner();
+            out.emit(invite_json(&i), || {
+                format!(
+                    "{}\n\nOn the other machine: ringdropctl ring join {} (valid until {}, {} use(s))",
+                    i.ticket,
+                    i.ticket,
+                    when(i.expires_at),
+                    i.uses_left
+                )
+            });
+        }
+        RingCmd::Join { invite, name } => {
+            let j = rings
+                .join_ring(pb::JoinRingRequest {
+                    invite,
+                    name: name.unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            out.emit(
+                json!({
+                    "ring": j.ring,
+                    "endpoint_id": j.endpoint_id,
+                    "name": j.name,
+                    "member_until": j.member_until,
+                }),
+                || {
+                    let until = if j.member_until == 0 {
+                        String::new()
+                    } else {
+                        format!(" until {}", when(j.member_until))
+                    };
+                    format!(
+                        "Joined ring {} of {} ({}){until}; it is in your address book as {}",
+                        clean(&j.ring),
+                        clean(&j.name),
+                        j.endpoint_id,
+                        clean(&j.name)
+                    )
+                },
+            );
+        }
+        RingCmd::Invites { ring } => {
+            let list = rings
+                .list_invites(pb::ListInvitesRequest {
+                    ring: ring.unwrap_or_default(),
+                })
+                .await?
+                .into_inner()
+                .invites;
+            out.emit(Value::Array(list.iter().map(invite_json).collect()), || {
+                if list.is_empty() {
+                    return "No invites.".into();
+                }
+                list.iter().map(invite_line).collect::<Vec<_>>().join("\n")
+            });
+        }
+        RingCmd::Uninvite { id } => {
+            let i = rings
+                .revoke_invite(pb::RevokeInviteRequest { id })
+                .await?
+                .into_inner();
+            out.emit(invite_json(&i), || format!("Withdrew invite {}", i.id));
         }
     }
     Ok(())

@@ -12,7 +12,7 @@ use super::Daemon;
 use crate::{
     catalog::{self, CatalogError},
     provider::Upload,
-    registry::{Member, PeerRecord, RegistryError, RingInfo, OPEN_RING},
+    registry::{InviteRecord, Member, PeerRecord, RegistryError, RingInfo, OPEN_RING},
     ticket::Ticket,
     transfers::now,
 };
@@ -38,6 +38,12 @@ pub enum AccessError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    #[error("no invite with id {0}: see `ringdropctl ring invites`")]
+    NoSuchInvite(String),
+    #[error("{0}")]
+    BadInviteTerms(String),
+    #[error(transparent)]
+    Join(#[from] crate::invites::JoinError),
 }
 
 /// A peer as the user named it, resolved.
@@ -283,4 +289,92 @@ impl Daemon {
             .collect();
         Ok((p, out))
     }
+
+    /// A new invite to `ring`: `uses` redemptions (at least 1), valid for
+    /// `valid_for` seconds, granting `member_for` seconds of membership
+    /// (`None`: for good). Returns the record and the ticket.
+    pub fn create_invite(
+        &self,
+        ring: &str,
+        uses: u32,
+        valid_for: i64,
+        member_for: Option<i64>,
+    ) -> Result<(InviteRecord, String), AccessError> {
+        self.existing_ring(ring)?;
+        if uses == 0 || uses > MAX_INVITE_USES {
+            return Err(AccessError::BadInviteTerms(format!(
+                "an invite is for 1 to {MAX_INVITE_USES} uses"
+            )));
+        }
+        if !(1..=MAX_INVITE_VALID).contains(&valid_for) {
+            return Err(AccessError::BadInviteTerms(
+                "an invite is valid for 1 second to 30 days".into(),
+            ));
+        }
+        if member_for.is_some_and(|s| s < 1) {
+            return Err(AccessError::BadInviteTerms(
+                "membership must last at least 1 second".into(),
+            ));
+        }
+        let (rec, invite) = crate::invites::create(
+            self.ticket_addr(),
+            ring,
+            uses,
+            now().saturating_add(valid_for),
+            member_for,
+        );
+        self.registry().put_invite(&rec)?;
+        info!(ring, id = %data_encoding::HEXLOWER.encode(&rec.id), uses, "invite created");
+        Ok((rec, invite.to_string()))
+    }
+
+    /// Invites, oldest first (of `ring` only, if given).
+    pub fn invites(&self, ring: Option<&str>) -> Result<Vec<InviteRecord>, AccessError> {
+        let all = self.registry().invites()?;
+        Ok(all
+            .into_iter()
+            .filter(|i| ring.is_none_or(|r| i.ring == r))
+            .collect())
+    }
+
+    /// Withdraws an invite (by id or a unique prefix of it).
+    pub fn revoke_invite(&self, id: &str) -> Result<InviteRecord, AccessError> {
+        let id = id.trim().to_ascii_lowercase();
+        let mut found: Vec<InviteRecord> = self
+            .registry()
+            .invites()?
+            .into_iter()
+            .filter(|i| !id.is_empty() && data_encoding::HEXLOWER.encode(&i.id).starts_with(&id))
+            .collect();
+        if found.len() != 1 {
+            return Err(AccessError::NoSuchInvite(id));
+        }
+        let mut rec = found.remove(0);
+        rec.revoked = true;
+        self.registry().put_invite(&rec)?;
+        Ok(rec)
+    }
+
+    /// Redeems an invite with its inviter (see [`crate::invites::join`]).
+    pub async fn join_ring(
+        &self,
+        invite: &str,
+        alias: Option<&str>,
+    ) -> Result<crate::invites::Joined, AccessError> {
+        if let Some(a) = alias {
+            check_name(a)?;
+        }
+        let invite: crate::invites::Invite = invite
+            .parse()
+            .map_err(crate::invites::JoinError::from)?;
+        let joined =
+            crate::invites::join(&self.inner.endpoint, self.registry(), &invite, alias).await?;
+        info!(ring = joined.ring, inviter = %joined.inviter, "joined a ring by invite");
+        Ok(joined)
+    }
 }
+
+/// Most redemptions one invite may allow.
+pub const MAX_INVITE_USES: u32 = 1000;
+/// Longest an invite stays valid: 30 days.
+pub const MAX_INVITE_VALID: i64 = 30 * 24 * 3600;

@@ -185,6 +185,10 @@ impl Daemon {
                 catalog::ALPN,
                 CatalogServer::new(registry.clone(), policy.clone()),
             )
+            .accept(
+                crate::invites::ALPN,
+                crate::invites::InviteServer::new(registry.clone(), hub.clone()),
+            )
             .spawn();
 
         let shutdown = CancellationToken::new();

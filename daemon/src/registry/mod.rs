@@ -2,6 +2,7 @@
 //! and served-byte counters. One write transaction per user action; no
 //! transaction is ever held across an `.await`.
 
+mod invites;
 mod records;
 mod rings;
 mod shares;
@@ -15,6 +16,7 @@ pub use records::{
     decode_row, encode_row, PartialRecord, PeerRecord, Placement, ShareRecord, Source,
     TransferRecord, TransferState,
 };
+pub use invites::{InviteRecord, Redeemed, Refusal};
 pub use rings::{Member, RingInfo, OPEN_RING};
 
 /// Schema version this build writes; older ones are migrated, newer refused.
@@ -42,6 +44,10 @@ const RINGS: TableDefinition<&str, i64> = TableDefinition::new("rings");
 /// (ring, endpoint id) -> expiry in unix seconds (0: never).
 const RING_MEMBERS: TableDefinition<(&str, &[u8; 32]), i64> = TableDefinition::new("ring_members");
 const PEERS: TableDefinition<&str, &[u8]> = TableDefinition::new("peers");
+/// invite id -> [`InviteRecord`] (the inviter's side).
+const INVITES: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("invites");
+/// (ring owner's endpoint id, ring) -> joined at, unix seconds (the joiner's side).
+const JOINED: TableDefinition<(&[u8; 32], &str), i64> = TableDefinition::new("joined");
 
 const KEY_SCHEMA: &str = "schema_version";
 const KEY_NEXT_TRANSFER: &str = "next_transfer_id";
@@ -130,6 +136,8 @@ impl Registry {
             tx.open_table(RINGS)?;
             tx.open_table(RING_MEMBERS)?;
             tx.open_table(PEERS)?;
+            tx.open_table(INVITES)?;
+            tx.open_table(JOINED)?;
         }
         tx.commit()?;
         Ok(Self {

@@ -58,6 +58,14 @@ fn event_pb(s: crate::events::Stamped) -> pb::Event {
             completed,
             ..Default::default()
         },
+        Event::MemberJoined { ring, peer, name } => pb::Event {
+            kind: pb::event::Kind::MemberJoined as i32,
+            at: s.at,
+            ring,
+            peer,
+            name,
+            ..Default::default()
+        },
     }
 }
 

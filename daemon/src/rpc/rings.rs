@@ -32,8 +32,84 @@ impl RingsService {
     }
 }
 
+fn invite_pb(i: &crate::registry::InviteRecord, ticket: String) -> pb::Invite {
+    pb::Invite {
+        id: data_encoding::HEXLOWER.encode(&i.id),
+        ring: i.ring.clone(),
+        uses_left: i.uses_left,
+        uses: i.uses,
+        expires_at: i.expires_at,
+        member_for: i.member_for.unwrap_or(0),
+        created_at: i.created_at,
+        revoked: i.revoked,
+        ticket,
+    }
+}
+
+/// Default validity of an invite: one day.
+const INVITE_VALID: i64 = 24 * 3600;
+
 #[tonic::async_trait]
 impl Rings for RingsService {
+    async fn create_invite(
+        &self,
+        req: Request<pb::CreateInviteRequest>,
+    ) -> Result<Response<pb::Invite>, Status> {
+        let r = req.into_inner();
+        let valid_for = if r.valid_for == 0 { INVITE_VALID } else { r.valid_for };
+        let (rec, ticket) = self
+            .daemon
+            .create_invite(
+                &r.ring,
+                r.uses.max(1),
+                valid_for,
+                Some(r.member_for).filter(|s| *s != 0),
+            )
+            .map_err(st)?;
+        Ok(Response::new(invite_pb(&rec, ticket)))
+    }
+
+    async fn list_invites(
+        &self,
+        req: Request<pb::ListInvitesRequest>,
+    ) -> Result<Response<pb::ListInvitesResponse>, Status> {
+        let ring = req.into_inner().ring;
+        let invites = self
+            .daemon
+            .invites(Some(ring.as_str()).filter(|r| !r.is_empty()))
+            .map_err(st)?
+            .iter()
+            .map(|i| invite_pb(i, String::new()))
+            .collect();
+        Ok(Response::new(pb::ListInvitesResponse { invites }))
+    }
+
+    async fn revoke_invite(
+        &self,
+        req: Request<pb::RevokeInviteRequest>,
+    ) -> Result<Response<pb::Invite>, Status> {
+        let rec = self.daemon.revoke_invite(&req.into_inner().id).map_err(st)?;
+        Ok(Response::new(invite_pb(&rec, String::new())))
+    }
+
+    async fn join_ring(
+        &self,
+        req: Request<pb::JoinRingRequest>,
+    ) -> Result<Response<pb::JoinRingResponse>, Status> {
+        let r = req.into_inner();
+        let joined = self
+            .daemon
+            .join_ring(&r.invite, Some(r.name.as_str()).filter(|n| !n.is_empty()))
+            .await
+            .map_err(st)?;
+        Ok(Response::new(pb::JoinRingResponse {
+            ring: joined.ring,
+            endpoint_id: joined.inviter.to_string(),
+            name: joined.name,
+            member_until: joined.member_until.unwrap_or(0),
+        }))
+    }
+
     async fn create_ring(
         &self,
         req: Request<pb::CreateRingRequest>,

@@ -82,6 +82,16 @@ impl ToStatus for AccessError {
             AccessError::Registry(e) => e.to_status(),
             AccessError::Catalog(CatalogError::Connect { .. }) => status(Code::Unavailable, self),
             AccessError::Catalog(_) => status(Code::Unavailable, self),
+            AccessError::NoSuchInvite(_) => status(Code::NotFound, self),
+            AccessError::BadInviteTerms(_) => status(Code::InvalidArgument, self),
+            AccessError::Join(crate::invites::JoinError::Bad(_)) => {
+                status(Code::InvalidArgument, self)
+            }
+            AccessError::Join(crate::invites::JoinError::Refused(_)) => {
+                status(Code::PermissionDenied, self)
+            }
+            AccessError::Join(crate::invites::JoinError::Registry(e)) => e.to_status(),
+            AccessError::Join(_) => status(Code::Unavailable, self),
         }
     }
 }

@@ -1,0 +1,362 @@
+//! Ring invites: a ticket that makes whoever redeems it a member of a ring,
+//! over a small protocol of ours (own ALPN, postcard, bounded sizes).
+//!
+//! The inviter keeps only the BLAKE3 hash of the invite's 256-bit secret,
+//! with its ring, uses left, expiry and the membership time it grants. The
+//! joiner's daemon dials the inviter, proves the secret; the inviter checks
+//! and uses up the invite and adds the joiner's endpoint id (as the QUIC
+//! connection authenticates it, never as the joiner claims it) to the ring
+//! in one registry transaction, so a used-up, expired, revoked or forged
+//! invite changes nothing. Both put each other in their address books under
+//! a sanitised name that never shadows another entry or reads as an
+//! endpoint id. The secret is never logged or listed.
+
+use std::{str::FromStr, time::Duration};
+
+use iroh::{
+    endpoint::Connection,
+    protocol::{AcceptError, ProtocolHandler},
+    Endpoint, EndpointAddr, EndpointId,
+};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info};
+
+use crate::{
+    registry::{InviteRecord, PeerRecord, Redeemed, Registry},
+    transfers::now,
+};
+
+/// ALPN of the invite protocol.
+pub const ALPN: &[u8] = b"ringdrop/invite/1";
+/// Prefix of an invite ticket.
+pub const PREFIX: &str = "rdropinvite";
+const MAX_MESSAGE: usize = 4096;
+/// How long a peer has to send its request, and to take the answer.
+const PEER_WAIT: Duration = Duration::from_secs(10);
+const CONNECT_WAIT: Duration = Duration::from_secs(20);
+/// Longest address-book name a peer may propose.
+const MAX_PROPOSED_NAME: usize = 32;
+
+/// What an invite ticket carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Invite {
+    pub addr: EndpointAddr,
+    pub id: [u8; 16],
+    pub secret: [u8; 32],
+    pub ring: String,
+    /// The name the inviter proposes for itself.
+    pub from: String,
+}
+
+impl std::fmt::Display for Invite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bytes = postcard::to_stdvec(self).map_err(|_| std::fmt::Error)?;
+        write!(f, "{PREFIX}{}", data_encoding::BASE32_NOPAD.encode(&bytes).to_ascii_lowercase())
+    }
+}
+
+/// Why an invite string is not one.
+#[derive(Debug, thiserror::Error)]
+#[error("not a ringdrop invite (it starts with {PREFIX}): {0}")]
+pub struct BadInvite(String);
+
+impl FromStr for Invite {
+    type Err = BadInvite;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let body = s
+            .trim()
+            .strip_prefix(PREFIX)
+            .ok_or_else(|| BadInvite("wrong prefix".into()))?;
+        if body.len() > MAX_MESSAGE * 2 {
+            return Err(BadInvite("too long".into()));
+        }
+        let bytes = data_encoding::BASE32_NOPAD
+            .decode(body.to_ascii_uppercase().as_bytes())
+            .map_err(|e| BadInvite(e.to_string()))?;
+        postcard::from_bytes(&bytes).map_err(|e| BadInvite(e.to_string()))
+    }
+}
+
+/// The hash under which an invite's secret is kept.
+pub fn secret_hash(secret: &[u8; 32]) -> [u8; 32] {
+    *blake3::hash(secret).as_bytes()
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Request {
+    Join {
+        id: [u8; 16],
+        secret: [u8; 32],
+        /// The name the joiner proposes for itself.
+        name: String,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Response {
+    Joined {
+        ring: String,
+        /// Unix seconds; `None`: for good.
+        member_until: Option<i64>,
+    },
+    Refused(String),
+}
+
+/// Errors of joining a ring.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error(transparent)]
+    Bad(#[from] BadInvite),
+    #[error("cannot reach the inviter {peer}: {msg}")]
+    Connect { peer: String, msg: String },
+    #[error("the inviter {peer} did not answer: {msg}")]
+    Protocol { peer: String, msg: String },
+    #[error("the inviter refused: {0}")]
+    Refused(String),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+}
+
+/// A name a peer proposed, made safe for the address book: letters,
+/// digits, `-`, `_`, `.` only, at most 32 of them, never an endpoint id,
+/// never the name of another entry (`-2`, `-3`... appended). An entry
+/// that already names `id` keeps its name.
+pub fn book_name(registry: &Registry, proposed: &str, id: &[u8; 32]) -> Result<String, crate::registry::RegistryError> {
+    let book = registry.peers()?;
+    if let Some(known) = book.iter().find(|p| p.id == *id) {
+        return Ok(known.name.clone());
+    }
+    let mut base: String = proposed
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(MAX_PROPOSED_NAME)
+        .collect();
+    let base_ok = !base.is_empty()
+        && !base.starts_with('.')
+        && base.parse::<EndpointId>().is_err()
+        && base.len() < 60;
+    if !base_ok {
+        base = format!("peer-{}", &data_encoding::HEXLOWER.encode(id)[..8]);
+    }
+    let taken = |n: &str| book.iter().any(|p| p.name == n);
+    let mut name = base.clone();
+    let mut i = 2;
+    while taken(&name) {
+        name = format!("{base}-{i}");
+        i += 1;
+    }
+    Ok(name)
+}
+
+/// Adds `id` at `addr` to the address book under a safe form of `proposed`.
+pub fn remember(registry: &Registry, proposed: &str, addr: &EndpointAddr) -> Result<String, crate::registry::RegistryError> {
+    let id = *addr.id.as_bytes();
+    let name = book_name(registry, proposed, &id)?;
+    let mut rec = registry.peer(&name)?.unwrap_or(PeerRecord {
+        name: name.clone(),
+        id,
+        relay: None,
+        addrs: Vec::new(),
+        updated_at: 0,
+    });
+    if let Some(r) = addr.relay_urls().next() {
+        rec.relay = Some(r.to_string());
+    }
+    let ips: Vec<_> = addr.ip_addrs().copied().collect();
+    if !ips.is_empty() {
+        rec.addrs = ips;
+    }
+    rec.updated_at = now();
+    registry.put_peer(&rec)?;
+    Ok(name)
+}
+
+/// This machine's host name, as the name a node proposes for itself.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Redeems invites for peers that dial in.
+#[derive(Debug, Clone)]
+pub struct InviteServer {
+    registry: Registry,
+    events: crate::events::Events,
+}
+
+impl InviteServer {
+    pub fn new(registry: Registry, events: crate::events::Events) -> Self {
+        Self { registry, events }
+    }
+}
+
+impl ProtocolHandler for InviteServer {
+    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        let peer = conn.remote_id();
+        let read = async {
+            let (send, mut recv) = conn.accept_bi().await?;
+            let req = recv
+                .read_to_end(MAX_MESSAGE)
+                .await
+                .map_err(AcceptError::from_err)?;
+            Ok::<_, AcceptError>((send, req))
+        };
+        let Ok(read) = tokio::time::timeout(PEER_WAIT, read).await else {
+            conn.close(3u32.into(), b"too slow");
+            return Ok(());
+        };
+        let (mut send, req) = read?;
+        let Ok(Request::Join { id, secret, name }) = postcard::from_bytes::<Request>(&req) else {
+            conn.close(2u32.into(), b"bad request");
+            return Ok(());
+        };
+        let registry = self.registry.clone();
+        let addr = EndpointAddr::new(peer);
+        let decided = tokio::task::spawn_blocking(move || {
+            let r = registry.redeem_invite(&id, &secret_hash(&secret), peer.as_bytes(), now())?;
+            let named = match &r {
+                Ok(_) => Some(remember(&registry, &name, &addr)?),
+                Err(_) => None,
+            };
+            Ok::<_, crate::registry::RegistryError>((r, named))
+        })
+        .await;
+        let answer = match decided {
+            Ok(Ok((Ok(Redeemed { ring, member_until }), named))) => {
+                info!(%peer, ring, name = named.as_deref().unwrap_or(""), "joined by invite");
+                self.events.publish(crate::events::Event::MemberJoined {
+                    ring: ring.clone(),
+                    peer: peer.to_string(),
+                    name: named.unwrap_or_default(),
+                });
+                Response::Joined { ring, member_until }
+            }
+            Ok(Ok((Err(refusal), _))) => {
+                debug!(%peer, "invite refused: {refusal}");
+                Response::Refused(refusal.to_string())
+            }
+            Ok(Err(e)) => Response::Refused(format!("the inviter cannot record it now: {e}")),
+            Err(e) => Response::Refused(format!("the inviter failed: {e}")),
+        };
+        let bytes = postcard::to_stdvec(&answer).map_err(AcceptError::from_err)?;
+        send.write_all(&bytes).await.map_err(AcceptError::from_err)?;
+        send.finish().map_err(AcceptError::from_err)?;
+        if tokio::time::timeout(PEER_WAIT, conn.closed()).await.is_err() {
+            conn.close(0u32.into(), b"done");
+        }
+        Ok(())
+    }
+}
+
+/// What joining gave.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub ring: String,
+    pub inviter: EndpointId,
+    /// The inviter's name in this node's address book.
+    pub name: String,
+    pub member_until: Option<i64>,
+}
+
+/// Redeems `invite` with its inviter; on success the inviter goes into the
+/// address book as `alias` (or the name it proposed) and the ring it
+/// owns is recorded as joined.
+pub async fn join(
+    endpoint: &Endpoint,
+    registry: &Registry,
+    invite: &Invite,
+    alias: Option<&str>,
+) -> Result<Joined, JoinError> {
+    let peer = invite.addr.id.to_string();
+    let proto = |msg: String| JoinError::Protocol {
+        peer: peer.clone(),
+        msg,
+    };
+    let conn = tokio::time::timeout(CONNECT_WAIT, endpoint.connect(invite.addr.clone(), ALPN))
+        .await
+        .map_err(|_| JoinError::Connect {
+            peer: peer.clone(),
+            msg: format!("no answer within {}s", CONNECT_WAIT.as_secs()),
+        })?
+        .map_err(|e| JoinError::Connect {
+            peer: peer.clone(),
+            msg: e.to_string(),
+        })?;
+    let exchange = async {
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| proto(e.to_string()))?;
+        let req = postcard::to_stdvec(&Request::Join {
+            id: invite.id,
+            secret: invite.secret,
+            name: host_name(),
+        })
+        .map_err(|e| proto(e.to_string()))?;
+        send.write_all(&req).await.map_err(|e| proto(e.to_string()))?;
+        send.finish().map_err(|e| proto(e.to_string()))?;
+        recv.read_to_end(MAX_MESSAGE)
+            .await
+            .map_err(|e| proto(e.to_string()))
+    };
+    let bytes = tokio::time::timeout(PEER_WAIT, exchange)
+        .await
+        .map_err(|_| proto(format!("no answer within {}s", PEER_WAIT.as_secs())))??;
+    conn.close(0u32.into(), b"done");
+    match postcard::from_bytes::<Response>(&bytes) {
+        Ok(Response::Joined { ring, member_until }) => {
+            let registry = registry.clone();
+            let (addr, proposed) = (
+                invite.addr.clone(),
+                alias.map(str::to_string).unwrap_or_else(|| invite.from.clone()),
+            );
+            let owner = *invite.addr.id.as_bytes();
+            let ring2 = ring.clone();
+            let name = tokio::task::spawn_blocking(move || {
+                let name = remember(&registry, &proposed, &addr)?;
+                registry.record_joined(&owner, &ring2, now())?;
+                Ok::<_, crate::registry::RegistryError>(name)
+            })
+            .await
+            .map_err(|e| proto(e.to_string()))??;
+            Ok(Joined {
+                ring,
+                inviter: invite.addr.id,
+                name,
+                member_until,
+            })
+        }
+        Ok(Response::Refused(why)) => Err(JoinError::Refused(why)),
+        Err(e) => Err(proto(format!("malformed answer: {e}"))),
+    }
+}
+
+/// A new invite for `ring`: its record (to keep) and ticket (to hand out).
+pub fn create(
+    addr: EndpointAddr,
+    ring: &str,
+    uses: u32,
+    expires_at: i64,
+    member_for: Option<i64>,
+) -> (InviteRecord, Invite) {
+    let id: [u8; 16] = rand::random();
+    let secret: [u8; 32] = rand::random();
+    let rec = InviteRecord {
+        id,
+        ring: ring.to_string(),
+        secret_hash: secret_hash(&secret),
+        uses_left: uses,
+        uses: 0,
+        expires_at,
+        member_for,
+        created_at: now(),
+        revoked: false,
+    };
+    let invite = Invite {
+        addr,
+        id,
+        secret,
+        ring: ring.to_string(),
+        from: host_name(),
+    };
+    (rec, invite)
+}
