@@ -38,6 +38,12 @@ impl Client {
     pub fn transfers(&self) -> TransfersClient<Channel> {
         TransfersClient::new(self.channel.clone())
     }
+
+    pub fn contacts(
+        &self,
+    ) -> ringdrop_proto::v1::contacts_client::ContactsClient<Channel> {
+        ringdrop_proto::v1::contacts_client::ContactsClient::new(self.channel.clone())
+    }
 }
 
 async fn dial(path: &std::path::Path) -> Result<Channel, String> {

@@ -94,6 +94,22 @@ enum Command {
     /// What this node is serving right now, to whom, how fast.
     #[command(after_help = "Example:\n  ringdropctl uploads")]
     Uploads,
+    /// Send a file or directory to a peer: it arrives in the peer's inbox
+    /// (now, or when it can be reached).
+    #[command(
+        after_help = "Examples:\n  ringdropctl send report.pdf --to alice\n  ringdropctl send ./photos --to bob --expires 2d"
+    )]
+    Send(commands::contacts::SendArgs),
+    /// Offers you sent, with receipts: queued, delivered, accepted, fetching, completed.
+    #[command(
+        after_help = "Examples:\n  ringdropctl sent\n  ringdropctl sent withdraw 3"
+    )]
+    Sent(commands::contacts::SentArgs),
+    /// Offers sent to you.
+    #[command(
+        after_help = "Examples:\n  ringdropctl inbox\n  ringdropctl inbox accept 2 --out ~/Downloads\n  ringdropctl inbox reject 3"
+    )]
+    Inbox(commands::contacts::InboxArgs),
     /// Print what happens (transfers ending, shares served) as it happens.
     #[command(
         after_help = "Examples:\n  ringdropctl events\n  ringdropctl --json events | while read -r e; do ...; done"
@@ -135,6 +151,9 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Remote(cmd) => commands::rings::remote(socket, &out, cmd).await,
         Command::Uploads => commands::rings::uploads(socket, &out).await,
         Command::Events => commands::events::events(socket, &out).await,
+        Command::Send(args) => commands::contacts::send(socket, &out, args).await,
+        Command::Sent(args) => commands::contacts::sent(socket, &out, args).await,
+        Command::Inbox(args) => commands::contacts::inbox(socket, &out, args).await,
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -40,6 +40,14 @@ pub enum Event {
         bytes: u64,
         completed: bool,
     },
+    /// A contact offered files; they wait in the inbox (`id`).
+    OfferReceived {
+        id: u64,
+        from: String,
+        from_name: String,
+        name: String,
+        size: u64,
+    },
     /// A peer redeemed an invite and joined a ring.
     MemberJoined {
         ring: String,

@@ -34,6 +34,8 @@ const MAX_MESSAGE: usize = 4096;
 /// How long a peer has to send its request, and to take the answer.
 const PEER_WAIT: Duration = Duration::from_secs(10);
 const CONNECT_WAIT: Duration = Duration::from_secs(20);
+/// Most addresses a joiner may give.
+const MAX_ADDRS: usize = 16;
 /// Longest address-book name a peer may propose.
 const MAX_PROPOSED_NAME: usize = 32;
 
@@ -90,6 +92,9 @@ enum Request {
         secret: [u8; 32],
         /// The name the joiner proposes for itself.
         name: String,
+        /// Where the joiner can be reached (its direct addresses), so the
+        /// inviter can send to it later.
+        addrs: Vec<std::net::SocketAddr>,
     },
 }
 
@@ -208,12 +213,21 @@ impl ProtocolHandler for InviteServer {
             return Ok(());
         };
         let (mut send, req) = read?;
-        let Ok(Request::Join { id, secret, name }) = postcard::from_bytes::<Request>(&req) else {
+        let Ok(Request::Join {
+            id,
+            secret,
+            name,
+            addrs,
+        }) = postcard::from_bytes::<Request>(&req)
+        else {
             conn.close(2u32.into(), b"bad request");
             return Ok(());
         };
         let registry = self.registry.clone();
-        let addr = EndpointAddr::new(peer);
+        let addr = addrs
+            .into_iter()
+            .take(MAX_ADDRS)
+            .fold(EndpointAddr::new(peer), |a, ip| a.with_ip_addr(ip));
         let decided = tokio::task::spawn_blocking(move || {
             let r = registry.redeem_invite(&id, &secret_hash(&secret), peer.as_bytes(), now())?;
             let named = match &r {
@@ -290,6 +304,7 @@ pub async fn join(
             id: invite.id,
             secret: invite.secret,
             name: host_name(),
+            addrs: endpoint.addr().ip_addrs().copied().take(MAX_ADDRS).collect(),
         })
         .map_err(|e| proto(e.to_string()))?;
         send.write_all(&req).await.map_err(|e| proto(e.to_string()))?;

@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod config;
+pub mod contacts;
 pub mod daemon;
 pub mod events;
 pub mod invites;

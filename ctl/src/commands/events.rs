@@ -18,6 +18,7 @@ fn kind_name(kind: i32) -> &'static str {
         Ok(Kind::ShareServed) => "share_served",
         Ok(Kind::EventsLost) => "events_lost",
         Ok(Kind::MemberJoined) => "member_joined",
+        Ok(Kind::OfferReceived) => "offer_received",
         _ => "unknown",
     }
 }
@@ -42,6 +43,13 @@ fn event_json(e: &pb::Event) -> Value {
         }),
         Ok(Kind::EventsLost) => json!({ "count": e.count }),
         Ok(Kind::MemberJoined) => json!({ "ring": e.ring, "peer": e.peer, "name": e.name }),
+        Ok(Kind::OfferReceived) => json!({
+            "offer_id": e.offer_id,
+            "peer": e.peer,
+            "from_name": e.name,
+            "name": e.share,
+            "size": e.bytes,
+        }),
         _ => json!({}),
     };
     if let (Some(v), Value::Object(f)) = (v.as_object_mut(), fields) {
@@ -74,6 +82,14 @@ fn event_line(e: &pb::Event) -> String {
             if e.completed { "" } else { " (cut short)" }
         ),
         Ok(Kind::EventsLost) => format!("({} events missed: this reader was too slow)", e.count),
+        Ok(Kind::OfferReceived) => format!(
+            "offer {} from {} ({}): {} ({}); see `ringdropctl inbox`",
+            e.offer_id,
+            clean(&e.name),
+            short(&e.peer),
+            clean(&e.share),
+            bytes(e.bytes)
+        ),
         Ok(Kind::MemberJoined) => format!(
             "{} ({}) joined ring {}",
             clean(&e.name),

@@ -43,8 +43,18 @@ pub async fn fetch(socket: Option<PathBuf>, out: &Out, args: FetchArgs) -> Resul
         .into_inner()
         .transfer
         .unwrap_or_default();
+    follow_started(&c, out, t, args.detach).await
+}
+
+/// Follows a transfer just started (or, with `detach`, says how to).
+pub async fn follow_started(
+    c: &client::Client,
+    out: &Out,
+    t: pb::Transfer,
+    detach: bool,
+) -> Result<(), CliError> {
     let id = t.id;
-    if args.detach {
+    if detach {
         out.emit(transfer_json(&t), || {
             let then = if t.client_places {
                 " (and places the files here once fetched)"
@@ -56,7 +66,7 @@ pub async fn fetch(socket: Option<PathBuf>, out: &Out, args: FetchArgs) -> Resul
         return Ok(());
     }
     tokio::select! {
-        res = transfers::follow_and_place(&c, id, out) => transfers::report(out, &res?),
+        res = transfers::follow_and_place(c, id, out) => transfers::report(out, &res?),
         _ = tokio::signal::ctrl_c() => {
             out.hint(format!(
                 "\nTransfer {id} keeps running in the daemon; follow it with `ringdropctl transfers wait {id}`"

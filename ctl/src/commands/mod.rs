@@ -1,5 +1,6 @@
 //! One module per command noun.
 
+pub mod contacts;
 pub mod events;
 pub mod fetch;
 pub mod place;

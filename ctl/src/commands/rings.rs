@@ -127,6 +127,22 @@ pub enum PeerCmd {
     /// List the address book.
     #[command(after_help = "Example:\n  ringdropctl peer ls")]
     Ls,
+    /// Accept this peer's offers by themselves into a directory.
+    #[command(
+        after_help = "Examples:\n  ringdropctl peer trust alice --accept-into ~/Inbox\n  ringdropctl peer trust bob --accept-into /var/lib/ringdrop/downloads --max-size 2G"
+    )]
+    Trust {
+        peer: String,
+        /// Directory the offers are fetched into (the daemon must be able to write it).
+        #[arg(long)]
+        accept_into: PathBuf,
+        /// Larger offers wait in the inbox (e.g. 500M, 2G).
+        #[arg(long, value_parser = super::contacts::parse_size)]
+        max_size: Option<u64>,
+    },
+    /// Stop accepting this peer's offers by themselves.
+    #[command(after_help = "Example:\n  ringdropctl peer untrust alice")]
+    Untrust { peer: String },
     /// Remove a name.
     #[command(after_help = "Example:\n  ringdropctl peer rm bob")]
     Rm { name: String },
@@ -357,6 +373,47 @@ pub async fn peer(socket: Option<PathBuf>, out: &Out, cmd: PeerCmd) -> Result<()
                 .await?
                 .into_inner();
             out.emit(peer_json(&p), || format!("{} is {}", p.name, p.endpoint_id));
+        }
+        PeerCmd::Trust {
+            peer,
+            accept_into,
+            max_size,
+        } => {
+            let dir = super::absolute(&accept_into)?;
+            let r = c
+                .contacts()
+                .trust_peer(pb::TrustPeerRequest {
+                    peer,
+                    accept_into: dir.display().to_string(),
+                    max_size: max_size.unwrap_or(0),
+                })
+                .await?
+                .into_inner();
+            out.emit(
+                json!({ "peer": r.peer, "name": r.name, "accept_into": r.accept_into, "max_size": r.max_size }),
+                || {
+                    let limit = if r.max_size == 0 {
+                        String::new()
+                    } else {
+                        format!(" up to {}", bytes(r.max_size))
+                    };
+                    format!(
+                        "Offers from {} are fetched into {}{limit} by themselves",
+                        if r.name.is_empty() { &r.peer } else { &r.name },
+                        r.accept_into
+                    )
+                },
+            );
+        }
+        PeerCmd::Untrust { peer } => {
+            let r = c
+                .contacts()
+                .untrust_peer(pb::UntrustPeerRequest { peer })
+                .await?
+                .into_inner();
+            out.emit(json!({ "peer": r.peer, "name": r.name }), || {
+                format!("Offers from {} wait in the inbox again", if r.name.is_empty() { &r.peer } else { &r.name })
+            });
         }
         PeerCmd::Ls => {
             let list = peers

@@ -300,6 +300,10 @@ impl Daemon {
         valid_for: i64,
         member_for: Option<i64>,
     ) -> Result<(InviteRecord, String), AccessError> {
+        // Inviting to a ring that does not exist yet creates it.
+        if ring != OPEN_RING && !self.registry().ring_exists(ring)? {
+            self.create_ring(ring)?;
+        }
         self.existing_ring(ring)?;
         if uses == 0 || uses > MAX_INVITE_USES {
             return Err(AccessError::BadInviteTerms(format!(

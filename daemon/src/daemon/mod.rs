@@ -2,8 +2,10 @@
 //! manager. RPC handlers call one method of it each.
 
 mod access;
+mod contacts;
 
 pub use access::{AccessError, PeerRef};
+pub use contacts::{ContactError, OFFER_EXPIRES};
 
 use std::{
     path::{Path, PathBuf},
@@ -113,6 +115,7 @@ struct Inner {
     policy: Arc<crate::policy::Policy>,
     uploads: Uploads,
     events: crate::events::Events,
+    contacts: crate::contacts::Shared,
     started: Instant,
     shutdown: CancellationToken,
 }
@@ -169,6 +172,7 @@ impl Daemon {
         let gate_stats = Arc::new(GateStats::default());
         let policy = Arc::new(crate::policy::Policy::new(registry.clone()));
         let hub = crate::events::Events::default();
+        let contacts = crate::contacts::Shared::default();
         let uploads = Uploads::new(hub.clone());
         let limit = config.max_upload_rate.map(|r| Arc::new(RateLimit::new(r)));
         let (events, _gate_task) = spawn_gate(
@@ -188,6 +192,10 @@ impl Daemon {
             .accept(
                 crate::invites::ALPN,
                 crate::invites::InviteServer::new(registry.clone(), hub.clone()),
+            )
+            .accept(
+                crate::contacts::ALPN,
+                crate::contacts::OfferServer::new(registry.clone(), hub.clone(), contacts.clone()),
             )
             .spawn();
 
@@ -224,12 +232,14 @@ impl Daemon {
                 policy,
                 uploads,
                 events: hub,
+                contacts,
                 started: Instant::now(),
                 shutdown,
             }),
         };
         daemon.reconcile().await;
         tokio::spawn(daemon.clone().enforce_live_access());
+        tokio::spawn(daemon.clone().contacts_loop());
         let resumed = daemon
             .inner
             .transfers

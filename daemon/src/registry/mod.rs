@@ -3,6 +3,7 @@
 //! transaction is ever held across an `.await`.
 
 mod invites;
+mod offers;
 mod records;
 mod rings;
 mod shares;
@@ -17,6 +18,10 @@ pub use records::{
     TransferRecord, TransferState,
 };
 pub use invites::{InviteRecord, Redeemed, Refusal};
+pub use offers::{
+    InboxOffer, InboxState, Receipt, SentOffer, SentState, Stored, TrustRecord, MAX_INBOX,
+    MAX_PENDING_PER_PEER,
+};
 pub use rings::{Member, RingInfo, OPEN_RING};
 
 /// Schema version this build writes; older ones are migrated, newer refused.
@@ -48,6 +53,12 @@ const PEERS: TableDefinition<&str, &[u8]> = TableDefinition::new("peers");
 const INVITES: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("invites");
 /// (ring owner's endpoint id, ring) -> joined at, unix seconds (the joiner's side).
 const JOINED: TableDefinition<(&[u8; 32], &str), i64> = TableDefinition::new("joined");
+/// offer id -> [`SentOffer`] (files this node sent).
+const SENT: TableDefinition<u64, &[u8]> = TableDefinition::new("sent");
+/// inbox id -> [`InboxOffer`] (files offered to this node).
+const INBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("inbox");
+/// sender endpoint id -> [`TrustRecord`].
+const TRUST: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("trust");
 
 const KEY_SCHEMA: &str = "schema_version";
 const KEY_NEXT_TRANSFER: &str = "next_transfer_id";
@@ -138,6 +149,9 @@ impl Registry {
             tx.open_table(PEERS)?;
             tx.open_table(INVITES)?;
             tx.open_table(JOINED)?;
+            tx.open_table(SENT)?;
+            tx.open_table(INBOX)?;
+            tx.open_table(TRUST)?;
         }
         tx.commit()?;
         Ok(Self {

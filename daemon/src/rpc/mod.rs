@@ -1,6 +1,7 @@
 //! The gRPC control API on a Unix socket: our three services, health and
 //! reflection. Handlers convert proto <-> domain and call the facade.
 
+mod contacts;
 mod convert;
 mod node;
 mod peers;
@@ -14,7 +15,7 @@ use std::future::Future;
 
 use futures::StreamExt;
 use ringdrop_proto::v1::{
-    node_server::NodeServer, peers_server::PeersServer, rings_server::RingsServer,
+    contacts_server::ContactsServer, node_server::NodeServer, peers_server::PeersServer, rings_server::RingsServer,
     shares_server::SharesServer, transfers_server::TransfersServer,
 };
 use tokio::net::UnixListener;
@@ -52,6 +53,9 @@ pub async fn serve(
         .await;
     health
         .set_serving::<PeersServer<peers::PeersService>>()
+        .await;
+    health
+        .set_serving::<ContactsServer<contacts::ContactsService>>()
         .await;
     // Both reflection versions: grpcurl and grpc-go speak v1; Python's
     // grpcio-reflection, older grpcurl, evans and Postman only v1alpha.
@@ -114,6 +118,9 @@ pub async fn serve(
         )))
         .add_service(RingsServer::new(rings::RingsService::new(daemon.clone())))
         .add_service(PeersServer::new(peers::PeersService::new(daemon.clone())))
+        .add_service(ContactsServer::new(contacts::ContactsService::new(
+            daemon.clone(),
+        )))
         .add_service(TransfersServer::new(transfers::TransfersService::new(
             daemon,
         )))

@@ -58,6 +58,22 @@ fn event_pb(s: crate::events::Stamped) -> pb::Event {
             completed,
             ..Default::default()
         },
+        Event::OfferReceived {
+            id,
+            from,
+            from_name,
+            name,
+            size,
+        } => pb::Event {
+            kind: pb::event::Kind::OfferReceived as i32,
+            at: s.at,
+            offer_id: id,
+            peer: from,
+            name: from_name,
+            share: name,
+            bytes: size,
+            ..Default::default()
+        },
         Event::MemberJoined { ring, peer, name } => pb::Event {
             kind: pb::event::Kind::MemberJoined as i32,
             at: s.at,

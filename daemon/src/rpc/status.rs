@@ -4,7 +4,7 @@ use tonic::{Code, Status};
 
 use crate::{
     catalog::CatalogError,
-    daemon::AccessError,
+    daemon::{AccessError, ContactError},
     registry::RegistryError,
     shares::{ScanError, ShareError},
     ticket::TicketError,
@@ -97,6 +97,20 @@ impl ToStatus for AccessError {
 }
 
 /// `?`-friendly conversion for handlers.
+impl ToStatus for ContactError {
+    fn to_status(&self) -> Status {
+        match self {
+            ContactError::Access(e) => e.to_status(),
+            ContactError::Share(e) => e.to_status(),
+            ContactError::Registry(e) => e.to_status(),
+            ContactError::Transfer(e) => e.to_status(),
+            ContactError::NoSuchOffer(_) => status(Code::NotFound, self),
+            ContactError::Settled { .. } => status(Code::FailedPrecondition, self),
+            ContactError::Invalid(_) => status(Code::InvalidArgument, self),
+        }
+    }
+}
+
 pub fn st<E: ToStatus>(e: E) -> Status {
     e.to_status()
 }

@@ -1,0 +1,265 @@
+//! `send`, `sent` and `inbox`: files sent to a peer's inbox, with receipts.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use ringdrop_proto::v1 as pb;
+use serde_json::{json, Value};
+
+use super::{absolute, fetch::follow_started, place};
+use crate::{
+    client,
+    error::CliError,
+    output::{bytes, clean, Out},
+};
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// File or directory to send.
+    path: PathBuf,
+    /// The peer: an address-book name, endpoint id or ticket.
+    #[arg(long)]
+    to: String,
+    /// How long the offer waits to be delivered and fetched (default 7d).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    expires: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct SentArgs {
+    #[command(subcommand)]
+    cmd: Option<SentCmd>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SentCmd {
+    /// List offers you sent and where each stands (the default).
+    Ls,
+    /// Withdraw an offer: the peer's access to it ends.
+    Withdraw { id: u64 },
+}
+
+#[derive(Debug, Args)]
+pub struct InboxArgs {
+    #[command(subcommand)]
+    cmd: Option<InboxCmd>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InboxCmd {
+    /// List offers sent to you (the default).
+    Ls,
+    /// Fetch an offer.
+    Accept {
+        id: u64,
+        /// Destination (default: the current directory).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Replace existing files at the destination.
+        #[arg(long)]
+        force: bool,
+        /// Return at once; the daemon keeps fetching.
+        #[arg(long, short)]
+        detach: bool,
+    },
+    /// Decline an offer; the sender is told.
+    Reject { id: u64 },
+}
+
+fn sent_json(o: &pb::SentOffer) -> Value {
+    json!({
+        "id": o.id, "peer": o.peer, "peer_name": o.peer_name, "name": o.name,
+        "size": o.size, "files": o.files, "state": o.state, "bytes": o.bytes,
+        "created_at": o.created_at, "expires_at": o.expires_at,
+        "attempts": o.attempts, "last_error": o.last_error, "hash": o.hash,
+    })
+}
+
+fn sent_line(o: &pb::SentOffer) -> String {
+    let to = if o.peer_name.is_empty() {
+        o.peer.chars().take(12).collect()
+    } else {
+        clean(&o.peer_name)
+    };
+    let progress = if o.state == "fetching" {
+        format!(" {} of {}", bytes(o.bytes), bytes(o.size))
+    } else {
+        String::new()
+    };
+    let why = if o.last_error.is_empty() || o.state != "queued" && o.state != "refused" {
+        String::new()
+    } else {
+        format!(" ({})", clean(&o.last_error))
+    };
+    format!(
+        "{:>4}  to {to:<16} {:<10}{progress} {} ({}){why}",
+        o.id,
+        o.state,
+        clean(&o.name),
+        bytes(o.size)
+    )
+}
+
+fn inbox_json(o: &pb::InboxOffer) -> Value {
+    json!({
+        "id": o.id, "from": o.from, "from_name": o.from_name, "name": o.name,
+        "size": o.size, "files": o.files, "ticket": o.ticket,
+        "received_at": o.received_at, "state": o.state, "transfer_id": o.transfer_id,
+    })
+}
+
+fn inbox_line(o: &pb::InboxOffer) -> String {
+    let from = if o.from_name.is_empty() {
+        o.from.chars().take(12).collect()
+    } else {
+        clean(&o.from_name)
+    };
+    let transfer = if o.transfer_id == 0 {
+        String::new()
+    } else {
+        format!(" (transfer {})", o.transfer_id)
+    };
+    format!(
+        "{:>4}  from {from:<16} {:<9} {} ({}, {} files){transfer}",
+        o.id,
+        o.state,
+        clean(&o.name),
+        bytes(o.size),
+        o.files
+    )
+}
+
+pub async fn send(socket: Option<PathBuf>, out: &Out, args: SendArgs) -> Result<(), CliError> {
+    let path = absolute(&args.path)?;
+    let c = client::connect(socket).await?;
+    let o = c
+        .contacts()
+        .send(pb::SendRequest {
+            path: path.display().to_string(),
+            peer: args.to,
+            expires_in: args.expires.map_or(0, |d| d.as_secs().max(1) as i64),
+        })
+        .await?
+        .into_inner();
+    out.emit(sent_json(&o), || {
+        format!(
+            "Offer {} of {} ({}) queued for {}; see `ringdropctl sent`",
+            o.id,
+            clean(&o.name),
+            bytes(o.size),
+            if o.peer_name.is_empty() { &o.peer } else { &o.peer_name }
+        )
+    });
+    Ok(())
+}
+
+pub async fn sent(socket: Option<PathBuf>, out: &Out, args: SentArgs) -> Result<(), CliError> {
+    let c = client::connect(socket).await?;
+    match args.cmd.unwrap_or(SentCmd::Ls) {
+        SentCmd::Ls => {
+            let list = c
+                .contacts()
+                .list_sent(pb::ListSentRequest {})
+                .await?
+                .into_inner()
+                .offers;
+            out.emit(Value::Array(list.iter().map(sent_json).collect()), || {
+                if list.is_empty() {
+                    return "Nothing sent.".into();
+                }
+                list.iter().map(sent_line).collect::<Vec<_>>().join("\n")
+            });
+        }
+        SentCmd::Withdraw { id } => {
+            let o = c
+                .contacts()
+                .withdraw(pb::WithdrawRequest { id })
+                .await?
+                .into_inner();
+            out.emit(sent_json(&o), || format!("Withdrew offer {}", o.id));
+        }
+    }
+    Ok(())
+}
+
+pub async fn inbox(socket: Option<PathBuf>, out: &Out, args: InboxArgs) -> Result<(), CliError> {
+    let c = client::connect(socket).await?;
+    match args.cmd.unwrap_or(InboxCmd::Ls) {
+        InboxCmd::Ls => {
+            let r = c
+                .contacts()
+                .list_inbox(pb::ListInboxRequest {})
+                .await?
+                .into_inner();
+            let list = r.offers;
+            out.emit(Value::Array(list.iter().map(inbox_json).collect()), || {
+                let mut text = if list.is_empty() {
+                    "The inbox is empty.".to_string()
+                } else {
+                    list.iter().map(inbox_line).collect::<Vec<_>>().join("\n")
+                };
+                if r.refused > 0 {
+                    text.push_str(&format!(
+                        "\n({} offers refused since the daemon started: not from a contact, or past the inbox's limits)",
+                        r.refused
+                    ));
+                }
+                text
+            });
+        }
+        InboxCmd::Accept {
+            id,
+            out: dest,
+            force,
+            detach,
+        } => {
+            let dest = absolute(&dest.unwrap_or_else(|| PathBuf::from(".")))?;
+            let r = c
+                .contacts()
+                .accept_offer(pb::AcceptOfferRequest {
+                    id,
+                    out: dest.display().to_string(),
+                    force,
+                    caller_cannot_write: place::cannot_write(&dest).unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            follow_started(&c, out, r.transfer.unwrap_or_default(), detach).await?;
+        }
+        InboxCmd::Reject { id } => {
+            let o = c
+                .contacts()
+                .reject_offer(pb::RejectOfferRequest { id })
+                .await?
+                .into_inner();
+            out.emit(inbox_json(&o), || format!("Rejected offer {}", o.id));
+        }
+    }
+    Ok(())
+}
+
+/// `1048576`, `512K`, `100M`, `1.5G` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().trim_end_matches(['B', 'b']);
+    let (num, mult) = match t.chars().last() {
+        Some(c) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("unknown unit in {s:?}: use K, M, G or T")),
+            };
+            (&t[..t.len() - 1], m)
+        }
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (examples: 512K, 100M, 1.5G)"))?;
+    if !(n.is_finite() && n > 0.0) {
+        return Err(format!("{s:?} must be a positive size"));
+    }
+    Ok((n * mult as f64) as u64)
+}

@@ -1,0 +1,368 @@
+//! Sending to a peer: offers, the inbox and receipts, over a protocol of
+//! ours (`ringdrop/offer/1`, postcard, bounded sizes).
+//!
+//! The sender gives the peer (and nobody else) access to what it sends
+//! through a ring of its own (`offer-<id>`, the peer its one member) added
+//! to the share, and keeps the offer in its registry until the peer's
+//! daemon has taken it: a loop delivers queued offers with backoff (2 s
+//! doubling to 30 s) until they expire, across restarts of either side.
+//! The receiver takes offers only from its contacts (address book, members
+//! of its rings, owners of rings it joined), within limits per sender and
+//! in all; everything else is refused, counted and never stored. Offers
+//! from a trusted sender (`peer trust`) within its size limit are fetched
+//! by themselves. The receiver sends receipts back (accepted, rejected,
+//! completed: hash verified), also with backoff; bytes served for the offer
+//! show the sender that it is being fetched. When an offer completes, is
+//! rejected, withdrawn or expires, the ring goes, and the share with it if
+//! the send created it.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use iroh::{
+    endpoint::Connection,
+    protocol::{AcceptError, ProtocolHandler},
+    Endpoint, EndpointAddr, EndpointId,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+use crate::{
+    events::{Event, Events},
+    registry::{InboxOffer, InboxState, Receipt, Registry, SentState, Stored},
+    ticket::Ticket,
+    transfers::now,
+};
+
+/// ALPN of the offer protocol.
+pub const ALPN: &[u8] = b"ringdrop/offer/1";
+const MAX_MESSAGE: usize = 8 * 1024;
+/// Longest offer name kept (characters).
+const MAX_NAME: usize = 255;
+const CONNECT_WAIT: Duration = Duration::from_secs(5);
+const PEER_WAIT: Duration = Duration::from_secs(10);
+const BACKOFF_START: i64 = 2;
+const BACKOFF_CAP: i64 = 30;
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Msg {
+    Offer {
+        id: u64,
+        name: String,
+        size: u64,
+        files: u64,
+        ticket: String,
+    },
+    Receipt {
+        id: u64,
+        receipt: Receipt,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Reply {
+    Stored,
+    Noted,
+    Refused(String),
+}
+
+/// State shared by the offer server and the daemon's contacts loop.
+#[derive(Debug, Clone, Default)]
+pub struct Shared {
+    /// Wakes the loop (a new offer, a receipt, a user action).
+    pub wake: Arc<Notify>,
+    /// Offers refused since start.
+    pub refused: Arc<AtomicU64>,
+    /// Deliveries running now (sent offer ids, and inbox ids + 2^63).
+    pub in_flight: Arc<Mutex<HashSet<u64>>>,
+}
+
+/// Takes offers and receipts from peers.
+#[derive(Debug, Clone)]
+pub struct OfferServer {
+    registry: Registry,
+    events: Events,
+    shared: Shared,
+}
+
+impl OfferServer {
+    pub fn new(registry: Registry, events: Events, shared: Shared) -> Self {
+        Self {
+            registry,
+            events,
+            shared,
+        }
+    }
+
+    fn refuse(&self, peer: EndpointId, why: String) -> Reply {
+        self.shared.refused.fetch_add(1, Ordering::Relaxed);
+        debug!(%peer, "offer refused: {why}");
+        Reply::Refused(why)
+    }
+
+    /// Decides one message (blocking: registry work).
+    fn handle(&self, peer: EndpointId, msg: Msg) -> Reply {
+        let t = now();
+        match msg {
+            Msg::Offer {
+                id,
+                name,
+                size,
+                files,
+                ticket,
+            } => {
+                match self.registry.is_contact(peer.as_bytes(), t) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return self.refuse(
+                            peer,
+                            "this node takes offers only from its address book, its rings' members and the owners of rings it joined".into(),
+                        )
+                    }
+                    Err(e) => return Reply::Refused(format!("cannot check now: {e}")),
+                }
+                // The sender offers what it serves itself, nothing else.
+                match ticket.parse::<Ticket>() {
+                    Ok(t) if t.addr.id == peer => {}
+                    _ => return self.refuse(peer, "the offer's ticket is not one of yours".into()),
+                }
+                let name: String = name.chars().take(MAX_NAME).collect();
+                let rec = InboxOffer {
+                    id: 0,
+                    from: *peer.as_bytes(),
+                    remote_id: id,
+                    name,
+                    size,
+                    files,
+                    ticket,
+                    received_at: t,
+                    state: InboxState::New,
+                    transfer_id: None,
+                    receipt: None,
+                    receipt_attempts: 0,
+                    receipt_next_try: 0,
+                };
+                match self.registry.store_offer(rec) {
+                    Ok(Stored::New(rec)) => {
+                        info!(%peer, id = rec.id, size = rec.size, "offer received");
+                        let from_name = self
+                            .registry
+                            .peers()
+                            .ok()
+                            .and_then(|b| b.into_iter().find(|p| p.id == rec.from))
+                            .map(|p| p.name)
+                            .unwrap_or_default();
+                        self.events.publish(Event::OfferReceived {
+                            id: rec.id,
+                            from: peer.to_string(),
+                            from_name,
+                            name: rec.name,
+                            size: rec.size,
+                        });
+                        self.shared.wake.notify_one();
+                        Reply::Stored
+                    }
+                    Ok(Stored::Again(_)) => Reply::Stored,
+                    Ok(Stored::Full(why)) => self.refuse(peer, why),
+                    Err(e) => Reply::Refused(format!("cannot store it now: {e}")),
+                }
+            }
+            Msg::Receipt { id, receipt } => {
+                let Ok(Some(mut offer)) = self.registry.sent_offer(id) else {
+                    return Reply::Refused("no such offer".into());
+                };
+                if offer.peer != *peer.as_bytes() {
+                    return Reply::Refused("no such offer".into());
+                }
+                if !offer.state.is_final() {
+                    offer.state = match receipt {
+                        Receipt::Accepted if offer.state == SentState::Fetching => {
+                            SentState::Fetching
+                        }
+                        Receipt::Accepted => SentState::Accepted,
+                        Receipt::Rejected => SentState::Rejected,
+                        Receipt::Completed => SentState::Completed,
+                    };
+                    if let Err(e) = self.registry.put_sent(&offer) {
+                        return Reply::Refused(format!("cannot record it now: {e}"));
+                    }
+                    info!(%peer, id, state = offer.state.name(), "receipt");
+                    self.shared.wake.notify_one();
+                }
+                Reply::Noted
+            }
+        }
+    }
+}
+
+impl ProtocolHandler for OfferServer {
+    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        let peer = conn.remote_id();
+        let read = async {
+            let (send, mut recv) = conn.accept_bi().await?;
+            let req = recv
+                .read_to_end(MAX_MESSAGE)
+                .await
+                .map_err(AcceptError::from_err)?;
+            Ok::<_, AcceptError>((send, req))
+        };
+        let Ok(read) = tokio::time::timeout(PEER_WAIT, read).await else {
+            conn.close(3u32.into(), b"too slow");
+            return Ok(());
+        };
+        let (mut send, req) = read?;
+        let Ok(msg) = postcard::from_bytes::<Msg>(&req) else {
+            conn.close(2u32.into(), b"bad request");
+            return Ok(());
+        };
+        let this = self.clone();
+        let reply = tokio::task::spawn_blocking(move || this.handle(peer, msg))
+            .await
+            .unwrap_or_else(|e| Reply::Refused(format!("failed: {e}")));
+        let bytes = postcard::to_stdvec(&reply).map_err(AcceptError::from_err)?;
+        send.write_all(&bytes).await.map_err(AcceptError::from_err)?;
+        send.finish().map_err(AcceptError::from_err)?;
+        if tokio::time::timeout(PEER_WAIT, conn.closed()).await.is_err() {
+            conn.close(0u32.into(), b"done");
+        }
+        Ok(())
+    }
+}
+
+/// Sends one message to `addr` and reads the reply.
+async fn exchange(endpoint: &Endpoint, addr: EndpointAddr, msg: &Msg) -> Result<Reply, String> {
+    let conn = tokio::time::timeout(CONNECT_WAIT, endpoint.connect(addr, ALPN))
+        .await
+        .map_err(|_| format!("no answer within {}s", CONNECT_WAIT.as_secs()))?
+        .map_err(|e| e.to_string())?;
+    let talk = async {
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        let bytes = postcard::to_stdvec(msg).map_err(|e| e.to_string())?;
+        send.write_all(&bytes).await.map_err(|e| e.to_string())?;
+        send.finish().map_err(|e| e.to_string())?;
+        recv.read_to_end(MAX_MESSAGE)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let bytes = tokio::time::timeout(PEER_WAIT, talk)
+        .await
+        .map_err(|_| format!("no reply within {}s", PEER_WAIT.as_secs()))??;
+    conn.close(0u32.into(), b"done");
+    postcard::from_bytes(&bytes).map_err(|e| format!("malformed reply: {e}"))
+}
+
+/// The next try after `attempts` failed ones.
+fn backoff(attempts: u32) -> i64 {
+    (BACKOFF_START << attempts.min(8)).min(BACKOFF_CAP)
+}
+
+/// What an offer says: its id at the sender, name, size, file count and
+/// the ticket to fetch it with (the sender's own).
+#[derive(Debug, Clone)]
+pub struct OfferMsg {
+    pub id: u64,
+    pub name: String,
+    pub size: u64,
+    pub files: u64,
+    pub ticket: String,
+}
+
+/// Offers `offer` to the daemon at `addr`: `Ok(Ok(()))` stored,
+/// `Ok(Err(why))` refused, `Err` not delivered.
+pub async fn offer(
+    endpoint: &Endpoint,
+    addr: EndpointAddr,
+    offer: OfferMsg,
+) -> Result<Result<(), String>, String> {
+    let msg = Msg::Offer {
+        id: offer.id,
+        name: offer.name,
+        size: offer.size,
+        files: offer.files,
+        ticket: offer.ticket,
+    };
+    match exchange(endpoint, addr, &msg).await? {
+        Reply::Stored => Ok(Ok(())),
+        Reply::Refused(why) => Ok(Err(why)),
+        Reply::Noted => Err("unexpected reply".into()),
+    }
+}
+
+/// Delivers a queued offer (sender side).
+pub async fn deliver_offer(endpoint: Endpoint, registry: Registry, addr: EndpointAddr, id: u64) {
+    let Ok(Some(sent)) = registry.sent_offer(id) else {
+        return;
+    };
+    let msg = OfferMsg {
+        id,
+        name: sent.name.clone(),
+        size: sent.size,
+        files: sent.files,
+        ticket: sent.ticket.clone(),
+    };
+    let result = offer(&endpoint, addr, msg).await;
+    let Ok(Some(mut offer)) = registry.sent_offer(id) else {
+        return;
+    };
+    if offer.state != SentState::Queued {
+        return;
+    }
+    match result {
+        Ok(Ok(())) => {
+            info!(id, "offer delivered");
+            offer.state = SentState::Delivered;
+            offer.last_error = None;
+        }
+        Ok(Err(why)) => {
+            warn!(id, "offer refused: {why}");
+            offer.state = SentState::Refused;
+            offer.last_error = Some(format!("refused by the peer: {why}"));
+        }
+        Err(e) => {
+            offer.attempts += 1;
+            offer.next_try_at = now() + backoff(offer.attempts);
+            offer.last_error = Some(format!("not delivered yet: {e}"));
+        }
+    }
+    registry.put_sent(&offer).ok();
+}
+
+/// Sends the receipt an inbox offer owes (receiver side).
+pub async fn deliver_receipt(endpoint: Endpoint, registry: Registry, addr: EndpointAddr, inbox_id: u64) {
+    let Ok(Some(offer)) = registry.inbox_offer(inbox_id) else {
+        return;
+    };
+    let Some(receipt) = offer.receipt else {
+        return;
+    };
+    let msg = Msg::Receipt {
+        id: offer.remote_id,
+        receipt,
+    };
+    let result = exchange(&endpoint, addr, &msg).await;
+    let Ok(Some(mut offer)) = registry.inbox_offer(inbox_id) else {
+        return;
+    };
+    if offer.receipt != Some(receipt) {
+        return; // a newer one is owed now
+    }
+    match result {
+        Ok(Reply::Noted) | Ok(Reply::Refused(_)) | Ok(Reply::Stored) => {
+            offer.receipt = None;
+            offer.receipt_attempts = 0;
+        }
+        Err(e) => {
+            debug!(inbox_id, "receipt not delivered yet: {e}");
+            offer.receipt_attempts += 1;
+            offer.receipt_next_try = now() + backoff(offer.receipt_attempts);
+        }
+    }
+    registry.put_inbox(&offer).ok();
+}

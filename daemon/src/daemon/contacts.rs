@@ -1,0 +1,418 @@
+//! Sending to a peer and the inbox on the facade (see [`crate::contacts`]):
+//! the user's actions, and the loop that delivers offers and receipts,
+//! fetches trusted senders' offers, follows their transfers and ends the
+//! access an offer created once it is over.
+
+use std::{path::PathBuf, time::Duration};
+
+use iroh::EndpointAddr;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::{access::AccessError, daemon_cannot_write, Daemon, TicketFormat};
+use crate::{
+    contacts,
+    events::{Event, Stamped},
+    registry::{
+        InboxOffer, InboxState, Receipt, RegistryError, SentOffer, SentState, TransferState,
+        TrustRecord,
+    },
+    shares::{ShareError, ShareRequest},
+    transfers::{now, TransferError, TransferView},
+};
+
+/// How long an offer waits to be delivered and answered by default.
+pub const OFFER_EXPIRES: i64 = 7 * 24 * 3600;
+/// How often the loop looks even when nothing woke it.
+const LOOP_EVERY: Duration = Duration::from_secs(1);
+/// Inbox ids in the in-flight set are offset by this (sent ids below).
+const INBOX_FLAG: u64 = 1 << 63;
+
+/// Errors of sending and the inbox.
+#[derive(Debug, thiserror::Error)]
+pub enum ContactError {
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    #[error(transparent)]
+    Share(#[from] ShareError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
+    #[error("no offer {0}: see `ringdropctl sent` or `ringdropctl inbox`")]
+    NoSuchOffer(u64),
+    #[error("offer {id} is {state}: it cannot be {action}")]
+    Settled {
+        id: u64,
+        state: &'static str,
+        action: &'static str,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Daemon {
+    fn contacts(&self) -> &contacts::Shared {
+        &self.inner.contacts
+    }
+
+    /// Gives `peer` (and nobody else) access to `path` and queues an offer
+    /// of it for `peer`'s daemon, valid for `expires_in` seconds.
+    pub async fn send(
+        &self,
+        path: PathBuf,
+        peer: &str,
+        expires_in: Option<i64>,
+    ) -> Result<SentOffer, ContactError> {
+        let expires_in = expires_in.unwrap_or(OFFER_EXPIRES);
+        if !(1..=30 * 24 * 3600).contains(&expires_in) {
+            return Err(ContactError::Invalid(
+                "an offer expires after 1 second to 30 days".into(),
+            ));
+        }
+        let p = self.resolve_peer(peer)?;
+        if p.id == self.inner.endpoint.id() {
+            return Err(ContactError::Invalid("that is this node itself".into()));
+        }
+        let registry = &self.inner.registry;
+        // A ring of the offer's own: the peer its one member, until the
+        // offer ends (and no longer than it may wait).
+        let mut ring = format!("offer-{}", registry.peek_sent_id()?);
+        while registry.ring_exists(&ring)? {
+            ring = format!("offer-{:08x}", rand::random::<u32>());
+        }
+        let expires_at = now() + expires_in;
+        registry.create_ring(&ring, now())?;
+        registry.add_member(&ring, p.id.as_bytes(), Some(expires_at))?;
+        let (tx, mut rx) = mpsc::channel(16);
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let shared = self
+            .share(
+                ShareRequest {
+                    path,
+                    name: None,
+                    rings: vec![ring.clone()],
+                    listed: false,
+                },
+                tx,
+            )
+            .await;
+        let shared = match shared {
+            Ok(s) => s,
+            Err(e) => {
+                registry.remove_ring(&ring).ok();
+                return Err(e.into());
+            }
+        };
+        let s = &shared.share;
+        let mut rec = SentOffer {
+            id: 0,
+            peer: *p.id.as_bytes(),
+            hash: s.hash,
+            name: s.name.clone(),
+            size: s.size,
+            files: s.files,
+            ticket: self.ticket(s.hash, &s.name, TicketFormat::Ringdrop),
+            ring,
+            created_share: shared.created,
+            state: SentState::Queued,
+            bytes: 0,
+            created_at: now(),
+            expires_at,
+            attempts: 0,
+            next_try_at: 0,
+            last_error: None,
+        };
+        registry.insert_sent(&mut rec)?;
+        info!(id = rec.id, peer = %p.id, size = rec.size, "offer queued");
+        self.contacts().wake.notify_one();
+        Ok(rec)
+    }
+
+    pub fn sent(&self) -> Result<Vec<SentOffer>, ContactError> {
+        Ok(self.inner.registry.sent()?)
+    }
+
+    /// Withdraws an offer; the loop ends the access it created.
+    pub fn withdraw(&self, id: u64) -> Result<SentOffer, ContactError> {
+        let registry = &self.inner.registry;
+        let mut rec = registry.sent_offer(id)?.ok_or(ContactError::NoSuchOffer(id))?;
+        if rec.state.is_final() {
+            return Err(ContactError::Settled {
+                id,
+                state: rec.state.name(),
+                action: "withdrawn",
+            });
+        }
+        rec.state = SentState::Withdrawn;
+        registry.put_sent(&rec)?;
+        self.end_offer_access(&rec);
+        Ok(rec)
+    }
+
+    pub fn inbox(&self) -> Result<(Vec<InboxOffer>, u64), ContactError> {
+        let refused = self
+            .contacts()
+            .refused
+            .load(std::sync::atomic::Ordering::Relaxed);
+        Ok((self.inner.registry.inbox()?, refused))
+    }
+
+    fn new_offer(&self, id: u64, action: &'static str) -> Result<InboxOffer, ContactError> {
+        let rec = self
+            .inner
+            .registry
+            .inbox_offer(id)?
+            .ok_or(ContactError::NoSuchOffer(id))?;
+        if rec.state != InboxState::New {
+            return Err(ContactError::Settled {
+                id,
+                state: rec.state.name(),
+                action,
+            });
+        }
+        Ok(rec)
+    }
+
+    /// Starts fetching an inbox offer as `fetch` would for `caller`.
+    pub fn accept_offer(
+        &self,
+        id: u64,
+        out: Option<PathBuf>,
+        force: bool,
+        caller: u32,
+        caller_cannot_write: Option<String>,
+    ) -> Result<(InboxOffer, TransferView), ContactError> {
+        let mut rec = self.new_offer(id, "accepted")?;
+        let view = self.fetch(&rec.ticket, out, force, caller, caller_cannot_write)?;
+        rec.state = InboxState::Accepted;
+        rec.transfer_id = Some(view.rec.id);
+        self.owe_receipt(&mut rec, Receipt::Accepted)?;
+        Ok((rec, view))
+    }
+
+    pub fn reject_offer(&self, id: u64) -> Result<InboxOffer, ContactError> {
+        let mut rec = self.new_offer(id, "rejected")?;
+        rec.state = InboxState::Rejected;
+        self.owe_receipt(&mut rec, Receipt::Rejected)?;
+        Ok(rec)
+    }
+
+    fn owe_receipt(&self, rec: &mut InboxOffer, receipt: Receipt) -> Result<(), ContactError> {
+        rec.receipt = Some(receipt);
+        rec.receipt_attempts = 0;
+        rec.receipt_next_try = 0;
+        self.inner.registry.put_inbox(rec)?;
+        self.contacts().wake.notify_one();
+        Ok(())
+    }
+
+    /// Offers from `peer` up to `max_size` bytes are fetched into `dir` by
+    /// themselves; the daemon must be able to write `dir`.
+    pub fn trust_peer(
+        &self,
+        peer: &str,
+        dir: PathBuf,
+        max_size: Option<u64>,
+    ) -> Result<(super::access::PeerRef, TrustRecord), ContactError> {
+        let p = self.resolve_peer(peer)?;
+        if !dir.is_absolute() {
+            return Err(ContactError::Invalid(format!(
+                "the directory must be an absolute path: {}",
+                dir.display()
+            )));
+        }
+        if !dir.is_dir() {
+            return Err(ContactError::Invalid(format!(
+                "{} is not a directory",
+                dir.display()
+            )));
+        }
+        daemon_cannot_write(&dir).map_err(ContactError::Invalid)?;
+        let rec = TrustRecord {
+            accept_into: dir,
+            max_size,
+        };
+        self.inner.registry.put_trust(p.id.as_bytes(), &rec)?;
+        info!(peer = %p.id, dir = %rec.accept_into.display(), "offers accepted by themselves");
+        Ok((p, rec))
+    }
+
+    pub fn untrust_peer(&self, peer: &str) -> Result<super::access::PeerRef, ContactError> {
+        let p = self.resolve_peer(peer)?;
+        self.inner.registry.remove_trust(p.id.as_bytes())?;
+        Ok(p)
+    }
+
+    /// Ends the access an offer created: its ring, and the share if the
+    /// send created it and nothing else gives access to it now.
+    fn end_offer_access(&self, rec: &SentOffer) {
+        if !matches!(self.inner.registry.ring_exists(&rec.ring), Ok(true)) {
+            return;
+        }
+        if let Err(e) = self.remove_ring(&rec.ring) {
+            warn!(id = rec.id, "cannot end the offer's access: {e}");
+            return;
+        }
+        if rec.created_share {
+            let orphan = matches!(self.inner.registry.share(&rec.hash), Ok(Some(s)) if s.rings.is_empty());
+            if orphan {
+                let this = self.clone();
+                let hash = rec.hash.to_string();
+                tokio::spawn(async move {
+                    if let Err(e) = this.unshare(&hash).await {
+                        warn!("cannot unshare a finished offer: {e}");
+                    }
+                });
+            }
+        }
+        info!(id = rec.id, state = rec.state.name(), "offer's access ended");
+    }
+
+    fn addr_of_id(&self, id: &[u8; 32]) -> Option<EndpointAddr> {
+        let hex = data_encoding::HEXLOWER.encode(id);
+        self.resolve_peer(&hex).ok().map(|p| p.addr)
+    }
+
+    /// Starts `work` for `key` unless it is already running.
+    fn once<F>(&self, key: u64, work: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let set = self.contacts().in_flight.clone();
+        if !set.lock().map(|mut s| s.insert(key)).unwrap_or(false) {
+            return;
+        }
+        tokio::spawn(async move {
+            work.await;
+            if let Ok(mut s) = set.lock() {
+                s.remove(&key);
+            }
+        });
+    }
+
+    /// One pass of the loop: deliveries due, expiries, trusted offers,
+    /// transfers of accepted offers, access to end.
+    fn contacts_pass(&self) -> Result<(), RegistryError> {
+        let registry = &self.inner.registry;
+        let t = now();
+        for mut rec in registry.sent()? {
+            if !rec.state.is_final() && t >= rec.expires_at {
+                rec.state = SentState::Expired;
+                registry.put_sent(&rec)?;
+            }
+            if rec.state.is_final() {
+                self.end_offer_access(&rec);
+                continue;
+            }
+            if rec.state == SentState::Queued && t >= rec.next_try_at {
+                if let Some(addr) = self.addr_of_id(&rec.peer) {
+                    let (ep, reg) = (self.inner.endpoint.clone(), registry.clone());
+                    self.once(rec.id, contacts::deliver_offer(ep, reg, addr, rec.id));
+                }
+            }
+        }
+        for mut rec in registry.inbox()? {
+            if rec.state == InboxState::New {
+                if let Some(trust) = registry.trust(&rec.from)? {
+                    if trust.max_size.is_none_or(|m| rec.size <= m) {
+                        self.auto_accept(&mut rec, &trust);
+                    }
+                }
+            }
+            if rec.state == InboxState::Accepted {
+                if let Some(tid) = rec.transfer_id {
+                    let state = self.inner.transfers.get(tid).map(|v| v.rec.state);
+                    match state {
+                        Ok(TransferState::Completed) => {
+                            rec.state = InboxState::Completed;
+                            rec.receipt = Some(Receipt::Completed);
+                            rec.receipt_attempts = 0;
+                            rec.receipt_next_try = 0;
+                            registry.put_inbox(&rec)?;
+                        }
+                        Ok(TransferState::Failed | TransferState::Cancelled) | Err(_) => {
+                            rec.state = InboxState::Failed;
+                            registry.put_inbox(&rec)?;
+                        }
+                        Ok(_) => {}
+                    }
+                }
+            }
+            if rec.receipt.is_some() && t >= rec.receipt_next_try {
+                if let Some(addr) = self.addr_of_id(&rec.from) {
+                    let (ep, reg) = (self.inner.endpoint.clone(), registry.clone());
+                    self.once(
+                        rec.id | INBOX_FLAG,
+                        contacts::deliver_receipt(ep, reg, addr, rec.id),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn auto_accept(&self, rec: &mut InboxOffer, trust: &TrustRecord) {
+        let me = crate::rpc::my_uid();
+        match self.fetch(&rec.ticket, Some(trust.accept_into.clone()), false, me, None) {
+            Ok(view) => {
+                info!(id = rec.id, transfer = view.rec.id, "offer accepted by itself");
+                rec.state = InboxState::Accepted;
+                rec.transfer_id = Some(view.rec.id);
+                rec.receipt = Some(Receipt::Accepted);
+                rec.receipt_attempts = 0;
+                rec.receipt_next_try = 0;
+            }
+            Err(e) => {
+                warn!(id = rec.id, "cannot accept the offer by itself: {e}");
+                rec.state = InboxState::Failed;
+            }
+        }
+        self.inner.registry.put_inbox(rec).ok();
+    }
+
+    /// Bytes served for a sent offer: it is being fetched.
+    fn count_served(&self, peer: &str, share: &str, bytes: u64) -> Result<(), RegistryError> {
+        let registry = &self.inner.registry;
+        for mut rec in registry.sent()? {
+            let matches = !rec.state.is_final()
+                && rec.hash.to_string() == share
+                && data_encoding::HEXLOWER.encode(&rec.peer) == peer;
+            if matches {
+                rec.bytes += bytes;
+                if matches!(rec.state, SentState::Delivered | SentState::Accepted) {
+                    rec.state = SentState::Fetching;
+                }
+                registry.put_sent(&rec)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs until shutdown: a pass every second, or when woken.
+    pub(super) async fn contacts_loop(self) {
+        let stop = self.inner.shutdown.clone();
+        let wake = self.contacts().wake.clone();
+        let mut events = self.inner.events.subscribe();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(LOOP_EVERY) => {}
+                _ = wake.notified() => {}
+                got = events.recv() => {
+                    if let Ok(Stamped { event: Event::ShareServed { peer, share: Some(share), bytes, .. }, .. }) = got {
+                        let this = self.clone();
+                        tokio::task::spawn_blocking(move || this.count_served(&peer, &share, bytes)).await.ok();
+                    }
+                    continue;
+                }
+                _ = stop.cancelled() => return,
+            }
+            let this = self.clone();
+            match tokio::task::spawn_blocking(move || this.contacts_pass()).await {
+                Ok(Err(e)) => warn!("contacts: {e}"),
+                Err(e) => warn!("contacts: {e}"),
+                Ok(Ok(())) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! Offers: files sent to a peer (the sender's side, with their state from
+//! receipts), the inbox (the receiver's side) and trusted senders whose
+//! offers are accepted by themselves.
+
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+
+use super::*;
+
+/// Where an offer this node sent stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SentState {
+    Queued,
+    Delivered,
+    Accepted,
+    Fetching,
+    Completed,
+    Rejected,
+    Withdrawn,
+    Expired,
+    /// The receiver refused to take it (not a contact, inbox full).
+    Refused,
+}
+
+impl SentState {
+    pub fn name(self) -> &'static str {
+        match self {
+            SentState::Queued => "queued",
+            SentState::Delivered => "delivered",
+            SentState::Accepted => "accepted",
+            SentState::Fetching => "fetching",
+            SentState::Completed => "completed",
+            SentState::Rejected => "rejected",
+            SentState::Withdrawn => "withdrawn",
+            SentState::Expired => "expired",
+            SentState::Refused => "refused",
+        }
+    }
+
+    /// No receipt or delivery changes it any more; its access has ended.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            SentState::Completed
+                | SentState::Rejected
+                | SentState::Withdrawn
+                | SentState::Expired
+                | SentState::Refused
+        )
+    }
+}
+
+/// An offer this node sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentOffer {
+    pub id: u64,
+    pub peer: [u8; 32],
+    pub hash: iroh_blobs::Hash,
+    pub name: String,
+    pub size: u64,
+    pub files: u64,
+    pub ticket: String,
+    /// The ring that gives the peer access (`offer-<id>`).
+    pub ring: String,
+    /// The share did not exist before the send: it goes when the offer ends.
+    pub created_share: bool,
+    pub state: SentState,
+    pub bytes: u64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub attempts: u32,
+    pub next_try_at: i64,
+    pub last_error: Option<String>,
+}
+
+/// Where an offer in the inbox stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InboxState {
+    New,
+    Accepted,
+    Rejected,
+    Completed,
+    Failed,
+}
+
+impl InboxState {
+    pub fn name(self) -> &'static str {
+        match self {
+            InboxState::New => "new",
+            InboxState::Accepted => "accepted",
+            InboxState::Rejected => "rejected",
+            InboxState::Completed => "completed",
+            InboxState::Failed => "failed",
+        }
+    }
+}
+
+/// A receipt owed to the sender of an inbox offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Receipt {
+    Accepted,
+    Rejected,
+    Completed,
+}
+
+/// An offer in this node's inbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxOffer {
+    pub id: u64,
+    pub from: [u8; 32],
+    /// The sender's id for it (receipts name it).
+    pub remote_id: u64,
+    pub name: String,
+    pub size: u64,
+    pub files: u64,
+    pub ticket: String,
+    pub received_at: i64,
+    pub state: InboxState,
+    pub transfer_id: Option<u64>,
+    /// Owed to the sender, with its delivery attempts and next try.
+    pub receipt: Option<Receipt>,
+    pub receipt_attempts: u32,
+    pub receipt_next_try: i64,
+}
+
+/// A sender whose offers are fetched by themselves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustRecord {
+    pub accept_into: std::path::PathBuf,
+    /// Bytes; `None`: no limit.
+    pub max_size: Option<u64>,
+}
+
+/// What storing an incoming offer did.
+#[derive(Debug)]
+pub enum Stored {
+    New(InboxOffer),
+    /// The same offer again (a retried delivery).
+    Again(InboxOffer),
+    /// Refused: the inbox's limits.
+    Full(String),
+}
+
+/// Offers waiting in the inbox from one sender, and in all.
+pub const MAX_PENDING_PER_PEER: usize = 100;
+pub const MAX_INBOX: usize = 1000;
+
+const KEY_NEXT_OFFER: &str = "next_offer_id";
+const KEY_NEXT_INBOX: &str = "next_inbox_id";
+
+fn next_id(meta: &mut redb::Table<&str, u64>, key: &str) -> Result<u64> {
+    let id = meta.get(key)?.map(|v| v.value()).unwrap_or(1);
+    meta.insert(key, id + 1)?;
+    Ok(id)
+}
+
+impl Registry {
+    /// Stores a new sent offer under a fresh id (set in `rec`).
+    pub fn insert_sent(&self, rec: &mut SentOffer) -> Result<u64> {
+        let tx = self.write()?;
+        {
+            rec.id = next_id(&mut tx.open_table(META)?, KEY_NEXT_OFFER)?;
+            tx.open_table(SENT)?
+                .insert(rec.id, encode_row(rec)?.as_slice())?;
+        }
+        tx.commit()?;
+        Ok(rec.id)
+    }
+
+    /// The id the next sent offer will get (to name its ring first).
+    pub fn peek_sent_id(&self) -> Result<u64> {
+        let tx = self.read()?;
+        let meta = tx.open_table(META)?;
+        Ok(meta.get(KEY_NEXT_OFFER)?.map(|v| v.value()).unwrap_or(1))
+    }
+
+    pub fn put_sent(&self, rec: &SentOffer) -> Result<()> {
+        let tx = self.write()?;
+        tx.open_table(SENT)?
+            .insert(rec.id, encode_row(rec)?.as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn sent(&self) -> Result<Vec<SentOffer>> {
+        let tx = self.read()?;
+        let table = tx.open_table(SENT)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            out.push(decode_row(item?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn sent_offer(&self, id: u64) -> Result<Option<SentOffer>> {
+        let tx = self.read()?;
+        let found = tx
+            .open_table(SENT)?
+            .get(id)?
+            .map(|v| decode_row(v.value()))
+            .transpose()?;
+        Ok(found)
+    }
+
+    /// Stores an offer from `rec.from`, within the inbox's limits, once.
+    pub fn store_offer(&self, mut rec: InboxOffer) -> Result<Stored> {
+        let tx = self.write()?;
+        let stored = {
+            let mut inbox = tx.open_table(INBOX)?;
+            let mut total = 0usize;
+            let mut pending = 0usize;
+            let mut again = None;
+            for item in inbox.iter()? {
+                let o: InboxOffer = decode_row(item?.1.value())?;
+                total += 1;
+                if o.from == rec.from {
+                    if o.remote_id == rec.remote_id {
+                        again = Some(o.clone());
+                    }
+                    if o.state == InboxState::New {
+                        pending += 1;
+                    }
+                }
+            }
+            if let Some(o) = again {
+                Stored::Again(o)
+            } else if pending >= MAX_PENDING_PER_PEER {
+                Stored::Full(format!(
+                    "the inbox holds {MAX_PENDING_PER_PEER} unanswered offers from you already"
+                ))
+            } else if total >= MAX_INBOX {
+                Stored::Full(format!("the inbox is full ({MAX_INBOX} offers)"))
+            } else {
+                rec.id = next_id(&mut tx.open_table(META)?, KEY_NEXT_INBOX)?;
+                inbox.insert(rec.id, encode_row(&rec)?.as_slice())?;
+                Stored::New(rec)
+            }
+        };
+        tx.commit()?;
+        Ok(stored)
+    }
+
+    pub fn put_inbox(&self, rec: &InboxOffer) -> Result<()> {
+        let tx = self.write()?;
+        tx.open_table(INBOX)?
+            .insert(rec.id, encode_row(rec)?.as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn inbox(&self) -> Result<Vec<InboxOffer>> {
+        let tx = self.read()?;
+        let table = tx.open_table(INBOX)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            out.push(decode_row(item?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn inbox_offer(&self, id: u64) -> Result<Option<InboxOffer>> {
+        let tx = self.read()?;
+        let found = tx
+            .open_table(INBOX)?
+            .get(id)?
+            .map(|v| decode_row(v.value()))
+            .transpose()?;
+        Ok(found)
+    }
+
+    pub fn put_trust(&self, peer: &[u8; 32], rec: &TrustRecord) -> Result<()> {
+        let tx = self.write()?;
+        tx.open_table(TRUST)?
+            .insert(peer, encode_row(rec)?.as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn trust(&self, peer: &[u8; 32]) -> Result<Option<TrustRecord>> {
+        let tx = self.read()?;
+        let found = tx
+            .open_table(TRUST)?
+            .get(peer)?
+            .map(|v| decode_row(v.value()))
+            .transpose()?;
+        Ok(found)
+    }
+
+    pub fn remove_trust(&self, peer: &[u8; 32]) -> Result<bool> {
+        let tx = self.write()?;
+        let removed = tx.open_table(TRUST)?.remove(peer)?.is_some();
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// Whether `peer` may send offers here: in the address book, a member
+    /// of one of this node's rings, or the owner of a ring it joined.
+    pub fn is_contact(&self, peer: &[u8; 32], now: i64) -> Result<bool> {
+        if self.peers()?.iter().any(|p| p.id == *peer) {
+            return Ok(true);
+        }
+        if self.joined()?.iter().any(|(owner, _, _)| owner == peer) {
+            return Ok(true);
+        }
+        let rings: Vec<String> = self.rings()?.into_iter().map(|r| r.name).collect();
+        self.member_of_any(&rings, peer, now)
+    }
+}

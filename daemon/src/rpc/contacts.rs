@@ -1,0 +1,176 @@
+//! `ringdrop.v1.Contacts`: sending to a peer, the inbox, trust.
+
+use std::path::PathBuf;
+
+use ringdrop_proto::v1::{self as pb, contacts_server::Contacts};
+use tonic::{Request, Response, Status};
+
+use super::{convert, status::st};
+use crate::{
+    daemon::Daemon,
+    registry::{InboxOffer, SentOffer},
+};
+
+pub struct ContactsService {
+    daemon: Daemon,
+}
+
+impl ContactsService {
+    pub fn new(daemon: Daemon) -> Self {
+        Self { daemon }
+    }
+
+    fn name_of(&self, id: &[u8; 32]) -> String {
+        self.daemon
+            .peers()
+            .ok()
+            .and_then(|b| b.into_iter().find(|p| p.id == *id).map(|p| p.name))
+            .unwrap_or_default()
+    }
+
+    fn sent_pb(&self, o: &SentOffer) -> pb::SentOffer {
+        pb::SentOffer {
+            id: o.id,
+            peer: data_encoding::HEXLOWER.encode(&o.peer),
+            peer_name: self.name_of(&o.peer),
+            name: o.name.clone(),
+            size: o.size,
+            files: o.files,
+            state: o.state.name().to_string(),
+            bytes: o.bytes,
+            created_at: o.created_at,
+            expires_at: o.expires_at,
+            attempts: o.attempts,
+            last_error: o.last_error.clone().unwrap_or_default(),
+            hash: o.hash.to_string(),
+        }
+    }
+
+    fn inbox_pb(&self, o: &InboxOffer) -> pb::InboxOffer {
+        pb::InboxOffer {
+            id: o.id,
+            from: data_encoding::HEXLOWER.encode(&o.from),
+            from_name: self.name_of(&o.from),
+            name: o.name.clone(),
+            size: o.size,
+            files: o.files,
+            ticket: o.ticket.clone(),
+            received_at: o.received_at,
+            state: o.state.name().to_string(),
+            transfer_id: o.transfer_id.unwrap_or(0),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Contacts for ContactsService {
+    async fn send(&self, req: Request<pb::SendRequest>) -> Result<Response<pb::SentOffer>, Status> {
+        let r = req.into_inner();
+        let path = PathBuf::from(&r.path);
+        if !path.is_absolute() {
+            return Err(Status::invalid_argument(format!(
+                "path must be absolute: {}",
+                r.path
+            )));
+        }
+        let rec = self
+            .daemon
+            .send(path, &r.peer, Some(r.expires_in).filter(|s| *s != 0))
+            .await
+            .map_err(st)?;
+        Ok(Response::new(self.sent_pb(&rec)))
+    }
+
+    async fn list_sent(
+        &self,
+        _req: Request<pb::ListSentRequest>,
+    ) -> Result<Response<pb::ListSentResponse>, Status> {
+        let offers = self.daemon.sent().map_err(st)?;
+        Ok(Response::new(pb::ListSentResponse {
+            offers: offers.iter().map(|o| self.sent_pb(o)).collect(),
+        }))
+    }
+
+    async fn withdraw(
+        &self,
+        req: Request<pb::WithdrawRequest>,
+    ) -> Result<Response<pb::SentOffer>, Status> {
+        let rec = self.daemon.withdraw(req.into_inner().id).map_err(st)?;
+        Ok(Response::new(self.sent_pb(&rec)))
+    }
+
+    async fn list_inbox(
+        &self,
+        _req: Request<pb::ListInboxRequest>,
+    ) -> Result<Response<pb::ListInboxResponse>, Status> {
+        let (offers, refused) = self.daemon.inbox().map_err(st)?;
+        Ok(Response::new(pb::ListInboxResponse {
+            offers: offers.iter().map(|o| self.inbox_pb(o)).collect(),
+            refused,
+        }))
+    }
+
+    async fn accept_offer(
+        &self,
+        req: Request<pb::AcceptOfferRequest>,
+    ) -> Result<Response<pb::AcceptOfferResponse>, Status> {
+        let caller = super::caller(&req)?;
+        let r = req.into_inner();
+        let out = Some(r.out).filter(|o| !o.is_empty()).map(PathBuf::from);
+        let (offer, view) = self
+            .daemon
+            .accept_offer(
+                r.id,
+                out,
+                r.force,
+                caller,
+                Some(r.caller_cannot_write).filter(|w| !w.is_empty()),
+            )
+            .map_err(st)?;
+        Ok(Response::new(pb::AcceptOfferResponse {
+            offer: Some(self.inbox_pb(&offer)),
+            transfer: Some(convert::transfer(&view)),
+        }))
+    }
+
+    async fn reject_offer(
+        &self,
+        req: Request<pb::RejectOfferRequest>,
+    ) -> Result<Response<pb::InboxOffer>, Status> {
+        let rec = self.daemon.reject_offer(req.into_inner().id).map_err(st)?;
+        Ok(Response::new(self.inbox_pb(&rec)))
+    }
+
+    async fn trust_peer(
+        &self,
+        req: Request<pb::TrustPeerRequest>,
+    ) -> Result<Response<pb::TrustPeerResponse>, Status> {
+        let r = req.into_inner();
+        let (p, rec) = self
+            .daemon
+            .trust_peer(
+                &r.peer,
+                PathBuf::from(&r.accept_into),
+                Some(r.max_size).filter(|m| *m != 0),
+            )
+            .map_err(st)?;
+        Ok(Response::new(pb::TrustPeerResponse {
+            peer: p.id.to_string(),
+            name: p.name.unwrap_or_default(),
+            accept_into: rec.accept_into.display().to_string(),
+            max_size: rec.max_size.unwrap_or(0),
+        }))
+    }
+
+    async fn untrust_peer(
+        &self,
+        req: Request<pb::UntrustPeerRequest>,
+    ) -> Result<Response<pb::TrustPeerResponse>, Status> {
+        let p = self.daemon.untrust_peer(&req.into_inner().peer).map_err(st)?;
+        Ok(Response::new(pb::TrustPeerResponse {
+            peer: p.id.to_string(),
+            name: p.name.unwrap_or_default(),
+            ..Default::default()
+        }))
+    }
+}

@@ -1,0 +1,231 @@
+//! Contacts (real binaries, driven with `ringdropctl` as a user would):
+//! from two fresh daemons to a file in the receiver's inbox with invite,
+//! join and send (three commands, one copied string); deferred delivery to
+//! a daemon that is off when the file is sent, accepted by itself when it
+//! comes back, with the sender's receipt; offers from strangers refused
+//! and never stored; a flood of offers from a member bounded.
+
+use std::{path::Path, time::Duration};
+
+use anyhow::{ensure, Context, Result};
+use ringdrop_tests::{random_file, temp_dir, BinDaemon};
+use serde_json::Value;
+
+fn ctl_json(d: &BinDaemon, args: &[&str]) -> Result<Value> {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = d.ctl(&all)?;
+    ensure!(
+        out.status.success(),
+        "ringdropctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("null");
+    Ok(serde_json::from_str(last)?)
+}
+
+/// Polls `ringdropctl --json LIST` until `pick` finds something.
+async fn until(d: &BinDaemon, list: &[&str], pick: impl Fn(&Value) -> Option<Value>) -> Result<Value> {
+    tokio::time::timeout(ringdrop_tests::TIMEOUT, async {
+        loop {
+            let v = ctl_json(d, list)?;
+            if let Some(found) = pick(&v) {
+                return anyhow::Ok(found);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .with_context(|| format!("waited for {list:?}"))?
+}
+
+fn first_with<'a>(v: &'a Value, key: &str, want: &str) -> Option<&'a Value> {
+    v.as_array()?.iter().find(|o| o[key] == want)
+}
+
+fn path(p: &Path) -> Result<&str> {
+    p.to_str().context("path")
+}
+
+/// The name `a` gave `b` when `b` joined.
+fn name_of(a: &BinDaemon, b: &BinDaemon) -> Result<String> {
+    let id = ctl_json(b, &["status"])?["endpoint_id"].as_str().context("id")?.to_string();
+    let book = ctl_json(a, &["peer", "ls"])?;
+    Ok(first_with(&book, "endpoint_id", &id)
+        .context("not in the address book")?["name"]
+        .as_str()
+        .context("name")?
+        .to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invite_join_send_puts_a_file_in_the_inbox() -> Result<()> {
+    let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &[])?;
+    let b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
+    let src = temp_dir("rdrop-src-")?.join("minutes.pdf");
+    let data = random_file(&src, 300_000)?;
+
+    // The three commands, one copied string.
+    let invite = ctl_json(&a, &["ring", "invite", "friends"])?["ticket"]
+        .as_str()
+        .context("ticket")?
+        .to_string();
+    ctl_json(&b, &["ring", "join", &invite, "--name", "alice"])?;
+    let bob = name_of(&a, &b)?;
+    let sent = ctl_json(&a, &["send", path(&src)?, "--to", &bob])?;
+    let offer_id = sent["id"].as_u64().context("id")?;
+    assert_eq!(sent["state"], "queued");
+
+    let offer = until(&b, &["inbox"], |v| first_with(v, "name", "minutes.pdf").cloned()).await?;
+    assert_eq!(offer["from_name"], "alice");
+    assert_eq!(offer["size"], 300_000);
+    until(&a, &["sent"], |v| {
+        first_with(v, "state", "delivered").cloned()
+    })
+    .await?;
+
+    let out = temp_dir("rdrop-out-")?;
+    let id = offer["id"].as_u64().context("id")?.to_string();
+    let accepted = b.ctl(&["inbox", "accept", &id, "--out", path(&out)?])?;
+    ensure!(accepted.status.success(), "{}", String::from_utf8_lossy(&accepted.stderr));
+    assert_eq!(std::fs::read(out.join("minutes.pdf"))?, data);
+
+    // The receipt reaches the sender; the access the send created ends.
+    let done = until(&a, &["sent"], |v| first_with(v, "state", "completed").cloned()).await?;
+    assert_eq!(done["id"], offer_id);
+    let ring = format!("offer-{offer_id}");
+    tokio::time::timeout(ringdrop_tests::TIMEOUT, async {
+        loop {
+            let rings = ctl_json(&a, &["ring", "ls"])?;
+            let shares = ctl_json(&a, &["shares", "ls"])?;
+            if first_with(&rings, "name", &ring).is_none()
+                && shares.as_array().is_some_and(|s| s.is_empty())
+            {
+                return anyhow::Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .context("the offer's ring and share outlived it")??;
+    let inbox = ctl_json(&b, &["inbox"])?;
+    assert_eq!(first_with(&inbox, "name", "minutes.pdf").context("kept")?["state"], "completed");
+    Ok(())
+}
+
+/// A UDP port free right now on loopback (for a daemon that must come
+/// back on the same address).
+fn free_port() -> Result<u16> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_offer_waits_for_a_daemon_that_is_off_and_arrives_by_itself() -> Result<()> {
+    let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &[])?;
+    let bind = format!("127.0.0.1:{}", free_port()?);
+    let mut b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &["--bind", &bind])?;
+    let invite = ctl_json(&a, &["ring", "invite", "family"])?["ticket"]
+        .as_str()
+        .context("ticket")?
+        .to_string();
+    ctl_json(&b, &["ring", "join", &invite, "--name", "alice"])?;
+    let inbox_dir = temp_dir("rdrop-inbox-")?;
+    ctl_json(&b, &["peer", "trust", "alice", "--accept-into", path(&inbox_dir)?, "--max-size", "10M"])?;
+    let bob = name_of(&a, &b)?;
+
+    b.terminate()?;
+    let src = temp_dir("rdrop-src-")?.join("photos");
+    let one = random_file(&src.join("1.jpg"), 2 << 20)?;
+    let two = random_file(&src.join("2.jpg"), 1 << 20)?;
+    let sent = ctl_json(&a, &["send", path(&src)?, "--to", &bob])?;
+    let id = sent["id"].as_u64().context("id")?;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let waiting = ctl_json(&a, &["sent"])?;
+    let waiting = waiting.as_array().context("array")?[0].clone();
+    assert_eq!(waiting["state"], "queued", "{waiting}");
+    assert!(waiting["attempts"].as_u64().unwrap_or(0) >= 2, "{waiting}");
+
+    // Back on: no command on either side from here.
+    b.restart()?;
+    let done = until(&a, &["sent"], |v| first_with(v, "state", "completed").cloned()).await?;
+    assert_eq!(done["id"], id);
+    assert_eq!(std::fs::read(inbox_dir.join("photos/1.jpg"))?, one);
+    assert_eq!(std::fs::read(inbox_dir.join("photos/2.jpg"))?, two);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn strangers_are_refused_and_a_members_flood_is_bounded() -> Result<()> {
+    use ringdropd::contacts::{offer, OfferMsg};
+    let b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
+    let b_status = ctl_json(&b, &["status"])?;
+    let b_id: iroh::EndpointId = b_status["endpoint_id"].as_str().context("id")?.parse()?;
+    let b_addr = iroh::EndpointAddr::new(b_id).with_ip_addr(
+        b_status["direct_addresses"][0]
+            .as_str()
+            .context("address")?
+            .parse()?,
+    );
+    let ep = ringdrop_tests::loopback_endpoint().await?;
+    let own_ticket = |hash: u8| {
+        ringdropd::ticket::Ticket::new(
+            ringdrop_tests::loopback_addr(&ep),
+            iroh_blobs::Hash::from_bytes([hash; 32]),
+            Some("x".into()),
+        )
+        .to_string()
+    };
+    let msg = |id: u64| OfferMsg {
+        id,
+        name: format!("file {id}"),
+        size: 1000,
+        files: 1,
+        ticket: own_ticket((id % 251) as u8),
+    };
+
+    // A stranger: refused, nothing stored.
+    let r = offer(&ep, b_addr.clone(), msg(1)).await.map_err(anyhow::Error::msg)?;
+    let why = r.expect_err("a stranger's offer was taken");
+    assert!(why.contains("address book"), "{why}");
+    assert!(ctl_json(&b, &["inbox"])?.as_array().context("array")?.is_empty());
+
+    // A contact whose ticket names someone else: refused.
+    ctl_json(&b, &["peer", "add", "mallory", &ep.id().to_string()])?;
+    let mut other = msg(2);
+    other.ticket = ringdropd::ticket::Ticket::new(
+        iroh::EndpointAddr::new(b_id),
+        iroh_blobs::Hash::from_bytes([9; 32]),
+        None,
+    )
+    .to_string();
+    let why = offer(&ep, b_addr.clone(), other).await.map_err(anyhow::Error::msg)?;
+    assert!(why.is_err(), "an offer of someone else's content was taken");
+
+    // 10,000 offers from that contact: the inbox keeps at most 100 of
+    // theirs waiting, and refuses the rest clearly.
+    use futures::StreamExt;
+    let results: Vec<Result<Result<(), String>, String>> = futures::stream::iter(10..10_010u64)
+        .map(|id| {
+            let (ep, addr) = (ep.clone(), b_addr.clone());
+            async move { offer(&ep, addr, msg(id)).await }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let stored = results.iter().filter(|r| matches!(r, Ok(Ok(())))).count();
+    let refused: Vec<&String> = results.iter().filter_map(|r| r.as_ref().ok()?.as_ref().err()).collect();
+    assert_eq!(stored, ringdropd::registry::MAX_PENDING_PER_PEER, "{:?}", results.iter().find(|r| r.is_err()));
+    assert_eq!(refused.len(), 10_000 - stored);
+    assert!(refused[0].contains("unanswered offers"), "{}", refused[0]);
+    let inbox = ctl_json(&b, &["inbox"])?;
+    assert_eq!(inbox.as_array().context("array")?.len(), stored);
+    let pid = b.child.id();
+    let rss_kb: u64 = std::fs::read_to_string(format!("/proc/{pid}/status"))?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("VmHWM")?;
+    eprintln!("receiver peak RSS after 10,000 offers: {} MB", rss_kb / 1000);
+    Ok(())
+}
