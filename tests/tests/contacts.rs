@@ -229,3 +229,54 @@ async fn strangers_are_refused_and_a_members_flood_is_bounded() -> Result<()> {
     eprintln!("receiver peak RSS after 10,000 offers: {} MB", rss_kb / 1000);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rejected_and_withdrawn_offers_end_their_access() -> Result<()> {
+    let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &[])?;
+    let b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
+    let invite = ctl_json(&a, &["ring", "invite", "friends"])?["ticket"]
+        .as_str()
+        .context("ticket")?
+        .to_string();
+    ctl_json(&b, &["ring", "join", &invite, "--name", "alice"])?;
+    let bob = name_of(&a, &b)?;
+    let dir = temp_dir("rdrop-src-")?;
+    random_file(&dir.join("no.bin"), 50_000)?;
+    random_file(&dir.join("later.bin"), 50_000)?;
+
+    // Rejected by the receiver: the sender hears it, the access ends.
+    let no = ctl_json(&a, &["send", path(&dir.join("no.bin"))?, "--to", &bob])?["id"]
+        .as_u64()
+        .context("id")?;
+    let offer = until(&b, &["inbox"], |v| first_with(v, "name", "no.bin").cloned()).await?;
+    let id = offer["id"].as_u64().context("id")?.to_string();
+    ctl_json(&b, &["inbox", "reject", &id])?;
+    until(&a, &["sent"], |v| first_with(v, "state", "rejected").cloned()).await?;
+
+    // Withdrawn by the sender: a later accept gets nothing.
+    let later = ctl_json(&a, &["send", path(&dir.join("later.bin"))?, "--to", &bob])?["id"]
+        .as_u64()
+        .context("id")?;
+    let offer = until(&b, &["inbox"], |v| first_with(v, "name", "later.bin").cloned()).await?;
+    let w = ctl_json(&a, &["sent", "withdraw", &later.to_string()])?;
+    assert_eq!(w["state"], "withdrawn");
+    let out = temp_dir("rdrop-out-")?;
+    let id = offer["id"].as_u64().context("id")?.to_string();
+    let tried = b.ctl(&["inbox", "accept", &id, "--out", path(&out)?])?;
+    assert!(!tried.status.success(), "a withdrawn offer was fetched");
+    assert!(String::from_utf8_lossy(&tried.stderr).contains("refused"));
+    assert!(ringdrop_tests::list_tree(&out).is_empty());
+
+    for n in [no, later] {
+        let ring = format!("offer-{n}");
+        tokio::time::timeout(ringdrop_tests::TIMEOUT, async {
+            while first_with(&ctl_json(&a, &["ring", "ls"])?, "name", &ring).is_some() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            anyhow::Ok(())
+        })
+        .await
+        .context("the offer's ring outlived it")??;
+    }
+    Ok(())
+}
