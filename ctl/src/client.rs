@@ -39,9 +39,7 @@ impl Client {
         TransfersClient::new(self.channel.clone())
     }
 
-    pub fn contacts(
-        &self,
-    ) -> ringdrop_proto::v1::contacts_client::ContactsClient<Channel> {
+    pub fn contacts(&self) -> ringdrop_proto::v1::contacts_client::ContactsClient<Channel> {
         ringdrop_proto::v1::contacts_client::ContactsClient::new(self.channel.clone())
     }
 }

@@ -101,9 +101,7 @@ enum Command {
     )]
     Send(commands::contacts::SendArgs),
     /// Offers you sent, with receipts: queued, delivered, accepted, fetching, completed.
-    #[command(
-        after_help = "Examples:\n  ringdropctl sent\n  ringdropctl sent withdraw 3"
-    )]
+    #[command(after_help = "Examples:\n  ringdropctl sent\n  ringdropctl sent withdraw 3")]
     Sent(commands::contacts::SentArgs),
     /// Offers sent to you.
     #[command(

@@ -227,9 +227,14 @@ impl ProtocolHandler for OfferServer {
             .await
             .unwrap_or_else(|e| Reply::Refused(format!("failed: {e}")));
         let bytes = postcard::to_stdvec(&reply).map_err(AcceptError::from_err)?;
-        send.write_all(&bytes).await.map_err(AcceptError::from_err)?;
+        send.write_all(&bytes)
+            .await
+            .map_err(AcceptError::from_err)?;
         send.finish().map_err(AcceptError::from_err)?;
-        if tokio::time::timeout(PEER_WAIT, conn.closed()).await.is_err() {
+        if tokio::time::timeout(PEER_WAIT, conn.closed())
+            .await
+            .is_err()
+        {
             conn.close(0u32.into(), b"done");
         }
         Ok(())
@@ -335,7 +340,12 @@ pub async fn deliver_offer(endpoint: Endpoint, registry: Registry, addr: Endpoin
 }
 
 /// Sends the receipt an inbox offer owes (receiver side).
-pub async fn deliver_receipt(endpoint: Endpoint, registry: Registry, addr: EndpointAddr, inbox_id: u64) {
+pub async fn deliver_receipt(
+    endpoint: Endpoint,
+    registry: Registry,
+    addr: EndpointAddr,
+    inbox_id: u64,
+) {
     let Ok(Some(offer)) = registry.inbox_offer(inbox_id) else {
         return;
     };

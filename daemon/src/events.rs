@@ -139,7 +139,10 @@ pub fn spawn_hooks(events: &Events, hook: Hook, stop: CancellationToken) {
     });
 }
 
-async fn run_hook(hook: &Hook, (id, dest, name, hash, files): (u64, PathBuf, String, String, Vec<PathBuf>)) {
+async fn run_hook(
+    hook: &Hook,
+    (id, dest, name, hash, files): (u64, PathBuf, String, String, Vec<PathBuf>),
+) {
     let Some((program, args)) = hook.argv.split_first() else {
         return;
     };
@@ -174,7 +177,12 @@ async fn run_hook(hook: &Hook, (id, dest, name, hash, files): (u64, PathBuf, Str
         Ok(Ok(out)) => {
             let err = String::from_utf8_lossy(&out.stderr);
             let last = err.lines().last().unwrap_or_default();
-            warn!(id, "on_complete failed ({}): {}", out.status, last.escape_debug());
+            warn!(
+                id,
+                "on_complete failed ({}): {}",
+                out.status,
+                last.escape_debug()
+            );
         }
         Ok(Err(e)) => warn!(id, "on_complete: {e}"),
         Err(_) => {

@@ -53,7 +53,13 @@ pub struct Invite {
 impl std::fmt::Display for Invite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let bytes = postcard::to_stdvec(self).map_err(|_| std::fmt::Error)?;
-        write!(f, "{PREFIX}{}", data_encoding::BASE32_NOPAD.encode(&bytes).to_ascii_lowercase())
+        write!(
+            f,
+            "{PREFIX}{}",
+            data_encoding::BASE32_NOPAD
+                .encode(&bytes)
+                .to_ascii_lowercase()
+        )
     }
 }
 
@@ -127,7 +133,11 @@ pub enum JoinError {
 /// digits, `-`, `_`, `.` only, at most 32 of them, never an endpoint id,
 /// never the name of another entry (`-2`, `-3`... appended). An entry
 /// that already names `id` keeps its name.
-pub fn book_name(registry: &Registry, proposed: &str, id: &[u8; 32]) -> Result<String, crate::registry::RegistryError> {
+pub fn book_name(
+    registry: &Registry,
+    proposed: &str,
+    id: &[u8; 32],
+) -> Result<String, crate::registry::RegistryError> {
     let book = registry.peers()?;
     if let Some(known) = book.iter().find(|p| p.id == *id) {
         return Ok(known.name.clone());
@@ -155,7 +165,11 @@ pub fn book_name(registry: &Registry, proposed: &str, id: &[u8; 32]) -> Result<S
 }
 
 /// Adds `id` at `addr` to the address book under a safe form of `proposed`.
-pub fn remember(registry: &Registry, proposed: &str, addr: &EndpointAddr) -> Result<String, crate::registry::RegistryError> {
+pub fn remember(
+    registry: &Registry,
+    proposed: &str,
+    addr: &EndpointAddr,
+) -> Result<String, crate::registry::RegistryError> {
     let id = *addr.id.as_bytes();
     let name = book_name(registry, proposed, &id)?;
     let mut rec = registry.peer(&name)?.unwrap_or(PeerRecord {
@@ -255,9 +269,14 @@ impl ProtocolHandler for InviteServer {
             Err(e) => Response::Refused(format!("the inviter failed: {e}")),
         };
         let bytes = postcard::to_stdvec(&answer).map_err(AcceptError::from_err)?;
-        send.write_all(&bytes).await.map_err(AcceptError::from_err)?;
+        send.write_all(&bytes)
+            .await
+            .map_err(AcceptError::from_err)?;
         send.finish().map_err(AcceptError::from_err)?;
-        if tokio::time::timeout(PEER_WAIT, conn.closed()).await.is_err() {
+        if tokio::time::timeout(PEER_WAIT, conn.closed())
+            .await
+            .is_err()
+        {
             conn.close(0u32.into(), b"done");
         }
         Ok(())
@@ -304,10 +323,17 @@ pub async fn join(
             id: invite.id,
             secret: invite.secret,
             name: host_name(),
-            addrs: endpoint.addr().ip_addrs().copied().take(MAX_ADDRS).collect(),
+            addrs: endpoint
+                .addr()
+                .ip_addrs()
+                .copied()
+                .take(MAX_ADDRS)
+                .collect(),
         })
         .map_err(|e| proto(e.to_string()))?;
-        send.write_all(&req).await.map_err(|e| proto(e.to_string()))?;
+        send.write_all(&req)
+            .await
+            .map_err(|e| proto(e.to_string()))?;
         send.finish().map_err(|e| proto(e.to_string()))?;
         recv.read_to_end(MAX_MESSAGE)
             .await
@@ -322,7 +348,9 @@ pub async fn join(
             let registry = registry.clone();
             let (addr, proposed) = (
                 invite.addr.clone(),
-                alias.map(str::to_string).unwrap_or_else(|| invite.from.clone()),
+                alias
+                    .map(str::to_string)
+                    .unwrap_or_else(|| invite.from.clone()),
             );
             let owner = *invite.addr.id.as_bytes();
             let ring2 = ring.clone();

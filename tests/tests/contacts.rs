@@ -21,12 +21,20 @@ fn ctl_json(d: &BinDaemon, args: &[&str]) -> Result<Value> {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("null");
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("null");
     Ok(serde_json::from_str(last)?)
 }
 
 /// Polls `ringdropctl --json LIST` until `pick` finds something.
-async fn until(d: &BinDaemon, list: &[&str], pick: impl Fn(&Value) -> Option<Value>) -> Result<Value> {
+async fn until(
+    d: &BinDaemon,
+    list: &[&str],
+    pick: impl Fn(&Value) -> Option<Value>,
+) -> Result<Value> {
     tokio::time::timeout(ringdrop_tests::TIMEOUT, async {
         loop {
             let v = ctl_json(d, list)?;
@@ -50,13 +58,17 @@ fn path(p: &Path) -> Result<&str> {
 
 /// The name `a` gave `b` when `b` joined.
 fn name_of(a: &BinDaemon, b: &BinDaemon) -> Result<String> {
-    let id = ctl_json(b, &["status"])?["endpoint_id"].as_str().context("id")?.to_string();
-    let book = ctl_json(a, &["peer", "ls"])?;
-    Ok(first_with(&book, "endpoint_id", &id)
-        .context("not in the address book")?["name"]
+    let id = ctl_json(b, &["status"])?["endpoint_id"]
         .as_str()
-        .context("name")?
-        .to_string())
+        .context("id")?
+        .to_string();
+    let book = ctl_json(a, &["peer", "ls"])?;
+    Ok(
+        first_with(&book, "endpoint_id", &id).context("not in the address book")?["name"]
+            .as_str()
+            .context("name")?
+            .to_string(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -77,7 +89,10 @@ async fn invite_join_send_puts_a_file_in_the_inbox() -> Result<()> {
     let offer_id = sent["id"].as_u64().context("id")?;
     assert_eq!(sent["state"], "queued");
 
-    let offer = until(&b, &["inbox"], |v| first_with(v, "name", "minutes.pdf").cloned()).await?;
+    let offer = until(&b, &["inbox"], |v| {
+        first_with(v, "name", "minutes.pdf").cloned()
+    })
+    .await?;
     assert_eq!(offer["from_name"], "alice");
     assert_eq!(offer["size"], 300_000);
     until(&a, &["sent"], |v| {
@@ -88,11 +103,18 @@ async fn invite_join_send_puts_a_file_in_the_inbox() -> Result<()> {
     let out = temp_dir("rdrop-out-")?;
     let id = offer["id"].as_u64().context("id")?.to_string();
     let accepted = b.ctl(&["inbox", "accept", &id, "--out", path(&out)?])?;
-    ensure!(accepted.status.success(), "{}", String::from_utf8_lossy(&accepted.stderr));
+    ensure!(
+        accepted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
     assert_eq!(std::fs::read(out.join("minutes.pdf"))?, data);
 
     // The receipt reaches the sender; the access the send created ends.
-    let done = until(&a, &["sent"], |v| first_with(v, "state", "completed").cloned()).await?;
+    let done = until(&a, &["sent"], |v| {
+        first_with(v, "state", "completed").cloned()
+    })
+    .await?;
     assert_eq!(done["id"], offer_id);
     let ring = format!("offer-{offer_id}");
     tokio::time::timeout(ringdrop_tests::TIMEOUT, async {
@@ -110,14 +132,19 @@ async fn invite_join_send_puts_a_file_in_the_inbox() -> Result<()> {
     .await
     .context("the offer's ring and share outlived it")??;
     let inbox = ctl_json(&b, &["inbox"])?;
-    assert_eq!(first_with(&inbox, "name", "minutes.pdf").context("kept")?["state"], "completed");
+    assert_eq!(
+        first_with(&inbox, "name", "minutes.pdf").context("kept")?["state"],
+        "completed"
+    );
     Ok(())
 }
 
 /// A UDP port free right now on loopback (for a daemon that must come
 /// back on the same address).
 fn free_port() -> Result<u16> {
-    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -131,7 +158,18 @@ async fn an_offer_waits_for_a_daemon_that_is_off_and_arrives_by_itself() -> Resu
         .to_string();
     ctl_json(&b, &["ring", "join", &invite, "--name", "alice"])?;
     let inbox_dir = temp_dir("rdrop-inbox-")?;
-    ctl_json(&b, &["peer", "trust", "alice", "--accept-into", path(&inbox_dir)?, "--max-size", "10M"])?;
+    ctl_json(
+        &b,
+        &[
+            "peer",
+            "trust",
+            "alice",
+            "--accept-into",
+            path(&inbox_dir)?,
+            "--max-size",
+            "10M",
+        ],
+    )?;
     let bob = name_of(&a, &b)?;
 
     b.terminate()?;
@@ -148,7 +186,10 @@ async fn an_offer_waits_for_a_daemon_that_is_off_and_arrives_by_itself() -> Resu
 
     // Back on: no command on either side from here.
     b.restart()?;
-    let done = until(&a, &["sent"], |v| first_with(v, "state", "completed").cloned()).await?;
+    let done = until(&a, &["sent"], |v| {
+        first_with(v, "state", "completed").cloned()
+    })
+    .await?;
     assert_eq!(done["id"], id);
     assert_eq!(std::fs::read(inbox_dir.join("photos/1.jpg"))?, one);
     assert_eq!(std::fs::read(inbox_dir.join("photos/2.jpg"))?, two);
@@ -185,10 +226,15 @@ async fn strangers_are_refused_and_a_members_flood_is_bounded() -> Result<()> {
     };
 
     // A stranger: refused, nothing stored.
-    let r = offer(&ep, b_addr.clone(), msg(1)).await.map_err(anyhow::Error::msg)?;
+    let r = offer(&ep, b_addr.clone(), msg(1))
+        .await
+        .map_err(anyhow::Error::msg)?;
     let why = r.expect_err("a stranger's offer was taken");
     assert!(why.contains("address book"), "{why}");
-    assert!(ctl_json(&b, &["inbox"])?.as_array().context("array")?.is_empty());
+    assert!(ctl_json(&b, &["inbox"])?
+        .as_array()
+        .context("array")?
+        .is_empty());
 
     // A contact whose ticket names someone else: refused.
     ctl_json(&b, &["peer", "add", "mallory", &ep.id().to_string()])?;
@@ -199,7 +245,9 @@ async fn strangers_are_refused_and_a_members_flood_is_bounded() -> Result<()> {
         None,
     )
     .to_string();
-    let why = offer(&ep, b_addr.clone(), other).await.map_err(anyhow::Error::msg)?;
+    let why = offer(&ep, b_addr.clone(), other)
+        .await
+        .map_err(anyhow::Error::msg)?;
     assert!(why.is_err(), "an offer of someone else's content was taken");
 
     // 10,000 offers from that contact: the inbox keeps at most 100 of
@@ -214,8 +262,16 @@ async fn strangers_are_refused_and_a_members_flood_is_bounded() -> Result<()> {
         .collect()
         .await;
     let stored = results.iter().filter(|r| matches!(r, Ok(Ok(())))).count();
-    let refused: Vec<&String> = results.iter().filter_map(|r| r.as_ref().ok()?.as_ref().err()).collect();
-    assert_eq!(stored, ringdropd::registry::MAX_PENDING_PER_PEER, "{:?}", results.iter().find(|r| r.is_err()));
+    let refused: Vec<&String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok()?.as_ref().err())
+        .collect();
+    assert_eq!(
+        stored,
+        ringdropd::registry::MAX_PENDING_PER_PEER,
+        "{:?}",
+        results.iter().find(|r| r.is_err())
+    );
     assert_eq!(refused.len(), 10_000 - stored);
     assert!(refused[0].contains("unanswered offers"), "{}", refused[0]);
     let inbox = ctl_json(&b, &["inbox"])?;
@@ -226,7 +282,10 @@ async fn strangers_are_refused_and_a_members_flood_is_bounded() -> Result<()> {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .context("VmHWM")?;
-    eprintln!("receiver peak RSS after 10,000 offers: {} MB", rss_kb / 1000);
+    eprintln!(
+        "receiver peak RSS after 10,000 offers: {} MB",
+        rss_kb / 1000
+    );
     Ok(())
 }
 
@@ -251,13 +310,19 @@ async fn rejected_and_withdrawn_offers_end_their_access() -> Result<()> {
     let offer = until(&b, &["inbox"], |v| first_with(v, "name", "no.bin").cloned()).await?;
     let id = offer["id"].as_u64().context("id")?.to_string();
     ctl_json(&b, &["inbox", "reject", &id])?;
-    until(&a, &["sent"], |v| first_with(v, "state", "rejected").cloned()).await?;
+    until(&a, &["sent"], |v| {
+        first_with(v, "state", "rejected").cloned()
+    })
+    .await?;
 
     // Withdrawn by the sender: a later accept gets nothing.
     let later = ctl_json(&a, &["send", path(&dir.join("later.bin"))?, "--to", &bob])?["id"]
         .as_u64()
         .context("id")?;
-    let offer = until(&b, &["inbox"], |v| first_with(v, "name", "later.bin").cloned()).await?;
+    let offer = until(&b, &["inbox"], |v| {
+        first_with(v, "name", "later.bin").cloned()
+    })
+    .await?;
     let w = ctl_json(&a, &["sent", "withdraw", &later.to_string()])?;
     assert_eq!(w["state"], "withdrawn");
     let out = temp_dir("rdrop-out-")?;

@@ -15,10 +15,7 @@ use anyhow::{Context, Result};
 use ringdrop_proto::v1::{self as pb, event::Kind};
 use ringdrop_tests::{completed, random_file, temp_dir, wait_done, BinDaemon};
 
-async fn next_of(
-    stream: &mut tonic::Streaming<pb::Event>,
-    kind: Kind,
-) -> Result<pb::Event> {
+async fn next_of(stream: &mut tonic::Streaming<pb::Event>, kind: Kind) -> Result<pb::Event> {
     tokio::time::timeout(ringdrop_tests::TIMEOUT, async {
         loop {
             let e = stream.message().await?.context("the event stream ended")?;
@@ -123,12 +120,19 @@ async fn on_complete_gets_the_transfer_as_values_and_a_timeout() -> Result<()> {
     let hook = work.join("hook");
     std::fs::write(
         &hook,
-        format!("#!/bin/sh\nenv | grep '^RINGDROP_' | sort > '{}'\n", report.display()),
+        format!(
+            "#!/bin/sh\nenv | grep '^RINGDROP_' | sort > '{}'\n",
+            report.display()
+        ),
     )?;
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
 
     let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &[])?;
-    let b = with_hook(&temp_dir("rdrop-b-")?, &[hook.to_str().context("path")?], "30s")?;
+    let b = with_hook(
+        &temp_dir("rdrop-b-")?,
+        &[hook.to_str().context("path")?],
+        "30s",
+    )?;
     let (ticket, _) = a.share(&src).await?;
     let out = temp_dir("rdrop-out-")?;
     let id = b.fetch(&ticket, &out).await?;
@@ -149,13 +153,29 @@ async fn on_complete_gets_the_transfer_as_values_and_a_timeout() -> Result<()> {
     })
     .await
     .context("on_complete did not run")?;
-    assert!(env.contains(&format!("RINGDROP_TRANSFER_ID={id}\n")), "{env}");
-    assert!(env.contains(&format!("RINGDROP_DEST={}\n", out.display())), "{env}");
-    assert!(env.contains(&format!("RINGDROP_FIRST_FILE={}\n", placed.display())), "{env}");
+    assert!(
+        env.contains(&format!("RINGDROP_TRANSFER_ID={id}\n")),
+        "{env}"
+    );
+    assert!(
+        env.contains(&format!("RINGDROP_DEST={}\n", out.display())),
+        "{env}"
+    );
+    assert!(
+        env.contains(&format!("RINGDROP_FIRST_FILE={}\n", placed.display())),
+        "{env}"
+    );
     assert!(env.contains("RINGDROP_FILE_COUNT=1\n"), "{env}");
     assert!(env.contains(&format!("$(touch {marker})")), "{env}");
-    for dir in ["/", out.to_str().context("path")?, work.to_str().context("path")?] {
-        assert!(!Path::new(dir).join(&marker).exists(), "the name ran in {dir}");
+    for dir in [
+        "/",
+        out.to_str().context("path")?,
+        work.to_str().context("path")?,
+    ] {
+        assert!(
+            !Path::new(dir).join(&marker).exists(),
+            "the name ran in {dir}"
+        );
     }
 
     // A command that does not end is killed at its timeout.

@@ -46,7 +46,10 @@ async fn incoming_files_are_private_invisible_and_go_with_a_cancel() -> Result<(
     // Half way: one hidden private directory, no final name yet.
     let top = entries(&out);
     assert_eq!(top.len(), 1, "{top:?}");
-    assert!(top[0].starts_with(".ringdrop-") && top[0].ends_with(".partial"), "{top:?}");
+    assert!(
+        top[0].starts_with(".ringdrop-") && top[0].ends_with(".partial"),
+        "{top:?}"
+    );
     let meta = std::fs::symlink_metadata(out.join(&top[0]))?;
     assert!(meta.is_dir());
     assert_eq!(meta.permissions().mode() & 0o777, 0o700);
@@ -88,7 +91,9 @@ async fn data_not_recorded_as_synced_is_checked_before_it_is_kept() -> Result<()
     b.kill9()?;
 
     let registry = registry_of(&b)?;
-    let rec = registry.partial(id)?.context("no record of the incoming files")?;
+    let rec = registry
+        .partial(id)?
+        .context("no record of the incoming files")?;
     registry.close();
     drop(registry);
     let file = rec.root.join(&rec.dir).join("0");

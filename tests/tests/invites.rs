@@ -18,7 +18,11 @@ fn ctl_json(d: &BinDaemon, args: &[&str]) -> Result<Value> {
     );
     // Streaming commands print one object a line: the last one is the result.
     let text = String::from_utf8_lossy(&out.stdout);
-    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("null");
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("null");
     Ok(serde_json::from_str(last)?)
 }
 
@@ -54,7 +58,10 @@ async fn an_invite_makes_a_member_with_one_copied_string() -> Result<()> {
     ctl_json(&a, &["ring", "create", "team"])?;
     let dir = temp_dir("rdrop-src-")?.join("plans");
     let data = random_file(&dir.join("q3.txt"), 50_000)?;
-    ctl_json(&a, &["share", dir.to_str().context("path")?, "--ring", "team"])?;
+    ctl_json(
+        &a,
+        &["share", dir.to_str().context("path")?, "--ring", "team"],
+    )?;
 
     // 1. invite (the one string to copy)
     let invite = ctl_json(&a, &["ring", "invite", "team"])?;
@@ -78,10 +85,17 @@ async fn an_invite_makes_a_member_with_one_copied_string() -> Result<()> {
         .context("the joiner is not in the inviter's address book")?
         .clone();
     let b_name = b_entry["name"].as_str().context("name")?;
-    assert!(!b_name.is_empty() && b_name.parse::<iroh::EndpointId>().is_err(), "{b_name}");
+    assert!(
+        !b_name.is_empty() && b_name.parse::<iroh::EndpointId>().is_err(),
+        "{b_name}"
+    );
     let b_book = ctl_json(&b, &["peer", "ls"])?;
     assert!(
-        b_book.as_array().context("array")?.iter().any(|p| p["name"] == "alice"),
+        b_book
+            .as_array()
+            .context("array")?
+            .iter()
+            .any(|p| p["name"] == "alice"),
         "{b_book}"
     );
 
@@ -91,7 +105,13 @@ async fn an_invite_makes_a_member_with_one_copied_string() -> Result<()> {
     let out = temp_dir("rdrop-out-")?;
     let fetched = ctl_json(
         &b,
-        &["fetch", &share_ticket, "--out", out.to_str().context("path")?, "--detach"],
+        &[
+            "fetch",
+            &share_ticket,
+            "--out",
+            out.to_str().context("path")?,
+            "--detach",
+        ],
     )?;
     let id = fetched["id"].as_u64().context("id")?;
     wait_done(&b.socket, id).await?;

@@ -147,7 +147,11 @@ pub async fn send(socket: Option<PathBuf>, out: &Out, args: SendArgs) -> Result<
             o.id,
             clean(&o.name),
             bytes(o.size),
-            if o.peer_name.is_empty() { &o.peer } else { &o.peer_name }
+            if o.peer_name.is_empty() {
+                &o.peer
+            } else {
+                &o.peer_name
+            }
         )
     });
     Ok(())

@@ -412,7 +412,10 @@ pub async fn peer(socket: Option<PathBuf>, out: &Out, cmd: PeerCmd) -> Result<()
                 .await?
                 .into_inner();
             out.emit(json!({ "peer": r.peer, "name": r.name }), || {
-                format!("Offers from {} wait in the inbox again", if r.name.is_empty() { &r.peer } else { &r.name })
+                format!(
+                    "Offers from {} wait in the inbox again",
+                    if r.name.is_empty() { &r.peer } else { &r.name }
+                )
             });
         }
         PeerCmd::Ls => {

@@ -157,7 +157,9 @@ fn argv(v: &str) -> Result<Vec<String>, String> {
     }
     let argv: Vec<String> = if v.starts_with('[') {
         serde_json::from_str(v).map_err(|e| {
-            format!("{v:?} is not a list of strings like [\"/usr/local/bin/notify\", \"--done\"] ({e})")
+            format!(
+                "{v:?} is not a list of strings like [\"/usr/local/bin/notify\", \"--done\"] ({e})"
+            )
         })?
     } else {
         vec![v.to_string()]

@@ -368,9 +368,8 @@ impl Daemon {
         if let Some(a) = alias {
             check_name(a)?;
         }
-        let invite: crate::invites::Invite = invite
-            .parse()
-            .map_err(crate::invites::JoinError::from)?;
+        let invite: crate::invites::Invite =
+            invite.parse().map_err(crate::invites::JoinError::from)?;
         let joined =
             crate::invites::join(&self.inner.endpoint, self.registry(), &invite, alias).await?;
         info!(ring = joined.ring, inviter = %joined.inviter, "joined a ring by invite");

@@ -136,7 +136,9 @@ impl Daemon {
     /// Withdraws an offer; the loop ends the access it created.
     pub fn withdraw(&self, id: u64) -> Result<SentOffer, ContactError> {
         let registry = &self.inner.registry;
-        let mut rec = registry.sent_offer(id)?.ok_or(ContactError::NoSuchOffer(id))?;
+        let mut rec = registry
+            .sent_offer(id)?
+            .ok_or(ContactError::NoSuchOffer(id))?;
         if rec.state.is_final() {
             return Err(ContactError::Settled {
                 id,
@@ -255,7 +257,8 @@ impl Daemon {
             return;
         }
         if rec.created_share {
-            let orphan = matches!(self.inner.registry.share(&rec.hash), Ok(Some(s)) if s.rings.is_empty());
+            let orphan =
+                matches!(self.inner.registry.share(&rec.hash), Ok(Some(s)) if s.rings.is_empty());
             if orphan {
                 let this = self.clone();
                 let hash = rec.hash.to_string();
@@ -266,7 +269,11 @@ impl Daemon {
                 });
             }
         }
-        info!(id = rec.id, state = rec.state.name(), "offer's access ended");
+        info!(
+            id = rec.id,
+            state = rec.state.name(),
+            "offer's access ended"
+        );
     }
 
     fn addr_of_id(&self, id: &[u8; 32]) -> Option<EndpointAddr> {
@@ -354,9 +361,19 @@ impl Daemon {
 
     fn auto_accept(&self, rec: &mut InboxOffer, trust: &TrustRecord) {
         let me = crate::rpc::my_uid();
-        match self.fetch(&rec.ticket, Some(trust.accept_into.clone()), false, me, None) {
+        match self.fetch(
+            &rec.ticket,
+            Some(trust.accept_into.clone()),
+            false,
+            me,
+            None,
+        ) {
             Ok(view) => {
-                info!(id = rec.id, transfer = view.rec.id, "offer accepted by itself");
+                info!(
+                    id = rec.id,
+                    transfer = view.rec.id,
+                    "offer accepted by itself"
+                );
                 rec.state = InboxState::Accepted;
                 rec.transfer_id = Some(view.rec.id);
                 rec.receipt = Some(Receipt::Accepted);

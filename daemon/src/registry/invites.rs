@@ -88,8 +88,10 @@ impl Registry {
         let tx = self.write()?;
         let decided = {
             let mut invites = tx.open_table(INVITES)?;
-            let rec: Option<InviteRecord> =
-                invites.get(id)?.map(|v| decode_row(v.value())).transpose()?;
+            let rec: Option<InviteRecord> = invites
+                .get(id)?
+                .map(|v| decode_row(v.value()))
+                .transpose()?;
             let verdict = match rec {
                 None => Err(Refusal::Invalid),
                 Some(r) if !constant_eq(&r.secret_hash, secret_hash) => Err(Refusal::Invalid),

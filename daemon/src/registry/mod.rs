@@ -13,14 +13,14 @@ use std::path::Path;
 
 use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition};
 
-pub use records::{
-    decode_row, encode_row, PartialRecord, PeerRecord, Placement, ShareRecord, Source,
-    TransferRecord, TransferState,
-};
 pub use invites::{InviteRecord, Redeemed, Refusal};
 pub use offers::{
     InboxOffer, InboxState, Receipt, SentOffer, SentState, Stored, TrustRecord, MAX_INBOX,
     MAX_PENDING_PER_PEER,
+};
+pub use records::{
+    decode_row, encode_row, PartialRecord, PeerRecord, Placement, ShareRecord, Source,
+    TransferRecord, TransferState,
 };
 pub use rings::{Member, RingInfo, OPEN_RING};
 

@@ -166,7 +166,10 @@ impl Contacts for ContactsService {
         &self,
         req: Request<pb::UntrustPeerRequest>,
     ) -> Result<Response<pb::TrustPeerResponse>, Status> {
-        let p = self.daemon.untrust_peer(&req.into_inner().peer).map_err(st)?;
+        let p = self
+            .daemon
+            .untrust_peer(&req.into_inner().peer)
+            .map_err(st)?;
         Ok(Response::new(pb::TrustPeerResponse {
             peer: p.id.to_string(),
             name: p.name.unwrap_or_default(),

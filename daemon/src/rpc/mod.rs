@@ -15,8 +15,8 @@ use std::future::Future;
 
 use futures::StreamExt;
 use ringdrop_proto::v1::{
-    contacts_server::ContactsServer, node_server::NodeServer, peers_server::PeersServer, rings_server::RingsServer,
-    shares_server::SharesServer, transfers_server::TransfersServer,
+    contacts_server::ContactsServer, node_server::NodeServer, peers_server::PeersServer,
+    rings_server::RingsServer, shares_server::SharesServer, transfers_server::TransfersServer,
 };
 use tokio::net::UnixListener;
 use tracing::warn;

@@ -17,8 +17,7 @@ impl NodeService {
     }
 }
 
-type EventStream =
-    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::Event, Status>> + Send>>;
+type EventStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::Event, Status>> + Send>>;
 
 /// The wire form of an event.
 fn event_pb(s: crate::events::Stamped) -> pb::Event {

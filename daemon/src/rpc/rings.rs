@@ -56,7 +56,11 @@ impl Rings for RingsService {
         req: Request<pb::CreateInviteRequest>,
     ) -> Result<Response<pb::Invite>, Status> {
         let r = req.into_inner();
-        let valid_for = if r.valid_for == 0 { INVITE_VALID } else { r.valid_for };
+        let valid_for = if r.valid_for == 0 {
+            INVITE_VALID
+        } else {
+            r.valid_for
+        };
         let (rec, ticket) = self
             .daemon
             .create_invite(
@@ -88,7 +92,10 @@ impl Rings for RingsService {
         &self,
         req: Request<pb::RevokeInviteRequest>,
     ) -> Result<Response<pb::Invite>, Status> {
-        let rec = self.daemon.revoke_invite(&req.into_inner().id).map_err(st)?;
+        let rec = self
+            .daemon
+            .revoke_invite(&req.into_inner().id)
+            .map_err(st)?;
         Ok(Response::new(invite_pb(&rec, String::new())))
     }
 

@@ -223,7 +223,9 @@ impl Session<'_> {
         let root = self.ticket.content.hash;
         let raw = self.ticket.content.format == BlobFormat::Raw;
         let request = if raw {
-            GetRequest::builder().root(wants[0].ranges.clone()).build(root)
+            GetRequest::builder()
+                .root(wants[0].ranges.clone())
+                .build(root)
         } else {
             // hash-seq index 0 is the names blob, files from 1
             wants
@@ -315,7 +317,13 @@ impl Session<'_> {
                     if want.size.is_none() {
                         // The last chunk was verified: the size is proven.
                         proven.push((want.file, size));
-                        if !sink.send(Item::Size { file: want.file, size }).await {
+                        if !sink
+                            .send(Item::Size {
+                                file: want.file,
+                                size,
+                            })
+                            .await
+                        {
                             return Err(AttemptError::Local("the writer stopped".into()));
                         }
                     }

@@ -100,7 +100,10 @@ impl TransferManager {
             Ok(Some(dir)) => Ok(Some(Arc::new(dir))),
             Ok(None) => Err(TransferError::Content {
                 id,
-                msg: format!("its files in {} are gone", rec.root.join(&rec.dir).display()),
+                msg: format!(
+                    "its files in {} are gone",
+                    rec.root.join(&rec.dir).display()
+                ),
             }),
             Err(e) => Err(TransferError::Content {
                 id,
@@ -132,7 +135,8 @@ impl TransferManager {
                 for i in wanted {
                     let entry = &files[i as usize];
                     if let Err(msg) = send_from_file(&dir, i, entry, &tx) {
-                        tx.blocking_send(Err(TransferError::Content { id, msg })).ok();
+                        tx.blocking_send(Err(TransferError::Content { id, msg }))
+                            .ok();
                         return;
                     }
                 }

@@ -82,10 +82,11 @@ pub fn to_row(ranges: &ChunkRanges) -> Vec<u64> {
 }
 
 pub fn from_row(row: &[u64]) -> ChunkRanges {
-    row.chunks(2).fold(ChunkRanges::empty(), |acc, pair| match pair {
-        [a, b] if a < b => acc | ChunkRanges::from(ChunkNum(*a)..ChunkNum(*b)),
-        _ => acc,
-    })
+    row.chunks(2)
+        .fold(ChunkRanges::empty(), |acc, pair| match pair {
+            [a, b] if a < b => acc | ChunkRanges::from(ChunkNum(*a)..ChunkNum(*b)),
+            _ => acc,
+        })
 }
 
 /// The chunks the leaf at `offset` of `len` bytes covers.
@@ -163,7 +164,10 @@ impl Incoming {
                 if let Some(dir) = PartialDir::open(&rec.root, &rec.dir)? {
                     return Ok(Self { place, dir, rec });
                 }
-                debug!(id = place.id, "the incoming directory is gone; starting it again");
+                debug!(
+                    id = place.id,
+                    "the incoming directory is gone; starting it again"
+                );
             }
         }
         let dir = PartialDir::create(&place.root)?;
@@ -233,7 +237,11 @@ impl Incoming {
             self.rec.done[i] = to_row(&have[i]);
         }
         if found > 0 {
-            debug!(id = self.place.id, bytes = found, "recovered data written after the last checkpoint");
+            debug!(
+                id = self.place.id,
+                bytes = found,
+                "recovered data written after the last checkpoint"
+            );
             self.place.registry.put_partial(self.place.id, &self.rec)?;
         }
         Ok(have)
@@ -245,13 +253,21 @@ impl Incoming {
         if let Ok(Some(rec)) = place.registry.partial(place.id) {
             if let Ok(Some(dir)) = PartialDir::open(&rec.root, &rec.dir) {
                 if let Err(e) = dir.remove() {
-                    warn!(id = place.id, "cannot remove {}: {e}", rec.root.join(&rec.dir).display());
+                    warn!(
+                        id = place.id,
+                        "cannot remove {}: {e}",
+                        rec.root.join(&rec.dir).display()
+                    );
                 }
             }
         }
         if place.outboards.exists() {
             if let Err(e) = std::fs::remove_dir_all(&place.outboards) {
-                warn!(id = place.id, "cannot remove {}: {e}", place.outboards.display());
+                warn!(
+                    id = place.id,
+                    "cannot remove {}: {e}",
+                    place.outboards.display()
+                );
             }
         }
         if let Err(e) = place.registry.remove_partial(place.id) {
@@ -452,8 +468,7 @@ impl Writer {
                         start_writeback(&open.data);
                     }
                 }
-                if self.unsynced >= CHECKPOINT_BYTES
-                    || self.last_sync.elapsed() >= CHECKPOINT_EVERY
+                if self.unsynced >= CHECKPOINT_BYTES || self.last_sync.elapsed() >= CHECKPOINT_EVERY
                 {
                     self.checkpoint()?;
                 }
@@ -536,7 +551,9 @@ impl Writer {
                 let open = &self.open[f];
                 open.data.sync_data().map_err(io_at(&dir))?;
                 if let Some(ob) = &open.outboard {
-                    ob.data.sync_data().map_err(io_at(&self.incoming.place.outboards))?;
+                    ob.data
+                        .sync_data()
+                        .map_err(io_at(&self.incoming.place.outboards))?;
                 }
             }
         } else {
@@ -556,7 +573,10 @@ impl Writer {
                 *row = to_row(&(from_row(row) | ranges));
             }
         }
-        self.incoming.place.registry.put_partial(self.incoming.place.id, rec)?;
+        self.incoming
+            .place
+            .registry
+            .put_partial(self.incoming.place.id, rec)?;
         self.dirty.clear();
         self.sizes_changed = false;
         self.unsynced = 0;
@@ -579,6 +599,9 @@ mod tests {
         // The last chunk is partial.
         assert_eq!(covered(&r, 39 * 1024 + 5), 23 * 1024 + 5);
         assert_eq!(covered(&all_chunks(0), 0), 0);
-        assert_eq!(leaf_chunks(16384, 100), ChunkRanges::from(ChunkNum(16)..ChunkNum(17)));
+        assert_eq!(
+            leaf_chunks(16384, 100),
+            ChunkRanges::from(ChunkNum(16)..ChunkNum(17))
+        );
     }
 }

@@ -362,7 +362,10 @@ impl Worker {
             return Ok(None);
         };
         let total = self.publish.borrow().rec.bytes_total;
-        info!(id = self.id, total, "fetched and verified; placing the files");
+        info!(
+            id = self.id,
+            total, "fetched and verified; placing the files"
+        );
         // Renames, fsync and directory syncs block: off the runtime.
         let index: HashMap<String, usize> = named
             .iter()
@@ -375,9 +378,9 @@ impl Worker {
             drop(placing);
             placed
         })
-            .await?
-            .map(Some)
-            .map_err(|e| AttemptError::Destination(e.to_string()))
+        .await?
+        .map(Some)
+        .map_err(|e| AttemptError::Destination(e.to_string()))
     }
 
     /// Proves unknown sizes, plans, checks space and fetches every missing
@@ -466,7 +469,12 @@ impl Worker {
             .await?
             .map_err(|e| AttemptError::Destination(e.to_string()))?
         };
-        info!(id = self.id, verified = done, total, "content known, fetching what is missing");
+        info!(
+            id = self.id,
+            verified = done,
+            total,
+            "content known, fetching what is missing"
+        );
 
         let root = self.place().root;
         let outboards: u64 = entries
@@ -560,10 +568,7 @@ fn place_files(
     index: &HashMap<String, usize>,
 ) -> Result<Vec<PathBuf>, plan::ExportError> {
     let mut staging = Staging::prepare(plan)?;
-    let items: Vec<(usize, String)> = staging
-        .items()
-        .map(|(i, e)| (i, e.name.clone()))
-        .collect();
+    let items: Vec<(usize, String)> = staging.items().map(|(i, e)| (i, e.name.clone())).collect();
     for (i, name) in items {
         let file = *index
             .get(&name)

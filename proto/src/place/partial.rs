@@ -131,7 +131,13 @@ impl PartialDir {
     pub fn open_read(&self, file: usize) -> std::io::Result<Option<fs::File>> {
         let name = Self::file_name(file);
         // SAFETY: valid descriptor and NUL-terminated name.
-        let fd = unsafe { libc::openat(self.fd.as_raw_fd(), name.as_ptr(), libc::O_RDONLY | NO_FOLLOW) };
+        let fd = unsafe {
+            libc::openat(
+                self.fd.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_RDONLY | NO_FOLLOW,
+            )
+        };
         if fd < 0 {
             let err = std::io::Error::last_os_error();
             return match err.kind() {
@@ -165,7 +171,14 @@ impl PartialDir {
             unsafe { libc::unlinkat(self.fd.as_raw_fd(), name.as_ptr(), 0) };
         }
         // SAFETY: valid descriptor and NUL-terminated name.
-        if unsafe { libc::unlinkat(self.root.as_raw_fd(), self.name.as_ptr(), libc::AT_REMOVEDIR) } != 0 {
+        if unsafe {
+            libc::unlinkat(
+                self.root.as_raw_fd(),
+                self.name.as_ptr(),
+                libc::AT_REMOVEDIR,
+            )
+        } != 0
+        {
             return Err(std::io::Error::last_os_error());
         }
         Ok(())

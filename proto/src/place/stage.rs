@@ -578,7 +578,10 @@ mod tests {
         // was exchanged with the user's a.txt.
         let err = staging.finish(false).unwrap_err();
         assert!(matches!(err, ExportError::Io { .. }), "{err}");
-        assert_eq!(fs::read(dest.join("d/a.txt")).unwrap(), b"the user's own a.txt");
+        assert_eq!(
+            fs::read(dest.join("d/a.txt")).unwrap(),
+            b"the user's own a.txt"
+        );
         let left: Vec<_> = fs::read_dir(dest.join("d"))
             .unwrap()
             .map(|e| e.unwrap().file_name())
