@@ -12,7 +12,7 @@ use iroh_blobs::Hash;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
-use crate::{policy::Policy, registry::Registry, transfers::now};
+use crate::{oneshot, policy::Policy, registry::Registry, transfers::now};
 
 /// ALPN of the catalog protocol.
 pub const ALPN: &[u8] = b"ringdrop/catalog/1";
@@ -84,28 +84,13 @@ impl CatalogServer {
     }
 }
 
-/// How long a peer has to send its catalog request, and to take the answer.
-const PEER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
 impl ProtocolHandler for CatalogServer {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
         let peer = conn.remote_id();
-        // A peer that opens a connection and then sends slowly, or never
-        // closes, is let go after PEER_WAIT.
-        let read = async {
-            let (send, mut recv) = conn.accept_bi().await?;
-            let req = recv
-                .read_to_end(MAX_REQUEST)
-                .await
-                .map_err(AcceptError::from_err)?;
-            Ok::<_, AcceptError>((send, req))
-        };
-        let Ok(read) = tokio::time::timeout(PEER_WAIT, read).await else {
+        let Some((send, req)) = oneshot::read_request(&conn, MAX_REQUEST).await? else {
             debug!(%peer, "catalog request not sent in time");
-            conn.close(3u32.into(), b"too slow");
             return Ok(());
         };
-        let (mut send, req) = read?;
         match postcard::from_bytes::<Request>(&req) {
             Ok(Request::List) => {
                 // Registry reads and file stats: off the async runtime.
@@ -116,22 +101,11 @@ impl ProtocolHandler for CatalogServer {
                 debug!(%peer, shown = entries.len(), "catalog request");
                 let bytes =
                     postcard::to_stdvec(&Response::List(entries)).map_err(AcceptError::from_err)?;
-                send.write_all(&bytes)
-                    .await
-                    .map_err(AcceptError::from_err)?;
-                send.finish().map_err(AcceptError::from_err)?;
-                // Let the answer reach the peer before the connection
-                // drops, but not wait for it for ever.
-                if tokio::time::timeout(PEER_WAIT, conn.closed())
-                    .await
-                    .is_err()
-                {
-                    conn.close(0u32.into(), b"done");
-                }
+                oneshot::answer(&conn, send, &bytes).await?;
             }
             Err(e) => {
                 debug!(%peer, "bad catalog request: {e}");
-                conn.close(2u32.into(), b"bad request");
+                oneshot::bad_request(&conn);
             }
         }
         Ok(())
@@ -148,30 +122,23 @@ pub async fn list_remote(
         peer: peer.clone(),
         msg,
     };
-    let conn = tokio::time::timeout(
+    let req = postcard::to_stdvec(&Request::List).map_err(|e| proto(e.to_string()))?;
+    let bytes = oneshot::ask(
+        endpoint,
+        addr,
+        ALPN,
         std::time::Duration::from_secs(20),
-        endpoint.connect(addr, ALPN),
+        &req,
+        MAX_RESPONSE,
     )
     .await
-    .map_err(|_| CatalogError::Connect {
-        peer: peer.clone(),
-        msg: "no answer within 20s".into(),
-    })?
-    .map_err(|e| CatalogError::Connect {
-        peer: peer.clone(),
-        msg: e.to_string(),
+    .map_err(|e| match e {
+        oneshot::AskError::Connect(msg) => CatalogError::Connect {
+            peer: peer.clone(),
+            msg,
+        },
+        oneshot::AskError::Exchange(msg) => proto(msg),
     })?;
-    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| proto(e.to_string()))?;
-    let req = postcard::to_stdvec(&Request::List).map_err(|e| proto(e.to_string()))?;
-    send.write_all(&req)
-        .await
-        .map_err(|e| proto(e.to_string()))?;
-    send.finish().map_err(|e| proto(e.to_string()))?;
-    let bytes = recv
-        .read_to_end(MAX_RESPONSE)
-        .await
-        .map_err(|e| proto(e.to_string()))?;
-    conn.close(0u32.into(), b"done");
     match postcard::from_bytes::<Response>(&bytes) {
         Ok(Response::List(entries)) => Ok(entries),
         Err(e) => Err(proto(format!("malformed answer: {e}"))),

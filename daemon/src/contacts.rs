@@ -36,6 +36,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     events::{Event, Events},
+    oneshot,
     registry::{InboxOffer, InboxState, Receipt, Registry, SentState, Stored},
     ticket::Ticket,
     transfers::now,
@@ -47,7 +48,6 @@ const MAX_MESSAGE: usize = 8 * 1024;
 /// Longest offer name kept (characters).
 const MAX_NAME: usize = 255;
 const CONNECT_WAIT: Duration = Duration::from_secs(5);
-const PEER_WAIT: Duration = Duration::from_secs(10);
 const BACKOFF_START: i64 = 2;
 const BACKOFF_CAP: i64 = 30;
 
@@ -205,21 +205,11 @@ impl OfferServer {
 impl ProtocolHandler for OfferServer {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
         let peer = conn.remote_id();
-        let read = async {
-            let (send, mut recv) = conn.accept_bi().await?;
-            let req = recv
-                .read_to_end(MAX_MESSAGE)
-                .await
-                .map_err(AcceptError::from_err)?;
-            Ok::<_, AcceptError>((send, req))
-        };
-        let Ok(read) = tokio::time::timeout(PEER_WAIT, read).await else {
-            conn.close(3u32.into(), b"too slow");
+        let Some((send, req)) = oneshot::read_request(&conn, MAX_MESSAGE).await? else {
             return Ok(());
         };
-        let (mut send, req) = read?;
         let Ok(msg) = postcard::from_bytes::<Msg>(&req) else {
-            conn.close(2u32.into(), b"bad request");
+            oneshot::bad_request(&conn);
             return Ok(());
         };
         let this = self.clone();
@@ -227,39 +217,16 @@ impl ProtocolHandler for OfferServer {
             .await
             .unwrap_or_else(|e| Reply::Refused(format!("failed: {e}")));
         let bytes = postcard::to_stdvec(&reply).map_err(AcceptError::from_err)?;
-        send.write_all(&bytes)
-            .await
-            .map_err(AcceptError::from_err)?;
-        send.finish().map_err(AcceptError::from_err)?;
-        if tokio::time::timeout(PEER_WAIT, conn.closed())
-            .await
-            .is_err()
-        {
-            conn.close(0u32.into(), b"done");
-        }
-        Ok(())
+        oneshot::answer(&conn, send, &bytes).await
     }
 }
 
 /// Sends one message to `addr` and reads the reply.
 async fn exchange(endpoint: &Endpoint, addr: EndpointAddr, msg: &Msg) -> Result<Reply, String> {
-    let conn = tokio::time::timeout(CONNECT_WAIT, endpoint.connect(addr, ALPN))
+    let req = postcard::to_stdvec(msg).map_err(|e| e.to_string())?;
+    let bytes = oneshot::ask(endpoint, addr, ALPN, CONNECT_WAIT, &req, MAX_MESSAGE)
         .await
-        .map_err(|_| format!("no answer within {}s", CONNECT_WAIT.as_secs()))?
         .map_err(|e| e.to_string())?;
-    let talk = async {
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-        let bytes = postcard::to_stdvec(msg).map_err(|e| e.to_string())?;
-        send.write_all(&bytes).await.map_err(|e| e.to_string())?;
-        send.finish().map_err(|e| e.to_string())?;
-        recv.read_to_end(MAX_MESSAGE)
-            .await
-            .map_err(|e| e.to_string())
-    };
-    let bytes = tokio::time::timeout(PEER_WAIT, talk)
-        .await
-        .map_err(|_| format!("no reply within {}s", PEER_WAIT.as_secs()))??;
-    conn.close(0u32.into(), b"done");
     postcard::from_bytes(&bytes).map_err(|e| format!("malformed reply: {e}"))
 }
 

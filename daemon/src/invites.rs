@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info};
 
 use crate::{
+    oneshot,
     registry::{InviteRecord, PeerRecord, Redeemed, Registry},
     transfers::now,
 };
@@ -31,8 +32,6 @@ pub const ALPN: &[u8] = b"ringdrop/invite/1";
 /// Prefix of an invite ticket.
 pub const PREFIX: &str = "rdropinvite";
 const MAX_MESSAGE: usize = 4096;
-/// How long a peer has to send its request, and to take the answer.
-const PEER_WAIT: Duration = Duration::from_secs(10);
 const CONNECT_WAIT: Duration = Duration::from_secs(20);
 /// Most addresses a joiner may give.
 const MAX_ADDRS: usize = 16;
@@ -214,19 +213,9 @@ impl InviteServer {
 impl ProtocolHandler for InviteServer {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
         let peer = conn.remote_id();
-        let read = async {
-            let (send, mut recv) = conn.accept_bi().await?;
-            let req = recv
-                .read_to_end(MAX_MESSAGE)
-                .await
-                .map_err(AcceptError::from_err)?;
-            Ok::<_, AcceptError>((send, req))
-        };
-        let Ok(read) = tokio::time::timeout(PEER_WAIT, read).await else {
-            conn.close(3u32.into(), b"too slow");
+        let Some((send, req)) = oneshot::read_request(&conn, MAX_MESSAGE).await? else {
             return Ok(());
         };
-        let (mut send, req) = read?;
         let Ok(Request::Join {
             id,
             secret,
@@ -234,7 +223,7 @@ impl ProtocolHandler for InviteServer {
             addrs,
         }) = postcard::from_bytes::<Request>(&req)
         else {
-            conn.close(2u32.into(), b"bad request");
+            oneshot::bad_request(&conn);
             return Ok(());
         };
         let registry = self.registry.clone();
@@ -269,17 +258,7 @@ impl ProtocolHandler for InviteServer {
             Err(e) => Response::Refused(format!("the inviter failed: {e}")),
         };
         let bytes = postcard::to_stdvec(&answer).map_err(AcceptError::from_err)?;
-        send.write_all(&bytes)
-            .await
-            .map_err(AcceptError::from_err)?;
-        send.finish().map_err(AcceptError::from_err)?;
-        if tokio::time::timeout(PEER_WAIT, conn.closed())
-            .await
-            .is_err()
-        {
-            conn.close(0u32.into(), b"done");
-        }
-        Ok(())
+        oneshot::answer(&conn, send, &bytes).await
     }
 }
 
@@ -307,42 +286,34 @@ pub async fn join(
         peer: peer.clone(),
         msg,
     };
-    let conn = tokio::time::timeout(CONNECT_WAIT, endpoint.connect(invite.addr.clone(), ALPN))
-        .await
-        .map_err(|_| JoinError::Connect {
+    let req = postcard::to_stdvec(&Request::Join {
+        id: invite.id,
+        secret: invite.secret,
+        name: host_name(),
+        addrs: endpoint
+            .addr()
+            .ip_addrs()
+            .copied()
+            .take(MAX_ADDRS)
+            .collect(),
+    })
+    .map_err(|e| proto(e.to_string()))?;
+    let bytes = oneshot::ask(
+        endpoint,
+        invite.addr.clone(),
+        ALPN,
+        CONNECT_WAIT,
+        &req,
+        MAX_MESSAGE,
+    )
+    .await
+    .map_err(|e| match e {
+        oneshot::AskError::Connect(msg) => JoinError::Connect {
             peer: peer.clone(),
-            msg: format!("no answer within {}s", CONNECT_WAIT.as_secs()),
-        })?
-        .map_err(|e| JoinError::Connect {
-            peer: peer.clone(),
-            msg: e.to_string(),
-        })?;
-    let exchange = async {
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| proto(e.to_string()))?;
-        let req = postcard::to_stdvec(&Request::Join {
-            id: invite.id,
-            secret: invite.secret,
-            name: host_name(),
-            addrs: endpoint
-                .addr()
-                .ip_addrs()
-                .copied()
-                .take(MAX_ADDRS)
-                .collect(),
-        })
-        .map_err(|e| proto(e.to_string()))?;
-        send.write_all(&req)
-            .await
-            .map_err(|e| proto(e.to_string()))?;
-        send.finish().map_err(|e| proto(e.to_string()))?;
-        recv.read_to_end(MAX_MESSAGE)
-            .await
-            .map_err(|e| proto(e.to_string()))
-    };
-    let bytes = tokio::time::timeout(PEER_WAIT, exchange)
-        .await
-        .map_err(|_| proto(format!("no answer within {}s", PEER_WAIT.as_secs())))??;
-    conn.close(0u32.into(), b"done");
+            msg,
+        },
+        oneshot::AskError::Exchange(msg) => proto(msg),
+    })?;
     match postcard::from_bytes::<Response>(&bytes) {
         Ok(Response::Joined { ring, member_until }) => {
             let registry = registry.clone();

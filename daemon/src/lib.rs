@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod events;
 pub mod invites;
 pub mod node;
+pub mod oneshot;
 pub mod policy;
 pub mod provider;
 pub mod registry;

@@ -12,3 +12,4 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 pub mod paths;
 pub mod place;
+pub mod units;

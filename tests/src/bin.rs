@@ -295,6 +295,26 @@ impl BinDaemon {
     }
 
     /// Runs `ringdropctl --socket <ours> ARGS`.
+    /// `ringdropctl --json ARGS`, which must succeed; its (last) JSON line.
+    pub fn ctl_json(&self, args: &[&str]) -> Result<serde_json::Value> {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.ctl(&all)?;
+        anyhow::ensure!(
+            out.status.success(),
+            "ringdropctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Streaming commands print one object a line: the last is the result.
+        let text = String::from_utf8_lossy(&out.stdout);
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("null");
+        Ok(serde_json::from_str(last)?)
+    }
+
     pub fn ctl(&self, args: &[&str]) -> Result<std::process::Output> {
         Ok(std::process::Command::new(bin("ringdropctl")?)
             .arg("--socket")

@@ -12,21 +12,7 @@ use ringdrop_tests::{random_file, temp_dir, BinDaemon};
 use serde_json::Value;
 
 fn ctl_json(d: &BinDaemon, args: &[&str]) -> Result<Value> {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let out = d.ctl(&all)?;
-    ensure!(
-        out.status.success(),
-        "ringdropctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let last = text
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("null");
-    Ok(serde_json::from_str(last)?)
+    d.ctl_json(args)
 }
 
 /// Polls `ringdropctl --json LIST` until `pick` finds something.

@@ -3,27 +3,12 @@
 //! a forged, used-up, expired or withdrawn invite is refused and changes
 //! nothing. The secret never shows in `peer ls` or a log.
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{Context, Result};
 use ringdrop_tests::{random_file, temp_dir, wait_done, BinDaemon};
 use serde_json::Value;
 
 fn ctl_json(d: &BinDaemon, args: &[&str]) -> Result<Value> {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let out = d.ctl(&all)?;
-    ensure!(
-        out.status.success(),
-        "ringdropctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // Streaming commands print one object a line: the last one is the result.
-    let text = String::from_utf8_lossy(&out.stdout);
-    let last = text
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("null");
-    Ok(serde_json::from_str(last)?)
+    d.ctl_json(args)
 }
 
 /// `ringdropctl ring join`: its exit status and stderr.

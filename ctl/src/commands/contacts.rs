@@ -6,7 +6,10 @@ use clap::{Args, Subcommand};
 use ringdrop_proto::v1 as pb;
 use serde_json::{json, Value};
 
-use super::{absolute, fetch::follow_started, place};
+use super::{
+    absolute,
+    fetch::{follow_started, DestArgs},
+};
 use crate::{
     client,
     error::CliError,
@@ -52,15 +55,8 @@ pub enum InboxCmd {
     /// Fetch an offer.
     Accept {
         id: u64,
-        /// Destination (default: the current directory).
-        #[arg(long, short)]
-        out: Option<PathBuf>,
-        /// Replace existing files at the destination.
-        #[arg(long)]
-        force: bool,
-        /// Return at once; the daemon keeps fetching.
-        #[arg(long, short)]
-        detach: bool,
+        #[command(flatten)]
+        dest: DestArgs,
     },
     /// Decline an offer; the sender is told.
     Reject { id: u64 },
@@ -211,24 +207,19 @@ pub async fn inbox(socket: Option<PathBuf>, out: &Out, args: InboxArgs) -> Resul
                 text
             });
         }
-        InboxCmd::Accept {
-            id,
-            out: dest,
-            force,
-            detach,
-        } => {
-            let dest = absolute(&dest.unwrap_or_else(|| PathBuf::from(".")))?;
+        InboxCmd::Accept { id, dest } => {
+            let (path, caller_cannot_write) = dest.resolve()?;
             let r = c
                 .contacts()
                 .accept_offer(pb::AcceptOfferRequest {
                     id,
-                    out: dest.display().to_string(),
-                    force,
-                    caller_cannot_write: place::cannot_write(&dest).unwrap_or_default(),
+                    out: path.display().to_string(),
+                    force: dest.force,
+                    caller_cannot_write,
                 })
                 .await?
                 .into_inner();
-            follow_started(&c, out, r.transfer.unwrap_or_default(), detach).await?;
+            follow_started(&c, out, r.transfer.unwrap_or_default(), dest.detach).await?;
         }
         InboxCmd::Reject { id } => {
             let o = c
@@ -240,30 +231,4 @@ pub async fn inbox(socket: Option<PathBuf>, out: &Out, args: InboxArgs) -> Resul
         }
     }
     Ok(())
-}
-
-/// `1048576`, `512K`, `100M`, `1.5G` (powers of 1024).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim().trim_end_matches(['B', 'b']);
-    let (num, mult) = match t.chars().last() {
-        Some(c) if c.is_ascii_alphabetic() => {
-            let m: u64 = match c.to_ascii_uppercase() {
-                'K' => 1 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                'T' => 1 << 40,
-                _ => return Err(format!("unknown unit in {s:?}: use K, M, G or T")),
-            };
-            (&t[..t.len() - 1], m)
-        }
-        _ => (t, 1),
-    };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (examples: 512K, 100M, 1.5G)"))?;
-    if !(n.is_finite() && n > 0.0) {
-        return Err(format!("{s:?} must be a positive size"));
-    }
-    Ok((n * mult as f64) as u64)
 }

@@ -16,34 +16,50 @@ use crate::{
 pub struct FetchArgs {
     /// A ringdrop ticket (rdrop...) or an iroh blob ticket (blob..., e.g. from sendme).
     ticket: String,
+    #[command(flatten)]
+    dest: DestArgs,
+}
+
+/// Where a fetch goes and how it is followed (`fetch`, `inbox accept`).
+#[derive(Debug, Args)]
+pub struct DestArgs {
     /// Destination: an existing directory to fetch into, or the path of the
     /// file / directory to create (default: the current directory).
     #[arg(long, short)]
-    out: Option<PathBuf>,
+    pub out: Option<PathBuf>,
     /// Replace existing files at the destination.
     #[arg(long)]
-    force: bool,
+    pub force: bool,
     /// Return at once; the daemon keeps fetching.
     #[arg(long, short)]
-    detach: bool,
+    pub detach: bool,
+}
+
+impl DestArgs {
+    /// The absolute destination, and why the caller cannot write it (if so).
+    pub fn resolve(&self) -> Result<(PathBuf, String), CliError> {
+        let dest = absolute(self.out.as_deref().unwrap_or(std::path::Path::new(".")))?;
+        let cannot = place::cannot_write(&dest).unwrap_or_default();
+        Ok((dest, cannot))
+    }
 }
 
 pub async fn fetch(socket: Option<PathBuf>, out: &Out, args: FetchArgs) -> Result<(), CliError> {
-    let dest = absolute(&args.out.unwrap_or_else(|| PathBuf::from(".")))?;
+    let (dest, caller_cannot_write) = args.dest.resolve()?;
     let c = client::connect(socket).await?;
     let t = c
         .transfers()
         .fetch(pb::FetchRequest {
             ticket: args.ticket,
             out: dest.display().to_string(),
-            force: args.force,
-            caller_cannot_write: place::cannot_write(&dest).unwrap_or_default(),
+            force: args.dest.force,
+            caller_cannot_write,
         })
         .await?
         .into_inner()
         .transfer
         .unwrap_or_default();
-    follow_started(&c, out, t, args.detach).await
+    follow_started(&c, out, t, args.dest.detach).await
 }
 
 /// Follows a transfer just started (or, with `detach`, says how to).

@@ -137,7 +137,7 @@ pub enum PeerCmd {
         #[arg(long)]
         accept_into: PathBuf,
         /// Larger offers wait in the inbox (e.g. 500M, 2G).
-        #[arg(long, value_parser = super::contacts::parse_size)]
+        #[arg(long, value_parser = ringdrop_proto::units::parse_bytes)]
         max_size: Option<u64>,
     },
     /// Stop accepting this peer's offers by themselves.

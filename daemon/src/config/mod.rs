@@ -80,37 +80,7 @@ pub struct Config {
 /// The default log filter: our info, the libraries' warnings.
 pub const DEFAULT_LOG: &str = "info,iroh=warn,noq=warn,iroh_blobs=warn,swarm_discovery=warn";
 
-/// Parses a byte count or rate: `1048576`, `512K`, `100M`, `1.5G`
-/// (K/M/G/T are powers of 1024; a trailing `B`, `iB` or `/s` is allowed).
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let t = t.strip_suffix("/s").unwrap_or(t);
-    let t = t
-        .strip_suffix("iB")
-        .or_else(|| t.strip_suffix('B'))
-        .unwrap_or(t);
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m: u64 = match c.to_ascii_uppercase() {
-                'K' => 1 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                'T' => 1 << 40,
-                _ => return Err(format!("unknown unit in {s:?}: use K, M, G or T")),
-            };
-            (&t[..i], m)
-        }
-        _ => (t, 1),
-    };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (examples: 1048576, 512K, 100M, 1.5G)"))?;
-    if !(n.is_finite() && n > 0.0) {
-        return Err(format!("{s:?} must be a positive size"));
-    }
-    Ok((n * mult as f64) as u64)
-}
+pub use ringdrop_proto::units::parse_bytes;
 
 impl Config {
     /// Defaults for a user daemon (XDG data dir and runtime socket).
@@ -189,21 +159,3 @@ pub const MAX_HOOK_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The longest `peer_timeout`: iroh abandons a silent path after 15 s anyway.
 pub const MAX_PEER_TIMEOUT: Duration = Duration::from_secs(15);
-
-#[cfg(test)]
-mod tests {
-    use super::parse_bytes;
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
-        assert_eq!(parse_bytes("512K"), Ok(512 << 10));
-        assert_eq!(parse_bytes("100M"), Ok(100 << 20));
-        assert_eq!(parse_bytes("1.5GiB"), Ok(3 << 29));
-        assert_eq!(parse_bytes("10MB/s"), Ok(10 << 20));
-        assert!(parse_bytes("fast").is_err());
-        assert!(parse_bytes("0").is_err());
-        assert!(parse_bytes("-5M").is_err());
-        assert!(parse_bytes("5X").is_err());
-    }
-}
