@@ -175,13 +175,11 @@ impl OfferServer {
                 }
             }
             Msg::Receipt { id, receipt } => {
-                let Ok(Some(mut offer)) = self.registry.sent_offer(id) else {
-                    return Reply::Refused("no such offer".into());
-                };
-                if offer.peer != *peer.as_bytes() {
-                    return Reply::Refused("no such offer".into());
-                }
-                if !offer.state.is_final() {
+                let from = *peer.as_bytes();
+                let updated = self.registry.update_sent(id, |offer| {
+                    if offer.peer != from || offer.state.is_final() {
+                        return;
+                    }
                     offer.state = match receipt {
                         Receipt::Accepted if offer.state == SentState::Fetching => {
                             SentState::Fetching
@@ -190,13 +188,16 @@ impl OfferServer {
                         Receipt::Rejected => SentState::Rejected,
                         Receipt::Completed => SentState::Completed,
                     };
-                    if let Err(e) = self.registry.put_sent(&offer) {
-                        return Reply::Refused(format!("cannot record it now: {e}"));
+                });
+                match updated {
+                    Ok(Some(offer)) if offer.peer == from => {
+                        info!(%peer, id, state = offer.state.name(), "receipt");
+                        self.shared.wake.notify_one();
+                        Reply::Noted
                     }
-                    info!(%peer, id, state = offer.state.name(), "receipt");
-                    self.shared.wake.notify_one();
+                    Ok(_) => Reply::Refused("no such offer".into()),
+                    Err(e) => Reply::Refused(format!("cannot record it now: {e}")),
                 }
-                Reply::Noted
             }
         }
     }
@@ -280,30 +281,31 @@ pub async fn deliver_offer(endpoint: Endpoint, registry: Registry, addr: Endpoin
         ticket: sent.ticket.clone(),
     };
     let result = offer(&endpoint, addr, msg).await;
-    let Ok(Some(mut offer)) = registry.sent_offer(id) else {
-        return;
-    };
-    if offer.state != SentState::Queued {
-        return;
+    let recorded = registry.update_sent(id, |offer| {
+        if offer.state != SentState::Queued {
+            return;
+        }
+        match result {
+            Ok(Ok(())) => {
+                info!(id, "offer delivered");
+                offer.state = SentState::Delivered;
+                offer.last_error = None;
+            }
+            Ok(Err(why)) => {
+                warn!(id, "offer refused: {why}");
+                offer.state = SentState::Refused;
+                offer.last_error = Some(format!("refused by the peer: {why}"));
+            }
+            Err(e) => {
+                offer.attempts += 1;
+                offer.next_try_at = now() + backoff(offer.attempts);
+                offer.last_error = Some(format!("not delivered yet: {e}"));
+            }
+        }
+    });
+    if let Err(e) = recorded {
+        warn!(id, "cannot record the delivery: {e}");
     }
-    match result {
-        Ok(Ok(())) => {
-            info!(id, "offer delivered");
-            offer.state = SentState::Delivered;
-            offer.last_error = None;
-        }
-        Ok(Err(why)) => {
-            warn!(id, "offer refused: {why}");
-            offer.state = SentState::Refused;
-            offer.last_error = Some(format!("refused by the peer: {why}"));
-        }
-        Err(e) => {
-            offer.attempts += 1;
-            offer.next_try_at = now() + backoff(offer.attempts);
-            offer.last_error = Some(format!("not delivered yet: {e}"));
-        }
-    }
-    registry.put_sent(&offer).ok();
 }
 
 /// Sends the receipt an inbox offer owes (receiver side).
@@ -324,22 +326,23 @@ pub async fn deliver_receipt(
         receipt,
     };
     let result = exchange(&endpoint, addr, &msg).await;
-    let Ok(Some(mut offer)) = registry.inbox_offer(inbox_id) else {
-        return;
-    };
-    if offer.receipt != Some(receipt) {
-        return; // a newer one is owed now
-    }
-    match result {
-        Ok(Reply::Noted) | Ok(Reply::Refused(_)) | Ok(Reply::Stored) => {
-            offer.receipt = None;
-            offer.receipt_attempts = 0;
+    let recorded = registry.update_inbox(inbox_id, |offer| {
+        if offer.receipt != Some(receipt) {
+            return; // a newer one is owed now
         }
-        Err(e) => {
-            debug!(inbox_id, "receipt not delivered yet: {e}");
-            offer.receipt_attempts += 1;
-            offer.receipt_next_try = now() + backoff(offer.receipt_attempts);
+        match result {
+            Ok(_) => {
+                offer.receipt = None;
+                offer.receipt_attempts = 0;
+            }
+            Err(e) => {
+                debug!(inbox_id, "receipt not delivered yet: {e}");
+                offer.receipt_attempts += 1;
+                offer.receipt_next_try = now() + backoff(offer.receipt_attempts);
+            }
         }
+    });
+    if let Err(e) = recorded {
+        warn!(inbox_id, "cannot record the receipt's delivery: {e}");
     }
-    registry.put_inbox(&offer).ok();
 }

@@ -331,3 +331,81 @@ async fn rejected_and_withdrawn_offers_end_their_access() -> Result<()> {
     }
     Ok(())
 }
+
+/// A trusted sender's offer says 1,000 bytes (under the trust limit); the
+/// content is 4 MiB: the fetch stops before the data and keeps nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_offer_that_lies_about_its_size_is_not_kept() -> Result<()> {
+    use iroh_blobs::{format::collection::Collection, ticket::BlobTicket, BlobFormat};
+    use ringdropd::contacts::{offer, OfferMsg};
+    let b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
+    let (store, router, addr) = ringdrop_tests::plain_node().await?;
+    let data = vec![7u8; 4 << 20];
+    let tt = store.add_bytes(data).temp_tag().await?;
+    let collection: Collection = [("big.bin".to_string(), tt.hash())].into_iter().collect();
+    let root = collection.store(&store).await?;
+    let ticket = BlobTicket::new(addr.clone(), root.hash(), BlobFormat::HashSeq).to_string();
+
+    let sender = router.endpoint().id().to_string();
+    ctl_json(&b, &["peer", "add", "mallory", &sender])?;
+    let dir = temp_dir("rdrop-inbox-")?;
+    ctl_json(
+        &b,
+        &[
+            "peer",
+            "trust",
+            "mallory",
+            "--accept-into",
+            path(&dir)?,
+            "--max-size",
+            "1M",
+        ],
+    )?;
+    let b_status = ctl_json(&b, &["status"])?;
+    let b_addr = iroh::EndpointAddr::new(b_status["endpoint_id"].as_str().context("id")?.parse()?)
+        .with_ip_addr(
+            b_status["direct_addresses"][0]
+                .as_str()
+                .context("addr")?
+                .parse()?,
+        );
+    let lie = OfferMsg {
+        id: 1,
+        name: "small.txt".into(),
+        size: 1000,
+        files: 1,
+        ticket,
+    };
+    offer(router.endpoint(), b_addr, lie)
+        .await
+        .map_err(anyhow::Error::msg)?
+        .map_err(anyhow::Error::msg)?;
+    let failed = until(&b, &["inbox"], |v| {
+        first_with(v, "state", "failed").cloned()
+    })
+    .await?;
+    let tid = failed["transfer_id"]
+        .as_u64()
+        .context("transfer")?
+        .to_string();
+    let t = ctl_json(&b, &["transfers", "show", &tid])?;
+    assert_eq!(t["state"], "failed", "{t}");
+    assert!(
+        t["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the offer said 1000 bytes"),
+        "{t}"
+    );
+    assert!(
+        t["bytes_received"].as_u64().unwrap_or(u64::MAX) < 1 << 20,
+        "{t}"
+    );
+    assert!(
+        ringdrop_tests::list_tree(&dir).is_empty(),
+        "{:?}",
+        ringdrop_tests::list_tree(&dir)
+    );
+    drop(tt);
+    Ok(())
+}

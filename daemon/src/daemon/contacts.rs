@@ -133,21 +133,27 @@ impl Daemon {
         Ok(self.inner.registry.sent()?)
     }
 
-    /// Withdraws an offer; the loop ends the access it created.
+    /// Withdraws an offer and ends the access it created.
     pub fn withdraw(&self, id: u64) -> Result<SentOffer, ContactError> {
-        let registry = &self.inner.registry;
-        let mut rec = registry
-            .sent_offer(id)?
+        let mut was = None;
+        let rec = self
+            .inner
+            .registry
+            .update_sent(id, |r| {
+                if r.state.is_final() {
+                    was = Some(r.state);
+                } else {
+                    r.state = SentState::Withdrawn;
+                }
+            })?
             .ok_or(ContactError::NoSuchOffer(id))?;
-        if rec.state.is_final() {
+        if let Some(state) = was {
             return Err(ContactError::Settled {
                 id,
-                state: rec.state.name(),
+                state: state.name(),
                 action: "withdrawn",
             });
         }
-        rec.state = SentState::Withdrawn;
-        registry.put_sent(&rec)?;
         self.end_offer_access(&rec);
         Ok(rec)
     }
@@ -186,7 +192,14 @@ impl Daemon {
         caller_cannot_write: Option<String>,
     ) -> Result<(InboxOffer, TransferView), ContactError> {
         let mut rec = self.new_offer(id, "accepted")?;
-        let view = self.fetch(&rec.ticket, out, force, caller, caller_cannot_write)?;
+        let view = self.fetch_expecting(
+            &rec.ticket,
+            out,
+            force,
+            caller,
+            caller_cannot_write,
+            Some(rec.size),
+        )?;
         rec.state = InboxState::Accepted;
         rec.transfer_id = Some(view.rec.id);
         self.owe_receipt(&mut rec, Receipt::Accepted)?;
@@ -305,8 +318,14 @@ impl Daemon {
         let t = now();
         for mut rec in registry.sent()? {
             if !rec.state.is_final() && t >= rec.expires_at {
-                rec.state = SentState::Expired;
-                registry.put_sent(&rec)?;
+                let updated = registry.update_sent(rec.id, |r| {
+                    if !r.state.is_final() {
+                        r.state = SentState::Expired;
+                    }
+                })?;
+                if let Some(r) = updated {
+                    rec = r;
+                }
             }
             if rec.state.is_final() {
                 self.end_offer_access(&rec);
@@ -329,7 +348,26 @@ impl Daemon {
             }
             if rec.state == InboxState::Accepted {
                 if let Some(tid) = rec.transfer_id {
-                    let state = self.inner.transfers.get(tid).map(|v| v.rec.state);
+                    let view = self.inner.transfers.get(tid);
+                    // The content is not what the offer said (a size below
+                    // a trust limit, say): cut it, keep nothing.
+                    if let Ok(v) = &view {
+                        let total = v.rec.bytes_total;
+                        if total > 0 && total != rec.size && !v.rec.state.is_terminal() {
+                            warn!(
+                                id = rec.id,
+                                offered = rec.size,
+                                total,
+                                "offer's content is not the size it said; cancelling its fetch"
+                            );
+                            let transfers = self.inner.transfers.clone();
+                            tokio::spawn(async move { transfers.cancel(tid, true).await.ok() });
+                            rec.state = InboxState::Failed;
+                            registry.put_inbox(&rec)?;
+                            continue;
+                        }
+                    }
+                    let state = view.map(|v| v.rec.state);
                     match state {
                         Ok(TransferState::Completed) => {
                             rec.state = InboxState::Completed;
@@ -361,13 +399,8 @@ impl Daemon {
 
     fn auto_accept(&self, rec: &mut InboxOffer, trust: &TrustRecord) {
         let me = crate::rpc::my_uid();
-        match self.fetch(
-            &rec.ticket,
-            Some(trust.accept_into.clone()),
-            false,
-            me,
-            None,
-        ) {
+        let dir = Some(trust.accept_into.clone());
+        match self.fetch_expecting(&rec.ticket, dir, false, me, None, Some(rec.size)) {
             Ok(view) => {
                 info!(
                     id = rec.id,
@@ -391,16 +424,20 @@ impl Daemon {
     /// Bytes served for a sent offer: it is being fetched.
     fn count_served(&self, peer: &str, share: &str, bytes: u64) -> Result<(), RegistryError> {
         let registry = &self.inner.registry;
-        for mut rec in registry.sent()? {
+        for rec in registry.sent()? {
             let matches = !rec.state.is_final()
                 && rec.hash.to_string() == share
                 && data_encoding::HEXLOWER.encode(&rec.peer) == peer;
             if matches {
-                rec.bytes += bytes;
-                if matches!(rec.state, SentState::Delivered | SentState::Accepted) {
-                    rec.state = SentState::Fetching;
-                }
-                registry.put_sent(&rec)?;
+                registry.update_sent(rec.id, |r| {
+                    if r.state.is_final() {
+                        return;
+                    }
+                    r.bytes += bytes;
+                    if matches!(r.state, SentState::Delivered | SentState::Accepted) {
+                        r.state = SentState::Fetching;
+                    }
+                })?;
             }
         }
         Ok(())

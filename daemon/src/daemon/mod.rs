@@ -444,6 +444,19 @@ impl Daemon {
         caller: u32,
         caller_cannot_write: Option<String>,
     ) -> Result<TransferView, TransferError> {
+        self.fetch_expecting(ticket, out, force, caller, caller_cannot_write, None)
+    }
+
+    /// [`Self::fetch`] of content that must be `expect_size` bytes.
+    pub fn fetch_expecting(
+        &self,
+        ticket: &str,
+        out: Option<PathBuf>,
+        force: bool,
+        caller: u32,
+        caller_cannot_write: Option<String>,
+        expect_size: Option<u64>,
+    ) -> Result<TransferView, TransferError> {
         let dest = out.unwrap_or_else(|| self.inner.config.download_dir.clone());
         let placement = placement_for(caller, &dest, &self.inner.config.download_dir);
         match (placement, caller_cannot_write) {
@@ -464,6 +477,7 @@ impl Daemon {
             force,
             owner_uid: caller,
             placement,
+            expect_size,
         })?;
         // The ticket's addresses refresh the provider's address-book entry.
         if let Ok(t) = ticket.parse::<Ticket>() {

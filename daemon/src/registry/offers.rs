@@ -182,6 +182,56 @@ impl Registry {
         Ok(())
     }
 
+    /// Changes a sent offer in one transaction (no update lost to a
+    /// receipt or a delivery landing at the same time); the offer after
+    /// the change, if it exists.
+    pub fn update_sent(
+        &self,
+        id: u64,
+        change: impl FnOnce(&mut SentOffer),
+    ) -> Result<Option<SentOffer>> {
+        let tx = self.write()?;
+        let updated = {
+            let mut table = tx.open_table(SENT)?;
+            let found: Option<SentOffer> =
+                table.get(id)?.map(|v| decode_row(v.value())).transpose()?;
+            match found {
+                Some(mut rec) => {
+                    change(&mut rec);
+                    table.insert(id, encode_row(&rec)?.as_slice())?;
+                    Some(rec)
+                }
+                None => None,
+            }
+        };
+        tx.commit()?;
+        Ok(updated)
+    }
+
+    /// Changes an inbox offer in one transaction (see [`Self::update_sent`]).
+    pub fn update_inbox(
+        &self,
+        id: u64,
+        change: impl FnOnce(&mut InboxOffer),
+    ) -> Result<Option<InboxOffer>> {
+        let tx = self.write()?;
+        let updated = {
+            let mut table = tx.open_table(INBOX)?;
+            let found: Option<InboxOffer> =
+                table.get(id)?.map(|v| decode_row(v.value())).transpose()?;
+            match found {
+                Some(mut rec) => {
+                    change(&mut rec);
+                    table.insert(id, encode_row(&rec)?.as_slice())?;
+                    Some(rec)
+                }
+                None => None,
+            }
+        };
+        tx.commit()?;
+        Ok(updated)
+    }
+
     pub fn sent(&self) -> Result<Vec<SentOffer>> {
         let tx = self.read()?;
         let table = tx.open_table(SENT)?;

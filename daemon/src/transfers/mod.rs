@@ -69,6 +69,9 @@ pub struct FetchRequest {
     /// Uid of the control-socket client.
     pub owner_uid: u32,
     pub placement: Placement,
+    /// The content must be exactly this many bytes (what an offer said),
+    /// checked before the files' data is fetched.
+    pub expect_size: Option<u64>,
 }
 
 /// A transfer as clients see it: the row plus live figures.
@@ -181,6 +184,7 @@ impl TransferManager {
             force,
             owner_uid,
             placement,
+            expect_size,
         } = req;
         let parsed: Ticket = ticket.parse()?;
         if !dest.is_absolute() {
@@ -208,7 +212,7 @@ impl TransferManager {
             placement,
         };
         self.inner.registry.insert_transfer(&mut rec)?;
-        Ok(self.spawn(rec, parsed))
+        Ok(self.spawn_expecting(rec, parsed, expect_size))
     }
 
     /// Re-queues every transfer that had not finished when the daemon stopped.
@@ -244,6 +248,15 @@ impl TransferManager {
     }
 
     fn spawn(&self, rec: TransferRecord, ticket: Ticket) -> TransferView {
+        self.spawn_expecting(rec, ticket, None)
+    }
+
+    fn spawn_expecting(
+        &self,
+        rec: TransferRecord,
+        ticket: Ticket,
+        expect_size: Option<u64>,
+    ) -> TransferView {
         let view = TransferView { rec, rate: 0 };
         let id = view.rec.id;
         let (tx, _) = watch::channel(view.clone());
@@ -277,6 +290,7 @@ impl TransferManager {
             container: worker::container_name(&view.rec),
             writing: Default::default(),
             events: self.inner.events.clone(),
+            expect_size,
         };
         let this = self.clone();
         self.inner.tasks.spawn(async move {

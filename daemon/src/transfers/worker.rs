@@ -67,6 +67,9 @@ pub(super) struct Worker {
     /// what it wrote.
     pub writing: Arc<tokio::sync::Mutex<()>>,
     pub events: crate::events::Events,
+    /// What an offer said the content's size is (not kept across restarts:
+    /// the contacts loop checks again there).
+    pub expect_size: Option<u64>,
 }
 
 /// Outcome of the attempt loop.
@@ -328,8 +331,9 @@ impl Worker {
         let place = self.place();
         let opened = {
             let (hashes, files) = (hashes.clone(), named.len());
+            let in_data_dir = self.placement == Placement::Client;
             blocking(move || {
-                if place.root.ends_with(CLIENT_INCOMING) {
+                if in_data_dir {
                     incoming::private_dir(&place.root).map_err(|e| {
                         incoming::IncomingError::Io {
                             path: place.root.clone(),
@@ -433,6 +437,11 @@ impl Worker {
             });
         }
         let total = entries.iter().fold(0u64, |t, e| t.saturating_add(e.size));
+        if let Some(said) = self.expect_size.filter(|s| *s != total) {
+            return Err(AttemptError::BadContent(format!(
+                "the offer said {said} bytes but the content is {total} bytes; nothing of it was kept"
+            )));
+        }
         let done: u64 = entries
             .iter()
             .zip(have.iter())
