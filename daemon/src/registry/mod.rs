@@ -39,6 +39,9 @@ const BLOB_PARENTS: MultimapTableDefinition<&[u8; 32], &[u8; 32]> =
 /// all of them must be unchanged for the blob to be served.
 const BLOB_SOURCES: MultimapTableDefinition<&[u8; 32], &[u8]> =
     MultimapTableDefinition::new("blob_sources");
+/// A table of postcard records keyed by number.
+type IdTable = TableDefinition<'static, u64, &'static [u8]>;
+
 const TRANSFERS: TableDefinition<u64, &[u8]> = TableDefinition::new("transfers");
 /// transfer id -> what is on disk of its incoming files ([`PartialRecord`]).
 const PARTIALS: TableDefinition<u64, &[u8]> = TableDefinition::new("partials");
@@ -183,12 +186,75 @@ impl Registry {
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
+    /// The row `id` of a table of postcard records keyed by number.
+    fn row<T: serde::de::DeserializeOwned>(&self, table: IdTable, id: u64) -> Result<Option<T>> {
+        let tx = self.read()?;
+        let found = tx
+            .open_table(table)?
+            .get(id)?
+            .map(|v| decode_row(v.value()))
+            .transpose()?;
+        Ok(found)
+    }
+
+    /// Every row of such a table, by id.
+    fn rows<T: serde::de::DeserializeOwned>(&self, table: IdTable) -> Result<Vec<T>> {
+        let tx = self.read()?;
+        let table = tx.open_table(table)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            out.push(decode_row(item?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Writes row `id` (one commit).
+    fn put_row<T: serde::Serialize>(&self, table: IdTable, id: u64, rec: &T) -> Result<()> {
+        let tx = self.write()?;
+        tx.open_table(table)?
+            .insert(id, encode_row(rec)?.as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Changes row `id` in one transaction (nothing written meanwhile is
+    /// lost); the row after the change, if it exists.
+    fn update_row<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        table: IdTable,
+        id: u64,
+        change: impl FnOnce(&mut T),
+    ) -> Result<Option<T>> {
+        let tx = self.write()?;
+        let updated = {
+            let mut t = tx.open_table(table)?;
+            let found: Option<T> = t.get(id)?.map(|v| decode_row(v.value())).transpose()?;
+            match found {
+                Some(mut rec) => {
+                    change(&mut rec);
+                    t.insert(id, encode_row(&rec)?.as_slice())?;
+                    Some(rec)
+                }
+                None => None,
+            }
+        };
+        tx.commit()?;
+        Ok(updated)
+    }
+
     /// Closes the database; later calls fail with [`RegistryError::Closed`].
     pub fn close(&self) {
         if let Ok(mut db) = self.db.write() {
             db.take();
         }
     }
+}
+
+/// Takes the next number of the counter `key` (from 1).
+fn next_id(meta: &mut redb::Table<&str, u64>, key: &str) -> Result<u64> {
+    let id = meta.get(key)?.map(|v| v.value()).unwrap_or(1);
+    meta.insert(key, id + 1)?;
+    Ok(id)
 }
 
 /// Schema 1 -> 2: every transfer row gains its owner (the daemon's own

@@ -148,12 +148,6 @@ pub const MAX_INBOX: usize = 1000;
 const KEY_NEXT_OFFER: &str = "next_offer_id";
 const KEY_NEXT_INBOX: &str = "next_inbox_id";
 
-fn next_id(meta: &mut redb::Table<&str, u64>, key: &str) -> Result<u64> {
-    let id = meta.get(key)?.map(|v| v.value()).unwrap_or(1);
-    meta.insert(key, id + 1)?;
-    Ok(id)
-}
-
 impl Registry {
     /// Stores a new sent offer under a fresh id (set in `rec`).
     pub fn insert_sent(&self, rec: &mut SentOffer) -> Result<u64> {
@@ -175,11 +169,7 @@ impl Registry {
     }
 
     pub fn put_sent(&self, rec: &SentOffer) -> Result<()> {
-        let tx = self.write()?;
-        tx.open_table(SENT)?
-            .insert(rec.id, encode_row(rec)?.as_slice())?;
-        tx.commit()?;
-        Ok(())
+        self.put_row(SENT, rec.id, rec)
     }
 
     /// Changes a sent offer in one transaction (no update lost to a
@@ -190,22 +180,7 @@ impl Registry {
         id: u64,
         change: impl FnOnce(&mut SentOffer),
     ) -> Result<Option<SentOffer>> {
-        let tx = self.write()?;
-        let updated = {
-            let mut table = tx.open_table(SENT)?;
-            let found: Option<SentOffer> =
-                table.get(id)?.map(|v| decode_row(v.value())).transpose()?;
-            match found {
-                Some(mut rec) => {
-                    change(&mut rec);
-                    table.insert(id, encode_row(&rec)?.as_slice())?;
-                    Some(rec)
-                }
-                None => None,
-            }
-        };
-        tx.commit()?;
-        Ok(updated)
+        self.update_row(SENT, id, change)
     }
 
     /// Changes an inbox offer in one transaction (see [`Self::update_sent`]).
@@ -214,42 +189,15 @@ impl Registry {
         id: u64,
         change: impl FnOnce(&mut InboxOffer),
     ) -> Result<Option<InboxOffer>> {
-        let tx = self.write()?;
-        let updated = {
-            let mut table = tx.open_table(INBOX)?;
-            let found: Option<InboxOffer> =
-                table.get(id)?.map(|v| decode_row(v.value())).transpose()?;
-            match found {
-                Some(mut rec) => {
-                    change(&mut rec);
-                    table.insert(id, encode_row(&rec)?.as_slice())?;
-                    Some(rec)
-                }
-                None => None,
-            }
-        };
-        tx.commit()?;
-        Ok(updated)
+        self.update_row(INBOX, id, change)
     }
 
     pub fn sent(&self) -> Result<Vec<SentOffer>> {
-        let tx = self.read()?;
-        let table = tx.open_table(SENT)?;
-        let mut out = Vec::new();
-        for item in table.iter()? {
-            out.push(decode_row(item?.1.value())?);
-        }
-        Ok(out)
+        self.rows(SENT)
     }
 
     pub fn sent_offer(&self, id: u64) -> Result<Option<SentOffer>> {
-        let tx = self.read()?;
-        let found = tx
-            .open_table(SENT)?
-            .get(id)?
-            .map(|v| decode_row(v.value()))
-            .transpose()?;
-        Ok(found)
+        self.row(SENT, id)
     }
 
     /// Stores an offer from `rec.from`, within the inbox's limits, once.
@@ -291,31 +239,15 @@ impl Registry {
     }
 
     pub fn put_inbox(&self, rec: &InboxOffer) -> Result<()> {
-        let tx = self.write()?;
-        tx.open_table(INBOX)?
-            .insert(rec.id, encode_row(rec)?.as_slice())?;
-        tx.commit()?;
-        Ok(())
+        self.put_row(INBOX, rec.id, rec)
     }
 
     pub fn inbox(&self) -> Result<Vec<InboxOffer>> {
-        let tx = self.read()?;
-        let table = tx.open_table(INBOX)?;
-        let mut out = Vec::new();
-        for item in table.iter()? {
-            out.push(decode_row(item?.1.value())?);
-        }
-        Ok(out)
+        self.rows(INBOX)
     }
 
     pub fn inbox_offer(&self, id: u64) -> Result<Option<InboxOffer>> {
-        let tx = self.read()?;
-        let found = tx
-            .open_table(INBOX)?
-            .get(id)?
-            .map(|v| decode_row(v.value()))
-            .transpose()?;
-        Ok(found)
+        self.row(INBOX, id)
     }
 
     pub fn put_trust(&self, peer: &[u8; 32], rec: &TrustRecord) -> Result<()> {
