@@ -348,7 +348,12 @@ pub fn temp_dir(prefix: &str) -> Result<PathBuf> {
 }
 
 /// Directory of the workspace's built binaries (next to the test binary).
+/// `RINGDROP_BIN_DIR` points the suite at other binaries (an older
+/// ringdropd, to show a regression test fails there).
 pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("RINGDROP_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
     let exe = std::env::current_exe().unwrap_or_default();
     // target/<profile>/deps/<test> -> target/<profile>
     exe.parent()

@@ -457,3 +457,37 @@ async fn a_peer_cannot_make_the_node_hold_unbounded_connections_and_streams() ->
     assert!(b.ctl(&["--json", "status"])?.status.success());
     Ok(())
 }
+
+/// A stream whose request never ends (one byte, half a request, a whole
+/// request with the stream never finished) is reset within the daemon's
+/// request deadline (10 s), and the connection still serves a whole one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_that_never_ends_is_let_go() -> Result<()> {
+    let b = BinDaemon::spawn(&temp_dir("rdrop-victim-")?, &[])?;
+    let data = random_data(64 * 1024);
+    let (ticket, _) = share_bytes(&b, "small.bin", &data).await?;
+    let ep = loopback_endpoint().await?;
+    let conn = ep.connect(ticket.addr.clone(), iroh_blobs::ALPN).await?;
+    let whole = encode(GetRequest::all(ticket.content.hash));
+    let slow: [(&str, &[u8]); 3] = [
+        ("one byte", &whole[..1]),
+        ("half a request", &whole[..whole.len() / 2]),
+        ("a whole request, never finished", &whole),
+    ];
+    let mut held = Vec::new();
+    for (what, bytes) in slow {
+        let (mut send, recv) = conn.open_bi().await?;
+        send.write_all(bytes).await?;
+        held.push((what, send, recv));
+    }
+    for (what, _send, mut recv) in held {
+        // The guard only keeps a failing run from hanging.
+        let r = tokio::time::timeout(Duration::from_secs(60), recv.read_to_end(1 << 20))
+            .await
+            .with_context(|| format!("{what}: the stream was still held after 60 s"))?;
+        assert!(r.is_err(), "{what}: answered instead of reset: {r:?}");
+    }
+    let answer = ask(&conn, &whole, true).await?;
+    assert!(!nothing(&answer), "the connection no longer serves");
+    Ok(())
+}

@@ -1,18 +1,28 @@
 //! Our `ProtocolHandler` for `iroh_blobs::ALPN`: it keeps every live
-//! connection (so revocation can close it) and hands the connection to the
-//! standard iroh-blobs provider with our gate's event sender.
+//! connection (so revocation can close it), bounds how many a peer may
+//! hold and how long it may take to send a request, and hands each request
+//! to the standard iroh-blobs provider with our gate's event sender.
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use iroh::{
-    endpoint::Connection,
+    endpoint::{Connection, RecvStream, SendStream},
     protocol::{AcceptError, ProtocolHandler},
     EndpointId,
 };
-use iroh_blobs::{api::Store, provider::events::EventSender};
+use iroh_blobs::{
+    api::Store,
+    protocol::{Request, ERR_LIMIT, ERR_PERMISSION},
+    provider::{
+        self,
+        events::{ClientConnected, ConnectionClosed, EventSender, HasErrorCode},
+        StreamPair,
+    },
+};
 use tracing::{debug, warn};
 
 /// Serves blobs through the gate and tracks live connections by peer.
@@ -78,12 +88,7 @@ impl ProtocolHandler for BlobsGate {
             connection.close(2u32.into(), b"too many connections");
             return Ok(());
         }
-        iroh_blobs::provider::handle_connection(
-            connection,
-            self.store.clone(),
-            self.events.clone(),
-        )
-        .await;
+        serve(connection, self.store.clone(), self.events.clone()).await;
         if let Ok(mut live) = self.live.lock() {
             live.remove(&key);
         }
@@ -92,5 +97,83 @@ impl ProtocolHandler for BlobsGate {
 
     async fn shutdown(&self) {
         // The store is shut down by the daemon after it synced the database.
+    }
+}
+
+/// Time a peer has, once it opened a stream, to send its whole request and
+/// finish its side. The provider itself would wait for ever.
+pub const REQUEST_WITHIN: Duration = Duration::from_secs(10);
+
+/// Serves one admitted connection: what `iroh_blobs::provider::
+/// handle_connection` does, with [`REQUEST_WITHIN`] on every request.
+async fn serve(connection: Connection, store: Store, events: EventSender) {
+    let connection_id = connection.stable_id() as u64;
+    let hello = events
+        .client_connected(|| ClientConnected {
+            connection_id,
+            endpoint_id: Some(connection.remote_id()),
+        })
+        .await;
+    if let Err(cause) = hello {
+        connection.close(cause.code(), cause.reason());
+        return;
+    }
+    while let Ok((writer, reader)) = connection.accept_bi().await {
+        tokio::spawn(serve_stream(
+            connection_id,
+            writer,
+            reader,
+            store.clone(),
+            events.clone(),
+        ));
+    }
+    events
+        .connection_closed(|| ConnectionClosed { connection_id })
+        .await
+        .ok();
+}
+
+/// Reads one request within [`REQUEST_WITHIN`] and serves it. The gate
+/// decides it in the provider's handler, as for any request.
+async fn serve_stream(
+    connection_id: u64,
+    mut writer: SendStream,
+    mut reader: RecvStream,
+    store: Store,
+    events: EventSender,
+) {
+    let request = match tokio::time::timeout(REQUEST_WITHIN, Request::read_async(&mut reader)).await
+    {
+        Ok(Ok((request, _))) => request,
+        Ok(Err(e)) => {
+            debug!(connection_id, "unreadable request: {e}");
+            writer.reset(ERR_PERMISSION).ok();
+            return;
+        }
+        Err(_) => {
+            debug!(connection_id, "no whole request within {REQUEST_WITHIN:?}: stream reset");
+            reader.stop(ERR_LIMIT).ok();
+            writer.reset(ERR_LIMIT).ok();
+            return;
+        }
+    };
+    if !matches!(
+        request,
+        Request::Get(_) | Request::GetMany(_) | Request::Observe(_)
+    ) {
+        // Nobody may push into this node's store.
+        reader.stop(ERR_PERMISSION).ok();
+        writer.reset(ERR_PERMISSION).ok();
+        return;
+    }
+    let pair = StreamPair::new(connection_id, reader, writer, events);
+    let served = match request {
+        Request::Get(r) => provider::handle_get(pair, store, r).await,
+        Request::GetMany(r) => provider::handle_get_many(pair, store, r).await,
+        Request::Observe(r) => provider::handle_observe(pair, store, r).await,
+        _ => Ok(()),
+    };
+    if let Err(e) = served {
+        debug!(connection_id, "request ended: {e:#}");
     }
 }
