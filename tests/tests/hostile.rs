@@ -491,3 +491,89 @@ async fn a_request_that_never_ends_is_let_go() -> Result<()> {
     assert!(!nothing(&answer), "the connection no longer serves");
     Ok(())
 }
+
+/// A daemon serving at most 2 MiB/s, so a request is still running when
+/// access ends.
+fn slow_victim() -> Result<BinDaemon> {
+    let dir = temp_dir("rdrop-victim-")?;
+    std::fs::write(dir.join("ringdropd.toml"), "max_upload_rate = \"2MiB\"\n")?;
+    let config = dir.join("ringdropd.toml").display().to_string();
+    BinDaemon::spawn(&dir, &["--config", &config])
+}
+
+/// One GET_MANY asks for blobs of two shares; unsharing the second (not
+/// the one its first hash belongs to) ends it at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn unsharing_any_share_a_get_many_spans_ends_it() -> Result<()> {
+    let b = slow_victim()?;
+    let small = random_data(64 * 1024);
+    let big = random_data((16 * MIB) as usize);
+    let (ticket, _) = share_bytes(&b, "small.bin", &small).await?;
+    let (_, big_share) = share_bytes(&b, "big.bin", &big).await?;
+    let ep = loopback_endpoint().await?;
+    let conn = ep.connect(ticket.addr.clone(), iroh_blobs::ALPN).await?;
+    let req = iroh_blobs::protocol::GetManyRequest::builder()
+        .hash(Hash::new(&small), ChunkRanges::all())
+        .hash(Hash::new(&big), ChunkRanges::all())
+        .build();
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.write_all(&postcard::to_stdvec(&Request::GetMany(req))?)
+        .await?;
+    send.finish()?;
+    // Running: the small blob and the start of the big one arrived.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    while got < MIB as usize {
+        let n = tokio::time::timeout(Duration::from_secs(30), recv.read(&mut buf))
+            .await
+            .context("the GET_MANY was not served")??
+            .context("the GET_MANY ended early")?;
+        got += n;
+    }
+    assert!(b.ctl(&["unshare", &big_share])?.status.success());
+    // At 2 MiB/s the rest takes 7 s; the guard only keeps a failing run
+    // from hanging.
+    let rest = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match recv.read(&mut buf).await {
+                Ok(Some(n)) => got += n,
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
+        }
+    })
+    .await
+    .context("the GET_MANY neither ended nor was cut")?;
+    assert!(
+        !rest && got < big.len(),
+        "served {got} bytes of the unshared blob's request (finished: {rest})"
+    );
+    Ok(())
+}
+
+/// An OBSERVE of a shared blob lasts as long as its connection; unsharing
+/// ends it.
+#[tokio::test(flavor = "multi_thread")]
+async fn unsharing_ends_an_observe() -> Result<()> {
+    let b = slow_victim()?;
+    let data = random_data(256 * 1024);
+    let (ticket, share) = share_bytes(&b, "watched.bin", &data).await?;
+    let ep = loopback_endpoint().await?;
+    let conn = ep.connect(ticket.addr.clone(), iroh_blobs::ALPN).await?;
+    let req = iroh_blobs::protocol::ObserveRequest::new(Hash::new(&data));
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.write_all(&postcard::to_stdvec(&Request::Observe(req))?)
+        .await?;
+    send.finish()?;
+    // Allowed: the current state of the blob comes back.
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(30), recv.read(&mut buf))
+        .await
+        .context("the OBSERVE was not answered")??;
+    assert!(n.is_some_and(|n| n > 0), "the OBSERVE was refused");
+    assert!(b.ctl(&["unshare", &share])?.status.success());
+    tokio::time::timeout(Duration::from_secs(30), conn.closed())
+        .await
+        .context("the observer of an unshared blob is still connected")?;
+    Ok(())
+}

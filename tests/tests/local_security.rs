@@ -209,23 +209,43 @@ fn a_registry_from_a_newer_ringdropd_is_refused() -> Result<()> {
     Ok(())
 }
 
+/// Runs `cmd` to its end, or fails when it still runs after 30 s (a
+/// daemon that started, a client waiting on an impostor): the guard keeps
+/// a failing run from hanging.
+fn run_within(mut cmd: Command, what: &str) -> Result<std::process::Output> {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()).ok());
+    match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+        Ok(out) => Ok(out?),
+        Err(_) => {
+            Command::new("kill").args(["-9", &pid.to_string()]).status().ok();
+            anyhow::bail!("{what}: still running after 30 s")
+        }
+    }
+}
+
 /// Runs `ringdropd` with `args` (and `env`) and expects it to refuse to
 /// start; returns what it said.
 fn refused_start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<String> {
-    let out = Command::new(bin("ringdropd")?)
-        .args([
-            "--relay",
-            "disabled",
-            "--no-mdns",
-            "--bind",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.join("data"))
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()?;
+    let mut cmd = Command::new(bin("ringdropd")?);
+    cmd.args([
+        "--relay",
+        "disabled",
+        "--no-mdns",
+        "--bind",
+        "127.0.0.1:0",
+        "--data-dir",
+    ])
+    .arg(dir.join("data"))
+    .args(args)
+    .envs(env.iter().copied());
+    let out = run_within(cmd, &format!("ringdropd started with {args:?} {env:?}"))?;
     assert!(
         !out.status.success(),
         "ringdropd started with {args:?} {env:?}"
@@ -270,13 +290,12 @@ fn ringdropctl_will_not_dial_a_socket_another_user_planted() -> Result<()> {
     std::fs::create_dir(&planted)?;
     let _impostor = std::os::unix::net::UnixListener::bind(planted.join("ringdropd.sock"))?;
     std::os::unix::fs::chown(&planted, Some(65534), Some(65534))?;
-    let out = Command::new(bin("ringdropctl")?)
-        .args(["status"])
+    let mut cmd = Command::new(bin("ringdropctl")?);
+    cmd.args(["status"])
         .env_remove("XDG_RUNTIME_DIR")
         .env_remove("RINGDROP_SOCKET")
-        .env("TMPDIR", &tmp)
-        .stdin(Stdio::null())
-        .output()?;
+        .env("TMPDIR", &tmp);
+    let out = run_within(cmd, "ringdropctl talking to the planted socket")?;
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("refusing to talk to"), "{err}");
