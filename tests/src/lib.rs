@@ -351,7 +351,7 @@ pub fn temp_dir(prefix: &str) -> Result<PathBuf> {
 /// `RINGDROP_BIN_DIR` points the suite at other binaries (an older
 /// ringdropd, to show a regression test fails there).
 pub fn bin_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("RINGDROP_BIN_DIR") {
+    if let Some(dir) = std::env::var_os("RINGDROP_BIN_DIR").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
     let exe = std::env::current_exe().unwrap_or_default();
