@@ -351,3 +351,42 @@ async fn judge(
     info!(%peer, kind, %hash, decision, "gate");
     res.map(|shares| (peer, shares))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The provider starts serving once it hears the answer; revocation
+    /// cuts what `Uploads` lists. An allowed request must be listed by
+    /// then, or an unshare in between would miss it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_allowed_request_is_listed_before_the_provider_hears_of_it() {
+        let dir = std::env::temp_dir().join(format!("rdrop-gate-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let registry = Registry::open(&dir.join("r.redb")).unwrap();
+        let uploads = Uploads::default();
+        let peer = iroh::SecretKey::generate().public();
+        let share = Hash::new(b"share");
+        for i in 0u64..200 {
+            let hash = Hash::new(i.to_le_bytes());
+            let (tx, rx) = irpc::channel::oneshot::channel();
+            let (updates, updates_rx) = irpc::channel::mpsc::channel(4);
+            // The provider's side, on another worker: it looks the moment
+            // it is answered.
+            let provider = {
+                let uploads = uploads.clone();
+                tokio::spawn(async move {
+                    let answer = rx.await;
+                    let listed = uploads.list().iter().any(|u| u.hash == hash);
+                    (answer.is_ok(), listed)
+                })
+            };
+            let decided = Ok((peer, vec![share]));
+            answer(decided, (1, i), hash, &uploads, &registry, tx, updates_rx).await;
+            let (answered, listed) = provider.await.unwrap();
+            assert!(answered && listed, "request {i} was not listed when allowed");
+            drop(updates);
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
