@@ -589,4 +589,40 @@ mod tests {
         assert_eq!(left, vec![std::ffi::OsString::from("a.txt")]);
         fs::remove_dir_all(&dest).unwrap();
     }
+
+    /// Names longer than the part of them a temporary name keeps, equal in
+    /// that part, and names of multi-byte characters up to NAME_MAX: their
+    /// temporary names are distinct, within NAME_MAX, still UTF-8, and the
+    /// files all land.
+    #[test]
+    fn long_names_get_distinct_temporary_names_within_name_max() {
+        let common = "a".repeat(230);
+        let long = [format!("{common}1"), format!("{common}2")];
+        let wide = "\u{00e9}".repeat(127); // 254 bytes
+        let widest = "\u{1f600}".repeat(63); // 252 bytes
+        for n in long.iter().chain([&wide, &widest]) {
+            let t = temp_name(n.as_bytes());
+            assert!(t.as_bytes().len() <= plan::MAX_COMPONENT, "{}", t.as_bytes().len());
+            assert!(std::str::from_utf8(t.as_bytes()).is_ok());
+        }
+        assert_ne!(temp_name(long[0].as_bytes()), temp_name(long[0].as_bytes()));
+
+        let dest = std::env::temp_dir().join(format!("rdrop-stage-{:016x}", rand_u64()));
+        fs::create_dir_all(&dest).unwrap();
+        let names = [&long[0], &long[1], &wide, &widest];
+        let entries: Vec<Entry> = names
+            .iter()
+            .map(|n| entry(&format!("top/{n}"), n.as_bytes()))
+            .collect();
+        let plan = plan::plan(&dest, &entries, false, "c").unwrap();
+        let staging = Staging::prepare(plan).unwrap();
+        for (i, n) in names.iter().enumerate() {
+            std::io::Write::write_all(&mut staging.create(i).unwrap(), n.as_bytes()).unwrap();
+        }
+        staging.finish(false).unwrap();
+        for n in names {
+            assert_eq!(fs::read(dest.join("top").join(n)).unwrap(), n.as_bytes());
+        }
+        fs::remove_dir_all(&dest).unwrap();
+    }
 }
