@@ -96,7 +96,8 @@ impl Policy {
             })
     }
 
-    /// Whether `share`'s source files are unchanged since sharing.
+    /// Whether `share`'s source files are unchanged since sharing (a
+    /// verdict at most [`SOURCE_CHECK_TTL`] old).
     pub fn fresh(&self, share: &ShareRecord) -> bool {
         let cached = self
             .fresh
@@ -108,6 +109,12 @@ impl Policy {
                 return ok;
             }
         }
+        self.fresh_now(share)
+    }
+
+    /// Whether `share`'s source files are unchanged since sharing, checked
+    /// now (for `shares ls`, which a person reads right after an edit).
+    pub fn fresh_now(&self, share: &ShareRecord) -> bool {
         let ok = !shares::sources_changed(share) && !self.other_sources_changed(share);
         if !ok {
             warn!(share = %share.hash, name = %share.name, "shared files changed since sharing (or another file the same content was shared from); not serving them (share again to refresh)");

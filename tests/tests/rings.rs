@@ -625,7 +625,8 @@ async fn the_same_content_from_an_edited_other_path_is_not_served() -> Result<()
     // public one (open). The store keeps both paths for the one blob and
     // reads the first that opens, in path order: "a-private" first.
     let dir = temp_dir("rdrop-src-")?;
-    let private = dir.join("a-private").join("doc.bin");
+    // Other names, so two shares (two collections) of one blob.
+    let private = dir.join("a-private").join("secret.bin");
     let public = dir.join("b-public").join("doc.bin");
     let data = random_file(&private, 200_000)?;
     std::fs::create_dir_all(public.parent().unwrap())?;
@@ -662,5 +663,12 @@ async fn the_same_content_from_an_edited_other_path_is_not_served() -> Result<()
         .map(|s| s.bytes_served)
         .sum::<u64>();
     assert_eq!(served, 0, "bytes of the edited file were served");
+    // `shares ls` says why: both are marked changed, the open one too
+    // (its own file is untouched).
+    let changed: Vec<bool> = a.list_shares().await?.iter().map(|s| s.changed).collect();
+    assert!(
+        changed == [true, true],
+        "shares ls does not show what is not served: {changed:?}"
+    );
     Ok(())
 }

@@ -397,13 +397,14 @@ impl Daemon {
         Ok(shared)
     }
 
-    /// All shares with the bytes served for each and whether their files
-    /// changed since sharing.
+    /// All shares with the bytes served for each and whether they are
+    /// "changed" (the policy's verdict: their files, or another file their
+    /// content was imported from, changed since sharing; not served).
     pub fn shares(&self) -> Result<Vec<(ShareRecord, u64, bool)>, RegistryError> {
         let mut out = Vec::new();
         for s in self.inner.registry.shares()? {
             let served = self.inner.registry.served(&s.hash)?;
-            let changed = shares::sources_changed(&s);
+            let changed = !self.inner.policy.fresh_now(&s);
             out.push((s, served, changed));
         }
         Ok(out)
