@@ -224,7 +224,10 @@ fn run_within(mut cmd: Command, what: &str) -> Result<std::process::Output> {
     match rx.recv_timeout(std::time::Duration::from_secs(30)) {
         Ok(out) => Ok(out?),
         Err(_) => {
-            Command::new("kill").args(["-9", &pid.to_string()]).status().ok();
+            Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status()
+                .ok();
             anyhow::bail!("{what}: still running after 30 s")
         }
     }

@@ -196,6 +196,79 @@ fn a_detached_fetch_waits_ready_for_its_owner_only() -> Result<()> {
     Ok(())
 }
 
+/// A `ready` transfer its owner's client never collects is failed after
+/// `keep_ready` and its files leave the data dir; `transfers resume`
+/// fetches it again and its client places it.
+#[test]
+fn a_ready_transfer_nobody_collects_is_failed_and_its_files_removed() -> Result<()> {
+    if !can_switch_uid() {
+        return Ok(());
+    }
+    let provider = BinDaemon::spawn(&temp_dir("rdrop-prov-")?, &[])?;
+    let dir = temp_dir("rdrop-svc-")?;
+    let config = dir.join("ringdropd.toml");
+    std::fs::write(&config, "keep_ready = \"3s\"\n")?;
+    let config = config.to_str().context("path")?.to_string();
+    let fetcher = BinDaemon::spawn_as(NOBODY, &dir, &["--config", &config])?;
+    let src = temp_dir("rdrop-src-")?.join("one.bin");
+    let data = random_file(&src, 1 << 20)?;
+    let ticket = share(&provider, &src)?;
+    let dest = private_dir("rdrop-home-")?;
+    let out = dest.to_str().context("path")?;
+    let started = json(&ok(ctl_as(
+        None,
+        &fetcher.socket,
+        &["fetch", &ticket, "--out", out, "--detach"],
+    )?)?)?;
+    let id = started["id"].as_u64().context("id")?.to_string();
+    let show = || -> Result<Value> {
+        json(&ok(ctl_as(
+            None,
+            &fetcher.socket,
+            &["transfers", "show", &id],
+        )?)?)
+    };
+    // Nobody comes for it (the guard only keeps a failing run from hanging).
+    let mut states = Vec::new();
+    let failed = (0..1200).find_map(|_| {
+        let t = show().ok()?;
+        let state = t["state"].as_str().unwrap_or_default().to_string();
+        if states.last() != Some(&state) {
+            states.push(state);
+        }
+        if t["state"] == "failed" {
+            return Some(t);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        None
+    });
+    let failed = failed.with_context(|| format!("never failed; states {states:?}"))?;
+    assert!(states.iter().any(|s| s == "ready"), "{states:?}");
+    let err = failed["last_error"].as_str().unwrap_or_default();
+    assert!(err.contains("did not collect it within 3s"), "{err}");
+    let incoming = dir.join("data").join("incoming");
+    let left: Vec<_> = std::fs::read_dir(&incoming)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in {}: {left:?}", incoming.display());
+    assert!(!dest.join("one.bin").exists());
+
+    // Resumed and collected at once: fetched again and placed.
+    ok(ctl_as(
+        None,
+        &fetcher.socket,
+        &["transfers", "resume", &id],
+    )?)?;
+    let placed = json(&ok(ctl_as(
+        None,
+        &fetcher.socket,
+        &["transfers", "wait", &id],
+    )?)?)?;
+    assert_eq!(placed["state"], "completed", "{placed}");
+    assert_eq!(std::fs::read(dest.join("one.bin"))?, data);
+    Ok(())
+}
+
 #[test]
 fn whoever_cannot_write_is_told_before_any_byte_moves() -> Result<()> {
     if !can_switch_uid() {

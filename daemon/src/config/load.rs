@@ -28,6 +28,7 @@ pub const KEYS: &[&str] = &[
     "log",
     "on_complete",
     "on_complete_timeout",
+    "keep_ready",
 ];
 
 /// Environment variable naming the config file.
@@ -229,6 +230,14 @@ fn apply_one(c: &mut Config, key: &str, v: &str) -> Result<(), String> {
             }
             c.on_complete_timeout = t;
         }
+        "keep_ready" => {
+            let t = humantime::parse_duration(v)
+                .map_err(|e| format!("{v:?} is not a duration like 7d or 12h ({e})"))?;
+            if t < Duration::from_secs(1) {
+                return Err(format!("{v:?} is too short: at least 1s"));
+            }
+            c.keep_ready = t;
+        }
         "log" => {
             tracing_subscriber::EnvFilter::try_new(v).map_err(|e| {
                 format!("{v:?} is not a log filter like info or info,ringdropd=debug ({e})")
@@ -321,6 +330,10 @@ impl Config {
         out.push_str(&format!(
             "on_complete_timeout = {}\n",
             q(&humantime::format_duration(self.on_complete_timeout).to_string())
+        ));
+        out.push_str(&format!(
+            "keep_ready = {}\n",
+            q(&humantime::format_duration(self.keep_ready).to_string())
         ));
         out
     }

@@ -75,7 +75,13 @@ pub struct Config {
     pub on_complete: Vec<String>,
     /// How long it may run before it is killed.
     pub on_complete_timeout: Duration,
+    /// How long a fetch its owner's client is to place (`ready`) waits for
+    /// it; then its files are removed and it is `failed` (resumable).
+    pub keep_ready: Duration,
 }
+
+/// Default of [`Config::keep_ready`]: a week.
+pub const DEFAULT_KEEP_READY: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The default log filter: our info, the libraries' warnings.
 pub const DEFAULT_LOG: &str = "info,iroh=warn,noq=warn,iroh_blobs=warn,swarm_discovery=warn";
@@ -112,6 +118,7 @@ impl Config {
             system: false,
             on_complete: Vec::new(),
             on_complete_timeout: DEFAULT_HOOK_TIMEOUT,
+            keep_ready: DEFAULT_KEEP_READY,
         }
     }
 
@@ -149,6 +156,7 @@ impl Config {
             system: false,
             on_complete: Vec::new(),
             on_complete_timeout: DEFAULT_HOOK_TIMEOUT,
+            keep_ready: DEFAULT_KEEP_READY,
         }
     }
 }

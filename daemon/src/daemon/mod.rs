@@ -240,6 +240,7 @@ impl Daemon {
         daemon.reconcile().await;
         tokio::spawn(daemon.clone().enforce_live_access());
         tokio::spawn(daemon.clone().contacts_loop());
+        tokio::spawn(daemon.clone().expire_ready());
         let resumed = daemon
             .inner
             .transfers
@@ -298,6 +299,24 @@ impl Daemon {
             for peer in cut {
                 info!(%peer, "access ended during an upload (expired, revoked or source changed): disconnecting");
                 self.inner.gate.disconnect(peer);
+            }
+        }
+    }
+
+    /// Fails `ready` transfers nobody collected within `keep_ready`.
+    async fn expire_ready(self) {
+        let keep = self.inner.config.keep_ready;
+        let every = (keep / 4).clamp(
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(60),
+        );
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = self.inner.shutdown.cancelled() => return,
+            }
+            if let Err(e) = self.inner.transfers.expire_ready(keep).await {
+                warn!("expiring ready transfers: {e}");
             }
         }
     }

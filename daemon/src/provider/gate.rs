@@ -384,7 +384,10 @@ mod tests {
             let decided = Ok((peer, vec![share]));
             answer(decided, (1, i), hash, &uploads, &registry, tx, updates_rx).await;
             let (answered, listed) = provider.await.unwrap();
-            assert!(answered && listed, "request {i} was not listed when allowed");
+            assert!(
+                answered && listed,
+                "request {i} was not listed when allowed"
+            );
             drop(updates);
         }
         std::fs::remove_dir_all(&dir).ok();

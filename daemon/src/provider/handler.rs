@@ -151,7 +151,10 @@ async fn serve_stream(
             return;
         }
         Err(_) => {
-            debug!(connection_id, "no whole request within {REQUEST_WITHIN:?}: stream reset");
+            debug!(
+                connection_id,
+                "no whole request within {REQUEST_WITHIN:?}: stream reset"
+            );
             reader.stop(ERR_LIMIT).ok();
             writer.reset(ERR_LIMIT).ok();
             return;

@@ -30,6 +30,32 @@ impl Registry {
         self.rows(TRANSFERS)
     }
 
+    /// Changes transfer `id` if it is still `ready`, in one transaction
+    /// (its client finishing and the expiry of `ready` may race); returns
+    /// the changed row, or `None` when it was no longer ready.
+    pub fn settle_ready(
+        &self,
+        id: u64,
+        change: impl FnOnce(&mut TransferRecord),
+    ) -> Result<Option<TransferRecord>> {
+        let tx = self.write()?;
+        let changed = {
+            let mut t = tx.open_table(TRANSFERS)?;
+            let found: Option<TransferRecord> =
+                t.get(id)?.map(|v| decode_row(v.value())).transpose()?;
+            match found {
+                Some(mut rec) if rec.state == TransferState::Ready => {
+                    change(&mut rec);
+                    t.insert(id, encode_row(&rec)?.as_slice())?;
+                    Some(rec)
+                }
+                _ => None,
+            }
+        };
+        tx.commit()?;
+        Ok(changed)
+    }
+
     /// What is on disk of transfer `id`'s incoming files, if anything.
     pub fn partial(&self, id: u64) -> Result<Option<PartialRecord>> {
         self.row(PARTIALS, id)

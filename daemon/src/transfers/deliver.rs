@@ -121,6 +121,10 @@ impl TransferManager {
         wanted: Vec<u32>,
     ) -> Result<mpsc::Receiver<Result<FileChunk, TransferError>>, TransferError> {
         let files = self.ready_files(id, caller).await?;
+        // Its client is here: `keep_ready` counts from now.
+        self.inner
+            .registry
+            .settle_ready(id, |rec| rec.updated_at = now())?;
         for &i in &wanted {
             if i as usize >= files.len() {
                 return Err(TransferError::Content {
@@ -169,11 +173,19 @@ impl TransferManager {
         caller: u32,
         files: Vec<PathBuf>,
     ) -> Result<TransferView, TransferError> {
-        let mut rec = self.ready_for(id, caller)?;
-        rec.state = TransferState::Completed;
-        rec.files = files;
-        rec.updated_at = now();
-        self.inner.registry.put_transfer(&rec)?;
+        let rec = self.ready_for(id, caller)?;
+        let settled = self.inner.registry.settle_ready(id, |rec| {
+            rec.state = TransferState::Completed;
+            rec.files = files;
+            rec.updated_at = now();
+        })?;
+        let Some(rec) = settled else {
+            return Err(TransferError::InvalidState {
+                id,
+                state: self.stored(id).map(|r| r.state).unwrap_or(rec.state).name(),
+                action: "completed (it is no longer ready)",
+            });
+        };
         if let Err(e) = self.inner.store.tags().delete(transfer_tag(id)).await {
             warn!(id, "cannot release transfer data: {e}");
         }
@@ -181,6 +193,45 @@ impl TransferManager {
         self.ended(&rec);
         self.touch();
         Ok(TransferView { rec, rate: 0 })
+    }
+
+    /// Fails the `ready` transfers no client came for within `keep` (or
+    /// since it last asked for their files): their files leave the data
+    /// dir, and `transfers resume ID` fetches them again.
+    pub async fn expire_ready(&self, keep: std::time::Duration) -> Result<(), TransferError> {
+        let cutoff = now().saturating_sub(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX));
+        let registry = self.inner.registry.clone();
+        let all = tokio::task::spawn_blocking(move || registry.transfers())
+            .await
+            .map_err(|e| TransferError::Store(e.to_string()))??;
+        let stale = all
+            .into_iter()
+            .filter(|r| r.state == TransferState::Ready && r.updated_at <= cutoff);
+        let mut any = false;
+        for rec in stale {
+            let id = rec.id;
+            let msg = format!(
+                "its owner's client did not collect it within {} (keep_ready): the fetched files were removed; `ringdropctl transfers resume {id}` fetches them again",
+                humantime::format_duration(keep)
+            );
+            let settled = self.inner.registry.settle_ready(id, |rec| {
+                rec.state = TransferState::Failed;
+                rec.last_error = Some(msg.clone());
+                rec.updated_at = now();
+            })?;
+            let Some(rec) = settled else { continue };
+            warn!(id, "transfer {msg}");
+            if let Err(e) = self.inner.store.tags().delete(transfer_tag(id)).await {
+                warn!(id, "cannot release transfer data: {e}");
+            }
+            self.discard_incoming(id).await;
+            self.ended(&rec);
+            any = true;
+        }
+        if any {
+            self.touch();
+        }
+        Ok(())
     }
 }
 

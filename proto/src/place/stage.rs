@@ -602,7 +602,11 @@ mod tests {
         let widest = "\u{1f600}".repeat(63); // 252 bytes
         for n in long.iter().chain([&wide, &widest]) {
             let t = temp_name(n.as_bytes());
-            assert!(t.as_bytes().len() <= plan::MAX_COMPONENT, "{}", t.as_bytes().len());
+            assert!(
+                t.as_bytes().len() <= plan::MAX_COMPONENT,
+                "{}",
+                t.as_bytes().len()
+            );
             assert!(std::str::from_utf8(t.as_bytes()).is_ok());
         }
         assert_ne!(temp_name(long[0].as_bytes()), temp_name(long[0].as_bytes()));
