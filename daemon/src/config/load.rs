@@ -343,6 +343,40 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// The installed example file documents every key, and every key it
+    /// shows is one the daemon knows.
+    #[test]
+    fn the_example_file_documents_every_key() {
+        let example = include_str!("../../../systemd/ringdropd.toml");
+        for key in KEYS {
+            assert!(
+                example.contains(&format!("\n#{key} = ")),
+                "systemd/ringdropd.toml does not document `{key}`"
+            );
+        }
+        let shown = example
+            .lines()
+            .filter_map(|l| l.strip_prefix('#')?.split_once(" = ").map(|(k, _)| k))
+            .filter(|k| !k.contains(' '));
+        for key in shown {
+            assert!(KEYS.contains(&key), "systemd/ringdropd.toml shows unknown key `{key}`");
+        }
+        // Uncommented, it is a valid file.
+        let uncommented: String = example
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter(|l| l.split_once(" = ").is_some_and(|(k, _)| KEYS.contains(&k)))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let table: toml::Table = uncommented.parse().expect("the example parses");
+        assert_eq!(table.len(), KEYS.len());
+        let file = std::env::temp_dir().join(format!("rdrop-example-{}.toml", std::process::id()));
+        std::fs::write(&file, &uncommented).unwrap();
+        let applied = Layer::from_file(&file).and_then(|l| l.apply(&mut Config::user_defaults()));
+        std::fs::remove_file(&file).ok();
+        applied.expect("every example value is valid");
+    }
+
     #[test]
     fn bad_values_name_their_key() {
         let mut c = Config::user_defaults();
