@@ -14,6 +14,7 @@ pub mod provider;
 pub mod registry;
 pub mod rpc;
 pub mod shares;
+pub mod slots;
 pub mod ticket;
 pub mod transfers;
 

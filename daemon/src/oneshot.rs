@@ -96,7 +96,29 @@ pub async fn ask(
     let bytes = tokio::time::timeout(PEER_WAIT, talk)
         .await
         .map_err(|_| AskError::Exchange(format!("no answer within {}s", PEER_WAIT.as_secs())))?
-        .map_err(AskError::Exchange)?;
+        .map_err(|e| AskError::Exchange(closed_why(&conn).unwrap_or(e)))?;
     conn.close(0u32.into(), b"done");
     Ok(bytes)
+}
+
+/// What the peer said when it closed `conn` ("too many connections", "too
+/// slow", ...), as printable ASCII only (it is the peer's text).
+fn closed_why(conn: &Connection) -> Option<String> {
+    let Some(iroh::endpoint::ConnectionError::ApplicationClosed(close)) = conn.close_reason()
+    else {
+        return None;
+    };
+    let said: String = close
+        .reason
+        .iter()
+        .take(64)
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    (!said.is_empty()).then(|| format!("the peer closed the connection: {said}"))
 }

@@ -236,8 +236,9 @@ async fn strangers_are_refused_and_a_members_flood_is_bounded() -> Result<()> {
         .map_err(anyhow::Error::msg)?;
     assert!(why.is_err(), "an offer of someone else's content was taken");
 
-    // 10,000 offers from that contact: the inbox keeps at most 100 of
-    // theirs waiting, and refuses the rest clearly.
+    // 10,000 offers from that contact, 16 at a time: the inbox keeps at
+    // most 100 of theirs waiting and refuses the rest clearly; connections
+    // beyond 4 at once are turned away as they arrive.
     use futures::StreamExt;
     let results: Vec<Result<Result<(), String>, String>> = futures::stream::iter(10..10_010u64)
         .map(|id| {
@@ -258,8 +259,17 @@ async fn strangers_are_refused_and_a_members_flood_is_bounded() -> Result<()> {
         "{:?}",
         results.iter().find(|r| r.is_err())
     );
-    assert_eq!(refused.len(), 10_000 - stored);
+    let turned_away: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(refused.len() + turned_away.len(), 10_000 - stored);
     assert!(refused[0].contains("unanswered offers"), "{}", refused[0]);
+    for e in &turned_away {
+        assert!(e.contains("too many connections"), "{e}");
+    }
+    eprintln!(
+        "10,000 offers: {stored} stored, {} refused, {} connections turned away",
+        refused.len(),
+        turned_away.len()
+    );
     let inbox = ctl_json(&b, &["inbox"])?;
     assert_eq!(inbox.as_array().context("array")?.len(), stored);
     let pid = b.child.id();

@@ -422,17 +422,38 @@ async fn a_peer_cannot_make_the_node_hold_unbounded_connections_and_streams() ->
     let open = conns.iter().filter(|c| c.close_reason().is_none()).count();
     assert!(open <= 8, "{open} connections of one peer kept open");
 
-    // The catalog: connections that never send a request are let go.
+    // The small protocols (catalog, invites, offers): at most 4 connections
+    // of one peer each; connections that never send a request are let go.
     let mut idle = Vec::new();
-    for _ in 0..5 {
-        let c = ep
-            .connect(ticket.addr.clone(), b"ringdrop/catalog/1")
-            .await?;
-        let (mut send, recv) = c.open_bi().await?;
-        send.write_all(&[0]).await.ok(); // half a request, never finished
-        idle.push((c, send, recv));
+    for alpn in [
+        &b"ringdrop/catalog/1"[..],
+        b"ringdrop/invite/1",
+        b"ringdrop/offer/1",
+    ] {
+        let mut of_alpn = Vec::new();
+        for _ in 0..10 {
+            let c = ep.connect(ticket.addr.clone(), alpn).await?;
+            if let Ok((mut send, recv)) = c.open_bi().await {
+                send.write_all(&[0]).await.ok(); // half a request, never finished
+                of_alpn.push((c, Some((send, recv))));
+            } else {
+                of_alpn.push((c, None));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let kept = of_alpn
+            .iter()
+            .filter(|(c, _)| c.close_reason().is_none())
+            .count();
+        let alpn = String::from_utf8_lossy(alpn);
+        assert!(
+            kept <= 4,
+            "{kept} of 10 {alpn} connections of one peer kept"
+        );
+        eprintln!("{alpn}: {kept} of 10 connections kept");
+        idle.extend(of_alpn);
     }
-    for (c, _, _) in &idle {
+    for (c, _) in &idle {
         tokio::time::timeout(Duration::from_secs(30), c.closed())
             .await
             .context("a catalog connection that never finished its request was kept")?;

@@ -359,7 +359,10 @@ mod tests {
             .filter_map(|l| l.strip_prefix('#')?.split_once(" = ").map(|(k, _)| k))
             .filter(|k| !k.contains(' '));
         for key in shown {
-            assert!(KEYS.contains(&key), "systemd/ringdropd.toml shows unknown key `{key}`");
+            assert!(
+                KEYS.contains(&key),
+                "systemd/ringdropd.toml shows unknown key `{key}`"
+            );
         }
         // Uncommented, it is a valid file.
         let uncommented: String = example

@@ -7,6 +7,8 @@ mod contacts;
 pub use access::{AccessError, PeerRef};
 pub use contacts::{ContactError, OFFER_EXPIRES};
 
+use crate::slots::Limited;
+
 use std::{
     path::{Path, PathBuf},
     sync::{atomic::Ordering, Arc},
@@ -187,15 +189,28 @@ impl Daemon {
             .accept(iroh_blobs::ALPN, gate.clone())
             .accept(
                 catalog::ALPN,
-                CatalogServer::new(registry.clone(), policy.clone()),
+                Limited::small(
+                    "catalog",
+                    CatalogServer::new(registry.clone(), policy.clone()),
+                ),
             )
             .accept(
                 crate::invites::ALPN,
-                crate::invites::InviteServer::new(registry.clone(), hub.clone()),
+                Limited::small(
+                    "invite",
+                    crate::invites::InviteServer::new(registry.clone(), hub.clone()),
+                ),
             )
             .accept(
                 crate::contacts::ALPN,
-                crate::contacts::OfferServer::new(registry.clone(), hub.clone(), contacts.clone()),
+                Limited::small(
+                    "offer",
+                    crate::contacts::OfferServer::new(
+                        registry.clone(),
+                        hub.clone(),
+                        contacts.clone(),
+                    ),
+                ),
             )
             .spawn();
 

@@ -23,7 +23,9 @@ use iroh_blobs::{
         StreamPair,
     },
 };
-use tracing::{debug, warn};
+use tracing::debug;
+
+use crate::slots::Slots;
 
 /// Serves blobs through the gate and tracks live connections by peer.
 #[derive(Debug, Clone)]
@@ -31,6 +33,7 @@ pub struct BlobsGate {
     store: Store,
     events: EventSender,
     live: Arc<Mutex<HashMap<usize, (EndpointId, Connection)>>>,
+    slots: Slots,
 }
 
 impl BlobsGate {
@@ -39,6 +42,7 @@ impl BlobsGate {
             store,
             events,
             live: Default::default(),
+            slots: Slots::new(MAX_CONNECTIONS_PER_PEER, MAX_CONNECTIONS),
         }
     }
 
@@ -69,24 +73,14 @@ pub const MAX_CONNECTIONS: usize = 256;
 
 impl ProtocolHandler for BlobsGate {
     async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
+        let Some(_slot) = self.slots.admit(&connection, "blobs") else {
+            return Ok(());
+        };
         let key = connection.stable_id();
         let peer = connection.remote_id();
         debug!(%peer, "blobs connection");
-        let admitted = match self.live.lock() {
-            Ok(mut live) => {
-                let of_peer = live.values().filter(|(p, _)| *p == peer).count();
-                let ok = of_peer < MAX_CONNECTIONS_PER_PEER && live.len() < MAX_CONNECTIONS;
-                if ok {
-                    live.insert(key, (peer, connection.clone()));
-                }
-                ok
-            }
-            Err(_) => false,
-        };
-        if !admitted {
-            warn!(%peer, "too many connections: refusing one (at most {MAX_CONNECTIONS_PER_PEER} per peer, {MAX_CONNECTIONS} in all)");
-            connection.close(2u32.into(), b"too many connections");
-            return Ok(());
+        if let Ok(mut live) = self.live.lock() {
+            live.insert(key, (peer, connection.clone()));
         }
         serve(connection, self.store.clone(), self.events.clone()).await;
         if let Ok(mut live) = self.live.lock() {
