@@ -35,8 +35,8 @@ const FRESH_MAX: usize = 4096;
 #[derive(Debug)]
 pub struct Policy {
     registry: Registry,
-    /// share -> (checked at, sources unchanged)
-    fresh: Mutex<HashMap<Hash, (Instant, bool)>>,
+    /// share -> (checked at, share generation then, sources unchanged)
+    fresh: Mutex<HashMap<Hash, (Instant, u64, bool)>>,
 }
 
 impl Policy {
@@ -97,15 +97,17 @@ impl Policy {
     }
 
     /// Whether `share`'s source files are unchanged since sharing (a
-    /// verdict at most [`SOURCE_CHECK_TTL`] old).
+    /// verdict at most [`SOURCE_CHECK_TTL`] old, and from before no share
+    /// changed: sharing again refreshes at once).
     pub fn fresh(&self, share: &ShareRecord) -> bool {
+        let generation = self.registry.shares_generation();
         let cached = self
             .fresh
             .lock()
             .ok()
             .and_then(|f| f.get(&share.hash).copied());
-        if let Some((at, ok)) = cached {
-            if at.elapsed() < SOURCE_CHECK_TTL {
+        if let Some((at, then, ok)) = cached {
+            if at.elapsed() < SOURCE_CHECK_TTL && then == generation {
                 return ok;
             }
         }
@@ -115,15 +117,16 @@ impl Policy {
     /// Whether `share`'s source files are unchanged since sharing, checked
     /// now (for `shares ls`, which a person reads right after an edit).
     pub fn fresh_now(&self, share: &ShareRecord) -> bool {
+        let generation = self.registry.shares_generation();
         let ok = !shares::sources_changed(share) && !self.other_sources_changed(share);
         if !ok {
             warn!(share = %share.hash, name = %share.name, "shared files changed since sharing (or another file the same content was shared from); not serving them (share again to refresh)");
         }
         if let Ok(mut f) = self.fresh.lock() {
             if f.len() >= FRESH_MAX {
-                f.retain(|_, (at, _)| at.elapsed() < SOURCE_CHECK_TTL);
+                f.retain(|_, (at, _, _)| at.elapsed() < SOURCE_CHECK_TTL);
             }
-            f.insert(share.hash, (Instant::now(), ok));
+            f.insert(share.hash, (Instant::now(), generation, ok));
         }
         ok
     }
