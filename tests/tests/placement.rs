@@ -68,13 +68,14 @@ fn ok(out: std::process::Output) -> Result<std::process::Output> {
     Ok(out)
 }
 
+/// `ringdropctl --json ARGS` as the test's uid (root), which must succeed.
+fn as_root(socket: &Path, args: &[&str]) -> Result<Value> {
+    json(&ok(ctl_as(None, socket, args)?)?)
+}
+
 /// Shares `path` on `provider` and returns the ticket.
 fn share(provider: &BinDaemon, path: &Path) -> Result<String> {
-    let shared = json(&ok(ctl_as(
-        None,
-        &provider.socket,
-        &["share", path.to_str().context("path")?],
-    )?)?)?;
+    let shared = as_root(&provider.socket, &["share", path.to_str().context("path")?])?;
     Ok(shared["ticket"].as_str().context("ticket")?.to_string())
 }
 
@@ -139,8 +140,7 @@ fn a_detached_fetch_waits_ready_for_its_owner_only() -> Result<()> {
     std::fs::write(tree.join("empty"), b"")?;
     let ticket = share(&provider, &tree)?;
     let dest = private_dir("rdrop-home-")?;
-    let started = json(&ok(ctl_as(
-        None,
+    let started = as_root(
         &fetcher.socket,
         &[
             "fetch",
@@ -149,7 +149,7 @@ fn a_detached_fetch_waits_ready_for_its_owner_only() -> Result<()> {
             dest.to_str().context("path")?,
             "--detach",
         ],
-    )?)?)?;
+    )?;
     let id = started["id"].as_u64().context("id")?.to_string();
 
     // Fetched into the store, then it waits: ready, listed, nothing placed.
@@ -176,18 +176,10 @@ fn a_detached_fetch_waits_ready_for_its_owner_only() -> Result<()> {
     let mut fetcher = fetcher;
     fetcher.terminate()?;
     fetcher.restart()?;
-    let t = json(&ok(ctl_as(
-        None,
-        &fetcher.socket,
-        &["transfers", "show", &id],
-    )?)?)?;
+    let t = as_root(&fetcher.socket, &["transfers", "show", &id])?;
     assert_eq!(t["state"], "ready", "{t}");
 
-    let placed = json(&ok(ctl_as(
-        None,
-        &fetcher.socket,
-        &["transfers", "wait", &id],
-    )?)?)?;
+    let placed = as_root(&fetcher.socket, &["transfers", "wait", &id])?;
     assert_eq!(placed["state"], "completed", "{placed}");
     assert_eq!(std::fs::read(dest.join("tree/a.bin"))?, a);
     assert_eq!(std::fs::read(dest.join("tree/sub/b.bin"))?, b);
@@ -215,19 +207,12 @@ fn a_ready_transfer_nobody_collects_is_failed_and_its_files_removed() -> Result<
     let ticket = share(&provider, &src)?;
     let dest = private_dir("rdrop-home-")?;
     let out = dest.to_str().context("path")?;
-    let started = json(&ok(ctl_as(
-        None,
+    let started = as_root(
         &fetcher.socket,
         &["fetch", &ticket, "--out", out, "--detach"],
-    )?)?)?;
+    )?;
     let id = started["id"].as_u64().context("id")?.to_string();
-    let show = || -> Result<Value> {
-        json(&ok(ctl_as(
-            None,
-            &fetcher.socket,
-            &["transfers", "show", &id],
-        )?)?)
-    };
+    let show = || as_root(&fetcher.socket, &["transfers", "show", &id]);
     // Nobody comes for it (the guard only keeps a failing run from hanging).
     let mut states = Vec::new();
     let failed = (0..1200).find_map(|_| {
@@ -254,16 +239,8 @@ fn a_ready_transfer_nobody_collects_is_failed_and_its_files_removed() -> Result<
     assert!(!dest.join("one.bin").exists());
 
     // Resumed and collected at once: fetched again and placed.
-    ok(ctl_as(
-        None,
-        &fetcher.socket,
-        &["transfers", "resume", &id],
-    )?)?;
-    let placed = json(&ok(ctl_as(
-        None,
-        &fetcher.socket,
-        &["transfers", "wait", &id],
-    )?)?)?;
+    as_root(&fetcher.socket, &["transfers", "resume", &id])?;
+    let placed = as_root(&fetcher.socket, &["transfers", "wait", &id])?;
     assert_eq!(placed["state"], "completed", "{placed}");
     assert_eq!(std::fs::read(dest.join("one.bin"))?, data);
     Ok(())
@@ -326,7 +303,7 @@ fn whoever_cannot_write_is_told_before_any_byte_moves() -> Result<()> {
         "{err}"
     );
     // Neither started a transfer.
-    let list = json(&ok(ctl_as(None, &fetcher.socket, &["transfers", "ls"])?)?)?;
+    let list = as_root(&fetcher.socket, &["transfers", "ls"])?;
     assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
     Ok(())
 }

@@ -174,6 +174,32 @@ fn argv(v: &str) -> Result<Vec<String>, String> {
     }
 }
 
+const SECOND: Duration = Duration::from_secs(1);
+
+/// A duration like `like`, within `range`.
+fn duration(
+    v: &str,
+    like: &str,
+    range: std::ops::RangeInclusive<Duration>,
+) -> Result<Duration, String> {
+    let t = humantime::parse_duration(v)
+        .map_err(|e| format!("{v:?} is not a duration like {like} ({e})"))?;
+    let shown = |d: Duration| humantime::format_duration(d).to_string();
+    if t < *range.start() {
+        return Err(format!(
+            "{v:?} is too short: at least {}",
+            shown(*range.start())
+        ));
+    }
+    if t > *range.end() {
+        return Err(format!(
+            "{v:?} is too long: at most {}",
+            shown(*range.end())
+        ));
+    }
+    Ok(t)
+}
+
 fn apply_one(c: &mut Config, key: &str, v: &str) -> Result<(), String> {
     match key {
         "data_dir" => c.data_dir = path(v)?,
@@ -204,40 +230,14 @@ fn apply_one(c: &mut Config, key: &str, v: &str) -> Result<(), String> {
                 r => Some(parse_bytes(r)?),
             }
         }
-        "gc_interval" => {
-            let t = humantime::parse_duration(v)
-                .map_err(|e| format!("{v:?} is not a duration like 60s or 5m ({e})"))?;
-            // The store's GC loop sleeps this long between runs: zero spins.
-            if t < Duration::from_secs(1) {
-                return Err(format!("{v:?} is too short: at least 1s"));
-            }
-            c.gc_interval = t;
-        }
-        "peer_timeout" => {
-            let t = humantime::parse_duration(v)
-                .map_err(|e| format!("{v:?} is not a duration like 15s ({e})"))?;
-            if !(Duration::from_secs(1)..=super::MAX_PEER_TIMEOUT).contains(&t) {
-                return Err(format!("{v:?} is out of range: 1s to 15s"));
-            }
-            c.peer_timeout = t;
-        }
+        // The store's GC loop sleeps this long between runs: zero spins.
+        "gc_interval" => c.gc_interval = duration(v, "60s or 5m", SECOND..=Duration::MAX)?,
+        "peer_timeout" => c.peer_timeout = duration(v, "15s", SECOND..=super::MAX_PEER_TIMEOUT)?,
         "on_complete" => c.on_complete = argv(v)?,
         "on_complete_timeout" => {
-            let t = humantime::parse_duration(v)
-                .map_err(|e| format!("{v:?} is not a duration like 60s ({e})"))?;
-            if !(Duration::from_secs(1)..=super::MAX_HOOK_TIMEOUT).contains(&t) {
-                return Err(format!("{v:?} is out of range: 1s to 1h"));
-            }
-            c.on_complete_timeout = t;
+            c.on_complete_timeout = duration(v, "60s", SECOND..=super::MAX_HOOK_TIMEOUT)?
         }
-        "keep_ready" => {
-            let t = humantime::parse_duration(v)
-                .map_err(|e| format!("{v:?} is not a duration like 7d or 12h ({e})"))?;
-            if t < Duration::from_secs(1) {
-                return Err(format!("{v:?} is too short: at least 1s"));
-            }
-            c.keep_ready = t;
-        }
+        "keep_ready" => c.keep_ready = duration(v, "7d or 12h", SECOND..=Duration::MAX)?,
         "log" => {
             tracing_subscriber::EnvFilter::try_new(v).map_err(|e| {
                 format!("{v:?} is not a log filter like info or info,ringdropd=debug ({e})")

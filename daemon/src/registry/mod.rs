@@ -225,17 +225,29 @@ impl Registry {
         id: u64,
         change: impl FnOnce(&mut T),
     ) -> Result<Option<T>> {
+        self.update_row_if(table, id, |_| true, change)
+    }
+
+    /// Changes row `id` in one transaction if it exists and `when` holds
+    /// for it; the row after the change, or `None`.
+    fn update_row_if<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        table: IdTable,
+        id: u64,
+        when: impl FnOnce(&T) -> bool,
+        change: impl FnOnce(&mut T),
+    ) -> Result<Option<T>> {
         let tx = self.write()?;
         let updated = {
             let mut t = tx.open_table(table)?;
             let found: Option<T> = t.get(id)?.map(|v| decode_row(v.value())).transpose()?;
             match found {
-                Some(mut rec) => {
+                Some(mut rec) if when(&rec) => {
                     change(&mut rec);
                     t.insert(id, encode_row(&rec)?.as_slice())?;
                     Some(rec)
                 }
-                None => None,
+                _ => None,
             }
         };
         tx.commit()?;

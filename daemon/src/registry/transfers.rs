@@ -38,22 +38,12 @@ impl Registry {
         id: u64,
         change: impl FnOnce(&mut TransferRecord),
     ) -> Result<Option<TransferRecord>> {
-        let tx = self.write()?;
-        let changed = {
-            let mut t = tx.open_table(TRANSFERS)?;
-            let found: Option<TransferRecord> =
-                t.get(id)?.map(|v| decode_row(v.value())).transpose()?;
-            match found {
-                Some(mut rec) if rec.state == TransferState::Ready => {
-                    change(&mut rec);
-                    t.insert(id, encode_row(&rec)?.as_slice())?;
-                    Some(rec)
-                }
-                _ => None,
-            }
-        };
-        tx.commit()?;
-        Ok(changed)
+        self.update_row_if(
+            TRANSFERS,
+            id,
+            |rec: &TransferRecord| rec.state == TransferState::Ready,
+            change,
+        )
     }
 
     /// What is on disk of transfer `id`'s incoming files, if anything.
