@@ -111,7 +111,11 @@ impl Policy {
                 return ok;
             }
         }
-        self.fresh_now(share)
+        let ok = self.fresh_now(share);
+        if !ok {
+            warn!(share = %share.hash, name = %share.name, "shared files changed since sharing (or another file the same content was shared from); not serving them (share again to refresh)");
+        }
+        ok
     }
 
     /// Whether `share`'s source files are unchanged since sharing, checked
@@ -119,9 +123,6 @@ impl Policy {
     pub fn fresh_now(&self, share: &ShareRecord) -> bool {
         let generation = self.registry.shares_generation();
         let ok = !shares::sources_changed(share) && !self.other_sources_changed(share);
-        if !ok {
-            warn!(share = %share.hash, name = %share.name, "shared files changed since sharing (or another file the same content was shared from); not serving them (share again to refresh)");
-        }
         if let Ok(mut f) = self.fresh.lock() {
             if f.len() >= FRESH_MAX {
                 f.retain(|_, (at, _, _)| at.elapsed() < SOURCE_CHECK_TTL);

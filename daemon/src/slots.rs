@@ -3,7 +3,11 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{SystemTime, UNIX_EPOCH},
 };
 
 use iroh::{
@@ -19,6 +23,10 @@ pub struct Slots {
     taken: Arc<Mutex<HashMap<EndpointId, usize>>>,
     per_peer: usize,
     total: usize,
+    /// Refusals not yet logged, and when the last warning was (Unix
+    /// seconds): a flood of refused connections logs one line a minute.
+    refused: Arc<AtomicU64>,
+    warned_at: Arc<AtomicU64>,
 }
 
 /// One admitted connection; dropping it frees the slot.
@@ -34,6 +42,8 @@ impl Slots {
             taken: Default::default(),
             per_peer,
             total,
+            refused: Default::default(),
+            warned_at: Default::default(),
         }
     }
 
@@ -60,8 +70,22 @@ impl Slots {
         let peer = conn.remote_id();
         let slot = self.take(peer);
         if slot.is_none() {
-            warn!(%peer, "too many {what} connections: refusing one (at most {} per peer, {} in all)", self.per_peer, self.total);
             conn.close(2u32.into(), b"too many connections");
+            let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let last = self.warned_at.load(Ordering::Relaxed);
+            if now >= last + 60
+                && self
+                    .warned_at
+                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                self.refused.fetch_sub(refused, Ordering::Relaxed);
+                warn!(%peer, refused, "too many {what} connections: refused (at most {} per peer, {} in all; one line a minute)", self.per_peer, self.total);
+            }
         }
         slot
     }
