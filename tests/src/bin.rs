@@ -294,7 +294,6 @@ impl BinDaemon {
         .context("uploads did not end")?
     }
 
-    /// Runs `ringdropctl --socket <ours> ARGS`.
     /// `ringdropctl --json ARGS`, which must succeed; its (last) JSON line.
     pub fn ctl_json(&self, args: &[&str]) -> Result<serde_json::Value> {
         let mut all = vec!["--json"];
@@ -315,6 +314,7 @@ impl BinDaemon {
         Ok(serde_json::from_str(last)?)
     }
 
+    /// Runs `ringdropctl --socket <ours> ARGS`.
     pub fn ctl(&self, args: &[&str]) -> Result<std::process::Output> {
         Ok(std::process::Command::new(bin("ringdropctl")?)
             .arg("--socket")

@@ -11,10 +11,6 @@ use anyhow::{ensure, Context, Result};
 use ringdrop_tests::{random_file, temp_dir, BinDaemon};
 use serde_json::Value;
 
-fn ctl_json(d: &BinDaemon, args: &[&str]) -> Result<Value> {
-    d.ctl_json(args)
-}
-
 /// Polls `ringdropctl --json LIST` until `pick` finds something.
 async fn until(
     d: &BinDaemon,
@@ -23,7 +19,7 @@ async fn until(
 ) -> Result<Value> {
     tokio::time::timeout(ringdrop_tests::TIMEOUT, async {
         loop {
-            let v = ctl_json(d, list)?;
+            let v = d.ctl_json(list)?;
             if let Some(found) = pick(&v) {
                 return anyhow::Ok(found);
             }
@@ -44,11 +40,11 @@ fn path(p: &Path) -> Result<&str> {
 
 /// The name `a` gave `b` when `b` joined.
 fn name_of(a: &BinDaemon, b: &BinDaemon) -> Result<String> {
-    let id = ctl_json(b, &["status"])?["endpoint_id"]
+    let id = b.ctl_json(&["status"])?["endpoint_id"]
         .as_str()
         .context("id")?
         .to_string();
-    let book = ctl_json(a, &["peer", "ls"])?;
+    let book = a.ctl_json(&["peer", "ls"])?;
     Ok(
         first_with(&book, "endpoint_id", &id).context("not in the address book")?["name"]
             .as_str()
@@ -65,13 +61,13 @@ async fn invite_join_send_puts_a_file_in_the_inbox() -> Result<()> {
     let data = random_file(&src, 300_000)?;
 
     // The three commands, one copied string.
-    let invite = ctl_json(&a, &["ring", "invite", "friends"])?["ticket"]
+    let invite = a.ctl_json(&["ring", "invite", "friends"])?["ticket"]
         .as_str()
         .context("ticket")?
         .to_string();
-    ctl_json(&b, &["ring", "join", &invite, "--name", "alice"])?;
+    b.ctl_json(&["ring", "join", &invite, "--name", "alice"])?;
     let bob = name_of(&a, &b)?;
-    let sent = ctl_json(&a, &["send", path(&src)?, "--to", &bob])?;
+    let sent = a.ctl_json(&["send", path(&src)?, "--to", &bob])?;
     let offer_id = sent["id"].as_u64().context("id")?;
     assert_eq!(sent["state"], "queued");
 
@@ -105,8 +101,8 @@ async fn invite_join_send_puts_a_file_in_the_inbox() -> Result<()> {
     let ring = format!("offer-{offer_id}");
     tokio::time::timeout(ringdrop_tests::TIMEOUT, async {
         loop {
-            let rings = ctl_json(&a, &["ring", "ls"])?;
-            let shares = ctl_json(&a, &["shares", "ls"])?;
+            let rings = a.ctl_json(&["ring", "ls"])?;
+            let shares = a.ctl_json(&["shares", "ls"])?;
             if first_with(&rings, "name", &ring).is_none()
                 && shares.as_array().is_some_and(|s| s.is_empty())
             {
@@ -117,7 +113,7 @@ async fn invite_join_send_puts_a_file_in_the_inbox() -> Result<()> {
     })
     .await
     .context("the offer's ring and share outlived it")??;
-    let inbox = ctl_json(&b, &["inbox"])?;
+    let inbox = b.ctl_json(&["inbox"])?;
     assert_eq!(
         first_with(&inbox, "name", "minutes.pdf").context("kept")?["state"],
         "completed"
@@ -138,34 +134,31 @@ async fn an_offer_waits_for_a_daemon_that_is_off_and_arrives_by_itself() -> Resu
     let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &[])?;
     let bind = format!("127.0.0.1:{}", free_port()?);
     let mut b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &["--bind", &bind])?;
-    let invite = ctl_json(&a, &["ring", "invite", "family"])?["ticket"]
+    let invite = a.ctl_json(&["ring", "invite", "family"])?["ticket"]
         .as_str()
         .context("ticket")?
         .to_string();
-    ctl_json(&b, &["ring", "join", &invite, "--name", "alice"])?;
+    b.ctl_json(&["ring", "join", &invite, "--name", "alice"])?;
     let inbox_dir = temp_dir("rdrop-inbox-")?;
-    ctl_json(
-        &b,
-        &[
-            "peer",
-            "trust",
-            "alice",
-            "--accept-into",
-            path(&inbox_dir)?,
-            "--max-size",
-            "10M",
-        ],
-    )?;
+    b.ctl_json(&[
+        "peer",
+        "trust",
+        "alice",
+        "--accept-into",
+        path(&inbox_dir)?,
+        "--max-size",
+        "10M",
+    ])?;
     let bob = name_of(&a, &b)?;
 
     b.terminate()?;
     let src = temp_dir("rdrop-src-")?.join("photos");
     let one = random_file(&src.join("1.jpg"), 2 << 20)?;
     let two = random_file(&src.join("2.jpg"), 1 << 20)?;
-    let sent = ctl_json(&a, &["send", path(&src)?, "--to", &bob])?;
+    let sent = a.ctl_json(&["send", path(&src)?, "--to", &bob])?;
     let id = sent["id"].as_u64().context("id")?;
     tokio::time::sleep(Duration::from_secs(30)).await;
-    let waiting = ctl_json(&a, &["sent"])?;
+    let waiting = a.ctl_json(&["sent"])?;
     let waiting = waiting.as_array().context("array")?[0].clone();
     assert_eq!(waiting["state"], "queued", "{waiting}");
     assert!(waiting["attempts"].as_u64().unwrap_or(0) >= 2, "{waiting}");
@@ -186,7 +179,7 @@ async fn an_offer_waits_for_a_daemon_that_is_off_and_arrives_by_itself() -> Resu
 async fn strangers_are_refused_and_a_members_flood_is_bounded() -> Result<()> {
     use ringdropd::contacts::{offer, OfferMsg};
     let b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
-    let b_status = ctl_json(&b, &["status"])?;
+    let b_status = b.ctl_json(&["status"])?;
     let b_id: iroh::EndpointId = b_status["endpoint_id"].as_str().context("id")?.parse()?;
     let b_addr = iroh::EndpointAddr::new(b_id).with_ip_addr(
         b_status["direct_addresses"][0]
@@ -217,13 +210,14 @@ async fn strangers_are_refused_and_a_members_flood_is_bounded() -> Result<()> {
         .map_err(anyhow::Error::msg)?;
     let why = r.expect_err("a stranger's offer was taken");
     assert!(why.contains("address book"), "{why}");
-    assert!(ctl_json(&b, &["inbox"])?
+    assert!(b
+        .ctl_json(&["inbox"])?
         .as_array()
         .context("array")?
         .is_empty());
 
     // A contact whose ticket names someone else: refused.
-    ctl_json(&b, &["peer", "add", "mallory", &ep.id().to_string()])?;
+    b.ctl_json(&["peer", "add", "mallory", &ep.id().to_string()])?;
     let mut other = msg(2);
     other.ticket = ringdropd::ticket::Ticket::new(
         iroh::EndpointAddr::new(b_id),
@@ -270,7 +264,7 @@ async fn strangers_are_refused_and_a_members_flood_is_bounded() -> Result<()> {
         refused.len(),
         turned_away.len()
     );
-    let inbox = ctl_json(&b, &["inbox"])?;
+    let inbox = b.ctl_json(&["inbox"])?;
     assert_eq!(inbox.as_array().context("array")?.len(), stored);
     let pid = b.child.id();
     let rss_kb: u64 = std::fs::read_to_string(format!("/proc/{pid}/status"))?
@@ -289,37 +283,37 @@ async fn strangers_are_refused_and_a_members_flood_is_bounded() -> Result<()> {
 async fn rejected_and_withdrawn_offers_end_their_access() -> Result<()> {
     let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &[])?;
     let b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
-    let invite = ctl_json(&a, &["ring", "invite", "friends"])?["ticket"]
+    let invite = a.ctl_json(&["ring", "invite", "friends"])?["ticket"]
         .as_str()
         .context("ticket")?
         .to_string();
-    ctl_json(&b, &["ring", "join", &invite, "--name", "alice"])?;
+    b.ctl_json(&["ring", "join", &invite, "--name", "alice"])?;
     let bob = name_of(&a, &b)?;
     let dir = temp_dir("rdrop-src-")?;
     random_file(&dir.join("no.bin"), 50_000)?;
     random_file(&dir.join("later.bin"), 50_000)?;
 
     // Rejected by the receiver: the sender hears it, the access ends.
-    let no = ctl_json(&a, &["send", path(&dir.join("no.bin"))?, "--to", &bob])?["id"]
+    let no = a.ctl_json(&["send", path(&dir.join("no.bin"))?, "--to", &bob])?["id"]
         .as_u64()
         .context("id")?;
     let offer = until(&b, &["inbox"], |v| first_with(v, "name", "no.bin").cloned()).await?;
     let id = offer["id"].as_u64().context("id")?.to_string();
-    ctl_json(&b, &["inbox", "reject", &id])?;
+    b.ctl_json(&["inbox", "reject", &id])?;
     until(&a, &["sent"], |v| {
         first_with(v, "state", "rejected").cloned()
     })
     .await?;
 
     // Withdrawn by the sender: a later accept gets nothing.
-    let later = ctl_json(&a, &["send", path(&dir.join("later.bin"))?, "--to", &bob])?["id"]
+    let later = a.ctl_json(&["send", path(&dir.join("later.bin"))?, "--to", &bob])?["id"]
         .as_u64()
         .context("id")?;
     let offer = until(&b, &["inbox"], |v| {
         first_with(v, "name", "later.bin").cloned()
     })
     .await?;
-    let w = ctl_json(&a, &["sent", "withdraw", &later.to_string()])?;
+    let w = a.ctl_json(&["sent", "withdraw", &later.to_string()])?;
     assert_eq!(w["state"], "withdrawn");
     let out = temp_dir("rdrop-out-")?;
     let id = offer["id"].as_u64().context("id")?.to_string();
@@ -331,7 +325,7 @@ async fn rejected_and_withdrawn_offers_end_their_access() -> Result<()> {
     for n in [no, later] {
         let ring = format!("offer-{n}");
         tokio::time::timeout(ringdrop_tests::TIMEOUT, async {
-            while first_with(&ctl_json(&a, &["ring", "ls"])?, "name", &ring).is_some() {
+            while first_with(&a.ctl_json(&["ring", "ls"])?, "name", &ring).is_some() {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             anyhow::Ok(())
@@ -357,21 +351,18 @@ async fn an_offer_that_lies_about_its_size_is_not_kept() -> Result<()> {
     let ticket = BlobTicket::new(addr.clone(), root.hash(), BlobFormat::HashSeq).to_string();
 
     let sender = router.endpoint().id().to_string();
-    ctl_json(&b, &["peer", "add", "mallory", &sender])?;
+    b.ctl_json(&["peer", "add", "mallory", &sender])?;
     let dir = temp_dir("rdrop-inbox-")?;
-    ctl_json(
-        &b,
-        &[
-            "peer",
-            "trust",
-            "mallory",
-            "--accept-into",
-            path(&dir)?,
-            "--max-size",
-            "1M",
-        ],
-    )?;
-    let b_status = ctl_json(&b, &["status"])?;
+    b.ctl_json(&[
+        "peer",
+        "trust",
+        "mallory",
+        "--accept-into",
+        path(&dir)?,
+        "--max-size",
+        "1M",
+    ])?;
+    let b_status = b.ctl_json(&["status"])?;
     let b_addr = iroh::EndpointAddr::new(b_status["endpoint_id"].as_str().context("id")?.parse()?)
         .with_ip_addr(
             b_status["direct_addresses"][0]
@@ -398,7 +389,7 @@ async fn an_offer_that_lies_about_its_size_is_not_kept() -> Result<()> {
         .as_u64()
         .context("transfer")?
         .to_string();
-    let t = ctl_json(&b, &["transfers", "show", &tid])?;
+    let t = b.ctl_json(&["transfers", "show", &tid])?;
     assert_eq!(t["state"], "failed", "{t}");
     assert!(
         t["last_error"]

@@ -5,11 +5,6 @@
 
 use anyhow::{Context, Result};
 use ringdrop_tests::{random_file, temp_dir, wait_done, BinDaemon};
-use serde_json::Value;
-
-fn ctl_json(d: &BinDaemon, args: &[&str]) -> Result<Value> {
-    d.ctl_json(args)
-}
 
 /// `ringdropctl ring join`: its exit status and stderr.
 fn join(d: &BinDaemon, invite: &str) -> Result<(bool, String)> {
@@ -21,7 +16,7 @@ fn join(d: &BinDaemon, invite: &str) -> Result<(bool, String)> {
 }
 
 fn members(d: &BinDaemon, ring: &str) -> Result<Vec<String>> {
-    let v = ctl_json(d, &["ring", "members", ring])?;
+    let v = d.ctl_json(&["ring", "members", ring])?;
     Ok(v.as_array()
         .context("array")?
         .iter()
@@ -30,7 +25,7 @@ fn members(d: &BinDaemon, ring: &str) -> Result<Vec<String>> {
 }
 
 fn id_of(d: &BinDaemon) -> Result<String> {
-    Ok(ctl_json(d, &["status"])?["endpoint_id"]
+    Ok(d.ctl_json(&["status"])?["endpoint_id"]
         .as_str()
         .context("id")?
         .to_string())
@@ -40,20 +35,17 @@ fn id_of(d: &BinDaemon) -> Result<String> {
 async fn an_invite_makes_a_member_with_one_copied_string() -> Result<()> {
     let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &[])?;
     let b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
-    ctl_json(&a, &["ring", "create", "team"])?;
+    a.ctl_json(&["ring", "create", "team"])?;
     let dir = temp_dir("rdrop-src-")?.join("plans");
     let data = random_file(&dir.join("q3.txt"), 50_000)?;
-    ctl_json(
-        &a,
-        &["share", dir.to_str().context("path")?, "--ring", "team"],
-    )?;
+    a.ctl_json(&["share", dir.to_str().context("path")?, "--ring", "team"])?;
 
     // 1. invite (the one string to copy)
-    let invite = ctl_json(&a, &["ring", "invite", "team"])?;
+    let invite = a.ctl_json(&["ring", "invite", "team"])?;
     let ticket = invite["ticket"].as_str().context("ticket")?.to_string();
     assert!(ticket.starts_with("rdropinvite"), "{ticket}");
     // 2. join
-    let joined = ctl_json(&b, &["ring", "join", &ticket, "--name", "alice"])?;
+    let joined = b.ctl_json(&["ring", "join", &ticket, "--name", "alice"])?;
     assert_eq!(joined["ring"], "team");
     assert_eq!(joined["name"], "alice");
     assert_eq!(joined["endpoint_id"], id_of(&a)?);
@@ -61,7 +53,7 @@ async fn an_invite_makes_a_member_with_one_copied_string() -> Result<()> {
     let b_id = id_of(&b)?;
     assert_eq!(members(&a, "team")?, vec![b_id.clone()]);
     // Both sides know each other by name.
-    let a_book = ctl_json(&a, &["peer", "ls"])?;
+    let a_book = a.ctl_json(&["peer", "ls"])?;
     let b_entry = a_book
         .as_array()
         .context("array")?
@@ -74,7 +66,7 @@ async fn an_invite_makes_a_member_with_one_copied_string() -> Result<()> {
         !b_name.is_empty() && b_name.parse::<iroh::EndpointId>().is_err(),
         "{b_name}"
     );
-    let b_book = ctl_json(&b, &["peer", "ls"])?;
+    let b_book = b.ctl_json(&["peer", "ls"])?;
     assert!(
         b_book
             .as_array()
@@ -85,19 +77,16 @@ async fn an_invite_makes_a_member_with_one_copied_string() -> Result<()> {
     );
 
     // The member fetches the ring's share through the catalog.
-    let remote = ctl_json(&b, &["remote", "ls", "alice"])?;
+    let remote = b.ctl_json(&["remote", "ls", "alice"])?;
     let share_ticket = remote[0]["ticket"].as_str().context("catalog")?.to_string();
     let out = temp_dir("rdrop-out-")?;
-    let fetched = ctl_json(
-        &b,
-        &[
-            "fetch",
-            &share_ticket,
-            "--out",
-            out.to_str().context("path")?,
-            "--detach",
-        ],
-    )?;
+    let fetched = b.ctl_json(&[
+        "fetch",
+        &share_ticket,
+        "--out",
+        out.to_str().context("path")?,
+        "--detach",
+    ])?;
     let id = fetched["id"].as_u64().context("id")?;
     wait_done(&b.socket, id).await?;
     assert_eq!(std::fs::read(out.join("plans/q3.txt"))?, data);
@@ -105,7 +94,7 @@ async fn an_invite_makes_a_member_with_one_copied_string() -> Result<()> {
     // Used up now; listed as such; the secret is nowhere to be read.
     let (ok, err) = join(&b, &ticket)?;
     assert!(!ok && err.contains("used up"), "{err}");
-    let listed = ctl_json(&a, &["ring", "invites", "team"])?;
+    let listed = a.ctl_json(&["ring", "invites", "team"])?;
     assert_eq!(listed[0]["uses_left"], 0);
     assert!(listed[0].get("ticket").is_none(), "{listed}");
     let secret_part = &ticket[ticket.len() - 40..];
@@ -123,11 +112,11 @@ async fn forged_used_up_expired_and_withdrawn_invites_change_nothing() -> Result
     let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &[])?;
     let b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
     let c = BinDaemon::spawn(&temp_dir("rdrop-c-")?, &[])?;
-    ctl_json(&a, &["ring", "create", "team"])?;
-    let book_before = ctl_json(&a, &["peer", "ls"])?;
+    a.ctl_json(&["ring", "create", "team"])?;
+    let book_before = a.ctl_json(&["peer", "ls"])?;
 
     // Forged: a real invite's secret changed.
-    let real = ctl_json(&a, &["ring", "invite", "team"])?["ticket"]
+    let real = a.ctl_json(&["ring", "invite", "team"])?["ticket"]
         .as_str()
         .context("ticket")?
         .to_string();
@@ -151,7 +140,7 @@ async fn forged_used_up_expired_and_withdrawn_invites_change_nothing() -> Result
     assert!(!ok && err.contains("used up"), "{err}");
 
     // Expired.
-    let short = ctl_json(&a, &["ring", "invite", "team", "--expires", "1s"])?["ticket"]
+    let short = a.ctl_json(&["ring", "invite", "team", "--expires", "1s"])?["ticket"]
         .as_str()
         .context("ticket")?
         .to_string();
@@ -160,20 +149,20 @@ async fn forged_used_up_expired_and_withdrawn_invites_change_nothing() -> Result
     assert!(!ok && err.contains("expired"), "{err}");
 
     // Withdrawn.
-    let w = ctl_json(&a, &["ring", "invite", "team"])?;
+    let w = a.ctl_json(&["ring", "invite", "team"])?;
     let wid = w["id"].as_str().context("id")?;
-    ctl_json(&a, &["ring", "uninvite", &wid[..8]])?;
+    a.ctl_json(&["ring", "uninvite", &wid[..8]])?;
     let (ok, err) = join(&c, w["ticket"].as_str().context("ticket")?)?;
     assert!(!ok && err.contains("withdrawn"), "{err}");
 
     // Only the one real redemption changed anything.
     assert_eq!(members(&a, "team")?, vec![id_of(&b)?]);
-    let book_after = ctl_json(&a, &["peer", "ls"])?;
+    let book_after = a.ctl_json(&["peer", "ls"])?;
     assert_eq!(
         book_after.as_array().context("array")?.len(),
         book_before.as_array().context("array")?.len() + 1
     );
-    let c_book = ctl_json(&c, &["peer", "ls"])?;
+    let c_book = c.ctl_json(&["peer", "ls"])?;
     assert_eq!(c_book.as_array().context("array")?.len(), 0, "{c_book}");
     Ok(())
 }

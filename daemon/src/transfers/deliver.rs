@@ -186,13 +186,19 @@ impl TransferManager {
                 action: "completed (it is no longer ready)",
             });
         };
-        if let Err(e) = self.inner.store.tags().delete(transfer_tag(id)).await {
-            warn!(id, "cannot release transfer data: {e}");
-        }
-        self.discard_incoming(id).await;
-        self.ended(&rec);
+        self.release_settled(&rec).await;
         self.touch();
         Ok(TransferView { rec, rate: 0 })
+    }
+
+    /// A transfer that left `ready` (placed, or expired): its store data
+    /// and incoming files are released and event readers told.
+    async fn release_settled(&self, rec: &TransferRecord) {
+        if let Err(e) = self.inner.store.tags().delete(transfer_tag(rec.id)).await {
+            warn!(id = rec.id, "cannot release transfer data: {e}");
+        }
+        self.discard_incoming(rec.id).await;
+        self.ended(rec);
     }
 
     /// Fails the `ready` transfers no client came for within `keep` (or
@@ -221,11 +227,7 @@ impl TransferManager {
             })?;
             let Some(rec) = settled else { continue };
             warn!(id, "transfer {msg}");
-            if let Err(e) = self.inner.store.tags().delete(transfer_tag(id)).await {
-                warn!(id, "cannot release transfer data: {e}");
-            }
-            self.discard_incoming(id).await;
-            self.ended(&rec);
+            self.release_settled(&rec).await;
             any = true;
         }
         if any {
