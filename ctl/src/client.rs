@@ -16,6 +16,9 @@ use crate::error::{CliError, UNREACHABLE};
 /// A connection to ringdropd.
 pub struct Client {
     pub channel: Channel,
+    /// The socket it is connected to (a client that changes its user
+    /// connects again, so the daemon sees who it is now).
+    pub socket: PathBuf,
 }
 
 impl Client {
@@ -83,7 +86,12 @@ pub async fn connect(socket: Option<PathBuf>) -> Result<Client, CliError> {
             }
         }
         match dial(path).await {
-            Ok(channel) => return Ok(Client { channel }),
+            Ok(channel) => {
+                return Ok(Client {
+                    channel,
+                    socket: path.clone(),
+                })
+            }
             Err(e) => {
                 if let Some(refused) = refused(path) {
                     return Err(refused);

@@ -26,6 +26,8 @@ pub const HOOKS_AT_ONCE: usize = 4;
 pub enum Event {
     TransferEnded {
         id: u64,
+        /// The uid the transfer belongs to.
+        owner: u32,
         state: TransferState,
         dest: PathBuf,
         name: String,

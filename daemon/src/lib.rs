@@ -1,6 +1,7 @@
 //! ringdropd: peer-to-peer file transfer with ring-based access control,
 //! on iroh and iroh-blobs, controlled over gRPC on a Unix socket.
 
+pub mod authority;
 pub mod catalog;
 pub mod config;
 pub mod contacts;

@@ -24,6 +24,55 @@ pub fn ours_to_place(t: &pb::Transfer) -> bool {
     t.client_places && t.state == TransferState::Ready as i32
 }
 
+/// The uid this client runs as.
+pub fn my_uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+/// Becomes user `uid` for good: its primary group, its supplementary
+/// groups (initgroups) and its uid, in that order, so the files of its
+/// transfer are opened and written exactly as that user could. Only root
+/// can; anyone else is told to run the command as that user.
+pub fn become_user(uid: u32) -> Result<(), CliError> {
+    let name = place::user_name(uid);
+    let refuse = |why: String| {
+        CliError::failed(format!(
+            "the files of this transfer are user {name}'s: {why}; run `sudo -u {name} ringdropctl transfers wait ID` (or as {name})"
+        ))
+    };
+    if my_uid() != 0 {
+        return Err(refuse("only they may place them".into()));
+    }
+    // SAFETY: getpwuid_r writes into the buffers we own; the strings it
+    // points to live in `buf`, used before it is dropped.
+    let (cname, gid) = unsafe {
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 16 * 1024];
+        let mut out: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut out);
+        if rc != 0 || out.is_null() {
+            return Err(refuse(format!(
+                "uid {uid} has no user entry, so its groups are unknown"
+            )));
+        }
+        (std::ffi::CStr::from_ptr(pw.pw_name).to_owned(), pw.pw_gid)
+    };
+    // SAFETY: plain system calls on values we own; each result is checked.
+    let ok = unsafe {
+        libc::initgroups(cname.as_ptr(), gid) == 0
+            && libc::setgid(gid) == 0
+            && libc::setuid(uid) == 0
+    };
+    if !ok || my_uid() != uid {
+        return Err(refuse(format!(
+            "cannot become that user: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}
+
 /// Why this user cannot write `dest`, if they cannot (sent with the fetch,
 /// so the daemon refuses it before any byte moves when the files are ours
 /// to place).

@@ -124,6 +124,14 @@ pub async fn follow_and_place(c: &Client, id: u64, out: &Out) -> Result<pb::Tran
         if !place::ours_to_place(&t) {
             return Ok(t);
         }
+        // Another user's files are written with that user's authority:
+        // root becomes that user (uid and groups) before opening anything
+        // and talks to the daemon as them; anyone else is told who may.
+        if t.owner_uid != place::my_uid() {
+            place::become_user(t.owner_uid)?;
+            let again = crate::client::connect(Some(c.socket.clone())).await?;
+            return Box::pin(follow_and_place(&again, id, out)).await;
+        }
         tries += 1;
         match place::place(c, &t, out).await {
             // Cut off mid-way: nothing was placed (the staging undid it);

@@ -123,14 +123,27 @@ impl Config {
     }
 
     /// Defaults for the system service (systemd unit): state under
-    /// `$STATE_DIRECTORY` (or /var/lib/ringdrop), socket in /run/ringdrop.
+    /// `$STATE_DIRECTORY` (or /var/lib/ringdrop), downloads of the daemon's
+    /// own user beside it (never inside: the data dir is the daemon's
+    /// alone), socket in /run/ringdrop.
     pub fn system_defaults() -> Self {
-        let data_dir = std::env::var_os("STATE_DIRECTORY")
+        // The unit lists two state directories: systemd passes both,
+        // colon-separated, data first.
+        let mut state = std::env::var("STATE_DIRECTORY")
+            .unwrap_or_default()
+            .split(':')
             .filter(|d| !d.is_empty())
             .map(PathBuf::from)
+            .collect::<Vec<_>>()
+            .into_iter();
+        let data_dir = state
+            .next()
             .unwrap_or_else(|| PathBuf::from("/var/lib/ringdrop"));
+        let download_dir = state
+            .next()
+            .unwrap_or_else(|| PathBuf::from("/var/lib/ringdrop-downloads"));
         Self {
-            download_dir: data_dir.join("downloads"),
+            download_dir,
             data_dir,
             socket: PathBuf::from(ringdrop_proto::paths::SYSTEM_SOCKET),
             system: true,

@@ -10,9 +10,12 @@ use tracing::info;
 
 use super::Daemon;
 use crate::{
+    authority::Caller,
     catalog::{self, CatalogError},
     provider::Upload,
-    registry::{InviteRecord, Member, PeerRecord, RegistryError, RingInfo, OPEN_RING},
+    registry::{
+        daemon_uid, InviteRecord, Member, Owned, PeerRecord, RegistryError, RingInfo, OPEN_RING,
+    },
     ticket::Ticket,
     transfers::now,
 };
@@ -145,40 +148,46 @@ impl Daemon {
         }
     }
 
-    /// Creates a ring.
-    pub fn create_ring(&self, name: &str) -> Result<(), AccessError> {
+    /// Creates a ring owned by `caller` (names are node-wide: first come,
+    /// first served).
+    pub fn create_ring(&self, caller: &Caller, name: &str) -> Result<(), AccessError> {
         if name == OPEN_RING {
             return Err(AccessError::OpenRing);
         }
         check_name(name)?;
-        if !self.registry().create_ring(name, now())? {
+        if !self.registry().create_ring(name, now(), caller.uid)? {
             return Err(AccessError::RingExists(name.to_string()));
         }
-        info!(ring = name, "ring created");
+        info!(uid = caller.uid, ring = name, "ring created");
         Ok(())
     }
 
-    /// All rings (the first is always `open`).
-    pub fn rings(&self) -> Result<Vec<RingInfo>, AccessError> {
+    /// The rings `caller` owns (an admin: all); the first is always `open`.
+    pub fn rings(&self, caller: &Caller) -> Result<Vec<RingInfo>, AccessError> {
         let mut out = vec![RingInfo {
             name: OPEN_RING.to_string(),
             created_at: 0,
             members: 0,
         }];
-        out.extend(self.registry().rings()?);
+        let owners = self.registry().owners(Owned::Ring)?;
+        out.extend(self.registry().rings()?.into_iter().filter(|r| {
+            let owner = owners
+                .get(r.name.as_bytes())
+                .copied()
+                .unwrap_or_else(daemon_uid);
+            caller.controls(owner)
+        }));
         Ok(out)
     }
 
     /// Removes a ring; its members lose access to its shares at once.
-    pub fn remove_ring(&self, name: &str) -> Result<(), AccessError> {
-        if name == OPEN_RING {
-            return Err(AccessError::OpenRing);
-        }
+    pub fn remove_ring(&self, caller: &Caller, name: &str) -> Result<(), AccessError> {
+        self.existing_ring(caller, name)?;
         let members = self
             .registry()
             .remove_ring(name)?
             .ok_or_else(|| AccessError::UnknownRing(name.to_string()))?;
-        info!(ring = name, "ring removed");
+        info!(uid = caller.uid, ring = name, "ring removed");
         for m in members {
             if let Ok(id) = EndpointId::from_bytes(&m.id) {
                 self.inner.gate.disconnect(id);
@@ -187,11 +196,14 @@ impl Daemon {
         Ok(())
     }
 
-    fn existing_ring(&self, ring: &str) -> Result<(), AccessError> {
+    /// A ring `caller` controls (another user's is "no ring named").
+    fn existing_ring(&self, caller: &Caller, ring: &str) -> Result<(), AccessError> {
         if ring == OPEN_RING {
             return Err(AccessError::OpenRing);
         }
-        if !self.registry().ring_exists(ring)? {
+        if !self.registry().ring_exists(ring)?
+            || !caller.controls(self.registry().owner(Owned::Ring, ring.as_bytes())?)
+        {
             return Err(AccessError::UnknownRing(ring.to_string()));
         }
         Ok(())
@@ -200,21 +212,27 @@ impl Daemon {
     /// Adds (or updates) a member; `expires_at` in unix seconds.
     pub fn add_member(
         &self,
+        caller: &Caller,
         ring: &str,
         peer: &str,
         expires_at: Option<i64>,
     ) -> Result<PeerRef, AccessError> {
-        self.existing_ring(ring)?;
+        self.existing_ring(caller, ring)?;
         let p = self.resolve_peer(peer)?;
         self.registry()
             .add_member(ring, p.id.as_bytes(), expires_at)?;
-        info!(ring, peer = %p.id, ?expires_at, "member added");
+        info!(uid = caller.uid, ring, peer = %p.id, ?expires_at, "member added");
         Ok(p)
     }
 
     /// Removes a member and closes its live connections.
-    pub fn remove_member(&self, ring: &str, peer: &str) -> Result<PeerRef, AccessError> {
-        self.existing_ring(ring)?;
+    pub fn remove_member(
+        &self,
+        caller: &Caller,
+        ring: &str,
+        peer: &str,
+    ) -> Result<PeerRef, AccessError> {
+        self.existing_ring(caller, ring)?;
         let p = self.resolve_peer(peer)?;
         if !self.registry().remove_member(ring, p.id.as_bytes())? {
             return Err(AccessError::NotMember {
@@ -223,19 +241,34 @@ impl Daemon {
             });
         }
         let closed = self.inner.gate.disconnect(p.id);
-        info!(ring, peer = %p.id, closed, "member removed");
+        info!(uid = caller.uid, ring, peer = %p.id, closed, "member removed");
         Ok(p)
     }
 
     /// Members of a ring.
-    pub fn members(&self, ring: &str) -> Result<Vec<Member>, AccessError> {
-        self.existing_ring(ring)?;
+    pub fn members(&self, caller: &Caller, ring: &str) -> Result<Vec<Member>, AccessError> {
+        self.existing_ring(caller, ring)?;
         Ok(self.registry().members(ring)?)
     }
 
     /// Adds or replaces an address-book entry from an endpoint id or a ticket.
-    pub fn add_peer(&self, name: &str, id_or_ticket: &str) -> Result<PeerRecord, AccessError> {
+    pub fn add_peer(
+        &self,
+        caller: &Caller,
+        name: &str,
+        id_or_ticket: &str,
+    ) -> Result<PeerRecord, AccessError> {
         check_name(name)?;
+        let fresh = self.registry().peer(name)?.is_none();
+        if !self
+            .registry()
+            .claim(Owned::Peer, name.as_bytes(), caller.uid, fresh)?
+            && !caller.is_admin()
+        {
+            return Err(AccessError::BadInviteTerms(format!(
+                "the name '{name}' is another user's address-book entry: choose another name"
+            )));
+        }
         let s = id_or_ticket.trim();
         let addr = if let Ok(id) = EndpointId::from_str(s) {
             EndpointAddr::new(id)
@@ -252,25 +285,52 @@ impl Daemon {
             updated_at: now(),
         };
         self.registry().put_peer(&rec)?;
+        info!(uid = caller.uid, name, peer = %addr.id, "address-book entry set");
         Ok(rec)
     }
 
-    /// The address book.
-    pub fn peers(&self) -> Result<Vec<PeerRecord>, AccessError> {
-        Ok(self.registry().peers()?)
+    /// The address-book entries `caller` owns (an admin: all). Any caller
+    /// may still resolve any name.
+    pub fn peers(&self, caller: &Caller) -> Result<Vec<PeerRecord>, AccessError> {
+        let owners = self.registry().owners(Owned::Peer)?;
+        let mut all = self.registry().peers()?;
+        all.retain(|p| {
+            let owner = owners
+                .get(p.name.as_bytes())
+                .copied()
+                .unwrap_or_else(daemon_uid);
+            caller.controls(owner)
+        });
+        Ok(all)
     }
 
     /// Removes an address-book entry (memberships stay, by endpoint id).
-    pub fn remove_peer(&self, name: &str) -> Result<(), AccessError> {
-        if !self.registry().remove_peer(name)? {
+    pub fn remove_peer(&self, caller: &Caller, name: &str) -> Result<(), AccessError> {
+        if !caller.controls(self.registry().owner(Owned::Peer, name.as_bytes())?)
+            || !self.registry().remove_peer(name)?
+        {
             return Err(AccessError::NoSuchPeer(name.to_string()));
         }
+        self.registry().remove_owner(Owned::Peer, name.as_bytes())?;
+        info!(uid = caller.uid, name, "address-book entry removed");
         Ok(())
     }
 
-    /// What is being served right now.
-    pub fn uploads(&self) -> Vec<Upload> {
-        self.inner.uploads.list()
+    /// What is being served right now of the shares `caller` owns (an
+    /// admin: everything).
+    pub fn uploads(&self, caller: &Caller) -> Vec<Upload> {
+        let owners = self.registry().owners(Owned::Share).unwrap_or_default();
+        let mut all = self.inner.uploads.list();
+        all.retain(|u| {
+            u.shares.iter().any(|h| {
+                let owner = owners
+                    .get(h.as_bytes().as_slice())
+                    .copied()
+                    .unwrap_or_else(daemon_uid);
+                caller.controls(owner)
+            })
+        });
+        all
     }
 
     /// Shares `peer` lets this node fetch, with tickets for them.
@@ -295,6 +355,7 @@ impl Daemon {
     /// (`None`: for good). Returns the record and the ticket.
     pub fn create_invite(
         &self,
+        caller: &Caller,
         ring: &str,
         uses: u32,
         valid_for: i64,
@@ -302,9 +363,9 @@ impl Daemon {
     ) -> Result<(InviteRecord, String), AccessError> {
         // Inviting to a ring that does not exist yet creates it.
         if ring != OPEN_RING && !self.registry().ring_exists(ring)? {
-            self.create_ring(ring)?;
+            self.create_ring(caller, ring)?;
         }
-        self.existing_ring(ring)?;
+        self.existing_ring(caller, ring)?;
         if uses == 0 || uses > MAX_INVITE_USES {
             return Err(AccessError::BadInviteTerms(format!(
                 "an invite is for 1 to {MAX_INVITE_USES} uses"
@@ -328,25 +389,36 @@ impl Daemon {
             member_for,
         );
         self.registry().put_invite(&rec)?;
-        info!(ring, id = %data_encoding::HEXLOWER.encode(&rec.id), uses, "invite created");
+        info!(uid = caller.uid, ring, id = %data_encoding::HEXLOWER.encode(&rec.id), uses, "invite created");
         Ok((rec, invite.to_string()))
     }
 
     /// Invites, oldest first (of `ring` only, if given).
-    pub fn invites(&self, ring: Option<&str>) -> Result<Vec<InviteRecord>, AccessError> {
+    pub fn invites(
+        &self,
+        caller: &Caller,
+        ring: Option<&str>,
+    ) -> Result<Vec<InviteRecord>, AccessError> {
+        let owners = self.registry().owners(Owned::Ring)?;
         let all = self.registry().invites()?;
         Ok(all
             .into_iter()
             .filter(|i| ring.is_none_or(|r| i.ring == r))
+            .filter(|i| {
+                let owner = owners
+                    .get(i.ring.as_bytes())
+                    .copied()
+                    .unwrap_or_else(daemon_uid);
+                caller.controls(owner)
+            })
             .collect())
     }
 
     /// Withdraws an invite (by id or a unique prefix of it).
-    pub fn revoke_invite(&self, id: &str) -> Result<InviteRecord, AccessError> {
+    pub fn revoke_invite(&self, caller: &Caller, id: &str) -> Result<InviteRecord, AccessError> {
         let id = id.trim().to_ascii_lowercase();
         let mut found: Vec<InviteRecord> = self
-            .registry()
-            .invites()?
+            .invites(caller, None)?
             .into_iter()
             .filter(|i| !id.is_empty() && data_encoding::HEXLOWER.encode(&i.id).starts_with(&id))
             .collect();
@@ -356,12 +428,14 @@ impl Daemon {
         let mut rec = found.remove(0);
         rec.revoked = true;
         self.registry().put_invite(&rec)?;
+        info!(uid = caller.uid, id, "invite revoked");
         Ok(rec)
     }
 
     /// Redeems an invite with its inviter (see [`crate::invites::join`]).
     pub async fn join_ring(
         &self,
+        caller: &Caller,
         invite: &str,
         alias: Option<&str>,
     ) -> Result<crate::invites::Joined, AccessError> {
@@ -372,7 +446,7 @@ impl Daemon {
             invite.parse().map_err(crate::invites::JoinError::from)?;
         let joined =
             crate::invites::join(&self.inner.endpoint, self.registry(), &invite, alias).await?;
-        info!(ring = joined.ring, inviter = %joined.inviter, "joined a ring by invite");
+        info!(uid = caller.uid, ring = joined.ring, inviter = %joined.inviter, "joined a ring by invite");
         Ok(joined)
     }
 }

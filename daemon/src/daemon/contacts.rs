@@ -11,11 +11,12 @@ use tracing::{info, warn};
 
 use super::{access::AccessError, daemon_cannot_write, Daemon, TicketFormat};
 use crate::{
+    authority::Caller,
     contacts,
     events::{Event, Stamped},
     registry::{
-        InboxOffer, InboxState, Receipt, RegistryError, SentOffer, SentState, TransferState,
-        TrustRecord,
+        daemon_uid, InboxOffer, InboxState, Owned, Receipt, RegistryError, SentOffer, SentState,
+        TransferState, TrustRecord,
     },
     shares::{ShareError, ShareRequest},
     transfers::{now, TransferError, TransferView},
@@ -60,6 +61,7 @@ impl Daemon {
     /// of it for `peer`'s daemon, valid for `expires_in` seconds.
     pub async fn send(
         &self,
+        caller: &Caller,
         path: PathBuf,
         peer: &str,
         expires_in: Option<i64>,
@@ -77,22 +79,26 @@ impl Daemon {
         let registry = &self.inner.registry;
         // A ring of the offer's own: the peer its one member, until the
         // offer ends (and no longer than it may wait).
+        // Created here or not at all: two sends never share one ring.
         let mut ring = format!("offer-{}", registry.peek_sent_id()?);
-        while registry.ring_exists(&ring)? {
+        while !registry.create_ring(&ring, now(), caller.uid)? {
             ring = format!("offer-{:08x}", rand::random::<u32>());
         }
         let expires_at = now() + expires_in;
-        registry.create_ring(&ring, now())?;
         registry.add_member(&ring, p.id.as_bytes(), Some(expires_at))?;
         let (tx, mut rx) = mpsc::channel(16);
         tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        // The offer's ring only: new content never inherits the path's
+        // other shares' rings or listing.
         let shared = self
             .share(
+                caller,
                 ShareRequest {
                     path,
                     name: None,
                     rings: vec![ring.clone()],
                     listed: false,
+                    inherit: false,
                 },
                 tx,
             )
@@ -124,17 +130,31 @@ impl Daemon {
             last_error: None,
         };
         registry.insert_sent(&mut rec)?;
-        info!(id = rec.id, peer = %p.id, size = rec.size, "offer queued");
+        registry.set_owner(Owned::Sent, &rec.id.to_be_bytes(), caller.uid)?;
+        info!(uid = caller.uid, id = rec.id, peer = %p.id, size = rec.size, "offer queued");
         self.contacts().wake.notify_one();
         Ok(rec)
     }
 
-    pub fn sent(&self) -> Result<Vec<SentOffer>, ContactError> {
-        Ok(self.inner.registry.sent()?)
+    /// The offers `caller` sent (an admin: all).
+    pub fn sent(&self, caller: &Caller) -> Result<Vec<SentOffer>, ContactError> {
+        let owners = self.inner.registry.owners(Owned::Sent)?;
+        let mut all = self.inner.registry.sent()?;
+        all.retain(|r| {
+            let owner = owners
+                .get(r.id.to_be_bytes().as_slice())
+                .copied()
+                .unwrap_or_else(daemon_uid);
+            caller.controls(owner)
+        });
+        Ok(all)
     }
 
     /// Withdraws an offer and ends the access it created.
-    pub fn withdraw(&self, id: u64) -> Result<SentOffer, ContactError> {
+    pub fn withdraw(&self, caller: &Caller, id: u64) -> Result<SentOffer, ContactError> {
+        if !caller.controls(self.inner.registry.owner(Owned::Sent, &id.to_be_bytes())?) {
+            return Err(ContactError::NoSuchOffer(id));
+        }
         let mut was = None;
         let rec = self
             .inner
@@ -154,23 +174,43 @@ impl Daemon {
                 action: "withdrawn",
             });
         }
+        info!(uid = caller.uid, id, "offer withdrawn");
         self.end_offer_access(&rec);
         Ok(rec)
     }
 
-    pub fn inbox(&self) -> Result<(Vec<InboxOffer>, u64), ContactError> {
+    /// Whether `caller` may see an offer from `from`: admins all; an
+    /// operator those from its own contacts.
+    fn sees_offer_from(&self, caller: &Caller, from: &[u8; 32]) -> bool {
+        caller.is_admin()
+            || matches!(
+                self.inner.registry.is_contact_of(caller.uid, from, now()),
+                Ok(true)
+            )
+    }
+
+    /// The inbox as `caller` may see it, and how many offers were refused.
+    pub fn inbox(&self, caller: &Caller) -> Result<(Vec<InboxOffer>, u64), ContactError> {
         let refused = self
             .contacts()
             .refused
             .load(std::sync::atomic::Ordering::Relaxed);
-        Ok((self.inner.registry.inbox()?, refused))
+        let mut all = self.inner.registry.inbox()?;
+        all.retain(|o| self.sees_offer_from(caller, &o.from));
+        Ok((all, refused))
     }
 
-    fn new_offer(&self, id: u64, action: &'static str) -> Result<InboxOffer, ContactError> {
+    fn new_offer(
+        &self,
+        caller: &Caller,
+        id: u64,
+        action: &'static str,
+    ) -> Result<InboxOffer, ContactError> {
         let rec = self
             .inner
             .registry
             .inbox_offer(id)?
+            .filter(|o| self.sees_offer_from(caller, &o.from))
             .ok_or(ContactError::NoSuchOffer(id))?;
         if rec.state != InboxState::New {
             return Err(ContactError::Settled {
@@ -188,10 +228,10 @@ impl Daemon {
         id: u64,
         out: Option<PathBuf>,
         force: bool,
-        caller: u32,
+        caller: &Caller,
         caller_cannot_write: Option<String>,
     ) -> Result<(InboxOffer, TransferView), ContactError> {
-        let mut rec = self.new_offer(id, "accepted")?;
+        let mut rec = self.new_offer(caller, id, "accepted")?;
         let view = self.fetch_expecting(
             &rec.ticket,
             out,
@@ -206,8 +246,8 @@ impl Daemon {
         Ok((rec, view))
     }
 
-    pub fn reject_offer(&self, id: u64) -> Result<InboxOffer, ContactError> {
-        let mut rec = self.new_offer(id, "rejected")?;
+    pub fn reject_offer(&self, caller: &Caller, id: u64) -> Result<InboxOffer, ContactError> {
+        let mut rec = self.new_offer(caller, id, "rejected")?;
         rec.state = InboxState::Rejected;
         self.owe_receipt(&mut rec, Receipt::Rejected)?;
         Ok(rec)
@@ -223,9 +263,12 @@ impl Daemon {
     }
 
     /// Offers from `peer` up to `max_size` bytes are fetched into `dir` by
-    /// themselves; the daemon must be able to write `dir`.
+    /// themselves, as `caller`'s transfers: `dir` must be a directory of
+    /// `caller`'s (the daemon's own user: one it may write), never the data
+    /// dir or inside it. One rule a sender, owned by whoever set it.
     pub fn trust_peer(
         &self,
+        caller: &Caller,
         peer: &str,
         dir: PathBuf,
         max_size: Option<u64>,
@@ -243,44 +286,115 @@ impl Daemon {
                 dir.display()
             )));
         }
-        daemon_cannot_write(&dir).map_err(ContactError::Invalid)?;
+        self.accept_dir_allowed(caller, &dir)
+            .map_err(ContactError::Invalid)?;
         let rec = TrustRecord {
             accept_into: dir,
             max_size,
         };
-        self.inner.registry.put_trust(p.id.as_bytes(), &rec)?;
-        info!(peer = %p.id, dir = %rec.accept_into.display(), "offers accepted by themselves");
+        if !self
+            .inner
+            .registry
+            .put_trust_owned(p.id.as_bytes(), &rec, caller.uid)?
+        {
+            return Err(ContactError::Invalid(format!(
+                "offers from {} are already handled by another user's trust rule: ask them (or an admin) to remove it",
+                p.name.as_deref().unwrap_or("that peer")
+            )));
+        }
+        info!(uid = caller.uid, peer = %p.id, dir = %rec.accept_into.display(), "offers accepted by themselves");
         Ok((p, rec))
     }
 
-    pub fn untrust_peer(&self, peer: &str) -> Result<super::access::PeerRef, ContactError> {
+    pub fn untrust_peer(
+        &self,
+        caller: &Caller,
+        peer: &str,
+    ) -> Result<super::access::PeerRef, ContactError> {
         let p = self.resolve_peer(peer)?;
-        self.inner.registry.remove_trust(p.id.as_bytes())?;
+        let registry = &self.inner.registry;
+        if registry.trust(p.id.as_bytes())?.is_some()
+            && !caller.controls(registry.owner(Owned::Trust, p.id.as_bytes())?)
+        {
+            return Err(ContactError::Invalid(
+                "that trust rule is another user's: only they (or an admin) may remove it".into(),
+            ));
+        }
+        registry.remove_trust(p.id.as_bytes())?;
+        registry.remove_owner(Owned::Trust, p.id.as_bytes())?;
+        info!(uid = caller.uid, peer = %p.id, "trust removed");
         Ok(p)
     }
 
+    /// Whether `caller` may name `dir` for offers to land in: not the data
+    /// dir, nor beneath or above it (decided on the directories, not the
+    /// path's text); an operator's own directory that it may write; the
+    /// daemon's own user, one it can write.
+    fn accept_dir_allowed(&self, caller: &Caller, dir: &std::path::Path) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let data = std::fs::metadata(&self.inner.config.data_dir)
+            .map_err(|e| format!("{}: {e}", self.inner.config.data_dir.display()))?;
+        let canonical =
+            std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let data_canonical = std::fs::canonicalize(&self.inner.config.data_dir)
+            .unwrap_or_else(|_| self.inner.config.data_dir.clone());
+        let same = |m: &std::fs::Metadata| m.dev() == data.dev() && m.ino() == data.ino();
+        let inside = canonical
+            .ancestors()
+            .any(|a| std::fs::metadata(a).is_ok_and(|m| same(&m)));
+        if inside || data_canonical.starts_with(&canonical) {
+            return Err(format!(
+                "{} is ringdropd's data directory, or holds it, or is inside it: offers never land there; choose a directory of your own",
+                dir.display()
+            ));
+        }
+        if caller.uid == crate::rpc::my_uid() {
+            return daemon_cannot_write(dir);
+        }
+        if meta.uid() != caller.uid || meta.mode() & 0o200 == 0 {
+            return Err(format!(
+                "{} is not a directory of user {} that it may write: offers accepted by themselves are yours, so they land only in a directory you own",
+                dir.display(),
+                ringdrop_proto::place::user_name(caller.uid)
+            ));
+        }
+        Ok(())
+    }
+
     /// Ends the access an offer created: its ring, and the share if the
-    /// send created it and nothing else gives access to it now.
+    /// send created it and nothing else gives access to it now, all in one
+    /// registry transaction (a concurrent share or send keeps its effect).
     fn end_offer_access(&self, rec: &SentOffer) {
-        if !matches!(self.inner.registry.ring_exists(&rec.ring), Ok(true)) {
-            return;
-        }
-        if let Err(e) = self.remove_ring(&rec.ring) {
-            warn!(id = rec.id, "cannot end the offer's access: {e}");
-            return;
-        }
-        if rec.created_share {
-            let orphan =
-                matches!(self.inner.registry.share(&rec.hash), Ok(Some(s)) if s.rings.is_empty());
-            if orphan {
-                let this = self.clone();
-                let hash = rec.hash.to_string();
-                tokio::spawn(async move {
-                    if let Err(e) = this.unshare(&hash).await {
-                        warn!("cannot unshare a finished offer: {e}");
-                    }
-                });
+        let ended = self
+            .inner
+            .registry
+            .end_offer(&rec.ring, &rec.hash, rec.created_share);
+        let (members, unshared) = match ended {
+            Ok(Some(ended)) => ended,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(id = rec.id, "cannot end the offer's access: {e}");
+                return;
             }
+        };
+        for m in members {
+            if let Ok(id) = iroh::EndpointId::from_bytes(&m.id) {
+                self.inner.gate.disconnect(id);
+            }
+        }
+        if let Some(share) = unshared {
+            self.disconnect_share(&share.hash);
+            let (registry, store) = (self.inner.registry.clone(), self.inner.store.clone());
+            tokio::spawn(async move {
+                // Shared again meanwhile: the tag is the new share's.
+                if matches!(registry.share(&share.hash), Ok(None)) {
+                    let tag = crate::shares::share_tag(&share.hash);
+                    if let Err(e) = store.tags().delete(tag).await {
+                        warn!("cannot release a finished offer's share: {e}");
+                    }
+                }
+            });
         }
         info!(
             id = rec.id,
@@ -361,7 +475,9 @@ impl Daemon {
                                 "offer's content is not the size it said; cancelling its fetch"
                             );
                             let transfers = self.inner.transfers.clone();
-                            tokio::spawn(async move { transfers.cancel(tid, true).await.ok() });
+                            tokio::spawn(async move {
+                                transfers.cancel(&Caller::daemon(), tid, true).await.ok()
+                            });
                             rec.state = InboxState::Failed;
                             registry.put_inbox(&rec)?;
                             continue;
@@ -398,9 +514,16 @@ impl Daemon {
     }
 
     fn auto_accept(&self, rec: &mut InboxOffer, trust: &TrustRecord) {
-        let me = crate::rpc::my_uid();
-        let dir = Some(trust.accept_into.clone());
-        match self.fetch_expecting(&rec.ticket, dir, false, me, None, Some(rec.size)) {
+        // The fetch is the rule owner's: the daemon places it for its own
+        // user; another user's waits `ready` for that user's client.
+        let owner = self
+            .inner
+            .registry
+            .owner(Owned::Trust, &rec.from)
+            .unwrap_or_else(|_| daemon_uid());
+        let me = Caller::operator(owner, owner);
+        let dir = Some(fresh_entry(&trust.accept_into, &rec.name, &rec.ticket));
+        match self.fetch_expecting(&rec.ticket, dir, false, &me, None, Some(rec.size)) {
             Ok(view) => {
                 info!(
                     id = rec.id,
@@ -469,4 +592,28 @@ impl Daemon {
             }
         }
     }
+}
+
+/// A path in `dir` where nothing is yet, named after the offer (a name the
+/// sender chose, used only when it is one plain, visible component; else
+/// the content's hash), with " (2)", " (3)" ... added when taken: an
+/// accepted offer creates one new entry and never merges into another.
+fn fresh_entry(dir: &std::path::Path, name: &str, ticket: &str) -> PathBuf {
+    let plain = ringdrop_proto::place::sanitize(name)
+        .ok()
+        .filter(|parts| parts.len() == 1 && !name.starts_with('.'))
+        .map(|_| name.to_string());
+    let base = plain.unwrap_or_else(|| {
+        ticket
+            .parse::<crate::ticket::Ticket>()
+            .map(|t| t.content.hash.to_string())
+            .unwrap_or_else(|_| "offer".to_string())
+    });
+    let mut candidate = dir.join(&base);
+    let mut n = 2u32;
+    while std::fs::symlink_metadata(&candidate).is_ok() && n < 10_000 {
+        candidate = dir.join(format!("{base} ({n})"));
+        n += 1;
+    }
+    candidate
 }

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
+    authority::Caller,
     catalog::{self, CatalogServer},
     config::Config,
     node::{self, NodeError},
@@ -38,14 +39,13 @@ use crate::{
     transfers::{FetchRequest, TransferError, TransferManager, TransferView},
 };
 
-/// Who places the files of a fetch by `caller` into `dest` (see
-/// [`Daemon::fetch`]).
-pub fn placement_for(caller: u32, dest: &Path, download_dir: &Path) -> Placement {
-    let lexically_inside = dest.starts_with(download_dir)
-        && !dest
-            .components()
-            .any(|c| c == std::path::Component::ParentDir);
-    if caller == crate::rpc::my_uid() || lexically_inside {
+/// Who places the files of a fetch by `caller`: the daemon writes only
+/// for its own user; everyone else's files (root's and every operator's)
+/// are written by that user's own client, as that user, so nothing lands
+/// where its owner could not have written it (docs/ARCHITECTURE.md,
+/// "Authority").
+pub fn placement_for(caller: &Caller) -> Placement {
+    if caller.uid == crate::rpc::my_uid() {
         Placement::Daemon
     } else {
         Placement::Client
@@ -136,17 +136,43 @@ impl std::fmt::Debug for Daemon {
     }
 }
 
+/// Creates the data dir (0700) or checks the one there: it must be a
+/// directory of the daemon's own user that no one else may read, write or
+/// enter (it holds the node's key, the registry and small shared files
+/// inline in the store's database).
 fn create_private_dir(path: &Path) -> Result<(), StartError> {
-    use std::os::unix::fs::DirBuilderExt;
-    let err = |e: std::io::Error| StartError::DataDir {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let err = |msg: String| StartError::DataDir {
         path: path.to_path_buf(),
-        msg: e.to_string(),
+        msg,
     };
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(path)
-        .map_err(err)
+        .map_err(|e| err(e.to_string()))?;
+    let meta = std::fs::symlink_metadata(path).map_err(|e| err(e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(err(
+            "is not a directory (a symlink is not accepted either): give --data-dir a directory"
+                .into(),
+        ));
+    }
+    if meta.uid() != crate::rpc::my_uid() {
+        return Err(err(format!(
+            "belongs to uid {}, not to the user ringdropd runs as ({}): chown it, or choose another --data-dir",
+            meta.uid(),
+            crate::rpc::my_uid()
+        )));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(err(format!(
+            "other users may open it (mode {:o}); it holds the node's secret key and registry: run `chmod 700 {}` (the unit sets StateDirectoryMode=0700)",
+            meta.mode() & 0o7777,
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 impl Daemon {
@@ -270,6 +296,32 @@ impl Daemon {
             "ringdropd started"
         );
         Ok(daemon)
+    }
+
+    /// Whether `caller` may see `event`: its own transfers, serving of its
+    /// own shares, offers from its contacts, joins to its rings (an admin:
+    /// all).
+    pub fn event_visible(&self, caller: &Caller, event: &crate::events::Event) -> bool {
+        use crate::{events::Event, registry::Owned};
+        if caller.is_admin() {
+            return true;
+        }
+        let registry = &self.inner.registry;
+        let owns = |kind: Owned, key: &[u8]| matches!(registry.owner(kind, key), Ok(owner) if owner == caller.uid);
+        match event {
+            Event::TransferEnded { owner, .. } => *owner == caller.uid,
+            Event::ShareServed { share, .. } => share
+                .as_deref()
+                .and_then(|h| h.parse::<Hash>().ok())
+                .is_some_and(|h| owns(Owned::Share, h.as_bytes())),
+            Event::OfferReceived { from, .. } => from.parse::<iroh::EndpointId>().is_ok_and(|id| {
+                matches!(
+                    registry.is_contact_of(caller.uid, id.as_bytes(), crate::transfers::now()),
+                    Ok(true)
+                )
+            }),
+            Event::MemberJoined { ring, .. } => owns(Owned::Ring, ring.as_bytes()),
+        }
     }
 
     /// The daemon's event hub (`WatchEvents`).
@@ -414,17 +466,21 @@ impl Daemon {
     /// (its files changed) are disconnected.
     pub async fn share(
         &self,
+        caller: &Caller,
         req: shares::ShareRequest,
         events: mpsc::Sender<ShareEvent>,
     ) -> Result<Shared, ShareError> {
+        let path = req.path.clone();
         let shared = shares::share(
             &self.inner.store,
             &self.inner.registry,
             &self.inner.config.data_dir,
+            caller,
             req,
             events,
         )
         .await?;
+        info!(uid = caller.uid, hash = %shared.share.hash, path = %path.display(), "shared");
         for old in &shared.replaced {
             self.disconnect_share(&old.hash);
         }
@@ -434,9 +490,17 @@ impl Daemon {
     /// All shares with the bytes served for each and whether they are
     /// "changed" (the policy's verdict: their files, or another file their
     /// content was imported from, changed since sharing; not served).
-    pub fn shares(&self) -> Result<Vec<(ShareRecord, u64, bool)>, RegistryError> {
+    pub fn shares(&self, caller: &Caller) -> Result<Vec<(ShareRecord, u64, bool)>, RegistryError> {
         let mut out = Vec::new();
+        let owners = self.inner.registry.owners(crate::registry::Owned::Share)?;
         for s in self.inner.registry.shares()? {
+            let owner = owners
+                .get(s.hash.as_bytes().as_slice())
+                .copied()
+                .unwrap_or_else(crate::registry::daemon_uid);
+            if !caller.controls(owner) {
+                continue;
+            }
             let served = self.inner.registry.served(&s.hash)?;
             let changed = !self.inner.policy.fresh_now(&s);
             out.push((s, served, changed));
@@ -445,8 +509,19 @@ impl Daemon {
     }
 
     /// Stops sharing; peers fetching it are disconnected.
-    pub async fn unshare(&self, hash_or_prefix: &str) -> Result<ShareRecord, ShareError> {
-        let rec = shares::unshare(&self.inner.store, &self.inner.registry, hash_or_prefix).await?;
+    pub async fn unshare(
+        &self,
+        caller: &Caller,
+        hash_or_prefix: &str,
+    ) -> Result<ShareRecord, ShareError> {
+        let rec = shares::unshare(
+            &self.inner.store,
+            &self.inner.registry,
+            caller,
+            hash_or_prefix,
+        )
+        .await?;
+        info!(uid = caller.uid, hash = %rec.hash, "unshared");
         self.disconnect_share(&rec.hash);
         Ok(rec)
     }
@@ -463,20 +538,21 @@ impl Daemon {
         ticket.parse()
     }
 
-    /// Starts a fetch for the control-socket client `caller` (a uid);
-    /// `out` empty means the configured download dir.
+    /// Starts a fetch for the control-socket client `caller`; `out` empty
+    /// means the configured download dir (the daemon's own user; other
+    /// callers' clients name their destination).
     ///
-    /// Who writes the files: the daemon itself for its own user and for
-    /// destinations inside its `download_dir`; for anyone else their own
-    /// client, running as them (the system service may not write their
-    /// home). Whoever writes must be able to, checked before any byte is
-    /// fetched.
+    /// Who writes the files ([`placement_for`]): the daemon itself only for
+    /// its own user; for anyone else their own client, running as them.
+    /// Whoever writes must be able to, checked before any byte is fetched
+    /// (a client's report can only refuse, never grant: its own process
+    /// writes, so the kernel judges).
     pub fn fetch(
         &self,
         ticket: &str,
         out: Option<PathBuf>,
         force: bool,
-        caller: u32,
+        caller: &Caller,
         caller_cannot_write: Option<String>,
     ) -> Result<TransferView, TransferError> {
         self.fetch_expecting(ticket, out, force, caller, caller_cannot_write, None)
@@ -488,20 +564,28 @@ impl Daemon {
         ticket: &str,
         out: Option<PathBuf>,
         force: bool,
-        caller: u32,
+        caller: &Caller,
         caller_cannot_write: Option<String>,
         expect_size: Option<u64>,
     ) -> Result<TransferView, TransferError> {
-        let dest = out.unwrap_or_else(|| self.inner.config.download_dir.clone());
-        let placement = placement_for(caller, &dest, &self.inner.config.download_dir);
+        let placement = placement_for(caller);
+        let dest = match out {
+            Some(out) => out,
+            None if placement == Placement::Daemon => self.inner.config.download_dir.clone(),
+            None => {
+                return Err(TransferError::NotWritable(format!(
+                    "user {} did not name a destination, and the daemon's download_dir is its own: pass --out DIR (a directory you can write)",
+                    ringdrop_proto::place::user_name(caller.uid)
+                )))
+            }
+        };
         match (placement, caller_cannot_write) {
             (Placement::Daemon, _) => daemon_cannot_write(&dest).map_err(TransferError::NotWritable)?,
             (Placement::Client, Some(why)) => {
                 return Err(TransferError::NotWritable(format!(
-                    "user {} cannot write {}: {why}; nothing was fetched: choose a destination you can write, or one inside {} (the daemon writes there itself)",
-                    ringdrop_proto::place::user_name(caller),
+                    "user {} cannot write {}: {why}; nothing was fetched: choose a destination you can write",
+                    ringdrop_proto::place::user_name(caller.uid),
                     dest.display(),
-                    self.inner.config.download_dir.display()
                 )))
             }
             (Placement::Client, None) => {}
@@ -510,10 +594,11 @@ impl Daemon {
             ticket: ticket.to_string(),
             dest,
             force,
-            owner_uid: caller,
+            owner_uid: caller.uid,
             placement,
             expect_size,
         })?;
+        info!(uid = caller.uid, id = view.rec.id, "fetch started");
         // The ticket's addresses refresh the provider's address-book entry.
         if let Ok(t) = ticket.parse::<Ticket>() {
             self.remember_addr(&t.addr);

@@ -4,6 +4,7 @@
 
 mod invites;
 mod offers;
+mod owners;
 mod records;
 mod rings;
 mod shares;
@@ -18,6 +19,7 @@ pub use offers::{
     InboxOffer, InboxState, Receipt, SentOffer, SentState, Stored, TrustRecord, MAX_INBOX,
     MAX_PENDING_PER_PEER,
 };
+pub use owners::{daemon_uid, Owned};
 pub use records::{
     decode_row, encode_row, PartialRecord, PeerRecord, Placement, ShareRecord, Source,
     TransferRecord, TransferState,
@@ -62,6 +64,8 @@ const SENT: TableDefinition<u64, &[u8]> = TableDefinition::new("sent");
 const INBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("inbox");
 /// sender endpoint id -> [`TrustRecord`].
 const TRUST: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("trust");
+/// (kind, key) -> the uid that owns that row ([`Owned`]); none: the daemon's.
+const OWNERS: TableDefinition<(&str, &[u8]), u32> = TableDefinition::new("owners");
 
 const KEY_SCHEMA: &str = "schema_version";
 const KEY_NEXT_TRANSFER: &str = "next_transfer_id";
@@ -155,6 +159,7 @@ impl Registry {
             tx.open_table(SENT)?;
             tx.open_table(INBOX)?;
             tx.open_table(TRUST)?;
+            tx.open_table(OWNERS)?;
         }
         tx.commit()?;
         Ok(Self {

@@ -210,7 +210,11 @@ impl Registry {
             let mut again = None;
             for item in inbox.iter()? {
                 let o: InboxOffer = decode_row(item?.1.value())?;
-                total += 1;
+                // Answered offers are history, not load: only those still
+                // waiting for an answer count against the caps.
+                if o.state == InboxState::New {
+                    total += 1;
+                }
                 if o.from == rec.from {
                     if o.remote_id == rec.remote_id {
                         again = Some(o.clone());
@@ -227,7 +231,7 @@ impl Registry {
                     "the inbox holds {MAX_PENDING_PER_PEER} unanswered offers from you already"
                 ))
             } else if total >= MAX_INBOX {
-                Stored::Full(format!("the inbox is full ({MAX_INBOX} offers)"))
+                Stored::Full(format!("the inbox is full ({MAX_INBOX} unanswered offers)"))
             } else {
                 rec.id = next_id(&mut tx.open_table(META)?, KEY_NEXT_INBOX)?;
                 inbox.insert(rec.id, encode_row(&rec)?.as_slice())?;
@@ -273,6 +277,59 @@ impl Registry {
         let removed = tx.open_table(TRUST)?.remove(peer)?.is_some();
         tx.commit()?;
         Ok(removed)
+    }
+
+    /// Whether `peer` is a contact of local user `uid`: in an address-book
+    /// entry, a ring or a trust rule `uid` owns (the daemon's own user also
+    /// by the rings it joined).
+    pub fn is_contact_of(&self, uid: u32, peer: &[u8; 32], now: i64) -> Result<bool> {
+        let peers = self.owners(Owned::Peer)?;
+        let owner_of = |map: &std::collections::HashMap<Vec<u8>, u32>, key: &[u8]| {
+            map.get(key).copied().unwrap_or_else(daemon_uid)
+        };
+        if self
+            .peers()?
+            .iter()
+            .any(|p| p.id == *peer && owner_of(&peers, p.name.as_bytes()) == uid)
+        {
+            return Ok(true);
+        }
+        if self.trust(peer)?.is_some() && self.owner(Owned::Trust, peer)? == uid {
+            return Ok(true);
+        }
+        if uid == daemon_uid() && self.joined()?.iter().any(|(owner, _, _)| owner == peer) {
+            return Ok(true);
+        }
+        let rings = self.owners(Owned::Ring)?;
+        let mine: Vec<String> = self
+            .rings()?
+            .into_iter()
+            .map(|r| r.name)
+            .filter(|r| owner_of(&rings, r.as_bytes()) == uid)
+            .collect();
+        self.member_of_any(&mine, peer, now)
+    }
+
+    /// Sets the trust rule for `peer` owned by `owner`, in one transaction:
+    /// false (nothing written) when another user's rule is there (one rule
+    /// a sender).
+    pub fn put_trust_owned(&self, peer: &[u8; 32], rec: &TrustRecord, owner: u32) -> Result<bool> {
+        let tx = self.write()?;
+        let put = {
+            let mut trust = tx.open_table(TRUST)?;
+            let mut owners = tx.open_table(OWNERS)?;
+            let exists = trust.get(peer)?.is_some();
+            let current = super::owners::owner_in(&owners, Owned::Trust, peer)?;
+            if exists && current != owner {
+                false
+            } else {
+                trust.insert(peer, encode_row(rec)?.as_slice())?;
+                owners.insert(("trust", peer.as_slice()), owner)?;
+                true
+            }
+        };
+        tx.commit()?;
+        Ok(put)
     }
 
     /// Whether `peer` may send offers here: in the address book, a member

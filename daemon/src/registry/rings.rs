@@ -1,6 +1,7 @@
 //! Rings (named groups of endpoint ids, members with optional expiry) and
 //! the address book. `open` is built in: anyone holding the ticket.
 
+use iroh_blobs::Hash;
 use redb::ReadableTable;
 
 use super::*;
@@ -29,8 +30,9 @@ fn member_range(ring: &str) -> std::ops::RangeInclusive<(&str, &'static [u8; 32]
 }
 
 impl Registry {
-    /// Creates a ring; false if it exists.
-    pub fn create_ring(&self, name: &str, now: i64) -> Result<bool> {
+    /// Creates a ring owned by `owner`; false if it exists (names are
+    /// node-wide: first come, first served).
+    pub fn create_ring(&self, name: &str, now: i64, owner: u32) -> Result<bool> {
         let tx = self.write()?;
         let created = {
             let mut rings = tx.open_table(RINGS)?;
@@ -38,6 +40,8 @@ impl Registry {
                 false
             } else {
                 rings.insert(name, now)?;
+                tx.open_table(OWNERS)?
+                    .insert(("ring", name.as_bytes()), owner)?;
                 true
             }
         };
@@ -77,40 +81,44 @@ impl Registry {
     /// Returns the members it had, or `None` if there was no such ring.
     pub fn remove_ring(&self, name: &str) -> Result<Option<Vec<Member>>> {
         let tx = self.write()?;
-        let removed = {
-            let mut rings = tx.open_table(RINGS)?;
-            if rings.remove(name)?.is_none() {
-                None
-            } else {
-                let mut members = tx.open_table(RING_MEMBERS)?;
-                let gone: Vec<Member> = members
-                    .extract_from_if(member_range(name), |_, _| true)?
-                    .map(|r| {
-                        r.map(|(k, v)| Member {
-                            id: *k.value().1,
-                            expires_at: expiry(v.value()),
-                        })
-                    })
-                    .collect::<std::result::Result<_, _>>()?;
-                let mut shares = tx.open_table(SHARES)?;
-                let mut changed = Vec::new();
-                for item in shares.iter()? {
-                    let (k, v) = item?;
-                    let mut rec: ShareRecord = decode_row(v.value())?;
-                    if rec.rings.iter().any(|r| r == name) {
-                        rec.rings.retain(|r| r != name);
-                        changed.push((*k.value(), rec));
-                    }
-                }
-                for (k, rec) in changed {
-                    shares.insert(&k, encode_row(&rec)?.as_slice())?;
-                }
-                Some(gone)
-            }
-        };
+        let removed = remove_ring_in(&tx, name)?;
         tx.commit()?;
         self.shares_changed();
         Ok(removed)
+    }
+
+    /// Ends an offer's access in one transaction: its ring goes (members,
+    /// and off every share), and the share `hash` too when the offer
+    /// created it and no ring is left on it. Nothing a concurrent share or
+    /// send wrote is lost: it committed before or it commits after.
+    /// `None` if the ring was already gone.
+    pub fn end_offer(
+        &self,
+        ring: &str,
+        hash: &Hash,
+        created_share: bool,
+    ) -> Result<Option<(Vec<Member>, Option<ShareRecord>)>> {
+        let tx = self.write()?;
+        let Some(members) = remove_ring_in(&tx, ring)? else {
+            return Ok(None);
+        };
+        let mut unshared = None;
+        if created_share {
+            let mut shares = tx.open_table(SHARES)?;
+            let orphan: Option<ShareRecord> = {
+                let v = shares.get(hash.as_bytes())?;
+                v.map(|v| decode_row(v.value())).transpose()?
+            };
+            if let Some(rec) = orphan.filter(|r| r.rings.is_empty()) {
+                shares.remove(hash.as_bytes())?;
+                drop(shares);
+                super::shares::unindex_share_in(&tx, &rec)?;
+                unshared = Some(rec);
+            }
+        }
+        tx.commit()?;
+        self.shares_changed();
+        Ok(Some((members, unshared)))
     }
 
     /// Adds or updates a member (expiry in unix seconds, `None`: never).
@@ -200,6 +208,40 @@ impl Registry {
         tx.commit()?;
         Ok(removed)
     }
+}
+
+/// Removes ring `name` inside `tx`: its row, owner and members, and its
+/// name from every share. The members it had, or `None`.
+fn remove_ring_in(tx: &redb::WriteTransaction, name: &str) -> Result<Option<Vec<Member>>> {
+    let mut rings = tx.open_table(RINGS)?;
+    if rings.remove(name)?.is_none() {
+        return Ok(None);
+    }
+    tx.open_table(OWNERS)?.remove(("ring", name.as_bytes()))?;
+    let mut members = tx.open_table(RING_MEMBERS)?;
+    let gone: Vec<Member> = members
+        .extract_from_if(member_range(name), |_, _| true)?
+        .map(|r| {
+            r.map(|(k, v)| Member {
+                id: *k.value().1,
+                expires_at: expiry(v.value()),
+            })
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    let mut shares = tx.open_table(SHARES)?;
+    let mut changed = Vec::new();
+    for item in shares.iter()? {
+        let (k, v) = item?;
+        let mut rec: ShareRecord = decode_row(v.value())?;
+        if rec.rings.iter().any(|r| r == name) {
+            rec.rings.retain(|r| r != name);
+            changed.push((*k.value(), rec));
+        }
+    }
+    for (k, rec) in changed {
+        shares.insert(&k, encode_row(&rec)?.as_slice())?;
+    }
+    Ok(Some(gone))
 }
 
 fn expiry(v: i64) -> Option<i64> {

@@ -9,18 +9,56 @@ impl Registry {
     /// Records a share and indexes its children (the meta blob and every file).
     pub fn put_share(&self, rec: &ShareRecord) -> Result<()> {
         let tx = self.write()?;
-        {
-            let mut shares = tx.open_table(SHARES)?;
-            shares.insert(rec.hash.as_bytes(), encode_row(rec)?.as_slice())?;
-            let mut parents = tx.open_multimap_table(BLOB_PARENTS)?;
-            for child in &rec.children {
-                parents.insert(child.as_bytes(), rec.hash.as_bytes())?;
-            }
-            record_sources(&mut tx.open_multimap_table(BLOB_SOURCES)?, rec)?;
-        }
+        put_share_in(&tx, rec)?;
         tx.commit()?;
         self.shares_changed();
         Ok(())
+    }
+
+    /// Records a new share owned by `owner`, share and owner in one commit.
+    pub fn insert_share(&self, rec: &ShareRecord, owner: u32) -> Result<()> {
+        let tx = self.write()?;
+        put_share_in(&tx, rec)?;
+        tx.open_table(OWNERS)?
+            .insert(("share", rec.hash.as_bytes().as_slice()), owner)?;
+        tx.commit()?;
+        self.shares_changed();
+        Ok(())
+    }
+
+    /// Adds `rings` (and `listed`) to share `hash` and takes `sources` as
+    /// its sources, in one transaction, so a ring removed meanwhile is not
+    /// written back; `None` if there is no such share.
+    pub fn widen_share(
+        &self,
+        hash: &Hash,
+        rings: &[String],
+        listed: bool,
+        sources: Vec<Source>,
+    ) -> Result<Option<ShareRecord>> {
+        let tx = self.write()?;
+        let found: Option<ShareRecord> = {
+            let shares = tx.open_table(SHARES)?;
+            let v = shares.get(hash.as_bytes())?;
+            v.map(|v| decode_row(v.value())).transpose()?
+        };
+        let Some(mut rec) = found else {
+            return Ok(None);
+        };
+        let before = rec.clone();
+        for r in rings {
+            if !rec.rings.contains(r) {
+                rec.rings.push(r.clone());
+            }
+        }
+        rec.listed |= listed;
+        rec.sources = sources;
+        if rec != before {
+            put_share_in(&tx, &rec)?;
+            tx.commit()?;
+            self.shares_changed();
+        }
+        Ok(Some(rec))
     }
 
     /// Every file the blob `hash` was imported from by reference, as it
@@ -68,10 +106,7 @@ impl Registry {
                 None => None,
             };
             if let Some(rec) = &removed {
-                let mut parents = tx.open_multimap_table(BLOB_PARENTS)?;
-                for child in &rec.children {
-                    parents.remove(child.as_bytes(), rec.hash.as_bytes())?;
-                }
+                unindex_share_in(&tx, rec)?;
             }
             removed
         };
@@ -124,6 +159,28 @@ impl Registry {
         let served = tx.open_table(SERVED)?;
         Ok(served.get(root.as_bytes())?.map(|v| v.value()).unwrap_or(0))
     }
+}
+
+/// Writes a share row and its index entries inside `tx`.
+pub(super) fn put_share_in(tx: &redb::WriteTransaction, rec: &ShareRecord) -> Result<()> {
+    let mut shares = tx.open_table(SHARES)?;
+    shares.insert(rec.hash.as_bytes(), encode_row(rec)?.as_slice())?;
+    let mut parents = tx.open_multimap_table(BLOB_PARENTS)?;
+    for child in &rec.children {
+        parents.insert(child.as_bytes(), rec.hash.as_bytes())?;
+    }
+    record_sources(&mut tx.open_multimap_table(BLOB_SOURCES)?, rec)
+}
+
+/// Drops the index entries and owner of a share row removed inside `tx`.
+pub(super) fn unindex_share_in(tx: &redb::WriteTransaction, rec: &ShareRecord) -> Result<()> {
+    let mut parents = tx.open_multimap_table(BLOB_PARENTS)?;
+    for child in &rec.children {
+        parents.remove(child.as_bytes(), rec.hash.as_bytes())?;
+    }
+    tx.open_table(OWNERS)?
+        .remove(("share", rec.hash.as_bytes().as_slice()))?;
+    Ok(())
 }
 
 /// Records the sources of `rec`'s files under their blob hashes, one row

@@ -21,8 +21,9 @@ impl ContactsService {
     }
 
     fn name_of(&self, id: &[u8; 32]) -> String {
+        // Names resolve node-wide (any operator may resolve a name).
         self.daemon
-            .peers()
+            .peers(&crate::authority::Caller::daemon())
             .ok()
             .and_then(|b| b.into_iter().find(|p| p.id == *id).map(|p| p.name))
             .unwrap_or_default()
@@ -65,6 +66,7 @@ impl ContactsService {
 #[tonic::async_trait]
 impl Contacts for ContactsService {
     async fn send(&self, req: Request<pb::SendRequest>) -> Result<Response<pb::SentOffer>, Status> {
+        let caller = super::caller(&req)?;
         let r = req.into_inner();
         let path = PathBuf::from(&r.path);
         if !path.is_absolute() {
@@ -75,7 +77,12 @@ impl Contacts for ContactsService {
         }
         let rec = self
             .daemon
-            .send(path, &r.peer, Some(r.expires_in).filter(|s| *s != 0))
+            .send(
+                &caller,
+                path,
+                &r.peer,
+                Some(r.expires_in).filter(|s| *s != 0),
+            )
             .await
             .map_err(st)?;
         Ok(Response::new(self.sent_pb(&rec)))
@@ -83,9 +90,10 @@ impl Contacts for ContactsService {
 
     async fn list_sent(
         &self,
-        _req: Request<pb::ListSentRequest>,
+        req: Request<pb::ListSentRequest>,
     ) -> Result<Response<pb::ListSentResponse>, Status> {
-        let offers = self.daemon.sent().map_err(st)?;
+        let caller = super::caller(&req)?;
+        let offers = self.daemon.sent(&caller).map_err(st)?;
         Ok(Response::new(pb::ListSentResponse {
             offers: offers.iter().map(|o| self.sent_pb(o)).collect(),
         }))
@@ -95,15 +103,20 @@ impl Contacts for ContactsService {
         &self,
         req: Request<pb::WithdrawRequest>,
     ) -> Result<Response<pb::SentOffer>, Status> {
-        let rec = self.daemon.withdraw(req.into_inner().id).map_err(st)?;
+        let caller = super::caller(&req)?;
+        let rec = self
+            .daemon
+            .withdraw(&caller, req.into_inner().id)
+            .map_err(st)?;
         Ok(Response::new(self.sent_pb(&rec)))
     }
 
     async fn list_inbox(
         &self,
-        _req: Request<pb::ListInboxRequest>,
+        req: Request<pb::ListInboxRequest>,
     ) -> Result<Response<pb::ListInboxResponse>, Status> {
-        let (offers, refused) = self.daemon.inbox().map_err(st)?;
+        let caller = super::caller(&req)?;
+        let (offers, refused) = self.daemon.inbox(&caller).map_err(st)?;
         Ok(Response::new(pb::ListInboxResponse {
             offers: offers.iter().map(|o| self.inbox_pb(o)).collect(),
             refused,
@@ -123,7 +136,7 @@ impl Contacts for ContactsService {
                 r.id,
                 out,
                 r.force,
-                caller,
+                &caller,
                 Some(r.caller_cannot_write).filter(|w| !w.is_empty()),
             )
             .map_err(st)?;
@@ -137,7 +150,11 @@ impl Contacts for ContactsService {
         &self,
         req: Request<pb::RejectOfferRequest>,
     ) -> Result<Response<pb::InboxOffer>, Status> {
-        let rec = self.daemon.reject_offer(req.into_inner().id).map_err(st)?;
+        let caller = super::caller(&req)?;
+        let rec = self
+            .daemon
+            .reject_offer(&caller, req.into_inner().id)
+            .map_err(st)?;
         Ok(Response::new(self.inbox_pb(&rec)))
     }
 
@@ -145,10 +162,12 @@ impl Contacts for ContactsService {
         &self,
         req: Request<pb::TrustPeerRequest>,
     ) -> Result<Response<pb::TrustPeerResponse>, Status> {
+        let caller = super::caller(&req)?;
         let r = req.into_inner();
         let (p, rec) = self
             .daemon
             .trust_peer(
+                &caller,
                 &r.peer,
                 PathBuf::from(&r.accept_into),
                 Some(r.max_size).filter(|m| *m != 0),
@@ -166,9 +185,10 @@ impl Contacts for ContactsService {
         &self,
         req: Request<pb::UntrustPeerRequest>,
     ) -> Result<Response<pb::TrustPeerResponse>, Status> {
+        let caller = super::caller(&req)?;
         let p = self
             .daemon
-            .untrust_peer(&req.into_inner().peer)
+            .untrust_peer(&caller, &req.into_inner().peer)
             .map_err(st)?;
         Ok(Response::new(pb::TrustPeerResponse {
             peer: p.id.to_string(),

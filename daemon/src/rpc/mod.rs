@@ -21,16 +21,25 @@ use ringdrop_proto::v1::{
 use tokio::net::UnixListener;
 use tracing::warn;
 
-use crate::daemon::Daemon;
+use crate::{
+    authority::{self, Caller, MethodPath},
+    daemon::Daemon,
+};
 pub use socket::{bind_socket, my_uid, PeerIdentity, PeerPolicy, SocketError};
 
-/// The uid of the client that sent `req` (the guard has already checked
-/// that it may use the daemon).
-pub(crate) fn caller<T>(req: &tonic::Request<T>) -> Result<u32, tonic::Status> {
+/// Who sent `req` (the guard has already admitted it to the method).
+pub(crate) fn caller<T>(req: &tonic::Request<T>) -> Result<Caller, tonic::Status> {
     req.extensions()
         .get::<PeerIdentity>()
-        .map(|p| p.uid)
+        .map(|p| Caller::from_peer(p, my_uid()))
         .ok_or_else(|| tonic::Status::permission_denied("no peer credentials"))
+}
+
+/// Puts the method's path in the request's extensions for the guard.
+fn tag_method(mut req: http::Request<tonic::body::Body>) -> http::Request<tonic::body::Body> {
+    let path = MethodPath(req.uri().path().to_string());
+    req.extensions_mut().insert(path);
+    req
 }
 
 /// Serves the control API on `listener` until `stop` resolves.
@@ -88,27 +97,35 @@ pub async fn serve(
             }
         })
     });
-    // Every request is checked against the client's credentials, so a
-    // client that may not use the daemon learns why (PERMISSION_DENIED)
-    // and gets nothing else, whatever the socket's file mode.
+    // Every request is checked against the client's credentials and the
+    // method's row in the authority table, so a client that may not call
+    // it learns why (PERMISSION_DENIED) and gets nothing else, whatever the
+    // socket's file mode. A method without a row is refused.
     let guard = move |req: tonic::Request<()>| {
         let verdict = match req.extensions().get::<PeerIdentity>() {
-            Some(peer) => policy.check(peer),
+            Some(peer) => policy.check(peer).map_err(|why| {
+                format!("{why}: ringdropd serves only the user it runs as, root and, in system mode, members of the `ringdrop` group")
+            }).and_then(|()| {
+                let path = req.extensions().get::<MethodPath>().map(|m| m.0.as_str()).unwrap_or("");
+                authority::admit(&Caller::from_peer(peer, policy.daemon_uid()), path).map(|_| ())
+            }),
             None => Err("no peer credentials".to_string()),
         };
         match verdict {
             Ok(()) => Ok(req),
             Err(why) => {
                 warn!("control socket: refused a request: {why}");
-                Err(tonic::Status::permission_denied(format!(
-                    "{why}: ringdropd serves only the user it runs as, root and, in system mode, members of the `ringdrop` group"
-                )))
+                Err(tonic::Status::permission_denied(why))
             }
         }
     };
 
     tonic::transport::Server::builder()
-        .layer(tonic::service::InterceptorLayer::new(guard))
+        .layer(
+            tower::ServiceBuilder::new()
+                .map_request(tag_method)
+                .layer(tonic::service::InterceptorLayer::new(guard)),
+        )
         .add_service(health_service)
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha)

@@ -31,6 +31,7 @@ fn event_pb(s: crate::events::Stamped) -> pb::Event {
             hash,
             files,
             error,
+            ..
         } => pb::Event {
             kind: pb::event::Kind::TransferEnded as i32,
             at: s.at,
@@ -90,27 +91,36 @@ impl Node for NodeService {
 
     async fn watch_events(
         &self,
-        _req: Request<pb::WatchEventsRequest>,
+        req: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         use tokio::sync::broadcast::error::RecvError;
+        let caller = super::caller(&req)?;
         let rx = self.daemon.events().subscribe();
         let stop = self.daemon.shutdown_token();
-        let stream = futures::stream::unfold((rx, stop), |(mut rx, stop)| async move {
-            let got = tokio::select! {
-                got = rx.recv() => got,
-                _ = stop.cancelled() => return None,
+        let daemon = self.daemon.clone();
+        let state = (rx, stop, daemon, caller);
+        let stream = futures::stream::unfold(state, |(mut rx, stop, daemon, caller)| async move {
+            let item = loop {
+                let got = tokio::select! {
+                    got = rx.recv() => got,
+                    _ = stop.cancelled() => return None,
+                };
+                match got {
+                    // Only what this caller may see.
+                    Ok(s) if daemon.event_visible(&caller, &s.event) => break event_pb(s),
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(n)) => {
+                        break pb::Event {
+                            kind: pb::event::Kind::EventsLost as i32,
+                            at: crate::transfers::now(),
+                            count: n,
+                            ..Default::default()
+                        }
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
             };
-            let item = match got {
-                Ok(s) => event_pb(s),
-                Err(RecvError::Lagged(n)) => pb::Event {
-                    kind: pb::event::Kind::EventsLost as i32,
-                    at: crate::transfers::now(),
-                    count: n,
-                    ..Default::default()
-                },
-                Err(RecvError::Closed) => return None,
-            };
-            Some((Ok(item), (rx, stop)))
+            Some((Ok(item), (rx, stop, daemon, caller)))
         });
         Ok(Response::new(Box::pin(stream)))
     }
@@ -141,18 +151,19 @@ impl Node for NodeService {
 
     async fn list_uploads(
         &self,
-        _req: Request<pb::ListUploadsRequest>,
+        req: Request<pb::ListUploadsRequest>,
     ) -> Result<Response<pb::ListUploadsResponse>, Status> {
+        let caller = super::caller(&req)?;
         let names: std::collections::HashMap<_, _> = self
             .daemon
-            .shares()
+            .shares(&caller)
             .map_err(st)?
             .into_iter()
             .map(|(s, _, _)| (s.hash, s.name))
             .collect();
         let uploads = self
             .daemon
-            .uploads()
+            .uploads(&caller)
             .into_iter()
             .map(|u| pb::Upload {
                 peer: u.peer.to_string(),

@@ -32,18 +32,23 @@ impl Peers for PeersService {
         &self,
         req: Request<pb::AddPeerRequest>,
     ) -> Result<Response<pb::Peer>, Status> {
+        let caller = super::caller(&req)?;
         let req = req.into_inner();
-        let rec = self.daemon.add_peer(&req.name, &req.endpoint).map_err(st)?;
+        let rec = self
+            .daemon
+            .add_peer(&caller, &req.name, &req.endpoint)
+            .map_err(st)?;
         Ok(Response::new(peer(rec)))
     }
 
     async fn list_peers(
         &self,
-        _req: Request<pb::ListPeersRequest>,
+        req: Request<pb::ListPeersRequest>,
     ) -> Result<Response<pb::ListPeersResponse>, Status> {
+        let caller = super::caller(&req)?;
         let peers = self
             .daemon
-            .peers()
+            .peers(&caller)
             .map_err(st)?
             .into_iter()
             .map(peer)
@@ -55,8 +60,9 @@ impl Peers for PeersService {
         &self,
         req: Request<pb::RemovePeerRequest>,
     ) -> Result<Response<pb::RemovePeerResponse>, Status> {
+        let caller = super::caller(&req)?;
         self.daemon
-            .remove_peer(&req.into_inner().name)
+            .remove_peer(&caller, &req.into_inner().name)
             .map_err(st)?;
         Ok(Response::new(pb::RemovePeerResponse {}))
     }

@@ -19,7 +19,7 @@ impl RingsService {
         let id = data_encoding::HEXLOWER.encode(&m.id);
         let name = self
             .daemon
-            .peers()
+            .peers(&crate::authority::Caller::daemon())
             .ok()
             .and_then(|book| book.into_iter().find(|p| p.id == m.id).map(|p| p.name))
             .unwrap_or_default();
@@ -55,6 +55,7 @@ impl Rings for RingsService {
         &self,
         req: Request<pb::CreateInviteRequest>,
     ) -> Result<Response<pb::Invite>, Status> {
+        let caller = super::caller(&req)?;
         let r = req.into_inner();
         let valid_for = if r.valid_for == 0 {
             INVITE_VALID
@@ -64,6 +65,7 @@ impl Rings for RingsService {
         let (rec, ticket) = self
             .daemon
             .create_invite(
+                &caller,
                 &r.ring,
                 r.uses.max(1),
                 valid_for,
@@ -77,10 +79,11 @@ impl Rings for RingsService {
         &self,
         req: Request<pb::ListInvitesRequest>,
     ) -> Result<Response<pb::ListInvitesResponse>, Status> {
+        let caller = super::caller(&req)?;
         let ring = req.into_inner().ring;
         let invites = self
             .daemon
-            .invites(Some(ring.as_str()).filter(|r| !r.is_empty()))
+            .invites(&caller, Some(ring.as_str()).filter(|r| !r.is_empty()))
             .map_err(st)?
             .iter()
             .map(|i| invite_pb(i, String::new()))
@@ -92,9 +95,10 @@ impl Rings for RingsService {
         &self,
         req: Request<pb::RevokeInviteRequest>,
     ) -> Result<Response<pb::Invite>, Status> {
+        let caller = super::caller(&req)?;
         let rec = self
             .daemon
-            .revoke_invite(&req.into_inner().id)
+            .revoke_invite(&caller, &req.into_inner().id)
             .map_err(st)?;
         Ok(Response::new(invite_pb(&rec, String::new())))
     }
@@ -103,10 +107,15 @@ impl Rings for RingsService {
         &self,
         req: Request<pb::JoinRingRequest>,
     ) -> Result<Response<pb::JoinRingResponse>, Status> {
+        let caller = super::caller(&req)?;
         let r = req.into_inner();
         let joined = self
             .daemon
-            .join_ring(&r.invite, Some(r.name.as_str()).filter(|n| !n.is_empty()))
+            .join_ring(
+                &caller,
+                &r.invite,
+                Some(r.name.as_str()).filter(|n| !n.is_empty()),
+            )
             .await
             .map_err(st)?;
         Ok(Response::new(pb::JoinRingResponse {
@@ -121,8 +130,9 @@ impl Rings for RingsService {
         &self,
         req: Request<pb::CreateRingRequest>,
     ) -> Result<Response<pb::Ring>, Status> {
+        let caller = super::caller(&req)?;
         let name = req.into_inner().name;
-        self.daemon.create_ring(&name).map_err(st)?;
+        self.daemon.create_ring(&caller, &name).map_err(st)?;
         Ok(Response::new(pb::Ring {
             name,
             created_at: now(),
@@ -132,11 +142,12 @@ impl Rings for RingsService {
 
     async fn list_rings(
         &self,
-        _req: Request<pb::ListRingsRequest>,
+        req: Request<pb::ListRingsRequest>,
     ) -> Result<Response<pb::ListRingsResponse>, Status> {
+        let caller = super::caller(&req)?;
         let rings = self
             .daemon
-            .rings()
+            .rings(&caller)
             .map_err(st)?
             .into_iter()
             .map(|r| pb::Ring {
@@ -152,8 +163,9 @@ impl Rings for RingsService {
         &self,
         req: Request<pb::RemoveRingRequest>,
     ) -> Result<Response<pb::RemoveRingResponse>, Status> {
+        let caller = super::caller(&req)?;
         self.daemon
-            .remove_ring(&req.into_inner().name)
+            .remove_ring(&caller, &req.into_inner().name)
             .map_err(st)?;
         Ok(Response::new(pb::RemoveRingResponse {}))
     }
@@ -162,11 +174,12 @@ impl Rings for RingsService {
         &self,
         req: Request<pb::AddMemberRequest>,
     ) -> Result<Response<pb::Member>, Status> {
+        let caller = super::caller(&req)?;
         let req = req.into_inner();
         let expires = (req.expires_at != 0).then_some(req.expires_at);
         let p = self
             .daemon
-            .add_member(&req.ring, &req.peer, expires)
+            .add_member(&caller, &req.ring, &req.peer, expires)
             .map_err(st)?;
         Ok(Response::new(self.member(&Member {
             id: *p.id.as_bytes(),
@@ -178,10 +191,11 @@ impl Rings for RingsService {
         &self,
         req: Request<pb::RemoveMemberRequest>,
     ) -> Result<Response<pb::Member>, Status> {
+        let caller = super::caller(&req)?;
         let req = req.into_inner();
         let p = self
             .daemon
-            .remove_member(&req.ring, &req.peer)
+            .remove_member(&caller, &req.ring, &req.peer)
             .map_err(st)?;
         Ok(Response::new(self.member(&Member {
             id: *p.id.as_bytes(),
@@ -193,7 +207,11 @@ impl Rings for RingsService {
         &self,
         req: Request<pb::ListMembersRequest>,
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
-        let members = self.daemon.members(&req.into_inner().ring).map_err(st)?;
+        let caller = super::caller(&req)?;
+        let members = self
+            .daemon
+            .members(&caller, &req.into_inner().ring)
+            .map_err(st)?;
         Ok(Response::new(pb::ListMembersResponse {
             members: members.iter().map(|m| self.member(m)).collect(),
         }))

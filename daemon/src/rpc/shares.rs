@@ -38,6 +38,7 @@ impl Shares for SharesService {
         &self,
         req: Request<pb::ShareRequest>,
     ) -> Result<Response<Self::ShareStream>, Status> {
+        let caller = super::caller(&req)?;
         let req = req.into_inner();
         let path = PathBuf::from(&req.path);
         if !path.is_absolute() {
@@ -55,6 +56,7 @@ impl Shares for SharesService {
             name: Some(req.name).filter(|n| !n.is_empty()),
             rings: req.rings,
             listed: req.listed,
+            inherit: true,
         };
         let (out_tx, out_rx) = mpsc::channel(16);
         let daemon = self.daemon.clone();
@@ -76,7 +78,7 @@ impl Shares for SharesService {
                     }
                 })
             };
-            let res = daemon.share(share_req, ev_tx).await;
+            let res = daemon.share(&caller, share_req, ev_tx).await;
             forward.await.ok();
             let msg = match res {
                 Ok(shared) => {
@@ -98,11 +100,12 @@ impl Shares for SharesService {
 
     async fn list_shares(
         &self,
-        _req: Request<pb::ListSharesRequest>,
+        req: Request<pb::ListSharesRequest>,
     ) -> Result<Response<pb::ListSharesResponse>, Status> {
+        let caller = super::caller(&req)?;
         let shares = self
             .daemon
-            .shares()
+            .shares(&caller)
             .map_err(st)?
             .iter()
             .map(|(s, served, changed)| {
@@ -117,9 +120,10 @@ impl Shares for SharesService {
         &self,
         req: Request<pb::UnshareRequest>,
     ) -> Result<Response<pb::UnshareResponse>, Status> {
+        let caller = super::caller(&req)?;
         let rec = self
             .daemon
-            .unshare(&req.into_inner().hash)
+            .unshare(&caller, &req.into_inner().hash)
             .await
             .map_err(st)?;
         let ticket = self

@@ -43,6 +43,9 @@ impl ToStatus for ShareError {
             ShareError::Scan(_) => status(Code::InvalidArgument, self),
             ShareError::Import { .. } => status(Code::FailedPrecondition, self),
             ShareError::NotFound(_) => status(Code::NotFound, self),
+            ShareError::ForeignRing(_) | ShareError::SharedByAnother => {
+                status(Code::PermissionDenied, self)
+            }
             ShareError::Ambiguous(_) => status(Code::InvalidArgument, self),
             ShareError::Registry(e) => e.to_status(),
             ShareError::Store(_) => status(Code::Internal, self),
@@ -63,6 +66,7 @@ impl ToStatus for TransferError {
             TransferError::Store(_) => status(Code::Internal, self),
             TransferError::NotWritable(_) => status(Code::PermissionDenied, self),
             TransferError::NotOwner { .. } => status(Code::PermissionDenied, self),
+            TransferError::BadFinish(_) => status(Code::InvalidArgument, self),
             TransferError::PlacedByDaemon(_) => status(Code::FailedPrecondition, self),
             TransferError::Content { .. } => status(Code::Internal, self),
         }

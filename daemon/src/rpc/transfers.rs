@@ -67,7 +67,7 @@ impl Transfers for TransfersService {
                 &req.ticket,
                 out,
                 req.force,
-                caller,
+                &caller,
                 Some(req.caller_cannot_write).filter(|w| !w.is_empty()),
             )
             .map_err(st)?;
@@ -78,9 +78,10 @@ impl Transfers for TransfersService {
 
     async fn list_transfers(
         &self,
-        _req: Request<pb::ListTransfersRequest>,
+        req: Request<pb::ListTransfersRequest>,
     ) -> Result<Response<pb::ListTransfersResponse>, Status> {
-        let transfers = self.daemon.transfers().list().map_err(st)?;
+        let caller = super::caller(&req)?;
+        let transfers = self.daemon.transfers().list_for(&caller).map_err(st)?;
         Ok(Response::new(pb::ListTransfersResponse {
             transfers: transfers.iter().map(convert::transfer).collect(),
         }))
@@ -90,10 +91,11 @@ impl Transfers for TransfersService {
         &self,
         req: Request<pb::GetTransferRequest>,
     ) -> Result<Response<pb::Transfer>, Status> {
+        let caller = super::caller(&req)?;
         let view = self
             .daemon
             .transfers()
-            .get(req.into_inner().id)
+            .get_for(&caller, req.into_inner().id)
             .map_err(st)?;
         Ok(Response::new(convert::transfer(&view)))
     }
@@ -102,9 +104,10 @@ impl Transfers for TransfersService {
         &self,
         req: Request<pb::WatchTransferRequest>,
     ) -> Result<Response<Self::WatchTransferStream>, Status> {
+        let caller = super::caller(&req)?;
         let id = req.into_inner().id;
         let transfers = self.daemon.transfers().clone();
-        let rx = transfers.subscribe(id).map_err(st)?;
+        let rx = transfers.subscribe(&caller, id).map_err(st)?;
         let stop = self.daemon.shutdown_token();
         let (tx, out) = mpsc::channel(4);
         tokio::spawn(async move {
@@ -132,8 +135,9 @@ impl Transfers for TransfersService {
 
     async fn watch_transfers(
         &self,
-        _req: Request<pb::WatchTransfersRequest>,
+        req: Request<pb::WatchTransfersRequest>,
     ) -> Result<Response<Self::WatchTransfersStream>, Status> {
+        let caller = super::caller(&req)?;
         let transfers = self.daemon.transfers().clone();
         let mut changes = transfers.changes();
         let stop = self.daemon.shutdown_token();
@@ -143,7 +147,7 @@ impl Transfers for TransfersService {
             let mut first = true;
             loop {
                 changes.borrow_and_update();
-                let list = match transfers.list() {
+                let list = match transfers.list_for(&caller) {
                     Ok(l) => l,
                     Err(e) => {
                         tx.send(Err(st(e))).await.ok();
@@ -179,10 +183,11 @@ impl Transfers for TransfersService {
         &self,
         req: Request<pb::PauseTransferRequest>,
     ) -> Result<Response<pb::Transfer>, Status> {
+        let caller = super::caller(&req)?;
         let v = self
             .daemon
             .transfers()
-            .pause(req.into_inner().id)
+            .pause(&caller, req.into_inner().id)
             .await
             .map_err(st)?;
         Ok(Response::new(convert::transfer(&v)))
@@ -192,10 +197,11 @@ impl Transfers for TransfersService {
         &self,
         req: Request<pb::ResumeTransferRequest>,
     ) -> Result<Response<pb::Transfer>, Status> {
+        let caller = super::caller(&req)?;
         let v = self
             .daemon
             .transfers()
-            .resume(req.into_inner().id)
+            .resume(&caller, req.into_inner().id)
             .await
             .map_err(st)?;
         Ok(Response::new(convert::transfer(&v)))
@@ -205,11 +211,12 @@ impl Transfers for TransfersService {
         &self,
         req: Request<pb::CancelTransferRequest>,
     ) -> Result<Response<pb::Transfer>, Status> {
+        let caller = super::caller(&req)?;
         let req = req.into_inner();
         let v = self
             .daemon
             .transfers()
-            .cancel(req.id, req.purge)
+            .cancel(&caller, req.id, req.purge)
             .await
             .map_err(st)?;
         Ok(Response::new(convert::transfer(&v)))
@@ -224,7 +231,7 @@ impl Transfers for TransfersService {
         let files = self
             .daemon
             .transfers()
-            .ready_files(id, caller)
+            .ready_files(id, &caller)
             .await
             .map_err(st)?;
         Ok(Response::new(pb::ListTransferFilesResponse {
@@ -248,7 +255,7 @@ impl Transfers for TransfersService {
         let rx = self
             .daemon
             .transfers()
-            .read_ready(req.id, caller, req.files)
+            .read_ready(req.id, &caller, req.files)
             .await
             .map_err(st)?;
         let chunks = ReceiverStream::new(rx).map(|c| {
@@ -272,7 +279,7 @@ impl Transfers for TransfersService {
         let v = self
             .daemon
             .transfers()
-            .finish_ready(req.id, caller, files)
+            .finish_ready(req.id, &caller, files)
             .await
             .map_err(st)?;
         Ok(Response::new(convert::transfer(&v)))

@@ -23,7 +23,10 @@ use iroh_blobs::{
 };
 use tokio::sync::mpsc;
 
-use crate::registry::{Registry, RegistryError, ShareRecord, Source, OPEN_RING};
+use crate::{
+    authority::Caller,
+    registry::{Owned, Registry, RegistryError, ShareRecord, Source, OPEN_RING},
+};
 pub use scan::{mtime_ns, scan, source_of, ScanError, ScannedFile};
 
 /// Files hashed at once while importing a directory.
@@ -46,6 +49,10 @@ pub enum ShareError {
     Ambiguous(String),
     #[error("no ring named '{0}': create it with `ringdropctl ring create {0}`")]
     UnknownRing(String),
+    #[error("ring '{0}' belongs to another user: share with rings of your own (`ringdropctl ring create NAME`) or `open`")]
+    ForeignRing(String),
+    #[error("this content is already shared on this node by another user; it stays as they shared it: ask them, or an admin, to add your ring")]
+    SharedByAnother,
 }
 
 /// The outcome of a share request.
@@ -147,6 +154,10 @@ pub struct ShareRequest {
     pub rings: Vec<String>,
     /// List it in the catalog to everyone who may fetch it (open shares).
     pub listed: bool,
+    /// Keep the rings and listing of this owner's earlier share of the same
+    /// path (`share`); false for an offer, which shares new content with
+    /// its own ring only and leaves the path's other shares alone.
+    pub inherit: bool,
 }
 
 /// Shares `path` under `name`, restricted to `rings`.
@@ -156,10 +167,15 @@ pub struct ShareRequest {
 /// adds `rings`; a path whose files changed since it was shared replaces
 /// the old share and keeps exactly its rings (none left: reachable by
 /// nobody) plus `rings`.
+///
+/// Shares belong to the caller: an operator may use only its own rings and
+/// `open`, may not change another user's share of the same content, and
+/// replaces only its own shares of a path.
 pub async fn share(
     store: &Store,
     registry: &Registry,
     data_dir: &Path,
+    caller: &Caller,
     req: ShareRequest,
     events: mpsc::Sender<ShareEvent>,
 ) -> Result<Shared, ShareError> {
@@ -168,10 +184,14 @@ pub async fn share(
         name,
         rings,
         listed,
+        inherit,
     } = req;
     for r in &rings {
         if !registry.ring_exists(r)? {
             return Err(ShareError::UnknownRing(r.clone()));
+        }
+        if r != OPEN_RING && !caller.controls(registry.owner(Owned::Ring, r.as_bytes())?) {
+            return Err(ShareError::ForeignRing(r.clone()));
         }
     }
     let (path, files) = {
@@ -191,31 +211,36 @@ pub async fn share(
     let (hash, meta_hash, tags, collection) = import(store, &files, &events).await?;
 
     let sources: Vec<Source> = files.iter().map(|f| f.source.clone()).collect();
-    if let Some(mut existing) = registry.share(&hash)? {
-        let before = existing.clone();
-        for r in rings {
-            if !existing.rings.contains(&r) {
-                existing.rings.push(r);
-            }
+    if registry.share(&hash)?.is_some() {
+        if !caller.controls(registry.owner(Owned::Share, hash.as_bytes())?) {
+            return Err(ShareError::SharedByAnother);
         }
-        existing.listed |= listed;
         // Same bytes, maybe touched or copied elsewhere: the files just
         // hashed are the sources now, so the share is served again.
-        existing.sources = sources;
-        if existing != before {
-            registry.put_share(&existing)?;
+        if let Some(existing) = registry.widen_share(&hash, &rings, listed, sources.clone())? {
+            return Ok(Shared {
+                share: existing,
+                created: false,
+                replaced: Vec::new(),
+            });
         }
-        return Ok(Shared {
-            share: existing,
-            created: false,
-            replaced: Vec::new(),
-        });
     }
-    let replaced: Vec<ShareRecord> = registry
-        .shares()?
-        .into_iter()
-        .filter(|s| s.path == path)
-        .collect();
+    let owners = registry.owners(Owned::Share)?;
+    let owner_of = |s: &ShareRecord| {
+        owners
+            .get(s.hash.as_bytes().as_slice())
+            .copied()
+            .unwrap_or_else(crate::registry::daemon_uid)
+    };
+    let replaced: Vec<ShareRecord> = if inherit {
+        registry
+            .shares()?
+            .into_iter()
+            .filter(|s| s.path == path && owner_of(s) == caller.uid)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut all_rings = rings;
     for old in &replaced {
         for r in &old.rings {
@@ -247,7 +272,7 @@ pub async fn share(
         sources,
         listed: listed || replaced.iter().any(|old| old.listed),
     };
-    registry.put_share(&rec)?;
+    registry.insert_share(&rec, caller.uid)?;
     drop(tags);
     for old in &replaced {
         registry.remove_share(&old.hash)?;
@@ -333,16 +358,25 @@ async fn import(
     Ok((hash, meta_hash, tags, collection))
 }
 
-/// Finds a share by full hash or unique hex prefix.
-pub fn resolve(registry: &Registry, hash_or_prefix: &str) -> Result<ShareRecord, ShareError> {
+/// Finds a share `caller` controls by full hash or unique hex prefix
+/// (another user's shares are not found).
+pub fn resolve(
+    registry: &Registry,
+    caller: &Caller,
+    hash_or_prefix: &str,
+) -> Result<ShareRecord, ShareError> {
     let needle = hash_or_prefix.trim().to_ascii_lowercase();
     if needle.is_empty() {
         return Err(ShareError::NotFound(needle));
     }
-    let mut found = registry
-        .shares()?
-        .into_iter()
-        .filter(|s| s.hash.to_string().starts_with(&needle));
+    let owners = registry.owners(Owned::Share)?;
+    let mut found = registry.shares()?.into_iter().filter(|s| {
+        let owner = owners
+            .get(s.hash.as_bytes().as_slice())
+            .copied()
+            .unwrap_or_else(crate::registry::daemon_uid);
+        s.hash.to_string().starts_with(&needle) && caller.controls(owner)
+    });
     match (found.next(), found.next()) {
         (Some(s), None) => Ok(s),
         (Some(_), Some(_)) => Err(ShareError::Ambiguous(needle)),
@@ -355,9 +389,10 @@ pub fn resolve(registry: &Registry, hash_or_prefix: &str) -> Result<ShareRecord,
 pub async fn unshare(
     store: &Store,
     registry: &Registry,
+    caller: &Caller,
     hash_or_prefix: &str,
 ) -> Result<ShareRecord, ShareError> {
-    let rec = resolve(registry, hash_or_prefix)?;
+    let rec = resolve(registry, caller, hash_or_prefix)?;
     registry.remove_share(&rec.hash)?;
     store
         .tags()

@@ -52,7 +52,8 @@ impl TransferManager {
     }
 
     /// Pauses a queued or running transfer; its data is kept.
-    pub async fn pause(&self, id: u64) -> Result<TransferView, TransferError> {
+    pub async fn pause(&self, caller: &Caller, id: u64) -> Result<TransferView, TransferError> {
+        self.stored_for(caller, id)?;
         if self.stop_live(id, StopReason::Pause) {
             return self.settled(id).await;
         }
@@ -64,7 +65,8 @@ impl TransferManager {
     }
 
     /// Queues a paused or failed transfer again.
-    pub async fn resume(&self, id: u64) -> Result<TransferView, TransferError> {
+    pub async fn resume(&self, caller: &Caller, id: u64) -> Result<TransferView, TransferError> {
+        self.stored_for(caller, id)?;
         if self
             .inner
             .live
@@ -89,7 +91,13 @@ impl TransferManager {
 
     /// Cancels a transfer that has not completed; `purge` also releases
     /// its partial data to garbage collection.
-    pub async fn cancel(&self, id: u64, purge: bool) -> Result<TransferView, TransferError> {
+    pub async fn cancel(
+        &self,
+        caller: &Caller,
+        id: u64,
+        purge: bool,
+    ) -> Result<TransferView, TransferError> {
+        self.stored_for(caller, id)?;
         if self.stop_live(id, StopReason::Cancel { purge }) {
             return self.settled(id).await;
         }

@@ -10,6 +10,8 @@ use futures::StreamExt;
 use iroh_blobs::{format::collection::Collection, BlobFormat, Hash};
 use tokio::sync::mpsc;
 
+use std::path::Path;
+
 use super::*;
 use crate::transfers::plan::{Entry, PartialDir};
 
@@ -29,12 +31,12 @@ pub struct FileChunk {
 
 impl TransferManager {
     /// The row of a `ready` transfer that `caller` may receive.
-    fn ready_for(&self, id: u64, caller: u32) -> Result<TransferRecord, TransferError> {
-        let rec = self.stored(id)?;
-        if rec.owner_uid != caller && caller != 0 {
+    fn ready_for(&self, id: u64, caller: &Caller) -> Result<TransferRecord, TransferError> {
+        let rec = self.stored_for(caller, id)?;
+        if !caller.handles_files_of(rec.owner_uid) {
             return Err(TransferError::NotOwner {
                 id,
-                owner: rec.owner_uid,
+                owner: ringdrop_proto::place::user_name(rec.owner_uid),
             });
         }
         if rec.placement != Placement::Client {
@@ -51,7 +53,7 @@ impl TransferManager {
     }
 
     /// The files of a `ready` transfer, in collection order.
-    pub async fn ready_files(&self, id: u64, caller: u32) -> Result<Vec<Entry>, TransferError> {
+    pub async fn ready_files(&self, id: u64, caller: &Caller) -> Result<Vec<Entry>, TransferError> {
         let rec = self.ready_for(id, caller)?;
         let ticket: Ticket = rec.ticket.parse()?;
         let store = &self.inner.store;
@@ -117,7 +119,7 @@ impl TransferManager {
     pub async fn read_ready(
         &self,
         id: u64,
-        caller: u32,
+        caller: &Caller,
         wanted: Vec<u32>,
     ) -> Result<mpsc::Receiver<Result<FileChunk, TransferError>>, TransferError> {
         let files = self.ready_files(id, caller).await?;
@@ -170,10 +172,12 @@ impl TransferManager {
     pub async fn finish_ready(
         &self,
         id: u64,
-        caller: u32,
+        caller: &Caller,
         files: Vec<PathBuf>,
     ) -> Result<TransferView, TransferError> {
         let rec = self.ready_for(id, caller)?;
+        let entries = self.ready_files(id, caller).await?;
+        placed_as_planned(&rec.dest, &entries, &files).map_err(TransferError::BadFinish)?;
         let settled = self.inner.registry.settle_ready(id, |rec| {
             rec.state = TransferState::Completed;
             rec.files = files;
@@ -235,6 +239,57 @@ impl TransferManager {
         }
         Ok(())
     }
+}
+
+/// Whether the paths a client says it placed are what a plan of `entries`
+/// into `dest` can produce: at most one path a file, each `dest` itself (a
+/// single file given a new name) or beneath it ending in that file's name,
+/// with no `.` or `..`. They reach `on_complete` and the transfer row, so
+/// no client's word names a file it did not place (`/etc/shadow`).
+fn placed_as_planned(dest: &Path, entries: &[Entry], files: &[PathBuf]) -> Result<(), String> {
+    use std::path::Component;
+    let refuse = |p: &Path, why: &str| {
+        Err(format!(
+            "the client reported {} as placed, which {why}: nothing was recorded",
+            p.display()
+        ))
+    };
+    if files.len() > entries.len() {
+        return Err(format!(
+            "the client reported {} placed files for a transfer of {}: nothing was recorded",
+            files.len(),
+            entries.len()
+        ));
+    }
+    for p in files {
+        if p.components()
+            .any(|c| matches!(c, Component::CurDir | Component::ParentDir))
+        {
+            return refuse(p, "has . or .. in it");
+        }
+        if p == dest {
+            if entries.len() != 1 {
+                return refuse(
+                    p,
+                    "is the destination itself, but the transfer has several files",
+                );
+            }
+            continue;
+        }
+        let Ok(rel) = p.strip_prefix(dest) else {
+            return refuse(p, "is not beneath the transfer's destination");
+        };
+        // The top name may be replaced by `dest` (a new entry).
+        let named = entries.iter().any(|e| {
+            let name = Path::new(&e.name);
+            let below_top: PathBuf = name.iter().skip(1).collect();
+            rel.ends_with(name) || (!below_top.as_os_str().is_empty() && rel == below_top)
+        });
+        if !named {
+            return refuse(p, "is not a file of the transfer");
+        }
+    }
+    Ok(())
 }
 
 /// Sends one whole file from the incoming files, in [`CHUNK`]-sized

@@ -22,6 +22,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::warn;
 
 use crate::{
+    authority::Caller,
     registry::{Placement, Registry, RegistryError, TransferRecord, TransferState},
     ticket::{Ticket, TicketError},
 };
@@ -50,9 +51,11 @@ pub enum TransferError {
     #[error("{0}")]
     NotWritable(String),
     #[error(
-        "transfer {id} was started by uid {owner}: only that user (or root) may receive its files"
+        "transfer {id} was started by user {owner}: only that user may receive its files (root too would write them with root's authority): run `sudo -u {owner} ringdropctl transfers wait {id}`"
     )]
-    NotOwner { id: u64, owner: u32 },
+    NotOwner { id: u64, owner: String },
+    #[error("{0}")]
+    BadFinish(String),
     #[error("transfer {0} is placed by the daemon itself: there are no files to receive")]
     PlacedByDaemon(u64),
     #[error("the store cannot read transfer {id}'s content: {msg}")]
@@ -98,6 +101,7 @@ pub(crate) fn now() -> i64 {
 pub(crate) fn ended_event(rec: &TransferRecord) -> crate::events::Event {
     crate::events::Event::TransferEnded {
         id: rec.id,
+        owner: rec.owner_uid,
         state: rec.state,
         dest: rec.dest.clone(),
         name: rec.name.clone(),
@@ -335,6 +339,29 @@ impl TransferManager {
         self.inner.changes.subscribe()
     }
 
+    /// One transfer `caller` may see (its own; an admin's: any), live if
+    /// it is running. Another user's is "not found".
+    pub fn get_for(&self, caller: &Caller, id: u64) -> Result<TransferView, TransferError> {
+        let v = self.get(id)?;
+        if !caller.controls(v.rec.owner_uid) {
+            return Err(TransferError::NotFound(id));
+        }
+        Ok(v)
+    }
+
+    /// The stored row of a transfer `caller` may control.
+    pub(super) fn stored_for(
+        &self,
+        caller: &Caller,
+        id: u64,
+    ) -> Result<TransferRecord, TransferError> {
+        let rec = self.stored(id)?;
+        if !caller.controls(rec.owner_uid) {
+            return Err(TransferError::NotFound(id));
+        }
+        Ok(rec)
+    }
+
     /// One transfer, live if it is running.
     pub fn get(&self, id: u64) -> Result<TransferView, TransferError> {
         if let Some(v) = self.live_view(id) {
@@ -352,6 +379,13 @@ impl TransferManager {
         let live = self.inner.live.lock().ok()?;
         let v = live.get(&id)?.publish.borrow().clone();
         Some(v)
+    }
+
+    /// The transfers `caller` may see, newest first.
+    pub fn list_for(&self, caller: &Caller) -> Result<Vec<TransferView>, TransferError> {
+        let mut all = self.list()?;
+        all.retain(|v| caller.controls(v.rec.owner_uid));
+        Ok(all)
     }
 
     /// All transfers, newest first.
@@ -385,8 +419,10 @@ impl TransferManager {
     /// (`None` when it has already ended; use [`Self::get`]).
     pub fn subscribe(
         &self,
+        caller: &Caller,
         id: u64,
     ) -> Result<Option<watch::Receiver<TransferView>>, TransferError> {
+        self.stored_for(caller, id)?;
         let rx = self
             .inner
             .live
