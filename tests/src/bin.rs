@@ -23,8 +23,8 @@ pub struct BinDaemon {
     pub args: Vec<String>,
     /// Network namespace it runs in (`ip netns exec`), if any.
     pub netns: Option<String>,
-    /// Uid it runs as (`setpriv`), if not the test's own.
-    pub uid: Option<u32>,
+    /// Uid and gid it runs as (`setpriv`), if not the test's own.
+    pub user: Option<(u32, u32)>,
 }
 
 impl BinDaemon {
@@ -57,12 +57,18 @@ impl BinDaemon {
     /// `setpriv`, as a system service runs as a user of its own; `dir` is
     /// handed to that uid. Needs root.
     pub fn spawn_as(uid: u32, dir: &Path, extra: &[&str]) -> Result<Self> {
+        Self::spawn_as_group(uid, uid, dir, extra)
+    }
+
+    /// [`Self::spawn_as`] with primary group `gid` (the unit's
+    /// `Group=ringdrop`, which the system socket is given to).
+    pub fn spawn_as_group(uid: u32, gid: u32, dir: &Path, extra: &[&str]) -> Result<Self> {
         std::os::unix::fs::chown(dir, Some(uid), Some(uid))?;
         let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         if !args.iter().any(|a| a == "--bind") {
             args.extend(["--bind".to_string(), "127.0.0.1:0".to_string()]);
         }
-        let mut d = Self::launch(None, Some(uid), dir, args)?;
+        let mut d = Self::launch(None, Some((uid, gid)), dir, args)?;
         d.wait_ready()?;
         Ok(d)
     }
@@ -75,7 +81,7 @@ impl BinDaemon {
 
     fn launch(
         netns: Option<String>,
-        uid: Option<u32>,
+        user: Option<(u32, u32)>,
         dir: &Path,
         args: Vec<String>,
     ) -> Result<Self> {
@@ -84,16 +90,16 @@ impl BinDaemon {
             .create(true)
             .append(true)
             .open(dir.join("ringdropd.log"))?;
-        let mut cmd = match (&netns, uid) {
+        let mut cmd = match (&netns, user) {
             (Some(ns), _) => {
                 let mut c = std::process::Command::new("ip");
                 c.args(["netns", "exec", ns]).arg(bin("ringdropd")?);
                 c
             }
-            (None, Some(uid)) => {
+            (None, Some((uid, gid))) => {
                 let mut c = std::process::Command::new("setpriv");
-                let id = uid.to_string();
-                c.args(["--reuid", &id, "--regid", &id, "--clear-groups", "--"])
+                let (id, gid) = (uid.to_string(), gid.to_string());
+                c.args(["--reuid", &id, "--regid", &gid, "--clear-groups", "--"])
                     .arg(bin("ringdropd")?);
                 c
             }
@@ -119,7 +125,7 @@ impl BinDaemon {
             socket,
             args,
             netns,
-            uid,
+            user,
         })
     }
 
@@ -173,7 +179,7 @@ impl BinDaemon {
 
     /// Starts the same daemon again (same data dir, socket and flags).
     pub fn restart(&mut self) -> Result<()> {
-        let mut d = Self::launch(self.netns.clone(), self.uid, &self.dir, self.args.clone())?;
+        let mut d = Self::launch(self.netns.clone(), self.user, &self.dir, self.args.clone())?;
         d.wait_ready()?;
         *self = d;
         Ok(())

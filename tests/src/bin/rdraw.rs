@@ -1,0 +1,57 @@
+//! A raw gRPC client for the tests: sends exactly the request named on
+//! the command line, as whichever user runs it, with none of ringdropctl's
+//! own checks (what any program in group `ringdrop` can send).
+//!
+//! rdraw SOCKET fetch TICKET OUT force|noforce
+//! rdraw SOCKET finish ID PATH...
+//! rdraw SOCKET cancel ID
+
+use anyhow::{bail, Context, Result};
+use ringdrop_proto::v1::{self as pb, transfers_client::TransfersClient};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (socket, cmd, rest) = match args.as_slice() {
+        [socket, cmd, rest @ ..] => (socket, cmd.as_str(), rest),
+        _ => bail!("usage: rdraw SOCKET fetch|finish|cancel ..."),
+    };
+    let channel = ringdrop_tests::channel(std::path::Path::new(socket)).await?;
+    let mut t = TransfersClient::new(channel);
+    let answer = match (cmd, rest) {
+        ("fetch", [ticket, out, force]) => t
+            .fetch(pb::FetchRequest {
+                ticket: ticket.clone(),
+                out: out.clone(),
+                force: force == "force",
+                caller_cannot_write: String::new(),
+            })
+            .await
+            .map(|r| r.into_inner().transfer.unwrap_or_default()),
+        ("finish", [id, paths @ ..]) => t
+            .finish_transfer(pb::FinishTransferRequest {
+                id: id.parse().context("id")?,
+                files: paths.to_vec(),
+            })
+            .await
+            .map(|r| r.into_inner()),
+        ("cancel", [id]) => t
+            .cancel_transfer(pb::CancelTransferRequest {
+                id: id.parse().context("id")?,
+                purge: true,
+            })
+            .await
+            .map(|r| r.into_inner()),
+        _ => bail!("unknown request {cmd} {rest:?}"),
+    };
+    match answer {
+        Ok(tr) => {
+            println!("{{\"id\": {}, \"state\": {}}}", tr.id, tr.state);
+            Ok(())
+        }
+        Err(status) => {
+            eprintln!("{:?}: {}", status.code(), status.message());
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! One machine, many users: a `--system` daemon running as a user of its
+//! own, two operators in group `ringdrop` (real local users, `setpriv
+//! --init-groups`), each trying to read, control or overwrite what is the
+//! other's, or the daemon's, with `ringdropctl` and with raw requests
+//! (`rdraw`). Every attack here succeeded before the authority model.
+//! Needs root and setpriv (CI has both).
+
+use std::{
+    os::unix::fs::{MetadataExt, PermissionsExt},
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, ensure, Context, Result};
+use ringdrop_tests::{bin, random_file, temp_dir, BinDaemon};
+use serde_json::Value;
+
+/// The daemon's own user (as the unit's `User=ringdrop`).
+const SERVICE: u32 = 65534;
+
+fn can_switch_uid() -> bool {
+    // SAFETY: getuid has no preconditions.
+    let root = unsafe { libc::getuid() } == 0;
+    let tools = ["setpriv", "useradd", "groupadd"]
+        .iter()
+        .all(|t| Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success()));
+    if !(root && tools) {
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root with setpriv and useradd");
+        eprintln!("SKIPPED: operators need root, setpriv and useradd");
+    }
+    root && tools
+}
+
+/// A local user in group `ringdrop` (created once), with a private home.
+struct User {
+    name: &'static str,
+    uid: u32,
+    home: PathBuf,
+}
+
+fn run(cmd: &mut Command) -> Result<Output> {
+    Ok(cmd.stdin(Stdio::null()).output()?)
+}
+
+fn id_of(name: &str) -> Option<u32> {
+    let out = run(Command::new("id").args(["-u", name])).ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+fn ringdrop_gid() -> Result<u32> {
+    let out = run(Command::new("getent").args(["group", "ringdrop"]))?;
+    let line = String::from_utf8_lossy(&out.stdout).to_string();
+    line.split(':').nth(2).and_then(|g| g.trim().parse().ok()).context("group ringdrop")
+}
+
+fn user(name: &'static str, in_group: bool) -> Result<User> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = LOCK.lock();
+    if run(Command::new("getent").args(["group", "ringdrop"]))?.stdout.is_empty() {
+        run(Command::new("groupadd").args(["--system", "ringdrop"]))?;
+    }
+    if id_of(name).is_none() {
+        let out = run(Command::new("useradd").args(["-M", "-d", "/nonexistent", "-s", "/bin/sh", "-U", name]))?;
+        ensure!(out.status.success(), "useradd {name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    if in_group {
+        run(Command::new("usermod").args(["-aG", "ringdrop", name]))?;
+    }
+    let uid = id_of(name).context("uid")?;
+    let home = temp_dir(&format!("rdrop-{name}-"))?;
+    std::os::unix::fs::chown(&home, Some(uid), Some(uid))?;
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700))?;
+    Ok(User { name, uid, home })
+}
+
+impl User {
+    /// `ringdropctl --socket S --json ARGS` as this user, with its groups.
+    fn ctl(&self, socket: &Path, args: &[&str]) -> Result<Output> {
+        run(Command::new("setpriv")
+            .args(["--reuid", self.name, "--regid", self.name, "--init-groups", "--"])
+            .arg(bin("ringdropctl")?)
+            .arg("--socket")
+            .arg(socket)
+            .arg("--json")
+            .args(args))
+    }
+
+    /// A raw request (`rdraw`) as this user.
+    fn raw(&self, socket: &Path, args: &[&str]) -> Result<Output> {
+        run(Command::new("setpriv")
+            .args(["--reuid", self.name, "--regid", self.name, "--init-groups", "--"])
+            .arg(bin("rdraw")?)
+            .arg(socket)
+            .args(args))
+    }
+
+    /// A file of this user's, readable by the service (to be shared).
+    fn public_file(&self, name: &str, len: usize) -> Result<(PathBuf, Vec<u8>)> {
+        let dir = temp_dir(&format!("rdrop-{}-pub-", self.name))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+        let path = dir.join(name);
+        let bytes = random_file(&path, len)?;
+        std::os::unix::fs::chown(&path, Some(self.uid), Some(self.uid))?;
+        std::os::unix::fs::chown(&dir, Some(self.uid), Some(self.uid))?;
+        Ok((path, bytes))
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn json(out: &Output) -> Result<Value> {
+    ensure!(out.status.success(), "failed: {}", text(out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    Ok(serde_json::from_str(stdout.lines().last().context("no output")?)?)
+}
+
+/// The system service as the unit runs it (its own user, `--system`, the
+/// socket 0660 for group `ringdrop`), and a provider to fetch from.
+struct Node {
+    service: BinDaemon,
+    provider: BinDaemon,
+    download_dir: PathBuf,
+}
+
+fn node() -> Result<Node> {
+    let dir = temp_dir("rdrop-sys-")?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+    // A download dir every operator may write (sticky, like /tmp): the
+    // place where links get planted.
+    let download_dir = dir.join("dl");
+    std::fs::create_dir(&download_dir)?;
+    std::fs::set_permissions(&download_dir, std::fs::Permissions::from_mode(0o1777))?;
+    let dl = download_dir.to_str().context("path")?.to_string();
+    let group = ringdrop_gid()?;
+    let service =
+        BinDaemon::spawn_as_group(SERVICE, group, &dir, &["--system", "--download-dir", &dl])?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+    let provider = BinDaemon::spawn(&temp_dir("rdrop-prov-")?, &[])?;
+    Ok(Node {
+        service,
+        provider,
+        download_dir,
+    })
+}
+
+impl Node {
+    /// Shares a new file on the provider: (ticket, bytes).
+    fn offer(&self, len: usize) -> Result<(String, Vec<u8>)> {
+        let src = temp_dir("rdrop-src-")?.join("payload.bin");
+        let bytes = random_file(&src, len)?;
+        let out = run(Command::new(bin("ringdropctl")?)
+            .arg("--socket")
+            .arg(&self.provider.socket)
+            .args(["--json", "share"])
+            .arg(&src))?;
+        let v = json(&out)?;
+        Ok((v["ticket"].as_str().context("ticket")?.to_string(), bytes))
+    }
+
+    fn sock(&self) -> &Path {
+        &self.service.socket
+    }
+}
+
+/// Waits until `who` sees transfer `id` in `state`.
+fn wait_state(who: &User, socket: &Path, id: u64, state: &str) -> Result<Value> {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let t = json(&who.ctl(socket, &["transfers", "show", &id.to_string()])?)?;
+        if t["state"] == state {
+            return Ok(t);
+        }
+        if Instant::now() > until {
+            bail!("transfer {id} never became {state}: {t}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Alice's fetch, detached, left `ready` for her client.
+fn alice_ready(n: &Node, alice: &User) -> Result<(u64, Vec<u8>, PathBuf)> {
+    let (ticket, bytes) = n.offer(200_000)?;
+    let dest = alice.home.join("got.bin");
+    let t = json(&alice.ctl(n.sock(), &["fetch", &ticket, "--out", dest.to_str().context("p")?, "--detach"])?)?;
+    let id = t["id"].as_u64().context("id")?;
+    wait_state(alice, n.sock(), id, "ready")?;
+    Ok((id, bytes, dest))
+}
+
+#[test]
+fn an_operator_sees_and_controls_only_its_own_transfers() -> Result<()> {
+    if !can_switch_uid() {
+        return Ok(());
+    }
+    let (alice, bob) = (user("rd-alice", true)?, user("rd-bob", true)?);
+    let n = node()?;
+    let (id, bytes, dest) = alice_ready(&n, &alice)?;
+    let ids = id.to_string();
+
+    let listed = json(&bob.ctl(n.sock(), &["transfers", "ls"])?)?;
+    ensure!(!listed.to_string().contains(&format!("\"id\":{id}")), "bob sees alice's transfer: {listed}");
+    for args in [
+        vec!["transfers", "show", &ids],
+        vec!["transfers", "cancel", &ids, "--purge"],
+        vec!["transfers", "pause", &ids],
+        vec!["transfers", "resume", &ids],
+        vec!["transfers", "wait", &ids],
+    ] {
+        let out = bob.ctl(n.sock(), &args)?;
+        ensure!(!out.status.success(), "bob ran {args:?} on alice's transfer: {}", text(&out));
+    }
+    let raw = bob.raw(n.sock(), &["cancel", &ids])?;
+    ensure!(!raw.status.success(), "bob's raw cancel went through: {}", text(&raw));
+
+    // Still hers, untouched: she collects it.
+    let t = json(&alice.ctl(n.sock(), &["transfers", "wait", &ids])?)?;
+    ensure!(t["state"] == "completed", "{t}");
+    ensure!(std::fs::read(&dest)? == bytes, "alice's file differs");
+    ensure!(std::fs::metadata(&dest)?.uid() == alice.uid, "placed as someone else");
+    Ok(())
+}
+
+#[test]
+fn root_collecting_an_operators_transfer_writes_only_as_that_operator() -> Result<()> {
+    if !can_switch_uid() {
+        return Ok(());
+    }
+    let (alice, bob) = (user("rd-alice", true)?, user("rd-bob", true)?);
+    let n = node()?;
+
+    // Bob asks, raw, for content to go over a file of root's with --force.
+    let roots = temp_dir("rdrop-root-")?;
+    std::fs::set_permissions(&roots, std::fs::Permissions::from_mode(0o755))?;
+    let victim = roots.join("important.conf");
+    std::fs::write(&victim, b"root's own\n")?;
+    let (ticket, _) = n.offer(50_000)?;
+    let started = bob.raw(n.sock(), &["fetch", &ticket, victim.to_str().context("p")?, "force"])?;
+    ensure!(started.status.success(), "{}", text(&started));
+    let id: Value = serde_json::from_slice(&started.stdout)?;
+    let id = id["id"].as_u64().context("id")?;
+    wait_state(&bob, n.sock(), id, "ready")?;
+    // Root collects it, as the README says it may: root's client becomes
+    // bob, who may not write there.
+    let out = run(Command::new(bin("ringdropctl")?)
+        .arg("--socket")
+        .arg(n.sock())
+        .args(["--json", "transfers", "wait", &id.to_string()]))?;
+    ensure!(!out.status.success(), "root placed bob's transfer: {}", text(&out));
+    ensure!(std::fs::read(&victim)? == b"root's own\n", "root's file was overwritten");
+
+    // Alice's transfer collected by root lands as alice's file.
+    let (aid, bytes, dest) = alice_ready(&n, &alice)?;
+    let out = run(Command::new(bin("ringdropctl")?)
+        .arg("--socket")
+        .arg(n.sock())
+        .args(["--json", "transfers", "wait", &aid.to_string()]))?;
+    ensure!(out.status.success(), "{}", text(&out));
+    ensure!(std::fs::read(&dest)? == bytes);
+    ensure!(std::fs::metadata(&dest)?.uid() == alice.uid, "root's client wrote as root");
+    Ok(())
+}
+
+#[test]
+fn finish_records_only_what_the_plan_places() -> Result<()> {
+    if !can_switch_uid() {
+        return Ok(());
+    }
+    let alice = user("rd-alice", true)?;
+    let n = node()?;
+    let (id, _, _) = alice_ready(&n, &alice)?;
+    let ids = id.to_string();
+    for bogus in [vec!["/etc/shadow"], vec!["/tmp/../etc/shadow"]] {
+        let mut args = vec!["finish", ids.as_str()];
+        args.extend(bogus.iter().copied());
+        let out = alice.raw(n.sock(), &args)?;
+        ensure!(!out.status.success(), "finish took {bogus:?}: {}", text(&out));
+    }
+    wait_state(&alice, n.sock(), id, "ready")?;
+    Ok(())
+}
+
+#[test]
+fn a_link_planted_in_the_download_dir_leads_no_write_into_the_data_dir() -> Result<()> {
+    if !can_switch_uid() {
+        return Ok(());
+    }
+    let bob = user("rd-bob", true)?;
+    let n = node()?;
+    let key = n.service.dir.join("data").join("secret.key");
+    let before = std::fs::read(&key)?;
+    // Bob plants dl/evil -> the daemon's dir and asks for a write through it.
+    let evil = n.download_dir.join("evil");
+    let planted = run(Command::new("setpriv")
+        .args(["--reuid", bob.name, "--regid", bob.name, "--init-groups", "--", "ln", "-s"])
+        .arg(&n.service.dir)
+        .arg(&evil))?;
+    ensure!(planted.status.success(), "{}", text(&planted));
+    let (ticket, _) = n.offer(64)?;
+    let target = evil.join("data").join("secret.key");
+    let out = bob.ctl(n.sock(), &["fetch", &ticket, "--out", target.to_str().context("p")?, "--force"])?;
+    ensure!(!out.status.success(), "bob's fetch through the link succeeded: {}", text(&out));
+    ensure!(std::fs::read(&key)? == before, "the node key was replaced");
+    Ok(())
+}
+
+#[test]
+fn offers_land_only_in_a_directory_of_the_rules_owner() -> Result<()> {
+    if !can_switch_uid() {
+        return Ok(());
+    }
+    let (alice, bob) = (user("rd-alice", true)?, user("rd-bob", true)?);
+    let n = node()?;
+    let status = run(Command::new(bin("ringdropctl")?)
+        .arg("--socket")
+        .arg(&n.provider.socket)
+        .args(["--json", "status"]))?;
+    let peer = json(&status)?["endpoint_id"].as_str().context("id")?.to_string();
+    let data = n.service.dir.join("data");
+    let roots = temp_dir("rdrop-root-")?;
+    std::fs::set_permissions(&roots, std::fs::Permissions::from_mode(0o777))?;
+    for dir in [&data, &n.service.dir, &roots] {
+        let out = alice.ctl(n.sock(), &["peer", "trust", &peer, "--accept-into", dir.to_str().context("p")?])?;
+        ensure!(!out.status.success(), "trust into {} accepted: {}", dir.display(), text(&out));
+    }
+    let mine = alice.home.join("in");
+    run(Command::new("setpriv")
+        .args(["--reuid", alice.name, "--regid", alice.name, "--init-groups", "--", "mkdir"])
+        .arg(&mine))?;
+    std::fs::set_permissions(&alice.home, std::fs::Permissions::from_mode(0o711))?;
+    let ok = alice.ctl(n.sock(), &["peer", "trust", &peer, "--accept-into", mine.to_str().context("p")?])?;
+    ensure!(ok.status.success(), "{}", text(&ok));
+    // The rule is alice's: bob neither replaces nor removes it.
+    let bob_dir = bob.home.join("in");
+    let out = bob.ctl(n.sock(), &["peer", "trust", &peer, "--accept-into", bob_dir.to_str().context("p")?])?;
+    ensure!(!out.status.success(), "bob replaced alice's rule: {}", text(&out));
+    let out = bob.ctl(n.sock(), &["peer", "untrust", &peer])?;
+    ensure!(!out.status.success(), "bob removed alice's rule: {}", text(&out));
+    Ok(())
+}
+
+#[test]
+fn shares_rings_and_names_belong_to_their_owner() -> Result<()> {
+    if !can_switch_uid() {
+        return Ok(());
+    }
+    let (alice, bob) = (user("rd-alice", true)?, user("rd-bob", true)?);
+    let n = node()?;
+    json(&alice.ctl(n.sock(), &["ring", "create", "alices"])?)?;
+    let (file, _) = alice.public_file("notes.txt", 4096)?;
+    let shared = json(&alice.ctl(n.sock(), &["share", file.to_str().context("p")?, "--ring", "alices"])?)?;
+    let hash = shared["share"]["hash"]
+        .as_str()
+        .or_else(|| shared["hash"].as_str())
+        .context("hash")?
+        .to_string();
+
+    let listed = bob.ctl(n.sock(), &["shares", "ls"])?;
+    ensure!(!text(&listed).contains(&hash), "bob lists alice's share: {}", text(&listed));
+    let rings = bob.ctl(n.sock(), &["ring", "ls"])?;
+    ensure!(!text(&rings).contains("alices"), "bob lists alice's ring: {}", text(&rings));
+    for args in [
+        vec!["unshare", hash.as_str()],
+        vec!["ring", "members", "alices"],
+        vec!["ring", "rm", "alices"],
+        vec!["ring", "create", "alices"],
+    ] {
+        let out = bob.ctl(n.sock(), &args)?;
+        ensure!(!out.status.success(), "bob ran {args:?}: {}", text(&out));
+    }
+    // Bob's own content may not use alice's ring, and alice's content
+    // stays as she shared it.
+    let (bobs, _) = bob.public_file("mine.txt", 100)?;
+    let out = bob.ctl(n.sock(), &["share", bobs.to_str().context("p")?, "--ring", "alices"])?;
+    ensure!(!out.status.success(), "bob shared with alice's ring: {}", text(&out));
+    // The same content under the same name is the same share.
+    let copy = bob.public_file("notes.txt", 1)?.0;
+    std::fs::copy(&file, &copy)?;
+    let out = bob.ctl(n.sock(), &["share", copy.to_str().context("p")?])?;
+    ensure!(!out.status.success(), "bob opened alice's content to everyone: {}", text(&out));
+    // Admins see everything.
+    let all = run(Command::new(bin("ringdropctl")?)
+        .arg("--socket")
+        .arg(n.sock())
+        .args(["--json", "shares", "ls"]))?;
+    ensure!(text(&all).contains(&hash), "root does not see alice's share: {}", text(&all));
+    Ok(())
+}
+
+#[test]
+fn a_user_outside_the_group_is_refused_and_the_data_dir_is_private() -> Result<()> {
+    if !can_switch_uid() {
+        return Ok(());
+    }
+    let carol = user("rd-carol", false)?;
+    let n = node()?;
+    let out = carol.ctl(n.sock(), &["status"])?;
+    ensure!(!out.status.success(), "{}", text(&out));
+    let mode = std::fs::metadata(n.service.dir.join("data"))?.mode() & 0o777;
+    ensure!(mode == 0o700, "data dir mode {mode:o}");
+
+    // A data dir others may enter is refused at start.
+    let dir = temp_dir("rdrop-open-")?;
+    std::fs::create_dir(dir.join("data"))?;
+    std::fs::set_permissions(dir.join("data"), std::fs::Permissions::from_mode(0o750))?;
+    let out = run(Command::new(bin("ringdropd")?)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--socket")
+        .arg(dir.join("d.sock"))
+        .args(["--no-mdns", "--relay", "disabled", "--bind", "127.0.0.1:0"]))?;
+    ensure!(!out.status.success(), "started on a data dir others may open");
+    ensure!(text(&out).contains("chmod 700"), "{}", text(&out));
+    Ok(())
+}
