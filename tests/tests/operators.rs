@@ -405,13 +405,34 @@ fn a_user_outside_the_group_is_refused_and_the_data_dir_is_private() -> Result<(
     let dir = temp_dir("rdrop-open-")?;
     std::fs::create_dir(dir.join("data"))?;
     std::fs::set_permissions(dir.join("data"), std::fs::Permissions::from_mode(0o750))?;
-    let out = run(Command::new(bin("ringdropd")?)
+    let log = dir.join("ringdropd.log");
+    let mut child = Command::new(bin("ringdropd")?)
         .arg("--data-dir")
         .arg(dir.join("data"))
         .arg("--socket")
         .arg(dir.join("d.sock"))
-        .args(["--no-mdns", "--relay", "disabled", "--bind", "127.0.0.1:0"]))?;
-    ensure!(!out.status.success(), "started on a data dir others may open");
-    ensure!(text(&out).contains("chmod 700"), "{}", text(&out));
+        .args(["--no-mdns", "--relay", "disabled", "--bind", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()?;
+    let until = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if Instant::now() > until {
+            child.kill().ok();
+            child.wait().ok();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let said = std::fs::read_to_string(&log)?;
+    ensure!(
+        status.is_some_and(|s| !s.success()),
+        "started on a data dir others may open: {said}"
+    );
+    ensure!(said.contains("chmod 700"), "{said}");
     Ok(())
 }
