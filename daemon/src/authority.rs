@@ -71,6 +71,54 @@ impl Caller {
     }
 }
 
+/// Whether local user `uid` is still an operator of a system daemon whose
+/// socket group is `group`: it exists and has `group` as its primary or a
+/// supplementary group. `None` when the user database cannot be read (no
+/// verdict, nothing changes).
+pub fn still_member(uid: u32, group: &str) -> Option<bool> {
+    let cgroup = std::ffi::CString::new(group).ok()?;
+    let mut buf = vec![0 as libc::c_char; 64 * 1024];
+    // SAFETY: getpwuid_r and getgrnam_r write into `pw`/`gr` and `buf`,
+    // which we own and which outlive every pointer read from them.
+    unsafe {
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut out: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut out);
+        if rc != 0 {
+            return None;
+        }
+        if out.is_null() {
+            return Some(false); // deleted
+        }
+        let name = std::ffi::CStr::from_ptr(pw.pw_name).to_owned();
+        let primary = pw.pw_gid;
+        let mut gbuf = vec![0 as libc::c_char; 256 * 1024];
+        let mut gr: libc::group = std::mem::zeroed();
+        let mut gout: *mut libc::group = std::ptr::null_mut();
+        let rc = libc::getgrnam_r(
+            cgroup.as_ptr(),
+            &mut gr,
+            gbuf.as_mut_ptr(),
+            gbuf.len(),
+            &mut gout,
+        );
+        if rc != 0 || gout.is_null() {
+            return None;
+        }
+        if gr.gr_gid == primary {
+            return Some(true);
+        }
+        let mut member = gr.gr_mem;
+        while !member.is_null() && !(*member).is_null() {
+            if std::ffi::CStr::from_ptr(*member) == name.as_c_str() {
+                return Some(true);
+            }
+            member = member.add(1);
+        }
+        Some(false)
+    }
+}
+
 /// What a method lets a caller do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
@@ -111,6 +159,7 @@ pub const RULES: &[(&str, Rule)] = &[
     ("/ringdrop.v1.Transfers/PauseTransfer", Rule::OwnRows),
     ("/ringdrop.v1.Transfers/ResumeTransfer", Rule::OwnRows),
     ("/ringdrop.v1.Transfers/CancelTransfer", Rule::OwnRows),
+    ("/ringdrop.v1.Transfers/RemoveTransfer", Rule::OwnRows),
     ("/ringdrop.v1.Transfers/ListTransferFiles", Rule::OwnerOnly),
     ("/ringdrop.v1.Transfers/ReadTransferFiles", Rule::OwnerOnly),
     ("/ringdrop.v1.Transfers/FinishTransfer", Rule::OwnerOnly),
@@ -139,6 +188,8 @@ pub const RULES: &[(&str, Rule)] = &[
     ("/ringdrop.v1.Contacts/RejectOffer", Rule::Contacts),
     ("/ringdrop.v1.Contacts/TrustPeer", Rule::OwnRows),
     ("/ringdrop.v1.Contacts/UntrustPeer", Rule::OwnRows),
+    ("/ringdrop.v1.Contacts/RemoveSent", Rule::OwnRows),
+    ("/ringdrop.v1.Contacts/RemoveInboxOffer", Rule::Contacts),
     // Health and reflection: facts about the server, nothing of a user's.
     ("/grpc.health.v1.Health/Check", Rule::Anyone),
     ("/grpc.health.v1.Health/Watch", Rule::Anyone),
@@ -213,6 +264,13 @@ mod tests {
             .filter(|(p, _)| !p.contains("reflection") && !served.iter().any(|m| m == p))
             .collect();
         assert!(stale.is_empty(), "rules for methods not served: {stale:?}");
+    }
+
+    #[test]
+    fn root_is_a_member_of_its_own_group_and_nobody_of_no_group() {
+        assert_eq!(still_member(0, "root"), Some(true));
+        assert_eq!(still_member(65534, "root"), Some(false));
+        assert_eq!(still_member(0, "no-such-group-here"), None);
     }
 
     #[test]

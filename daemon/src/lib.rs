@@ -55,7 +55,7 @@ fn notify(states: &[sd_notify::NotifyState]) {
 }
 
 /// The group that may use the socket of a system daemon.
-const SOCKET_GROUP: &str = "ringdrop";
+pub(crate) const SOCKET_GROUP: &str = "ringdrop";
 
 fn group_id(name: &str) -> Option<u32> {
     let c = std::ffi::CString::new(name).ok()?;

@@ -9,7 +9,8 @@
 //!   is `open` and its owner listed it (`share --listed`). Endpoint ids are
 //!   not secrets (mDNS announces them, every ticket carries one), so
 //!   "anyone who can reach the node" must not learn open tickets.
-//! - Both: every source file has the size, mtime, change time and inode it
+//! - Both: the share's owner is still an operator (system mode), and
+//!   every source file has the size, mtime, change time and inode it
 //!   had when shared (checked at most once a second per share).
 
 use std::{
@@ -37,6 +38,9 @@ pub struct Policy {
     registry: Registry,
     /// share -> (checked at, share generation then, sources unchanged)
     fresh: Mutex<HashMap<Hash, (Instant, u64, bool)>>,
+    /// Shares of users who are no longer operators (left the group or
+    /// were deleted): never served, never listed.
+    suspended: std::sync::RwLock<std::collections::HashSet<Hash>>,
 }
 
 impl Policy {
@@ -44,7 +48,25 @@ impl Policy {
         Self {
             registry,
             fresh: Mutex::new(HashMap::new()),
+            suspended: Default::default(),
         }
+    }
+
+    /// Stops serving `shares` (their owners are no longer operators);
+    /// replaces the earlier set.
+    pub fn suspend(&self, shares: std::collections::HashSet<Hash>) {
+        if let Ok(mut s) = self.suspended.write() {
+            *s = shares;
+        }
+    }
+
+    /// Whether `share` belongs to a user who is no longer an operator (a
+    /// poisoned lock counts as yes: fail closed).
+    fn suspended(&self, share: &ShareRecord) -> bool {
+        self.suspended
+            .read()
+            .map(|s| s.contains(&share.hash))
+            .unwrap_or(true)
     }
 
     fn is_open(share: &ShareRecord) -> bool {
@@ -58,6 +80,9 @@ impl Policy {
         peer: &[u8; 32],
         now: i64,
     ) -> Result<bool, RegistryError> {
+        if self.suspended(share) {
+            return Ok(false);
+        }
         let allowed =
             Self::is_open(share) || self.registry.member_of_any(&share.rings, peer, now)?;
         Ok(allowed && self.fresh(share))
@@ -70,6 +95,9 @@ impl Policy {
         peer: &[u8; 32],
         now: i64,
     ) -> Result<bool, RegistryError> {
+        if self.suspended(share) {
+            return Ok(false);
+        }
         let allowed = (Self::is_open(share) && share.listed)
             || self.registry.member_of_any(&share.rings, peer, now)?;
         Ok(allowed && self.fresh(share))

@@ -410,3 +410,66 @@ async fn an_offer_that_lies_about_its_size_is_not_kept() -> Result<()> {
     drop(tt);
     Ok(())
 }
+
+/// Sharing a path `--listed` (open to anyone holding the ticket), editing
+/// it and sending it: the new content is the offer's alone. A stranger
+/// neither lists it nor fetches it, before or after the offer is
+/// withdrawn.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_offer_never_widens_access_to_new_content() -> Result<()> {
+    let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &[])?;
+    let b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
+    let stranger = BinDaemon::spawn(&temp_dir("rdrop-c-")?, &[])?;
+    let invite = a.ctl_json(&["ring", "invite", "friends"])?["ticket"]
+        .as_str()
+        .context("ticket")?
+        .to_string();
+    b.ctl_json(&["ring", "join", &invite, "--name", "alice"])?;
+    let bob = name_of(&a, &b)?;
+
+    let src = temp_dir("rdrop-src-")?.join("notes.txt");
+    random_file(&src, 10_000)?;
+    let open = a.ctl_json(&["share", path(&src)?, "--listed"])?;
+    let open_ticket = open["ticket"].as_str().context("ticket")?.to_string();
+    random_file(&src, 10_001)?; // edited: new content at the same path
+    let sent = a.ctl_json(&["send", path(&src)?, "--to", &bob])?;
+    let new_hash = sent["hash"].as_str().context("hash")?.to_string();
+    ensure!(new_hash != open["hash"].as_str().unwrap_or_default());
+
+    let shares = a.ctl_json(&["shares", "ls"])?;
+    let new_share = shares
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["hash"] == new_hash.as_str()))
+        .context("the offer's share")?;
+    let new_ticket = new_share["ticket"].as_str().context("ticket")?.to_string();
+    ensure!(new_share["listed"] == false, "{new_share}");
+    ensure!(
+        new_share["rings"].as_array().is_some_and(|r| r.len() == 1
+            && r[0].as_str().is_some_and(|n| n.starts_with("offer-"))),
+        "the offer's content has other rings: {new_share}"
+    );
+
+    let check_stranger = |when: &str| -> Result<()> {
+        let listed = stranger.ctl(&["--json", "remote", "ls", &open_ticket])?;
+        let text = String::from_utf8_lossy(&listed.stdout).to_string();
+        ensure!(
+            !text.contains(&new_hash),
+            "{when}: a stranger lists it: {text}"
+        );
+        let out = temp_dir("rdrop-out-")?;
+        let got = stranger.ctl(&["fetch", &new_ticket, "--out", path(&out)?])?;
+        ensure!(
+            !got.status.success(),
+            "{when}: a stranger fetched the offer's content"
+        );
+        Ok(())
+    };
+    check_stranger("while offered")?;
+    a.ctl_json(&[
+        "sent",
+        "withdraw",
+        &sent["id"].as_u64().context("id")?.to_string(),
+    ])?;
+    check_stranger("after the withdrawal")?;
+    Ok(())
+}

@@ -22,11 +22,19 @@ const SERVICE: u32 = 65534;
 fn can_switch_uid() -> bool {
     // SAFETY: getuid has no preconditions.
     let root = unsafe { libc::getuid() } == 0;
-    let tools = ["setpriv", "useradd", "groupadd"]
+    let tools = ["setpriv", "useradd", "groupadd", "gpasswd"]
         .iter()
-        .all(|t| Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success()));
+        .all(|t| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {t}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
     if !(root && tools) {
-        assert!(std::env::var_os("CI").is_none(), "CI runs as root with setpriv and useradd");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root with setpriv and useradd"
+        );
         eprintln!("SKIPPED: operators need root, setpriv and useradd");
     }
     root && tools
@@ -51,18 +59,36 @@ fn id_of(name: &str) -> Option<u32> {
 fn ringdrop_gid() -> Result<u32> {
     let out = run(Command::new("getent").args(["group", "ringdrop"]))?;
     let line = String::from_utf8_lossy(&out.stdout).to_string();
-    line.split(':').nth(2).and_then(|g| g.trim().parse().ok()).context("group ringdrop")
+    line.split(':')
+        .nth(2)
+        .and_then(|g| g.trim().parse().ok())
+        .context("group ringdrop")
 }
 
 fn user(name: &'static str, in_group: bool) -> Result<User> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one_at_a_time = LOCK.lock();
-    if run(Command::new("getent").args(["group", "ringdrop"]))?.stdout.is_empty() {
+    if run(Command::new("getent").args(["group", "ringdrop"]))?
+        .stdout
+        .is_empty()
+    {
         run(Command::new("groupadd").args(["--system", "ringdrop"]))?;
     }
     if id_of(name).is_none() {
-        let out = run(Command::new("useradd").args(["-M", "-d", "/nonexistent", "-s", "/bin/sh", "-U", name]))?;
-        ensure!(out.status.success(), "useradd {name}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = run(Command::new("useradd").args([
+            "-M",
+            "-d",
+            "/nonexistent",
+            "-s",
+            "/bin/sh",
+            "-U",
+            name,
+        ]))?;
+        ensure!(
+            out.status.success(),
+            "useradd {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     if in_group {
         run(Command::new("usermod").args(["-aG", "ringdrop", name]))?;
@@ -78,7 +104,14 @@ impl User {
     /// `ringdropctl --socket S --json ARGS` as this user, with its groups.
     fn ctl(&self, socket: &Path, args: &[&str]) -> Result<Output> {
         run(Command::new("setpriv")
-            .args(["--reuid", self.name, "--regid", self.name, "--init-groups", "--"])
+            .args([
+                "--reuid",
+                self.name,
+                "--regid",
+                self.name,
+                "--init-groups",
+                "--",
+            ])
             .arg(bin("ringdropctl")?)
             .arg("--socket")
             .arg(socket)
@@ -89,7 +122,14 @@ impl User {
     /// A raw request (`rdraw`) as this user.
     fn raw(&self, socket: &Path, args: &[&str]) -> Result<Output> {
         run(Command::new("setpriv")
-            .args(["--reuid", self.name, "--regid", self.name, "--init-groups", "--"])
+            .args([
+                "--reuid",
+                self.name,
+                "--regid",
+                self.name,
+                "--init-groups",
+                "--",
+            ])
             .arg(bin("rdraw")?)
             .arg(socket)
             .args(args))
@@ -108,13 +148,19 @@ impl User {
 }
 
 fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 fn json(out: &Output) -> Result<Value> {
     ensure!(out.status.success(), "failed: {}", text(out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    Ok(serde_json::from_str(stdout.lines().last().context("no output")?)?)
+    Ok(serde_json::from_str(
+        stdout.lines().last().context("no output")?,
+    )?)
 }
 
 /// The system service as the unit runs it (its own user, `--system`, the
@@ -184,7 +230,16 @@ fn wait_state(who: &User, socket: &Path, id: u64, state: &str) -> Result<Value> 
 fn alice_ready(n: &Node, alice: &User) -> Result<(u64, Vec<u8>, PathBuf)> {
     let (ticket, bytes) = n.offer(200_000)?;
     let dest = alice.home.join("got.bin");
-    let t = json(&alice.ctl(n.sock(), &["fetch", &ticket, "--out", dest.to_str().context("p")?, "--detach"])?)?;
+    let t = json(&alice.ctl(
+        n.sock(),
+        &[
+            "fetch",
+            &ticket,
+            "--out",
+            dest.to_str().context("p")?,
+            "--detach",
+        ],
+    )?)?;
     let id = t["id"].as_u64().context("id")?;
     wait_state(alice, n.sock(), id, "ready")?;
     Ok((id, bytes, dest))
@@ -201,7 +256,10 @@ fn an_operator_sees_and_controls_only_its_own_transfers() -> Result<()> {
     let ids = id.to_string();
 
     let listed = json(&bob.ctl(n.sock(), &["transfers", "ls"])?)?;
-    ensure!(!listed.to_string().contains(&format!("\"id\":{id}")), "bob sees alice's transfer: {listed}");
+    ensure!(
+        !listed.to_string().contains(&format!("\"id\":{id}")),
+        "bob sees alice's transfer: {listed}"
+    );
     for args in [
         vec!["transfers", "show", &ids],
         vec!["transfers", "cancel", &ids, "--purge"],
@@ -210,16 +268,27 @@ fn an_operator_sees_and_controls_only_its_own_transfers() -> Result<()> {
         vec!["transfers", "wait", &ids],
     ] {
         let out = bob.ctl(n.sock(), &args)?;
-        ensure!(!out.status.success(), "bob ran {args:?} on alice's transfer: {}", text(&out));
+        ensure!(
+            !out.status.success(),
+            "bob ran {args:?} on alice's transfer: {}",
+            text(&out)
+        );
     }
     let raw = bob.raw(n.sock(), &["cancel", &ids])?;
-    ensure!(!raw.status.success(), "bob's raw cancel went through: {}", text(&raw));
+    ensure!(
+        !raw.status.success(),
+        "bob's raw cancel went through: {}",
+        text(&raw)
+    );
 
     // Still hers, untouched: she collects it.
     let t = json(&alice.ctl(n.sock(), &["transfers", "wait", &ids])?)?;
     ensure!(t["state"] == "completed", "{t}");
     ensure!(std::fs::read(&dest)? == bytes, "alice's file differs");
-    ensure!(std::fs::metadata(&dest)?.uid() == alice.uid, "placed as someone else");
+    ensure!(
+        std::fs::metadata(&dest)?.uid() == alice.uid,
+        "placed as someone else"
+    );
     Ok(())
 }
 
@@ -237,7 +306,10 @@ fn root_collecting_an_operators_transfer_writes_only_as_that_operator() -> Resul
     let victim = roots.join("important.conf");
     std::fs::write(&victim, b"root's own\n")?;
     let (ticket, _) = n.offer(50_000)?;
-    let started = bob.raw(n.sock(), &["fetch", &ticket, victim.to_str().context("p")?, "force"])?;
+    let started = bob.raw(
+        n.sock(),
+        &["fetch", &ticket, victim.to_str().context("p")?, "force"],
+    )?;
     ensure!(started.status.success(), "{}", text(&started));
     let id: Value = serde_json::from_slice(&started.stdout)?;
     let id = id["id"].as_u64().context("id")?;
@@ -248,8 +320,15 @@ fn root_collecting_an_operators_transfer_writes_only_as_that_operator() -> Resul
         .arg("--socket")
         .arg(n.sock())
         .args(["--json", "transfers", "wait", &id.to_string()]))?;
-    ensure!(!out.status.success(), "root placed bob's transfer: {}", text(&out));
-    ensure!(std::fs::read(&victim)? == b"root's own\n", "root's file was overwritten");
+    ensure!(
+        !out.status.success(),
+        "root placed bob's transfer: {}",
+        text(&out)
+    );
+    ensure!(
+        std::fs::read(&victim)? == b"root's own\n",
+        "root's file was overwritten"
+    );
 
     // Alice's transfer collected by root lands as alice's file.
     let (aid, bytes, dest) = alice_ready(&n, &alice)?;
@@ -259,7 +338,10 @@ fn root_collecting_an_operators_transfer_writes_only_as_that_operator() -> Resul
         .args(["--json", "transfers", "wait", &aid.to_string()]))?;
     ensure!(out.status.success(), "{}", text(&out));
     ensure!(std::fs::read(&dest)? == bytes);
-    ensure!(std::fs::metadata(&dest)?.uid() == alice.uid, "root's client wrote as root");
+    ensure!(
+        std::fs::metadata(&dest)?.uid() == alice.uid,
+        "root's client wrote as root"
+    );
     Ok(())
 }
 
@@ -276,7 +358,11 @@ fn finish_records_only_what_the_plan_places() -> Result<()> {
         let mut args = vec!["finish", ids.as_str()];
         args.extend(bogus.iter().copied());
         let out = alice.raw(n.sock(), &args)?;
-        ensure!(!out.status.success(), "finish took {bogus:?}: {}", text(&out));
+        ensure!(
+            !out.status.success(),
+            "finish took {bogus:?}: {}",
+            text(&out)
+        );
     }
     wait_state(&alice, n.sock(), id, "ready")?;
     Ok(())
@@ -294,14 +380,36 @@ fn a_link_planted_in_the_download_dir_leads_no_write_into_the_data_dir() -> Resu
     // Bob plants dl/evil -> the daemon's dir and asks for a write through it.
     let evil = n.download_dir.join("evil");
     let planted = run(Command::new("setpriv")
-        .args(["--reuid", bob.name, "--regid", bob.name, "--init-groups", "--", "ln", "-s"])
+        .args([
+            "--reuid",
+            bob.name,
+            "--regid",
+            bob.name,
+            "--init-groups",
+            "--",
+            "ln",
+            "-s",
+        ])
         .arg(&n.service.dir)
         .arg(&evil))?;
     ensure!(planted.status.success(), "{}", text(&planted));
     let (ticket, _) = n.offer(64)?;
     let target = evil.join("data").join("secret.key");
-    let out = bob.ctl(n.sock(), &["fetch", &ticket, "--out", target.to_str().context("p")?, "--force"])?;
-    ensure!(!out.status.success(), "bob's fetch through the link succeeded: {}", text(&out));
+    let out = bob.ctl(
+        n.sock(),
+        &[
+            "fetch",
+            &ticket,
+            "--out",
+            target.to_str().context("p")?,
+            "--force",
+        ],
+    )?;
+    ensure!(
+        !out.status.success(),
+        "bob's fetch through the link succeeded: {}",
+        text(&out)
+    );
     ensure!(std::fs::read(&key)? == before, "the node key was replaced");
     Ok(())
 }
@@ -317,27 +425,78 @@ fn offers_land_only_in_a_directory_of_the_rules_owner() -> Result<()> {
         .arg("--socket")
         .arg(&n.provider.socket)
         .args(["--json", "status"]))?;
-    let peer = json(&status)?["endpoint_id"].as_str().context("id")?.to_string();
+    let peer = json(&status)?["endpoint_id"]
+        .as_str()
+        .context("id")?
+        .to_string();
     let data = n.service.dir.join("data");
     let roots = temp_dir("rdrop-root-")?;
     std::fs::set_permissions(&roots, std::fs::Permissions::from_mode(0o777))?;
     for dir in [&data, &n.service.dir, &roots] {
-        let out = alice.ctl(n.sock(), &["peer", "trust", &peer, "--accept-into", dir.to_str().context("p")?])?;
-        ensure!(!out.status.success(), "trust into {} accepted: {}", dir.display(), text(&out));
+        let out = alice.ctl(
+            n.sock(),
+            &[
+                "peer",
+                "trust",
+                &peer,
+                "--accept-into",
+                dir.to_str().context("p")?,
+            ],
+        )?;
+        ensure!(
+            !out.status.success(),
+            "trust into {} accepted: {}",
+            dir.display(),
+            text(&out)
+        );
     }
     let mine = alice.home.join("in");
     run(Command::new("setpriv")
-        .args(["--reuid", alice.name, "--regid", alice.name, "--init-groups", "--", "mkdir"])
+        .args([
+            "--reuid",
+            alice.name,
+            "--regid",
+            alice.name,
+            "--init-groups",
+            "--",
+            "mkdir",
+        ])
         .arg(&mine))?;
     std::fs::set_permissions(&alice.home, std::fs::Permissions::from_mode(0o711))?;
-    let ok = alice.ctl(n.sock(), &["peer", "trust", &peer, "--accept-into", mine.to_str().context("p")?])?;
+    let ok = alice.ctl(
+        n.sock(),
+        &[
+            "peer",
+            "trust",
+            &peer,
+            "--accept-into",
+            mine.to_str().context("p")?,
+        ],
+    )?;
     ensure!(ok.status.success(), "{}", text(&ok));
     // The rule is alice's: bob neither replaces nor removes it.
     let bob_dir = bob.home.join("in");
-    let out = bob.ctl(n.sock(), &["peer", "trust", &peer, "--accept-into", bob_dir.to_str().context("p")?])?;
-    ensure!(!out.status.success(), "bob replaced alice's rule: {}", text(&out));
+    let out = bob.ctl(
+        n.sock(),
+        &[
+            "peer",
+            "trust",
+            &peer,
+            "--accept-into",
+            bob_dir.to_str().context("p")?,
+        ],
+    )?;
+    ensure!(
+        !out.status.success(),
+        "bob replaced alice's rule: {}",
+        text(&out)
+    );
     let out = bob.ctl(n.sock(), &["peer", "untrust", &peer])?;
-    ensure!(!out.status.success(), "bob removed alice's rule: {}", text(&out));
+    ensure!(
+        !out.status.success(),
+        "bob removed alice's rule: {}",
+        text(&out)
+    );
     Ok(())
 }
 
@@ -350,7 +509,10 @@ fn shares_rings_and_names_belong_to_their_owner() -> Result<()> {
     let n = node()?;
     json(&alice.ctl(n.sock(), &["ring", "create", "alices"])?)?;
     let (file, _) = alice.public_file("notes.txt", 4096)?;
-    let shared = json(&alice.ctl(n.sock(), &["share", file.to_str().context("p")?, "--ring", "alices"])?)?;
+    let shared = json(&alice.ctl(
+        n.sock(),
+        &["share", file.to_str().context("p")?, "--ring", "alices"],
+    )?)?;
     let hash = shared["share"]["hash"]
         .as_str()
         .or_else(|| shared["hash"].as_str())
@@ -358,9 +520,17 @@ fn shares_rings_and_names_belong_to_their_owner() -> Result<()> {
         .to_string();
 
     let listed = bob.ctl(n.sock(), &["shares", "ls"])?;
-    ensure!(!text(&listed).contains(&hash), "bob lists alice's share: {}", text(&listed));
+    ensure!(
+        !text(&listed).contains(&hash),
+        "bob lists alice's share: {}",
+        text(&listed)
+    );
     let rings = bob.ctl(n.sock(), &["ring", "ls"])?;
-    ensure!(!text(&rings).contains("alices"), "bob lists alice's ring: {}", text(&rings));
+    ensure!(
+        !text(&rings).contains("alices"),
+        "bob lists alice's ring: {}",
+        text(&rings)
+    );
     for args in [
         vec!["unshare", hash.as_str()],
         vec!["ring", "members", "alices"],
@@ -373,19 +543,34 @@ fn shares_rings_and_names_belong_to_their_owner() -> Result<()> {
     // Bob's own content may not use alice's ring, and alice's content
     // stays as she shared it.
     let (bobs, _) = bob.public_file("mine.txt", 100)?;
-    let out = bob.ctl(n.sock(), &["share", bobs.to_str().context("p")?, "--ring", "alices"])?;
-    ensure!(!out.status.success(), "bob shared with alice's ring: {}", text(&out));
+    let out = bob.ctl(
+        n.sock(),
+        &["share", bobs.to_str().context("p")?, "--ring", "alices"],
+    )?;
+    ensure!(
+        !out.status.success(),
+        "bob shared with alice's ring: {}",
+        text(&out)
+    );
     // The same content under the same name is the same share.
     let copy = bob.public_file("notes.txt", 1)?.0;
     std::fs::copy(&file, &copy)?;
     let out = bob.ctl(n.sock(), &["share", copy.to_str().context("p")?])?;
-    ensure!(!out.status.success(), "bob opened alice's content to everyone: {}", text(&out));
+    ensure!(
+        !out.status.success(),
+        "bob opened alice's content to everyone: {}",
+        text(&out)
+    );
     // Admins see everything.
     let all = run(Command::new(bin("ringdropctl")?)
         .arg("--socket")
         .arg(n.sock())
         .args(["--json", "shares", "ls"]))?;
-    ensure!(text(&all).contains(&hash), "root does not see alice's share: {}", text(&all));
+    ensure!(
+        text(&all).contains(&hash),
+        "root does not see alice's share: {}",
+        text(&all)
+    );
     Ok(())
 }
 
@@ -434,5 +619,68 @@ fn a_user_outside_the_group_is_refused_and_the_data_dir_is_private() -> Result<(
         "started on a data dir others may open: {said}"
     );
     ensure!(said.contains("chmod 700"), "{said}");
+    Ok(())
+}
+
+#[test]
+fn an_operator_who_leaves_the_group_is_no_longer_served() -> Result<()> {
+    if !can_switch_uid() {
+        return Ok(());
+    }
+    let dave = user("rd-dave", true)?;
+    let n = node()?;
+    let (file, bytes) = dave.public_file("leaving.bin", 30_000)?;
+    let shared = json(&dave.ctl(
+        n.sock(),
+        &["share", file.to_str().context("p")?, "--listed"],
+    )?)?;
+    let ticket = shared["ticket"].as_str().context("ticket")?.to_string();
+    let hash = shared["hash"].as_str().context("hash")?.to_string();
+    let provider = |args: &[&str]| {
+        run(Command::new("timeout")
+            .arg("60")
+            .arg(bin("ringdropctl")?)
+            .arg("--socket")
+            .arg(&n.provider.socket)
+            .arg("--json")
+            .args(args))
+    };
+    let out = temp_dir("rdrop-out-")?;
+    let got = provider(&[
+        "fetch",
+        &ticket,
+        "--out",
+        out.join("1.bin").to_str().context("p")?,
+    ])?;
+    ensure!(got.status.success(), "{}", text(&got));
+    ensure!(std::fs::read(out.join("1.bin"))? == bytes);
+
+    let removed = run(Command::new("gpasswd").args(["-d", dave.name, "ringdrop"]))?;
+    ensure!(removed.status.success(), "{}", text(&removed));
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let listed = provider(&["remote", "ls", &ticket])?;
+        if listed.status.success() && !text(&listed).contains(&hash) {
+            break;
+        }
+        ensure!(
+            Instant::now() < until,
+            "still listed a minute after dave left: {}",
+            text(&listed)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let again = provider(&[
+        "fetch",
+        &ticket,
+        "--out",
+        out.join("2.bin").to_str().context("p")?,
+    ])?;
+    ensure!(
+        !again.status.success(),
+        "served after its owner left: {}",
+        text(&again)
+    );
+    ensure!(!out.join("2.bin").exists());
     Ok(())
 }

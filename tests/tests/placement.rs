@@ -170,7 +170,10 @@ fn a_detached_fetch_waits_ready_for_its_owner_only() -> Result<()> {
     let denied = ctl_as(Some(NOBODY), &fetcher.socket, &["transfers", "wait", &id])?;
     assert!(!denied.status.success());
     let err = String::from_utf8_lossy(&denied.stderr);
-    assert!(err.contains("started by uid 0"), "{err}");
+    assert!(
+        err.contains("started by user") && err.contains("uid 0"),
+        "{err}"
+    );
 
     // A restart leaves it ready (not fetched again, not lost).
     let mut fetcher = fetcher;

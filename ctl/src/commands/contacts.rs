@@ -40,6 +40,8 @@ pub enum SentCmd {
     Ls,
     /// Withdraw an offer: the peer's access to it ends.
     Withdraw { id: u64 },
+    /// Forget an ended offer (forgotten by itself 30 days after it expires).
+    Rm { id: u64 },
 }
 
 #[derive(Debug, Args)]
@@ -60,6 +62,8 @@ pub enum InboxCmd {
     },
     /// Decline an offer; the sender is told.
     Reject { id: u64 },
+    /// Forget an answered offer (forgotten by itself after 30 days).
+    Rm { id: u64 },
 }
 
 fn sent_json(o: &pb::SentOffer) -> Value {
@@ -178,6 +182,14 @@ pub async fn sent(socket: Option<PathBuf>, out: &Out, args: SentArgs) -> Result<
                 .into_inner();
             out.emit(sent_json(&o), || format!("Withdrew offer {}", o.id));
         }
+        SentCmd::Rm { id } => {
+            let o = c
+                .contacts()
+                .remove_sent(pb::RemoveSentRequest { id })
+                .await?
+                .into_inner();
+            out.emit(sent_json(&o), || format!("Forgot offer {}", o.id));
+        }
     }
     Ok(())
 }
@@ -228,6 +240,14 @@ pub async fn inbox(socket: Option<PathBuf>, out: &Out, args: InboxArgs) -> Resul
                 .await?
                 .into_inner();
             out.emit(inbox_json(&o), || format!("Rejected offer {}", o.id));
+        }
+        InboxCmd::Rm { id } => {
+            let o = c
+                .contacts()
+                .remove_inbox_offer(pb::RemoveInboxOfferRequest { id })
+                .await?
+                .into_inner();
+            out.emit(inbox_json(&o), || format!("Forgot offer {}", o.id));
         }
     }
     Ok(())

@@ -34,11 +34,11 @@ pub fn my_uid() -> u32 {
 /// groups (initgroups) and its uid, in that order, so the files of its
 /// transfer are opened and written exactly as that user could. Only root
 /// can; anyone else is told to run the command as that user.
-pub fn become_user(uid: u32) -> Result<(), CliError> {
+pub fn become_user(uid: u32, id: u64) -> Result<(), CliError> {
     let name = place::user_name(uid);
     let refuse = |why: String| {
         CliError::failed(format!(
-            "the files of this transfer are user {name}'s: {why}; run `sudo -u {name} ringdropctl transfers wait ID` (or as {name})"
+            "transfer {id} was started by user {name} (uid {uid}) and its files are theirs: {why}; run `ringdropctl transfers wait {id}` as that user"
         ))
     };
     if my_uid() != 0 {

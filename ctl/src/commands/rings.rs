@@ -133,12 +133,17 @@ pub enum PeerCmd {
     )]
     Trust {
         peer: String,
-        /// Directory the offers are fetched into (the daemon must be able to write it).
+        /// Directory the offers are fetched into: one of yours (they are
+        /// your transfers; each lands as a new entry there).
         #[arg(long)]
         accept_into: PathBuf,
         /// Larger offers wait in the inbox (e.g. 500M, 2G).
         #[arg(long, value_parser = ringdrop_proto::units::parse_bytes)]
         max_size: Option<u64>,
+        /// Most accepted by themselves in any 24 hours; more waits in the
+        /// inbox (default 10G).
+        #[arg(long, value_parser = ringdrop_proto::units::parse_bytes)]
+        max_per_day: Option<u64>,
     },
     /// Stop accepting this peer's offers by themselves.
     #[command(after_help = "Example:\n  ringdropctl peer untrust alice")]
@@ -378,6 +383,7 @@ pub async fn peer(socket: Option<PathBuf>, out: &Out, cmd: PeerCmd) -> Result<()
             peer,
             accept_into,
             max_size,
+            max_per_day,
         } => {
             let dir = super::absolute(&accept_into)?;
             let r = c
@@ -386,17 +392,19 @@ pub async fn peer(socket: Option<PathBuf>, out: &Out, cmd: PeerCmd) -> Result<()
                     peer,
                     accept_into: dir.display().to_string(),
                     max_size: max_size.unwrap_or(0),
+                    max_per_day: max_per_day.unwrap_or(0),
                 })
                 .await?
                 .into_inner();
             out.emit(
-                json!({ "peer": r.peer, "name": r.name, "accept_into": r.accept_into, "max_size": r.max_size }),
+                json!({ "peer": r.peer, "name": r.name, "accept_into": r.accept_into, "max_size": r.max_size, "max_per_day": r.max_per_day }),
                 || {
                     let limit = if r.max_size == 0 {
                         String::new()
                     } else {
                         format!(" up to {}", bytes(r.max_size))
                     };
+                    let limit = format!("{limit}, {} a day at most,", bytes(r.max_per_day));
                     format!(
                         "Offers from {} are fetched into {}{limit} by themselves",
                         if r.name.is_empty() { &r.peer } else { &r.name },

@@ -43,6 +43,10 @@ pub enum TransfersCmd {
         #[arg(long)]
         purge: bool,
     },
+    /// Forget a finished transfer (its placed files stay); finished
+    /// transfers are forgotten by themselves after 30 days.
+    #[command(after_help = "Example:\n  ringdropctl transfers rm 3")]
+    Rm { id: u64 },
     /// Follow progress and state changes of all transfers (--json: one object per line).
     #[command(
         after_help = "Examples:\n  ringdropctl transfers watch\n  ringdropctl --json transfers watch | jq -c '{id, state, bytes_done}'"
@@ -128,7 +132,7 @@ pub async fn follow_and_place(c: &Client, id: u64, out: &Out) -> Result<pb::Tran
         // root becomes that user (uid and groups) before opening anything
         // and talks to the daemon as them; anyone else is told who may.
         if t.owner_uid != place::my_uid() {
-            place::become_user(t.owner_uid)?;
+            place::become_user(t.owner_uid, id)?;
             let again = crate::client::connect(Some(c.socket.clone())).await?;
             return Box::pin(follow_and_place(&again, id, out)).await;
         }
@@ -288,6 +292,16 @@ pub async fn run(socket: Option<PathBuf>, out: &Out, cmd: TransfersCmd) -> Resul
                     if purge { " and freed its data" } else { "" }
                 )
             });
+        }
+        TransfersCmd::Rm { id } => {
+            let t = c
+                .transfers()
+                .remove_transfer(pb::RemoveTransferRequest { id })
+                .await?
+                .into_inner()
+                .transfer
+                .unwrap_or_default();
+            out.emit(transfer_json(&t), || format!("Forgot transfer {id}"));
         }
         TransfersCmd::Watch => watch(&c, out).await?,
     }

@@ -179,6 +179,56 @@ impl Daemon {
         Ok(rec)
     }
 
+    /// Forgets an ended sent offer of `caller`'s.
+    pub fn remove_sent(&self, caller: &Caller, id: u64) -> Result<SentOffer, ContactError> {
+        if !caller.controls(self.inner.registry.owner(Owned::Sent, &id.to_be_bytes())?) {
+            return Err(ContactError::NoSuchOffer(id));
+        }
+        let mut state = None;
+        let removed = self.inner.registry.remove_sent_if(id, |r| {
+            state = Some(r.state);
+            r.state.is_final()
+        })?;
+        match (removed, state) {
+            (Some(rec), _) => {
+                info!(uid = caller.uid, id, "sent offer forgotten");
+                Ok(rec)
+            }
+            (None, Some(state)) => Err(ContactError::Settled {
+                id,
+                state: state.name(),
+                action: "removed (it has not ended: withdraw it first)",
+            }),
+            (None, None) => Err(ContactError::NoSuchOffer(id)),
+        }
+    }
+
+    /// Forgets an answered inbox offer `caller` may see whose receipt
+    /// has been delivered.
+    pub fn remove_inbox_offer(&self, caller: &Caller, id: u64) -> Result<InboxOffer, ContactError> {
+        let rec = self
+            .inner
+            .registry
+            .inbox_offer(id)?
+            .filter(|o| self.sees_offer_from(caller, &o.from))
+            .ok_or(ContactError::NoSuchOffer(id))?;
+        let removed = self
+            .inner
+            .registry
+            .remove_inbox_if(id, |r| r.state.is_answered() && r.receipt.is_none())?;
+        match removed {
+            Some(rec) => {
+                info!(uid = caller.uid, id, "inbox offer forgotten");
+                Ok(rec)
+            }
+            None => Err(ContactError::Settled {
+                id,
+                state: rec.state.name(),
+                action: "removed yet (unanswered, still fetching, or its receipt is on its way)",
+            }),
+        }
+    }
+
     /// Whether `caller` may see an offer from `from`: admins all; an
     /// operator those from its own contacts.
     fn sees_offer_from(&self, caller: &Caller, from: &[u8; 32]) -> bool {
@@ -272,7 +322,8 @@ impl Daemon {
         peer: &str,
         dir: PathBuf,
         max_size: Option<u64>,
-    ) -> Result<(super::access::PeerRef, TrustRecord), ContactError> {
+        per_day: Option<u64>,
+    ) -> Result<(super::access::PeerRef, TrustRecord, u64), ContactError> {
         let p = self.resolve_peer(peer)?;
         if !dir.is_absolute() {
             return Err(ContactError::Invalid(format!(
@@ -288,6 +339,7 @@ impl Daemon {
         }
         self.accept_dir_allowed(caller, &dir)
             .map_err(ContactError::Invalid)?;
+        let per_day = per_day.unwrap_or(crate::registry::DEFAULT_TRUST_PER_DAY);
         let rec = TrustRecord {
             accept_into: dir,
             max_size,
@@ -295,15 +347,15 @@ impl Daemon {
         if !self
             .inner
             .registry
-            .put_trust_owned(p.id.as_bytes(), &rec, caller.uid)?
+            .put_trust_owned(p.id.as_bytes(), &rec, per_day, caller.uid)?
         {
             return Err(ContactError::Invalid(format!(
                 "offers from {} are already handled by another user's trust rule: ask them (or an admin) to remove it",
                 p.name.as_deref().unwrap_or("that peer")
             )));
         }
-        info!(uid = caller.uid, peer = %p.id, dir = %rec.accept_into.display(), "offers accepted by themselves");
-        Ok((p, rec))
+        info!(uid = caller.uid, peer = %p.id, dir = %rec.accept_into.display(), per_day, "offers accepted by themselves");
+        Ok((p, rec, per_day))
     }
 
     pub fn untrust_peer(
@@ -452,11 +504,27 @@ impl Daemon {
                 }
             }
         }
-        for mut rec in registry.inbox()? {
+        let inbox = registry.inbox()?;
+        // Bytes accepted per sender in the last 24 hours (a trusted
+        // sender's total is bounded too, not only each offer).
+        let mut today: std::collections::HashMap<[u8; 32], u64> = Default::default();
+        for o in &inbox {
+            if o.transfer_id.is_some() && o.received_at > t - 24 * 3600 {
+                *today.entry(o.from).or_default() += o.size;
+            }
+        }
+        for mut rec in inbox {
             if rec.state == InboxState::New {
                 if let Some(trust) = registry.trust(&rec.from)? {
-                    if trust.max_size.is_none_or(|m| rec.size <= m) {
+                    let so_far = today.get(&rec.from).copied().unwrap_or(0);
+                    let per_day = registry.trust_per_day(&rec.from)?;
+                    if trust.max_size.is_none_or(|m| rec.size <= m)
+                        && so_far.saturating_add(rec.size) <= per_day
+                    {
                         self.auto_accept(&mut rec, &trust);
+                        if rec.transfer_id.is_some() {
+                            *today.entry(rec.from).or_default() += rec.size;
+                        }
                     }
                 }
             }

@@ -63,6 +63,14 @@ fn daemon_cannot_write(dest: &Path) -> Result<(), String> {
     })
 }
 
+/// How long finished transfers and ended offers are kept.
+pub const KEEP_HISTORY: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+/// How often history older than that is forgotten.
+const FORGET_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// How often a system daemon looks for users who are no longer operators.
+const MEMBERS_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// How often live uploads are judged again (expiry, revocation, edits).
 const LIVE_ACCESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -282,6 +290,10 @@ impl Daemon {
         tokio::spawn(daemon.clone().enforce_live_access());
         tokio::spawn(daemon.clone().contacts_loop());
         tokio::spawn(daemon.clone().expire_ready());
+        tokio::spawn(daemon.clone().forget_history());
+        if daemon.inner.config.system {
+            tokio::spawn(daemon.clone().track_departures());
+        }
         let resumed = daemon
             .inner
             .transfers
@@ -368,6 +380,100 @@ impl Daemon {
                 self.inner.gate.disconnect(peer);
             }
         }
+    }
+
+    /// Forgets history every hour: finished transfers, ended sent offers
+    /// and answered inbox offers older than [`KEEP_HISTORY`], so the
+    /// registry is bounded by what is live, not by what ever happened.
+    async fn forget_history(self) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(FORGET_EVERY) => {}
+                _ = self.inner.shutdown.cancelled() => return,
+            }
+            let this = self.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                let transfers = this.inner.transfers.forget_finished(KEEP_HISTORY)?;
+                let before = crate::transfers::now() - KEEP_HISTORY.as_secs() as i64;
+                let (sent, inbox) = this.inner.registry.prune_offers(before)?;
+                Ok::<_, TransferError>((transfers, sent, inbox))
+            })
+            .await;
+            match done {
+                Ok(Ok((0, 0, 0))) => {}
+                Ok(Ok((transfers, sent, inbox))) => {
+                    info!(transfers, sent, inbox, "forgot history older than 30 days")
+                }
+                Ok(Err(e)) => warn!("forgetting old history: {e}"),
+                Err(e) => warn!("forgetting old history: {e}"),
+            }
+        }
+    }
+
+    /// System mode: every [`MEMBERS_EVERY`], users who own shares or
+    /// transfers but are no longer operators (left group `ringdrop`, or were
+    /// deleted) lose them: their shares are no longer served or listed
+    /// (until they are members again), their unfinished transfers are
+    /// cancelled and freed.
+    async fn track_departures(self) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(MEMBERS_EVERY) => {}
+                _ = self.inner.shutdown.cancelled() => return,
+            }
+            let this = self.clone();
+            let found = tokio::task::spawn_blocking(move || this.departed()).await;
+            let Ok(Ok((suspended, cancel))) = found else {
+                continue;
+            };
+            self.inner.policy.suspend(suspended);
+            for (id, uid) in cancel {
+                warn!(
+                    id,
+                    uid, "its owner is no longer in group ringdrop: cancelling the transfer"
+                );
+                self.inner
+                    .transfers
+                    .cancel(&Caller::daemon(), id, true)
+                    .await
+                    .ok();
+            }
+        }
+    }
+
+    /// The shares of users who are no longer operators, and their
+    /// unfinished transfers (id, owner).
+    #[allow(clippy::type_complexity)]
+    fn departed(
+        &self,
+    ) -> Result<(std::collections::HashSet<Hash>, Vec<(u64, u32)>), TransferError> {
+        use crate::registry::{daemon_uid, Owned};
+        let mut verdicts: std::collections::HashMap<u32, bool> = Default::default();
+        let mut gone = |uid: u32| {
+            if uid == 0 || uid == daemon_uid() {
+                return false;
+            }
+            *verdicts.entry(uid).or_insert_with(|| {
+                crate::authority::still_member(uid, crate::SOCKET_GROUP) == Some(false)
+            })
+        };
+        let mut suspended = std::collections::HashSet::new();
+        for (key, uid) in self.inner.registry.owners(Owned::Share)? {
+            if gone(uid) {
+                if let Ok(bytes) = <[u8; 32]>::try_from(key.as_slice()) {
+                    suspended.insert(Hash::from_bytes(bytes));
+                }
+            }
+        }
+        let cancel = self
+            .inner
+            .registry
+            .transfers()?
+            .into_iter()
+            .filter(|r| !r.state.is_terminal() && gone(r.owner_uid))
+            .map(|r| (r.id, r.owner_uid))
+            .collect();
+        Ok((suspended, cancel))
     }
 
     /// Fails `ready` transfers nobody collected within `keep_ready`.

@@ -16,8 +16,8 @@ use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, T
 
 pub use invites::{InviteRecord, Redeemed, Refusal};
 pub use offers::{
-    InboxOffer, InboxState, Receipt, SentOffer, SentState, Stored, TrustRecord, MAX_INBOX,
-    MAX_PENDING_PER_PEER,
+    InboxOffer, InboxState, Receipt, SentOffer, SentState, Stored, TrustRecord,
+    DEFAULT_TRUST_PER_DAY, MAX_INBOX, MAX_PENDING_PER_PEER,
 };
 pub use owners::{daemon_uid, Owned};
 pub use records::{
@@ -47,6 +47,9 @@ type IdTable = TableDefinition<'static, u64, &'static [u8]>;
 const TRANSFERS: TableDefinition<u64, &[u8]> = TableDefinition::new("transfers");
 /// transfer id -> what is on disk of its incoming files ([`PartialRecord`]).
 const PARTIALS: TableDefinition<u64, &[u8]> = TableDefinition::new("partials");
+/// transfer id -> the size its content must have (an offer's), checked
+/// before its data moves, after a restart too.
+const EXPECTED: TableDefinition<u64, u64> = TableDefinition::new("expected");
 /// collection root -> payload bytes served for it.
 const SERVED: TableDefinition<&[u8; 32], u64> = TableDefinition::new("served");
 
@@ -64,6 +67,9 @@ const SENT: TableDefinition<u64, &[u8]> = TableDefinition::new("sent");
 const INBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("inbox");
 /// sender endpoint id -> [`TrustRecord`].
 const TRUST: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("trust");
+/// sender endpoint id -> most bytes of its offers accepted by themselves
+/// in 24 hours (beside [`TrustRecord`], whose encoding stays as it was).
+const TRUST_DAILY: TableDefinition<&[u8; 32], u64> = TableDefinition::new("trust_daily");
 /// (kind, key) -> the uid that owns that row ([`Owned`]); none: the daemon's.
 const OWNERS: TableDefinition<(&str, &[u8]), u32> = TableDefinition::new("owners");
 
@@ -160,6 +166,8 @@ impl Registry {
             tx.open_table(INBOX)?;
             tx.open_table(TRUST)?;
             tx.open_table(OWNERS)?;
+            tx.open_table(EXPECTED)?;
+            tx.open_table(TRUST_DAILY)?;
         }
         tx.commit()?;
         Ok(Self {
@@ -257,6 +265,57 @@ impl Registry {
         };
         tx.commit()?;
         Ok(updated)
+    }
+
+    /// Removes row `id` in one transaction if it exists and `when` holds
+    /// for it; the row removed, or `None`.
+    fn remove_row_if<T: serde::de::DeserializeOwned>(
+        &self,
+        table: IdTable,
+        id: u64,
+        when: impl FnOnce(&T) -> bool,
+    ) -> Result<Option<T>> {
+        let tx = self.write()?;
+        let removed = {
+            let mut t = tx.open_table(table)?;
+            let found: Option<T> = t.get(id)?.map(|v| decode_row(v.value())).transpose()?;
+            match found {
+                Some(rec) if when(&rec) => {
+                    t.remove(id)?;
+                    Some(rec)
+                }
+                _ => None,
+            }
+        };
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// Removes, in one transaction, every row of `table` for which `old`
+    /// holds; how many went.
+    fn prune_rows<T: serde::de::DeserializeOwned>(
+        &self,
+        table: IdTable,
+        old: impl Fn(&T) -> bool,
+    ) -> Result<Vec<u64>> {
+        let tx = self.write()?;
+        let gone = {
+            let mut t = tx.open_table(table)?;
+            let mut gone = Vec::new();
+            for item in t.iter()? {
+                let (k, v) = item?;
+                // A row that does not decode is left for a person to see.
+                if decode_row::<T>(v.value()).is_ok_and(|rec| old(&rec)) {
+                    gone.push(k.value());
+                }
+            }
+            for id in &gone {
+                t.remove(*id)?;
+            }
+            gone
+        };
+        tx.commit()?;
+        Ok(gone)
     }
 
     /// Closes the database; later calls fail with [`RegistryError::Closed`].

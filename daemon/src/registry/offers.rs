@@ -93,6 +93,15 @@ impl InboxState {
             InboxState::Failed => "failed",
         }
     }
+
+    /// Settled for good: rejected, or its fetch ended (an accepted offer
+    /// is still fetching).
+    pub fn is_answered(self) -> bool {
+        matches!(
+            self,
+            InboxState::Rejected | InboxState::Completed | InboxState::Failed
+        )
+    }
 }
 
 /// A receipt owed to the sender of an inbox offer.
@@ -122,6 +131,10 @@ pub struct InboxOffer {
     pub receipt_attempts: u32,
     pub receipt_next_try: i64,
 }
+
+/// What a trusted sender may have accepted by itself in 24 hours unless
+/// its rule says otherwise: 10 GiB.
+pub const DEFAULT_TRUST_PER_DAY: u64 = 10 << 30;
 
 /// A sender whose offers are fetched by themselves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +179,44 @@ impl Registry {
         let tx = self.read()?;
         let meta = tx.open_table(META)?;
         Ok(meta.get(KEY_NEXT_OFFER)?.map(|v| v.value()).unwrap_or(1))
+    }
+
+    /// Removes sent offer `id` (and its owner row) if `when` holds for it.
+    pub fn remove_sent_if(
+        &self,
+        id: u64,
+        when: impl FnOnce(&SentOffer) -> bool,
+    ) -> Result<Option<SentOffer>> {
+        let removed = self.remove_row_if(SENT, id, when)?;
+        if removed.is_some() {
+            self.remove_owner(Owned::Sent, &id.to_be_bytes())?;
+        }
+        Ok(removed)
+    }
+
+    /// Removes inbox offer `id` if `when` holds for it.
+    pub fn remove_inbox_if(
+        &self,
+        id: u64,
+        when: impl FnOnce(&InboxOffer) -> bool,
+    ) -> Result<Option<InboxOffer>> {
+        self.remove_row_if(INBOX, id, when)
+    }
+
+    /// Forgets history older than `before` (unix seconds): ended sent
+    /// offers that expired before it and answered inbox offers received
+    /// before it whose receipt is delivered. How many of each went.
+    pub fn prune_offers(&self, before: i64) -> Result<(usize, usize)> {
+        let sent = self.prune_rows(SENT, |r: &SentOffer| {
+            r.state.is_final() && r.expires_at < before
+        })?;
+        for id in &sent {
+            self.remove_owner(Owned::Sent, &id.to_be_bytes())?;
+        }
+        let inbox = self.prune_rows(INBOX, |r: &InboxOffer| {
+            r.state.is_answered() && r.receipt.is_none() && r.received_at < before
+        })?;
+        Ok((sent.len(), inbox.len()))
     }
 
     pub fn put_sent(&self, rec: &SentOffer) -> Result<()> {
@@ -313,7 +364,13 @@ impl Registry {
     /// Sets the trust rule for `peer` owned by `owner`, in one transaction:
     /// false (nothing written) when another user's rule is there (one rule
     /// a sender).
-    pub fn put_trust_owned(&self, peer: &[u8; 32], rec: &TrustRecord, owner: u32) -> Result<bool> {
+    pub fn put_trust_owned(
+        &self,
+        peer: &[u8; 32],
+        rec: &TrustRecord,
+        per_day: u64,
+        owner: u32,
+    ) -> Result<bool> {
         let tx = self.write()?;
         let put = {
             let mut trust = tx.open_table(TRUST)?;
@@ -325,11 +382,19 @@ impl Registry {
             } else {
                 trust.insert(peer, encode_row(rec)?.as_slice())?;
                 owners.insert(("trust", peer.as_slice()), owner)?;
+                tx.open_table(TRUST_DAILY)?.insert(peer, per_day)?;
                 true
             }
         };
         tx.commit()?;
         Ok(put)
+    }
+
+    /// Most bytes of `peer`'s offers accepted by themselves in 24 hours.
+    pub fn trust_per_day(&self, peer: &[u8; 32]) -> Result<u64> {
+        let tx = self.read()?;
+        let found = tx.open_table(TRUST_DAILY)?.get(peer)?.map(|v| v.value());
+        Ok(found.unwrap_or(DEFAULT_TRUST_PER_DAY))
     }
 
     /// Whether `peer` may send offers here: in the address book, a member
@@ -343,5 +408,66 @@ impl Registry {
         }
         let rings: Vec<String> = self.rings()?.into_iter().map(|r| r.name).collect();
         self.member_of_any(&rings, peer, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer(from: u8, remote_id: u64) -> InboxOffer {
+        InboxOffer {
+            id: 0,
+            from: [from; 32],
+            remote_id,
+            name: "x".into(),
+            size: 1,
+            files: 1,
+            ticket: String::new(),
+            received_at: 0,
+            state: InboxState::New,
+            transfer_id: None,
+            receipt: None,
+            receipt_attempts: 0,
+            receipt_next_try: 0,
+        }
+    }
+
+    /// Answered offers are history: after the inbox's whole cap was
+    /// received and answered, new offers are still taken.
+    #[test]
+    fn only_unanswered_offers_count_against_the_caps() {
+        let dir = std::env::temp_dir().join(format!("rdrop-inbox-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let reg = Registry::open(&dir.join("r.redb")).unwrap();
+        for i in 0..MAX_INBOX as u64 {
+            // Many senders, so the per-sender cap is not what refuses.
+            let Stored::New(mut rec) = reg.store_offer(offer((i % 50) as u8, i)).unwrap() else {
+                panic!("offer {i} refused");
+            };
+            rec.state = InboxState::Completed;
+            reg.put_inbox(&rec).unwrap();
+        }
+        assert!(matches!(
+            reg.store_offer(offer(200, 1)).unwrap(),
+            Stored::New(_)
+        ));
+        // Unanswered ones still count: the per-sender cap holds.
+        for i in 0..MAX_PENDING_PER_PEER as u64 - 1 {
+            assert!(matches!(
+                reg.store_offer(offer(201, i)).unwrap(),
+                Stored::New(_)
+            ));
+        }
+        assert!(matches!(
+            reg.store_offer(offer(201, 999)).unwrap(),
+            Stored::New(_)
+        ));
+        assert!(matches!(
+            reg.store_offer(offer(201, 1000)).unwrap(),
+            Stored::Full(_)
+        ));
+        reg.close();
+        std::fs::remove_dir_all(dir).ok();
     }
 }

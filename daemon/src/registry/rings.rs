@@ -247,3 +247,60 @@ fn remove_ring_in(tx: &redb::WriteTransaction, name: &str) -> Result<Option<Vec<
 fn expiry(v: i64) -> Option<i64> {
     (v != 0).then_some(v)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn share(hash: Hash, rings: &[&str]) -> ShareRecord {
+        ShareRecord {
+            hash,
+            name: "n".into(),
+            path: "/x".into(),
+            size: 1,
+            files: 1,
+            created_at: 0,
+            children: vec![],
+            rings: rings.iter().map(|r| r.to_string()).collect(),
+            sources: vec![],
+            listed: false,
+        }
+    }
+
+    /// Ending an offer removes exactly what it added: a ring given to its
+    /// share meanwhile stays (and so does the share); a share with nothing
+    /// else left goes, with its owner row.
+    #[test]
+    fn ending_an_offer_keeps_what_others_added() {
+        let dir = std::env::temp_dir().join(format!("rdrop-offer-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let reg = Registry::open(&dir.join("r.redb")).unwrap();
+        let (kept, gone) = (Hash::new(b"kept"), Hash::new(b"gone"));
+        for (h, ring) in [(kept, "offer-1"), (gone, "offer-2")] {
+            assert!(reg.create_ring(ring, 0, 4242).unwrap());
+            reg.insert_share(&share(h, &[ring]), 4242).unwrap();
+        }
+        assert!(reg.create_ring("team", 0, 4242).unwrap());
+        reg.widen_share(&kept, &["team".to_string()], false, vec![])
+            .unwrap()
+            .unwrap();
+
+        let (_, unshared) = reg.end_offer("offer-1", &kept, true).unwrap().unwrap();
+        assert!(unshared.is_none());
+        assert_eq!(
+            reg.share(&kept).unwrap().unwrap().rings,
+            vec!["team".to_string()]
+        );
+        let (_, unshared) = reg.end_offer("offer-2", &gone, true).unwrap().unwrap();
+        assert_eq!(unshared.map(|s| s.hash), Some(gone));
+        assert!(reg.share(&gone).unwrap().is_none());
+        assert_eq!(
+            reg.owner(Owned::Share, gone.as_bytes()).unwrap(),
+            daemon_uid()
+        );
+        // Ended once: the second time there is nothing to end.
+        assert!(reg.end_offer("offer-2", &gone, true).unwrap().is_none());
+        reg.close();
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

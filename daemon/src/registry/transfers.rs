@@ -3,16 +3,31 @@
 use super::*;
 
 impl Registry {
-    /// Stores a new transfer under a fresh id and returns the id.
-    pub fn insert_transfer(&self, rec: &mut TransferRecord) -> Result<u64> {
+    /// Stores a new transfer under a fresh id, with the size its content
+    /// must have (if any), and returns the id.
+    pub fn insert_transfer(
+        &self,
+        rec: &mut TransferRecord,
+        expect_size: Option<u64>,
+    ) -> Result<u64> {
         let tx = self.write()?;
         {
             rec.id = next_id(&mut tx.open_table(META)?, KEY_NEXT_TRANSFER)?;
             tx.open_table(TRANSFERS)?
                 .insert(rec.id, encode_row(rec)?.as_slice())?;
+            if let Some(size) = expect_size {
+                tx.open_table(EXPECTED)?.insert(rec.id, size)?;
+            }
         }
         tx.commit()?;
         Ok(rec.id)
+    }
+
+    /// The size transfer `id`'s content must have, if one was given.
+    pub fn expected_size(&self, id: u64) -> Result<Option<u64>> {
+        let tx = self.read()?;
+        let found = tx.open_table(EXPECTED)?.get(id)?.map(|v| v.value());
+        Ok(found)
     }
 
     /// Overwrites a transfer row.
@@ -44,6 +59,46 @@ impl Registry {
             |rec: &TransferRecord| rec.state == TransferState::Ready,
             change,
         )
+    }
+
+    /// Removes transfer `id` if `when` holds for it, with what is recorded
+    /// beside it; the row removed.
+    pub fn remove_transfer_if(
+        &self,
+        id: u64,
+        when: impl FnOnce(&TransferRecord) -> bool,
+    ) -> Result<Option<TransferRecord>> {
+        let removed = self.remove_row_if(TRANSFERS, id, when)?;
+        if removed.is_some() {
+            self.forget_beside_transfers(&[id])?;
+        }
+        Ok(removed)
+    }
+
+    /// Removes the finished transfers that `old` picks; their ids.
+    pub fn prune_transfers(&self, old: impl Fn(&TransferRecord) -> bool) -> Result<Vec<u64>> {
+        let gone = self.prune_rows(TRANSFERS, |r: &TransferRecord| {
+            r.state.is_terminal() && old(r)
+        })?;
+        self.forget_beside_transfers(&gone)?;
+        Ok(gone)
+    }
+
+    fn forget_beside_transfers(&self, ids: &[u64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let tx = self.write()?;
+        {
+            let mut partials = tx.open_table(PARTIALS)?;
+            let mut expected = tx.open_table(EXPECTED)?;
+            for id in ids {
+                partials.remove(*id)?;
+                expected.remove(*id)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// What is on disk of transfer `id`'s incoming files, if anything.

@@ -146,6 +146,30 @@ impl Contacts for ContactsService {
         }))
     }
 
+    async fn remove_sent(
+        &self,
+        req: Request<pb::RemoveSentRequest>,
+    ) -> Result<Response<pb::SentOffer>, Status> {
+        let caller = super::caller(&req)?;
+        let rec = self
+            .daemon
+            .remove_sent(&caller, req.into_inner().id)
+            .map_err(st)?;
+        Ok(Response::new(self.sent_pb(&rec)))
+    }
+
+    async fn remove_inbox_offer(
+        &self,
+        req: Request<pb::RemoveInboxOfferRequest>,
+    ) -> Result<Response<pb::InboxOffer>, Status> {
+        let caller = super::caller(&req)?;
+        let rec = self
+            .daemon
+            .remove_inbox_offer(&caller, req.into_inner().id)
+            .map_err(st)?;
+        Ok(Response::new(self.inbox_pb(&rec)))
+    }
+
     async fn reject_offer(
         &self,
         req: Request<pb::RejectOfferRequest>,
@@ -164,13 +188,14 @@ impl Contacts for ContactsService {
     ) -> Result<Response<pb::TrustPeerResponse>, Status> {
         let caller = super::caller(&req)?;
         let r = req.into_inner();
-        let (p, rec) = self
+        let (p, rec, per_day) = self
             .daemon
             .trust_peer(
                 &caller,
                 &r.peer,
                 PathBuf::from(&r.accept_into),
                 Some(r.max_size).filter(|m| *m != 0),
+                Some(r.max_per_day).filter(|m| *m != 0),
             )
             .map_err(st)?;
         Ok(Response::new(pb::TrustPeerResponse {
@@ -178,6 +203,7 @@ impl Contacts for ContactsService {
             name: p.name.unwrap_or_default(),
             accept_into: rec.accept_into.display().to_string(),
             max_size: rec.max_size.unwrap_or(0),
+            max_per_day: per_day,
         }))
     }
 

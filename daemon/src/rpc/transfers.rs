@@ -222,6 +222,22 @@ impl Transfers for TransfersService {
         Ok(Response::new(convert::transfer(&v)))
     }
 
+    async fn remove_transfer(
+        &self,
+        req: Request<pb::RemoveTransferRequest>,
+    ) -> Result<Response<pb::RemoveTransferResponse>, Status> {
+        let caller = super::caller(&req)?;
+        let v = self
+            .daemon
+            .transfers()
+            .remove(&caller, req.into_inner().id)
+            .await
+            .map_err(st)?;
+        Ok(Response::new(pb::RemoveTransferResponse {
+            transfer: Some(convert::transfer(&v)),
+        }))
+    }
+
     async fn list_transfer_files(
         &self,
         req: Request<pb::ListTransferFilesRequest>,

@@ -123,4 +123,36 @@ impl TransferManager {
         self.touch();
         Ok(TransferView { rec, rate: 0 })
     }
+
+    /// Forgets a finished transfer `caller` controls (its row and what is
+    /// recorded beside it); its files, wherever they were placed, stay.
+    pub async fn remove(&self, caller: &Caller, id: u64) -> Result<TransferView, TransferError> {
+        let rec = self.stored_for(caller, id)?;
+        let removed = self
+            .inner
+            .registry
+            .remove_transfer_if(id, |r| r.state.is_terminal())?;
+        let Some(rec) = removed else {
+            return Err(invalid(
+                id,
+                rec.state,
+                "removed (it has not finished: cancel it first)",
+            ));
+        };
+        self.touch();
+        Ok(TransferView { rec, rate: 0 })
+    }
+
+    /// Forgets transfers that finished more than `keep` ago.
+    pub fn forget_finished(&self, keep: std::time::Duration) -> Result<usize, TransferError> {
+        let before = now().saturating_sub(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX));
+        let gone = self
+            .inner
+            .registry
+            .prune_transfers(|r| r.updated_at < before)?;
+        if !gone.is_empty() {
+            self.touch();
+        }
+        Ok(gone.len())
+    }
 }

@@ -215,7 +215,7 @@ impl TransferManager {
             owner_uid,
             placement,
         };
-        self.inner.registry.insert_transfer(&mut rec)?;
+        self.inner.registry.insert_transfer(&mut rec, expect_size)?;
         Ok(self.spawn_expecting(rec, parsed, expect_size))
     }
 
@@ -251,8 +251,21 @@ impl TransferManager {
         Ok(n)
     }
 
+    /// Starts a worker for a stored transfer, with the size it must have
+    /// if one was recorded (an offer's), so a restart or a resume never
+    /// loses that check.
     fn spawn(&self, rec: TransferRecord, ticket: Ticket) -> TransferView {
-        self.spawn_expecting(rec, ticket, None)
+        let expect = match self.inner.registry.expected_size(rec.id) {
+            Ok(expect) => expect,
+            Err(e) => {
+                warn!(
+                    id = rec.id,
+                    "cannot read the size the transfer must have: {e}"
+                );
+                None
+            }
+        };
+        self.spawn_expecting(rec, ticket, expect)
     }
 
     fn spawn_expecting(
