@@ -333,17 +333,23 @@ else
     fail "c: fetch as alice into her 0700 home: $(errmsg "$out")"
 fi
 
-# ---------------------------------------------------------------- d: fetch as root into the state dir
-if out=$(CT_TIMEOUT=300 ct ringdropctl fetch "$T_SMALL" --out /var/lib/ringdrop/downloads/x.bin 2>&1); then
-    check_file "d: fetch as root into /var/lib/ringdrop/downloads" /var/lib/ringdrop/downloads/x.bin "$SUM_SMALL"
+# ---------------------------------------------------------------- d: fetch as root into the service's download dir
+if out=$(CT_TIMEOUT=300 ct ringdropctl fetch "$T_SMALL" --out /var/lib/ringdrop-downloads/x.bin 2>&1); then
+    check_file "d: fetch as root into /var/lib/ringdrop-downloads" /var/lib/ringdrop-downloads/x.bin "$SUM_SMALL"
 else
-    fail "d: fetch as root into /var/lib/ringdrop/downloads: $(errmsg "$out")"
+    fail "d: fetch as root into /var/lib/ringdrop-downloads: $(errmsg "$out")"
+fi
+MODE=$(ct stat -c %a /var/lib/ringdrop)
+if [ "$MODE" = 700 ]; then
+    pass "d: the data dir /var/lib/ringdrop is 0700 (the daemon's alone)"
+else
+    fail "d: the data dir /var/lib/ringdrop is $MODE, want 700"
 fi
 
 # ---------------------------------------------------------------- e: restart mid-transfer
 e_check() {
     local out id row bdone total state caught=
-    out=$(ct ringdropctl --json fetch "$T_BIG" --out /var/lib/ringdrop/downloads/big.bin --detach 2>&1) ||
+    out=$(ct ringdropctl --json fetch "$T_BIG" --out /var/lib/ringdrop-downloads/big.bin --detach 2>&1) ||
         { fail "e: detached fetch of big.bin: $out"; return; }
     id=$(jq -er .id <<<"$out") || { fail "e: no transfer id in: $out"; return; }
     for _ in $(seq 1 1200); do # 0.05 s steps, 60 s at most
@@ -378,7 +384,7 @@ e_check() {
     else
         fail "e: received $received bytes for $size: the $bdone bytes held at the restart came again"
     fi
-    check_file "e: big.bin after the restart" /var/lib/ringdrop/downloads/big.bin "$SUM_BIG"
+    check_file "e: big.bin after the restart" /var/lib/ringdrop-downloads/big.bin "$SUM_BIG"
 }
 e_check
 
@@ -420,6 +426,68 @@ j_check() {
     check_file "j: her big.bin after the restart" /home/alice/big.bin "$SUM_BIG2" alice
 }
 j_check
+
+# ---------------------------------------------------------------- k: a second operator
+# Bob joins the group and tries what an operator must not do to another:
+# see, cancel or collect alice's transfer, or lead a write into the data
+# dir through a link planted in a directory both may write.
+as_bob() { ct runuser -u bob -- "$@"; }
+k_check() {
+    local out id key_before key_after rows
+    ct usermod -aG ringdrop bob || { fail "k: usermod -aG ringdrop bob"; return; }
+    out=$(CT_TIMEOUT=120 as_alice sh -c "cd ~ && ringdropctl --json fetch '$T_SMALL' --out k.bin --detach" 2>&1) ||
+        { fail "k: alice's detached fetch: $(errmsg "$out")"; return; }
+    id=$(jq -er .id <<<"$out") || { fail "k: no transfer id in: $out"; return; }
+    for _ in $(seq 1 600); do
+        [ "$(as_alice ringdropctl --json transfers show "$id" 2>/dev/null | jq -r .state)" = ready ] && break
+        sleep 0.1
+    done
+    rows=$(as_bob ringdropctl --json transfers ls 2>&1)
+    if jq -e "[.[] | select(.id == $id)] | length == 0" <<<"$rows" >/dev/null 2>&1; then
+        pass "k: bob does not see alice's transfer $id"
+    else
+        fail "k: bob sees alice's transfer: $rows"
+    fi
+    local args
+    for args in "transfers show $id" "transfers cancel $id --purge" "transfers wait $id"; do
+        # shellcheck disable=SC2086
+        if out=$(CT_TIMEOUT=60 as_bob ringdropctl $args 2>&1); then
+            fail "k: bob ran 'ringdropctl $args' on alice's transfer: $out"
+        else
+            pass "k: bob refused 'ringdropctl $args': $(errmsg "$out")"
+        fi
+    done
+    if out=$(CT_TIMEOUT=120 as_alice ringdropctl transfers wait "$id" 2>&1); then
+        check_file "k: alice collects her transfer after bob's attempts" /home/alice/k.bin "$SUM_SMALL" alice
+    else
+        fail "k: alice's transfers wait $id: $(errmsg "$out")"
+    fi
+    # A link planted in a directory both may write leads no write into the data dir.
+    ct install -d -m 1777 /srv/drop || { fail "k: mkdir /srv/drop"; return; }
+    as_bob ln -s /var/lib/ringdrop /srv/drop/evil || { fail "k: bob's ln -s"; return; }
+    key_before=$(ct_sum /var/lib/ringdrop/secret.key)
+    if out=$(CT_TIMEOUT=120 as_bob ringdropctl fetch "$T_SMALL" --out /srv/drop/evil/secret.key --force 2>&1); then
+        fail "k: bob's fetch through /srv/drop/evil succeeded: $out"
+    else
+        pass "k: bob's fetch through a planted link refused: $(errmsg "$out")"
+    fi
+    key_after=$(ct_sum /var/lib/ringdrop/secret.key)
+    if [ -n "$key_before" ] && [ "$key_before" = "$key_after" ]; then
+        pass "k: the node key is unchanged"
+    else
+        fail "k: the node key changed (or is missing)"
+    fi
+    # Root collecting bob's transfer writes as bob.
+    out=$(CT_TIMEOUT=120 as_bob sh -c "cd ~ && ringdropctl --json fetch '$T_SMALL' --out rootwait.bin --detach" 2>&1) ||
+        { fail "k: bob's detached fetch: $(errmsg "$out")"; return; }
+    id=$(jq -er .id <<<"$out") || { fail "k: no transfer id in: $out"; return; }
+    if out=$(CT_TIMEOUT=120 ct ringdropctl transfers wait "$id" 2>&1); then
+        check_file "k: root's transfers wait places bob's transfer as bob" /home/bob/rootwait.bin "$SUM_SMALL" bob
+    else
+        fail "k: root's transfers wait $id of bob's transfer: $(errmsg "$out")"
+    fi
+}
+k_check
 
 # ---------------------------------------------------------------- i: share from alice's 0700 home
 # The service shares by reference and cannot read a 0700 home: the share is

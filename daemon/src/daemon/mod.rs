@@ -188,6 +188,18 @@ impl Daemon {
     /// peers. Never waits for the internet.
     pub async fn start(config: Config) -> Result<Self, StartError> {
         create_private_dir(&config.data_dir)?;
+        let data = std::fs::canonicalize(&config.data_dir).unwrap_or(config.data_dir.clone());
+        let downloads =
+            std::fs::canonicalize(&config.download_dir).unwrap_or(config.download_dir.clone());
+        if downloads.starts_with(&data) {
+            return Err(StartError::DataDir {
+                path: config.data_dir.clone(),
+                msg: format!(
+                    "download_dir {} is inside it; the data dir is the daemon's alone: set download_dir elsewhere (the system default is /var/lib/ringdrop-downloads)",
+                    config.download_dir.display()
+                ),
+            });
+        }
         let registry = {
             let path = config.data_dir.join("registry.redb");
             tokio::task::spawn_blocking(move || Registry::open(&path))
