@@ -116,6 +116,20 @@ pub async fn run(
         }
     };
     let stop = daemon.shutdown_token();
+    // Operators hand the files they share over a socket of their own
+    // beside the control socket (see `shares::handed`).
+    if group.is_some() {
+        let path = ringdrop_proto::handoff::socket_for(daemon.config().socket.as_path());
+        if let Err(e) = shares::handed::serve(
+            path.clone(),
+            group,
+            policy.clone(),
+            daemon.handoffs().clone(),
+            stop.clone(),
+        ) {
+            tracing::warn!(path = %path.display(), "operators cannot share: no handoff socket: {e}");
+        }
+    }
     let signal = {
         let stop = stop.clone();
         async move {

@@ -684,3 +684,56 @@ fn an_operator_who_leaves_the_group_is_no_longer_served() -> Result<()> {
     ensure!(!out.join("2.bin").exists());
     Ok(())
 }
+
+#[test]
+fn an_operator_shares_exactly_what_it_can_read_and_nothing_by_path() -> Result<()> {
+    if !can_switch_uid() {
+        return Ok(());
+    }
+    let bob = user("rd-bob", true)?;
+    let n = node()?;
+    // A file only the service's user may read, outside its data dir.
+    let theirs = temp_dir("rdrop-svc-only-")?;
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o755))?;
+    let secret = theirs.join("service-only.txt");
+    std::fs::write(&secret, b"for the service's eyes")?;
+    std::os::unix::fs::chown(&secret, Some(SERVICE), None)?;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
+    let raw = bob.raw(n.sock(), &["share", secret.to_str().context("p")?])?;
+    ensure!(
+        !raw.status.success(),
+        "bob shared by path, read with the service's authority: {}",
+        text(&raw)
+    );
+    let out = bob.ctl(n.sock(), &["share", secret.to_str().context("p")?])?;
+    ensure!(
+        !out.status.success(),
+        "bob shared a file he cannot read: {}",
+        text(&out)
+    );
+    let key = n.service.dir.join("data").join("secret.key");
+    let out = bob.ctl(n.sock(), &["share", key.to_str().context("p")?])?;
+    ensure!(
+        !out.status.success(),
+        "bob shared the node key: {}",
+        text(&out)
+    );
+
+    // What bob can read, even in his 0700 home, he shares; a peer gets it
+    // byte for byte.
+    let mine = bob.home.join("report.bin");
+    let bytes = random_file(&mine, 300_000)?;
+    std::os::unix::fs::chown(&mine, Some(bob.uid), Some(bob.uid))?;
+    std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o600))?;
+    let shared = json(&bob.ctl(n.sock(), &["share", mine.to_str().context("p")?])?)?;
+    let ticket = shared["ticket"].as_str().context("ticket")?;
+    let out = temp_dir("rdrop-out-")?.join("got.bin");
+    let got = run(Command::new(bin("ringdropctl")?)
+        .arg("--socket")
+        .arg(&n.provider.socket)
+        .args(["--json", "fetch", ticket, "--out"])
+        .arg(&out))?;
+    ensure!(got.status.success(), "{}", text(&got));
+    ensure!(std::fs::read(&out)? == bytes, "fetched bytes differ");
+    Ok(())
+}

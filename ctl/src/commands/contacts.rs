@@ -132,10 +132,12 @@ fn inbox_line(o: &pb::InboxOffer) -> String {
 pub async fn send(socket: Option<PathBuf>, out: &Out, args: SendArgs) -> Result<(), CliError> {
     let path = absolute(&args.path)?;
     let c = client::connect(socket).await?;
+    let handoff = super::handoff::hand_over(&c.socket, &path, None).await?;
     let o = c
         .contacts()
         .send(pb::SendRequest {
             path: path.display().to_string(),
+            handoff: handoff.unwrap_or_default(),
             peer: args.to,
             expires_in: args.expires.map_or(0, |d| d.as_secs().max(1) as i64),
         })

@@ -3,6 +3,7 @@
 pub mod contacts;
 pub mod events;
 pub mod fetch;
+pub mod handoff;
 pub mod place;
 pub mod rings;
 pub mod share;

@@ -58,10 +58,12 @@ const BAR_THRESHOLD: u64 = 64 * 1024 * 1024;
 pub async fn share(socket: Option<PathBuf>, out: &Out, args: ShareArgs) -> Result<(), CliError> {
     let path = absolute(&args.path)?;
     let c = client::connect(socket).await?;
+    let handoff = super::handoff::hand_over(&c.socket, &path, args.name.as_deref()).await?;
     let mut stream = c
         .shares()
         .share(pb::ShareRequest {
             path: path.display().to_string(),
+            handoff: handoff.unwrap_or_default(),
             name: args.name.unwrap_or_default(),
             rings: args.rings,
             listed: args.listed,

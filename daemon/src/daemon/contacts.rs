@@ -63,6 +63,7 @@ impl Daemon {
         &self,
         caller: &Caller,
         path: PathBuf,
+        handed: Option<Vec<crate::shares::handed::HandedFile>>,
         peer: &str,
         expires_in: Option<i64>,
     ) -> Result<SentOffer, ContactError> {
@@ -99,6 +100,7 @@ impl Daemon {
                     rings: vec![ring.clone()],
                     listed: false,
                     inherit: false,
+                    handed,
                 },
                 tx,
             )

@@ -124,6 +124,7 @@ struct Inner {
     gate_stats: Arc<GateStats>,
     policy: Arc<crate::policy::Policy>,
     uploads: Uploads,
+    handoffs: shares::handed::Handoffs,
     events: crate::events::Events,
     contacts: crate::contacts::Shared,
     started: Instant,
@@ -292,6 +293,7 @@ impl Daemon {
                 gate_stats,
                 policy,
                 uploads,
+                handoffs: Default::default(),
                 events: hub,
                 contacts,
                 started: Instant::now(),
@@ -346,6 +348,27 @@ impl Daemon {
             }),
             Event::MemberJoined { ring, .. } => owns(Owned::Ring, ring.as_bytes()),
         }
+    }
+
+    /// Files operators handed over, waiting for their `Share` or `Send`.
+    pub fn handoffs(&self) -> &shares::handed::Handoffs {
+        &self.inner.handoffs
+    }
+
+    /// The files `caller` handed over under `token` (none: an empty token).
+    pub fn handed(
+        &self,
+        caller: &Caller,
+        token: &[u8],
+    ) -> Result<Option<Vec<shares::handed::HandedFile>>, ShareError> {
+        if token.is_empty() {
+            return Ok(None);
+        }
+        self.inner
+            .handoffs
+            .take(token, caller.uid)
+            .map(Some)
+            .ok_or(ShareError::HandoffGone)
     }
 
     /// The daemon's event hub (`WatchEvents`).
@@ -589,6 +612,9 @@ impl Daemon {
         events: mpsc::Sender<ShareEvent>,
     ) -> Result<Shared, ShareError> {
         let path = req.path.clone();
+        if !caller.is_admin() && req.handed.is_none() {
+            return Err(ShareError::NotHanded("share"));
+        }
         let shared = shares::share(
             &self.inner.store,
             &self.inner.registry,

@@ -80,6 +80,7 @@ impl Contacts for ContactsService {
             .send(
                 &caller,
                 path,
+                self.daemon.handed(&caller, &r.handoff).map_err(st)?,
                 &r.peer,
                 Some(r.expires_in).filter(|s| *s != 0),
             )

@@ -57,6 +57,7 @@ impl Shares for SharesService {
             rings: req.rings,
             listed: req.listed,
             inherit: true,
+            handed: self.daemon.handed(&caller, &req.handoff).map_err(st)?,
         };
         let (out_tx, out_rx) = mpsc::channel(16);
         let daemon = self.daemon.clone();

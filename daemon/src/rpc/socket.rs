@@ -59,6 +59,38 @@ impl PeerIdentity {
     }
 }
 
+impl PeerIdentity {
+    /// The credentials of the peer of any connected Unix socket `fd`
+    /// (the file handoff's `SOCK_SEQPACKET` socket too).
+    pub fn of_fd(fd: std::os::fd::RawFd) -> std::io::Result<Self> {
+        let mut cred = libc::ucred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        };
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: cred is a writable ucred of `len` bytes; fd is open.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&mut cred as *mut libc::ucred).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Self {
+            uid: cred.uid,
+            gid: cred.gid,
+            pid: Some(cred.pid),
+            groups: peer_groups(fd)?,
+        })
+    }
+}
+
 /// Supplementary groups of a Unix socket's peer (SO_PEERGROUPS, Linux 4.13+).
 fn peer_groups(fd: std::os::fd::RawFd) -> std::io::Result<Vec<u32>> {
     // NGROUPS_MAX is 65536; start small and grow to what the kernel asks for.

@@ -43,6 +43,9 @@ impl ToStatus for ShareError {
             ShareError::Scan(_) => status(Code::InvalidArgument, self),
             ShareError::Import { .. } => status(Code::FailedPrecondition, self),
             ShareError::NotFound(_) => status(Code::NotFound, self),
+            ShareError::NotHanded(_) | ShareError::HandoffGone => {
+                status(Code::FailedPrecondition, self)
+            }
             ShareError::ForeignRing(_) | ShareError::SharedByAnother => {
                 status(Code::PermissionDenied, self)
             }

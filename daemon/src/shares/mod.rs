@@ -2,6 +2,7 @@
 //! imported by reference, pinned by the tag `share/<hash>` and recorded in
 //! the registry.
 
+pub mod handed;
 mod scan;
 
 use std::{
@@ -51,6 +52,10 @@ pub enum ShareError {
     UnknownRing(String),
     #[error("ring '{0}' belongs to another user: share with rings of your own (`ringdropctl ring create NAME`) or `open`")]
     ForeignRing(String),
+    #[error("ringdropd reads an operator's files only through descriptors that operator's ringdropctl opened and handed over, and none came with this request: use ringdropctl {0} (it does this), or a client that hands files over the same way (proto/src/handoff.rs)")]
+    NotHanded(&'static str),
+    #[error("the files handed over for this request are gone (older than a minute, or another user's): run the command again")]
+    HandoffGone,
     #[error("this content is already shared on this node by another user; it stays as they shared it: ask them, or an admin, to add your ring")]
     SharedByAnother,
 }
@@ -145,8 +150,122 @@ async fn import_file(
     Err(err("the store ended the import without a result".into()))
 }
 
+/// One file to import: found by the daemon's own walk, or handed over by
+/// the caller's client.
+enum Item {
+    Path(ScannedFile),
+    Handed {
+        name: String,
+        file: std::fs::File,
+        size: u64,
+    },
+}
+
+impl Item {
+    fn name(&self) -> &str {
+        match self {
+            Item::Path(f) => &f.name,
+            Item::Handed { name, .. } => name,
+        }
+    }
+
+    fn size(&self) -> u64 {
+        match self {
+            Item::Path(f) => f.size,
+            Item::Handed { size, .. } => *size,
+        }
+    }
+}
+
+/// Checks handed files as a share: an absolute path to name it by (the
+/// client named every file, `--name` applied), names unique.
+fn handed_items(
+    path: PathBuf,
+    handed: Vec<handed::HandedFile>,
+) -> Result<(PathBuf, Vec<Item>), ShareError> {
+    if !path.is_absolute() {
+        return Err(ScanError::NotAbsolute(path).into());
+    }
+    if handed.is_empty() {
+        return Err(ScanError::Empty(path).into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut items = Vec::with_capacity(handed.len());
+    for h in handed {
+        if !seen.insert(h.name.clone()) {
+            return Err(ShareError::Import {
+                path: path.clone(),
+                msg: format!("{:?} was handed over twice", h.name),
+            });
+        }
+        let size = h
+            .file
+            .metadata()
+            .map(|m| m.len())
+            .map_err(|e| ShareError::Import {
+                path: path.join(&h.name),
+                msg: e.to_string(),
+            })?;
+        items.push(Item::Handed {
+            name: h.name,
+            file: h.file,
+            size,
+        });
+    }
+    Ok((path, items))
+}
+
+/// Imports a handed file by copy, read through its descriptor.
+async fn import_handed(
+    store: &Store,
+    name: String,
+    file: std::fs::File,
+    size: u64,
+    hashed: &AtomicU64,
+) -> Result<TempTag, ShareError> {
+    use tokio::io::AsyncReadExt;
+    let err = |msg: String| ShareError::Import {
+        path: PathBuf::from(&name),
+        msg,
+    };
+    let counter = Arc::new(AtomicU64::new(0));
+    let seen = counter.clone();
+    let file = tokio::fs::File::from_std(file);
+    // Reading stops at the end or at the first error (which fails the add).
+    let chunks = futures::stream::unfold(Some(file), move |file| {
+        let seen = seen.clone();
+        async move {
+            let mut file = file?;
+            let mut buf = vec![0u8; 1 << 20];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    seen.fetch_add(n as u64, Ordering::Relaxed);
+                    Some((Ok(bytes::Bytes::from(buf)), Some(file)))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        }
+    });
+    let tt = store
+        .add_stream(chunks)
+        .await
+        .temp_tag()
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let read = counter.load(Ordering::Relaxed);
+    hashed.fetch_add(read, Ordering::Relaxed);
+    if read != size {
+        return Err(err(format!(
+            "it changed while being shared ({size} bytes, then {read}); share it again"
+        )));
+    }
+    Ok(tt)
+}
+
 /// What the user asked to share.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ShareRequest {
     pub path: PathBuf,
     pub name: Option<String>,
@@ -158,6 +277,11 @@ pub struct ShareRequest {
     /// path (`share`); false for an offer, which shares new content with
     /// its own ring only and leaves the path's other shares alone.
     pub inherit: bool,
+    /// The files, opened by the caller's own client and handed over
+    /// ([`handed`]): read through these descriptors and copied into the
+    /// store, never reopened by path. `None`: the daemon walks `path`
+    /// itself (its own user and root only).
+    pub handed: Option<Vec<handed::HandedFile>>,
 }
 
 /// Shares `path` under `name`, restricted to `rings`.
@@ -185,6 +309,7 @@ pub async fn share(
         rings,
         listed,
         inherit,
+        handed,
     } = req;
     for r in &rings {
         if !registry.ring_exists(r)? {
@@ -194,23 +319,40 @@ pub async fn share(
             return Err(ShareError::ForeignRing(r.clone()));
         }
     }
-    let (path, files) = {
-        let data_dir = data_dir.to_path_buf();
-        tokio::task::spawn_blocking(move || scan(&path, &data_dir, name.as_deref()))
-            .await
-            .map_err(|e| ShareError::Store(e.to_string()))??
+    let (path, items) = match handed {
+        Some(handed) => handed_items(path, handed)?,
+        None => {
+            let data_dir = data_dir.to_path_buf();
+            let (path, files) =
+                tokio::task::spawn_blocking(move || scan(&path, &data_dir, name.as_deref()))
+                    .await
+                    .map_err(|e| ShareError::Store(e.to_string()))??;
+            (path, files.into_iter().map(Item::Path).collect())
+        }
     };
-    let total: u64 = files.iter().map(|f| f.size).sum();
+    let total: u64 = items.iter().map(Item::size).sum();
+    let count = items.len() as u64;
+    let display = items
+        .first()
+        .map(|f| f.name().split('/').next().unwrap_or(f.name()).to_string())
+        .unwrap_or_default();
+    // Handed files are copies in the store: nothing to watch on disk.
+    let sources: Vec<Source> = items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Path(f) => Some(f.source.clone()),
+            Item::Handed { .. } => None,
+        })
+        .collect();
     events
         .send(ShareEvent::Scanned {
-            files: files.len() as u64,
+            files: count,
             bytes: total,
         })
         .await
         .ok();
-    let (hash, meta_hash, tags, collection) = import(store, &files, &events).await?;
+    let (hash, meta_hash, tags, collection) = import(store, items, &events).await?;
 
-    let sources: Vec<Source> = files.iter().map(|f| f.source.clone()).collect();
     if registry.share(&hash)?.is_some() {
         if !caller.controls(registry.owner(Owned::Share, hash.as_bytes())?) {
             return Err(ShareError::SharedByAnother);
@@ -254,16 +396,12 @@ pub async fn share(
     if all_rings.is_empty() && replaced.is_empty() {
         all_rings.push(OPEN_RING.to_string());
     }
-    let display = files
-        .first()
-        .map(|f| f.name.split('/').next().unwrap_or(&f.name).to_string())
-        .unwrap_or_default();
     let rec = ShareRecord {
         hash,
         name: display,
         path,
         size: total,
-        files: files.len() as u64,
+        files: count,
         created_at: now(),
         children: std::iter::once(meta_hash)
             .chain(collection.iter().map(|(_, h)| *h))
@@ -294,9 +432,10 @@ pub async fn share(
 /// the collection.
 async fn import(
     store: &Store,
-    files: &[ScannedFile],
+    files: Vec<Item>,
     events: &mpsc::Sender<ShareEvent>,
 ) -> Result<(Hash, Hash, Vec<TempTag>, Collection), ShareError> {
+    let names: Vec<String> = files.iter().map(|f| f.name().to_string()).collect();
     let hashed = Arc::new(AtomicU64::new(0));
     let reporter = {
         let (hashed, events) = (hashed.clone(), events.clone());
@@ -314,10 +453,17 @@ async fn import(
             }
         })
     };
-    let imported: Result<Vec<TempTag>, ShareError> = futures::stream::iter(files.to_vec())
+    let imported: Result<Vec<TempTag>, ShareError> = futures::stream::iter(files)
         .map(|f| {
             let (store, hashed) = (store.clone(), hashed.clone());
-            async move { import_file(&store, &f, &hashed).await }
+            async move {
+                match f {
+                    Item::Path(f) => import_file(&store, &f, &hashed).await,
+                    Item::Handed { name, file, size } => {
+                        import_handed(&store, name, file, size, &hashed).await
+                    }
+                }
+            }
         })
         .buffered(IMPORT_PARALLELISM)
         .try_collect()
@@ -329,10 +475,10 @@ async fn import(
         .await
         .ok();
 
-    let collection: Collection = files
-        .iter()
+    let collection: Collection = names
+        .into_iter()
         .zip(&tags)
-        .map(|(f, tt)| (f.name.clone(), tt.hash()))
+        .map(|(name, tt)| (name, tt.hash()))
         .collect();
     let meta_hash = collection
         .to_blobs()

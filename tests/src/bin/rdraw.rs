@@ -5,6 +5,7 @@
 //! rdraw SOCKET fetch TICKET OUT force|noforce
 //! rdraw SOCKET finish ID PATH...
 //! rdraw SOCKET cancel ID
+//! rdraw SOCKET share PATH        (no files handed over)
 
 use anyhow::{bail, Context, Result};
 use ringdrop_proto::v1::{self as pb, transfers_client::TransfersClient};
@@ -17,6 +18,34 @@ async fn main() -> Result<()> {
         _ => bail!("usage: rdraw SOCKET fetch|finish|cancel ..."),
     };
     let channel = ringdrop_tests::channel(std::path::Path::new(socket)).await?;
+    if let ("share", [path]) = (cmd, rest) {
+        let mut shares = ringdrop_proto::v1::shares_client::SharesClient::new(channel);
+        let answer = async {
+            let mut stream = shares
+                .share(pb::ShareRequest {
+                    path: path.clone(),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            while let Some(msg) = stream.message().await? {
+                if let Some(pb::share_progress::Event::Created(c)) = msg.event {
+                    return Ok(c.share.unwrap_or_default().hash);
+                }
+            }
+            Err(tonic::Status::unknown("the stream ended without a share"))
+        };
+        match answer.await {
+            Ok(hash) => {
+                println!("{{\"hash\": \"{hash}\"}}");
+                return Ok(());
+            }
+            Err(status) => {
+                eprintln!("{:?}: {}", status.code(), status.message());
+                std::process::exit(1);
+            }
+        }
+    }
     let mut t = TransfersClient::new(channel);
     let answer = match (cmd, rest) {
         ("fetch", [ticket, out, force]) => t

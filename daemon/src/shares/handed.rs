@@ -1,0 +1,234 @@
+//! Files an operator hands over (`ringdrop_proto::handoff`): the system
+//! daemon reads an operator's files only through descriptors that the
+//! operator's own `ringdropctl` opened, so a share is exactly what that
+//! user could read (ACLs, groups and all), and no path is reopened, so no
+//! link swapped in later leads anywhere. They wait here, under a token,
+//! for the `Share` request of the same user.
+
+use std::{
+    collections::HashMap,
+    os::fd::{AsRawFd, OwnedFd},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use ringdrop_proto::handoff::{self, Item, MAX_FILES, TOKEN_LEN};
+use tokio::io::unix::AsyncFd;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::rpc::{PeerIdentity, PeerPolicy};
+
+/// How long handed files wait for their `Share` request.
+const WAIT_FOR_SHARE: Duration = Duration::from_secs(60);
+/// Handoffs waiting at once, in all and per user.
+const PENDING_MAX: usize = 32;
+const PENDING_PER_USER: usize = 4;
+/// How long a client may take between two messages.
+const MESSAGE_WITHIN: Duration = Duration::from_secs(10);
+
+/// A file an operator handed over: its name in the collection and the
+/// descriptor its client opened.
+#[derive(Debug)]
+pub struct HandedFile {
+    pub name: String,
+    pub file: std::fs::File,
+}
+
+struct Pending {
+    uid: u32,
+    files: Vec<HandedFile>,
+    at: Instant,
+}
+
+/// Handoffs waiting for their `Share` request; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Handoffs {
+    pending: Arc<Mutex<HashMap<[u8; TOKEN_LEN], Pending>>>,
+}
+
+impl std::fmt::Debug for Handoffs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handoffs").finish_non_exhaustive()
+    }
+}
+
+impl Handoffs {
+    fn put(&self, uid: u32, files: Vec<HandedFile>) -> Result<[u8; TOKEN_LEN], String> {
+        let mut pending = self.pending.lock().map_err(|_| "poisoned".to_string())?;
+        pending.retain(|_, p| p.at.elapsed() < WAIT_FOR_SHARE);
+        if pending.len() >= PENDING_MAX
+            || pending.values().filter(|p| p.uid == uid).count() >= PENDING_PER_USER
+        {
+            return Err("too many shares waiting to start; try again in a minute".into());
+        }
+        let token: [u8; TOKEN_LEN] = rand::random();
+        pending.insert(
+            token,
+            Pending {
+                uid,
+                files,
+                at: Instant::now(),
+            },
+        );
+        Ok(token)
+    }
+
+    /// The files handed over under `token` by user `uid` (and no other).
+    pub fn take(&self, token: &[u8], uid: u32) -> Option<Vec<HandedFile>> {
+        let token: [u8; TOKEN_LEN] = token.try_into().ok()?;
+        let mut pending = self.pending.lock().ok()?;
+        match pending.get(&token) {
+            Some(p) if p.uid == uid && p.at.elapsed() < WAIT_FOR_SHARE => {
+                pending.remove(&token).map(|p| p.files)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Serves the handoff socket at `path` (mode 0660 for `group`, else 0600)
+/// until `stop`; it is removed then.
+pub fn serve(
+    path: PathBuf,
+    group: Option<u32>,
+    policy: PeerPolicy,
+    handoffs: Handoffs,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let listener = bind(&path, group)?;
+    // SAFETY: the listener is an OwnedFd this AsyncFd owns from here on;
+    // nothing else closes or registers it.
+    let listener = unsafe { AsyncFd::register(listener) }.map_err(std::io::Error::from)?;
+    tokio::spawn(async move {
+        loop {
+            let ready = tokio::select! {
+                r = listener.readable() => r,
+                _ = stop.cancelled() => break,
+            };
+            let Ok(mut guard) = ready else { break };
+            // SAFETY: accept4 on our listening socket; a returned
+            // descriptor is owned at once.
+            let fd = unsafe {
+                libc::accept4(
+                    listener.get_ref().as_raw_fd(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    libc::SOCK_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::WouldBlock {
+                    guard.clear_ready();
+                }
+                continue;
+            }
+            // SAFETY: fd was just returned by accept4 and is ours.
+            let conn = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            let (policy, handoffs) = (policy.clone(), handoffs.clone());
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = receive(conn, &policy, &handoffs) {
+                    warn!("file handoff refused: {e}");
+                }
+            });
+        }
+        std::fs::remove_file(&path).ok();
+    });
+    Ok(())
+}
+
+fn bind(path: &Path, group: Option<u32>) -> std::io::Result<OwnedFd> {
+    use std::os::unix::{ffi::OsStrExt, fs::PermissionsExt};
+    // A stale socket of an earlier run; the control socket's own checks
+    // already made sure no other daemon serves here.
+    if std::fs::symlink_metadata(path).is_ok_and(|m| {
+        use std::os::unix::fs::FileTypeExt;
+        m.file_type().is_socket()
+    }) {
+        std::fs::remove_file(path)?;
+    }
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: plain socket calls on an address filled within its bounds.
+    let fd = unsafe {
+        let fd = libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        );
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let fd = <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd);
+        let mut addr: libc::sockaddr_un = std::mem::zeroed();
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        if bytes.len() >= addr.sun_path.len() {
+            return Err(std::io::Error::other("socket path too long"));
+        }
+        for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+            *d = *s as libc::c_char;
+        }
+        let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
+        if libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_un).cast(),
+            len as _,
+        ) != 0
+            || libc::listen(fd.as_raw_fd(), 16) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        fd
+    };
+    std::fs::set_permissions(
+        path,
+        std::fs::Permissions::from_mode(if group.is_some() { 0o660 } else { 0o600 }),
+    )?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid))?;
+    }
+    Ok(fd)
+}
+
+/// Reads one handoff: who sends it (from the socket), its files (each
+/// name sanitised, each descriptor a regular file), then answers with a
+/// token.
+fn receive(conn: OwnedFd, policy: &PeerPolicy, handoffs: &Handoffs) -> Result<(), String> {
+    let peer = PeerIdentity::of_fd(conn.as_raw_fd()).map_err(|e| e.to_string())?;
+    policy.check(&peer)?;
+    let timeout = libc::timeval {
+        tv_sec: MESSAGE_WITHIN.as_secs() as libc::time_t,
+        tv_usec: 0,
+    };
+    // SAFETY: setsockopt with a timeval we own.
+    unsafe {
+        libc::setsockopt(
+            conn.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
+    }
+    let mut files = Vec::new();
+    loop {
+        match handoff::recv_item(conn.as_raw_fd()).map_err(|e| e.to_string())? {
+            Item::Done => break,
+            Item::File { name, fd } => {
+                ringdrop_proto::place::sanitize(&name).map_err(|e| e.to_string())?;
+                let file = std::fs::File::from(fd);
+                let meta = file.metadata().map_err(|e| e.to_string())?;
+                if !meta.is_file() {
+                    return Err(format!("{name:?} is not a regular file"));
+                }
+                files.push(HandedFile { name, file });
+                if files.len() > MAX_FILES {
+                    return Err(format!("more than {MAX_FILES} files in one share"));
+                }
+            }
+        }
+    }
+    let token = handoffs.put(peer.uid, files)?;
+    handoff::send_bytes(conn.as_raw_fd(), &token).map_err(|e| e.to_string())
+}

@@ -1,0 +1,244 @@
+//! Handing open files to the daemon: a client opens what it shares as
+//! itself and passes the descriptors (`SCM_RIGHTS`) over a `SOCK_SEQPACKET`
+//! Unix socket beside the control socket, so the daemon reads exactly
+//! what that user could open, with that user's authority, never a path
+//! it reopens with its own. Shared by `ringdropd` and `ringdropctl`.
+//!
+//! One message a file: kind 1, name length (u32 LE), name, one descriptor;
+//! then kind 2 (done). The daemon answers with a 16-byte token that the
+//! `Share` request names.
+
+use std::{
+    io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    path::{Path, PathBuf},
+};
+
+/// Longest name in one message (a collection name's bound).
+pub const MAX_NAME: usize = 4096;
+/// Most files one handoff may carry (each is an open descriptor in the
+/// daemon until it is imported).
+pub const MAX_FILES: usize = 50_000;
+/// Length of the token the daemon answers with.
+pub const TOKEN_LEN: usize = 16;
+
+const KIND_FILE: u8 = 1;
+const KIND_DONE: u8 = 2;
+
+/// The handoff socket of the daemon serving `control_socket`.
+pub fn socket_for(control_socket: &Path) -> PathBuf {
+    let mut p = control_socket.as_os_str().to_owned();
+    p.push(".files");
+    PathBuf::from(p)
+}
+
+/// What one message carried.
+#[derive(Debug)]
+pub enum Item {
+    File { name: String, fd: OwnedFd },
+    Done,
+}
+
+fn cvt(rc: libc::ssize_t) -> io::Result<usize> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc as usize)
+    }
+}
+
+/// A connected `SOCK_SEQPACKET` socket to `path`.
+pub fn connect(path: &Path) -> io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: plain socket calls on an address we fill within its bounds.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = OwnedFd::from_raw_fd(fd);
+        let mut addr: libc::sockaddr_un = std::mem::zeroed();
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        if bytes.len() >= addr.sun_path.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "socket path too long",
+            ));
+        }
+        for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+            *d = *s as libc::c_char;
+        }
+        let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
+        let rc = libc::connect(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_un).cast(),
+            len as libc::socklen_t,
+        );
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(fd)
+    }
+}
+
+/// Sends one file: its name in the collection and its open descriptor.
+pub fn send_file(sock: RawFd, name: &str, file: RawFd) -> io::Result<()> {
+    if name.len() > MAX_NAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "name too long"));
+    }
+    let mut msg = Vec::with_capacity(5 + name.len());
+    msg.push(KIND_FILE);
+    msg.extend_from_slice(&(name.len() as u32).to_le_bytes());
+    msg.extend_from_slice(name.as_bytes());
+    send(sock, &msg, Some(file))
+}
+
+/// Says every file was sent.
+pub fn send_done(sock: RawFd) -> io::Result<()> {
+    send(sock, &[KIND_DONE], None)
+}
+
+fn send(sock: RawFd, payload: &[u8], fd: Option<RawFd>) -> io::Result<()> {
+    // SAFETY: the control buffer is sized by CMSG_SPACE for one fd and
+    // every pointer refers to memory that outlives the call.
+    unsafe {
+        let mut iov = libc::iovec {
+            iov_base: payload.as_ptr() as *mut libc::c_void,
+            iov_len: payload.len(),
+        };
+        let space = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
+        let mut control = vec![0u8; space];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        if let Some(fd) = fd {
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = space as _;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
+        }
+        cvt(libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL))?;
+    }
+    Ok(())
+}
+
+/// Receives one message; a malformed one is an error (the connection is
+/// then dropped), and a descriptor beyond the first is closed.
+pub fn recv_item(sock: RawFd) -> io::Result<Item> {
+    let bad = |why: &str| io::Error::new(io::ErrorKind::InvalidData, why.to_string());
+    let mut buf = vec![0u8; 5 + MAX_NAME];
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    // SAFETY: the buffers are ours and sized as told to the kernel; every
+    // descriptor the kernel hands over is taken into an OwnedFd at once.
+    let n = unsafe {
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let space = libc::CMSG_SPACE((4 * std::mem::size_of::<RawFd>()) as u32) as usize;
+        let mut control = vec![0u8; space];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        let n = cvt(libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC))?;
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                let header = libc::CMSG_LEN(0) as usize;
+                let count = ((*cmsg).cmsg_len as usize).saturating_sub(header)
+                    / std::mem::size_of::<RawFd>();
+                for i in 0..count {
+                    fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+        if msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
+            return Err(bad("message truncated"));
+        }
+        n
+    };
+    match &buf[..n] {
+        [] => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed",
+        )),
+        [KIND_DONE] if fds.is_empty() => Ok(Item::Done),
+        [KIND_FILE, a, b, c, d, rest @ ..] => {
+            let len = u32::from_le_bytes([*a, *b, *c, *d]) as usize;
+            if len != rest.len() || len > MAX_NAME {
+                return Err(bad("bad name length"));
+            }
+            let name = String::from_utf8(rest.to_vec()).map_err(|_| bad("name is not UTF-8"))?;
+            if fds.len() != 1 {
+                return Err(bad("a file message carries exactly one descriptor"));
+            }
+            let fd = fds.remove(0);
+            Ok(Item::File { name, fd })
+        }
+        _ => Err(bad("unknown message")),
+    }
+}
+
+/// Sends `bytes` as one message (the daemon's token).
+pub fn send_bytes(sock: RawFd, bytes: &[u8]) -> io::Result<()> {
+    send(sock, bytes, None)
+}
+
+/// Receives one message of at most `max` bytes.
+pub fn recv_bytes(sock: RawFd, max: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; max];
+    // SAFETY: buf is ours and at least `max` bytes long.
+    let n = cvt(unsafe { libc::recv(sock, buf.as_mut_ptr().cast(), max, 0) })?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_and_its_name_cross_a_socket_pair() {
+        let mut pair = [0; 2];
+        // SAFETY: socketpair fills the two-element array.
+        let rc = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+                0,
+                pair.as_mut_ptr(),
+            )
+        };
+        assert_eq!(rc, 0);
+        // SAFETY: both descriptors are fresh and ours.
+        let (a, b) = unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) };
+        let dir = std::env::temp_dir().join(format!("rdrop-handoff-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("f"), b"hello").unwrap();
+        let f = std::fs::File::open(dir.join("f")).unwrap();
+        send_file(a.as_raw_fd(), "dir/f", f.as_raw_fd()).unwrap();
+        send_done(a.as_raw_fd()).unwrap();
+        match recv_item(b.as_raw_fd()).unwrap() {
+            Item::File { name, fd } => {
+                assert_eq!(name, "dir/f");
+                let got =
+                    std::fs::read_to_string(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+                assert_eq!(got, "hello");
+            }
+            Item::Done => panic!("expected a file"),
+        }
+        assert!(matches!(recv_item(b.as_raw_fd()).unwrap(), Item::Done));
+        // A file message without a descriptor is refused.
+        send(a.as_raw_fd(), &[KIND_FILE, 1, 0, 0, 0, b'x'], None).unwrap();
+        assert!(recv_item(b.as_raw_fd()).is_err());
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
