@@ -490,28 +490,22 @@ k_check() {
 k_check
 
 # ---------------------------------------------------------------- i: share from alice's 0700 home
-# The service shares by reference and cannot read a 0700 home: the share is
-# refused at once with the reason and what to do (README "Install as a
-# service"), never accepted to fail when a peer asks. Made readable to the
-# service, the same file is shared and the host fetches it.
+# The service never opens an operator's path: alice's ringdropctl opens the
+# file as alice and hands the descriptor over, so a file in her 0700 home
+# is shared (copied into the service's store) and the host fetches it; a
+# file she cannot read (the node key) is not.
 i_check() {
     local out ticket want
-    as_alice sh -c 'mkdir -p ~/private && head -c 1048576 /dev/urandom | base64 > ~/private/secret.txt' ||
+    as_alice sh -c 'mkdir -p ~/private && chmod 0700 ~/private && head -c 1048576 /dev/urandom | base64 > ~/private/secret.txt' ||
         { fail "i: creating ~alice/private/secret.txt"; return; }
     want=$(ct_sum /home/alice/private/secret.txt)
-    if out=$(CT_TIMEOUT=120 as_alice sh -c 'ringdropctl --socket /run/ringdrop/ringdropd.sock share "$HOME/private/secret.txt" --json' 2>&1); then
-        fail "i: the service shared a file it cannot read: $out"
-        return
-    fi
-    if grep -q "runs as user 'ringdrop', which cannot read" <<<"$out" && grep -q "chmod" <<<"$out"; then
-        pass "i: share from the 0700 home refused at once with the reason and the fix"
+    if out=$(CT_TIMEOUT=120 as_alice ringdropctl share /var/lib/ringdrop/secret.key --json 2>&1); then
+        fail "i: alice shared the node key: $out"
     else
-        fail "i: unclear refusal of a share from the 0700 home: $(errmsg "$out")"
+        pass "i: alice cannot share what she cannot read (the node key): $(errmsg "$out")"
     fi
-    as_alice sh -c 'chmod 0711 ~ ~/private && chmod 0644 ~/private/secret.txt' ||
-        { fail "i: chmod"; return; }
     if ! out=$(CT_TIMEOUT=120 as_alice sh -c 'ringdropctl --socket /run/ringdrop/ringdropd.sock share "$HOME/private/secret.txt" --json' 2>&1); then
-        fail "i: share after making it readable: $(errmsg "$out")"
+        fail "i: share from alice's 0700 home: $(errmsg "$out")"
         return
     fi
     ticket=$(jq -er .ticket <<<"$out") || { fail "i: no ticket in: $out"; return; }
@@ -520,7 +514,7 @@ i_check() {
         return
     fi
     if [ "$(sha256sum <"$HOST/got/secret.txt" | cut -d' ' -f1)" = "$want" ]; then
-        pass "i: made readable, alice's file is shared and the host fetched it, bytes equal"
+        pass "i: alice's file in her 0700 home is shared (handed over) and the host fetched it, bytes equal"
     else
         fail "i: host's copy of secret.txt differs"
     fi
