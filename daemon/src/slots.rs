@@ -1,5 +1,8 @@
 //! How many connections of one protocol a peer, and all peers together,
 //! may hold at once. A connection over the limit is closed as it arrives.
+//! Strangers (peers that are not a ring member or in the address book)
+//! together get at most half of the total, so a flood of fresh identities
+//! never locks out a node's contacts.
 
 use std::{
     collections::HashMap,
@@ -17,12 +20,18 @@ use iroh::{
 };
 use tracing::warn;
 
+/// Tells whether a peer is a contact (a ring member or in the address
+/// book): contacts may use every slot, strangers only half.
+pub type Known = Arc<dyn Fn(&EndpointId) -> bool + Send + Sync>;
+
 /// Live connections by peer, against a per-peer and a total limit.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Slots {
-    taken: Arc<Mutex<HashMap<EndpointId, usize>>>,
+    /// peer -> (connections, whether it was a stranger when admitted)
+    taken: Arc<Mutex<HashMap<EndpointId, (usize, bool)>>>,
     per_peer: usize,
     total: usize,
+    known: Option<Known>,
     /// Refusals not yet logged, and when the last warning was (Unix
     /// seconds): a flood of refused connections logs one line a minute.
     refused: Arc<AtomicU64>,
@@ -36,29 +45,52 @@ pub struct Slot {
     peer: EndpointId,
 }
 
+impl std::fmt::Debug for Slots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slots")
+            .field("per_peer", &self.per_peer)
+            .field("total", &self.total)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Slots {
+    /// Every peer alike (no contacts told apart).
     pub fn new(per_peer: usize, total: usize) -> Self {
         Self {
             taken: Default::default(),
             per_peer,
             total,
+            known: None,
             refused: Default::default(),
             warned_at: Default::default(),
         }
     }
 
-    /// A slot for a connection of `peer`, if both limits allow one.
+    /// Strangers (for whom `known` says no) hold at most half the total.
+    pub fn with_contacts(mut self, known: Known) -> Self {
+        self.known = Some(known);
+        self
+    }
+
+    /// A slot for a connection of `peer`, if the limits allow one.
     pub fn take(&self, peer: EndpointId) -> Option<Slot> {
+        // Asked before the lock: it may read the registry.
+        let stranger = self.known.as_ref().is_some_and(|known| !known(&peer));
         let mut taken = self.taken.lock().ok()?;
-        let all: usize = taken.values().sum();
-        let of_peer = taken.entry(peer).or_default();
-        if *of_peer >= self.per_peer || all >= self.total {
-            if *of_peer == 0 {
+        let all: usize = taken.values().map(|(n, _)| n).sum();
+        let strangers: usize = taken.values().filter(|(_, s)| *s).map(|(n, _)| n).sum();
+        let of_peer = taken.entry(peer).or_insert((0, stranger));
+        let full = of_peer.0 >= self.per_peer
+            || all >= self.total
+            || (stranger && strangers >= self.total / 2);
+        if full {
+            if of_peer.0 == 0 {
                 taken.remove(&peer);
             }
             return None;
         }
-        *of_peer += 1;
+        of_peer.0 += 1;
         Some(Slot {
             slots: self.clone(),
             peer,
@@ -94,7 +126,7 @@ impl Slots {
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Ok(mut taken) = self.slots.taken.lock() {
-            if let Some(n) = taken.get_mut(&self.peer) {
+            if let Some((n, _)) = taken.get_mut(&self.peer) {
                 *n -= 1;
                 if *n == 0 {
                     taken.remove(&self.peer);
@@ -119,11 +151,12 @@ pub struct Limited<H> {
 }
 
 impl<H> Limited<H> {
-    /// `inner` with [`SMALL_PER_PEER`] and [`SMALL_TOTAL`].
-    pub fn small(what: &'static str, inner: H) -> Self {
+    /// `inner` with [`SMALL_PER_PEER`] and [`SMALL_TOTAL`], half of it
+    /// for strangers.
+    pub fn small(what: &'static str, inner: H, known: Known) -> Self {
         Self {
             inner,
-            slots: Slots::new(SMALL_PER_PEER, SMALL_TOTAL),
+            slots: Slots::new(SMALL_PER_PEER, SMALL_TOTAL).with_contacts(known),
             what,
         }
     }
@@ -160,5 +193,20 @@ mod tests {
         assert!(slots.take(b).is_none(), "a fourth in all");
         drop(a1);
         assert!(slots.take(b).is_some(), "a freed slot");
+    }
+
+    #[test]
+    fn strangers_fill_only_half_and_contacts_still_get_in() {
+        let friend = iroh::SecretKey::generate().public();
+        let known: Known = Arc::new(move |p| *p == friend);
+        let slots = Slots::new(1, 4).with_contacts(known);
+        let mut held = Vec::new();
+        for _ in 0..10 {
+            if let Some(s) = slots.take(iroh::SecretKey::generate().public()) {
+                held.push(s);
+            }
+        }
+        assert_eq!(held.len(), 2, "strangers hold half of 4");
+        assert!(slots.take(friend).is_some(), "a contact is let in");
     }
 }

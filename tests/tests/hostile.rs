@@ -605,3 +605,47 @@ async fn unsharing_ends_an_observe() -> Result<()> {
         .context("the observer of an unshared blob is still connected")?;
     Ok(())
 }
+
+/// 100 throwaway identities holding 3 blobs connections each (300, more
+/// than the node's 256) cannot lock out a ring member: strangers together
+/// get half the slots, and the member's fetch completes meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_fresh_identities_leaves_room_for_ring_members() -> Result<()> {
+    let b = BinDaemon::spawn(&temp_dir("rdrop-victim-")?, &[])?;
+    let a = BinDaemon::spawn(&temp_dir("rdrop-member-")?, &[])?;
+    let member = a.ctl_json(&["status"])?["endpoint_id"]
+        .as_str()
+        .context("id")?
+        .to_string();
+    b.ctl_json(&["ring", "create", "team"])?;
+    b.ctl_json(&["ring", "add-member", "team", &member])?;
+    let path = temp_dir("rdrop-src-")?.join("for-the-team.bin");
+    let data = random_file(&path, 2 << 20)?;
+    let shared = b.ctl_json(&["share", path.to_str().context("path")?, "--ring", "team"])?;
+    let ticket_text = shared["ticket"].as_str().context("ticket")?.to_string();
+    let ticket: Ticket = ticket_text.parse()?;
+
+    let mut held = Vec::new();
+    let mut endpoints = Vec::new();
+    for _ in 0..100 {
+        let ep = loopback_endpoint().await?;
+        for _ in 0..3 {
+            if let Ok(c) = ep.connect(ticket.addr.clone(), iroh_blobs::ALPN).await {
+                held.push(c);
+            }
+        }
+        endpoints.push(ep);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let open = held.iter().filter(|c| c.close_reason().is_none()).count();
+    eprintln!("flood: {open} of {} stranger connections kept", held.len());
+    assert!(open <= 128, "strangers hold {open} connections");
+
+    let out = temp_dir("rdrop-out-")?;
+    let id = a.fetch(&ticket_text, &out).await?;
+    let t = watch_until(&a.socket, id, |_| false).await?;
+    assert!(completed(&t), "the member's fetch during the flood: {t:?}");
+    assert_eq!(std::fs::read(out.join("for-the-team.bin"))?, data);
+    drop(held);
+    Ok(())
+}

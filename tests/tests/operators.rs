@@ -147,6 +147,18 @@ impl User {
     }
 }
 
+/// `ringdropctl --socket SOCKET --json ARGS` as the test's own user (root:
+/// an admin), at most a minute.
+fn root_ctl(socket: &Path, args: &[&str]) -> Result<Output> {
+    run(Command::new("timeout")
+        .arg("60")
+        .arg(bin("ringdropctl")?)
+        .arg("--socket")
+        .arg(socket)
+        .arg("--json")
+        .args(args))
+}
+
 fn text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -197,11 +209,10 @@ impl Node {
     fn offer(&self, len: usize) -> Result<(String, Vec<u8>)> {
         let src = temp_dir("rdrop-src-")?.join("payload.bin");
         let bytes = random_file(&src, len)?;
-        let out = run(Command::new(bin("ringdropctl")?)
-            .arg("--socket")
-            .arg(&self.provider.socket)
-            .args(["--json", "share"])
-            .arg(&src))?;
+        let out = root_ctl(
+            &self.provider.socket,
+            &["share", src.to_str().context("p")?],
+        )?;
         let v = json(&out)?;
         Ok((v["ticket"].as_str().context("ticket")?.to_string(), bytes))
     }
@@ -316,10 +327,7 @@ fn root_collecting_an_operators_transfer_writes_only_as_that_operator() -> Resul
     wait_state(&bob, n.sock(), id, "ready")?;
     // Root collects it, as the README says it may: root's client becomes
     // bob, who may not write there.
-    let out = run(Command::new(bin("ringdropctl")?)
-        .arg("--socket")
-        .arg(n.sock())
-        .args(["--json", "transfers", "wait", &id.to_string()]))?;
+    let out = root_ctl(n.sock(), &["transfers", "wait", &id.to_string()])?;
     ensure!(
         !out.status.success(),
         "root placed bob's transfer: {}",
@@ -332,10 +340,7 @@ fn root_collecting_an_operators_transfer_writes_only_as_that_operator() -> Resul
 
     // Alice's transfer collected by root lands as alice's file.
     let (aid, bytes, dest) = alice_ready(&n, &alice)?;
-    let out = run(Command::new(bin("ringdropctl")?)
-        .arg("--socket")
-        .arg(n.sock())
-        .args(["--json", "transfers", "wait", &aid.to_string()]))?;
+    let out = root_ctl(n.sock(), &["transfers", "wait", &aid.to_string()])?;
     ensure!(out.status.success(), "{}", text(&out));
     ensure!(std::fs::read(&dest)? == bytes);
     ensure!(
@@ -421,10 +426,7 @@ fn offers_land_only_in_a_directory_of_the_rules_owner() -> Result<()> {
     }
     let (alice, bob) = (user("rd-alice", true)?, user("rd-bob", true)?);
     let n = node()?;
-    let status = run(Command::new(bin("ringdropctl")?)
-        .arg("--socket")
-        .arg(&n.provider.socket)
-        .args(["--json", "status"]))?;
+    let status = root_ctl(&n.provider.socket, &["status"])?;
     let peer = json(&status)?["endpoint_id"]
         .as_str()
         .context("id")?
@@ -562,10 +564,7 @@ fn shares_rings_and_names_belong_to_their_owner() -> Result<()> {
         text(&out)
     );
     // Admins see everything.
-    let all = run(Command::new(bin("ringdropctl")?)
-        .arg("--socket")
-        .arg(n.sock())
-        .args(["--json", "shares", "ls"]))?;
+    let all = root_ctl(n.sock(), &["shares", "ls"])?;
     ensure!(
         text(&all).contains(&hash),
         "root does not see alice's share: {}",
@@ -636,15 +635,7 @@ fn an_operator_who_leaves_the_group_is_no_longer_served() -> Result<()> {
     )?)?;
     let ticket = shared["ticket"].as_str().context("ticket")?.to_string();
     let hash = shared["hash"].as_str().context("hash")?.to_string();
-    let provider = |args: &[&str]| {
-        run(Command::new("timeout")
-            .arg("60")
-            .arg(bin("ringdropctl")?)
-            .arg("--socket")
-            .arg(&n.provider.socket)
-            .arg("--json")
-            .args(args))
-    };
+    let provider = |args: &[&str]| root_ctl(&n.provider.socket, args);
     let out = temp_dir("rdrop-out-")?;
     let got = provider(&[
         "fetch",
@@ -728,11 +719,10 @@ fn an_operator_shares_exactly_what_it_can_read_and_nothing_by_path() -> Result<(
     let shared = json(&bob.ctl(n.sock(), &["share", mine.to_str().context("p")?])?)?;
     let ticket = shared["ticket"].as_str().context("ticket")?;
     let out = temp_dir("rdrop-out-")?.join("got.bin");
-    let got = run(Command::new(bin("ringdropctl")?)
-        .arg("--socket")
-        .arg(&n.provider.socket)
-        .args(["--json", "fetch", ticket, "--out"])
-        .arg(&out))?;
+    let got = root_ctl(
+        &n.provider.socket,
+        &["fetch", ticket, "--out", out.to_str().context("p")?],
+    )?;
     ensure!(got.status.success(), "{}", text(&got));
     ensure!(std::fs::read(&out)? == bytes, "fetched bytes differ");
     Ok(())

@@ -13,9 +13,7 @@ use crate::{
     authority::Caller,
     catalog::{self, CatalogError},
     provider::Upload,
-    registry::{
-        daemon_uid, InviteRecord, Member, Owned, PeerRecord, RegistryError, RingInfo, OPEN_RING,
-    },
+    registry::{InviteRecord, Member, Owned, PeerRecord, RegistryError, RingInfo, OPEN_RING},
     ticket::Ticket,
     transfers::now,
 };
@@ -170,13 +168,12 @@ impl Daemon {
             members: 0,
         }];
         let owners = self.registry().owners(Owned::Ring)?;
-        out.extend(self.registry().rings()?.into_iter().filter(|r| {
-            let owner = owners
-                .get(r.name.as_bytes())
-                .copied()
-                .unwrap_or_else(daemon_uid);
-            caller.controls(owner)
-        }));
+        out.extend(
+            self.registry()
+                .rings()?
+                .into_iter()
+                .filter(|r| caller.controls(owners.of(r.name.as_bytes()))),
+        );
         Ok(out)
     }
 
@@ -294,13 +291,7 @@ impl Daemon {
     pub fn peers(&self, caller: &Caller) -> Result<Vec<PeerRecord>, AccessError> {
         let owners = self.registry().owners(Owned::Peer)?;
         let mut all = self.registry().peers()?;
-        all.retain(|p| {
-            let owner = owners
-                .get(p.name.as_bytes())
-                .copied()
-                .unwrap_or_else(daemon_uid);
-            caller.controls(owner)
-        });
+        all.retain(|p| caller.controls(owners.of(p.name.as_bytes())));
         Ok(all)
     }
 
@@ -322,13 +313,9 @@ impl Daemon {
         let owners = self.registry().owners(Owned::Share).unwrap_or_default();
         let mut all = self.inner.uploads.list();
         all.retain(|u| {
-            u.shares.iter().any(|h| {
-                let owner = owners
-                    .get(h.as_bytes().as_slice())
-                    .copied()
-                    .unwrap_or_else(daemon_uid);
-                caller.controls(owner)
-            })
+            u.shares
+                .iter()
+                .any(|h| caller.controls(owners.of(h.as_bytes())))
         });
         all
     }
@@ -404,13 +391,7 @@ impl Daemon {
         Ok(all
             .into_iter()
             .filter(|i| ring.is_none_or(|r| i.ring == r))
-            .filter(|i| {
-                let owner = owners
-                    .get(i.ring.as_bytes())
-                    .copied()
-                    .unwrap_or_else(daemon_uid);
-                caller.controls(owner)
-            })
+            .filter(|i| caller.controls(owners.of(i.ring.as_bytes())))
             .collect())
     }
 

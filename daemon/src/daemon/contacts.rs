@@ -142,13 +142,7 @@ impl Daemon {
     pub fn sent(&self, caller: &Caller) -> Result<Vec<SentOffer>, ContactError> {
         let owners = self.inner.registry.owners(Owned::Sent)?;
         let mut all = self.inner.registry.sent()?;
-        all.retain(|r| {
-            let owner = owners
-                .get(r.id.to_be_bytes().as_slice())
-                .copied()
-                .unwrap_or_else(daemon_uid);
-            caller.controls(owner)
-        });
+        all.retain(|r| caller.controls(owners.of(&r.id.to_be_bytes())));
         Ok(all)
     }
 

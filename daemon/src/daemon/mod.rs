@@ -231,7 +231,18 @@ impl Daemon {
             uploads.clone(),
             limit,
         );
-        let gate = BlobsGate::new((*store).clone(), events);
+        // Contacts (ring members, address-book peers) may use every
+        // connection slot; strangers together only half.
+        let known: crate::slots::Known = {
+            let registry = registry.clone();
+            Arc::new(move |peer: &iroh::EndpointId| {
+                matches!(
+                    registry.is_contact(peer.as_bytes(), crate::transfers::now()),
+                    Ok(true)
+                )
+            })
+        };
+        let gate = BlobsGate::new((*store).clone(), events, known.clone());
         let router = Router::builder(endpoint.clone())
             .accept(iroh_blobs::ALPN, gate.clone())
             .accept(
@@ -239,6 +250,7 @@ impl Daemon {
                 Limited::small(
                     "catalog",
                     CatalogServer::new(registry.clone(), policy.clone()),
+                    known.clone(),
                 ),
             )
             .accept(
@@ -246,6 +258,7 @@ impl Daemon {
                 Limited::small(
                     "invite",
                     crate::invites::InviteServer::new(registry.clone(), hub.clone()),
+                    known.clone(),
                 ),
             )
             .accept(
@@ -257,6 +270,7 @@ impl Daemon {
                         hub.clone(),
                         contacts.clone(),
                     ),
+                    known,
                 ),
             )
             .spawn();
@@ -493,9 +507,9 @@ impl Daemon {
             })
         };
         let mut suspended = std::collections::HashSet::new();
-        for (key, uid) in self.inner.registry.owners(Owned::Share)? {
+        for (key, uid) in self.inner.registry.owners(Owned::Share)?.iter() {
             if gone(uid) {
-                if let Ok(bytes) = <[u8; 32]>::try_from(key.as_slice()) {
+                if let Ok(bytes) = <[u8; 32]>::try_from(key) {
                     suspended.insert(Hash::from_bytes(bytes));
                 }
             }
@@ -638,10 +652,7 @@ impl Daemon {
         let mut out = Vec::new();
         let owners = self.inner.registry.owners(crate::registry::Owned::Share)?;
         for s in self.inner.registry.shares()? {
-            let owner = owners
-                .get(s.hash.as_bytes().as_slice())
-                .copied()
-                .unwrap_or_else(crate::registry::daemon_uid);
+            let owner = owners.of(s.hash.as_bytes());
             if !caller.controls(owner) {
                 continue;
             }

@@ -37,12 +37,14 @@ pub struct BlobsGate {
 }
 
 impl BlobsGate {
-    pub fn new(store: Store, events: EventSender) -> Self {
+    /// Strangers (for whom `known` says no) hold at most half of
+    /// [`MAX_CONNECTIONS`].
+    pub fn new(store: Store, events: EventSender, known: crate::slots::Known) -> Self {
         Self {
             store,
             events,
             live: Default::default(),
-            slots: Slots::new(MAX_CONNECTIONS_PER_PEER, MAX_CONNECTIONS),
+            slots: Slots::new(MAX_CONNECTIONS_PER_PEER, MAX_CONNECTIONS).with_contacts(known),
         }
     }
 

@@ -19,7 +19,7 @@ pub use offers::{
     InboxOffer, InboxState, Receipt, SentOffer, SentState, Stored, TrustRecord,
     DEFAULT_TRUST_PER_DAY, MAX_INBOX, MAX_PENDING_PER_PEER,
 };
-pub use owners::{daemon_uid, Owned};
+pub use owners::{daemon_uid, Owned, Owners};
 pub use records::{
     decode_row, encode_row, PartialRecord, PeerRecord, Placement, ShareRecord, Source,
     TransferRecord, TransferState,

@@ -335,13 +335,10 @@ impl Registry {
     /// by the rings it joined).
     pub fn is_contact_of(&self, uid: u32, peer: &[u8; 32], now: i64) -> Result<bool> {
         let peers = self.owners(Owned::Peer)?;
-        let owner_of = |map: &std::collections::HashMap<Vec<u8>, u32>, key: &[u8]| {
-            map.get(key).copied().unwrap_or_else(daemon_uid)
-        };
         if self
             .peers()?
             .iter()
-            .any(|p| p.id == *peer && owner_of(&peers, p.name.as_bytes()) == uid)
+            .any(|p| p.id == *peer && peers.of(p.name.as_bytes()) == uid)
         {
             return Ok(true);
         }
@@ -356,7 +353,7 @@ impl Registry {
             .rings()?
             .into_iter()
             .map(|r| r.name)
-            .filter(|r| owner_of(&rings, r.as_bytes()) == uid)
+            .filter(|r| rings.of(r.as_bytes()) == uid)
             .collect();
         self.member_of_any(&mine, peer, now)
     }

@@ -46,6 +46,22 @@ pub(super) fn owner_in<T: ReadableTable<(&'static str, &'static [u8]), u32>>(
         .unwrap_or_else(daemon_uid))
 }
 
+/// The recorded owners of one kind of row, read once.
+#[derive(Debug, Default)]
+pub struct Owners(std::collections::HashMap<Vec<u8>, u32>);
+
+impl Owners {
+    /// The uid that owns the row `key` (no owner row: the daemon's user).
+    pub fn of(&self, key: &[u8]) -> u32 {
+        self.0.get(key).copied().unwrap_or_else(daemon_uid)
+    }
+
+    /// Every recorded (key, uid).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], u32)> {
+        self.0.iter().map(|(k, v)| (k.as_slice(), *v))
+    }
+}
+
 impl Registry {
     /// The uid that owns a row.
     pub fn owner(&self, kind: Owned, key: &[u8]) -> Result<u32> {
@@ -53,8 +69,8 @@ impl Registry {
         owner_in(&tx.open_table(OWNERS)?, kind, key)
     }
 
-    /// Every recorded owner of rows of `kind` (rows not here: the daemon's).
-    pub fn owners(&self, kind: Owned) -> Result<std::collections::HashMap<Vec<u8>, u32>> {
+    /// The owners of every row of `kind`.
+    pub fn owners(&self, kind: Owned) -> Result<Owners> {
         let tx = self.read()?;
         let table = tx.open_table(OWNERS)?;
         let mut out = std::collections::HashMap::new();
@@ -66,7 +82,7 @@ impl Registry {
             }
             out.insert(key.to_vec(), v.value());
         }
-        Ok(out)
+        Ok(Owners(out))
     }
 
     /// Records that `uid` owns a row (one commit).
@@ -124,8 +140,9 @@ mod tests {
         assert_eq!(reg.owner(Owned::Ring, b"new").unwrap(), 4242);
         reg.set_owner(Owned::Share, &[1; 32], 7).unwrap();
         let shares = reg.owners(Owned::Share).unwrap();
-        assert_eq!(shares.get(&[1u8; 32][..]), Some(&7));
-        assert_eq!(shares.len(), 1);
+        assert_eq!(shares.of(&[1u8; 32]), 7);
+        assert_eq!(shares.of(&[2u8; 32]), daemon_uid());
+        assert_eq!(shares.iter().count(), 1);
         reg.close();
         std::fs::remove_dir_all(dir).ok();
     }

@@ -368,17 +368,11 @@ pub async fn share(
         }
     }
     let owners = registry.owners(Owned::Share)?;
-    let owner_of = |s: &ShareRecord| {
-        owners
-            .get(s.hash.as_bytes().as_slice())
-            .copied()
-            .unwrap_or_else(crate::registry::daemon_uid)
-    };
     let replaced: Vec<ShareRecord> = if inherit {
         registry
             .shares()?
             .into_iter()
-            .filter(|s| s.path == path && owner_of(s) == caller.uid)
+            .filter(|s| s.path == path && owners.of(s.hash.as_bytes()) == caller.uid)
             .collect()
     } else {
         Vec::new()
@@ -517,10 +511,7 @@ pub fn resolve(
     }
     let owners = registry.owners(Owned::Share)?;
     let mut found = registry.shares()?.into_iter().filter(|s| {
-        let owner = owners
-            .get(s.hash.as_bytes().as_slice())
-            .copied()
-            .unwrap_or_else(crate::registry::daemon_uid);
+        let owner = owners.of(s.hash.as_bytes());
         s.hash.to_string().starts_with(&needle) && caller.controls(owner)
     });
     match (found.next(), found.next()) {
