@@ -116,19 +116,8 @@ pub async fn run(
         }
     };
     let stop = daemon.shutdown_token();
-    // Operators hand the files they share over a socket of their own
-    // beside the control socket (see `shares::handed`).
     if group.is_some() {
-        let path = ringdrop_proto::handoff::socket_for(daemon.config().socket.as_path());
-        if let Err(e) = shares::handed::serve(
-            path.clone(),
-            group,
-            policy.clone(),
-            daemon.handoffs().clone(),
-            stop.clone(),
-        ) {
-            tracing::warn!(path = %path.display(), "operators cannot share: no handoff socket: {e}");
-        }
+        serve_handoffs(&daemon, group, &policy);
     }
     let signal = {
         let stop = stop.clone();
@@ -153,6 +142,22 @@ pub async fn run(
     }
     served?;
     Ok(())
+}
+
+/// Operators hand the files they share over a socket of their own beside
+/// the control socket (see `shares::handed`), served until shutdown.
+fn serve_handoffs(daemon: &Daemon, group: Option<u32>, policy: &rpc::PeerPolicy) {
+    let path = ringdrop_proto::handoff::socket_for(daemon.config().socket.as_path());
+    let served = shares::handed::serve(
+        path.clone(),
+        group,
+        policy.clone(),
+        daemon.handoffs().clone(),
+        daemon.shutdown_token(),
+    );
+    if let Err(e) = served {
+        tracing::warn!(path = %path.display(), "operators cannot share: no handoff socket: {e}");
+    }
 }
 
 /// Settings shared by the property tests: modest case counts for debug

@@ -501,14 +501,7 @@ impl Daemon {
             }
         }
         let inbox = registry.inbox()?;
-        // Bytes accepted per sender in the last 24 hours (a trusted
-        // sender's total is bounded too, not only each offer).
-        let mut today: std::collections::HashMap<[u8; 32], u64> = Default::default();
-        for o in &inbox {
-            if o.transfer_id.is_some() && o.received_at > t - 24 * 3600 {
-                *today.entry(o.from).or_default() += o.size;
-            }
-        }
+        let mut today = accepted_today(&inbox, t);
         for mut rec in inbox {
             if rec.state == InboxState::New {
                 if let Some(trust) = registry.trust(&rec.from)? {
@@ -680,4 +673,16 @@ fn fresh_entry(dir: &std::path::Path, name: &str, ticket: &str) -> PathBuf {
         n += 1;
     }
     candidate
+}
+
+/// Bytes of each sender's offers accepted in the 24 hours before `now` (a
+/// trusted sender's total is bounded too, not only each offer).
+fn accepted_today(inbox: &[InboxOffer], now: i64) -> std::collections::HashMap<[u8; 32], u64> {
+    let mut today = std::collections::HashMap::new();
+    for o in inbox {
+        if o.transfer_id.is_some() && o.received_at > now - 24 * 3600 {
+            *today.entry(o.from).or_default() += o.size;
+        }
+    }
+    today
 }

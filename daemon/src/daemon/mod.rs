@@ -145,6 +145,77 @@ impl std::fmt::Debug for Daemon {
     }
 }
 
+/// The data dir is private and `download_dir` is not inside it.
+fn check_dirs(config: &Config) -> Result<(), StartError> {
+    create_private_dir(&config.data_dir)?;
+    let data = std::fs::canonicalize(&config.data_dir).unwrap_or(config.data_dir.clone());
+    let downloads =
+        std::fs::canonicalize(&config.download_dir).unwrap_or(config.download_dir.clone());
+    if downloads.starts_with(&data) {
+        return Err(StartError::DataDir {
+            path: config.data_dir.clone(),
+            msg: format!(
+                "download_dir {} is inside it; the data dir is the daemon's alone: set download_dir elsewhere (the system default is /var/lib/ringdrop-downloads)",
+                config.download_dir.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Whether a peer is a contact (ring member, address-book peer, owner of
+/// a ring we joined): contacts may use every connection slot, strangers
+/// together only half.
+fn contacts_of(registry: &Registry) -> crate::slots::Known {
+    let registry = registry.clone();
+    Arc::new(move |peer: &iroh::EndpointId| {
+        matches!(
+            registry.is_contact(peer.as_bytes(), crate::transfers::now()),
+            Ok(true)
+        )
+    })
+}
+
+/// The protocols peers reach: blobs through the gate, and our small ones
+/// (catalog, invites, offers) behind connection slots.
+fn serve_peers(
+    endpoint: &Endpoint,
+    gate: &BlobsGate,
+    registry: &Registry,
+    policy: &Arc<crate::policy::Policy>,
+    hub: &crate::events::Events,
+    contacts: &crate::contacts::Shared,
+) -> Router {
+    let known = contacts_of(registry);
+    Router::builder(endpoint.clone())
+        .accept(iroh_blobs::ALPN, gate.clone())
+        .accept(
+            catalog::ALPN,
+            Limited::small(
+                "catalog",
+                CatalogServer::new(registry.clone(), policy.clone()),
+                known.clone(),
+            ),
+        )
+        .accept(
+            crate::invites::ALPN,
+            Limited::small(
+                "invite",
+                crate::invites::InviteServer::new(registry.clone(), hub.clone()),
+                known.clone(),
+            ),
+        )
+        .accept(
+            crate::contacts::ALPN,
+            Limited::small(
+                "offer",
+                crate::contacts::OfferServer::new(registry.clone(), hub.clone(), contacts.clone()),
+                known,
+            ),
+        )
+        .spawn()
+}
+
 /// Creates the data dir (0700) or checks the one there: it must be a
 /// directory of the daemon's own user that no one else may read, write or
 /// enter (it holds the node's key, the registry and small shared files
@@ -188,19 +259,7 @@ impl Daemon {
     /// Opens store and registry, binds the endpoint and starts serving
     /// peers. Never waits for the internet.
     pub async fn start(config: Config) -> Result<Self, StartError> {
-        create_private_dir(&config.data_dir)?;
-        let data = std::fs::canonicalize(&config.data_dir).unwrap_or(config.data_dir.clone());
-        let downloads =
-            std::fs::canonicalize(&config.download_dir).unwrap_or(config.download_dir.clone());
-        if downloads.starts_with(&data) {
-            return Err(StartError::DataDir {
-                path: config.data_dir.clone(),
-                msg: format!(
-                    "download_dir {} is inside it; the data dir is the daemon's alone: set download_dir elsewhere (the system default is /var/lib/ringdrop-downloads)",
-                    config.download_dir.display()
-                ),
-            });
-        }
+        check_dirs(&config)?;
         let registry = {
             let path = config.data_dir.join("registry.redb");
             tokio::task::spawn_blocking(move || Registry::open(&path))
@@ -231,49 +290,8 @@ impl Daemon {
             uploads.clone(),
             limit,
         );
-        // Contacts (ring members, address-book peers) may use every
-        // connection slot; strangers together only half.
-        let known: crate::slots::Known = {
-            let registry = registry.clone();
-            Arc::new(move |peer: &iroh::EndpointId| {
-                matches!(
-                    registry.is_contact(peer.as_bytes(), crate::transfers::now()),
-                    Ok(true)
-                )
-            })
-        };
-        let gate = BlobsGate::new((*store).clone(), events, known.clone());
-        let router = Router::builder(endpoint.clone())
-            .accept(iroh_blobs::ALPN, gate.clone())
-            .accept(
-                catalog::ALPN,
-                Limited::small(
-                    "catalog",
-                    CatalogServer::new(registry.clone(), policy.clone()),
-                    known.clone(),
-                ),
-            )
-            .accept(
-                crate::invites::ALPN,
-                Limited::small(
-                    "invite",
-                    crate::invites::InviteServer::new(registry.clone(), hub.clone()),
-                    known.clone(),
-                ),
-            )
-            .accept(
-                crate::contacts::ALPN,
-                Limited::small(
-                    "offer",
-                    crate::contacts::OfferServer::new(
-                        registry.clone(),
-                        hub.clone(),
-                        contacts.clone(),
-                    ),
-                    known,
-                ),
-            )
-            .spawn();
+        let gate = BlobsGate::new((*store).clone(), events, contacts_of(&registry));
+        let router = serve_peers(&endpoint, &gate, &registry, &policy, &hub, &contacts);
 
         let shutdown = CancellationToken::new();
         let transfers = TransferManager::new(
@@ -315,13 +333,7 @@ impl Daemon {
             }),
         };
         daemon.reconcile().await;
-        tokio::spawn(daemon.clone().enforce_live_access());
-        tokio::spawn(daemon.clone().contacts_loop());
-        tokio::spawn(daemon.clone().expire_ready());
-        tokio::spawn(daemon.clone().forget_history());
-        if daemon.inner.config.system {
-            tokio::spawn(daemon.clone().track_departures());
-        }
+        daemon.spawn_loops();
         let resumed = daemon
             .inner
             .transfers
@@ -361,6 +373,17 @@ impl Daemon {
                 )
             }),
             Event::MemberJoined { ring, .. } => owns(Owned::Ring, ring.as_bytes()),
+        }
+    }
+
+    /// The loops that run for the daemon's lifetime, each until shutdown.
+    fn spawn_loops(&self) {
+        tokio::spawn(self.clone().enforce_live_access());
+        tokio::spawn(self.clone().contacts_loop());
+        tokio::spawn(self.clone().expire_ready());
+        tokio::spawn(self.clone().forget_history());
+        if self.inner.config.system {
+            tokio::spawn(self.clone().track_departures());
         }
     }
 

@@ -177,6 +177,20 @@ impl Item {
     }
 }
 
+/// The daemon's own walk of `path` (off the runtime).
+async fn scan_items(
+    path: PathBuf,
+    data_dir: &Path,
+    name: Option<String>,
+) -> Result<(PathBuf, Vec<Item>), ShareError> {
+    let data_dir = data_dir.to_path_buf();
+    let (path, files) =
+        tokio::task::spawn_blocking(move || scan(&path, &data_dir, name.as_deref()))
+            .await
+            .map_err(|e| ShareError::Store(e.to_string()))??;
+    Ok((path, files.into_iter().map(Item::Path).collect()))
+}
+
 /// Checks handed files as a share: an absolute path to name it by (the
 /// client named every file, `--name` applied), names unique.
 fn handed_items(
@@ -311,24 +325,10 @@ pub async fn share(
         inherit,
         handed,
     } = req;
-    for r in &rings {
-        if !registry.ring_exists(r)? {
-            return Err(ShareError::UnknownRing(r.clone()));
-        }
-        if r != OPEN_RING && !caller.controls(registry.owner(Owned::Ring, r.as_bytes())?) {
-            return Err(ShareError::ForeignRing(r.clone()));
-        }
-    }
+    check_rings(registry, caller, &rings)?;
     let (path, items) = match handed {
         Some(handed) => handed_items(path, handed)?,
-        None => {
-            let data_dir = data_dir.to_path_buf();
-            let (path, files) =
-                tokio::task::spawn_blocking(move || scan(&path, &data_dir, name.as_deref()))
-                    .await
-                    .map_err(|e| ShareError::Store(e.to_string()))??;
-            (path, files.into_iter().map(Item::Path).collect())
-        }
+        None => scan_items(path, data_dir, name).await?,
     };
     let total: u64 = items.iter().map(Item::size).sum();
     let count = items.len() as u64;
@@ -419,6 +419,19 @@ pub async fn share(
         created: true,
         replaced,
     })
+}
+
+/// Every ring exists and is `open` or one `caller` controls.
+fn check_rings(registry: &Registry, caller: &Caller, rings: &[String]) -> Result<(), ShareError> {
+    for r in rings {
+        if !registry.ring_exists(r)? {
+            return Err(ShareError::UnknownRing(r.clone()));
+        }
+        if r != OPEN_RING && !caller.controls(registry.owner(Owned::Ring, r.as_bytes())?) {
+            return Err(ShareError::ForeignRing(r.clone()));
+        }
+    }
+    Ok(())
 }
 
 /// Hashes every file (by reference) and stores the collection under its
