@@ -53,6 +53,20 @@ enum Command {
     /// List or manage shares.
     #[command(subcommand, after_help = "Example:\n  ringdropctl shares ls")]
     Shares(commands::share::SharesCmd),
+    /// Admins (root, the daemon's own user): give a row to a local user,
+    /// e.g. one from before rows had owners (those are the daemon's user's).
+    #[command(
+        after_help = "Examples:\n  sudo ringdropctl give share 3b890b4e... alice\n  sudo ringdropctl give ring team alice\n  sudo ringdropctl give transfer 12 1001"
+    )]
+    Give {
+        /// share, ring, peer, trust, sent or transfer.
+        kind: String,
+        /// The row: a share's full hash, a ring or address-book name, a
+        /// sender's endpoint id, an offer or transfer id.
+        key: String,
+        /// User name or uid.
+        user: String,
+    },
     /// Stop sharing (by collection hash or a unique prefix of it).
     #[command(after_help = "Example:\n  ringdropctl unshare 3b890b4e")]
     Unshare {
@@ -140,6 +154,9 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Id => commands::status::id(socket, &out).await,
         Command::Share(args) => commands::share::share(socket, &out, args).await,
         Command::Shares(cmd) => commands::share::shares(socket, &out, cmd).await,
+        Command::Give { kind, key, user } => {
+            commands::status::give(socket, &out, kind, key, user).await
+        }
         Command::Unshare { hash } => commands::share::unshare(socket, &out, hash).await,
         Command::Fetch(args) => commands::fetch::fetch(socket, &out, args).await,
         Command::Ticket(cmd) => commands::ticket::run(socket, &out, cmd).await,

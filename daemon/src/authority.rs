@@ -146,6 +146,7 @@ pub const RULES: &[(&str, Rule)] = &[
     ("/ringdrop.v1.Node/InspectTicket", Rule::Anyone),
     ("/ringdrop.v1.Node/ListUploads", Rule::OwnRows),
     ("/ringdrop.v1.Node/WatchEvents", Rule::OwnRows),
+    ("/ringdrop.v1.Node/GiveRow", Rule::Admin),
     // ringdrop.v1.Shares
     ("/ringdrop.v1.Shares/Share", Rule::OwnRows),
     ("/ringdrop.v1.Shares/ListShares", Rule::OwnRows),
@@ -280,7 +281,9 @@ mod tests {
         assert_eq!(admit(&op, "/ringdrop.v1.Node/GetStatus"), Ok(Rule::Anyone));
         assert!(!op.controls(4243));
         assert!(op.controls(4242));
+        assert!(admit(&op, "/ringdrop.v1.Node/GiveRow").is_err());
         let root = Caller::operator(0, 0);
+        assert_eq!(admit(&root, "/ringdrop.v1.Node/GiveRow"), Ok(Rule::Admin));
         assert!(root.controls(4242));
         assert!(!root.handles_files_of(4242));
     }

@@ -432,6 +432,67 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Gives a row to user `uid` (admins only): `kind` names the table,
+    /// `key` the row as the CLI shows it.
+    pub fn give_row(
+        &self,
+        caller: &Caller,
+        kind: &str,
+        key: &str,
+        uid: u32,
+    ) -> Result<(), AccessError> {
+        if !caller.is_admin() {
+            return Err(AccessError::BadInviteTerms(
+                "only root and the daemon's own user may give rows to users".into(),
+            ));
+        }
+        let registry = self.registry();
+        let missing = || AccessError::BadInviteTerms(format!("no {kind} {key:?}"));
+        let (owned, bytes) = match kind {
+            "share" => {
+                let hash: iroh_blobs::Hash = key.parse().map_err(|_| missing())?;
+                registry.share(&hash)?.ok_or_else(missing)?;
+                (Owned::Share, hash.as_bytes().to_vec())
+            }
+            "ring" => {
+                if key == OPEN_RING || !registry.ring_exists(key)? {
+                    return Err(missing());
+                }
+                (Owned::Ring, key.as_bytes().to_vec())
+            }
+            "peer" => {
+                registry.peer(key)?.ok_or_else(missing)?;
+                (Owned::Peer, key.as_bytes().to_vec())
+            }
+            "trust" => {
+                let id = EndpointId::from_str(key).map_err(|_| missing())?;
+                registry.trust(id.as_bytes())?.ok_or_else(missing)?;
+                (Owned::Trust, id.as_bytes().to_vec())
+            }
+            "sent" => {
+                let id: u64 = key.parse().map_err(|_| missing())?;
+                registry.sent_offer(id)?.ok_or_else(missing)?;
+                (Owned::Sent, id.to_be_bytes().to_vec())
+            }
+            "transfer" => {
+                let id: u64 = key.parse().map_err(|_| missing())?;
+                registry.give_transfer(id, uid)?.ok_or_else(missing)?;
+                info!(uid = caller.uid, id, to = uid, "transfer given");
+                return Ok(());
+            }
+            _ => {
+                return Err(AccessError::BadInviteTerms(format!(
+                    "no kind of row {kind:?}: share, ring, peer, trust, sent or transfer"
+                )))
+            }
+        };
+        registry.set_owner(owned, &bytes, uid)?;
+        info!(uid = caller.uid, kind, key, to = uid, "row given");
+        Ok(())
+    }
+}
+
 /// Most redemptions one invite may allow.
 pub const MAX_INVITE_USES: u32 = 1000;
 /// Longest an invite stays valid: 30 days.

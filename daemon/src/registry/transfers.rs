@@ -101,6 +101,13 @@ impl Registry {
         Ok(())
     }
 
+    /// Makes `uid` the owner of transfer `id` (one transaction); the row.
+    pub fn give_transfer(&self, id: u64, uid: u32) -> Result<Option<TransferRecord>> {
+        self.update_row(TRANSFERS, id, |rec: &mut TransferRecord| {
+            rec.owner_uid = uid
+        })
+    }
+
     /// What is on disk of transfer `id`'s incoming files, if anything.
     pub fn partial(&self, id: u64) -> Result<Option<PartialRecord>> {
         self.row(PARTIALS, id)

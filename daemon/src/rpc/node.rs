@@ -125,6 +125,18 @@ impl Node for NodeService {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    async fn give_row(
+        &self,
+        req: Request<pb::GiveRowRequest>,
+    ) -> Result<Response<pb::GiveRowResponse>, Status> {
+        let caller = super::caller(&req)?;
+        let r = req.into_inner();
+        self.daemon
+            .give_row(&caller, &r.kind, &r.key, r.uid)
+            .map_err(st)?;
+        Ok(Response::new(pb::GiveRowResponse {}))
+    }
+
     async fn get_status(
         &self,
         _req: Request<pb::GetStatusRequest>,
