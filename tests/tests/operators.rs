@@ -737,15 +737,34 @@ fn only_an_admin_gives_a_row_to_an_operator() -> Result<()> {
     let n = node()?;
     json(&root_ctl(n.sock(), &["ring", "create", "legacy"])?)?;
     let out = alice.ctl(n.sock(), &["ring", "members", "legacy"])?;
-    ensure!(!out.status.success(), "alice controls root's ring: {}", text(&out));
+    ensure!(
+        !out.status.success(),
+        "alice controls root's ring: {}",
+        text(&out)
+    );
     // An operator may not give rows, not even to itself: the method is
     // an admin's in the authority table.
     let out = bob.ctl(n.sock(), &["give", "ring", "legacy", bob.name])?;
-    ensure!(!out.status.success(), "bob gave himself root's ring: {}", text(&out));
-    ensure!(text(&out).contains("only root and the daemon's own user"), "{}", text(&out));
-    json(&root_ctl(n.sock(), &["give", "ring", "legacy", alice.name])?)?;
+    ensure!(
+        !out.status.success(),
+        "bob gave himself root's ring: {}",
+        text(&out)
+    );
+    ensure!(
+        text(&out).contains("only root and the daemon's own user"),
+        "{}",
+        text(&out)
+    );
+    json(&root_ctl(
+        n.sock(),
+        &["give", "ring", "legacy", alice.name],
+    )?)?;
     json(&alice.ctl(n.sock(), &["ring", "members", "legacy"])?)?;
     let out = bob.ctl(n.sock(), &["ring", "members", "legacy"])?;
-    ensure!(!out.status.success(), "bob controls alice's ring: {}", text(&out));
+    ensure!(
+        !out.status.success(),
+        "bob controls alice's ring: {}",
+        text(&out)
+    );
     Ok(())
 }
