@@ -300,6 +300,21 @@ fn an_operator_sees_and_controls_only_its_own_transfers() -> Result<()> {
         std::fs::metadata(&dest)?.uid() == alice.uid,
         "placed as someone else"
     );
+    // Finished, it is forgotten by its owner only; the file stays.
+    let out = bob.ctl(n.sock(), &["transfers", "rm", &ids])?;
+    ensure!(
+        !out.status.success(),
+        "bob forgot alice's transfer: {}",
+        text(&out)
+    );
+    json(&alice.ctl(n.sock(), &["transfers", "rm", &ids])?)?;
+    let out = alice.ctl(n.sock(), &["transfers", "show", &ids])?;
+    ensure!(
+        !out.status.success(),
+        "still listed after rm: {}",
+        text(&out)
+    );
+    ensure!(std::fs::read(&dest)? == bytes, "rm touched the placed file");
     Ok(())
 }
 

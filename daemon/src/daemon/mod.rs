@@ -463,21 +463,18 @@ impl Daemon {
                 _ = tokio::time::sleep(FORGET_EVERY) => {}
                 _ = self.inner.shutdown.cancelled() => return,
             }
-            let this = self.clone();
-            let done = tokio::task::spawn_blocking(move || {
-                let transfers = this.inner.transfers.forget_finished(KEEP_HISTORY)?;
-                let before = crate::transfers::now() - KEEP_HISTORY.as_secs() as i64;
-                let (sent, inbox) = this.inner.registry.prune_offers(before)?;
-                Ok::<_, TransferError>((transfers, sent, inbox))
-            })
-            .await;
-            match done {
-                Ok(Ok((0, 0, 0))) => {}
-                Ok(Ok((transfers, sent, inbox))) => {
-                    info!(transfers, sent, inbox, "forgot history older than 30 days")
-                }
-                Ok(Err(e)) => warn!("forgetting old history: {e}"),
-                Err(e) => warn!("forgetting old history: {e}"),
+            match self.inner.transfers.forget_finished(KEEP_HISTORY).await {
+                Ok(0) => {}
+                Ok(n) => info!(transfers = n, "forgot transfers finished over 30 days ago"),
+                Err(e) => warn!("forgetting old transfers: {e}"),
+            }
+            let registry = self.inner.registry.clone();
+            let before = crate::transfers::now() - KEEP_HISTORY.as_secs() as i64;
+            match tokio::task::spawn_blocking(move || registry.prune_offers(before)).await {
+                Ok(Ok((0, 0))) => {}
+                Ok(Ok((sent, inbox))) => info!(sent, inbox, "forgot offers over 30 days old"),
+                Ok(Err(e)) => warn!("forgetting old offers: {e}"),
+                Err(e) => warn!("forgetting old offers: {e}"),
             }
         }
     }

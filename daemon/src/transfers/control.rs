@@ -139,17 +139,32 @@ impl TransferManager {
                 "removed (it has not finished: cancel it first)",
             ));
         };
+        self.release_forgotten(id).await;
         self.touch();
         Ok(TransferView { rec, rate: 0 })
     }
 
-    /// Forgets transfers that finished more than `keep` ago.
-    pub fn forget_finished(&self, keep: std::time::Duration) -> Result<usize, TransferError> {
+    /// What a forgotten transfer still held (a failed or cancelled one
+    /// keeps its data for a resume): its store tag and incoming files.
+    async fn release_forgotten(&self, id: u64) {
+        if let Err(e) = self.inner.store.tags().delete(transfer_tag(id)).await {
+            warn!(id, "cannot release a forgotten transfer's data: {e}");
+        }
+        self.discard_incoming(id).await;
+    }
+
+    /// Forgets transfers that finished more than `keep` ago; how many.
+    pub async fn forget_finished(&self, keep: std::time::Duration) -> Result<usize, TransferError> {
         let before = now().saturating_sub(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX));
-        let gone = self
-            .inner
-            .registry
-            .prune_transfers(|r| r.updated_at < before)?;
+        let registry = self.inner.registry.clone();
+        let gone = tokio::task::spawn_blocking(move || {
+            registry.prune_transfers(|r| r.updated_at < before)
+        })
+        .await
+        .map_err(|e| TransferError::Store(e.to_string()))??;
+        for id in &gone {
+            self.release_forgotten(*id).await;
+        }
         if !gone.is_empty() {
             self.touch();
         }
