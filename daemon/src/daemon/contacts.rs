@@ -63,7 +63,7 @@ impl Daemon {
         &self,
         caller: &Caller,
         path: PathBuf,
-        handed: Option<Vec<crate::shares::handed::HandedFile>>,
+        handed: Option<crate::shares::handed::HandedFiles>,
         peer: &str,
         expires_in: Option<i64>,
     ) -> Result<SentOffer, ContactError> {

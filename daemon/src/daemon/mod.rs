@@ -397,7 +397,7 @@ impl Daemon {
         &self,
         caller: &Caller,
         token: &[u8],
-    ) -> Result<Option<Vec<shares::handed::HandedFile>>, ShareError> {
+    ) -> Result<Option<shares::handed::HandedFiles>, ShareError> {
         if token.is_empty() {
             return Ok(None);
         }

@@ -9,7 +9,10 @@ use std::{
     collections::HashMap,
     os::fd::{AsRawFd, OwnedFd},
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -27,6 +30,11 @@ const PENDING_MAX: usize = 32;
 const PENDING_PER_USER: usize = 4;
 /// How long a client may take between two messages.
 const MESSAGE_WITHIN: Duration = Duration::from_secs(10);
+/// Handoffs being received at once (each holds a blocking thread).
+const RECEIVING_MAX: usize = 4;
+/// Descriptors held for handoffs at once, received and waiting (the unit
+/// allows 65,536 in all; transfers and the store need the rest).
+const HELD_MAX: usize = 20_000;
 
 /// A file an operator handed over: its name in the collection and the
 /// descriptor its client opened.
@@ -36,16 +44,58 @@ pub struct HandedFile {
     pub file: std::fs::File,
 }
 
+/// Files handed over together; the descriptors they hold count against
+/// [`HELD_MAX`] until this is dropped (after the share imported them).
+#[derive(Debug)]
+pub struct HandedFiles {
+    pub files: Vec<HandedFile>,
+    held: usize,
+    budget: Arc<AtomicUsize>,
+}
+
+impl HandedFiles {
+    /// Counts one more descriptor against the budget, or says no.
+    fn hold(&mut self, file: HandedFile) -> Result<(), String> {
+        let before = self.budget.fetch_add(1, Ordering::AcqRel);
+        self.held += 1;
+        if before >= HELD_MAX {
+            return Err(format!(
+                "ringdropd holds {HELD_MAX} handed files already; try again when other shares are done"
+            ));
+        }
+        self.files.push(file);
+        Ok(())
+    }
+}
+
+impl Drop for HandedFiles {
+    fn drop(&mut self) {
+        self.budget.fetch_sub(self.held, Ordering::AcqRel);
+    }
+}
+
 struct Pending {
     uid: u32,
-    files: Vec<HandedFile>,
+    files: HandedFiles,
     at: Instant,
 }
 
 /// Handoffs waiting for their `Share` request; cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Handoffs {
     pending: Arc<Mutex<HashMap<[u8; TOKEN_LEN], Pending>>>,
+    held: Arc<AtomicUsize>,
+    receiving: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Handoffs {
+    fn default() -> Self {
+        Self {
+            pending: Default::default(),
+            held: Default::default(),
+            receiving: Arc::new(tokio::sync::Semaphore::new(RECEIVING_MAX)),
+        }
+    }
 }
 
 impl std::fmt::Debug for Handoffs {
@@ -55,7 +105,7 @@ impl std::fmt::Debug for Handoffs {
 }
 
 impl Handoffs {
-    fn put(&self, uid: u32, files: Vec<HandedFile>) -> Result<[u8; TOKEN_LEN], String> {
+    fn put(&self, uid: u32, files: HandedFiles) -> Result<[u8; TOKEN_LEN], String> {
         let mut pending = self.pending.lock().map_err(|_| "poisoned".to_string())?;
         pending.retain(|_, p| p.at.elapsed() < WAIT_FOR_SHARE);
         if pending.len() >= PENDING_MAX
@@ -76,7 +126,7 @@ impl Handoffs {
     }
 
     /// The files handed over under `token` by user `uid` (and no other).
-    pub fn take(&self, token: &[u8], uid: u32) -> Option<Vec<HandedFile>> {
+    pub fn take(&self, token: &[u8], uid: u32) -> Option<HandedFiles> {
         let token: [u8; TOKEN_LEN] = token.try_into().ok()?;
         let mut pending = self.pending.lock().ok()?;
         match pending.get(&token) {
@@ -120,18 +170,32 @@ pub fn serve(
             };
             if fd < 0 {
                 let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::WouldBlock {
-                    guard.clear_ready();
+                match e.kind() {
+                    std::io::ErrorKind::WouldBlock => guard.clear_ready(),
+                    std::io::ErrorKind::Interrupted => {}
+                    // Out of descriptors, say: not a busy loop.
+                    _ => {
+                        warn!("file handoff socket: accept failed: {e}");
+                        drop(guard);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
                 continue;
             }
             // SAFETY: fd was just returned by accept4 and is ours.
             let conn = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            // A few at once; more are closed as they come (the client says
+            // so and can try again).
+            let Ok(permit) = handoffs.receiving.clone().try_acquire_owned() else {
+                warn!("file handoff refused: {RECEIVING_MAX} are being received already");
+                continue;
+            };
             let (policy, handoffs) = (policy.clone(), handoffs.clone());
             tokio::task::spawn_blocking(move || {
                 if let Err(e) = receive(conn, &policy, &handoffs) {
                     warn!("file handoff refused: {e}");
                 }
+                drop(permit);
             });
         }
         std::fs::remove_file(&path).ok();
@@ -211,7 +275,11 @@ fn receive(conn: OwnedFd, policy: &PeerPolicy, handoffs: &Handoffs) -> Result<()
             std::mem::size_of::<libc::timeval>() as libc::socklen_t,
         );
     }
-    let mut files = Vec::new();
+    let mut files = HandedFiles {
+        files: Vec::new(),
+        held: 0,
+        budget: handoffs.held.clone(),
+    };
     loop {
         match handoff::recv_item(conn.as_raw_fd()).map_err(|e| e.to_string())? {
             Item::Done => break,
@@ -222,8 +290,8 @@ fn receive(conn: OwnedFd, policy: &PeerPolicy, handoffs: &Handoffs) -> Result<()
                 if !meta.is_file() {
                     return Err(format!("{name:?} is not a regular file"));
                 }
-                files.push(HandedFile { name, file });
-                if files.len() > MAX_FILES {
+                files.hold(HandedFile { name, file })?;
+                if files.files.len() > MAX_FILES {
                     return Err(format!("more than {MAX_FILES} files in one share"));
                 }
             }

@@ -193,10 +193,12 @@ async fn scan_items(
 
 /// Checks handed files as a share: an absolute path to name it by (the
 /// client named every file, `--name` applied), names unique.
+#[allow(clippy::type_complexity)]
 fn handed_items(
     path: PathBuf,
-    handed: Vec<handed::HandedFile>,
-) -> Result<(PathBuf, Vec<Item>), ShareError> {
+    mut held: handed::HandedFiles,
+) -> Result<(PathBuf, Vec<Item>, Option<handed::HandedFiles>), ShareError> {
+    let handed = std::mem::take(&mut held.files);
     if !path.is_absolute() {
         return Err(ScanError::NotAbsolute(path).into());
     }
@@ -226,7 +228,7 @@ fn handed_items(
             size,
         });
     }
-    Ok((path, items))
+    Ok((path, items, Some(held)))
 }
 
 /// Handed files up to this size are read whole and added in one request.
@@ -325,7 +327,7 @@ pub struct ShareRequest {
     /// ([`handed`]): read through these descriptors and copied into the
     /// store, never reopened by path. `None`: the daemon walks `path`
     /// itself (its own user and root only).
-    pub handed: Option<Vec<handed::HandedFile>>,
+    pub handed: Option<handed::HandedFiles>,
 }
 
 /// Shares `path` under `name`, restricted to `rings`.
@@ -356,9 +358,13 @@ pub async fn share(
         handed,
     } = req;
     check_rings(registry, caller, &rings)?;
-    let (path, items) = match handed {
+    // Handed descriptors count as held until the import is done.
+    let (path, items, _held) = match handed {
         Some(handed) => handed_items(path, handed)?,
-        None => scan_items(path, data_dir, name).await?,
+        None => {
+            let (path, items) = scan_items(path, data_dir, name).await?;
+            (path, items, None)
+        }
     };
     let total: u64 = items.iter().map(Item::size).sum();
     let count = items.len() as u64;
