@@ -148,11 +148,16 @@ pub async fn run(
 /// the control socket (see `shares::handed`), served until shutdown.
 fn serve_handoffs(daemon: &Daemon, group: Option<u32>, policy: &rpc::PeerPolicy) {
     let path = ringdrop_proto::handoff::socket_for(daemon.config().socket.as_path());
+    let reader: shares::handed::ReadyFiles = {
+        let daemon = daemon.clone();
+        std::sync::Arc::new(move |uid, id, index| daemon.ready_file(uid, id, index))
+    };
     let served = shares::handed::serve(
         path.clone(),
         group,
         policy.clone(),
         daemon.handoffs().clone(),
+        reader,
         daemon.shutdown_token(),
     );
     if let Err(e) = served {

@@ -7,6 +7,12 @@
 //! One message a file: kind 1, name length (u32 LE), name, one descriptor;
 //! then kind 2 (done). The daemon answers with a 16-byte token that the
 //! `Share` request names.
+//!
+//! The other way, for placing a `ready` transfer: the owner's client asks
+//! for one file at a time (kind 3, transfer id u64 LE, file index u32 LE)
+//! and gets a read-only descriptor of the daemon's verified incoming file
+//! (kind 1, no name), "empty" (kind 4: a file of no bytes) or why not
+//! (kind 5, text), and copies it in the kernel; no bytes cross the socket.
 
 use std::{
     io,
@@ -24,6 +30,9 @@ pub const TOKEN_LEN: usize = 16;
 
 const KIND_FILE: u8 = 1;
 const KIND_DONE: u8 = 2;
+const KIND_READ: u8 = 3;
+const KIND_EMPTY: u8 = 4;
+const KIND_REFUSED: u8 = 5;
 
 /// The handoff socket of the daemon serving `control_socket`.
 pub fn socket_for(control_socket: &Path) -> PathBuf {
@@ -35,8 +44,20 @@ pub fn socket_for(control_socket: &Path) -> PathBuf {
 /// What one message carried.
 #[derive(Debug)]
 pub enum Item {
-    File { name: String, fd: OwnedFd },
+    File {
+        name: String,
+        fd: OwnedFd,
+    },
     Done,
+    /// A client asks for file `index` of its `ready` transfer `id`.
+    Read {
+        id: u64,
+        index: u32,
+    },
+    /// The file asked for has no bytes.
+    Empty,
+    /// The daemon will not hand the file over, and why.
+    Refused(String),
 }
 
 fn cvt(rc: libc::ssize_t) -> io::Result<usize> {
@@ -171,6 +192,15 @@ pub fn recv_item(sock: RawFd) -> io::Result<Item> {
             "connection closed",
         )),
         [KIND_DONE] if fds.is_empty() => Ok(Item::Done),
+        [KIND_READ, rest @ ..] if rest.len() == 12 && fds.is_empty() => {
+            let id = u64::from_le_bytes(rest[..8].try_into().map_err(|_| bad("bad id"))?);
+            let index = u32::from_le_bytes(rest[8..].try_into().map_err(|_| bad("bad index"))?);
+            Ok(Item::Read { id, index })
+        }
+        [KIND_EMPTY] if fds.is_empty() => Ok(Item::Empty),
+        [KIND_REFUSED, rest @ ..] if fds.is_empty() => {
+            Ok(Item::Refused(String::from_utf8_lossy(rest).into_owned()))
+        }
         [KIND_FILE, a, b, c, d, rest @ ..] => {
             let len = u32::from_le_bytes([*a, *b, *c, *d]) as usize;
             if len != rest.len() || len > MAX_NAME {
@@ -184,6 +214,28 @@ pub fn recv_item(sock: RawFd) -> io::Result<Item> {
             Ok(Item::File { name, fd })
         }
         _ => Err(bad("unknown message")),
+    }
+}
+
+/// Asks for file `index` of ready transfer `id`.
+pub fn send_read(sock: RawFd, id: u64, index: u32) -> io::Result<()> {
+    let mut msg = vec![KIND_READ];
+    msg.extend_from_slice(&id.to_le_bytes());
+    msg.extend_from_slice(&index.to_le_bytes());
+    send(sock, &msg, None)
+}
+
+/// Answers a read: the file's descriptor, `None` for a file of no bytes,
+/// or `Err(why)`.
+pub fn send_reply(sock: RawFd, reply: Result<Option<RawFd>, &str>) -> io::Result<()> {
+    match reply {
+        Ok(Some(fd)) => send(sock, &[KIND_FILE, 0, 0, 0, 0], Some(fd)),
+        Ok(None) => send(sock, &[KIND_EMPTY], None),
+        Err(why) => {
+            let mut msg = vec![KIND_REFUSED];
+            msg.extend_from_slice(why.as_bytes().get(..MAX_NAME).unwrap_or(why.as_bytes()));
+            send(sock, &msg, None)
+        }
     }
 }
 
@@ -233,9 +285,18 @@ mod tests {
                     std::fs::read_to_string(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
                 assert_eq!(got, "hello");
             }
-            Item::Done => panic!("expected a file"),
+            other => panic!("expected a file, got {other:?}"),
         }
         assert!(matches!(recv_item(b.as_raw_fd()).unwrap(), Item::Done));
+        // The other way: a read, and the three answers.
+        send_read(a.as_raw_fd(), 7, 3).unwrap();
+        assert!(matches!(recv_item(b.as_raw_fd()).unwrap(), Item::Read { id: 7, index: 3 }));
+        send_reply(b.as_raw_fd(), Ok(Some(f.as_raw_fd()))).unwrap();
+        assert!(matches!(recv_item(a.as_raw_fd()).unwrap(), Item::File { .. }));
+        send_reply(b.as_raw_fd(), Ok(None)).unwrap();
+        assert!(matches!(recv_item(a.as_raw_fd()).unwrap(), Item::Empty));
+        send_reply(b.as_raw_fd(), Err("not yours")).unwrap();
+        assert!(matches!(recv_item(a.as_raw_fd()).unwrap(), Item::Refused(w) if w == "not yours"));
         // A file message without a descriptor is refused.
         send(a.as_raw_fd(), &[KIND_FILE, 1, 0, 0, 0, b'x'], None).unwrap();
         assert!(recv_item(b.as_raw_fd()).is_err());

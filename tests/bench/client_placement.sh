@@ -3,8 +3,8 @@
 # by a daemon running as a user of its own (as the system service does),
 # once written by the daemon itself (the caller is the daemon's user) and
 # once placed by the caller's ringdropctl (the daemon fetches into its
-# data dir, the client receives the verified bytes over the control socket
-# and writes them). Fresh fetching daemons each run, taken turn about;
+# data dir, the client copies the verified files from descriptors the
+# daemon hands it, in the kernel). Fresh fetching daemons each run, taken turn about;
 # prints the medians. Needs root (setpriv) and release binaries.
 #
 #   tests/bench/client_placement.sh        # BENCH_SIZE_MB=1024 BENCH_RUNS=3
@@ -24,11 +24,18 @@ start() { # dir as-uid(or empty) -> socket path on stdout
     local dir=$1 uid=$2
     mkdir -p "$dir"
     local wrap=()
+    local system=()
     if [ -n "$uid" ]; then
-        chown "$uid:$uid" "$dir"
-        wrap=(setpriv --reuid "$uid" --regid "$uid" --clear-groups --)
+        # As the system service runs: its own user, group ringdrop, --system
+        # (the handoff socket the client copies the verified files through).
+        getent group ringdrop >/dev/null || groupadd --system ringdrop
+        local gid
+        gid=$(getent group ringdrop | cut -d: -f3)
+        chown "$uid:$gid" "$dir"
+        wrap=(setpriv --reuid "$uid" --regid "$gid" --clear-groups --)
+        system=(--system --download-dir "$dir/dl")
     fi
-    "${wrap[@]}" "$BIN/ringdropd" --data-dir "$dir/data" --socket "$dir/d.sock" \
+    "${wrap[@]}" "$BIN/ringdropd" "${system[@]}" --data-dir "$dir/data" --socket "$dir/d.sock" \
         --relay disabled --no-mdns --bind 127.0.0.1:0 >"$dir/log" 2>&1 </dev/null &
     PIDS+=($!)
     for _ in $(seq 1 200); do
@@ -53,7 +60,7 @@ for i in $(seq 1 "$RUNS"); do
         if [ "$mode" = daemon ]; then
             chown 65534:65534 "$out"
             t0=$(date +%s.%N)
-            setpriv --reuid 65534 --regid 65534 --clear-groups -- \
+            setpriv --reuid 65534 --regid "$(getent group ringdrop | cut -d: -f3)" --clear-groups -- \
                 "$BIN/ringdropctl" --socket "$f/d.sock" fetch "$TICKET" --out "$out/x.bin" >/dev/null
             t1=$(date +%s.%N)
             daemon_runs+=("$(secs "$t0" "$t1")")

@@ -139,6 +139,112 @@ impl Incoming {
     }
 }
 
+/// Copies the files of ready transfer `id` from read-only descriptors of
+/// the daemon's verified incoming files (`ringdrop_proto::handoff`), in
+/// the kernel (`copy_file_range`), into their staged files: no bytes
+/// cross the control socket and none are hashed again (the daemon
+/// verified every chunk against the content hash as it arrived). False
+/// when the daemon cannot hand them over (nothing was written then).
+fn copy_from_daemon(
+    socket: &Path,
+    id: u64,
+    files: &[Entry],
+    order: &[u32],
+    staged: &HashMap<u32, usize>,
+    staging: &Staging,
+    bar: &indicatif::ProgressBar,
+) -> Result<bool, CliError> {
+    use ringdrop_proto::handoff::{self, Item};
+    use std::os::fd::AsRawFd;
+    let Ok(sock) = handoff::connect(&handoff::socket_for(socket)) else {
+        return Ok(false);
+    };
+    let lost = |e: std::io::Error| CliError::failed(format!("ringdropd's file socket: {e}"));
+    let mut done = 0u64;
+    for (n, &index) in order.iter().enumerate() {
+        let entry = &files[index as usize];
+        handoff::send_read(sock.as_raw_fd(), id, index).map_err(lost)?;
+        let source = match handoff::recv_item(sock.as_raw_fd()).map_err(lost)? {
+            Item::File { fd, .. } => Some(fs::File::from(fd)),
+            Item::Empty if entry.size == 0 => None,
+            // The first file says whether this daemon hands files over.
+            Item::Refused(_) if n == 0 => return Ok(false),
+            Item::Refused(why) => return Err(CliError::failed(why)),
+            _ => {
+                return Err(CliError::failed(format!(
+                    "ringdropd sent no file for {:?}",
+                    entry.name
+                )))
+            }
+        };
+        let target = staging.create(staged[&index]).map_err(export_err)?;
+        if let Some(source) = source {
+            copy_range(&source, &target, entry)?;
+        }
+        done += entry.size;
+        bar.set_position(done);
+    }
+    Ok(true)
+}
+
+/// Copies `entry.size` bytes of `from` into `to`, in the kernel where it
+/// can (a reflink on filesystems that share extents).
+fn copy_range(from: &fs::File, to: &fs::File, entry: &Entry) -> Result<(), CliError> {
+    use std::os::fd::AsRawFd;
+    let fail = |e: std::io::Error| CliError::failed(format!("cannot write {:?}: {e}", entry.name));
+    let mut copied = 0u64;
+    let mut flushed = 0u64;
+    while copied < entry.size {
+        let want = (entry.size - copied).min(stage::WRITEBACK_EVERY) as usize;
+        let (mut off_in, mut off_out) = (copied as i64, copied as i64);
+        // SAFETY: both descriptors are open; the offsets are ours.
+        let n = unsafe {
+            libc::copy_file_range(
+                from.as_raw_fd(),
+                &mut off_in,
+                to.as_raw_fd(),
+                &mut off_out,
+                want,
+                0,
+            )
+        };
+        let n = if n < 0 {
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                // No kernel copy between these two: read and write.
+                Some(libc::EXDEV)
+                | Some(libc::ENOSYS)
+                | Some(libc::EINVAL)
+                | Some(libc::EOPNOTSUPP) => copy_by_hand(from, to, copied, want).map_err(fail)?,
+                _ => return Err(fail(e)),
+            }
+        } else {
+            n as usize
+        };
+        if n == 0 {
+            return Err(CliError::failed(format!(
+                "{:?} ended early in ringdropd's incoming files ({copied} of {} bytes); nothing was written: retry with `ringdropctl transfers wait`",
+                entry.name, entry.size
+            )));
+        }
+        copied += n as u64;
+        if copied >= flushed + stage::WRITEBACK_EVERY {
+            stage::start_writeback(to, flushed, copied);
+            flushed = copied;
+        }
+    }
+    Ok(())
+}
+
+/// One piece of a copy through user space, at `at`.
+fn copy_by_hand(from: &fs::File, to: &fs::File, at: u64, len: usize) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len.min(1 << 20)];
+    let n = from.read_at(&mut buf, at)?;
+    to.write_all_at(&buf[..n], at)?;
+    Ok(n)
+}
+
 /// Receives a `ready` transfer's files and places them at its destination
 /// as this user; the daemon then marks it completed. Returns the final row.
 pub async fn place(c: &Client, t: &pb::Transfer, out: &Out) -> Result<pb::Transfer, CliError> {
@@ -182,7 +288,25 @@ pub async fn place(c: &Client, t: &pb::Transfer, out: &Out) -> Result<pb::Transf
         staged.insert(file, i);
     }
     let bar = out.bar(need, format!("placing {}", crate::output::clean(&t.name)));
-    if !order.is_empty() {
+    // First the kernel's copy from descriptors of the daemon's verified
+    // files; the bytes over the control socket where the daemon cannot
+    // hand them over (no handoff socket, or an older ringdropd's store).
+    let (staging, copied) = {
+        let (socket, files, order, staged, bar) = (
+            c.socket.clone(),
+            files.clone(),
+            order.clone(),
+            staged.clone(),
+            bar.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let copied = copy_from_daemon(&socket, id, &files, &order, &staged, &staging, &bar);
+            (staging, copied)
+        })
+        .await
+        .map_err(|e| CliError::failed(e.to_string()))?
+    };
+    if !copied? && !order.is_empty() {
         let mut chunks = c
             .transfers()
             .read_transfer_files(pb::ReadTransferFilesRequest {

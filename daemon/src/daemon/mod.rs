@@ -408,6 +408,21 @@ impl Daemon {
             .ok_or(ShareError::HandoffGone)
     }
 
+    /// A read-only descriptor of file `index` of `ready` transfer `id`, for
+    /// its owner `uid` only (`None`: a file of no bytes). Blocking.
+    pub fn ready_file(
+        &self,
+        uid: u32,
+        id: u64,
+        index: u32,
+    ) -> Result<Option<std::fs::File>, String> {
+        let caller = Caller::operator(uid, uid);
+        self.inner
+            .transfers
+            .ready_file(&caller, id, index)
+            .map_err(|e| e.to_string())
+    }
+
     /// The daemon's event hub (`WatchEvents`).
     pub fn events(&self) -> &crate::events::Events {
         &self.inner.events

@@ -80,6 +80,37 @@ struct Pending {
     at: Instant,
 }
 
+/// Opens file `index` of `ready` transfer `id` for user `uid`, if that
+/// user owns it (`None`: a file of no bytes); the facade's rule.
+pub type ReadyFiles =
+    Arc<dyn Fn(u32, u64, u32) -> Result<Option<std::fs::File>, String> + Send + Sync>;
+
+/// Answers a transfer's owner asking for its verified files one at a time
+/// (the first ask already read), until it hangs up.
+fn serve_reads(
+    conn: &OwnedFd,
+    peer: &PeerIdentity,
+    reader: &ReadyFiles,
+    mut id: u64,
+    mut index: u32,
+) -> Result<(), String> {
+    loop {
+        let opened = reader(peer.uid, id, index);
+        let sent = match &opened {
+            Ok(Some(f)) => handoff::send_reply(conn.as_raw_fd(), Ok(Some(f.as_raw_fd()))),
+            Ok(None) => handoff::send_reply(conn.as_raw_fd(), Ok(None)),
+            Err(why) => handoff::send_reply(conn.as_raw_fd(), Err(why)),
+        };
+        sent.map_err(|e| e.to_string())?;
+        match handoff::recv_item(conn.as_raw_fd()) {
+            Ok(Item::Read { id: i, index: n }) => (id, index) = (i, n),
+            Ok(_) => return Err("unexpected message".into()),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
 /// Handoffs waiting for their `Share` request; cheap to clone.
 #[derive(Clone)]
 pub struct Handoffs {
@@ -145,6 +176,7 @@ pub fn serve(
     group: Option<u32>,
     policy: PeerPolicy,
     handoffs: Handoffs,
+    reader: ReadyFiles,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let listener = bind(&path, group)?;
@@ -190,9 +222,9 @@ pub fn serve(
                 warn!("file handoff refused: {RECEIVING_MAX} are being received already");
                 continue;
             };
-            let (policy, handoffs) = (policy.clone(), handoffs.clone());
+            let (policy, handoffs, reader) = (policy.clone(), handoffs.clone(), reader.clone());
             tokio::task::spawn_blocking(move || {
-                if let Err(e) = receive(conn, &policy, &handoffs) {
+                if let Err(e) = receive(conn, &policy, &handoffs, &reader) {
                     warn!("file handoff refused: {e}");
                 }
                 drop(permit);
@@ -258,7 +290,12 @@ fn bind(path: &Path, group: Option<u32>) -> std::io::Result<OwnedFd> {
 /// Reads one handoff: who sends it (from the socket), its files (each
 /// name sanitised, each descriptor a regular file), then answers with a
 /// token.
-fn receive(conn: OwnedFd, policy: &PeerPolicy, handoffs: &Handoffs) -> Result<(), String> {
+fn receive(
+    conn: OwnedFd,
+    policy: &PeerPolicy,
+    handoffs: &Handoffs,
+    reader: &ReadyFiles,
+) -> Result<(), String> {
     let peer = PeerIdentity::of_fd(conn.as_raw_fd()).map_err(|e| e.to_string())?;
     policy.check(&peer)?;
     let timeout = libc::timeval {
@@ -295,6 +332,10 @@ fn receive(conn: OwnedFd, policy: &PeerPolicy, handoffs: &Handoffs) -> Result<()
                     return Err(format!("more than {MAX_FILES} files in one share"));
                 }
             }
+            Item::Read { id, index } if files.files.is_empty() => {
+                return serve_reads(&conn, &peer, reader, id, index);
+            }
+            _ => return Err("unexpected message".into()),
         }
     }
     let token = handoffs.put(peer.uid, files)?;

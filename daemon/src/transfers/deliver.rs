@@ -167,6 +167,37 @@ impl TransferManager {
         Ok(rx)
     }
 
+    /// A read-only descriptor of file `index` of `ready` transfer `id`'s
+    /// verified incoming files, for its owner (`None`: a file of no
+    /// bytes), so the client copies it in the kernel. Blocking.
+    pub fn ready_file(
+        &self,
+        caller: &Caller,
+        id: u64,
+        index: u32,
+    ) -> Result<Option<std::fs::File>, TransferError> {
+        self.ready_for(id, caller)?;
+        let Some(dir) = self.ready_source(id)? else {
+            return Err(TransferError::Content {
+                id,
+                msg: "its files are in the store (fetched by an older ringdropd): read them over the control socket".into(),
+            });
+        };
+        // Its client is here: `keep_ready` counts from now.
+        if index == 0 {
+            self.inner
+                .registry
+                .settle_ready(id, |rec| rec.updated_at = now())?;
+        }
+        let file = dir
+            .open_read(index as usize)
+            .map_err(|e| TransferError::Content {
+                id,
+                msg: e.to_string(),
+            })?;
+        Ok(file.filter(|f| f.metadata().is_ok_and(|m| m.len() > 0)))
+    }
+
     /// The owner's client placed the files: the transfer completes and its
     /// data is released.
     pub async fn finish_ready(
