@@ -42,7 +42,8 @@ impl Caller {
         }
     }
 
-    /// An operator with no admin rights (tests, and rows given to a user).
+    /// A caller known only by uid (the owner of a trust rule, a file
+    /// handoff): an admin if it is root or the daemon's user.
     pub fn operator(uid: u32, gid: u32) -> Self {
         Self {
             uid,
