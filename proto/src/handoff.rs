@@ -290,9 +290,15 @@ mod tests {
         assert!(matches!(recv_item(b.as_raw_fd()).unwrap(), Item::Done));
         // The other way: a read, and the three answers.
         send_read(a.as_raw_fd(), 7, 3).unwrap();
-        assert!(matches!(recv_item(b.as_raw_fd()).unwrap(), Item::Read { id: 7, index: 3 }));
+        assert!(matches!(
+            recv_item(b.as_raw_fd()).unwrap(),
+            Item::Read { id: 7, index: 3 }
+        ));
         send_reply(b.as_raw_fd(), Ok(Some(f.as_raw_fd()))).unwrap();
-        assert!(matches!(recv_item(a.as_raw_fd()).unwrap(), Item::File { .. }));
+        assert!(matches!(
+            recv_item(a.as_raw_fd()).unwrap(),
+            Item::File { .. }
+        ));
         send_reply(b.as_raw_fd(), Ok(None)).unwrap();
         assert!(matches!(recv_item(a.as_raw_fd()).unwrap(), Item::Empty));
         send_reply(b.as_raw_fd(), Err("not yours")).unwrap();
