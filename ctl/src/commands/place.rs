@@ -139,6 +139,64 @@ impl Incoming {
     }
 }
 
+/// Receives the bytes of the files of ready transfer `id` over the
+/// control socket and writes them into their staged files, each checked
+/// against its hash as it arrives (daemons that hand no descriptors).
+async fn stream_from_daemon(
+    c: &Client,
+    id: u64,
+    files: &[Entry],
+    order: &[u32],
+    staged: &HashMap<u32, usize>,
+    staging: &Staging,
+    bar: &indicatif::ProgressBar,
+) -> Result<(), CliError> {
+    let mut chunks = c
+        .transfers()
+        .read_transfer_files(pb::ReadTransferFilesRequest {
+            id,
+            files: order.to_vec(),
+        })
+        .await?
+        .into_inner();
+    let mut next = order.iter();
+    let mut current: Option<Incoming> = None;
+    let mut done = 0u64;
+    while let Some(chunk) = chunks.message().await? {
+        if current.as_ref().map(|f| f.index) != Some(chunk.file) {
+            if let Some(f) = current.take() {
+                f.check(&files[f.index as usize], id)?;
+            }
+            if next.next() != Some(&chunk.file) {
+                return Err(CliError::failed(format!(
+                    "the daemon sent file {} out of order",
+                    chunk.file
+                )));
+            }
+            let file = staging.create(staged[&chunk.file]).map_err(export_err)?;
+            current = Some(Incoming::new(
+                chunk.file,
+                file,
+                &files[chunk.file as usize].name,
+            ));
+        }
+        if let Some(f) = current.as_mut() {
+            f.write(chunk.offset, &chunk.data)?;
+        }
+        done += chunk.data.len() as u64;
+        bar.set_position(done);
+    }
+    if let Some(f) = current.take() {
+        f.check(&files[f.index as usize], id)?;
+    }
+    if next.next().is_some() {
+        return Err(CliError::failed(format!(
+            "the daemon ended the transfer of the files early; nothing was written: retry with `ringdropctl transfers wait {id}`"
+        )));
+    }
+    Ok(())
+}
+
 /// Copies the files of ready transfer `id` from read-only descriptors of
 /// the daemon's verified incoming files (`ringdrop_proto::handoff`), in
 /// the kernel (`copy_file_range`), into their staged files: no bytes
@@ -307,49 +365,7 @@ pub async fn place(c: &Client, t: &pb::Transfer, out: &Out) -> Result<pb::Transf
         .map_err(|e| CliError::failed(e.to_string()))?
     };
     if !copied? && !order.is_empty() {
-        let mut chunks = c
-            .transfers()
-            .read_transfer_files(pb::ReadTransferFilesRequest {
-                id,
-                files: order.clone(),
-            })
-            .await?
-            .into_inner();
-        let mut next = order.iter();
-        let mut current: Option<Incoming> = None;
-        let mut done = 0u64;
-        while let Some(chunk) = chunks.message().await? {
-            if current.as_ref().map(|f| f.index) != Some(chunk.file) {
-                if let Some(f) = current.take() {
-                    f.check(&files[f.index as usize], id)?;
-                }
-                if next.next() != Some(&chunk.file) {
-                    return Err(CliError::failed(format!(
-                        "the daemon sent file {} out of order",
-                        chunk.file
-                    )));
-                }
-                let file = staging.create(staged[&chunk.file]).map_err(export_err)?;
-                current = Some(Incoming::new(
-                    chunk.file,
-                    file,
-                    &files[chunk.file as usize].name,
-                ));
-            }
-            if let Some(f) = current.as_mut() {
-                f.write(chunk.offset, &chunk.data)?;
-            }
-            done += chunk.data.len() as u64;
-            bar.set_position(done);
-        }
-        if let Some(f) = current.take() {
-            f.check(&files[f.index as usize], id)?;
-        }
-        if next.next().is_some() {
-            return Err(CliError::failed(format!(
-                "the daemon ended the transfer of the files early; nothing was written: retry with `ringdropctl transfers wait {id}`"
-            )));
-        }
+        stream_from_daemon(c, id, &files, &order, &staged, &staging, &bar).await?;
     }
     bar.finish_and_clear();
     // Hashes were checked on the way in; fsync, rename and directory sync

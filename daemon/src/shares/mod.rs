@@ -231,6 +231,43 @@ fn handed_items(
     Ok((path, items, Some(held)))
 }
 
+/// Reads a small handed file whole and adds it in one request.
+async fn add_whole(
+    store: &Store,
+    name: &str,
+    file: std::fs::File,
+    size: u64,
+    hashed: &AtomicU64,
+) -> Result<TempTag, ShareError> {
+    let err = |msg: String| ShareError::Import {
+        path: PathBuf::from(name),
+        msg,
+    };
+    let read = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut data = Vec::with_capacity(size as usize);
+        (&file)
+            .take(SMALL_HANDED + 1)
+            .read_to_end(&mut data)
+            .map(|_| data)
+    })
+    .await
+    .map_err(|e| err(e.to_string()))?
+    .map_err(|e| err(e.to_string()))?;
+    if read.len() as u64 != size {
+        return Err(err(format!(
+            "it changed while being shared ({size} bytes, then {}); share it again",
+            read.len()
+        )));
+    }
+    hashed.fetch_add(size, Ordering::Relaxed);
+    store
+        .add_bytes(read)
+        .temp_tag()
+        .await
+        .map_err(|e| err(e.to_string()))
+}
+
 /// Handed files up to this size are read whole and added in one request.
 const SMALL_HANDED: u64 = 1 << 20;
 
@@ -250,29 +287,7 @@ async fn import_handed(
     // Small files are read whole off the runtime and added in one go
     // (a stream per file costs more than the file).
     if size <= SMALL_HANDED {
-        let read = tokio::task::spawn_blocking(move || {
-            use std::io::Read;
-            let mut data = Vec::with_capacity(size as usize);
-            (&file)
-                .take(SMALL_HANDED + 1)
-                .read_to_end(&mut data)
-                .map(|_| data)
-        })
-        .await
-        .map_err(|e| err(e.to_string()))?
-        .map_err(|e| err(e.to_string()))?;
-        if read.len() as u64 != size {
-            return Err(err(format!(
-                "it changed while being shared ({size} bytes, then {}); share it again",
-                read.len()
-            )));
-        }
-        hashed.fetch_add(size, Ordering::Relaxed);
-        return store
-            .add_bytes(read)
-            .temp_tag()
-            .await
-            .map_err(|e| err(e.to_string()));
+        return add_whole(store, &name, file, size, hashed).await;
     }
     let counter = Arc::new(AtomicU64::new(0));
     let seen = counter.clone();
