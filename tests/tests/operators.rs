@@ -783,3 +783,82 @@ fn only_an_admin_gives_a_row_to_an_operator() -> Result<()> {
     );
     Ok(())
 }
+
+/// Case 1's race: bob shares `pub/d/secret.key` while `d` is swapped,
+/// thousands of times, with a link to the daemon's data dir
+/// (`renameat2(RENAME_EXCHANGE)`). The daemon never opens his path: his
+/// client opens it as bob, so every share that succeeds is his own file
+/// (its size), never the node key.
+/// Shares attempted while the link is swapped.
+const SHARES_UNDER_SWAPS: usize = 200;
+
+#[test]
+fn swapping_a_link_under_a_share_never_shares_the_daemons_files() -> Result<()> {
+    if !can_switch_uid() {
+        return Ok(());
+    }
+    let bob = user("rd-bob", true)?;
+    let n = node()?;
+    let (decoy, _) = bob.public_file("unused", 1)?;
+    let public = decoy.parent().context("dir")?.to_path_buf();
+    let d = public.join("d");
+    std::fs::create_dir(&d)?;
+    std::fs::write(d.join("secret.key"), vec![b'b'; 1000])?;
+    for p in [&d, &d.join("secret.key")] {
+        std::os::unix::fs::chown(p, Some(bob.uid), Some(bob.uid))?;
+    }
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755))?;
+    let evil = public.join("evil");
+    std::os::unix::fs::symlink(n.service.dir.join("data"), &evil)?;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, d, evil) = (stop.clone(), d.clone(), evil.clone());
+        std::thread::spawn(move || {
+            use std::os::unix::ffi::OsStrExt;
+            let (a, b) = (
+                std::ffi::CString::new(d.as_os_str().as_bytes()).unwrap_or_default(),
+                std::ffi::CString::new(evil.as_os_str().as_bytes()).unwrap_or_default(),
+            );
+            let mut swaps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || swaps % 2 == 1 {
+                // SAFETY: two NUL-terminated paths; RENAME_EXCHANGE swaps them.
+                let rc = unsafe {
+                    libc::renameat2(
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+                if rc == 0 {
+                    swaps += 1;
+                }
+            }
+            swaps
+        })
+    };
+    let target = d.join("secret.key");
+    let (mut shared, mut refused) = (0, 0);
+    for _ in 0..SHARES_UNDER_SWAPS {
+        let out = bob.ctl(n.sock(), &["share", target.to_str().context("p")?])?;
+        if out.status.success() {
+            let v = json(&out)?;
+            ensure!(
+                v["size"] == 1000,
+                "shared something else than bob's file: {v}"
+            );
+            shared += 1;
+        } else {
+            refused += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swapper
+        .join()
+        .map_err(|_| anyhow::anyhow!("swapper panicked"))?;
+    eprintln!("{swaps} swaps; {shared} shares of bob's own file, {refused} refused");
+    ensure!(swaps >= 1000, "only {swaps} swaps");
+    Ok(())
+}
