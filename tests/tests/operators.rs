@@ -159,6 +159,12 @@ fn root_ctl(socket: &Path, args: &[&str]) -> Result<Output> {
         .args(args))
 }
 
+/// Fails with `what` (formatted with the output) unless `out` failed.
+fn refused(out: &Output, what: &str) -> Result<()> {
+    ensure!(!out.status.success(), "{what}: {}", text(out));
+    Ok(())
+}
+
 fn text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -279,18 +285,10 @@ fn an_operator_sees_and_controls_only_its_own_transfers() -> Result<()> {
         vec!["transfers", "wait", &ids],
     ] {
         let out = bob.ctl(n.sock(), &args)?;
-        ensure!(
-            !out.status.success(),
-            "bob ran {args:?} on alice's transfer: {}",
-            text(&out)
-        );
+        refused(&out, &format!("bob ran {args:?} on alice's transfer"))?;
     }
     let raw = bob.raw(n.sock(), &["cancel", &ids])?;
-    ensure!(
-        !raw.status.success(),
-        "bob's raw cancel went through: {}",
-        text(&raw)
-    );
+    refused(&raw, "bob's raw cancel went through")?;
 
     // Still hers, untouched: she collects it.
     let t = json(&alice.ctl(n.sock(), &["transfers", "wait", &ids])?)?;
@@ -302,18 +300,10 @@ fn an_operator_sees_and_controls_only_its_own_transfers() -> Result<()> {
     );
     // Finished, it is forgotten by its owner only; the file stays.
     let out = bob.ctl(n.sock(), &["transfers", "rm", &ids])?;
-    ensure!(
-        !out.status.success(),
-        "bob forgot alice's transfer: {}",
-        text(&out)
-    );
+    refused(&out, "bob forgot alice's transfer")?;
     json(&alice.ctl(n.sock(), &["transfers", "rm", &ids])?)?;
     let out = alice.ctl(n.sock(), &["transfers", "show", &ids])?;
-    ensure!(
-        !out.status.success(),
-        "still listed after rm: {}",
-        text(&out)
-    );
+    refused(&out, "still listed after rm")?;
     ensure!(std::fs::read(&dest)? == bytes, "rm touched the placed file");
     Ok(())
 }
@@ -343,11 +333,7 @@ fn root_collecting_an_operators_transfer_writes_only_as_that_operator() -> Resul
     // Root collects it, as the README says it may: root's client becomes
     // bob, who may not write there.
     let out = root_ctl(n.sock(), &["transfers", "wait", &id.to_string()])?;
-    ensure!(
-        !out.status.success(),
-        "root placed bob's transfer: {}",
-        text(&out)
-    );
+    refused(&out, "root placed bob's transfer")?;
     ensure!(
         std::fs::read(&victim)? == b"root's own\n",
         "root's file was overwritten"
@@ -378,11 +364,7 @@ fn finish_records_only_what_the_plan_places() -> Result<()> {
         let mut args = vec!["finish", ids.as_str()];
         args.extend(bogus.iter().copied());
         let out = alice.raw(n.sock(), &args)?;
-        ensure!(
-            !out.status.success(),
-            "finish took {bogus:?}: {}",
-            text(&out)
-        );
+        refused(&out, &format!("finish took {bogus:?}"))?;
     }
     wait_state(&alice, n.sock(), id, "ready")?;
     Ok(())
@@ -425,11 +407,7 @@ fn a_link_planted_in_the_download_dir_leads_no_write_into_the_data_dir() -> Resu
             "--force",
         ],
     )?;
-    ensure!(
-        !out.status.success(),
-        "bob's fetch through the link succeeded: {}",
-        text(&out)
-    );
+    refused(&out, "bob's fetch through the link succeeded")?;
     ensure!(std::fs::read(&key)? == before, "the node key was replaced");
     Ok(())
 }
@@ -503,17 +481,9 @@ fn offers_land_only_in_a_directory_of_the_rules_owner() -> Result<()> {
             bob_dir.to_str().context("p")?,
         ],
     )?;
-    ensure!(
-        !out.status.success(),
-        "bob replaced alice's rule: {}",
-        text(&out)
-    );
+    refused(&out, "bob replaced alice's rule")?;
     let out = bob.ctl(n.sock(), &["peer", "untrust", &peer])?;
-    ensure!(
-        !out.status.success(),
-        "bob removed alice's rule: {}",
-        text(&out)
-    );
+    refused(&out, "bob removed alice's rule")?;
     Ok(())
 }
 
@@ -555,7 +525,7 @@ fn shares_rings_and_names_belong_to_their_owner() -> Result<()> {
         vec!["ring", "create", "alices"],
     ] {
         let out = bob.ctl(n.sock(), &args)?;
-        ensure!(!out.status.success(), "bob ran {args:?}: {}", text(&out));
+        refused(&out, &format!("bob ran {args:?}"))?;
     }
     // Bob's own content may not use alice's ring, and alice's content
     // stays as she shared it.
@@ -564,20 +534,12 @@ fn shares_rings_and_names_belong_to_their_owner() -> Result<()> {
         n.sock(),
         &["share", bobs.to_str().context("p")?, "--ring", "alices"],
     )?;
-    ensure!(
-        !out.status.success(),
-        "bob shared with alice's ring: {}",
-        text(&out)
-    );
+    refused(&out, "bob shared with alice's ring")?;
     // The same content under the same name is the same share.
     let copy = bob.public_file("notes.txt", 1)?.0;
     std::fs::copy(&file, &copy)?;
     let out = bob.ctl(n.sock(), &["share", copy.to_str().context("p")?])?;
-    ensure!(
-        !out.status.success(),
-        "bob opened alice's content to everyone: {}",
-        text(&out)
-    );
+    refused(&out, "bob opened alice's content to everyone")?;
     // Admins see everything.
     let all = root_ctl(n.sock(), &["shares", "ls"])?;
     ensure!(
@@ -682,11 +644,7 @@ fn an_operator_who_leaves_the_group_is_no_longer_served() -> Result<()> {
         "--out",
         out.join("2.bin").to_str().context("p")?,
     ])?;
-    ensure!(
-        !again.status.success(),
-        "served after its owner left: {}",
-        text(&again)
-    );
+    refused(&again, "served after its owner left")?;
     ensure!(!out.join("2.bin").exists());
     Ok(())
 }
@@ -706,24 +664,15 @@ fn an_operator_shares_exactly_what_it_can_read_and_nothing_by_path() -> Result<(
     std::os::unix::fs::chown(&secret, Some(SERVICE), None)?;
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
     let raw = bob.raw(n.sock(), &["share", secret.to_str().context("p")?])?;
-    ensure!(
-        !raw.status.success(),
-        "bob shared by path, read with the service's authority: {}",
-        text(&raw)
-    );
+    refused(
+        &raw,
+        "bob shared by path, read with the service's authority",
+    )?;
     let out = bob.ctl(n.sock(), &["share", secret.to_str().context("p")?])?;
-    ensure!(
-        !out.status.success(),
-        "bob shared a file he cannot read: {}",
-        text(&out)
-    );
+    refused(&out, "bob shared a file he cannot read")?;
     let key = n.service.dir.join("data").join("secret.key");
     let out = bob.ctl(n.sock(), &["share", key.to_str().context("p")?])?;
-    ensure!(
-        !out.status.success(),
-        "bob shared the node key: {}",
-        text(&out)
-    );
+    refused(&out, "bob shared the node key")?;
 
     // What bob can read, even in his 0700 home, he shares; a peer gets it
     // byte for byte.
@@ -752,19 +701,11 @@ fn only_an_admin_gives_a_row_to_an_operator() -> Result<()> {
     let n = node()?;
     json(&root_ctl(n.sock(), &["ring", "create", "legacy"])?)?;
     let out = alice.ctl(n.sock(), &["ring", "members", "legacy"])?;
-    ensure!(
-        !out.status.success(),
-        "alice controls root's ring: {}",
-        text(&out)
-    );
+    refused(&out, "alice controls root's ring")?;
     // An operator may not give rows, not even to itself: the method is
     // an admin's in the authority table.
     let out = bob.ctl(n.sock(), &["give", "ring", "legacy", bob.name])?;
-    ensure!(
-        !out.status.success(),
-        "bob gave himself root's ring: {}",
-        text(&out)
-    );
+    refused(&out, "bob gave himself root's ring")?;
     ensure!(
         text(&out).contains("only root and the daemon's own user"),
         "{}",
@@ -776,11 +717,7 @@ fn only_an_admin_gives_a_row_to_an_operator() -> Result<()> {
     )?)?;
     json(&alice.ctl(n.sock(), &["ring", "members", "legacy"])?)?;
     let out = bob.ctl(n.sock(), &["ring", "members", "legacy"])?;
-    ensure!(
-        !out.status.success(),
-        "bob controls alice's ring: {}",
-        text(&out)
-    );
+    refused(&out, "bob controls alice's ring")?;
     Ok(())
 }
 

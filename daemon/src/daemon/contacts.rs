@@ -202,12 +202,7 @@ impl Daemon {
     /// Forgets an answered inbox offer `caller` may see whose receipt
     /// has been delivered.
     pub fn remove_inbox_offer(&self, caller: &Caller, id: u64) -> Result<InboxOffer, ContactError> {
-        let rec = self
-            .inner
-            .registry
-            .inbox_offer(id)?
-            .filter(|o| self.sees_offer_from(caller, &o.from))
-            .ok_or(ContactError::NoSuchOffer(id))?;
+        let rec = self.visible_offer(caller, id)?;
         let removed = self
             .inner
             .registry
@@ -223,6 +218,15 @@ impl Daemon {
                 action: "removed yet (unanswered, still fetching, or its receipt is on its way)",
             }),
         }
+    }
+
+    /// Inbox offer `id`, if `caller` may see it.
+    fn visible_offer(&self, caller: &Caller, id: u64) -> Result<InboxOffer, ContactError> {
+        self.inner
+            .registry
+            .inbox_offer(id)?
+            .filter(|o| self.sees_offer_from(caller, &o.from))
+            .ok_or(ContactError::NoSuchOffer(id))
     }
 
     /// Whether `caller` may see an offer from `from`: admins all; an
@@ -252,12 +256,7 @@ impl Daemon {
         id: u64,
         action: &'static str,
     ) -> Result<InboxOffer, ContactError> {
-        let rec = self
-            .inner
-            .registry
-            .inbox_offer(id)?
-            .filter(|o| self.sees_offer_from(caller, &o.from))
-            .ok_or(ContactError::NoSuchOffer(id))?;
+        let rec = self.visible_offer(caller, id)?;
         if rec.state != InboxState::New {
             return Err(ContactError::Settled {
                 id,
