@@ -68,13 +68,22 @@ fn cvt(rc: libc::ssize_t) -> io::Result<usize> {
     }
 }
 
-/// A connected `SOCK_SEQPACKET` socket to `path`.
-pub fn connect(path: &Path) -> io::Result<OwnedFd> {
+/// A `SOCK_SEQPACKET` socket and the address of `path`, for
+/// [`connect`] and [`listen`].
+fn socket_and_address(
+    path: &Path,
+    flags: libc::c_int,
+) -> io::Result<(OwnedFd, libc::sockaddr_un, libc::socklen_t)> {
     use std::os::unix::ffi::OsStrExt;
     let bytes = path.as_os_str().as_bytes();
-    // SAFETY: plain socket calls on an address we fill within its bounds.
+    // SAFETY: socket has no preconditions; the address is zeroed and then
+    // filled within its bounds.
     unsafe {
-        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0);
+        let fd = libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC | flags,
+            0,
+        );
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -91,16 +100,48 @@ pub fn connect(path: &Path) -> io::Result<OwnedFd> {
             *d = *s as libc::c_char;
         }
         let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
-        let rc = libc::connect(
+        Ok((fd, addr, len as libc::socklen_t))
+    }
+}
+
+/// A connected `SOCK_SEQPACKET` socket to `path`.
+pub fn connect(path: &Path) -> io::Result<OwnedFd> {
+    let (fd, addr, len) = socket_and_address(path, 0)?;
+    // SAFETY: a valid socket and an address of `len` bytes.
+    let rc = unsafe {
+        libc::connect(
             fd.as_raw_fd(),
             (&addr as *const libc::sockaddr_un).cast(),
-            len as libc::socklen_t,
-        );
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(fd)
+            len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
     }
+    Ok(fd)
+}
+
+/// A non-blocking `SOCK_SEQPACKET` socket listening at `path` (which must
+/// not exist); its file mode is the caller's to set.
+pub fn listen(path: &Path) -> io::Result<OwnedFd> {
+    let (fd, addr, len) = socket_and_address(path, libc::SOCK_NONBLOCK)?;
+    // SAFETY: a valid socket and an address of `len` bytes.
+    let rc = unsafe {
+        if libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_un).cast(),
+            len,
+        ) != 0
+        {
+            -1
+        } else {
+            libc::listen(fd.as_raw_fd(), 16)
+        }
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
 }
 
 /// Sends one file: its name in the collection and its open descriptor.

@@ -236,7 +236,7 @@ pub fn serve(
 }
 
 fn bind(path: &Path, group: Option<u32>) -> std::io::Result<OwnedFd> {
-    use std::os::unix::{ffi::OsStrExt, fs::PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     // A stale socket of an earlier run; the control socket's own checks
     // already made sure no other daemon serves here.
     if std::fs::symlink_metadata(path).is_ok_and(|m| {
@@ -245,38 +245,7 @@ fn bind(path: &Path, group: Option<u32>) -> std::io::Result<OwnedFd> {
     }) {
         std::fs::remove_file(path)?;
     }
-    let bytes = path.as_os_str().as_bytes();
-    // SAFETY: plain socket calls on an address filled within its bounds.
-    let fd = unsafe {
-        let fd = libc::socket(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            0,
-        );
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let fd = <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd);
-        let mut addr: libc::sockaddr_un = std::mem::zeroed();
-        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-        if bytes.len() >= addr.sun_path.len() {
-            return Err(std::io::Error::other("socket path too long"));
-        }
-        for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
-            *d = *s as libc::c_char;
-        }
-        let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
-        if libc::bind(
-            fd.as_raw_fd(),
-            (&addr as *const libc::sockaddr_un).cast(),
-            len as _,
-        ) != 0
-            || libc::listen(fd.as_raw_fd(), 16) != 0
-        {
-            return Err(std::io::Error::last_os_error());
-        }
-        fd
-    };
+    let fd = handoff::listen(path)?;
     std::fs::set_permissions(
         path,
         std::fs::Permissions::from_mode(if group.is_some() { 0o660 } else { 0o600 }),
