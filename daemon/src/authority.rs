@@ -78,21 +78,12 @@ impl Caller {
 /// verdict, nothing changes).
 pub fn still_member(uid: u32, group: &str) -> Option<bool> {
     let cgroup = std::ffi::CString::new(group).ok()?;
-    let mut buf = vec![0 as libc::c_char; 64 * 1024];
-    // SAFETY: getpwuid_r and getgrnam_r write into `pw`/`gr` and `buf`,
-    // which we own and which outlive every pointer read from them.
+    let Some((name, primary)) = ringdrop_proto::place::user_entry(uid).ok()? else {
+        return Some(false); // deleted
+    };
+    // SAFETY: getgrnam_r writes into `gr` and `gbuf`, which we own and
+    // which outlive every pointer read from them.
     unsafe {
-        let mut pw: libc::passwd = std::mem::zeroed();
-        let mut out: *mut libc::passwd = std::ptr::null_mut();
-        let rc = libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut out);
-        if rc != 0 {
-            return None;
-        }
-        if out.is_null() {
-            return Some(false); // deleted
-        }
-        let name = std::ffi::CStr::from_ptr(pw.pw_name).to_owned();
-        let primary = pw.pw_gid;
         let mut gbuf = vec![0 as libc::c_char; 256 * 1024];
         let mut gr: libc::group = std::mem::zeroed();
         let mut gout: *mut libc::group = std::ptr::null_mut();

@@ -44,19 +44,10 @@ pub fn become_user(uid: u32, id: u64) -> Result<(), CliError> {
     if my_uid() != 0 {
         return Err(refuse("only they may place them".into()));
     }
-    // SAFETY: getpwuid_r writes into the buffers we own; the strings it
-    // points to live in `buf`, used before it is dropped.
-    let (cname, gid) = unsafe {
-        let mut pw: libc::passwd = std::mem::zeroed();
-        let mut buf = vec![0 as libc::c_char; 16 * 1024];
-        let mut out: *mut libc::passwd = std::ptr::null_mut();
-        let rc = libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut out);
-        if rc != 0 || out.is_null() {
-            return Err(refuse(format!(
-                "uid {uid} has no user entry, so its groups are unknown"
-            )));
-        }
-        (std::ffi::CStr::from_ptr(pw.pw_name).to_owned(), pw.pw_gid)
+    let Ok(Some((cname, gid))) = place::user_entry(uid) else {
+        return Err(refuse(format!(
+            "uid {uid} has no user entry, so its groups are unknown"
+        )));
     };
     // SAFETY: plain system calls on values we own; each result is checked.
     let ok = unsafe {

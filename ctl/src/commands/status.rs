@@ -73,30 +73,10 @@ pub async fn id(socket: Option<PathBuf>, out: &Out) -> Result<(), CliError> {
 
 /// The uid of user `user` (a name or a number).
 fn uid_of(user: &str) -> Result<u32, CliError> {
-    if let Ok(uid) = user.parse() {
-        return Ok(uid);
-    }
-    let name = std::ffi::CString::new(user)
-        .map_err(|_| CliError::bad_input(format!("no user {user:?}")))?;
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    let mut out: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call and outlives it.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            name.as_ptr(),
-            &mut pw,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut out,
-        )
-    };
-    if rc != 0 || out.is_null() {
-        return Err(CliError::bad_input(format!(
-            "no user {user:?} on this machine"
-        )));
-    }
-    Ok(pw.pw_uid)
+    user.parse()
+        .ok()
+        .or_else(|| ringdrop_proto::place::uid_of(user))
+        .ok_or_else(|| CliError::bad_input(format!("no user {user:?} on this machine")))
 }
 
 /// `give KIND KEY USER`: an admin gives a row to a user.

@@ -69,20 +69,53 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_
     }
 }
 
-/// The login name of `uid`, or `uid N` when it has none.
-pub fn user_name(uid: u32) -> String {
-    let mut buf = vec![0 as libc::c_char; 4096];
+/// A local user's login name and primary group: `Ok(None)` when there is
+/// no such user, an error when the user database cannot be read.
+pub fn user_entry(uid: u32) -> std::io::Result<Option<(std::ffi::CString, u32)>> {
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: a zeroed passwd is a valid out-parameter.
     let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
     let mut out: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: every pointer is valid for the call; `buf` outlives the use
     // of `pw.pw_name`, which points into it.
     let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
-    if rc == 0 && !out.is_null() && !pw.pw_name.is_null() {
-        // SAFETY: getpwuid_r filled pw_name with a NUL-terminated string in `buf`.
-        let name = unsafe { std::ffi::CStr::from_ptr(pw.pw_name) };
-        return format!("'{}'", name.to_string_lossy());
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(rc));
     }
-    format!("uid {uid}")
+    if out.is_null() || pw.pw_name.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: getpwuid_r filled pw_name with a NUL-terminated string in `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(pw.pw_name) }.to_owned();
+    Ok(Some((name, pw.pw_gid)))
+}
+
+/// The uid of the local user named `name`, if there is one.
+pub fn uid_of(name: &str) -> Option<u32> {
+    let cname = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: a zeroed passwd is a valid out-parameter.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut out: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call and outlives it.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pw,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut out,
+        )
+    };
+    (rc == 0 && !out.is_null()).then_some(pw.pw_uid)
+}
+
+/// The login name of `uid`, or `uid N` when it has none.
+pub fn user_name(uid: u32) -> String {
+    match user_entry(uid) {
+        Ok(Some((name, _))) => format!("'{}'", name.to_string_lossy()),
+        _ => format!("uid {uid}"),
+    }
 }
 
 /// Whether this process may create `dest` (or entries in it, if it is a
