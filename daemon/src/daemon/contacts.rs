@@ -131,8 +131,7 @@ impl Daemon {
             next_try_at: 0,
             last_error: None,
         };
-        registry.insert_sent(&mut rec)?;
-        registry.set_owner(Owned::Sent, &rec.id.to_be_bytes(), caller.uid)?;
+        registry.insert_sent(&mut rec, caller.uid)?;
         info!(uid = caller.uid, id = rec.id, peer = %p.id, size = rec.size, "offer queued");
         self.contacts().wake.notify_one();
         Ok(rec)

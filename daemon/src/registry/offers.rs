@@ -163,12 +163,14 @@ const KEY_NEXT_INBOX: &str = "next_inbox_id";
 
 impl Registry {
     /// Stores a new sent offer under a fresh id (set in `rec`).
-    pub fn insert_sent(&self, rec: &mut SentOffer) -> Result<u64> {
+    pub fn insert_sent(&self, rec: &mut SentOffer, owner: u32) -> Result<u64> {
         let tx = self.write()?;
         {
             rec.id = next_id(&mut tx.open_table(META)?, KEY_NEXT_OFFER)?;
             tx.open_table(SENT)?
                 .insert(rec.id, encode_row(rec)?.as_slice())?;
+            tx.open_table(OWNERS)?
+                .insert((Owned::Sent.tag(), rec.id.to_be_bytes().as_slice()), owner)?;
         }
         tx.commit()?;
         Ok(rec.id)
@@ -378,7 +380,7 @@ impl Registry {
                 false
             } else {
                 trust.insert(peer, encode_row(rec)?.as_slice())?;
-                owners.insert(("trust", peer.as_slice()), owner)?;
+                owners.insert((Owned::Trust.tag(), peer.as_slice()), owner)?;
                 tx.open_table(TRUST_DAILY)?.insert(peer, per_day)?;
                 true
             }

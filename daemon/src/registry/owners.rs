@@ -17,7 +17,8 @@ pub enum Owned {
 }
 
 impl Owned {
-    fn tag(self) -> &'static str {
+    /// The kind's name in the `owners` table's keys.
+    pub(super) fn tag(self) -> &'static str {
         match self {
             Owned::Share => "share",
             Owned::Ring => "ring",

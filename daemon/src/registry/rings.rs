@@ -41,7 +41,7 @@ impl Registry {
             } else {
                 rings.insert(name, now)?;
                 tx.open_table(OWNERS)?
-                    .insert(("ring", name.as_bytes()), owner)?;
+                    .insert((Owned::Ring.tag(), name.as_bytes()), owner)?;
                 true
             }
         };
@@ -217,7 +217,8 @@ fn remove_ring_in(tx: &redb::WriteTransaction, name: &str) -> Result<Option<Vec<
     if rings.remove(name)?.is_none() {
         return Ok(None);
     }
-    tx.open_table(OWNERS)?.remove(("ring", name.as_bytes()))?;
+    tx.open_table(OWNERS)?
+        .remove((Owned::Ring.tag(), name.as_bytes()))?;
     let mut members = tx.open_table(RING_MEMBERS)?;
     let gone: Vec<Member> = members
         .extract_from_if(member_range(name), |_, _| true)?

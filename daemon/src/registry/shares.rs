@@ -20,7 +20,7 @@ impl Registry {
         let tx = self.write()?;
         put_share_in(&tx, rec)?;
         tx.open_table(OWNERS)?
-            .insert(("share", rec.hash.as_bytes().as_slice()), owner)?;
+            .insert((Owned::Share.tag(), rec.hash.as_bytes().as_slice()), owner)?;
         tx.commit()?;
         self.shares_changed();
         Ok(())
@@ -179,7 +179,7 @@ pub(super) fn unindex_share_in(tx: &redb::WriteTransaction, rec: &ShareRecord) -
         parents.remove(child.as_bytes(), rec.hash.as_bytes())?;
     }
     tx.open_table(OWNERS)?
-        .remove(("share", rec.hash.as_bytes().as_slice()))?;
+        .remove((Owned::Share.tag(), rec.hash.as_bytes().as_slice()))?;
     Ok(())
 }
 
