@@ -53,6 +53,17 @@ fn name_of(a: &BinDaemon, b: &BinDaemon) -> Result<String> {
     )
 }
 
+/// `b` joins `a`'s ring `friends` by invite (naming `a` "alice"); the
+/// name `a` gave `b`.
+fn befriend(a: &BinDaemon, b: &BinDaemon) -> Result<String> {
+    let invite = a.ctl_json(&["ring", "invite", "friends"])?["ticket"]
+        .as_str()
+        .context("ticket")?
+        .to_string();
+    b.ctl_json(&["ring", "join", &invite, "--name", "alice"])?;
+    name_of(a, b)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn invite_join_send_puts_a_file_in_the_inbox() -> Result<()> {
     let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &[])?;
@@ -283,12 +294,7 @@ async fn strangers_are_refused_and_a_members_flood_is_bounded() -> Result<()> {
 async fn rejected_and_withdrawn_offers_end_their_access() -> Result<()> {
     let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &[])?;
     let b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
-    let invite = a.ctl_json(&["ring", "invite", "friends"])?["ticket"]
-        .as_str()
-        .context("ticket")?
-        .to_string();
-    b.ctl_json(&["ring", "join", &invite, "--name", "alice"])?;
-    let bob = name_of(&a, &b)?;
+    let bob = befriend(&a, &b)?;
     let dir = temp_dir("rdrop-src-")?;
     random_file(&dir.join("no.bin"), 50_000)?;
     random_file(&dir.join("later.bin"), 50_000)?;
@@ -420,12 +426,7 @@ async fn an_offer_never_widens_access_to_new_content() -> Result<()> {
     let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &[])?;
     let b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
     let stranger = BinDaemon::spawn(&temp_dir("rdrop-c-")?, &[])?;
-    let invite = a.ctl_json(&["ring", "invite", "friends"])?["ticket"]
-        .as_str()
-        .context("ticket")?
-        .to_string();
-    b.ctl_json(&["ring", "join", &invite, "--name", "alice"])?;
-    let bob = name_of(&a, &b)?;
+    let bob = befriend(&a, &b)?;
 
     let src = temp_dir("rdrop-src-")?.join("notes.txt");
     random_file(&src, 10_000)?;
