@@ -307,14 +307,6 @@ impl Registry {
         self.row(INBOX, id)
     }
 
-    pub fn put_trust(&self, peer: &[u8; 32], rec: &TrustRecord) -> Result<()> {
-        let tx = self.write()?;
-        tx.open_table(TRUST)?
-            .insert(peer, encode_row(rec)?.as_slice())?;
-        tx.commit()?;
-        Ok(())
-    }
-
     pub fn trust(&self, peer: &[u8; 32]) -> Result<Option<TrustRecord>> {
         let tx = self.read()?;
         let found = tx

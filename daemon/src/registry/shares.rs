@@ -6,15 +6,6 @@ use redb::{ReadableMultimapTable, ReadableTable};
 use super::*;
 
 impl Registry {
-    /// Records a share and indexes its children (the meta blob and every file).
-    pub fn put_share(&self, rec: &ShareRecord) -> Result<()> {
-        let tx = self.write()?;
-        put_share_in(&tx, rec)?;
-        tx.commit()?;
-        self.shares_changed();
-        Ok(())
-    }
-
     /// Records a new share owned by `owner`, share and owner in one commit.
     pub fn insert_share(&self, rec: &ShareRecord, owner: u32) -> Result<()> {
         let tx = self.write()?;

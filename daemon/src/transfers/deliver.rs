@@ -55,6 +55,12 @@ impl TransferManager {
     /// The files of a `ready` transfer, in collection order.
     pub async fn ready_files(&self, id: u64, caller: &Caller) -> Result<Vec<Entry>, TransferError> {
         let rec = self.ready_for(id, caller)?;
+        self.entries_of(&rec).await
+    }
+
+    /// The files of the `ready` transfer `rec`, in collection order.
+    async fn entries_of(&self, rec: &TransferRecord) -> Result<Vec<Entry>, TransferError> {
+        let id = rec.id;
         let ticket: Ticket = rec.ticket.parse()?;
         let store = &self.inner.store;
         let failed = |msg: String| TransferError::Content { id, msg };
@@ -207,7 +213,7 @@ impl TransferManager {
         files: Vec<PathBuf>,
     ) -> Result<TransferView, TransferError> {
         let rec = self.ready_for(id, caller)?;
-        let entries = self.ready_files(id, caller).await?;
+        let entries = self.entries_of(&rec).await?;
         placed_as_planned(&rec.dest, &entries, &files).map_err(TransferError::BadFinish)?;
         let settled = self.inner.registry.settle_ready(id, |rec| {
             rec.state = TransferState::Completed;
