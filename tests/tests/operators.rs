@@ -799,3 +799,354 @@ fn swapping_a_link_under_a_share_never_shares_the_daemons_files() -> Result<()> 
     ensure!(swaps >= 1000, "only {swaps} swaps");
     Ok(())
 }
+
+/// How an admin's call of a method on alice's objects must come out.
+#[derive(Debug, Clone, Copy)]
+enum AsAdmin {
+    /// It answers, and the answer shows alice's row (this marker).
+    Shows(&'static str),
+    /// It is refused: files are only ever read or written as their owner.
+    Refused,
+    /// It is not refused for authority (the object's state may still
+    /// make it fail).
+    Acts,
+}
+
+/// Every method of the API, in the order the admin calls them (reads
+/// first, then what changes or removes alice's rows). A method of the
+/// descriptor set missing here fails the test.
+const TABLE: &[(&str, AsAdmin)] = &[
+    ("Node/GetStatus", AsAdmin::Acts),
+    ("Node/InspectTicket", AsAdmin::Acts),
+    ("Node/ListUploads", AsAdmin::Acts),
+    ("Node/WatchEvents", AsAdmin::Acts),
+    ("Shares/ListShares", AsAdmin::Shows("alices-notes")),
+    ("Transfers/ListTransfers", AsAdmin::Shows("ALICE_HOME")),
+    ("Transfers/GetTransfer", AsAdmin::Shows("ALICE_HOME")),
+    ("Transfers/WatchTransfer", AsAdmin::Shows("ALICE_HOME")),
+    ("Transfers/WatchTransfers", AsAdmin::Shows("ALICE_HOME")),
+    ("Transfers/ListTransferFiles", AsAdmin::Refused),
+    ("Transfers/ReadTransferFiles", AsAdmin::Refused),
+    ("Transfers/FinishTransfer", AsAdmin::Refused),
+    ("Rings/ListRings", AsAdmin::Shows("alices-ring")),
+    ("Rings/ListMembers", AsAdmin::Shows("PROVIDER")),
+    ("Rings/ListInvites", AsAdmin::Shows("alices-ring")),
+    ("Peers/ListPeers", AsAdmin::Shows("alices-friend")),
+    ("Peers/RemoteList", AsAdmin::Acts),
+    ("Contacts/ListSent", AsAdmin::Shows("alices-sent")),
+    ("Contacts/ListInbox", AsAdmin::Shows("for-alice")),
+    // What changes alice's rows.
+    ("Node/GiveRow", AsAdmin::Acts),
+    // The daemon reads an admin's path itself: an admin may read more
+    // than the daemon's user, never less.
+    ("Shares/Share", AsAdmin::Acts),
+    ("Contacts/Send", AsAdmin::Acts),
+    ("Transfers/Fetch", AsAdmin::Acts),
+    ("Transfers/PauseTransfer", AsAdmin::Acts),
+    ("Transfers/ResumeTransfer", AsAdmin::Acts),
+    ("Transfers/CancelTransfer", AsAdmin::Acts),
+    ("Transfers/RemoveTransfer", AsAdmin::Acts),
+    ("Contacts/TrustPeer", AsAdmin::Acts),
+    ("Contacts/UntrustPeer", AsAdmin::Acts),
+    ("Contacts/Withdraw", AsAdmin::Acts),
+    ("Contacts/RemoveSent", AsAdmin::Acts),
+    ("Contacts/RejectOffer", AsAdmin::Acts),
+    ("Contacts/AcceptOffer", AsAdmin::Acts),
+    ("Contacts/RemoveInboxOffer", AsAdmin::Acts),
+    ("Rings/CreateInvite", AsAdmin::Acts),
+    ("Rings/RevokeInvite", AsAdmin::Acts),
+    ("Rings/JoinRing", AsAdmin::Acts),
+    ("Rings/AddMember", AsAdmin::Acts),
+    ("Rings/RemoveMember", AsAdmin::Acts),
+    ("Rings/CreateRing", AsAdmin::Acts),
+    ("Rings/RemoveRing", AsAdmin::Acts),
+    ("Peers/AddPeer", AsAdmin::Acts),
+    ("Peers/RemovePeer", AsAdmin::Acts),
+    ("Shares/Unshare", AsAdmin::Acts),
+];
+
+/// `rdtable` as `who` (None: root): one answer per method.
+fn table_calls(
+    who: Option<&User>,
+    socket: &Path,
+    values: &Path,
+    methods: &[&str],
+) -> Result<Vec<Value>> {
+    let mut cmd = match who {
+        Some(u) => {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid", u.name, "--regid", u.name, "--init-groups", "--"])
+                .arg(bin("rdtable")?);
+            c
+        }
+        None => Command::new(bin("rdtable")?),
+    };
+    let out = run(cmd.arg(socket).arg(values).args(methods))?;
+    ensure!(out.status.success(), "rdtable: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| Ok(serde_json::from_str(l)?))
+        .collect()
+}
+
+/// Every method of the API (read from the descriptor set by `rdtable`),
+/// called by bob on alice's objects, is refused or shows nothing of
+/// hers, and changes nothing of hers; called by root, each works as the
+/// authority table says.
+#[test]
+fn every_method_called_on_another_operators_objects_is_refused_or_shows_nothing() -> Result<()> {
+    if !can_switch_uid() {
+        return Ok(());
+    }
+    let (alice, bob) = (user("rd-alice", true)?, user("rd-bob", true)?);
+    let n = node()?;
+    let provider_id = json(&root_ctl(&n.provider.socket, &["status"])?)?["endpoint_id"]
+        .as_str()
+        .context("id")?
+        .to_string();
+
+    // Alice's rows, one of each kind: a ring the provider joined, an
+    // open invite, a share, an address-book name, a sent offer, an offer
+    // in the inbox from a member of her ring, a trust rule, a transfer.
+    json(&alice.ctl(n.sock(), &["ring", "create", "alices-ring"])?)?;
+    let joined = json(&alice.ctl(n.sock(), &["ring", "invite", "alices-ring"])?)?;
+    let join_ticket = joined["ticket"].as_str().context("ticket")?.to_string();
+    json(&root_ctl(
+        &n.provider.socket,
+        &["ring", "join", &join_ticket, "--name", "alices-node"],
+    )?)?;
+    let invite = json(&alice.ctl(n.sock(), &["ring", "invite", "alices-ring"])?)?;
+    let invite_id = invite["id"].as_str().context("invite id")?.to_string();
+    let (notes, _) = alice.public_file("alices-notes.txt", 5000)?;
+    let shared = json(&alice.ctl(
+        n.sock(),
+        &[
+            "share",
+            notes.to_str().context("p")?,
+            "--ring",
+            "alices-ring",
+        ],
+    )?)?;
+    let hash = shared["share"]["hash"]
+        .as_str()
+        .or_else(|| shared["hash"].as_str())
+        .context("hash")?
+        .to_string();
+    let book = json(&alice.ctl(n.sock(), &["peer", "ls"])?)?;
+    if !book.to_string().contains("alices-friend") {
+        let named = alice.ctl(n.sock(), &["peer", "add", "alices-friend", &provider_id])?;
+        ensure!(named.status.success(), "{}", text(&named));
+    }
+    let (sent_file, _) = alice.public_file("alices-sent.bin", 3000)?;
+    let sent = json(&alice.ctl(
+        n.sock(),
+        &[
+            "send",
+            sent_file.to_str().context("p")?,
+            "--to",
+            &provider_id,
+        ],
+    )?)?;
+    let sent_id = sent["id"].as_u64().context("sent id")?;
+    let gift = temp_dir("rdrop-gift-")?.join("for-alice.bin");
+    random_file(&gift, 2000)?;
+    json(&root_ctl(
+        &n.provider.socket,
+        &["send", gift.to_str().context("p")?, "--to", "alices-node"],
+    )?)?;
+    let until = Instant::now() + Duration::from_secs(60);
+    let inbox_id = loop {
+        let inbox = json(&alice.ctl(n.sock(), &["inbox"])?)?;
+        let found = inbox
+            .as_array()
+            .and_then(|a| a.iter().find(|o| o["name"] == "for-alice.bin"))
+            .and_then(|o| o["id"].as_u64());
+        if let Some(id) = found {
+            break id;
+        }
+        ensure!(
+            Instant::now() < until,
+            "the offer never reached alice: {inbox}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let into = alice.home.join("in");
+    run(Command::new("setpriv")
+        .args([
+            "--reuid",
+            alice.name,
+            "--regid",
+            alice.name,
+            "--init-groups",
+            "--",
+            "mkdir",
+        ])
+        .arg(&into))?;
+    std::fs::set_permissions(&alice.home, std::fs::Permissions::from_mode(0o711))?;
+    json(&alice.ctl(
+        n.sock(),
+        &[
+            "peer",
+            "trust",
+            &provider_id,
+            "--accept-into",
+            into.to_str().context("p")?,
+        ],
+    )?)?;
+    let (transfer, _, dest) = alice_ready(&n, &alice)?;
+    let ticket = json(&alice.ctl(n.sock(), &["transfers", "show", &transfer.to_string()])?)?
+        ["ticket"]
+        .as_str()
+        .context("ticket")?
+        .to_string();
+
+    // What bob names in his requests: alice's ids, names and paths.
+    let home = alice.home.to_str().context("p")?.to_string();
+    let values = serde_json::json!({
+        "Transfers.id": transfer,
+        "Withdraw.id": sent_id,
+        "RemoveSent.id": sent_id,
+        "AcceptOffer.id": inbox_id,
+        "RejectOffer.id": inbox_id,
+        "RemoveInboxOffer.id": inbox_id,
+        "RevokeInvite.id": invite_id,
+        "ring": "alices-ring",
+        "rings": ["alices-ring"],
+        "CreateRing.name": "alices-ring",
+        "RemoveRing.name": "alices-ring",
+        "AddPeer.name": "alices-friend",
+        "AddPeer.endpoint": provider_id,
+        "RemovePeer.name": "alices-friend",
+        "peer": provider_id,
+        "hash": hash,
+        "ticket": ticket,
+        "invite": join_ticket,
+        "out": dest.to_str().context("p")?,
+        // His own fetch goes to his own home (what it names is his).
+        "Fetch.out": bob.home.join("his.bin").to_str().context("p")?,
+        "force": true,
+        "purge": true,
+        "path": notes.to_str().context("p")?,
+        "accept_into": into.to_str().context("p")?,
+        "FinishTransfer.files": [dest.to_str().context("p")?],
+        "ReadTransferFiles.files": [0],
+        "kind": "transfer",
+        "key": transfer.to_string(),
+        "uid": bob.uid,
+    });
+    let values_file = temp_dir("rdrop-table-")?.join("values.json");
+    std::fs::write(&values_file, values.to_string())?;
+    std::fs::set_permissions(
+        values_file.parent().context("dir")?,
+        std::fs::Permissions::from_mode(0o755),
+    )?;
+    std::fs::set_permissions(&values_file, std::fs::Permissions::from_mode(0o644))?;
+
+    // Alice's rows as text no answer to bob may carry, unless his own
+    // request named it (a ticket he holds names its provider).
+    let markers = [
+        "alices-ring".to_string(),
+        "alices-notes".to_string(),
+        "alices-friend".to_string(),
+        "alices-sent".to_string(),
+        "for-alice".to_string(),
+        hash.clone(),
+        home.clone(),
+        join_ticket.clone(),
+        provider_id.clone(),
+    ];
+    // What a method may show although it names alice's: a ticket names
+    // its provider, and what the provider serves this node is the
+    // node's to see (remote grants are node-wide, README).
+    let public_to_bob = |method: &str, marker: &str| match method {
+        "Transfers/Fetch" | "Node/InspectTicket" => marker == provider_id,
+        "Peers/RemoteList" => marker == "for-alice",
+        _ => false,
+    };
+    let listed = run(Command::new(bin("rdtable")?).arg("--list"))?;
+    let listed: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    ensure!(!listed.is_empty(), "rdtable lists no methods");
+    for m in &listed {
+        ensure!(
+            TABLE.iter().any(|(t, _)| t == m),
+            "{m} is in the descriptor set but not in this test's table"
+        );
+    }
+    ensure!(listed.len() == TABLE.len(), "methods: {listed:?}");
+    // Bob's own fetch (of the ticket alice fetched) last: from then on
+    // its provider is a row of his.
+    let mut order: Vec<&str> = TABLE
+        .iter()
+        .map(|(m, _)| *m)
+        .filter(|m| *m != "Transfers/Fetch")
+        .collect();
+    order.push("Transfers/Fetch");
+    let answers = table_calls(Some(&bob), n.sock(), &values_file, &order)?;
+    for a in &answers {
+        let method = a["method"].as_str().unwrap_or_default();
+        if a["code"] != "Ok" {
+            continue;
+        }
+        let request = a["request"].as_str().unwrap_or_default();
+        let shown = a["messages"].to_string();
+        for m in &markers {
+            let named = request.contains(m.as_str()) || public_to_bob(method, m);
+            ensure!(
+                named || !shown.contains(m.as_str()),
+                "bob's {method} shows alice's {m:?}: {a}"
+            );
+        }
+    }
+
+    // Nothing of alice's changed: root sees every row as it was.
+    let reads: Vec<&str> = TABLE
+        .iter()
+        .filter(|(_, e)| matches!(e, AsAdmin::Shows(_)))
+        .map(|(m, _)| *m)
+        .collect();
+    let check_admin = |answers: &[Value]| -> Result<()> {
+        for a in answers {
+            let method = a["method"].as_str().unwrap_or_default();
+            let expect = TABLE
+                .iter()
+                .find(|(m, _)| *m == method)
+                .map(|(_, e)| *e)
+                .context("in the table")?;
+            let code = a["code"].as_str().unwrap_or_default();
+            match expect {
+                AsAdmin::Shows(marker) => {
+                    let marker = match marker {
+                        "ALICE_HOME" => home.as_str(),
+                        "PROVIDER" => provider_id.as_str(),
+                        m => m,
+                    };
+                    ensure!(
+                        code == "Ok" && a["messages"].to_string().contains(marker),
+                        "root's {method} does not show alice's {marker}: {a}"
+                    );
+                }
+                AsAdmin::Refused => ensure!(code != "Ok", "root's {method} was served: {a}"),
+                AsAdmin::Acts => ensure!(
+                    code != "PermissionDenied" && code != "Unauthenticated",
+                    "root's {method} was refused: {a}"
+                ),
+            }
+        }
+        Ok(())
+    };
+    check_admin(&table_calls(None, n.sock(), &values_file, &reads)?)?;
+    let t = json(&alice.ctl(n.sock(), &["transfers", "show", &transfer.to_string()])?)?;
+    ensure!(t["state"] == "ready", "bob changed alice's transfer: {t}");
+    ensure!(
+        !dest.exists(),
+        "something was written at alice's destination"
+    );
+
+    // Root may act on every row (files aside).
+    let all: Vec<&str> = TABLE.iter().map(|(m, _)| *m).collect();
+    check_admin(&table_calls(None, n.sock(), &values_file, &all)?)?;
+    Ok(())
+}
