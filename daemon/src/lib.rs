@@ -152,12 +152,17 @@ fn serve_handoffs(daemon: &Daemon, group: Option<u32>, policy: &rpc::PeerPolicy)
         let daemon = daemon.clone();
         std::sync::Arc::new(move |uid, id, index| daemon.ready_file(uid, id, index))
     };
+    let rehost: shares::handed::Rehost = {
+        let daemon = daemon.clone();
+        std::sync::Arc::new(move |uid, id, host| daemon.transfers().rehost(uid, id, host))
+    };
     let served = shares::handed::serve(
         path.clone(),
         group,
         policy.clone(),
         daemon.handoffs().clone(),
         reader,
+        rehost,
         daemon.shutdown_token(),
     );
     if let Err(e) = served {

@@ -13,6 +13,15 @@
 //! and gets a read-only descriptor of the daemon's verified incoming file
 //! (kind 1, no name), "empty" (kind 4: a file of no bytes) or why not
 //! (kind 5, text), and copies it in the kernel; no bytes cross the socket.
+//!
+//! Hosting, so that a fetch for a client is written once, into files that
+//! client made as itself: the client makes a private directory beside the
+//! destination and says so (kind 6, transfer id u64 LE, the directory's
+//! name; id 0 for a fetch not started yet: the daemon answers with a token
+//! the `Fetch` request names, else with kind 2 or kind 5). From then on the
+//! daemon asks for the directory's files as it needs them (kind 7, file
+//! index u32 LE, 1 to write or 0 to read), and the client answers with a
+//! descriptor (kind 1), "never written" (kind 4) or why not (kind 5).
 
 use std::{
     io,
@@ -33,6 +42,8 @@ const KIND_DONE: u8 = 2;
 const KIND_READ: u8 = 3;
 const KIND_EMPTY: u8 = 4;
 const KIND_REFUSED: u8 = 5;
+const KIND_HOST: u8 = 6;
+const KIND_OPEN: u8 = 7;
 
 /// The handoff socket of the daemon serving `control_socket`.
 pub fn socket_for(control_socket: &Path) -> PathBuf {
@@ -58,6 +69,18 @@ pub enum Item {
     Empty,
     /// The daemon will not hand the file over, and why.
     Refused(String),
+    /// A client hosts transfer `id`'s files (0: a fetch about to start)
+    /// in its private directory `dir`.
+    Host {
+        id: u64,
+        dir: String,
+    },
+    /// The daemon asks a hosting client for file `index` (to write or
+    /// read).
+    Open {
+        index: u32,
+        write: bool,
+    },
 }
 
 fn cvt(rc: libc::ssize_t) -> io::Result<usize> {
@@ -239,6 +262,15 @@ pub fn recv_item(sock: RawFd) -> io::Result<Item> {
             Ok(Item::Read { id, index })
         }
         [KIND_EMPTY] if fds.is_empty() => Ok(Item::Empty),
+        [KIND_HOST, rest @ ..] if rest.len() > 8 && fds.is_empty() => {
+            let id = u64::from_le_bytes(rest[..8].try_into().map_err(|_| bad("bad id"))?);
+            let dir = String::from_utf8(rest[8..].to_vec()).map_err(|_| bad("name is not UTF-8"))?;
+            Ok(Item::Host { id, dir })
+        }
+        [KIND_OPEN, a, b, c, d, w] if fds.is_empty() && *w <= 1 => Ok(Item::Open {
+            index: u32::from_le_bytes([*a, *b, *c, *d]),
+            write: *w == 1,
+        }),
         [KIND_REFUSED, rest @ ..] if fds.is_empty() => {
             Ok(Item::Refused(String::from_utf8_lossy(rest).into_owned()))
         }
@@ -278,6 +310,26 @@ pub fn send_reply(sock: RawFd, reply: Result<Option<RawFd>, &str>) -> io::Result
             send(sock, &msg, None)
         }
     }
+}
+
+/// Says this client hosts transfer `id`'s files (0: the fetch it is about
+/// to start) in its private directory named `dir`.
+pub fn send_host(sock: RawFd, id: u64, dir: &str) -> io::Result<()> {
+    if dir.is_empty() || dir.len() > MAX_NAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad name"));
+    }
+    let mut msg = vec![KIND_HOST];
+    msg.extend_from_slice(&id.to_le_bytes());
+    msg.extend_from_slice(dir.as_bytes());
+    send(sock, &msg, None)
+}
+
+/// Asks the hosting client for file `index`.
+pub fn send_open(sock: RawFd, index: u32, write: bool) -> io::Result<()> {
+    let mut msg = vec![KIND_OPEN];
+    msg.extend_from_slice(&index.to_le_bytes());
+    msg.push(u8::from(write));
+    send(sock, &msg, None)
 }
 
 /// Sends `bytes` as one message (the daemon's token).
@@ -344,6 +396,17 @@ mod tests {
         assert!(matches!(recv_item(a.as_raw_fd()).unwrap(), Item::Empty));
         send_reply(b.as_raw_fd(), Err("not yours")).unwrap();
         assert!(matches!(recv_item(a.as_raw_fd()).unwrap(), Item::Refused(w) if w == "not yours"));
+        // Hosting: the offer and the daemon's asks.
+        send_host(a.as_raw_fd(), 9, ".ringdrop-00.partial").unwrap();
+        assert!(matches!(
+            recv_item(b.as_raw_fd()).unwrap(),
+            Item::Host { id: 9, dir } if dir == ".ringdrop-00.partial"
+        ));
+        send_open(b.as_raw_fd(), 5, true).unwrap();
+        assert!(matches!(
+            recv_item(a.as_raw_fd()).unwrap(),
+            Item::Open { index: 5, write: true }
+        ));
         // A file message without a descriptor is refused.
         send(a.as_raw_fd(), &[KIND_FILE, 1, 0, 0, 0, b'x'], None).unwrap();
         assert!(recv_item(b.as_raw_fd()).is_err());

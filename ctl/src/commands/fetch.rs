@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use ringdrop_proto::v1 as pb;
 
-use super::{absolute, place, transfers};
+use super::{absolute, host, place, transfers};
 use crate::{
     client,
     error::CliError,
@@ -47,19 +47,50 @@ impl DestArgs {
 pub async fn fetch(socket: Option<PathBuf>, out: &Out, args: FetchArgs) -> Result<(), CliError> {
     let (dest, caller_cannot_write) = args.dest.resolve()?;
     let c = client::connect(socket).await?;
-    let t = c
+    // A client that stays to place the files hosts them, so the daemon
+    // writes them once, beside the destination (a detached fetch is
+    // written in the daemon's data dir and copied when placed).
+    let hosting = if args.dest.detach || !caller_cannot_write.is_empty() {
+        None
+    } else {
+        let (socket, dest) = (c.socket.clone(), dest.clone());
+        tokio::task::spawn_blocking(move || host::offer(&socket, &dest))
+            .await
+            .ok()
+            .flatten()
+    };
+    let (token, hosting) = match hosting {
+        Some((token, hosting)) => (token, Some(hosting)),
+        None => (Vec::new(), None),
+    };
+    let started = c
         .transfers()
         .fetch(pb::FetchRequest {
             ticket: args.ticket,
             out: dest.display().to_string(),
             force: args.dest.force,
             caller_cannot_write,
+            host: token,
         })
-        .await?
-        .into_inner()
-        .transfer
-        .unwrap_or_default();
-    follow_started(&c, out, t, args.dest.detach).await
+        .await;
+    let t = match started {
+        Ok(t) => t.into_inner().transfer.unwrap_or_default(),
+        Err(e) => {
+            hosting.map(host::Hosting::end);
+            return Err(e.into());
+        }
+    };
+    let Some(hosting) = hosting else {
+        return follow_started(&c, out, t, args.dest.detach).await;
+    };
+    hosting.started(t.id);
+    let followed = follow_started(&c, out, t, false).await;
+    match &followed {
+        // Interrupted: the daemon may still be writing into it.
+        Err(e) if e.code == 130 => hosting.leave(),
+        _ => hosting.end(),
+    }
+    followed
 }
 
 /// Follows a transfer just started (or, with `detach`, says how to).

@@ -4,6 +4,7 @@ pub mod contacts;
 pub mod events;
 pub mod fetch;
 pub mod handoff;
+pub mod host;
 pub mod place;
 pub mod rings;
 pub mod share;

@@ -298,11 +298,12 @@ fn copy_by_hand(from: &fs::File, to: &fs::File, at: u64, len: usize) -> std::io:
 /// as this user; the daemon then marks it completed. Returns the final row.
 pub async fn place(c: &Client, t: &pb::Transfer, out: &Out) -> Result<pb::Transfer, CliError> {
     let id = t.id;
-    let files: Vec<Entry> = c
+    let listed = c
         .transfers()
         .list_transfer_files(pb::ListTransferFilesRequest { id })
         .await?
-        .into_inner()
+        .into_inner();
+    let files: Vec<Entry> = listed
         .files
         .into_iter()
         .map(|f| {
@@ -320,6 +321,71 @@ pub async fn place(c: &Client, t: &pb::Transfer, out: &Out) -> Result<pb::Transf
     // The same container name the daemon would use (transfer name, or hash).
     let container = if t.name.is_empty() { &t.hash } else { &t.name };
     let plan = place::plan(&dest, &files, t.force, container).map_err(export_err)?;
+    let placed = if listed.hosted_dir.is_empty() {
+        copy_and_place(c, t, out, plan, &files).await?
+    } else {
+        adopt_and_place(&dest, &listed.hosted_dir, plan, &files).await?
+    };
+    let t = c
+        .transfers()
+        .finish_transfer(pb::FinishTransferRequest {
+            id,
+            files: placed.iter().map(|p| p.display().to_string()).collect(),
+        })
+        .await?
+        .into_inner();
+    Ok(t)
+}
+
+/// Places files the daemon wrote into our own private directory `name`
+/// beside `dest` (hosted): renamed into place, then the directory goes.
+async fn adopt_and_place(
+    dest: &Path,
+    name: &str,
+    plan: place::Plan,
+    files: &[Entry],
+) -> Result<Vec<PathBuf>, CliError> {
+    let Some(dir) = super::host::reopen(dest, name) else {
+        return Err(CliError::failed(format!(
+            "the fetched files were in {}, which is gone or no longer private: cancel the transfer and fetch again",
+            super::host::path_of(dest, name).display()
+        )));
+    };
+    let index: HashMap<String, usize> = files
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.name.clone(), i))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let mut staging = Staging::prepare(plan)?;
+        let items: Vec<(usize, String)> =
+            staging.items().map(|(i, e)| (i, e.name.clone())).collect();
+        for (i, name) in items {
+            let file = *index
+                .get(&name)
+                .ok_or_else(|| ExportError::UnsafeName(name.clone()))?;
+            staging.adopt(i, &dir, file)?;
+        }
+        // Verified by the daemon as it wrote them; synced by it too.
+        let placed = staging.finish(false)?;
+        dir.remove().ok();
+        Ok(placed)
+    })
+    .await
+    .map_err(|e| CliError::failed(e.to_string()))?
+    .map_err(export_err)
+}
+
+/// Copies the files from the daemon's data dir (or over the socket) into
+/// a staging of ours and places them.
+async fn copy_and_place(
+    c: &Client,
+    t: &pb::Transfer,
+    out: &Out,
+    plan: place::Plan,
+    files: &[Entry],
+) -> Result<Vec<PathBuf>, CliError> {
+    let (id, dest) = (t.id, PathBuf::from(&t.dest));
     let need: u64 = plan.items.iter().map(|(e, _)| e.size).sum();
     place::check_space(&dest, need).map_err(export_err)?;
     let staging = Staging::prepare(plan).map_err(export_err)?;
@@ -343,7 +409,7 @@ pub async fn place(c: &Client, t: &pb::Transfer, out: &Out) -> Result<pb::Transf
     let (staging, copied) = {
         let (socket, files, order, staged, bar) = (
             c.socket.clone(),
-            files.clone(),
+            files.to_vec(),
             order.clone(),
             staged.clone(),
             bar.clone(),
@@ -361,17 +427,8 @@ pub async fn place(c: &Client, t: &pb::Transfer, out: &Out) -> Result<pb::Transf
     bar.finish_and_clear();
     // Hashes were checked on the way in; fsync, rename and directory sync
     // block.
-    let placed = tokio::task::spawn_blocking(move || staging.finish(false))
+    tokio::task::spawn_blocking(move || staging.finish(false))
         .await
         .map_err(|e| CliError::failed(e.to_string()))?
-        .map_err(export_err)?;
-    let t = c
-        .transfers()
-        .finish_transfer(pb::FinishTransferRequest {
-            id,
-            files: placed.iter().map(|p| p.display().to_string()).collect(),
-        })
-        .await?
-        .into_inner();
-    Ok(t)
+        .map_err(export_err)
 }

@@ -744,8 +744,17 @@ impl Daemon {
         force: bool,
         caller: &Caller,
         caller_cannot_write: Option<String>,
+        host: &[u8],
     ) -> Result<TransferView, TransferError> {
-        self.fetch_expecting(ticket, out, force, caller, caller_cannot_write, None)
+        let host = match host {
+            [] => None,
+            token => Some(self.inner.handoffs.take_host(token, caller.uid).ok_or_else(|| {
+                TransferError::NotWritable(
+                    "the directory your ringdropctl offered to host the files is gone (over a minute old, or not yours): run the fetch again".into(),
+                )
+            })?),
+        };
+        self.fetch_into(ticket, out, force, caller, caller_cannot_write, None, host)
     }
 
     /// [`Self::fetch`] of content that must be `expect_size` bytes.
@@ -757,6 +766,20 @@ impl Daemon {
         caller: &Caller,
         caller_cannot_write: Option<String>,
         expect_size: Option<u64>,
+    ) -> Result<TransferView, TransferError> {
+        self.fetch_into(ticket, out, force, caller, caller_cannot_write, expect_size, None)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fetch_into(
+        &self,
+        ticket: &str,
+        out: Option<PathBuf>,
+        force: bool,
+        caller: &Caller,
+        caller_cannot_write: Option<String>,
+        expect_size: Option<u64>,
+        host: Option<crate::transfers::hosted::Host>,
     ) -> Result<TransferView, TransferError> {
         let placement = placement_for(caller);
         let dest = match out {
@@ -787,7 +810,7 @@ impl Daemon {
             owner_uid: caller.uid,
             placement,
             expect_size,
-        })?;
+        }, host)?;
         info!(uid = caller.uid, id = view.rec.id, "fetch started");
         // The ticket's addresses refresh the provider's address-book entry.
         if let Ok(t) = ticket.parse::<Ticket>() {

@@ -69,6 +69,7 @@ impl Transfers for TransfersService {
                 req.force,
                 &caller,
                 Some(req.caller_cannot_write).filter(|w| !w.is_empty()),
+                &req.host,
             )
             .map_err(st)?;
         Ok(Response::new(pb::FetchResponse {
@@ -250,7 +251,14 @@ impl Transfers for TransfersService {
             .ready_files(id, &caller)
             .await
             .map_err(st)?;
+        let hosted_dir = self
+            .daemon
+            .transfers()
+            .hosted_dir(id)
+            .map_err(st)?
+            .unwrap_or_default();
         Ok(Response::new(pb::ListTransferFilesResponse {
+            hosted_dir,
             files: files
                 .into_iter()
                 .map(|e| pb::TransferFile {

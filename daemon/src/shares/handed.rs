@@ -21,7 +21,10 @@ use tokio::io::unix::AsyncFd;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::rpc::{PeerIdentity, PeerPolicy};
+use crate::{
+    rpc::{PeerIdentity, PeerPolicy},
+    transfers::hosted::Host,
+};
 
 /// How long handed files wait for their `Share` request.
 const WAIT_FOR_SHARE: Duration = Duration::from_secs(60);
@@ -76,9 +79,19 @@ impl Drop for HandedFiles {
 
 struct Pending {
     uid: u32,
-    files: HandedFiles,
+    offer: Offer,
     at: Instant,
 }
+
+/// What a token stands for: files to share, or a directory to fetch into.
+enum Offer {
+    Files(HandedFiles),
+    Host(Host),
+}
+
+/// Takes a client's offer to host the files of its transfer `id` again
+/// (after a daemon restart), if user `uid` owns it; the facade's rule.
+pub type Rehost = Arc<dyn Fn(u32, u64, Host) -> Result<(), String> + Send + Sync>;
 
 /// Opens file `index` of `ready` transfer `id` for user `uid`, if that
 /// user owns it (`None`: a file of no bytes); the facade's rule.
@@ -136,7 +149,7 @@ impl std::fmt::Debug for Handoffs {
 }
 
 impl Handoffs {
-    fn put(&self, uid: u32, files: HandedFiles) -> Result<[u8; TOKEN_LEN], String> {
+    fn put(&self, uid: u32, offer: Offer) -> Result<[u8; TOKEN_LEN], String> {
         let mut pending = self.pending.lock().map_err(|_| "poisoned".to_string())?;
         pending.retain(|_, p| p.at.elapsed() < WAIT_FOR_SHARE);
         if pending.len() >= PENDING_MAX
@@ -149,22 +162,38 @@ impl Handoffs {
             token,
             Pending {
                 uid,
-                files,
+                offer,
                 at: Instant::now(),
             },
         );
         Ok(token)
     }
 
-    /// The files handed over under `token` by user `uid` (and no other).
-    pub fn take(&self, token: &[u8], uid: u32) -> Option<HandedFiles> {
+    /// What user `uid` (and no other) offered under `token`.
+    fn take_offer(&self, token: &[u8], uid: u32) -> Option<Offer> {
         let token: [u8; TOKEN_LEN] = token.try_into().ok()?;
         let mut pending = self.pending.lock().ok()?;
         match pending.get(&token) {
             Some(p) if p.uid == uid && p.at.elapsed() < WAIT_FOR_SHARE => {
-                pending.remove(&token).map(|p| p.files)
+                pending.remove(&token).map(|p| p.offer)
             }
             _ => None,
+        }
+    }
+
+    /// The files handed over under `token` by user `uid` (and no other).
+    pub fn take(&self, token: &[u8], uid: u32) -> Option<HandedFiles> {
+        match self.take_offer(token, uid)? {
+            Offer::Files(files) => Some(files),
+            Offer::Host(_) => None,
+        }
+    }
+
+    /// The directory user `uid` offered under `token` to fetch into.
+    pub fn take_host(&self, token: &[u8], uid: u32) -> Option<Host> {
+        match self.take_offer(token, uid)? {
+            Offer::Host(host) => Some(host),
+            Offer::Files(_) => None,
         }
     }
 }
@@ -177,6 +206,7 @@ pub fn serve(
     policy: PeerPolicy,
     handoffs: Handoffs,
     reader: ReadyFiles,
+    rehost: Rehost,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let listener = bind(&path, group)?;
@@ -222,9 +252,10 @@ pub fn serve(
                 warn!("file handoff refused: {RECEIVING_MAX} are being received already");
                 continue;
             };
-            let (policy, handoffs, reader) = (policy.clone(), handoffs.clone(), reader.clone());
+            let (policy, handoffs) = (policy.clone(), handoffs.clone());
+            let (reader, rehost) = (reader.clone(), rehost.clone());
             tokio::task::spawn_blocking(move || {
-                if let Err(e) = receive(conn, &policy, &handoffs, &reader) {
+                if let Err(e) = receive(conn, &policy, &handoffs, &reader, &rehost) {
                     warn!("file handoff refused: {e}");
                 }
                 drop(permit);
@@ -264,6 +295,7 @@ fn receive(
     policy: &PeerPolicy,
     handoffs: &Handoffs,
     reader: &ReadyFiles,
+    rehost: &Rehost,
 ) -> Result<(), String> {
     let peer = PeerIdentity::of_fd(conn.as_raw_fd()).map_err(|e| e.to_string())?;
     policy.check(&peer)?;
@@ -304,9 +336,40 @@ fn receive(
             Item::Read { id, index } if files.files.is_empty() => {
                 return serve_reads(&conn, &peer, reader, id, index);
             }
+            Item::Host { id, dir } if files.files.is_empty() => {
+                return offer_host(conn, peer.uid, id, dir, handoffs, rehost);
+            }
             _ => return Err("unexpected message".into()),
         }
     }
-    let token = handoffs.put(peer.uid, files)?;
+    let token = handoffs.put(peer.uid, Offer::Files(files))?;
     handoff::send_bytes(conn.as_raw_fd(), &token).map_err(|e| e.to_string())
+}
+
+/// A client offers its private directory `dir` for the files of transfer
+/// `id` (0: the fetch it is about to start: answered with a token).
+fn offer_host(
+    conn: OwnedFd,
+    uid: u32,
+    id: u64,
+    dir: String,
+    handoffs: &Handoffs,
+    rehost: &Rehost,
+) -> Result<(), String> {
+    if !crate::transfers::hosted::is_partial_name(&dir) {
+        return Err(format!("{dir:?} is not the name of a private fetch directory"));
+    }
+    if id == 0 {
+        let reply = conn.try_clone().map_err(|e| e.to_string())?;
+        let token = handoffs.put(uid, Offer::Host(Host::new(conn, dir, uid)))?;
+        return handoff::send_bytes(reply.as_raw_fd(), &token).map_err(|e| e.to_string());
+    }
+    let reply = conn.try_clone().map_err(|e| e.to_string())?;
+    match rehost(uid, id, Host::new(conn, dir, uid)) {
+        Ok(()) => handoff::send_done(reply.as_raw_fd()).map_err(|e| e.to_string()),
+        Err(why) => {
+            handoff::send_reply(reply.as_raw_fd(), Err(&why)).ok();
+            Err(why)
+        }
+    }
 }

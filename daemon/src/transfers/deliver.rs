@@ -98,12 +98,34 @@ impl TransferManager {
         Ok(out)
     }
 
+    /// The name of the owner's private directory the files of transfer
+    /// `id` were written into (beside its destination), if a client hosted
+    /// them.
+    pub fn hosted_dir(&self, id: u64) -> Result<Option<String>, TransferError> {
+        let incoming = self.inner.data_dir.join(super::worker::CLIENT_INCOMING);
+        Ok(self
+            .inner
+            .registry
+            .partial(id)?
+            .filter(|p| p.root != incoming)
+            .map(|p| p.dir))
+    }
+
     /// Where a ready transfer's bytes are: its incoming files, or the store
     /// for a transfer fetched by an older ringdropd.
     fn ready_source(&self, id: u64) -> Result<Option<Arc<PartialDir>>, TransferError> {
         let Some(rec) = self.inner.registry.partial(id)? else {
             return Ok(None);
         };
+        if let Some(dir) = self.hosted_dir(id)? {
+            return Err(TransferError::Content {
+                id,
+                msg: format!(
+                    "its files are in {}, its owner's own directory: they are placed from there",
+                    rec.root.join(dir).display()
+                ),
+            });
+        }
         match PartialDir::open(&rec.root, &rec.dir) {
             Ok(Some(dir)) => Ok(Some(Arc::new(dir))),
             Ok(None) => Err(TransferError::Content {

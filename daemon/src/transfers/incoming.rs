@@ -32,6 +32,7 @@ use ringdrop_proto::place::{ExportError, PartialDir};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
+use super::hosted::Host;
 use crate::registry::{PartialRecord, Registry};
 
 /// Items queued between the network and the writer (leaves are at most
@@ -101,6 +102,9 @@ pub struct Place {
     pub registry: Registry,
     /// The directory the private directory is made in.
     pub root: PathBuf,
+    /// Where a client's private directory is, if it may host the files
+    /// (the destination's directory, for a client that places them).
+    pub hosted_root: Option<PathBuf>,
     /// The data dir's directory for this transfer's outboards.
     pub outboards: PathBuf,
 }
@@ -141,8 +145,96 @@ fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> IncomingError + '_ {
 #[derive(Debug)]
 pub struct Incoming {
     pub place: Place,
-    pub dir: PartialDir,
+    pub dir: Files,
     pub rec: PartialRecord,
+}
+
+/// Where the incoming files are: a private directory of the daemon's, or
+/// one the owner's client made and opens for it ([`Host`]).
+#[derive(Debug)]
+pub enum Files {
+    Own(PartialDir),
+    Hosted {
+        host: Host,
+        path: PathBuf,
+        /// Files the client opened, kept (up to [`HOSTED_KEPT`]) so that
+        /// writing goes on if the client goes away.
+        kept: std::sync::Mutex<HashMap<usize, File>>,
+    },
+}
+
+/// Descriptors of hosted files kept open per transfer.
+const HOSTED_KEPT: usize = 256;
+
+impl Files {
+    pub fn path(&self) -> &Path {
+        match self {
+            Files::Own(dir) => dir.path(),
+            Files::Hosted { path, .. } => path,
+        }
+    }
+
+    /// The directory of the daemon's own, if the files are in one.
+    pub fn own(&self) -> Option<&PartialDir> {
+        match self {
+            Files::Own(dir) => Some(dir),
+            Files::Hosted { .. } => None,
+        }
+    }
+
+    fn file(&self, file: usize) -> std::io::Result<File> {
+        match self {
+            Files::Own(dir) => dir.file(file),
+            Files::Hosted { host, kept, .. } => {
+                let mut kept = kept.lock().map_err(|_| std::io::Error::other("poisoned"))?;
+                if let Some(f) = kept.get(&file) {
+                    return f.try_clone();
+                }
+                let f = host.open(file, true)?.ok_or_else(|| {
+                    std::io::Error::other("the hosting client did not open the file")
+                })?;
+                if kept.len() < HOSTED_KEPT {
+                    kept.insert(file, f.try_clone()?);
+                }
+                Ok(f)
+            }
+        }
+    }
+
+    fn open_read(&self, file: usize) -> std::io::Result<Option<File>> {
+        match self {
+            Files::Own(dir) => dir.open_read(file),
+            Files::Hosted { host, .. } => host.open(file, false),
+        }
+    }
+
+    fn sync_fs(&self) -> std::io::Result<()> {
+        match self {
+            Files::Own(dir) => dir.sync_fs(),
+            Files::Hosted { kept, .. } => {
+                let kept = kept.lock().map_err(|_| std::io::Error::other("poisoned"))?;
+                // Every hosted file is on the one filesystem of the
+                // client's directory.
+                let Some(f) = kept.values().next() else {
+                    return Ok(());
+                };
+                // SAFETY: an open descriptor.
+                if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(f)) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Why the incoming files cannot be opened yet.
+#[derive(Debug)]
+pub enum Opened {
+    Ready(Box<Incoming>),
+    /// The files are the owner's client's (hosted before a restart) and
+    /// no client offers them now.
+    AwaitsHost,
 }
 
 /// Creates `path` (and its parents) private to this user.
@@ -156,29 +248,82 @@ pub fn private_dir(path: &Path) -> std::io::Result<()> {
 
 impl Incoming {
     /// Opens the transfer's files as a previous run left them, or starts a
-    /// new private directory for `files` files. Blocking.
-    pub fn open(place: Place, files: usize) -> Result<Self, IncomingError> {
+    /// new private directory for `files` files: the one `host` offers, if
+    /// any, else the daemon's own in `place.root`. Files a client hosted
+    /// before are opened only through that client again
+    /// ([`Opened::AwaitsHost`] without it; `abandon` starts over instead).
+    /// Blocking.
+    pub fn open(
+        place: Place,
+        files: usize,
+        host: Option<Host>,
+        abandon: bool,
+    ) -> Result<Opened, IncomingError> {
         private_dir(&place.outboards).map_err(io_at(&place.outboards))?;
+        let hosted = |host: Host, root: PathBuf| Files::Hosted {
+            path: root.join(&host.dir),
+            host,
+            kept: Default::default(),
+        };
         if let Some(rec) = place.registry.partial(place.id)? {
-            if rec.sizes.len() == files {
-                if let Some(dir) = PartialDir::open(&rec.root, &rec.dir)? {
-                    return Ok(Self { place, dir, rec });
+            let was_hosted = rec.root != place.root;
+            match (rec.sizes.len() == files, was_hosted, host) {
+                (true, false, host) => {
+                    if let Some(dir) = PartialDir::open(&rec.root, &rec.dir)? {
+                        return Ok(Opened::Ready(Box::new(Self {
+                            place,
+                            dir: Files::Own(dir),
+                            rec,
+                        })));
+                    }
+                    debug!(id = place.id, "the incoming directory is gone; starting it again");
+                    return Self::start(place, files, host);
                 }
-                debug!(
-                    id = place.id,
-                    "the incoming directory is gone; starting it again"
-                );
+                (true, true, Some(h)) if h.dir == rec.dir => {
+                    let dir = hosted(h, rec.root.clone());
+                    return Ok(Opened::Ready(Box::new(Self { place, dir, rec })));
+                }
+                (true, true, None) if !abandon => return Ok(Opened::AwaitsHost),
+                (_, _, host) => {
+                    // Another directory, or none: what the old one holds
+                    // is its client's to remove; outboards start afresh.
+                    debug!(id = place.id, "starting the incoming files again");
+                    std::fs::remove_dir_all(&place.outboards).ok();
+                    private_dir(&place.outboards).map_err(io_at(&place.outboards))?;
+                    return Self::start(place, files, host);
+                }
             }
         }
-        let dir = PartialDir::create(&place.root)?;
+        Self::start(place, files, host)
+    }
+
+    /// A new record for `files` files: in the hosted directory, or in a
+    /// new private directory of the daemon's.
+    fn start(place: Place, files: usize, host: Option<Host>) -> Result<Opened, IncomingError> {
+        let (dir, root, name) = match (host, place.hosted_root.clone()) {
+            (Some(host), Some(root)) => {
+                let name = host.dir.clone();
+                let dir = Files::Hosted {
+                    path: root.join(&name),
+                    host,
+                    kept: Default::default(),
+                };
+                (dir, root, name)
+            }
+            _ => {
+                let dir = PartialDir::create(&place.root)?;
+                let name = dir.name();
+                (Files::Own(dir), place.root.clone(), name)
+            }
+        };
         let rec = PartialRecord {
-            root: place.root.clone(),
-            dir: dir.name(),
+            root,
+            dir: name,
             sizes: vec![None; files],
             done: vec![Vec::new(); files],
         };
         place.registry.put_partial(place.id, &rec)?;
-        Ok(Self { place, dir, rec })
+        Ok(Opened::Ready(Box::new(Self { place, dir, rec })))
     }
 
     /// Adds to the record what a previous run wrote after its last

@@ -5,6 +5,7 @@
 mod attempt;
 mod control;
 mod deliver;
+pub mod hosted;
 mod incoming;
 pub use ringdrop_proto::place as plan;
 mod worker;
@@ -19,7 +20,7 @@ use iroh::Endpoint;
 use iroh_blobs::api::Store;
 use tokio::sync::{watch, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::{
     authority::Caller,
@@ -137,6 +138,7 @@ struct Inner {
     tasks: TaskTracker,
     shutdown: CancellationToken,
     events: crate::events::Events,
+    hosts: hosted::Hosts,
 }
 
 /// Owns all transfers; cheap to clone.
@@ -173,12 +175,41 @@ impl TransferManager {
                 tasks: TaskTracker::new(),
                 shutdown,
                 events,
+                hosts: Default::default(),
             }),
         }
     }
 
-    /// Records a new transfer and starts it.
-    pub fn start(&self, req: FetchRequest) -> Result<TransferView, TransferError> {
+    /// User `uid`'s client offers `host` for the files of its transfer
+    /// `id` again (after a daemon restart): taken if the transfer is that
+    /// user's, placed by its client and still fetching.
+    pub fn rehost(&self, uid: u32, id: u64, host: hosted::Host) -> Result<(), String> {
+        let rec = self
+            .inner
+            .registry
+            .transfer(id)
+            .map_err(|e| e.to_string())?
+            .filter(|r| r.owner_uid == uid)
+            .ok_or_else(|| format!("no transfer {id} of yours"))?;
+        if rec.placement != Placement::Client
+            || rec.state.is_terminal()
+            || rec.state == TransferState::Ready
+        {
+            return Err(format!("transfer {id} does not need its files hosted"));
+        }
+        if !self.inner.hosts.attach(id, host) {
+            return Err("too many hosted fetches wait already".into());
+        }
+        Ok(())
+    }
+
+    /// Records a new transfer and starts it; its files go to what `host`
+    /// offers, if its client places them.
+    pub fn start(
+        &self,
+        req: FetchRequest,
+        host: Option<hosted::Host>,
+    ) -> Result<TransferView, TransferError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(TransferError::ShuttingDown);
         }
@@ -216,6 +247,11 @@ impl TransferManager {
             placement,
         };
         self.inner.registry.insert_transfer(&mut rec, expect_size)?;
+        if let Some(host) = host.filter(|_| placement == Placement::Client) {
+            if !self.inner.hosts.attach(rec.id, host) {
+                debug!(id = rec.id, "too many hosted fetches wait: this one is written in the data dir");
+            }
+        }
         Ok(self.spawn_expecting(rec, parsed, expect_size))
     }
 
@@ -307,11 +343,13 @@ impl TransferManager {
             container: worker::container_name(&view.rec),
             writing: Default::default(),
             events: self.inner.events.clone(),
+            hosts: self.inner.hosts.clone(),
             expect_size,
         };
         let this = self.clone();
         self.inner.tasks.spawn(async move {
             worker.run().await;
+            this.inner.hosts.drop_offer(id);
             if let Ok(mut live) = this.inner.live.lock() {
                 live.remove(&id);
             }
@@ -326,6 +364,7 @@ impl TransferManager {
             id,
             registry: self.inner.registry.clone(),
             root: PathBuf::new(),
+            hosted_root: None,
             outboards: worker::outboards_of(&self.inner.data_dir, id),
         }
     }

@@ -23,7 +23,8 @@ use tracing::{debug, info, warn};
 
 use super::{
     attempt::{self, AttemptError, Want},
-    incoming::{self, Incoming, Place},
+    hosted::{Hosts, REHOST_WITHIN},
+    incoming::{self, Incoming, Opened, Place},
     now, plan, transfer_tag, StopReason, TransferView,
 };
 use crate::{
@@ -67,6 +68,8 @@ pub(super) struct Worker {
     /// what it wrote.
     pub writing: Arc<tokio::sync::Mutex<()>>,
     pub events: crate::events::Events,
+    /// Clients' offers to host files.
+    pub hosts: Hosts,
     /// What an offer said the content's size is (not kept across restarts:
     /// the contacts loop checks again there).
     pub expect_size: Option<u64>,
@@ -293,6 +296,9 @@ impl Worker {
             id: self.id,
             registry: self.registry.clone(),
             root,
+            // Where the client made it, as the client sees it: the daemon
+            // never looks at an operator's path (this is a label).
+            hosted_root: (self.placement == Placement::Client).then(|| self.dest.clone()),
             outboards: outboards_of(&self.data_dir, self.id),
         }
     }
@@ -328,32 +334,14 @@ impl Worker {
         let hashes: Arc<Vec<[u8; 32]>> =
             Arc::new(named.iter().map(|(_, h)| *h.as_bytes()).collect());
 
-        let place = self.place();
-        let opened = {
-            let (hashes, files) = (hashes.clone(), named.len());
-            let in_data_dir = self.placement == Placement::Client;
-            blocking(move || {
-                if in_data_dir {
-                    incoming::private_dir(&place.root).map_err(|e| {
-                        incoming::IncomingError::Io {
-                            path: place.root.clone(),
-                            source: e,
-                        }
-                    })?;
-                }
-                let mut inc = Incoming::open(place, files)?;
-                let have = inc.recover(&hashes)?;
-                Ok::<_, incoming::IncomingError>((inc, have))
-            })
-            .await?
-            .map_err(local)?
-        };
-        let (inc, mut have) = opened;
+        let (inc, mut have) = self.open_incoming(hashes.clone(), named.len()).await?;
+        let hosted = inc.dir.own().is_none();
+
         debug!(id = self.id, "incoming files open");
         let mut sizes = inc.rec.sizes.clone();
         let sink = incoming::start(inc, hashes.clone(), &self.writing);
         let fetched = self
-            .fetch_into(&session, &sink, &named, &mut sizes, &mut have)
+            .fetch_into(&session, &sink, &named, &mut sizes, &mut have, hosted)
             .await;
         // What arrived is synced and recorded whatever happened.
         let closed = sink.close().await;
@@ -378,13 +366,76 @@ impl Worker {
             .collect();
         let placing = self.writing.clone().lock_owned().await;
         blocking(move || {
-            let placed = place_files(plan, &inc.dir, &index);
+            let placed = match inc.dir.own() {
+                Some(dir) => place_files(plan, dir, &index),
+                None => Err(plan::ExportError::Io {
+                    path: inc.dir.path().to_path_buf(),
+                    msg: "the files are a client's to place".into(),
+                }),
+            };
             drop(placing);
             placed
         })
         .await?
         .map(Some)
         .map_err(|e| AttemptError::Destination(e.to_string()))
+    }
+
+    /// Opens the incoming files (the ones the owner's client hosts, if it
+    /// offered them) and recovers what a previous run wrote: the files and
+    /// the chunks known of each. Files a client hosted before a restart
+    /// wait for it to offer them again, a while.
+    async fn open_incoming(
+        &self,
+        hashes: Arc<Vec<[u8; 32]>>,
+        files: usize,
+    ) -> Result<(Incoming, Vec<ChunkRanges>), AttemptError> {
+        let mut host = match self.placement {
+            Placement::Client => self.hosts.take(self.id),
+            Placement::Daemon => None,
+        };
+        let mut abandon = false;
+        loop {
+            let place = self.place();
+            let in_data_dir = self.placement == Placement::Client;
+            let hashes = hashes.clone();
+            let opened = blocking(move || {
+                if in_data_dir {
+                    incoming::private_dir(&place.root).map_err(|e| {
+                        incoming::IncomingError::Io {
+                            path: place.root.clone(),
+                            source: e,
+                        }
+                    })?;
+                }
+                match Incoming::open(place, files, host, abandon)? {
+                    Opened::Ready(mut inc) => {
+                        let have = inc.recover(&hashes)?;
+                        Ok(Some((*inc, have)))
+                    }
+                    Opened::AwaitsHost => Ok::<_, incoming::IncomingError>(None),
+                }
+            })
+            .await?
+            .map_err(local)?;
+            if let Some(opened) = opened {
+                debug!(id = self.id, hosted = opened.0.dir.own().is_none(), "incoming files open");
+                return Ok(opened);
+            }
+            info!(
+                id = self.id,
+                "its files are its owner's client's: waiting for that client to offer them again"
+            );
+            self.update(|v| {
+                v.rec.last_error = Some(format!(
+                    "waiting up to {}s for its owner's ringdropctl (`ringdropctl transfers wait {}`), which holds the files fetched so far",
+                    REHOST_WITHIN.as_secs(),
+                    self.id
+                ))
+            });
+            host = self.hosts.wait(self.id, REHOST_WITHIN).await;
+            abandon = true;
+        }
     }
 
     /// Proves unknown sizes, plans, checks space and fetches every missing
@@ -396,6 +447,7 @@ impl Worker {
         named: &[(String, Hash)],
         sizes: &mut [Option<u64>],
         have: &mut [ChunkRanges],
+        hosted: bool,
     ) -> Result<Option<plan::Plan>, AttemptError> {
         // Sizes not proven yet: one request for each one's first chunk
         // group and last chunk (which proves the size; a file of up to
@@ -485,7 +537,14 @@ impl Worker {
             "content known, fetching what is missing"
         );
 
-        let root = self.place().root;
+        // Hosted files are on the client's filesystem, which the daemon may
+        // not even see: the client checked its room; a full disk there
+        // fails the write with its own error.
+        let root = if hosted {
+            self.data_dir.clone()
+        } else {
+            self.place().root
+        };
         let outboards: u64 = entries
             .iter()
             .map(|e| BaoTree::new(e.size, IROH_BLOCK_SIZE).outboard_size())

@@ -54,6 +54,7 @@ async fn main() -> Result<()> {
                 out: out.clone(),
                 force: force == "force",
                 caller_cannot_write: String::new(),
+                host: Vec::new(),
             })
             .await
             .map(|r| r.into_inner().transfer.unwrap_or_default()),
