@@ -264,7 +264,8 @@ pub fn recv_item(sock: RawFd) -> io::Result<Item> {
         [KIND_EMPTY] if fds.is_empty() => Ok(Item::Empty),
         [KIND_HOST, rest @ ..] if rest.len() > 8 && fds.is_empty() => {
             let id = u64::from_le_bytes(rest[..8].try_into().map_err(|_| bad("bad id"))?);
-            let dir = String::from_utf8(rest[8..].to_vec()).map_err(|_| bad("name is not UTF-8"))?;
+            let dir =
+                String::from_utf8(rest[8..].to_vec()).map_err(|_| bad("name is not UTF-8"))?;
             Ok(Item::Host { id, dir })
         }
         [KIND_OPEN, a, b, c, d, w] if fds.is_empty() && *w <= 1 => Ok(Item::Open {
@@ -405,7 +406,10 @@ mod tests {
         send_open(b.as_raw_fd(), 5, true).unwrap();
         assert!(matches!(
             recv_item(a.as_raw_fd()).unwrap(),
-            Item::Open { index: 5, write: true }
+            Item::Open {
+                index: 5,
+                write: true
+            }
         ));
         // A file message without a descriptor is refused.
         send(a.as_raw_fd(), &[KIND_FILE, 1, 0, 0, 0, b'x'], None).unwrap();

@@ -1150,3 +1150,122 @@ fn every_method_called_on_another_operators_objects_is_refused_or_shows_nothing(
     check_admin(&table_calls(None, n.sock(), &values_file, &all)?)?;
     Ok(())
 }
+
+/// An operator's fetch is written once, by the daemon, into a private
+/// directory the operator's own ringdropctl made beside the destination
+/// (it hosts the files); the daemon's data dir never holds the data.
+/// After a `kill -9` of the daemon the client offers the directory again
+/// and the fetch resumes in it.
+#[test]
+fn an_operators_fetch_is_written_once_into_its_own_directory_and_resumes_there() -> Result<()> {
+    if !can_switch_uid() {
+        return Ok(());
+    }
+    let alice = user("rd-alice", true)?;
+    let mut n = node()?;
+    let slow = BinDaemon::spawn(&temp_dir("rdrop-slow-")?, &["--max-upload-rate", "4M"])?;
+    let src = temp_dir("rdrop-src-")?.join("big.bin");
+    let size = 24 << 20;
+    let bytes = random_file(&src, size)?;
+    let ticket = json(&root_ctl(
+        &slow.socket,
+        &["share", src.to_str().context("p")?],
+    )?)?["ticket"]
+        .as_str()
+        .context("ticket")?
+        .to_string();
+    let dl = alice.home.join("dl");
+    run(Command::new("setpriv")
+        .args([
+            "--reuid",
+            alice.name,
+            "--regid",
+            alice.name,
+            "--init-groups",
+            "--",
+            "mkdir",
+        ])
+        .arg(&dl))?;
+    let dest = dl.join("big.bin");
+    let fetch = Command::new("timeout")
+        .arg("180")
+        .arg("setpriv")
+        .args([
+            "--reuid",
+            alice.name,
+            "--regid",
+            alice.name,
+            "--init-groups",
+            "--",
+        ])
+        .arg(bin("ringdropctl")?)
+        .arg("--socket")
+        .arg(n.sock())
+        .args(["--json", "fetch", &ticket, "--out"])
+        .arg(&dest)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+
+    // The hosted directory appears beside the destination, alice's, and
+    // fills; the daemon's data dir holds no incoming file.
+    let incoming = n.service.dir.join("data").join("incoming");
+    let until = Instant::now() + Duration::from_secs(60);
+    let hosted = loop {
+        let found = std::fs::read_dir(&dl)?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().contains(".ringdrop-"));
+        if let Some(dir) = found {
+            let file = dir.join("0");
+            if std::fs::metadata(&file).is_ok_and(|m| m.len() > 0) {
+                let written = std::fs::read(&file)?;
+                let filled = written.iter().rposition(|b| *b != 0).unwrap_or(0);
+                if filled > 4 << 20 {
+                    break dir;
+                }
+            }
+        }
+        ensure!(
+            Instant::now() < until,
+            "no hosted directory filled in {}",
+            dl.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let meta = std::fs::metadata(&hosted)?;
+    ensure!(
+        meta.uid() == alice.uid,
+        "the hosted directory is not alice's"
+    );
+    ensure!(
+        meta.mode() & 0o077 == 0,
+        "the hosted directory is not private"
+    );
+    let in_data_dir = std::fs::read_dir(&incoming)
+        .map(|d| d.flatten().count())
+        .unwrap_or(0);
+    ensure!(in_data_dir == 0, "the data dir holds incoming files too");
+
+    // The daemon dies mid-way and comes back: the fetch goes on in the
+    // same directory.
+    n.service.kill9()?;
+    n.service.restart()?;
+    let out = fetch.wait_with_output()?;
+    ensure!(out.status.success(), "the fetch failed: {}", text(&out));
+    let t = json(&out)?;
+    ensure!(t["state"] == "completed", "{t}");
+    ensure!(std::fs::read(&dest)? == bytes, "fetched bytes differ");
+    let received = t["bytes_received"].as_u64().context("bytes_received")?;
+    ensure!(
+        received < size as u64 + size as u64 / 2,
+        "started over: {received} bytes received for {size}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&dl)?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    ensure!(left.len() == 1, "left beside the destination: {left:?}");
+    Ok(())
+}

@@ -76,7 +76,9 @@ pub async fn fetch(socket: Option<PathBuf>, out: &Out, args: FetchArgs) -> Resul
     let t = match started {
         Ok(t) => t.into_inner().transfer.unwrap_or_default(),
         Err(e) => {
-            hosting.map(host::Hosting::end);
+            if let Some(h) = hosting {
+                h.end();
+            }
             return Err(e.into());
         }
     };

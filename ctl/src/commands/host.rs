@@ -68,7 +68,11 @@ pub fn offer(socket: &Path, dest: &Path) -> Option<(Vec<u8>, Hosting)> {
         id: Default::default(),
         stop: Default::default(),
     };
-    let (dir, id, stop) = (hosting.dir.clone(), hosting.id.clone(), hosting.stop.clone());
+    let (dir, id, stop) = (
+        hosting.dir.clone(),
+        hosting.id.clone(),
+        hosting.stop.clone(),
+    );
     let spawned = std::thread::Builder::new()
         .name("rdrop-host".into())
         .spawn(move || host(conn, &hsock, &dir, &id, &stop));

@@ -422,7 +422,7 @@ async fn copy_and_place(
         .map_err(|e| CliError::failed(e.to_string()))?
     };
     if !copied? && !order.is_empty() {
-        stream_from_daemon(c, id, &files, &order, &staged, &staging, &bar).await?;
+        stream_from_daemon(c, id, files, &order, &staged, &staging, &bar).await?;
     }
     bar.finish_and_clear();
     // Hashes were checked on the way in; fsync, rename and directory sync

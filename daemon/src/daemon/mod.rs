@@ -767,7 +767,15 @@ impl Daemon {
         caller_cannot_write: Option<String>,
         expect_size: Option<u64>,
     ) -> Result<TransferView, TransferError> {
-        self.fetch_into(ticket, out, force, caller, caller_cannot_write, expect_size, None)
+        self.fetch_into(
+            ticket,
+            out,
+            force,
+            caller,
+            caller_cannot_write,
+            expect_size,
+            None,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -803,14 +811,17 @@ impl Daemon {
             }
             (Placement::Client, None) => {}
         }
-        let view = self.inner.transfers.start(FetchRequest {
-            ticket: ticket.to_string(),
-            dest,
-            force,
-            owner_uid: caller.uid,
-            placement,
-            expect_size,
-        }, host)?;
+        let view = self.inner.transfers.start(
+            FetchRequest {
+                ticket: ticket.to_string(),
+                dest,
+                force,
+                owner_uid: caller.uid,
+                placement,
+                expect_size,
+            },
+            host,
+        )?;
         info!(uid = caller.uid, id = view.rec.id, "fetch started");
         // The ticket's addresses refresh the provider's address-book entry.
         if let Ok(t) = ticket.parse::<Ticket>() {

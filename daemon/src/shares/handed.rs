@@ -357,7 +357,9 @@ fn offer_host(
     rehost: &Rehost,
 ) -> Result<(), String> {
     if !crate::transfers::hosted::is_partial_name(&dir) {
-        return Err(format!("{dir:?} is not the name of a private fetch directory"));
+        return Err(format!(
+            "{dir:?} is not the name of a private fetch directory"
+        ));
     }
     if id == 0 {
         let reply = conn.try_clone().map_err(|e| e.to_string())?;

@@ -65,16 +65,19 @@ impl Host {
             Item::File { fd, .. } => {
                 let file = File::from(fd);
                 if !file.metadata()?.is_file() {
-                    return Err(other("the hosting client sent something else than a file".into()));
+                    return Err(other(
+                        "the hosting client sent something else than a file".into(),
+                    ));
                 }
                 Ok(Some(file))
             }
             Item::Empty if !write => Ok(None),
-            Item::Refused(why) => Err(other(format!("the hosting client cannot open file {index}: {why}"))),
+            Item::Refused(why) => Err(other(format!(
+                "the hosting client cannot open file {index}: {why}"
+            ))),
             _ => Err(other("the hosting client answered out of turn".into())),
         }
     }
-
 }
 
 /// Hosts offered for transfers, until their workers take them; cheap to

@@ -276,7 +276,10 @@ impl Incoming {
                             rec,
                         })));
                     }
-                    debug!(id = place.id, "the incoming directory is gone; starting it again");
+                    debug!(
+                        id = place.id,
+                        "the incoming directory is gone; starting it again"
+                    );
                     return Self::start(place, files, host);
                 }
                 (true, true, Some(h)) if h.dir == rec.dir => {

@@ -249,7 +249,10 @@ impl TransferManager {
         self.inner.registry.insert_transfer(&mut rec, expect_size)?;
         if let Some(host) = host.filter(|_| placement == Placement::Client) {
             if !self.inner.hosts.attach(rec.id, host) {
-                debug!(id = rec.id, "too many hosted fetches wait: this one is written in the data dir");
+                debug!(
+                    id = rec.id,
+                    "too many hosted fetches wait: this one is written in the data dir"
+                );
             }
         }
         Ok(self.spawn_expecting(rec, parsed, expect_size))

@@ -419,7 +419,11 @@ impl Worker {
             .await?
             .map_err(local)?;
             if let Some(opened) = opened {
-                debug!(id = self.id, hosted = opened.0.dir.own().is_none(), "incoming files open");
+                debug!(
+                    id = self.id,
+                    hosted = opened.0.dir.own().is_none(),
+                    "incoming files open"
+                );
                 return Ok(opened);
             }
             info!(
