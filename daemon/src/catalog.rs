@@ -71,9 +71,12 @@ impl CatalogServer {
             }
         };
         let t = now();
+        // Two users' shares of one content are one entry.
+        let mut seen = std::collections::HashSet::new();
         shares
             .into_iter()
             .filter(|s| matches!(self.policy.may_list(s, peer, t), Ok(true)))
+            .filter(|s| seen.insert(s.hash))
             .map(|s| Entry {
                 hash: s.hash,
                 name: s.name,

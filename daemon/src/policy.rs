@@ -32,15 +32,18 @@ const SOURCE_CHECK_TTL: Duration = Duration::from_secs(1);
 /// Freshness verdicts kept at most (one per share asked about recently).
 const FRESH_MAX: usize = 4096;
 
+/// A share row's key: its content and its owner.
+pub type ShareKey = (Hash, u32);
+
 /// The policy; shared by the gate and the catalog.
 #[derive(Debug)]
 pub struct Policy {
     registry: Registry,
     /// share -> (checked at, share generation then, sources unchanged)
-    fresh: Mutex<HashMap<Hash, (Instant, u64, bool)>>,
+    fresh: Mutex<HashMap<ShareKey, (Instant, u64, bool)>>,
     /// Shares of users who are no longer operators (left the group or
     /// were deleted): never served, never listed.
-    suspended: std::sync::RwLock<std::collections::HashSet<Hash>>,
+    suspended: std::sync::RwLock<std::collections::HashSet<ShareKey>>,
 }
 
 impl Policy {
@@ -52,9 +55,9 @@ impl Policy {
         }
     }
 
-    /// Stops serving `shares` (their owners are no longer operators);
-    /// replaces the earlier set.
-    pub fn suspend(&self, shares: std::collections::HashSet<Hash>) {
+    /// Stops serving `shares` (hash, owner) (their owners are no longer
+    /// operators); replaces the earlier set.
+    pub fn suspend(&self, shares: std::collections::HashSet<ShareKey>) {
         if let Ok(mut s) = self.suspended.write() {
             *s = shares;
         }
@@ -65,7 +68,7 @@ impl Policy {
     fn suspended(&self, share: &ShareRecord) -> bool {
         self.suspended
             .read()
-            .map(|s| s.contains(&share.hash))
+            .map(|s| s.contains(&(share.hash, share.owner)))
             .unwrap_or(true)
     }
 
@@ -133,7 +136,7 @@ impl Policy {
             .fresh
             .lock()
             .ok()
-            .and_then(|f| f.get(&share.hash).copied());
+            .and_then(|f| f.get(&(share.hash, share.owner)).copied());
         if let Some((at, then, ok)) = cached {
             if at.elapsed() < SOURCE_CHECK_TTL && then == generation {
                 return ok;
@@ -155,7 +158,7 @@ impl Policy {
             if f.len() >= FRESH_MAX {
                 f.retain(|_, (at, _, _)| at.elapsed() < SOURCE_CHECK_TTL);
             }
-            f.insert(share.hash, (Instant::now(), generation, ok));
+            f.insert((share.hash, share.owner), (Instant::now(), generation, ok));
         }
         ok
     }

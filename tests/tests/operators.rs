@@ -173,6 +173,10 @@ fn text(out: &Output) -> String {
     )
 }
 
+fn text_of(v: &Value) -> String {
+    v.to_string()
+}
+
 fn json(out: &Output) -> Result<Value> {
     ensure!(out.status.success(), "failed: {}", text(out));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -535,11 +539,55 @@ fn shares_rings_and_names_belong_to_their_owner() -> Result<()> {
         &["share", bobs.to_str().context("p")?, "--ring", "alices"],
     )?;
     refused(&out, "bob shared with alice's ring")?;
-    // The same content under the same name is the same share.
+    // Shares are keyed by (content, owner): bob's copy of the same bytes
+    // is a share of his own, open as he chose; alice's stays hers, on her
+    // ring, and bob unsharing his leaves hers alone.
     let copy = bob.public_file("notes.txt", 1)?.0;
     std::fs::copy(&file, &copy)?;
-    let out = bob.ctl(n.sock(), &["share", copy.to_str().context("p")?])?;
-    refused(&out, "bob opened alice's content to everyone")?;
+    let his = json(&bob.ctl(n.sock(), &["share", copy.to_str().context("p")?])?)?;
+    ensure!(
+        text_of(&his).contains(&hash) && text_of(&his).contains("open"),
+        "bob's own share of the same content: {his}"
+    );
+    let hers = json(&alice.ctl(n.sock(), &["shares", "ls"])?)?;
+    ensure!(
+        text_of(&hers).contains(&hash) && !text_of(&hers).contains("\"open\""),
+        "alice's share changed with bob's: {hers}"
+    );
+    // The node serves the content if any owner's share allows it: a
+    // stranger fetches it through bob's open share.
+    let his_ticket = his["ticket"]
+        .as_str()
+        .or_else(|| his["share"]["ticket"].as_str())
+        .context("ticket")?
+        .to_string();
+    let stranger = temp_dir("rdrop-stranger-")?;
+    let got = stranger.join("a.txt");
+    let out = root_ctl(
+        &n.provider.socket,
+        &["fetch", &his_ticket, "--out", got.to_str().context("p")?],
+    )?;
+    ensure!(out.status.success(), "stranger: {}", text(&out));
+    ensure!(
+        std::fs::read(&got)? == std::fs::read(&file)?,
+        "bytes differ"
+    );
+    json(&bob.ctl(n.sock(), &["unshare", &hash])?)?;
+    // Only alice's share is left, on her ring: the stranger is refused.
+    let got = stranger.join("b.txt");
+    let out = root_ctl(
+        &n.provider.socket,
+        &["fetch", &his_ticket, "--out", got.to_str().context("p")?],
+    )?;
+    refused(&out, "a stranger fetched alice's ring-only content")?;
+    ensure!(text(&out).contains("refused by"), "{}", text(&out));
+    let hers = json(&alice.ctl(n.sock(), &["shares", "ls"])?)?;
+    ensure!(
+        text_of(&hers).contains(&hash),
+        "bob's unshare removed alice's share: {hers}"
+    );
+    let out = bob.ctl(n.sock(), &["unshare", &hash])?;
+    refused(&out, "bob unshared alice's share")?;
     // Admins see everything.
     let all = root_ctl(n.sock(), &["shares", "ls"])?;
     ensure!(

@@ -310,12 +310,16 @@ impl Daemon {
     /// What is being served right now of the shares `caller` owns (an
     /// admin: everything).
     pub fn uploads(&self, caller: &Caller) -> Vec<Upload> {
-        let owners = self.registry().owners(Owned::Share).unwrap_or_default();
         let mut all = self.inner.uploads.list();
+        if caller.is_admin() {
+            return all;
+        }
         all.retain(|u| {
-            u.shares
-                .iter()
-                .any(|h| caller.controls(owners.of(h.as_bytes())))
+            u.shares.iter().any(|h| {
+                self.registry()
+                    .shares_of(h)
+                    .is_ok_and(|rows| rows.iter().any(|s| caller.controls(s.owner)))
+            })
         });
         all
     }
@@ -451,9 +455,30 @@ impl Daemon {
         let missing = || AccessError::BadInviteTerms(format!("no {kind} {key:?}"));
         let (owned, bytes) = match kind {
             "share" => {
+                // The daemon user's row (from before owners), else the only
+                // one: with several users' rows, which to give is unclear.
                 let hash: iroh_blobs::Hash = key.parse().map_err(|_| missing())?;
-                registry.share(&hash)?.ok_or_else(missing)?;
-                (Owned::Share, hash.as_bytes().to_vec())
+                let rows = registry.shares_of(&hash)?;
+                let from = match rows
+                    .iter()
+                    .find(|s| s.owner == crate::registry::daemon_uid())
+                {
+                    Some(s) => s.owner,
+                    None if rows.len() == 1 => rows[0].owner,
+                    None if rows.is_empty() => return Err(missing()),
+                    None => {
+                        return Err(AccessError::BadInviteTerms(format!(
+                            "share {key} is shared by several users: each keeps their own"
+                        )))
+                    }
+                };
+                if !registry.give_share(&hash, from, uid)? {
+                    return Err(AccessError::BadInviteTerms(format!(
+                        "user {uid} shares {key} already"
+                    )));
+                }
+                info!(uid = caller.uid, key, from, to = uid, "share given");
+                return Ok(());
             }
             "ring" => {
                 if key == OPEN_RING || !registry.ring_exists(key)? {

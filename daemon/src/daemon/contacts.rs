@@ -176,7 +176,8 @@ impl Daemon {
 
     /// Forgets an ended sent offer of `caller`'s.
     pub fn remove_sent(&self, caller: &Caller, id: u64) -> Result<SentOffer, ContactError> {
-        if !caller.controls(self.inner.registry.owner(Owned::Sent, &id.to_be_bytes())?) {
+        let owner = self.inner.registry.owner(Owned::Sent, &id.to_be_bytes())?;
+        if !caller.controls(owner) {
             return Err(ContactError::NoSuchOffer(id));
         }
         let mut state = None;
@@ -187,6 +188,9 @@ impl Daemon {
         match (removed, state) {
             (Some(rec), _) => {
                 info!(uid = caller.uid, id, "sent offer forgotten");
+                // Ended, but maybe not yet cleaned up by the offers loop,
+                // which will not see it again.
+                self.end_access_of(&rec, owner);
                 Ok(rec)
             }
             (None, Some(state)) => Err(ContactError::Settled {
@@ -412,10 +416,22 @@ impl Daemon {
     /// send created it and nothing else gives access to it now, all in one
     /// registry transaction (a concurrent share or send keeps its effect).
     fn end_offer_access(&self, rec: &SentOffer) {
+        match self
+            .inner
+            .registry
+            .owner(Owned::Sent, &rec.id.to_be_bytes())
+        {
+            Ok(owner) => self.end_access_of(rec, owner),
+            Err(e) => warn!(id = rec.id, "cannot end the offer's access: {e}"),
+        }
+    }
+
+    /// [`Self::end_offer_access`] of an offer sent by `owner`.
+    fn end_access_of(&self, rec: &SentOffer, owner: u32) {
         let ended = self
             .inner
             .registry
-            .end_offer(&rec.ring, &rec.hash, rec.created_share);
+            .end_offer(&rec.ring, &rec.hash, owner, rec.created_share);
         let (members, unshared) = match ended {
             Ok(Some(ended)) => ended,
             Ok(None) => return,
@@ -434,8 +450,8 @@ impl Daemon {
             let (registry, store) = (self.inner.registry.clone(), self.inner.store.clone());
             tokio::spawn(async move {
                 // Shared again meanwhile: the tag is the new share's.
-                if matches!(registry.share(&share.hash), Ok(None)) {
-                    let tag = crate::shares::share_tag(&share.hash);
+                if matches!(registry.share_of(share.owner, &share.hash), Ok(None)) {
+                    let tag = crate::shares::share_tag(&share.hash, share.owner);
                     if let Err(e) = store.tags().delete(tag).await {
                         warn!("cannot release a finished offer's share: {e}");
                     }

@@ -365,7 +365,11 @@ impl Daemon {
             Event::ShareServed { share, .. } => share
                 .as_deref()
                 .and_then(|h| h.parse::<Hash>().ok())
-                .is_some_and(|h| owns(Owned::Share, h.as_bytes())),
+                .is_some_and(|h| {
+                    registry
+                        .shares_of(&h)
+                        .is_ok_and(|rows| rows.iter().any(|s| s.owner == caller.uid))
+                }),
             Event::OfferReceived { from, .. } => from.parse::<iroh::EndpointId>().is_ok_and(|id| {
                 matches!(
                     registry.is_contact_of(caller.uid, id.as_bytes(), crate::transfers::now()),
@@ -450,9 +454,16 @@ impl Daemon {
                 let now = crate::transfers::now();
                 let mut cut = std::collections::BTreeSet::new();
                 for u in live {
+                    // Any owner's share of the content may allow it.
                     let allowed = u.shares.iter().all(|h| {
-                        matches!(this.inner.registry.share(h), Ok(Some(rec))
-                            if matches!(this.inner.policy.may_fetch(&rec, u.peer.as_bytes(), now), Ok(true)))
+                        this.inner.registry.shares_of(h).is_ok_and(|rows| {
+                            rows.iter().any(|rec| {
+                                matches!(
+                                    this.inner.policy.may_fetch(rec, u.peer.as_bytes(), now),
+                                    Ok(true)
+                                )
+                            })
+                        })
                     });
                     if !allowed {
                         cut.insert(u.peer);
@@ -530,8 +541,8 @@ impl Daemon {
     #[allow(clippy::type_complexity)]
     fn departed(
         &self,
-    ) -> Result<(std::collections::HashSet<Hash>, Vec<(u64, u32)>), TransferError> {
-        use crate::registry::{daemon_uid, Owned};
+    ) -> Result<(std::collections::HashSet<(Hash, u32)>, Vec<(u64, u32)>), TransferError> {
+        use crate::registry::daemon_uid;
         let mut verdicts: std::collections::HashMap<u32, bool> = Default::default();
         let mut gone = |uid: u32| {
             if uid == 0 || uid == daemon_uid() {
@@ -542,11 +553,9 @@ impl Daemon {
             })
         };
         let mut suspended = std::collections::HashSet::new();
-        for (key, uid) in self.inner.registry.owners(Owned::Share)?.iter() {
-            if gone(uid) {
-                if let Ok(bytes) = <[u8; 32]>::try_from(key) {
-                    suspended.insert(Hash::from_bytes(bytes));
-                }
+        for s in self.inner.registry.shares()? {
+            if gone(s.owner) {
+                suspended.insert((s.hash, s.owner));
             }
         }
         let cancel = self
@@ -585,7 +594,7 @@ impl Daemon {
             return;
         };
         for s in shares {
-            let tag = shares::share_tag(&s.hash);
+            let tag = shares::share_tag(&s.hash, s.owner);
             let present = matches!(self.inner.store.tags().get(&tag).await, Ok(Some(_)));
             if !present {
                 warn!(hash = %s.hash, "share tag missing in the store, restoring it");
@@ -685,10 +694,8 @@ impl Daemon {
     /// content was imported from, changed since sharing; not served).
     pub fn shares(&self, caller: &Caller) -> Result<Vec<(ShareRecord, u64, bool)>, RegistryError> {
         let mut out = Vec::new();
-        let owners = self.inner.registry.owners(crate::registry::Owned::Share)?;
         for s in self.inner.registry.shares()? {
-            let owner = owners.of(s.hash.as_bytes());
-            if !caller.controls(owner) {
+            if !caller.controls(s.owner) {
                 continue;
             }
             let served = self.inner.registry.served(&s.hash)?;

@@ -61,12 +61,12 @@ fn lookup<T>(r: Result<T, RegistryError>) -> Result<T, AbortReason> {
 /// source, so decoding a 10,000-file share for every request adds up.
 const CACHED_SHARES: usize = 65_536;
 
-/// Decoded share rows (and hashes that are no share), valid while the
-/// registry's share generation is unchanged.
+/// Decoded share rows by content (every owner's; none: no share), valid
+/// while the registry's share generation is unchanged.
 #[derive(Default)]
 struct ShareCache {
     generation: u64,
-    rows: HashMap<Hash, Option<Arc<ShareRecord>>>,
+    rows: HashMap<Hash, Arc<Vec<ShareRecord>>>,
 }
 
 /// The gate's state; decisions run off the async runtime.
@@ -81,8 +81,9 @@ impl Gate {
         crate::transfers::now()
     }
 
-    /// The share row of `hash`, from the cache while no share changed.
-    fn share(&self, hash: &Hash) -> Result<Option<Arc<ShareRecord>>, AbortReason> {
+    /// Every owner's share row of `hash` (none: not shared), from the
+    /// cache while no share changed.
+    fn shares(&self, hash: &Hash) -> Result<Arc<Vec<ShareRecord>>, AbortReason> {
         let generation = self.registry.shares_generation();
         if let Ok(mut c) = self.cache.lock() {
             if c.generation != generation {
@@ -93,7 +94,7 @@ impl Gate {
                 return Ok(row.clone());
             }
         }
-        let row = lookup(self.registry.share(hash))?.map(Arc::new);
+        let row = Arc::new(lookup(self.registry.shares_of(hash))?);
         if let Ok(mut c) = self.cache.lock() {
             if c.generation == generation {
                 if c.rows.len() >= CACHED_SHARES {
@@ -105,9 +106,15 @@ impl Gate {
         Ok(row)
     }
 
-    /// Whether `peer` may fetch `share` now (the policy decides).
-    fn may_fetch(&self, share: &ShareRecord, peer: &EndpointId) -> Result<bool, AbortReason> {
-        lookup(self.policy.may_fetch(share, peer.as_bytes(), Self::now()))
+    /// Whether `peer` may fetch the content of `rows` now: whether any
+    /// owner's share of it allows that (the policy decides each).
+    fn may_fetch(&self, rows: &[ShareRecord], peer: &EndpointId) -> Result<bool, AbortReason> {
+        for share in rows {
+            if lookup(self.policy.may_fetch(share, peer.as_bytes(), Self::now()))? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The share `hash` may be served for to `peer` as a raw blob: the share
@@ -120,22 +127,22 @@ impl Gate {
         peer: &EndpointId,
         allowed: &mut HashMap<Hash, bool>,
     ) -> Result<Option<Hash>, AbortReason> {
-        let mut judge = |s: &ShareRecord| -> Result<bool, AbortReason> {
-            if let Some(ok) = allowed.get(&s.hash) {
+        let mut judge = |root: &Hash, rows: &[ShareRecord]| -> Result<bool, AbortReason> {
+            if let Some(ok) = allowed.get(root) {
                 return Ok(*ok);
             }
-            let ok = self.may_fetch(s, peer)?;
-            allowed.insert(s.hash, ok);
+            let ok = self.may_fetch(rows, peer)?;
+            allowed.insert(*root, ok);
             Ok(ok)
         };
-        if let Some(s) = self.share(hash)? {
-            return Ok(judge(&s)?.then_some(s.hash));
+        let rows = self.shares(hash)?;
+        if !rows.is_empty() {
+            return Ok(judge(hash, &rows)?.then_some(*hash));
         }
         for root in lookup(self.registry.parents(hash))? {
-            if let Some(s) = self.share(&root)? {
-                if judge(&s)? {
-                    return Ok(Some(root));
-                }
+            let rows = self.shares(&root)?;
+            if !rows.is_empty() && judge(&root, &rows)? {
+                return Ok(Some(root));
             }
         }
         Ok(None)
@@ -148,9 +155,11 @@ impl Gate {
         let mut allowed = HashMap::new();
         match ask {
             Ask::Get(req) => {
-                if let Some(s) = self.share(&req.hash)? {
-                    return if within_collection(req, &s) && self.may_fetch(&s, peer)? {
-                        Ok(vec![s.hash])
+                let rows = self.shares(&req.hash)?;
+                if let Some(first) = rows.first() {
+                    // Every owner's row of one content has its children.
+                    return if within_collection(req, first) && self.may_fetch(&rows, peer)? {
+                        Ok(vec![req.hash])
                     } else {
                         Err(denied)
                     };

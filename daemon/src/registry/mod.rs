@@ -29,10 +29,14 @@ pub use rings::{Member, RingInfo, OPEN_RING};
 /// Schema version this build writes; older ones are migrated, newer refused.
 /// 2: transfers record their owner's uid and who places the files; shares
 /// record whether they are listed and their sources' inode and change time.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-const SHARES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("shares");
+/// Share rows, one per (content hash, owner uid).
+const SHARES: TableDefinition<(&[u8; 32], u32), &[u8]> = TableDefinition::new("owned_shares");
+/// Schemas 1 and 2: one share row per content hash (its owner, if any, in
+/// `owners`); moved into [`SHARES`] when opened.
+const SHARES_V2: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("shares");
 /// child hash -> collection roots that contain it (the gate's index).
 const BLOB_PARENTS: MultimapTableDefinition<&[u8; 32], &[u8; 32]> =
     MultimapTableDefinition::new("blob_parents");
@@ -140,10 +144,11 @@ impl Registry {
                 }
                 Some(1) => {
                     migrate_transfers_v1(&mut tx.open_table(TRANSFERS)?)?;
-                    migrate_shares_v1(
-                        &mut tx.open_table(SHARES)?,
-                        &mut tx.open_multimap_table(BLOB_SOURCES)?,
-                    )?;
+                    migrate_shares_v1(&tx)?;
+                    meta.insert(KEY_SCHEMA, SCHEMA_VERSION)?;
+                }
+                Some(2) => {
+                    migrate_shares_v2(&tx)?;
                     meta.insert(KEY_SCHEMA, SCHEMA_VERSION)?;
                 }
                 Some(_) => {}
@@ -352,12 +357,13 @@ fn migrate_transfers_v1(transfers: &mut redb::Table<u64, &[u8]>) -> Result<()> {
     Ok(())
 }
 
-/// Schema 1 -> 2: shares become unlisted, and their sources take today's
-/// inode and change time where size and mtime still match.
-fn migrate_shares_v1(
-    shares: &mut redb::Table<&[u8; 32], &[u8]>,
-    blob_sources: &mut redb::MultimapTable<&[u8; 32], &[u8]>,
-) -> Result<()> {
+/// Schema 1 -> 3: shares become unlisted and the daemon user's, and their
+/// sources take today's inode and change time where size and mtime still
+/// match.
+fn migrate_shares_v1(tx: &redb::WriteTransaction) -> Result<()> {
+    let old = tx.open_table(SHARES_V2)?;
+    let mut shares = tx.open_table(SHARES)?;
+    let mut blob_sources = tx.open_multimap_table(BLOB_SOURCES)?;
     let stat = |p: &Path| {
         use std::os::unix::fs::MetadataExt;
         let m = std::fs::symlink_metadata(p).ok()?;
@@ -365,15 +371,41 @@ fn migrate_shares_v1(
         Some((s.size, s.mtime_ns, s.ctime_ns, m.dev(), m.ino()))
     };
     let mut rows = Vec::new();
-    for item in shares.iter()? {
+    for item in old.iter()? {
         let (k, v) = item?;
         rows.push((*k.value(), decode_row::<records::ShareRecordV1>(v.value())?));
     }
+    drop(old);
     for (k, old) in rows {
         let rec = old.upgrade(stat);
-        shares.insert(&k, encode_row(&rec)?.as_slice())?;
-        shares::record_sources(blob_sources, &rec)?;
+        shares.insert((&k, rec.owner), encode_row(&rec)?.as_slice())?;
+        shares::record_sources(&mut blob_sources, &rec)?;
     }
+    drop(shares);
+    tx.delete_table(SHARES_V2)?;
+    Ok(())
+}
+
+/// Schema 2 -> 3: each share row moves to its (hash, owner) key, its owner
+/// taken from `owners` (none: the daemon's user), and leaves `owners`.
+fn migrate_shares_v2(tx: &redb::WriteTransaction) -> Result<()> {
+    let old = tx.open_table(SHARES_V2)?;
+    let mut owners = tx.open_table(OWNERS)?;
+    let mut shares = tx.open_table(SHARES)?;
+    let mut rows = Vec::new();
+    for item in old.iter()? {
+        let (k, v) = item?;
+        rows.push((*k.value(), decode_row::<records::ShareRecordV2>(v.value())?));
+    }
+    drop(old);
+    for (k, old) in rows {
+        let owner = owners::owner_in(&owners, Owned::Share, &k)?;
+        owners.remove((Owned::Share.tag(), k.as_slice()))?;
+        let rec = old.with_owner(owner);
+        shares.insert((&k, owner), encode_row(&rec)?.as_slice())?;
+    }
+    drop(shares);
+    tx.delete_table(SHARES_V2)?;
     Ok(())
 }
 
@@ -447,6 +479,56 @@ mod tests {
             .unwrap()
             .value();
         assert_eq!(v, SCHEMA_VERSION);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// Schema 2 kept one share row per content hash and its owner in
+    /// `owners`: each row moves to its (hash, owner) key, keeping its
+    /// owner (none recorded: the daemon's user), and the old table goes.
+    #[test]
+    fn schema_2_shares_move_to_their_owners_key() {
+        let dir = tempfile_dir();
+        let path = dir.join("r.redb");
+        let row = |hash: iroh_blobs::Hash, ring: &str| records::ShareRecordV2 {
+            hash,
+            name: "n".into(),
+            path: "/x".into(),
+            size: 1,
+            files: 1,
+            created_at: 3,
+            children: vec![],
+            rings: vec![ring.to_string()],
+            sources: vec![],
+            listed: true,
+        };
+        let (theirs, legacy) = (iroh_blobs::Hash::new(b"a"), iroh_blobs::Hash::new(b"b"));
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(META).unwrap().insert(KEY_SCHEMA, 2).unwrap();
+            {
+                let mut old = tx.open_table(SHARES_V2).unwrap();
+                for (h, ring) in [(theirs, "team"), (legacy, "open")] {
+                    old.insert(h.as_bytes(), encode_row(&row(h, ring)).unwrap().as_slice())
+                        .unwrap();
+                }
+                tx.open_table(OWNERS)
+                    .unwrap()
+                    .insert((Owned::Share.tag(), theirs.as_bytes().as_slice()), 1234)
+                    .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let reg = Registry::open(&path).unwrap();
+        let got = reg.shares_of(&theirs).unwrap();
+        assert_eq!(got, vec![row(theirs, "team").with_owner(1234)]);
+        let got = reg.shares_of(&legacy).unwrap();
+        assert_eq!(got, vec![row(legacy, "open").with_owner(daemon_uid())]);
+        assert_eq!(reg.owners(Owned::Share).unwrap().iter().count(), 0);
+        reg.close();
+        let db = Database::create(&path).unwrap();
+        let tx = db.begin_read().unwrap();
+        assert!(tx.open_table(SHARES_V2).is_err(), "the old table stays");
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -39,6 +39,43 @@ pub struct ShareRecord {
     /// Shown in the catalog to peers who may fetch it only because it is
     /// `open` (`share --listed`); ring shares are listed to their members.
     pub listed: bool,
+    /// The uid whose share this is: shares are keyed by (content, owner),
+    /// so two users sharing the same content have a row each.
+    pub owner: u32,
+}
+
+/// A share row as schema 2 stored it (one per content hash, its owner in
+/// the owners table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareRecordV2 {
+    pub hash: Hash,
+    pub name: String,
+    pub path: PathBuf,
+    pub size: u64,
+    pub files: u64,
+    pub created_at: i64,
+    pub children: Vec<Hash>,
+    pub rings: Vec<String>,
+    pub sources: Vec<Source>,
+    pub listed: bool,
+}
+
+impl ShareRecordV2 {
+    pub fn with_owner(self, owner: u32) -> ShareRecord {
+        ShareRecord {
+            hash: self.hash,
+            name: self.name,
+            path: self.path,
+            size: self.size,
+            files: self.files,
+            created_at: self.created_at,
+            children: self.children,
+            rings: self.rings,
+            sources: self.sources,
+            listed: self.listed,
+            owner,
+        }
+    }
 }
 
 /// A shared file as it was when imported: everything `touch` and `cp -p`
@@ -120,6 +157,7 @@ impl ShareRecordV1 {
             rings: self.rings,
             sources,
             listed: false,
+            owner: super::owners::daemon_uid(),
         }
     }
 }
@@ -322,8 +360,9 @@ mod tests {
             rings in proptest::collection::vec("[a-z0-9-]{1,16}", 0..4),
             sources in proptest::collection::vec(source(), 0..4),
             listed in any::<bool>(),
+            owner in any::<u32>(),
         ) -> ShareRecord {
-            ShareRecord { hash, name, path, size, files, created_at, children, rings, sources, listed }
+            ShareRecord { hash, name, path, size, files, created_at, children, rings, sources, listed, owner }
         }
     }
 

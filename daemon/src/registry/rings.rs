@@ -96,6 +96,7 @@ impl Registry {
         &self,
         ring: &str,
         hash: &Hash,
+        owner: u32,
         created_share: bool,
     ) -> Result<Option<(Vec<Member>, Option<ShareRecord>)>> {
         let tx = self.write()?;
@@ -106,11 +107,11 @@ impl Registry {
         if created_share {
             let mut shares = tx.open_table(SHARES)?;
             let orphan: Option<ShareRecord> = {
-                let v = shares.get(hash.as_bytes())?;
+                let v = shares.get((hash.as_bytes(), owner))?;
                 v.map(|v| decode_row(v.value())).transpose()?
             };
             if let Some(rec) = orphan.filter(|r| r.rings.is_empty()) {
-                shares.remove(hash.as_bytes())?;
+                shares.remove((hash.as_bytes(), owner))?;
                 drop(shares);
                 super::shares::unindex_share_in(&tx, &rec)?;
                 unshared = Some(rec);
@@ -232,15 +233,18 @@ fn remove_ring_in(tx: &redb::WriteTransaction, name: &str) -> Result<Option<Vec<
     let mut shares = tx.open_table(SHARES)?;
     let mut changed = Vec::new();
     for item in shares.iter()? {
-        let (k, v) = item?;
+        let (_, v) = item?;
         let mut rec: ShareRecord = decode_row(v.value())?;
         if rec.rings.iter().any(|r| r == name) {
             rec.rings.retain(|r| r != name);
-            changed.push((*k.value(), rec));
+            changed.push(rec);
         }
     }
-    for (k, rec) in changed {
-        shares.insert(&k, encode_row(&rec)?.as_slice())?;
+    for rec in changed {
+        shares.insert(
+            (rec.hash.as_bytes(), rec.owner),
+            encode_row(&rec)?.as_slice(),
+        )?;
     }
     Ok(Some(gone))
 }
@@ -265,12 +269,13 @@ mod tests {
             rings: rings.iter().map(|r| r.to_string()).collect(),
             sources: vec![],
             listed: false,
+            owner: 4242,
         }
     }
 
     /// Ending an offer removes exactly what it added: a ring given to its
     /// share meanwhile stays (and so does the share); a share with nothing
-    /// else left goes, with its owner row.
+    /// else left goes.
     #[test]
     fn ending_an_offer_keeps_what_others_added() {
         let dir = std::env::temp_dir().join(format!("rdrop-offer-{}", rand::random::<u64>()));
@@ -279,28 +284,33 @@ mod tests {
         let (kept, gone) = (Hash::new(b"kept"), Hash::new(b"gone"));
         for (h, ring) in [(kept, "offer-1"), (gone, "offer-2")] {
             assert!(reg.create_ring(ring, 0, 4242).unwrap());
-            reg.insert_share(&share(h, &[ring]), 4242).unwrap();
+            reg.insert_share(&share(h, &[ring])).unwrap();
         }
         assert!(reg.create_ring("team", 0, 4242).unwrap());
-        reg.widen_share(&kept, &["team".to_string()], false, vec![])
+        reg.widen_share(4242, &kept, &["team".to_string()], false, vec![])
             .unwrap()
             .unwrap();
 
-        let (_, unshared) = reg.end_offer("offer-1", &kept, true).unwrap().unwrap();
+        let (_, unshared) = reg
+            .end_offer("offer-1", &kept, 4242, true)
+            .unwrap()
+            .unwrap();
         assert!(unshared.is_none());
         assert_eq!(
-            reg.share(&kept).unwrap().unwrap().rings,
+            reg.share_of(4242, &kept).unwrap().unwrap().rings,
             vec!["team".to_string()]
         );
-        let (_, unshared) = reg.end_offer("offer-2", &gone, true).unwrap().unwrap();
+        let (_, unshared) = reg
+            .end_offer("offer-2", &gone, 4242, true)
+            .unwrap()
+            .unwrap();
         assert_eq!(unshared.map(|s| s.hash), Some(gone));
-        assert!(reg.share(&gone).unwrap().is_none());
-        assert_eq!(
-            reg.owner(Owned::Share, gone.as_bytes()).unwrap(),
-            daemon_uid()
-        );
+        assert!(reg.shares_of(&gone).unwrap().is_empty());
         // Ended once: the second time there is nothing to end.
-        assert!(reg.end_offer("offer-2", &gone, true).unwrap().is_none());
+        assert!(reg
+            .end_offer("offer-2", &gone, 4242, true)
+            .unwrap()
+            .is_none());
         reg.close();
         std::fs::remove_dir_all(dir).ok();
     }

@@ -5,23 +5,27 @@ use redb::{ReadableMultimapTable, ReadableTable};
 
 use super::*;
 
+/// The keys of every owner's row of `hash`.
+fn rows_of(hash: &Hash) -> std::ops::RangeInclusive<(&[u8; 32], u32)> {
+    (hash.as_bytes(), 0)..=(hash.as_bytes(), u32::MAX)
+}
+
 impl Registry {
-    /// Records a new share owned by `owner`, share and owner in one commit.
-    pub fn insert_share(&self, rec: &ShareRecord, owner: u32) -> Result<()> {
+    /// Records a new share (of `rec.owner`), in one commit.
+    pub fn insert_share(&self, rec: &ShareRecord) -> Result<()> {
         let tx = self.write()?;
         put_share_in(&tx, rec)?;
-        tx.open_table(OWNERS)?
-            .insert((Owned::Share.tag(), rec.hash.as_bytes().as_slice()), owner)?;
         tx.commit()?;
         self.shares_changed();
         Ok(())
     }
 
-    /// Adds `rings` (and `listed`) to share `hash` and takes `sources` as
-    /// its sources, in one transaction, so a ring removed meanwhile is not
-    /// written back; `None` if there is no such share.
+    /// Adds `rings` (and `listed`) to `owner`'s share `hash` and takes
+    /// `sources` as its sources, in one transaction, so a ring removed
+    /// meanwhile is not written back; `None` if there is no such share.
     pub fn widen_share(
         &self,
+        owner: u32,
         hash: &Hash,
         rings: &[String],
         listed: bool,
@@ -30,7 +34,7 @@ impl Registry {
         let tx = self.write()?;
         let found: Option<ShareRecord> = {
             let shares = tx.open_table(SHARES)?;
-            let v = shares.get(hash.as_bytes())?;
+            let v = shares.get((hash.as_bytes(), owner))?;
             v.map(|v| decode_row(v.value())).transpose()?
         };
         let Some(mut rec) = found else {
@@ -64,14 +68,26 @@ impl Registry {
         Ok(out)
     }
 
-    /// The share with collection hash `hash`.
-    pub fn share(&self, hash: &Hash) -> Result<Option<ShareRecord>> {
+    /// `owner`'s share of collection `hash`.
+    pub fn share_of(&self, owner: u32, hash: &Hash) -> Result<Option<ShareRecord>> {
         let tx = self.read()?;
         let shares = tx.open_table(SHARES)?;
-        match shares.get(hash.as_bytes())? {
+        match shares.get((hash.as_bytes(), owner))? {
             Some(v) => Ok(Some(decode_row(v.value())?)),
             None => Ok(None),
         }
+    }
+
+    /// Every owner's share of collection `hash` (none: not shared).
+    pub fn shares_of(&self, hash: &Hash) -> Result<Vec<ShareRecord>> {
+        let tx = self.read()?;
+        let shares = tx.open_table(SHARES)?;
+        let mut out = Vec::new();
+        for item in shares.range(rows_of(hash))? {
+            let (_, v) = item?;
+            out.push(decode_row::<ShareRecord>(v.value())?);
+        }
+        Ok(out)
     }
 
     /// All shares, oldest first.
@@ -87,15 +103,17 @@ impl Registry {
         Ok(out)
     }
 
-    /// Removes a share and its index entries; returns it if it existed.
-    pub fn remove_share(&self, hash: &Hash) -> Result<Option<ShareRecord>> {
+    /// Removes `owner`'s share `hash` (and index entries nobody else's
+    /// share of it needs); returns it if it existed.
+    pub fn remove_share(&self, owner: u32, hash: &Hash) -> Result<Option<ShareRecord>> {
         let tx = self.write()?;
         let removed = {
             let mut shares = tx.open_table(SHARES)?;
-            let removed = match shares.remove(hash.as_bytes())? {
+            let removed = match shares.remove((hash.as_bytes(), owner))? {
                 Some(v) => Some(decode_row::<ShareRecord>(v.value())?),
                 None => None,
             };
+            drop(shares);
             if let Some(rec) = &removed {
                 unindex_share_in(&tx, rec)?;
             }
@@ -104,6 +122,34 @@ impl Registry {
         tx.commit()?;
         self.shares_changed();
         Ok(removed)
+    }
+
+    /// Gives share `hash` of `from` to `to`, in one transaction; false if
+    /// `from` has no such share or `to` has one already.
+    pub fn give_share(&self, hash: &Hash, from: u32, to: u32) -> Result<bool> {
+        let tx = self.write()?;
+        let given = {
+            let mut shares = tx.open_table(SHARES)?;
+            if shares.get((hash.as_bytes(), to))?.is_some() {
+                false
+            } else {
+                let row = match shares.remove((hash.as_bytes(), from))? {
+                    Some(v) => Some(decode_row::<ShareRecord>(v.value())?),
+                    None => None,
+                };
+                match row {
+                    Some(mut rec) => {
+                        rec.owner = to;
+                        shares.insert((hash.as_bytes(), to), encode_row(&rec)?.as_slice())?;
+                        true
+                    }
+                    None => false,
+                }
+            }
+        };
+        tx.commit()?;
+        self.shares_changed();
+        Ok(given)
     }
 
     /// Collection roots that list `child` among their blobs.
@@ -155,7 +201,10 @@ impl Registry {
 /// Writes a share row and its index entries inside `tx`.
 pub(super) fn put_share_in(tx: &redb::WriteTransaction, rec: &ShareRecord) -> Result<()> {
     let mut shares = tx.open_table(SHARES)?;
-    shares.insert(rec.hash.as_bytes(), encode_row(rec)?.as_slice())?;
+    shares.insert(
+        (rec.hash.as_bytes(), rec.owner),
+        encode_row(rec)?.as_slice(),
+    )?;
     let mut parents = tx.open_multimap_table(BLOB_PARENTS)?;
     for child in &rec.children {
         parents.insert(child.as_bytes(), rec.hash.as_bytes())?;
@@ -163,14 +212,17 @@ pub(super) fn put_share_in(tx: &redb::WriteTransaction, rec: &ShareRecord) -> Re
     record_sources(&mut tx.open_multimap_table(BLOB_SOURCES)?, rec)
 }
 
-/// Drops the index entries and owner of a share row removed inside `tx`.
+/// Drops the index entries of a share row removed inside `tx`, unless
+/// another owner's share of the same content still needs them.
 pub(super) fn unindex_share_in(tx: &redb::WriteTransaction, rec: &ShareRecord) -> Result<()> {
+    let shares = tx.open_table(SHARES)?;
+    if shares.range(rows_of(&rec.hash))?.next().is_some() {
+        return Ok(());
+    }
     let mut parents = tx.open_multimap_table(BLOB_PARENTS)?;
     for child in &rec.children {
         parents.remove(child.as_bytes(), rec.hash.as_bytes())?;
     }
-    tx.open_table(OWNERS)?
-        .remove((Owned::Share.tag(), rec.hash.as_bytes().as_slice()))?;
     Ok(())
 }
 

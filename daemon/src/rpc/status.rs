@@ -46,9 +46,7 @@ impl ToStatus for ShareError {
             ShareError::NotHanded(_) | ShareError::HandoffGone => {
                 status(Code::FailedPrecondition, self)
             }
-            ShareError::ForeignRing(_) | ShareError::SharedByAnother => {
-                status(Code::PermissionDenied, self)
-            }
+            ShareError::ForeignRing(_) => status(Code::PermissionDenied, self),
             ShareError::Ambiguous(_) => status(Code::InvalidArgument, self),
             ShareError::Registry(e) => e.to_status(),
             ShareError::Store(_) => status(Code::Internal, self),

@@ -56,8 +56,6 @@ pub enum ShareError {
     NotHanded(&'static str),
     #[error("the files handed over for this request are gone (older than a minute, or another user's): run the command again")]
     HandoffGone,
-    #[error("this content is already shared on this node by another user; it stays as they shared it: ask them, or an admin, to add your ring")]
-    SharedByAnother,
 }
 
 /// The outcome of a share request.
@@ -92,8 +90,14 @@ pub enum ShareEvent {
 }
 
 /// The tag that pins a share's collection.
-pub fn share_tag(hash: &Hash) -> String {
-    format!("share/{hash}")
+pub fn share_tag(hash: &Hash, owner: u32) -> String {
+    // The daemon's user keeps the name its shares had before shares were
+    // keyed by owner; two users sharing the same content pin it apart.
+    if owner == crate::registry::daemon_uid() {
+        format!("share/{hash}")
+    } else {
+        format!("share/{hash}/{owner}")
+    }
 }
 
 fn now() -> i64 {
@@ -402,15 +406,15 @@ pub async fn share(
         })
         .await
         .ok();
-    let (hash, meta_hash, tags, collection) = import(store, items, &events).await?;
+    let (hash, meta_hash, tags, collection) = import(store, items, caller.uid, &events).await?;
 
-    if registry.share(&hash)?.is_some() {
-        if !caller.controls(registry.owner(Owned::Share, hash.as_bytes())?) {
-            return Err(ShareError::SharedByAnother);
-        }
-        // Same bytes, maybe touched or copied elsewhere: the files just
-        // hashed are the sources now, so the share is served again.
-        if let Some(existing) = registry.widen_share(&hash, &rings, listed, sources.clone())? {
+    // Same bytes the caller shares already, maybe touched or copied
+    // elsewhere: the files just hashed are the sources now, so the share
+    // is served again. Another user's share of the same content is that
+    // user's row, untouched.
+    {
+        let widened = registry.widen_share(caller.uid, &hash, &rings, listed, sources.clone())?;
+        if let Some(existing) = widened {
             return Ok(Shared {
                 share: existing,
                 created: false,
@@ -418,12 +422,11 @@ pub async fn share(
             });
         }
     }
-    let owners = registry.owners(Owned::Share)?;
     let replaced: Vec<ShareRecord> = if inherit {
         registry
             .shares()?
             .into_iter()
-            .filter(|s| s.path == path && owners.of(s.hash.as_bytes()) == caller.uid)
+            .filter(|s| s.path == path && s.owner == caller.uid)
             .collect()
     } else {
         Vec::new()
@@ -454,14 +457,15 @@ pub async fn share(
         rings: all_rings,
         sources,
         listed: listed || replaced.iter().any(|old| old.listed),
+        owner: caller.uid,
     };
-    registry.insert_share(&rec, caller.uid)?;
+    registry.insert_share(&rec)?;
     drop(tags);
     for old in &replaced {
-        registry.remove_share(&old.hash)?;
+        registry.remove_share(old.owner, &old.hash)?;
         store
             .tags()
-            .delete(share_tag(&old.hash))
+            .delete(share_tag(&old.hash, old.owner))
             .await
             .map_err(|e| ShareError::Store(e.to_string()))?;
     }
@@ -491,6 +495,7 @@ fn check_rings(registry: &Registry, caller: &Caller, rings: &[String]) -> Result
 async fn import(
     store: &Store,
     files: Vec<Item>,
+    owner: u32,
     events: &mpsc::Sender<ShareEvent>,
 ) -> Result<(Hash, Hash, Vec<TempTag>, Collection), ShareError> {
     let names: Vec<String> = files.iter().map(|f| f.name().to_string()).collect();
@@ -551,7 +556,7 @@ async fn import(
     let hash = root.hash();
     store
         .tags()
-        .set(share_tag(&hash), root.hash_and_format())
+        .set(share_tag(&hash, owner), root.hash_and_format())
         .await
         .map_err(|e| ShareError::Store(e.to_string()))?;
     // The tag must survive a crash right after we answer.
@@ -562,26 +567,29 @@ async fn import(
     Ok((hash, meta_hash, tags, collection))
 }
 
-/// Finds a share `caller` controls by full hash or unique hex prefix
-/// (another user's shares are not found).
+/// Finds the shares `caller` controls by full hash or unique hex prefix
+/// (another user's shares are not found): one row for an operator, every
+/// owner's row of that content for an admin.
 pub fn resolve(
     registry: &Registry,
     caller: &Caller,
     hash_or_prefix: &str,
-) -> Result<ShareRecord, ShareError> {
+) -> Result<Vec<ShareRecord>, ShareError> {
     let needle = hash_or_prefix.trim().to_ascii_lowercase();
     if needle.is_empty() {
         return Err(ShareError::NotFound(needle));
     }
-    let owners = registry.owners(Owned::Share)?;
-    let mut found = registry.shares()?.into_iter().filter(|s| {
-        let owner = owners.of(s.hash.as_bytes());
-        s.hash.to_string().starts_with(&needle) && caller.controls(owner)
-    });
-    match (found.next(), found.next()) {
-        (Some(s), None) => Ok(s),
-        (Some(_), Some(_)) => Err(ShareError::Ambiguous(needle)),
-        (None, _) => Err(ShareError::NotFound(needle)),
+    let found: Vec<ShareRecord> = registry
+        .shares()?
+        .into_iter()
+        .filter(|s| s.hash.to_string().starts_with(&needle) && caller.controls(s.owner))
+        .collect();
+    match found.first() {
+        None => Err(ShareError::NotFound(needle)),
+        Some(first) if found.iter().any(|s| s.hash != first.hash) => {
+            Err(ShareError::Ambiguous(needle))
+        }
+        Some(_) => Ok(found),
     }
 }
 
@@ -593,12 +601,16 @@ pub async fn unshare(
     caller: &Caller,
     hash_or_prefix: &str,
 ) -> Result<ShareRecord, ShareError> {
-    let rec = resolve(registry, caller, hash_or_prefix)?;
-    registry.remove_share(&rec.hash)?;
-    store
-        .tags()
-        .delete(share_tag(&rec.hash))
-        .await
-        .map_err(|e| ShareError::Store(e.to_string()))?;
-    Ok(rec)
+    let rows = resolve(registry, caller, hash_or_prefix)?;
+    for rec in &rows {
+        registry.remove_share(rec.owner, &rec.hash)?;
+        store
+            .tags()
+            .delete(share_tag(&rec.hash, rec.owner))
+            .await
+            .map_err(|e| ShareError::Store(e.to_string()))?;
+    }
+    rows.into_iter()
+        .next()
+        .ok_or_else(|| ShareError::NotFound(hash_or_prefix.to_string()))
 }
