@@ -101,18 +101,37 @@ fn user(name: &'static str, in_group: bool) -> Result<User> {
 }
 
 impl User {
+    /// `program` to be run as this user, with its groups.
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid",
+            self.name,
+            "--regid",
+            self.name,
+            "--init-groups",
+            "--",
+        ])
+        .arg(program);
+        c
+    }
+
+    /// A directory of this user's at `path`.
+    fn mkdir(&self, path: &Path) -> Result<()> {
+        let out = run(self.command("mkdir").arg(path))?;
+        ensure!(
+            out.status.success(),
+            "mkdir {}: {}",
+            path.display(),
+            text(&out)
+        );
+        Ok(())
+    }
+
     /// `ringdropctl --socket S --json ARGS` as this user, with its groups.
     fn ctl(&self, socket: &Path, args: &[&str]) -> Result<Output> {
-        run(Command::new("setpriv")
-            .args([
-                "--reuid",
-                self.name,
-                "--regid",
-                self.name,
-                "--init-groups",
-                "--",
-            ])
-            .arg(bin("ringdropctl")?)
+        run(self
+            .command(bin("ringdropctl")?)
             .arg("--socket")
             .arg(socket)
             .arg("--json")
@@ -121,18 +140,7 @@ impl User {
 
     /// A raw request (`rdraw`) as this user.
     fn raw(&self, socket: &Path, args: &[&str]) -> Result<Output> {
-        run(Command::new("setpriv")
-            .args([
-                "--reuid",
-                self.name,
-                "--regid",
-                self.name,
-                "--init-groups",
-                "--",
-            ])
-            .arg(bin("rdraw")?)
-            .arg(socket)
-            .args(args))
+        run(self.command(bin("rdraw")?).arg(socket).args(args))
     }
 
     /// A file of this user's, readable by the service (to be shared).
@@ -385,19 +393,7 @@ fn a_link_planted_in_the_download_dir_leads_no_write_into_the_data_dir() -> Resu
     let before = std::fs::read(&key)?;
     // Bob plants dl/evil -> the daemon's dir and asks for a write through it.
     let evil = n.download_dir.join("evil");
-    let planted = run(Command::new("setpriv")
-        .args([
-            "--reuid",
-            bob.name,
-            "--regid",
-            bob.name,
-            "--init-groups",
-            "--",
-            "ln",
-            "-s",
-        ])
-        .arg(&n.service.dir)
-        .arg(&evil))?;
+    let planted = run(bob.command("ln").arg("-s").arg(&n.service.dir).arg(&evil))?;
     ensure!(planted.status.success(), "{}", text(&planted));
     let (ticket, _) = n.offer(64)?;
     let target = evil.join("data").join("secret.key");
@@ -450,17 +446,7 @@ fn offers_land_only_in_a_directory_of_the_rules_owner() -> Result<()> {
         );
     }
     let mine = alice.home.join("in");
-    run(Command::new("setpriv")
-        .args([
-            "--reuid",
-            alice.name,
-            "--regid",
-            alice.name,
-            "--init-groups",
-            "--",
-            "mkdir",
-        ])
-        .arg(&mine))?;
+    alice.mkdir(&mine)?;
     std::fs::set_permissions(&alice.home, std::fs::Permissions::from_mode(0o711))?;
     let ok = alice.ctl(
         n.sock(),
@@ -921,12 +907,7 @@ fn table_calls(
     methods: &[&str],
 ) -> Result<Vec<Value>> {
     let mut cmd = match who {
-        Some(u) => {
-            let mut c = Command::new("setpriv");
-            c.args(["--reuid", u.name, "--regid", u.name, "--init-groups", "--"])
-                .arg(bin("rdtable")?);
-            c
-        }
+        Some(u) => u.command(bin("rdtable")?),
         None => Command::new(bin("rdtable")?),
     };
     let out = run(cmd.arg(socket).arg(values).args(methods))?;
@@ -1019,17 +1000,7 @@ fn every_method_called_on_another_operators_objects_is_refused_or_shows_nothing(
         std::thread::sleep(Duration::from_millis(100));
     };
     let into = alice.home.join("in");
-    run(Command::new("setpriv")
-        .args([
-            "--reuid",
-            alice.name,
-            "--regid",
-            alice.name,
-            "--init-groups",
-            "--",
-            "mkdir",
-        ])
-        .arg(&into))?;
+    alice.mkdir(&into)?;
     std::fs::set_permissions(&alice.home, std::fs::Permissions::from_mode(0o711))?;
     json(&alice.ctl(
         n.sock(),
@@ -1223,30 +1194,10 @@ fn an_operators_fetch_is_written_once_into_its_own_directory_and_resumes_there()
         .context("ticket")?
         .to_string();
     let dl = alice.home.join("dl");
-    run(Command::new("setpriv")
-        .args([
-            "--reuid",
-            alice.name,
-            "--regid",
-            alice.name,
-            "--init-groups",
-            "--",
-            "mkdir",
-        ])
-        .arg(&dl))?;
+    alice.mkdir(&dl)?;
     let dest = dl.join("big.bin");
-    let fetch = Command::new("timeout")
-        .arg("180")
-        .arg("setpriv")
-        .args([
-            "--reuid",
-            alice.name,
-            "--regid",
-            alice.name,
-            "--init-groups",
-            "--",
-        ])
-        .arg(bin("ringdropctl")?)
+    let mut fetch = alice
+        .command(bin("ringdropctl")?)
         .arg("--socket")
         .arg(n.sock())
         .args(["--json", "fetch", &ticket, "--out"])
@@ -1300,6 +1251,14 @@ fn an_operators_fetch_is_written_once_into_its_own_directory_and_resumes_there()
     // same directory.
     n.service.kill9()?;
     n.service.restart()?;
+    let until = Instant::now() + Duration::from_secs(180);
+    while fetch.try_wait()?.is_none() {
+        if Instant::now() > until {
+            fetch.kill().ok();
+            bail!("the fetch did not end within 3 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let out = fetch.wait_with_output()?;
     ensure!(out.status.success(), "the fetch failed: {}", text(&out));
     let t = json(&out)?;
