@@ -13,7 +13,7 @@
 use std::{
     fs,
     os::fd::{AsRawFd, OwnedFd},
-    path::{Path, PathBuf},
+    path::Path,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
@@ -168,15 +168,4 @@ fn answer(conn: &OwnedFd, dir: &PartialDir) {
             return;
         }
     }
-}
-
-/// The private directory `name` beside `dest` that this user's client
-/// made for a transfer's files, if it is still there and still private.
-pub fn reopen(dest: &Path, name: &str) -> Option<PartialDir> {
-    PartialDir::open(&place::root_of(dest), name).ok().flatten()
-}
-
-/// Where a directory of `name` beside `dest` is (for messages).
-pub fn path_of(dest: &Path, name: &str) -> PathBuf {
-    place::root_of(dest).join(name)
 }

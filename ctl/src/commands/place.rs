@@ -345,10 +345,12 @@ async fn adopt_and_place(
     plan: place::Plan,
     files: &[Entry],
 ) -> Result<Vec<PathBuf>, CliError> {
-    let Some(dir) = super::host::reopen(dest, name) else {
+    // Ours only if still a private directory of this user's.
+    let root = place::root_of(dest);
+    let Some(dir) = place::PartialDir::open(&root, name).ok().flatten() else {
         return Err(CliError::failed(format!(
             "the fetched files were in {}, which is gone or no longer private: cancel the transfer and fetch again",
-            super::host::path_of(dest, name).display()
+            root.join(name).display()
         )));
     };
     let index: HashMap<String, usize> = files
