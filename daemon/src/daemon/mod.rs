@@ -847,7 +847,7 @@ impl Daemon {
         self.inner.shutdown.clone()
     }
 
-    /// Shutdown in DESIGN.md's order (the RPC server has already stopped
+    /// Shutdown in this order (the RPC server has already stopped
     /// accepting): cancel workers and persist their states, sync the store,
     /// shut the router (endpoint) down, then the store.
     pub async fn shutdown(&self) {

@@ -1,6 +1,6 @@
 //! The gate: one task that answers every provider event in order.
 //!
-//! Rules (DESIGN.md "Gate"): a request whose root is a shared collection the
+//! Rules (docs/ARCHITECTURE.md, "Access policy"): a request whose root is a shared collection the
 //! peer may fetch is allowed, child ranges included; a child of such a
 //! collection is allowed as a raw blob only (no child ranges: the provider
 //! would read any root as a hash sequence); everything else is refused,

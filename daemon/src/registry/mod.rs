@@ -1,6 +1,11 @@
-//! The redb registry: shares, the blob-parent index the gate reads, transfers
-//! and served-byte counters. One write transaction per user action; no
-//! transaction is ever held across an `.await`.
+//! The redb registry, one table per noun (see the definitions below):
+//! shares (`owned_shares`) with the blob-parent and blob-source indexes
+//! the gate and policy read, served-byte counters; transfers with their
+//! incoming-file records (`partials`) and expected sizes; rings, members,
+//! invites and joined rings; the address book (`peers`); sent offers, the
+//! inbox, trust rules and their daily totals; who owns each row
+//! (`owners`); and `meta` (schema version, totals). One write transaction
+//! per user action; no transaction is ever held across an `.await`.
 
 mod invites;
 mod offers;

@@ -220,8 +220,9 @@ pub enum Placement {
     /// its `download_dir`.
     Daemon,
     /// The client of the user who started it, running as that user: the
-    /// daemon fetches into its store and streams the verified content over
-    /// the control socket (the system service may not write a home).
+    /// daemon writes the verified data into files that client opened for it
+    /// (hosting), or into its data dir for the client to copy; the client
+    /// renames them into place (the system service may not write a home).
     Client,
 }
 

@@ -1,5 +1,6 @@
-//! The gRPC control API on a Unix socket: our three services, health and
-//! reflection. Handlers convert proto <-> domain and call the facade.
+//! The gRPC control API on a Unix socket: our six services (node, shares,
+//! transfers, rings, peers, contacts), health and reflection. Handlers
+//! convert proto <-> domain and call the facade.
 
 mod contacts;
 mod convert;
