@@ -12,7 +12,8 @@ use iroh_blobs::Hash;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
-use crate::{oneshot, policy::Policy, registry::Registry, transfers::now};
+use crate::{oneshot, policy::Policy, registry::Registry};
+use ringdrop_proto::clock::now;
 
 /// ALPN of the catalog protocol.
 pub const ALPN: &[u8] = b"ringdrop/catalog/1";

@@ -39,8 +39,8 @@ use crate::{
     oneshot,
     registry::{InboxOffer, InboxState, Receipt, Registry, SentState, Stored},
     ticket::Ticket,
-    transfers::now,
 };
+use ringdrop_proto::clock::now;
 
 /// ALPN of the offer protocol.
 pub const ALPN: &[u8] = b"ringdrop/offer/1";

@@ -83,7 +83,7 @@ impl Default for Events {
 impl Events {
     /// Tells every current reader; nobody listening is fine.
     pub fn publish(&self, event: Event) {
-        let at = crate::transfers::now();
+        let at = ringdrop_proto::clock::now();
         self.tx.send(Stamped { at, event }).ok();
     }
 

@@ -24,8 +24,8 @@ use tracing::{debug, info};
 use crate::{
     oneshot,
     registry::{InviteRecord, PeerRecord, Redeemed, Registry},
-    transfers::now,
 };
+use ringdrop_proto::clock::now;
 
 /// ALPN of the invite protocol.
 pub const ALPN: &[u8] = b"ringdrop/invite/1";

@@ -10,7 +10,6 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
     },
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use iroh::{
@@ -104,10 +103,7 @@ impl Slots {
         if slot.is_none() {
             conn.close(2u32.into(), b"too many connections");
             let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+            let now = u64::try_from(ringdrop_proto::clock::now()).unwrap_or(0);
             let last = self.warned_at.load(Ordering::Relaxed);
             if now >= last + 60
                 && self

@@ -10,6 +10,7 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/ringdrop_descriptor.bin"));
 
+pub mod clock;
 pub mod handoff;
 pub mod paths;
 pub mod place;

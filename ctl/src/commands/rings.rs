@@ -231,11 +231,8 @@ pub async fn ring(socket: Option<PathBuf>, out: &Out, cmd: RingCmd) -> Result<()
         } => {
             let expires_at = match expires {
                 Some(d) => {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|n| n.as_secs())
-                        .unwrap_or(0);
-                    (now + d.as_secs().max(1)) as i64
+                    let now = ringdrop_proto::clock::now();
+                    now.saturating_add(i64::try_from(d.as_secs().max(1)).unwrap_or(i64::MAX))
                 }
                 None => 0,
             };

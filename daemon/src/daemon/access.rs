@@ -15,8 +15,8 @@ use crate::{
     provider::Upload,
     registry::{InviteRecord, Member, Owned, PeerRecord, RegistryError, RingInfo, OPEN_RING},
     ticket::Ticket,
-    transfers::now,
 };
+use ringdrop_proto::clock::now;
 
 /// Errors of rings, members and peers.
 #[derive(Debug, thiserror::Error)]

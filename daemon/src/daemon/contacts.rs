@@ -19,8 +19,9 @@ use crate::{
         TransferState, TrustRecord,
     },
     shares::{ShareError, ShareRequest},
-    transfers::{now, TransferError, TransferView},
+    transfers::{TransferError, TransferView},
 };
+use ringdrop_proto::clock::now;
 
 /// How long an offer waits to be delivered and answered by default.
 pub const OFFER_EXPIRES: i64 = 7 * 24 * 3600;

@@ -170,7 +170,7 @@ fn contacts_of(registry: &Registry) -> crate::slots::Known {
     let registry = registry.clone();
     Arc::new(move |peer: &iroh::EndpointId| {
         matches!(
-            registry.is_contact(peer.as_bytes(), crate::transfers::now()),
+            registry.is_contact(peer.as_bytes(), ringdrop_proto::clock::now()),
             Ok(true)
         )
     })
@@ -372,7 +372,7 @@ impl Daemon {
                 }),
             Event::OfferReceived { from, .. } => from.parse::<iroh::EndpointId>().is_ok_and(|id| {
                 matches!(
-                    registry.is_contact_of(caller.uid, id.as_bytes(), crate::transfers::now()),
+                    registry.is_contact_of(caller.uid, id.as_bytes(), ringdrop_proto::clock::now()),
                     Ok(true)
                 )
             }),
@@ -451,7 +451,7 @@ impl Daemon {
             }
             let this = self.clone();
             let cut = tokio::task::spawn_blocking(move || {
-                let now = crate::transfers::now();
+                let now = ringdrop_proto::clock::now();
                 let mut cut = std::collections::BTreeSet::new();
                 for u in live {
                     // Any owner's share of the content may allow it.
@@ -495,7 +495,7 @@ impl Daemon {
                 Err(e) => warn!("forgetting old transfers: {e}"),
             }
             let registry = self.inner.registry.clone();
-            let before = crate::transfers::now() - KEEP_HISTORY.as_secs() as i64;
+            let before = ringdrop_proto::clock::now() - KEEP_HISTORY.as_secs() as i64;
             match tokio::task::spawn_blocking(move || registry.prune_offers(before)).await {
                 Ok(Ok((0, 0))) => {}
                 Ok(Ok((sent, inbox))) => info!(sent, inbox, "forgot offers over 30 days old"),

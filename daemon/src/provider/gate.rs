@@ -77,10 +77,6 @@ struct Gate {
 }
 
 impl Gate {
-    fn now() -> i64 {
-        crate::transfers::now()
-    }
-
     /// Every owner's share row of `hash` (none: not shared), from the
     /// cache while no share changed.
     fn shares(&self, hash: &Hash) -> Result<Arc<Vec<ShareRecord>>, AbortReason> {
@@ -110,7 +106,10 @@ impl Gate {
     /// owner's share of it allows that (the policy decides each).
     fn may_fetch(&self, rows: &[ShareRecord], peer: &EndpointId) -> Result<bool, AbortReason> {
         for share in rows {
-            if lookup(self.policy.may_fetch(share, peer.as_bytes(), Self::now()))? {
+            if lookup(
+                self.policy
+                    .may_fetch(share, peer.as_bytes(), ringdrop_proto::clock::now()),
+            )? {
                 return Ok(true);
             }
         }

@@ -112,7 +112,7 @@ impl Node for NodeService {
                     Err(RecvError::Lagged(n)) => {
                         break pb::Event {
                             kind: pb::event::Kind::EventsLost as i32,
-                            at: crate::transfers::now(),
+                            at: ringdrop_proto::clock::now(),
                             count: n,
                             ..Default::default()
                         }
@@ -187,11 +187,7 @@ impl Node for NodeService {
                 hash: u.hash.to_string(),
                 bytes_sent: u.sent,
                 rate: u.rate(),
-                started_at: u
-                    .started
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0),
+                started_at: ringdrop_proto::clock::unix_secs(u.started),
             })
             .collect();
         Ok(Response::new(pb::ListUploadsResponse { uploads }))

@@ -4,7 +4,8 @@ use ringdrop_proto::v1::{self as pb, rings_server::Rings};
 use tonic::{Request, Response, Status};
 
 use super::status::st;
-use crate::{daemon::Daemon, registry::Member, transfers::now};
+use crate::{daemon::Daemon, registry::Member};
+use ringdrop_proto::clock::now;
 
 pub struct RingsService {
     daemon: Daemon,

@@ -100,13 +100,6 @@ pub fn share_tag(hash: &Hash, owner: u32) -> String {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// Files from this size on have their hashing progress read in naps.
 const NAP_FROM: u64 = 4 << 20;
 /// How long `import_file` leaves the store's progress reports alone.
@@ -450,7 +443,7 @@ pub async fn share(
         path,
         size: total,
         files: count,
-        created_at: now(),
+        created_at: ringdrop_proto::clock::now(),
         children: std::iter::once(meta_hash)
             .chain(collection.iter().map(|(_, h)| *h))
             .collect(),

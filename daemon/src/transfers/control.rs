@@ -84,7 +84,7 @@ impl TransferManager {
         }
         let ticket: Ticket = rec.ticket.parse()?;
         rec.state = TransferState::Queued;
-        rec.updated_at = now();
+        rec.updated_at = ringdrop_proto::clock::now();
         self.inner.registry.put_transfer(&rec)?;
         Ok(self.spawn(rec, ticket))
     }
@@ -116,7 +116,7 @@ impl TransferManager {
                 .map_err(|e| TransferError::Store(e.to_string()))?;
         }
         rec.state = TransferState::Cancelled;
-        rec.updated_at = now();
+        rec.updated_at = ringdrop_proto::clock::now();
         self.inner.registry.put_transfer(&rec)?;
         self.discard_incoming(id).await;
         self.ended(&rec);
@@ -155,7 +155,8 @@ impl TransferManager {
 
     /// Forgets transfers that finished more than `keep` ago; how many.
     pub async fn forget_finished(&self, keep: std::time::Duration) -> Result<usize, TransferError> {
-        let before = now().saturating_sub(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX));
+        let before = ringdrop_proto::clock::now()
+            .saturating_sub(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX));
         let registry = self.inner.registry.clone();
         let gone = tokio::task::spawn_blocking(move || {
             registry.prune_transfers(|r| r.updated_at < before)

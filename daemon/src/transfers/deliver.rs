@@ -154,7 +154,7 @@ impl TransferManager {
         // Its client is here: `keep_ready` counts from now.
         self.inner
             .registry
-            .settle_ready(id, |rec| rec.updated_at = now())?;
+            .settle_ready(id, |rec| rec.updated_at = ringdrop_proto::clock::now())?;
         for &i in &wanted {
             if i as usize >= files.len() {
                 return Err(TransferError::Content {
@@ -215,7 +215,7 @@ impl TransferManager {
         if index == 0 {
             self.inner
                 .registry
-                .settle_ready(id, |rec| rec.updated_at = now())?;
+                .settle_ready(id, |rec| rec.updated_at = ringdrop_proto::clock::now())?;
         }
         let file = dir
             .open_read(index as usize)
@@ -240,7 +240,7 @@ impl TransferManager {
         let settled = self.inner.registry.settle_ready(id, |rec| {
             rec.state = TransferState::Completed;
             rec.files = files;
-            rec.updated_at = now();
+            rec.updated_at = ringdrop_proto::clock::now();
         })?;
         let Some(rec) = settled else {
             return Err(TransferError::InvalidState {
@@ -268,7 +268,8 @@ impl TransferManager {
     /// since it last asked for their files): their files leave the data
     /// dir, and `transfers resume ID` fetches them again.
     pub async fn expire_ready(&self, keep: std::time::Duration) -> Result<(), TransferError> {
-        let cutoff = now().saturating_sub(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX));
+        let cutoff = ringdrop_proto::clock::now()
+            .saturating_sub(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX));
         let registry = self.inner.registry.clone();
         let all = tokio::task::spawn_blocking(move || registry.transfers())
             .await
@@ -286,7 +287,7 @@ impl TransferManager {
             let settled = self.inner.registry.settle_ready(id, |rec| {
                 rec.state = TransferState::Failed;
                 rec.last_error = Some(msg.clone());
-                rec.updated_at = now();
+                rec.updated_at = ringdrop_proto::clock::now();
             })?;
             let Some(rec) = settled else { continue };
             warn!(id, "transfer {msg}");

@@ -91,13 +91,6 @@ pub fn transfer_tag(id: u64) -> String {
     format!("transfer/{id}")
 }
 
-pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// The event of `rec` having ended as it is.
 pub(crate) fn ended_event(rec: &TransferRecord) -> crate::events::Event {
     crate::events::Event::TransferEnded {
@@ -225,7 +218,7 @@ impl TransferManager {
         if !dest.is_absolute() {
             return Err(TransferError::RelativeDest(dest));
         }
-        let t = now();
+        let t = ringdrop_proto::clock::now();
         let mut rec = TransferRecord {
             id: 0,
             ticket: ticket.trim().to_string(),

@@ -25,7 +25,7 @@ use super::{
     attempt::{self, AttemptError, Want},
     hosted::{Hosts, REHOST_WITHIN},
     incoming::{self, Incoming, Opened, Place},
-    now, plan, transfer_tag, StopReason, TransferView,
+    plan, transfer_tag, StopReason, TransferView,
 };
 use crate::{
     registry::{Placement, Registry, TransferState},
@@ -102,7 +102,7 @@ impl Worker {
     fn update(&self, f: impl FnOnce(&mut TransferView)) {
         self.publish.send_modify(|v| {
             f(v);
-            v.rec.updated_at = now();
+            v.rec.updated_at = ringdrop_proto::clock::now();
         });
         self.changes.send_modify(|v| *v = v.wrapping_add(1));
     }
