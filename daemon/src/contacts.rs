@@ -107,6 +107,13 @@ impl OfferServer {
         Reply::Refused(why)
     }
 
+    /// A local failure: logged here in full; the peer hears only that this
+    /// node cannot answer now (an internal error's text never leaves it).
+    fn failed(&self, peer: EndpointId, doing: &str, e: impl std::fmt::Display) -> Reply {
+        warn!(%peer, "offer protocol: cannot {doing}: {e}");
+        Reply::Refused(format!("this node cannot {doing} now; try again later"))
+    }
+
     /// Decides one message (blocking: registry work).
     fn handle(&self, peer: EndpointId, msg: Msg) -> Reply {
         let t = now();
@@ -126,7 +133,7 @@ impl OfferServer {
                             "this node takes offers only from its address book, its rings' members and the owners of rings it joined".into(),
                         )
                     }
-                    Err(e) => return Reply::Refused(format!("cannot check now: {e}")),
+                    Err(e) => return self.failed(peer, "check the sender", e),
                 }
                 // The sender offers what it serves itself, nothing else.
                 match ticket.parse::<Ticket>() {
@@ -171,7 +178,7 @@ impl OfferServer {
                     }
                     Ok(Stored::Again(_)) => Reply::Stored,
                     Ok(Stored::Full(why)) => self.refuse(peer, why),
-                    Err(e) => Reply::Refused(format!("cannot store it now: {e}")),
+                    Err(e) => self.failed(peer, "store the offer", e),
                 }
             }
             Msg::Receipt { id, receipt } => {
@@ -196,7 +203,7 @@ impl OfferServer {
                         Reply::Noted
                     }
                     Ok(_) => Reply::Refused("no such offer".into()),
-                    Err(e) => Reply::Refused(format!("cannot record it now: {e}")),
+                    Err(e) => self.failed(peer, "record the receipt", e),
                 }
             }
         }

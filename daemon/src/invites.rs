@@ -19,7 +19,7 @@ use iroh::{
     Endpoint, EndpointAddr, EndpointId,
 };
 use serde::{Deserialize, Serialize};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::{
     oneshot,
@@ -254,8 +254,16 @@ impl ProtocolHandler for InviteServer {
                 debug!(%peer, "invite refused: {refusal}");
                 Response::Refused(refusal.to_string())
             }
-            Ok(Err(e)) => Response::Refused(format!("the inviter cannot record it now: {e}")),
-            Err(e) => Response::Refused(format!("the inviter failed: {e}")),
+            // Logged here in full; the joiner hears only that it failed
+            // (an internal error's text never leaves the node).
+            Ok(Err(e)) => {
+                warn!(%peer, "invite: cannot record the join: {e}");
+                Response::Refused("the inviter cannot record the join now; try again later".into())
+            }
+            Err(e) => {
+                warn!(%peer, "invite: the join task failed: {e}");
+                Response::Refused("the inviter failed to answer; try again later".into())
+            }
         };
         let bytes = postcard::to_stdvec(&answer).map_err(AcceptError::from_err)?;
         oneshot::answer(&conn, send, &bytes).await
