@@ -14,4 +14,5 @@ pub mod clock;
 pub mod handoff;
 pub mod paths;
 pub mod place;
+pub mod state;
 pub mod units;

@@ -56,14 +56,7 @@ pub enum TransfersCmd {
 
 /// The daemon's worker is done with it: ended, or ready for its client.
 fn is_terminal(t: &pb::Transfer) -> bool {
-    [
-        TransferState::Completed,
-        TransferState::Failed,
-        TransferState::Cancelled,
-        TransferState::Ready,
-    ]
-    .iter()
-    .any(|s| *s as i32 == t.state)
+    TransferState::of(t.state).awaits_client()
 }
 
 /// Follows a transfer to its end with a progress bar; returns the final row.

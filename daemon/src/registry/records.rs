@@ -201,15 +201,28 @@ impl TransferState {
         }
     }
 
-    /// Completed, failed and cancelled transfers never run again by themselves.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    /// The state as the API (and ctl) know it.
+    pub fn as_pb(self) -> ringdrop_proto::v1::TransferState {
+        use ringdrop_proto::v1::TransferState as Pb;
+        match self {
+            Self::Queued => Pb::Queued,
+            Self::Running => Pb::Running,
+            Self::Paused => Pb::Paused,
+            Self::Completed => Pb::Completed,
+            Self::Failed => Pb::Failed,
+            Self::Cancelled => Pb::Cancelled,
+            Self::Ready => Pb::Ready,
+        }
     }
 
-    /// No worker runs for it (and none is started on restart): it ended, or
-    /// waits for a user (paused) or for its owner's client (ready).
+    /// Ended for good (`ringdrop_proto::state`, the one copy of the rule).
+    pub fn is_terminal(self) -> bool {
+        self.as_pb().is_ended()
+    }
+
+    /// No worker runs for it, and none is started on a restart.
     pub fn is_at_rest(self) -> bool {
-        self.is_terminal() || matches!(self, Self::Paused | Self::Ready)
+        self.as_pb().is_at_rest()
     }
 }
 

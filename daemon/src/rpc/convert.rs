@@ -8,15 +8,7 @@ use crate::{
 };
 
 pub fn state(s: TransferState) -> pb::TransferState {
-    match s {
-        TransferState::Queued => pb::TransferState::Queued,
-        TransferState::Running => pb::TransferState::Running,
-        TransferState::Paused => pb::TransferState::Paused,
-        TransferState::Completed => pb::TransferState::Completed,
-        TransferState::Failed => pb::TransferState::Failed,
-        TransferState::Cancelled => pb::TransferState::Cancelled,
-        TransferState::Ready => pb::TransferState::Ready,
-    }
+    s.as_pb()
 }
 
 pub fn transfer(v: &TransferView) -> pb::Transfer {

@@ -42,10 +42,7 @@ fn changed(a: &pb::Transfer, b: &pb::Transfer) -> bool {
 }
 
 fn finished(t: &pb::Transfer) -> bool {
-    use pb::TransferState::*;
-    [Completed, Failed, Cancelled]
-        .iter()
-        .any(|s| *s as i32 == t.state)
+    pb::TransferState::of(t.state).is_ended()
 }
 
 #[tonic::async_trait]

@@ -256,10 +256,7 @@ impl TransferManager {
         let mut n = 0;
         for mut rec in self.inner.registry.transfers()? {
             // Ended while its incoming files were being removed: finish that.
-            let ended = matches!(
-                rec.state,
-                TransferState::Completed | TransferState::Failed | TransferState::Cancelled
-            );
+            let ended = rec.state.is_terminal();
             if ended && self.inner.registry.partial(rec.id)?.is_some() {
                 incoming::Incoming::discard(&self.incoming_place(rec.id));
             }

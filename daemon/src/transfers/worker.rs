@@ -219,10 +219,7 @@ impl Worker {
         }
         // Completed: the files are at the destination. Failed or cancelled:
         // the incoming files go (a failed transfer resumed starts again).
-        if matches!(
-            state,
-            TransferState::Completed | TransferState::Failed | TransferState::Cancelled
-        ) {
+        if state.is_terminal() {
             let place = self.place();
             tokio::task::spawn_blocking(move || Incoming::discard(&place))
                 .await
