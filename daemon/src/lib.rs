@@ -16,6 +16,7 @@ pub mod registry;
 pub mod rpc;
 pub mod shares;
 pub mod slots;
+pub mod tasks;
 pub mod ticket;
 pub mod transfers;
 

@@ -129,6 +129,10 @@ struct Inner {
     contacts: crate::contacts::Shared,
     started: Instant,
     shutdown: CancellationToken,
+    /// The background loops, tracked (restarted if one dies).
+    tasks: crate::tasks::Tasks,
+    /// The gate's task: it ends when the endpoint's provider is gone.
+    gate_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// The running node; cheap to clone.
@@ -283,7 +287,7 @@ impl Daemon {
         let contacts = crate::contacts::Shared::default();
         let uploads = Uploads::new(hub.clone());
         let limit = config.max_upload_rate.map(|r| Arc::new(RateLimit::new(r)));
-        let (events, _gate_task) = spawn_gate(
+        let (events, gate_task) = spawn_gate(
             registry.clone(),
             policy.clone(),
             gate_stats.clone(),
@@ -329,6 +333,8 @@ impl Daemon {
                 events: hub,
                 contacts,
                 started: Instant::now(),
+                tasks: crate::tasks::Tasks::new(shutdown.child_token()),
+                gate_task: std::sync::Mutex::new(Some(gate_task)),
                 shutdown,
             }),
         };
@@ -382,12 +388,20 @@ impl Daemon {
 
     /// The loops that run for the daemon's lifetime, each until shutdown.
     fn spawn_loops(&self) {
-        tokio::spawn(self.clone().enforce_live_access());
-        tokio::spawn(self.clone().contacts_loop());
-        tokio::spawn(self.clone().expire_ready());
-        tokio::spawn(self.clone().forget_history());
+        let tasks = &self.inner.tasks;
+        let me = self.clone();
+        tasks.spawn_loop("enforce-live-access", move || {
+            me.clone().enforce_live_access()
+        });
+        let me = self.clone();
+        tasks.spawn_loop("contacts", move || me.clone().contacts_loop());
+        let me = self.clone();
+        tasks.spawn_loop("expire-ready", move || me.clone().expire_ready());
+        let me = self.clone();
+        tasks.spawn_loop("forget-history", move || me.clone().forget_history());
         if self.inner.config.system {
-            tokio::spawn(self.clone().track_departures());
+            let me = self.clone();
+            tasks.spawn_loop("track-departures", move || me.clone().track_departures());
         }
     }
 
@@ -848,16 +862,28 @@ impl Daemon {
     }
 
     /// Shutdown in this order (the RPC server has already stopped
-    /// accepting): cancel workers and persist their states, sync the store,
-    /// shut the router (endpoint) down, then the store.
+    /// accepting): cancel everything; wait for the background loops, then
+    /// for the transfer workers to persist their states; sync the store;
+    /// shut the router (endpoint) down and wait for the gate it fed; then
+    /// the store and the registry.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
+        self.inner.tasks.stop().await;
         self.inner.transfers.wait_stopped().await;
         if let Err(e) = self.inner.store.sync_db().await {
             warn!("store sync on shutdown failed: {e}");
         }
         if let Err(e) = self.inner.router.shutdown().await {
             warn!("endpoint shutdown: {e}");
+        }
+        // The endpoint's provider is gone, so the gate's channel closes.
+        let gate = self.inner.gate_task.lock().ok().and_then(|mut g| g.take());
+        if let Some(gate) = gate {
+            match tokio::time::timeout(std::time::Duration::from_secs(5), gate).await {
+                Ok(Err(e)) if e.is_panic() => tracing::error!(task = "gate", "task panicked: {e}"),
+                Ok(_) => {}
+                Err(_) => warn!("the gate did not end within 5 s of the endpoint"),
+            }
         }
         if let Err(e) = self.inner.store.shutdown().await {
             warn!("store shutdown: {e}");

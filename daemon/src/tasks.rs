@@ -1,0 +1,127 @@
+//! The daemon's long-lived tasks, tracked: each has a name, a panic is
+//! logged as a panic with that name, a background loop that ends or
+//! panics before shutdown is started again (after a pause), and shutdown
+//! waits for all of them ([`Tasks::stop`]) after cancelling their token.
+
+use std::{future::Future, panic::AssertUnwindSafe, time::Duration};
+
+use futures::FutureExt;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{error, warn};
+
+/// How long a loop that died waits before it starts again.
+const RESTART_AFTER: Duration = Duration::from_secs(5);
+
+/// Tracked tasks of one owner; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Tasks {
+    tracker: TaskTracker,
+    stop: CancellationToken,
+}
+
+/// The text of a panic's payload.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+impl Tasks {
+    /// Tasks that end when `stop` is cancelled.
+    pub fn new(stop: CancellationToken) -> Self {
+        Self {
+            tracker: TaskTracker::new(),
+            stop,
+        }
+    }
+
+    /// Runs `fut` as task `name` until it ends or shutdown; a panic is
+    /// logged with the name.
+    pub fn spawn(&self, name: &'static str, fut: impl Future<Output = ()> + Send + 'static) {
+        let stop = self.stop.clone();
+        self.tracker.spawn(async move {
+            tokio::select! {
+                ended = AssertUnwindSafe(fut).catch_unwind() => {
+                    if let Err(payload) = ended {
+                        error!(task = name, "task panicked: {}", panic_text(payload.as_ref()));
+                    }
+                }
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+
+    /// Runs the loop `make()` as task `name` for the daemon's lifetime:
+    /// if it ends or panics before shutdown, that is logged and it starts
+    /// again after [`RESTART_AFTER`].
+    pub fn spawn_loop<F, Fut>(&self, name: &'static str, make: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let stop = self.stop.clone();
+        self.tracker.spawn(async move {
+            loop {
+                let ran = tokio::select! {
+                    ran = AssertUnwindSafe(make()).catch_unwind() => ran,
+                    _ = stop.cancelled() => return,
+                };
+                match ran {
+                    Err(payload) => error!(
+                        task = name,
+                        "background loop panicked: {}; starting it again",
+                        panic_text(payload.as_ref())
+                    ),
+                    Ok(()) if stop.is_cancelled() => return,
+                    Ok(()) => warn!(
+                        task = name,
+                        "background loop ended early; starting it again"
+                    ),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(RESTART_AFTER) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+        });
+    }
+
+    /// Cancels every task and waits until all have ended.
+    pub async fn stop(&self) {
+        self.stop.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn a_loop_that_panics_is_started_again_and_stop_waits_for_all() {
+        let tasks = Tasks::new(CancellationToken::new());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = runs.clone();
+        tasks.spawn_loop("test-loop", move || {
+            let runs = counted.clone();
+            async move {
+                if runs.fetch_add(1, Ordering::SeqCst) < 2 {
+                    panic!("boom");
+                }
+                std::future::pending::<()>().await;
+            }
+        });
+        tasks.spawn("test-task", async { panic!("once") });
+        tokio::time::sleep(RESTART_AFTER * 3).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        tasks.stop().await;
+        assert!(tasks.tracker.is_empty());
+    }
+}
