@@ -12,7 +12,7 @@ use iroh_blobs::Hash;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
-use crate::{oneshot, policy::Policy, registry::Registry};
+use crate::{exchange, policy::Policy, registry::Registry};
 use ringdrop_proto::clock::now;
 
 /// ALPN of the catalog protocol.
@@ -91,7 +91,7 @@ impl CatalogServer {
 impl ProtocolHandler for CatalogServer {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
         let peer = conn.remote_id();
-        let Some((send, req)) = oneshot::read_request(&conn, MAX_REQUEST).await? else {
+        let Some((send, req)) = exchange::read_request(&conn, MAX_REQUEST).await? else {
             debug!(%peer, "catalog request not sent in time");
             return Ok(());
         };
@@ -105,11 +105,11 @@ impl ProtocolHandler for CatalogServer {
                 debug!(%peer, shown = entries.len(), "catalog request");
                 let bytes =
                     postcard::to_stdvec(&Response::List(entries)).map_err(AcceptError::from_err)?;
-                oneshot::answer(&conn, send, &bytes).await?;
+                exchange::answer(&conn, send, &bytes).await?;
             }
             Err(e) => {
                 debug!(%peer, "bad catalog request: {e}");
-                oneshot::bad_request(&conn);
+                exchange::bad_request(&conn);
             }
         }
         Ok(())
@@ -127,7 +127,7 @@ pub async fn list_remote(
         msg,
     };
     let req = postcard::to_stdvec(&Request::List).map_err(|e| proto(e.to_string()))?;
-    let bytes = oneshot::ask(
+    let bytes = exchange::ask(
         endpoint,
         addr,
         ALPN,
@@ -137,11 +137,11 @@ pub async fn list_remote(
     )
     .await
     .map_err(|e| match e {
-        oneshot::AskError::Connect(msg) => CatalogError::Connect {
+        exchange::AskError::Connect(msg) => CatalogError::Connect {
             peer: peer.clone(),
             msg,
         },
-        oneshot::AskError::Exchange(msg) => proto(msg),
+        exchange::AskError::Exchange(msg) => proto(msg),
     })?;
     match postcard::from_bytes::<Response>(&bytes) {
         Ok(Response::List(entries)) => Ok(entries),

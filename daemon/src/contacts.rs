@@ -36,7 +36,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     events::{Event, Events},
-    oneshot,
+    exchange,
     registry::{InboxOffer, InboxState, Receipt, Registry, SentState, Stored},
     ticket::Ticket,
 };
@@ -213,11 +213,11 @@ impl OfferServer {
 impl ProtocolHandler for OfferServer {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
         let peer = conn.remote_id();
-        let Some((send, req)) = oneshot::read_request(&conn, MAX_MESSAGE).await? else {
+        let Some((send, req)) = exchange::read_request(&conn, MAX_MESSAGE).await? else {
             return Ok(());
         };
         let Ok(msg) = postcard::from_bytes::<Msg>(&req) else {
-            oneshot::bad_request(&conn);
+            exchange::bad_request(&conn);
             return Ok(());
         };
         let this = self.clone();
@@ -225,14 +225,14 @@ impl ProtocolHandler for OfferServer {
             .await
             .unwrap_or_else(|e| Reply::Refused(format!("failed: {e}")));
         let bytes = postcard::to_stdvec(&reply).map_err(AcceptError::from_err)?;
-        oneshot::answer(&conn, send, &bytes).await
+        exchange::answer(&conn, send, &bytes).await
     }
 }
 
 /// Sends one message to `addr` and reads the reply.
 async fn exchange(endpoint: &Endpoint, addr: EndpointAddr, msg: &Msg) -> Result<Reply, String> {
     let req = postcard::to_stdvec(msg).map_err(|e| e.to_string())?;
-    let bytes = oneshot::ask(endpoint, addr, ALPN, CONNECT_WAIT, &req, MAX_MESSAGE)
+    let bytes = exchange::ask(endpoint, addr, ALPN, CONNECT_WAIT, &req, MAX_MESSAGE)
         .await
         .map_err(|e| e.to_string())?;
     postcard::from_bytes(&bytes).map_err(|e| format!("malformed reply: {e}"))

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use crate::{
-    oneshot,
+    exchange,
     registry::{InviteRecord, PeerRecord, Redeemed, Registry},
 };
 use ringdrop_proto::clock::now;
@@ -213,7 +213,7 @@ impl InviteServer {
 impl ProtocolHandler for InviteServer {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
         let peer = conn.remote_id();
-        let Some((send, req)) = oneshot::read_request(&conn, MAX_MESSAGE).await? else {
+        let Some((send, req)) = exchange::read_request(&conn, MAX_MESSAGE).await? else {
             return Ok(());
         };
         let Ok(Request::Join {
@@ -223,7 +223,7 @@ impl ProtocolHandler for InviteServer {
             addrs,
         }) = postcard::from_bytes::<Request>(&req)
         else {
-            oneshot::bad_request(&conn);
+            exchange::bad_request(&conn);
             return Ok(());
         };
         let registry = self.registry.clone();
@@ -266,7 +266,7 @@ impl ProtocolHandler for InviteServer {
             }
         };
         let bytes = postcard::to_stdvec(&answer).map_err(AcceptError::from_err)?;
-        oneshot::answer(&conn, send, &bytes).await
+        exchange::answer(&conn, send, &bytes).await
     }
 }
 
@@ -306,7 +306,7 @@ pub async fn join(
             .collect(),
     })
     .map_err(|e| proto(e.to_string()))?;
-    let bytes = oneshot::ask(
+    let bytes = exchange::ask(
         endpoint,
         invite.addr.clone(),
         ALPN,
@@ -316,11 +316,11 @@ pub async fn join(
     )
     .await
     .map_err(|e| match e {
-        oneshot::AskError::Connect(msg) => JoinError::Connect {
+        exchange::AskError::Connect(msg) => JoinError::Connect {
             peer: peer.clone(),
             msg,
         },
-        oneshot::AskError::Exchange(msg) => proto(msg),
+        exchange::AskError::Exchange(msg) => proto(msg),
     })?;
     match postcard::from_bytes::<Response>(&bytes) {
         Ok(Response::Joined { ring, member_until }) => {
