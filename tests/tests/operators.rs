@@ -752,6 +752,28 @@ fn only_an_admin_gives_a_row_to_an_operator() -> Result<()> {
     json(&alice.ctl(n.sock(), &["ring", "members", "legacy"])?)?;
     let out = bob.ctl(n.sock(), &["ring", "members", "legacy"])?;
     refused(&out, "bob controls alice's ring")?;
+    // A share given moves to its new owner whole: listed and unshared by
+    // alice, never bob.
+    let (file, _) = alice.public_file("given.txt", 3000)?;
+    let shared = json(&root_ctl(
+        n.sock(),
+        &["share", file.to_str().context("p")?],
+    )?)?;
+    let hash = shared["share"]["hash"]
+        .as_str()
+        .or_else(|| shared["hash"].as_str())
+        .context("hash")?
+        .to_string();
+    json(&root_ctl(n.sock(), &["give", "share", &hash, alice.name])?)?;
+    let hers = alice.ctl(n.sock(), &["shares", "ls"])?;
+    ensure!(
+        text(&hers).contains(&hash),
+        "alice lacks the given share: {}",
+        text(&hers)
+    );
+    let out = bob.ctl(n.sock(), &["unshare", &hash])?;
+    refused(&out, "bob unshared alice's given share")?;
+    json(&alice.ctl(n.sock(), &["unshare", &hash])?)?;
     Ok(())
 }
 

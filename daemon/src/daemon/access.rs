@@ -439,7 +439,7 @@ impl Daemon {
 impl Daemon {
     /// Gives a row to user `uid` (admins only): `kind` names the table,
     /// `key` the row as the CLI shows it.
-    pub fn give_row(
+    pub async fn give_row(
         &self,
         caller: &Caller,
         kind: &str,
@@ -476,6 +476,18 @@ impl Daemon {
                     return Err(AccessError::BadInviteTerms(format!(
                         "user {uid} shares {key} already"
                     )));
+                }
+                // The store tag follows its owner: the new one first, so
+                // the content is never left unpinned.
+                let tags = self.inner.store.tags();
+                let content = iroh_blobs::HashAndFormat::hash_seq(hash);
+                if let Err(e) = tags
+                    .set(crate::shares::share_tag(&hash, uid), content)
+                    .await
+                {
+                    tracing::warn!(%hash, "cannot tag the given share (restored at start-up): {e}");
+                } else if let Err(e) = tags.delete(crate::shares::share_tag(&hash, from)).await {
+                    tracing::warn!(%hash, "cannot drop the given share's old tag: {e}");
                 }
                 info!(uid = caller.uid, key, from, to = uid, "share given");
                 return Ok(());

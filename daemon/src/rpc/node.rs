@@ -133,6 +133,7 @@ impl Node for NodeService {
         let r = req.into_inner();
         self.daemon
             .give_row(&caller, &r.kind, &r.key, r.uid)
+            .await
             .map_err(st)?;
         Ok(Response::new(pb::GiveRowResponse {}))
     }
