@@ -151,8 +151,11 @@ fn reoffer(hsock: &Path, id: u64, dir: &PartialDir) -> std::io::Result<Option<Ow
 /// Opens what the daemon asks for until it hangs up.
 fn answer(conn: &OwnedFd, dir: &PartialDir) {
     loop {
-        let Ok(Item::Open { index, write }) = handoff::recv_item(conn.as_raw_fd()) else {
-            return;
+        let (index, write) = match handoff::recv_item(conn.as_raw_fd()) {
+            Ok(Item::Open { index, write }) => (index, write),
+            // A signal cut the wait short: wait again.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            _ => return,
         };
         let opened = if write {
             dir.file(index as usize).map(Some)

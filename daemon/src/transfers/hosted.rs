@@ -29,6 +29,25 @@ pub const REHOST_WITHIN: Duration = Duration::from_secs(120);
 const OFFERED_PER_USER: usize = 64;
 const OFFERED_MAX: usize = 1024;
 
+/// Talking to the hosting client failed (it went away, or answered out
+/// of turn): the attempt is retried, and the client offers its directory
+/// again or the transfer falls back to the data dir.
+#[derive(Debug)]
+pub struct HostLost(pub std::io::Error);
+
+impl std::fmt::Display for HostLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the hosting ringdropctl: {}", self.0)
+    }
+}
+
+impl std::error::Error for HostLost {}
+
+/// Whether `e` is a [`HostLost`].
+pub fn is_host_lost(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|r| r.is::<HostLost>())
+}
+
 /// A client's offer to host a transfer's files.
 #[derive(Debug)]
 pub struct Host {
@@ -59,9 +78,17 @@ impl Host {
     pub fn open(&self, index: usize, write: bool) -> std::io::Result<Option<File>> {
         let index = u32::try_from(index)
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "file index"))?;
-        handoff::send_open(self.conn.as_raw_fd(), index, write)?;
-        let other = |why: String| std::io::Error::other(why);
-        match handoff::recv_item(self.conn.as_raw_fd())? {
+        let lost = |e: std::io::Error| std::io::Error::other(HostLost(e));
+        handoff::send_open(self.conn.as_raw_fd(), index, write).map_err(lost)?;
+        let other = |why: String| lost(std::io::Error::other(why));
+        // A signal cuts a receive with a timeout short: ask the socket again.
+        let answer = loop {
+            match handoff::recv_item(self.conn.as_raw_fd()) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => break other.map_err(lost)?,
+            }
+        };
+        match answer {
             Item::File { fd, .. } => {
                 let file = File::from(fd);
                 if !file.metadata()?.is_file() {

@@ -621,7 +621,13 @@ async fn blocking<T: Send + 'static>(
 }
 
 fn local(e: incoming::IncomingError) -> AttemptError {
-    if e.no_space() {
+    let host_lost = matches!(&e, incoming::IncomingError::Io { source, .. }
+        if super::hosted::is_host_lost(source));
+    if host_lost {
+        // Retried: the client offers its directory again (or, after a
+        // while, the data dir takes over).
+        AttemptError::Interrupted(e.to_string())
+    } else if e.no_space() {
         AttemptError::NoSpace(e.to_string())
     } else {
         AttemptError::Local(e.to_string())
