@@ -288,6 +288,7 @@ impl Daemon {
             caller,
             caller_cannot_write,
             Some(rec.size),
+            None,
         )?;
         rec.state = InboxState::Accepted;
         rec.transfer_id = Some(view.rec.id);
@@ -595,7 +596,7 @@ impl Daemon {
             .unwrap_or_else(|_| daemon_uid());
         let me = Caller::operator(owner, owner);
         let dir = Some(fresh_entry(&trust.accept_into, &rec.name, &rec.ticket));
-        match self.fetch_expecting(&rec.ticket, dir, false, &me, None, Some(rec.size)) {
+        match self.fetch_expecting(&rec.ticket, dir, false, &me, None, Some(rec.size), None) {
             Ok(view) => {
                 info!(
                     id = rec.id,

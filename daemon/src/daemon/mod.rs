@@ -775,32 +775,13 @@ impl Daemon {
                 )
             })?),
         };
-        self.fetch_into(ticket, out, force, caller, caller_cannot_write, None, host)
+        self.fetch_expecting(ticket, out, force, caller, caller_cannot_write, None, host)
     }
 
-    /// [`Self::fetch`] of content that must be `expect_size` bytes.
-    pub fn fetch_expecting(
-        &self,
-        ticket: &str,
-        out: Option<PathBuf>,
-        force: bool,
-        caller: &Caller,
-        caller_cannot_write: Option<String>,
-        expect_size: Option<u64>,
-    ) -> Result<TransferView, TransferError> {
-        self.fetch_into(
-            ticket,
-            out,
-            force,
-            caller,
-            caller_cannot_write,
-            expect_size,
-            None,
-        )
-    }
-
+    /// [`Self::fetch`] of content that must be `expect_size` bytes (an
+    /// offer's), into what `host` offers if its client hosts the files.
     #[allow(clippy::too_many_arguments)]
-    fn fetch_into(
+    pub fn fetch_expecting(
         &self,
         ticket: &str,
         out: Option<PathBuf>,
