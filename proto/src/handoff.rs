@@ -144,6 +144,29 @@ pub fn connect(path: &Path) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Bounds each receive on `sock` to `within` (`None`: waits for ever).
+pub fn recv_within(sock: RawFd, within: Option<std::time::Duration>) -> io::Result<()> {
+    let within = within.unwrap_or_default();
+    let timeout = libc::timeval {
+        tv_sec: within.as_secs() as libc::time_t,
+        tv_usec: within.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: setsockopt with a timeval we own, of the size we pass.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// A non-blocking `SOCK_SEQPACKET` socket listening at `path` (which must
 /// not exist); its file mode is the caller's to set.
 pub fn listen(path: &Path) -> io::Result<OwnedFd> {

@@ -414,7 +414,9 @@ j_check() {
         sleep 0.1
     done
     if ct kill -0 "$pid" 2>/dev/null; then
-        fail "j: alice's ringdropctl still running 120 s after the restart"
+        fail "j: alice's ringdropctl still running 120 s after the restart: $(ct tail -n 3 "$log" | tr '\n' ' ')"
+        say "j: the transfer: $(ct ringdropctl --json transfers show "$id" 2>&1 | tr '\n' ' ')"
+        ct journalctl -u ringdropd.service --no-pager -n 30 -o cat | sed 's/^/pid1:   journal: /'
         return
     fi
     if ct grep -q "Fetched" "$log"; then

@@ -7,8 +7,8 @@
 //!
 //! The hosting lasts as long as a thread here answers the daemon: when the
 //! daemon closes the connection (its attempt ended, or it restarted) the
-//! thread offers the directory again for the transfer, and stops once the
-//! daemon says the transfer no longer needs it.
+//! thread offers the directory again for the transfer, until the client
+//! sees the transfer end.
 
 use std::{
     fs,
@@ -28,6 +28,8 @@ use ringdrop_proto::{
 
 /// How long the directory is offered again after the daemon went away.
 const REOFFER_FOR: Duration = Duration::from_secs(120);
+/// How long the daemon has to answer an offer.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
 /// A private directory offered to the daemon, and the thread answering it.
 #[derive(Debug)]
@@ -110,11 +112,12 @@ impl Hosting {
 }
 
 /// Answers the daemon's asks on `conn`, offering the directory again
-/// whenever the daemon closes it, until the daemon says the transfer no
-/// longer needs it (or the client stops, or the daemon stays away).
+/// whenever the daemon closes it, until the client stops (the transfer
+/// ended) or the daemon takes no offer for [`REOFFER_FOR`].
 fn host(conn: OwnedFd, hsock: &Path, dir: &PartialDir, id: &AtomicU64, stop: &AtomicBool) {
     let mut conn = Some(conn);
     let mut away_since: Option<Instant> = None;
+    let mut pause = Duration::from_millis(300);
     while !stop.load(Ordering::SeqCst) {
         if let Some(c) = conn.take() {
             answer(&c, dir);
@@ -126,13 +129,15 @@ fn host(conn: OwnedFd, hsock: &Path, dir: &PartialDir, id: &AtomicU64, stop: &At
         if transfer == 0 || since.elapsed() > REOFFER_FOR {
             return;
         }
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(pause);
+        // Refused or not back yet: offered again until this client stops
+        // (it knows when the transfer ended) or the daemon stays away.
+        // A refusal is no proof the transfer is done: a daemon shutting
+        // down refuses too, and the restarted one needs the offer.
         match reoffer(hsock, transfer, dir) {
             Ok(Some(c)) => conn = Some(c),
-            // Not needed any more (ready, ended, placed by the daemon).
-            Ok(None) => return,
-            // The daemon is not back yet.
-            Err(_) => {}
+            Ok(None) => pause = Duration::from_secs(1),
+            Err(_) => pause = Duration::from_millis(300),
         }
     }
 }
@@ -142,7 +147,11 @@ fn host(conn: OwnedFd, hsock: &Path, dir: &PartialDir, id: &AtomicU64, stop: &At
 fn reoffer(hsock: &Path, id: u64, dir: &PartialDir) -> std::io::Result<Option<OwnedFd>> {
     let conn = handoff::connect(hsock)?;
     handoff::send_host(conn.as_raw_fd(), id, &dir.name())?;
-    match handoff::recv_item(conn.as_raw_fd())? {
+    // A daemon on its way out may take the connection and never answer.
+    handoff::recv_within(conn.as_raw_fd(), Some(ANSWER_WITHIN))?;
+    let answer = handoff::recv_item(conn.as_raw_fd())?;
+    handoff::recv_within(conn.as_raw_fd(), None)?;
+    match answer {
         Item::Done => Ok(Some(conn)),
         _ => Ok(None),
     }

@@ -299,20 +299,7 @@ fn receive(
 ) -> Result<(), String> {
     let peer = PeerIdentity::of_fd(conn.as_raw_fd()).map_err(|e| e.to_string())?;
     policy.check(&peer)?;
-    let timeout = libc::timeval {
-        tv_sec: MESSAGE_WITHIN.as_secs() as libc::time_t,
-        tv_usec: 0,
-    };
-    // SAFETY: setsockopt with a timeval we own.
-    unsafe {
-        libc::setsockopt(
-            conn.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&timeout as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        );
-    }
+    handoff::recv_within(conn.as_raw_fd(), Some(MESSAGE_WITHIN)).map_err(|e| e.to_string())?;
     let mut files = HandedFiles {
         files: Vec::new(),
         held: 0,
@@ -369,9 +356,12 @@ fn offer_host(
     let reply = conn.try_clone().map_err(|e| e.to_string())?;
     match rehost(uid, id, Host::new(conn, dir, uid)) {
         Ok(()) => handoff::send_done(reply.as_raw_fd()).map_err(|e| e.to_string()),
+        // The client offers again until it sees its transfer end: a
+        // refusal here is routine (shutting down, already ready).
         Err(why) => {
+            tracing::debug!(uid, id, "directory offered again, not taken: {why}");
             handoff::send_reply(reply.as_raw_fd(), Err(&why)).ok();
-            Err(why)
+            Ok(())
         }
     }
 }
