@@ -64,7 +64,7 @@ impl CatalogServer {
 
     /// Shares the policy lets `peer` see (`Policy::may_list`).
     fn visible(&self, peer: &[u8; 32]) -> Vec<Entry> {
-        let shares = match self.registry.shares() {
+        let shares = match self.registry.blocking().shares() {
             Ok(s) => s,
             Err(e) => {
                 warn!("catalog: registry: {e}");

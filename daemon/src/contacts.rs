@@ -114,9 +114,8 @@ impl OfferServer {
         Reply::Refused(format!("this node cannot {doing} now; try again later"))
     }
 
-    /// Decides one message (blocking: registry work).
-    fn handle(&self, peer: EndpointId, msg: Msg) -> Reply {
-        let t = now();
+    /// Decides one message.
+    async fn handle(&self, peer: EndpointId, msg: Msg) -> Reply {
         match msg {
             Msg::Offer {
                 id,
@@ -124,88 +123,109 @@ impl OfferServer {
                 size,
                 files,
                 ticket,
-            } => {
-                match self.registry.is_contact(peer.as_bytes(), t) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        return self.refuse(
-                            peer,
-                            "this node takes offers only from its address book, its rings' members and the owners of rings it joined".into(),
-                        )
-                    }
-                    Err(e) => return self.failed(peer, "check the sender", e),
+            } => self.on_offer(peer, id, name, size, files, ticket).await,
+            Msg::Receipt { id, receipt } => self.on_receipt(peer, id, receipt).await,
+        }
+    }
+
+    /// A contact offers files: kept in the inbox (and readers told).
+    async fn on_offer(
+        &self,
+        peer: EndpointId,
+        id: u64,
+        name: String,
+        size: u64,
+        files: u64,
+        ticket: String,
+    ) -> Reply {
+        let t = now();
+        match self.registry.is_contact(peer.as_bytes(), t).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return self.refuse(
+                    peer,
+                    "this node takes offers only from its address book, its rings' members and the owners of rings it joined".into(),
+                )
+            }
+            Err(e) => return self.failed(peer, "check the sender", e),
+        }
+        // The sender offers what it serves itself, nothing else.
+        match ticket.parse::<Ticket>() {
+            Ok(t) if t.addr.id == peer => {}
+            _ => return self.refuse(peer, "the offer's ticket is not one of yours".into()),
+        }
+        let name: String = name.chars().take(MAX_NAME).collect();
+        let rec = InboxOffer {
+            id: 0,
+            from: *peer.as_bytes(),
+            remote_id: id,
+            name,
+            size,
+            files,
+            ticket,
+            received_at: t,
+            state: InboxState::New,
+            transfer_id: None,
+            receipt: None,
+            receipt_attempts: 0,
+            receipt_next_try: 0,
+        };
+        match self.registry.store_offer(rec).await {
+            Ok(Stored::New(rec)) => {
+                info!(%peer, id = rec.id, size = rec.size, "offer received");
+                self.announce(peer, rec).await;
+                Reply::Stored
+            }
+            Ok(Stored::Again(_)) => Reply::Stored,
+            Ok(Stored::Full(why)) => self.refuse(peer, why),
+            Err(e) => self.failed(peer, "store the offer", e),
+        }
+    }
+
+    /// Tells event readers of a new inbox offer, and the offers loop.
+    async fn announce(&self, peer: EndpointId, rec: InboxOffer) {
+        let from_name = self
+            .registry
+            .peer_name(&rec.from)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        self.events.publish(Event::OfferReceived {
+            id: rec.id,
+            from: peer.to_string(),
+            from_name,
+            name: rec.name,
+            size: rec.size,
+        });
+        self.shared.wake.notify_one();
+    }
+
+    /// The receiver answered an offer of ours.
+    async fn on_receipt(&self, peer: EndpointId, id: u64, receipt: Receipt) -> Reply {
+        let from = *peer.as_bytes();
+        let updated = self
+            .registry
+            .update_sent(id, move |offer| {
+                if offer.peer != from || offer.state.is_final() {
+                    return;
                 }
-                // The sender offers what it serves itself, nothing else.
-                match ticket.parse::<Ticket>() {
-                    Ok(t) if t.addr.id == peer => {}
-                    _ => return self.refuse(peer, "the offer's ticket is not one of yours".into()),
-                }
-                let name: String = name.chars().take(MAX_NAME).collect();
-                let rec = InboxOffer {
-                    id: 0,
-                    from: *peer.as_bytes(),
-                    remote_id: id,
-                    name,
-                    size,
-                    files,
-                    ticket,
-                    received_at: t,
-                    state: InboxState::New,
-                    transfer_id: None,
-                    receipt: None,
-                    receipt_attempts: 0,
-                    receipt_next_try: 0,
+                offer.state = match receipt {
+                    Receipt::Accepted if offer.state == SentState::Fetching => SentState::Fetching,
+                    Receipt::Accepted => SentState::Accepted,
+                    Receipt::Rejected => SentState::Rejected,
+                    Receipt::Completed => SentState::Completed,
                 };
-                match self.registry.store_offer(rec) {
-                    Ok(Stored::New(rec)) => {
-                        info!(%peer, id = rec.id, size = rec.size, "offer received");
-                        let from_name = self
-                            .registry
-                            .peers()
-                            .ok()
-                            .and_then(|b| b.into_iter().find(|p| p.id == rec.from))
-                            .map(|p| p.name)
-                            .unwrap_or_default();
-                        self.events.publish(Event::OfferReceived {
-                            id: rec.id,
-                            from: peer.to_string(),
-                            from_name,
-                            name: rec.name,
-                            size: rec.size,
-                        });
-                        self.shared.wake.notify_one();
-                        Reply::Stored
-                    }
-                    Ok(Stored::Again(_)) => Reply::Stored,
-                    Ok(Stored::Full(why)) => self.refuse(peer, why),
-                    Err(e) => self.failed(peer, "store the offer", e),
-                }
+            })
+            .await;
+        match updated {
+            Ok(Some(offer)) if offer.peer == from => {
+                info!(%peer, id, state = offer.state.name(), "receipt");
+                self.shared.wake.notify_one();
+                Reply::Noted
             }
-            Msg::Receipt { id, receipt } => {
-                let from = *peer.as_bytes();
-                let updated = self.registry.update_sent(id, |offer| {
-                    if offer.peer != from || offer.state.is_final() {
-                        return;
-                    }
-                    offer.state = match receipt {
-                        Receipt::Accepted if offer.state == SentState::Fetching => {
-                            SentState::Fetching
-                        }
-                        Receipt::Accepted => SentState::Accepted,
-                        Receipt::Rejected => SentState::Rejected,
-                        Receipt::Completed => SentState::Completed,
-                    };
-                });
-                match updated {
-                    Ok(Some(offer)) if offer.peer == from => {
-                        info!(%peer, id, state = offer.state.name(), "receipt");
-                        self.shared.wake.notify_one();
-                        Reply::Noted
-                    }
-                    Ok(_) => Reply::Refused("no such offer".into()),
-                    Err(e) => self.failed(peer, "record the receipt", e),
-                }
-            }
+            Ok(_) => Reply::Refused("no such offer".into()),
+            Err(e) => self.failed(peer, "record the receipt", e),
         }
     }
 }
@@ -220,10 +240,7 @@ impl ProtocolHandler for OfferServer {
             exchange::bad_request(&conn);
             return Ok(());
         };
-        let this = self.clone();
-        let reply = tokio::task::spawn_blocking(move || this.handle(peer, msg))
-            .await
-            .unwrap_or_else(|e| Reply::Refused(format!("failed: {e}")));
+        let reply = self.handle(peer, msg).await;
         let bytes = postcard::to_stdvec(&reply).map_err(AcceptError::from_err)?;
         exchange::answer(&conn, send, &bytes).await
     }
@@ -277,7 +294,7 @@ pub async fn offer(
 
 /// Delivers a queued offer (sender side).
 pub async fn deliver_offer(endpoint: Endpoint, registry: Registry, addr: EndpointAddr, id: u64) {
-    let Ok(Some(sent)) = registry.sent_offer(id) else {
+    let Ok(Some(sent)) = registry.sent_offer(id).await else {
         return;
     };
     let msg = OfferMsg {
@@ -288,28 +305,30 @@ pub async fn deliver_offer(endpoint: Endpoint, registry: Registry, addr: Endpoin
         ticket: sent.ticket.clone(),
     };
     let result = offer(&endpoint, addr, msg).await;
-    let recorded = registry.update_sent(id, |offer| {
-        if offer.state != SentState::Queued {
-            return;
-        }
-        match result {
-            Ok(Ok(())) => {
-                info!(id, "offer delivered");
-                offer.state = SentState::Delivered;
-                offer.last_error = None;
+    let recorded = registry
+        .update_sent(id, move |offer| {
+            if offer.state != SentState::Queued {
+                return;
             }
-            Ok(Err(why)) => {
-                warn!(id, "offer refused: {why}");
-                offer.state = SentState::Refused;
-                offer.last_error = Some(format!("refused by the peer: {why}"));
+            match result {
+                Ok(Ok(())) => {
+                    info!(id, "offer delivered");
+                    offer.state = SentState::Delivered;
+                    offer.last_error = None;
+                }
+                Ok(Err(why)) => {
+                    warn!(id, "offer refused: {why}");
+                    offer.state = SentState::Refused;
+                    offer.last_error = Some(format!("refused by the peer: {why}"));
+                }
+                Err(e) => {
+                    offer.attempts += 1;
+                    offer.next_try_at = now() + backoff(offer.attempts);
+                    offer.last_error = Some(format!("not delivered yet: {e}"));
+                }
             }
-            Err(e) => {
-                offer.attempts += 1;
-                offer.next_try_at = now() + backoff(offer.attempts);
-                offer.last_error = Some(format!("not delivered yet: {e}"));
-            }
-        }
-    });
+        })
+        .await;
     if let Err(e) = recorded {
         warn!(id, "cannot record the delivery: {e}");
     }
@@ -322,7 +341,7 @@ pub async fn deliver_receipt(
     addr: EndpointAddr,
     inbox_id: u64,
 ) {
-    let Ok(Some(offer)) = registry.inbox_offer(inbox_id) else {
+    let Ok(Some(offer)) = registry.inbox_offer(inbox_id).await else {
         return;
     };
     let Some(receipt) = offer.receipt else {
@@ -333,22 +352,24 @@ pub async fn deliver_receipt(
         receipt,
     };
     let result = exchange(&endpoint, addr, &msg).await;
-    let recorded = registry.update_inbox(inbox_id, |offer| {
-        if offer.receipt != Some(receipt) {
-            return; // a newer one is owed now
-        }
-        match result {
-            Ok(_) => {
-                offer.receipt = None;
-                offer.receipt_attempts = 0;
+    let recorded = registry
+        .update_inbox(inbox_id, move |offer| {
+            if offer.receipt != Some(receipt) {
+                return; // a newer one is owed now
             }
-            Err(e) => {
-                debug!(inbox_id, "receipt not delivered yet: {e}");
-                offer.receipt_attempts += 1;
-                offer.receipt_next_try = now() + backoff(offer.receipt_attempts);
+            match result {
+                Ok(_) => {
+                    offer.receipt = None;
+                    offer.receipt_attempts = 0;
+                }
+                Err(e) => {
+                    debug!(inbox_id, "receipt not delivered yet: {e}");
+                    offer.receipt_attempts += 1;
+                    offer.receipt_next_try = now() + backoff(offer.receipt_attempts);
+                }
             }
-        }
-    });
+        })
+        .await;
     if let Err(e) = recorded {
         warn!(inbox_id, "cannot record the receipt's delivery: {e}");
     }

@@ -132,12 +132,12 @@ pub enum JoinError {
 /// digits, `-`, `_`, `.` only, at most 32 of them, never an endpoint id,
 /// never the name of another entry (`-2`, `-3`... appended). An entry
 /// that already names `id` keeps its name.
-pub fn book_name(
+pub async fn book_name(
     registry: &Registry,
     proposed: &str,
     id: &[u8; 32],
 ) -> Result<String, crate::registry::RegistryError> {
-    let book = registry.peers()?;
+    let book = registry.peers().await?;
     if let Some(known) = book.iter().find(|p| p.id == *id) {
         return Ok(known.name.clone());
     }
@@ -164,14 +164,14 @@ pub fn book_name(
 }
 
 /// Adds `id` at `addr` to the address book under a safe form of `proposed`.
-pub fn remember(
+pub async fn remember(
     registry: &Registry,
     proposed: &str,
     addr: &EndpointAddr,
 ) -> Result<String, crate::registry::RegistryError> {
     let id = *addr.id.as_bytes();
-    let name = book_name(registry, proposed, &id)?;
-    let mut rec = registry.peer(&name)?.unwrap_or(PeerRecord {
+    let name = book_name(registry, proposed, &id).await?;
+    let mut rec = registry.peer(&name).await?.unwrap_or(PeerRecord {
         name: name.clone(),
         id,
         relay: None,
@@ -186,7 +186,7 @@ pub fn remember(
         rec.addrs = ips;
     }
     rec.updated_at = now();
-    registry.put_peer(&rec)?;
+    registry.put_peer(&rec).await?;
     Ok(name)
 }
 
@@ -226,22 +226,24 @@ impl ProtocolHandler for InviteServer {
             exchange::bad_request(&conn);
             return Ok(());
         };
-        let registry = self.registry.clone();
+        let registry = &self.registry;
         let addr = addrs
             .into_iter()
             .take(MAX_ADDRS)
             .fold(EndpointAddr::new(peer), |a, ip| a.with_ip_addr(ip));
-        let decided = tokio::task::spawn_blocking(move || {
-            let r = registry.redeem_invite(&id, &secret_hash(&secret), peer.as_bytes(), now())?;
+        let decided = async {
+            let r = registry
+                .redeem_invite(&id, &secret_hash(&secret), peer.as_bytes(), now())
+                .await?;
             let named = match &r {
-                Ok(_) => Some(remember(&registry, &name, &addr)?),
+                Ok(_) => Some(remember(registry, &name, &addr).await?),
                 Err(_) => None,
             };
             Ok::<_, crate::registry::RegistryError>((r, named))
-        })
+        }
         .await;
         let answer = match decided {
-            Ok(Ok((Ok(Redeemed { ring, member_until }), named))) => {
+            Ok((Ok(Redeemed { ring, member_until }), named)) => {
                 info!(%peer, ring, name = named.as_deref().unwrap_or(""), "joined by invite");
                 self.events.publish(crate::events::Event::MemberJoined {
                     ring: ring.clone(),
@@ -250,19 +252,15 @@ impl ProtocolHandler for InviteServer {
                 });
                 Response::Joined { ring, member_until }
             }
-            Ok(Ok((Err(refusal), _))) => {
+            Ok((Err(refusal), _)) => {
                 debug!(%peer, "invite refused: {refusal}");
                 Response::Refused(refusal.to_string())
             }
             // Logged here in full; the joiner hears only that it failed
             // (an internal error's text never leaves the node).
-            Ok(Err(e)) => {
+            Err(e) => {
                 warn!(%peer, "invite: cannot record the join: {e}");
                 Response::Refused("the inviter cannot record the join now; try again later".into())
-            }
-            Err(e) => {
-                warn!(%peer, "invite: the join task failed: {e}");
-                Response::Refused("the inviter failed to answer; try again later".into())
             }
         };
         let bytes = postcard::to_stdvec(&answer).map_err(AcceptError::from_err)?;
@@ -294,16 +292,17 @@ pub async fn join(
         peer: peer.clone(),
         msg,
     };
+    let addrs = endpoint
+        .addr()
+        .ip_addrs()
+        .copied()
+        .take(MAX_ADDRS)
+        .collect();
     let req = postcard::to_stdvec(&Request::Join {
         id: invite.id,
         secret: invite.secret,
         name: host_name(),
-        addrs: endpoint
-            .addr()
-            .ip_addrs()
-            .copied()
-            .take(MAX_ADDRS)
-            .collect(),
+        addrs,
     })
     .map_err(|e| proto(e.to_string()))?;
     let bytes = exchange::ask(
@@ -324,22 +323,16 @@ pub async fn join(
     })?;
     match postcard::from_bytes::<Response>(&bytes) {
         Ok(Response::Joined { ring, member_until }) => {
-            let registry = registry.clone();
-            let (addr, proposed) = (
-                invite.addr.clone(),
-                alias
-                    .map(str::to_string)
-                    .unwrap_or_else(|| invite.from.clone()),
-            );
-            let owner = *invite.addr.id.as_bytes();
-            let ring2 = ring.clone();
-            let name = tokio::task::spawn_blocking(move || {
-                let name = remember(&registry, &proposed, &addr)?;
-                registry.record_joined(&owner, &ring2, now())?;
-                Ok::<_, crate::registry::RegistryError>(name)
-            })
-            .await
-            .map_err(|e| proto(e.to_string()))??;
+            // The inviter goes into the address book as `alias`, else
+            // under the name it proposed.
+            let proposed = alias.map_or_else(|| invite.from.clone(), str::to_string);
+            let name = remember(registry, &proposed, &invite.addr)
+                .await
+                .map_err(|e| proto(e.to_string()))?;
+            registry
+                .record_joined(invite.addr.id.as_bytes(), &ring, now())
+                .await
+                .map_err(|e| proto(e.to_string()))?;
             Ok(Joined {
                 ring,
                 inviter: invite.addr.id,

@@ -88,24 +88,12 @@ pub async fn run(
         None
     };
     let policy = match group {
-        Some(gid) => rpc::PeerPolicy::with_group(gid),
-        None => rpc::PeerPolicy::owner_only(),
+        Some(gid) => crate::authority::PeerPolicy::with_group(gid),
+        None => crate::authority::PeerPolicy::owner_only(),
     };
     // The socket first: a second daemon is refused before it touches the
     // data dir another one holds open.
-    let (listener, owned_path) = match listener {
-        Listener::Create => {
-            let l = rpc::bind_socket(&config.socket, group).await?;
-            (l, Some(config.socket.clone()))
-        }
-        Listener::Inherited(l) => (
-            UnixListener::from_std(l).map_err(|e| rpc::SocketError::Io {
-                path: config.socket.clone(),
-                msg: format!("inherited socket: {e}"),
-            })?,
-            None,
-        ),
-    };
+    let (listener, owned_path) = listen(&config, listener, group).await?;
     let daemon = match Daemon::start(config).await {
         Ok(d) => d,
         Err(e) => {
@@ -145,17 +133,41 @@ pub async fn run(
     Ok(())
 }
 
+/// The control socket: bound here (and its path, to remove at the end),
+/// or inherited from systemd.
+async fn listen(
+    config: &Config,
+    listener: Listener,
+    group: Option<u32>,
+) -> Result<(UnixListener, Option<std::path::PathBuf>), RunError> {
+    Ok(match listener {
+        Listener::Create => {
+            let l = rpc::bind_socket(&config.socket, group).await?;
+            (l, Some(config.socket.clone()))
+        }
+        Listener::Inherited(l) => (
+            UnixListener::from_std(l).map_err(|e| rpc::SocketError::Io {
+                path: config.socket.clone(),
+                msg: format!("inherited socket: {e}"),
+            })?,
+            None,
+        ),
+    })
+}
+
 /// Operators hand the files they share over a socket of their own beside
 /// the control socket (see `shares::handed`), served until shutdown.
-fn serve_handoffs(daemon: &Daemon, group: Option<u32>, policy: &rpc::PeerPolicy) {
+fn serve_handoffs(daemon: &Daemon, group: Option<u32>, policy: &crate::authority::PeerPolicy) {
     let path = ringdrop_proto::handoff::socket_for(daemon.config().socket.as_path());
+    // Both are called on the handoff's blocking threads.
+    let rt = tokio::runtime::Handle::current();
     let reader: shares::handed::ReadyFiles = {
-        let daemon = daemon.clone();
-        std::sync::Arc::new(move |uid, id, index| daemon.ready_file(uid, id, index))
+        let (daemon, rt) = (daemon.clone(), rt.clone());
+        std::sync::Arc::new(move |uid, id, index| rt.block_on(daemon.ready_file(uid, id, index)))
     };
     let rehost: shares::handed::Rehost = {
         let daemon = daemon.clone();
-        std::sync::Arc::new(move |uid, id, host| daemon.transfers().rehost(uid, id, host))
+        std::sync::Arc::new(move |uid, id, host| rt.block_on(daemon.rehost(uid, id, host)))
     };
     let served = shares::handed::serve(
         path.clone(),

@@ -86,8 +86,11 @@ impl Policy {
         if self.suspended(share) {
             return Ok(false);
         }
-        let allowed =
-            Self::is_open(share) || self.registry.member_of_any(&share.rings, peer, now)?;
+        let allowed = Self::is_open(share)
+            || self
+                .registry
+                .blocking()
+                .member_of_any(&share.rings, peer, now)?;
         Ok(allowed && self.fresh(share))
     }
 
@@ -102,7 +105,10 @@ impl Policy {
             return Ok(false);
         }
         let allowed = (Self::is_open(share) && share.listed)
-            || self.registry.member_of_any(&share.rings, peer, now)?;
+            || self
+                .registry
+                .blocking()
+                .member_of_any(&share.rings, peer, now)?;
         Ok(allowed && self.fresh(share))
     }
 
@@ -112,11 +118,8 @@ impl Policy {
     /// unverified, so any of them must still hold what was imported. A
     /// file that is gone is harmless (the store cannot open it).
     fn other_sources_changed(&self, share: &ShareRecord) -> bool {
-        share
-            .children
-            .iter()
-            .skip(1)
-            .any(|child| match self.registry.blob_sources(child) {
+        share.children.iter().skip(1).any(|child| {
+            match self.registry.blocking().blob_sources(child) {
                 Ok(sources) => sources
                     .iter()
                     .any(|s| match std::fs::symlink_metadata(&s.path) {
@@ -124,7 +127,8 @@ impl Policy {
                         Err(_) => false,
                     }),
                 Err(_) => true,
-            })
+            }
+        })
     }
 
     /// Whether `share`'s source files are unchanged since sharing (a

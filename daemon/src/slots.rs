@@ -19,9 +19,11 @@ use iroh::{
 };
 use tracing::warn;
 
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 /// Tells whether a peer is a contact (a ring member or in the address
 /// book): contacts may use every slot, strangers only half.
-pub type Known = Arc<dyn Fn(&EndpointId) -> bool + Send + Sync>;
+pub type Known = Arc<dyn Fn(EndpointId) -> BoxFuture<'static, bool> + Send + Sync>;
 
 /// Live connections by peer, against a per-peer and a total limit.
 #[derive(Clone)]
@@ -73,9 +75,12 @@ impl Slots {
     }
 
     /// A slot for a connection of `peer`, if the limits allow one.
-    pub fn take(&self, peer: EndpointId) -> Option<Slot> {
-        // Asked before the lock: it may read the registry.
-        let stranger = self.known.as_ref().is_some_and(|known| !known(&peer));
+    pub async fn take(&self, peer: EndpointId) -> Option<Slot> {
+        // Asked before the lock: it reads the registry.
+        let stranger = match &self.known {
+            Some(known) => !known(peer).await,
+            None => false,
+        };
         let mut taken = self.taken.lock().ok()?;
         let all: usize = taken.values().map(|(n, _)| n).sum();
         let strangers: usize = taken.values().filter(|(_, s)| *s).map(|(n, _)| n).sum();
@@ -97,9 +102,9 @@ impl Slots {
     }
 
     /// Admits `conn` or closes it, saying why; `what` names the protocol.
-    pub fn admit(&self, conn: &Connection, what: &str) -> Option<Slot> {
+    pub async fn admit(&self, conn: &Connection, what: &str) -> Option<Slot> {
         let peer = conn.remote_id();
-        let slot = self.take(peer);
+        let slot = self.take(peer).await;
         if slot.is_none() {
             conn.close(2u32.into(), b"too many connections");
             let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
@@ -160,7 +165,7 @@ impl<H> Limited<H> {
 
 impl<H: ProtocolHandler> ProtocolHandler for Limited<H> {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
-        let Some(_slot) = self.slots.admit(&conn, self.what) else {
+        let Some(_slot) = self.slots.admit(&conn, self.what).await else {
             return Ok(());
         };
         self.inner.accept(conn).await
@@ -175,34 +180,34 @@ impl<H: ProtocolHandler> ProtocolHandler for Limited<H> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn limits_per_peer_and_in_all_and_frees_on_drop() {
+    #[tokio::test]
+    async fn limits_per_peer_and_in_all_and_frees_on_drop() {
         let slots = Slots::new(2, 3);
         let (a, b) = (
             iroh::SecretKey::generate().public(),
             iroh::SecretKey::generate().public(),
         );
-        let a1 = slots.take(a).unwrap();
-        let _a2 = slots.take(a).unwrap();
-        assert!(slots.take(a).is_none(), "a third of one peer");
-        let _b1 = slots.take(b).unwrap();
-        assert!(slots.take(b).is_none(), "a fourth in all");
+        let a1 = slots.take(a).await.unwrap();
+        let _a2 = slots.take(a).await.unwrap();
+        assert!(slots.take(a).await.is_none(), "a third of one peer");
+        let _b1 = slots.take(b).await.unwrap();
+        assert!(slots.take(b).await.is_none(), "a fourth in all");
         drop(a1);
-        assert!(slots.take(b).is_some(), "a freed slot");
+        assert!(slots.take(b).await.is_some(), "a freed slot");
     }
 
-    #[test]
-    fn strangers_fill_only_half_and_contacts_still_get_in() {
+    #[tokio::test]
+    async fn strangers_fill_only_half_and_contacts_still_get_in() {
         let friend = iroh::SecretKey::generate().public();
-        let known: Known = Arc::new(move |p| *p == friend);
+        let known: Known = Arc::new(move |p| Box::pin(async move { p == friend }));
         let slots = Slots::new(1, 4).with_contacts(known);
         let mut held = Vec::new();
         for _ in 0..10 {
-            if let Some(s) = slots.take(iroh::SecretKey::generate().public()) {
+            if let Some(s) = slots.take(iroh::SecretKey::generate().public()).await {
                 held.push(s);
             }
         }
         assert_eq!(held.len(), 2, "strangers hold half of 4");
-        assert!(slots.take(friend).is_some(), "a contact is let in");
+        assert!(slots.take(friend).await.is_some(), "a contact is let in");
     }
 }

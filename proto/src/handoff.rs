@@ -237,8 +237,17 @@ fn send(sock: RawFd, payload: &[u8], fd: Option<RawFd>) -> io::Result<()> {
 /// Receives one message; a malformed one is an error (the connection is
 /// then dropped), and a descriptor beyond the first is closed.
 pub fn recv_item(sock: RawFd) -> io::Result<Item> {
-    let bad = |why: &str| io::Error::new(io::ErrorKind::InvalidData, why.to_string());
     let mut buf = vec![0u8; 5 + MAX_NAME];
+    let (n, fds) = recv_raw(sock, &mut buf)?;
+    parse(&buf[..n], fds)
+}
+
+fn bad(why: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why.to_string())
+}
+
+/// One datagram into `buf`: its length and the descriptors it carried.
+fn recv_raw(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
     let mut fds: Vec<OwnedFd> = Vec::new();
     // SAFETY: the buffers are ours and sized as told to the kernel; every
     // descriptor the kernel hands over is taken into an OwnedFd at once.
@@ -273,7 +282,12 @@ pub fn recv_item(sock: RawFd) -> io::Result<Item> {
         }
         n
     };
-    match &buf[..n] {
+    Ok((n, fds))
+}
+
+/// What a datagram of `bytes` with `fds` says.
+fn parse(bytes: &[u8], mut fds: Vec<OwnedFd>) -> io::Result<Item> {
+    match bytes {
         [] => Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "connection closed",

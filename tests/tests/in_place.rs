@@ -26,8 +26,8 @@ fn entries(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn registry_of(d: &BinDaemon) -> Result<Registry> {
-    Ok(Registry::open(&d.dir.join("data/registry.redb"))?)
+async fn registry_of(d: &BinDaemon) -> Result<Registry> {
+    Ok(Registry::open(&d.dir.join("data/registry.redb")).await?)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -90,11 +90,12 @@ async fn data_not_recorded_as_synced_is_checked_before_it_is_kept() -> Result<()
     watch_until(&b.socket, id, |t| t.bytes_done > size / 2).await?;
     b.kill9()?;
 
-    let registry = registry_of(&b)?;
+    let registry = registry_of(&b).await?;
     let rec = registry
-        .partial(id)?
+        .partial(id)
+        .await?
         .context("no record of the incoming files")?;
-    registry.close();
+    registry.close().await;
     drop(registry);
     let file = rec.root.join(&rec.dir).join("0");
     let synced: Vec<(u64, u64)> = rec.done[0]
@@ -136,12 +137,12 @@ async fn a_transfer_begun_without_a_record_of_incoming_files_completes() -> Resu
     b.kill9()?;
     // What an older ringdropd leaves: the transfer row, running, and no
     // record of incoming files (its data was in the store).
-    let registry = registry_of(&b)?;
-    let rec = registry.partial(id)?.context("record")?;
-    registry.remove_partial(id)?;
-    let row = registry.transfer(id)?.context("row")?;
+    let registry = registry_of(&b).await?;
+    let rec = registry.partial(id).await?.context("record")?;
+    registry.remove_partial(id).await?;
+    let row = registry.transfer(id).await?.context("row")?;
     assert_eq!(row.state, TransferState::Running);
-    registry.close();
+    registry.close().await;
     drop(registry);
     std::fs::remove_dir_all(rec.root.join(&rec.dir))?;
 

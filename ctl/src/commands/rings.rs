@@ -193,31 +193,7 @@ pub async fn ring(socket: Option<PathBuf>, out: &Out, cmd: RingCmd) -> Result<()
                 .await?;
             out.emit(json!({ "name": name }), || format!("Created ring {name}"));
         }
-        RingCmd::Ls => {
-            let list = rings
-                .list_rings(pb::ListRingsRequest {})
-                .await?
-                .into_inner()
-                .rings;
-            let v = list
-                .iter()
-                .map(
-                    |r| json!({ "name": r.name, "members": r.members, "created_at": r.created_at }),
-                )
-                .collect();
-            out.emit(Value::Array(v), || {
-                list.iter()
-                    .map(|r| {
-                        if r.name == "open" {
-                            "open        (anyone holding the ticket)".to_string()
-                        } else {
-                            format!("{:<11} {} members", r.name, r.members)
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
-        }
+        RingCmd::Ls => list_rings(&mut rings, out).await?,
         RingCmd::Rm { name } => {
             rings
                 .remove_ring(pb::RemoveRingRequest { name: name.clone() })
@@ -228,26 +204,7 @@ pub async fn ring(socket: Option<PathBuf>, out: &Out, cmd: RingCmd) -> Result<()
             ring,
             peer,
             expires,
-        } => {
-            let expires_at = match expires {
-                Some(d) => {
-                    let now = ringdrop_proto::clock::now();
-                    now.saturating_add(i64::try_from(d.as_secs().max(1)).unwrap_or(i64::MAX))
-                }
-                None => 0,
-            };
-            let m = rings
-                .add_member(pb::AddMemberRequest {
-                    ring: ring.clone(),
-                    peer,
-                    expires_at,
-                })
-                .await?
-                .into_inner();
-            out.emit(member_json(&m), || {
-                format!("Added {} to {ring}", member_line(&m))
-            });
-        }
+        } => add_member(&mut rings, out, ring, peer, expires).await?,
         RingCmd::RemoveMember { ring, peer } => {
             let m = rings
                 .remove_member(pb::RemoveMemberRequest {
@@ -260,90 +217,15 @@ pub async fn ring(socket: Option<PathBuf>, out: &Out, cmd: RingCmd) -> Result<()
                 format!("Removed {} from {ring}", m.endpoint_id)
             });
         }
-        RingCmd::Members { ring } => {
-            let list = rings
-                .list_members(pb::ListMembersRequest { ring: ring.clone() })
-                .await?
-                .into_inner()
-                .members;
-            out.emit(Value::Array(list.iter().map(member_json).collect()), || {
-                if list.is_empty() {
-                    return format!("Ring {ring} has no members.");
-                }
-                list.iter().map(member_line).collect::<Vec<_>>().join("\n")
-            });
-        }
+        RingCmd::Members { ring } => list_members(&mut rings, out, ring).await?,
         RingCmd::Invite {
             ring,
             uses,
             expires,
             member_for,
-        } => {
-            let i = rings
-                .create_invite(pb::CreateInviteRequest {
-                    ring,
-                    uses,
-                    valid_for: expires.map_or(0, |d| d.as_secs().max(1) as i64),
-                    member_for: member_for.map_or(0, |d| d.as_secs().max(1) as i64),
-                })
-                .await?
-                .into_inner();
-            out.emit(invite_json(&i), || {
-                format!(
-                    "{}\n\nOn the other machine: ringdropctl ring join {} (valid until {}, {} use(s))",
-                    i.ticket,
-                    i.ticket,
-                    when(i.expires_at),
-                    i.uses_left
-                )
-            });
-        }
-        RingCmd::Join { invite, name } => {
-            let j = rings
-                .join_ring(pb::JoinRingRequest {
-                    invite,
-                    name: name.unwrap_or_default(),
-                })
-                .await?
-                .into_inner();
-            out.emit(
-                json!({
-                    "ring": j.ring,
-                    "endpoint_id": j.endpoint_id,
-                    "name": j.name,
-                    "member_until": j.member_until,
-                }),
-                || {
-                    let until = if j.member_until == 0 {
-                        String::new()
-                    } else {
-                        format!(" until {}", when(j.member_until))
-                    };
-                    format!(
-                        "Joined ring {} of {} ({}){until}; it is in your address book as {}",
-                        clean(&j.ring),
-                        clean(&j.name),
-                        j.endpoint_id,
-                        clean(&j.name)
-                    )
-                },
-            );
-        }
-        RingCmd::Invites { ring } => {
-            let list = rings
-                .list_invites(pb::ListInvitesRequest {
-                    ring: ring.unwrap_or_default(),
-                })
-                .await?
-                .into_inner()
-                .invites;
-            out.emit(Value::Array(list.iter().map(invite_json).collect()), || {
-                if list.is_empty() {
-                    return "No invites.".into();
-                }
-                list.iter().map(invite_line).collect::<Vec<_>>().join("\n")
-            });
-        }
+        } => invite(&mut rings, out, ring, uses, expires, member_for).await?,
+        RingCmd::Join { invite, name } => join(&mut rings, out, invite, name).await?,
+        RingCmd::Invites { ring } => list_invites(&mut rings, out, ring).await?,
         RingCmd::Uninvite { id } => {
             let i = rings
                 .revoke_invite(pb::RevokeInviteRequest { id })
@@ -352,6 +234,162 @@ pub async fn ring(socket: Option<PathBuf>, out: &Out, cmd: RingCmd) -> Result<()
             out.emit(invite_json(&i), || format!("Withdrew invite {}", i.id));
         }
     }
+    Ok(())
+}
+
+type RingsClient = pb::rings_client::RingsClient<tonic::transport::Channel>;
+
+async fn list_rings(rings: &mut RingsClient, out: &Out) -> Result<(), CliError> {
+    let list = rings
+        .list_rings(pb::ListRingsRequest {})
+        .await?
+        .into_inner()
+        .rings;
+    let v = list
+        .iter()
+        .map(|r| json!({ "name": r.name, "members": r.members, "created_at": r.created_at }))
+        .collect();
+    out.emit(Value::Array(v), || {
+        list.iter()
+            .map(|r| {
+                if r.name == "open" {
+                    "open        (anyone holding the ticket)".to_string()
+                } else {
+                    format!("{:<11} {} members", r.name, r.members)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+async fn add_member(
+    rings: &mut RingsClient,
+    out: &Out,
+    ring: String,
+    peer: String,
+    expires: Option<std::time::Duration>,
+) -> Result<(), CliError> {
+    let expires_at = match expires {
+        Some(d) => {
+            let now = ringdrop_proto::clock::now();
+            now.saturating_add(i64::try_from(d.as_secs().max(1)).unwrap_or(i64::MAX))
+        }
+        None => 0,
+    };
+    let m = rings
+        .add_member(pb::AddMemberRequest {
+            ring: ring.clone(),
+            peer,
+            expires_at,
+        })
+        .await?
+        .into_inner();
+    out.emit(member_json(&m), || {
+        format!("Added {} to {ring}", member_line(&m))
+    });
+    Ok(())
+}
+
+async fn list_members(rings: &mut RingsClient, out: &Out, ring: String) -> Result<(), CliError> {
+    let list = rings
+        .list_members(pb::ListMembersRequest { ring: ring.clone() })
+        .await?
+        .into_inner()
+        .members;
+    out.emit(Value::Array(list.iter().map(member_json).collect()), || {
+        if list.is_empty() {
+            return format!("Ring {ring} has no members.");
+        }
+        list.iter().map(member_line).collect::<Vec<_>>().join("\n")
+    });
+    Ok(())
+}
+
+async fn invite(
+    rings: &mut RingsClient,
+    out: &Out,
+    ring: String,
+    uses: u32,
+    expires: Option<std::time::Duration>,
+    member_for: Option<std::time::Duration>,
+) -> Result<(), CliError> {
+    let i = rings
+        .create_invite(pb::CreateInviteRequest {
+            ring,
+            uses,
+            valid_for: expires.map_or(0, |d| d.as_secs().max(1) as i64),
+            member_for: member_for.map_or(0, |d| d.as_secs().max(1) as i64),
+        })
+        .await?
+        .into_inner();
+    out.emit(invite_json(&i), || {
+        format!(
+            "{}\n\nOn the other machine: ringdropctl ring join {} (valid until {}, {} use(s))",
+            i.ticket,
+            i.ticket,
+            when(i.expires_at),
+            i.uses_left
+        )
+    });
+    Ok(())
+}
+
+async fn join(
+    rings: &mut RingsClient,
+    out: &Out,
+    invite: String,
+    name: Option<String>,
+) -> Result<(), CliError> {
+    let j = rings
+        .join_ring(pb::JoinRingRequest {
+            invite,
+            name: name.unwrap_or_default(),
+        })
+        .await?
+        .into_inner();
+    let json = json!({
+        "ring": j.ring,
+        "endpoint_id": j.endpoint_id,
+        "name": j.name,
+        "member_until": j.member_until,
+    });
+    out.emit(json, || {
+        let until = if j.member_until == 0 {
+            String::new()
+        } else {
+            format!(" until {}", when(j.member_until))
+        };
+        format!(
+            "Joined ring {} of {} ({}){until}; it is in your address book as {}",
+            clean(&j.ring),
+            clean(&j.name),
+            j.endpoint_id,
+            clean(&j.name)
+        )
+    });
+    Ok(())
+}
+
+async fn list_invites(
+    rings: &mut RingsClient,
+    out: &Out,
+    ring: Option<String>,
+) -> Result<(), CliError> {
+    let list = rings
+        .list_invites(pb::ListInvitesRequest {
+            ring: ring.unwrap_or_default(),
+        })
+        .await?
+        .into_inner()
+        .invites;
+    out.emit(Value::Array(list.iter().map(invite_json).collect()), || {
+        if list.is_empty() {
+            return "No invites.".into();
+        }
+        list.iter().map(invite_line).collect::<Vec<_>>().join("\n")
+    });
     Ok(())
 }
 
@@ -383,32 +421,13 @@ pub async fn peer(socket: Option<PathBuf>, out: &Out, cmd: PeerCmd) -> Result<()
             max_per_day,
         } => {
             let dir = super::absolute(&accept_into)?;
-            let r = c
-                .contacts()
-                .trust_peer(pb::TrustPeerRequest {
-                    peer,
-                    accept_into: dir.display().to_string(),
-                    max_size: max_size.unwrap_or(0),
-                    max_per_day: max_per_day.unwrap_or(0),
-                })
-                .await?
-                .into_inner();
-            out.emit(
-                json!({ "peer": r.peer, "name": r.name, "accept_into": r.accept_into, "max_size": r.max_size, "max_per_day": r.max_per_day }),
-                || {
-                    let limit = if r.max_size == 0 {
-                        String::new()
-                    } else {
-                        format!(" up to {}", bytes(r.max_size))
-                    };
-                    let limit = format!("{limit}, {} a day at most,", bytes(r.max_per_day));
-                    format!(
-                        "Offers from {} are fetched into {}{limit} by themselves",
-                        if r.name.is_empty() { &r.peer } else { &r.name },
-                        r.accept_into
-                    )
-                },
-            );
+            let req = pb::TrustPeerRequest {
+                peer,
+                accept_into: dir.display().to_string(),
+                max_size: max_size.unwrap_or(0),
+                max_per_day: max_per_day.unwrap_or(0),
+            };
+            trust(&c, out, req).await?;
         }
         PeerCmd::Untrust { peer } => {
             let r = c
@@ -423,22 +442,7 @@ pub async fn peer(socket: Option<PathBuf>, out: &Out, cmd: PeerCmd) -> Result<()
                 )
             });
         }
-        PeerCmd::Ls => {
-            let list = peers
-                .list_peers(pb::ListPeersRequest {})
-                .await?
-                .into_inner()
-                .peers;
-            out.emit(Value::Array(list.iter().map(peer_json).collect()), || {
-                if list.is_empty() {
-                    return "The address book is empty. Add a peer with `ringdropctl peer add NAME ENDPOINT_ID`.".into();
-                }
-                list.iter()
-                    .map(|p| format!("{:<16} {}  {}", p.name, p.endpoint_id, p.direct_addresses.join(", ")))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
-        }
+        PeerCmd::Ls => list_peers(&mut peers, out).await?,
         PeerCmd::Rm { name } => {
             peers
                 .remove_peer(pb::RemovePeerRequest { name: name.clone() })
@@ -446,6 +450,52 @@ pub async fn peer(socket: Option<PathBuf>, out: &Out, cmd: PeerCmd) -> Result<()
             out.emit(json!({ "name": name }), || format!("Removed {name}"));
         }
     }
+    Ok(())
+}
+
+async fn list_peers(
+    peers: &mut pb::peers_client::PeersClient<tonic::transport::Channel>,
+    out: &Out,
+) -> Result<(), CliError> {
+    let list = peers
+        .list_peers(pb::ListPeersRequest {})
+        .await?
+        .into_inner()
+        .peers;
+    out.emit(Value::Array(list.iter().map(peer_json).collect()), || {
+        if list.is_empty() {
+            return "The address book is empty. Add a peer with `ringdropctl peer add NAME ENDPOINT_ID`.".into();
+        }
+        list.iter()
+            .map(|p| format!("{:<16} {}  {}", p.name, p.endpoint_id, p.direct_addresses.join(", ")))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+async fn trust(c: &client::Client, out: &Out, req: pb::TrustPeerRequest) -> Result<(), CliError> {
+    let r = c.contacts().trust_peer(req).await?.into_inner();
+    let json = json!({
+        "peer": r.peer,
+        "name": r.name,
+        "accept_into": r.accept_into,
+        "max_size": r.max_size,
+        "max_per_day": r.max_per_day,
+    });
+    out.emit(json, || {
+        let limit = if r.max_size == 0 {
+            String::new()
+        } else {
+            format!(" up to {}", bytes(r.max_size))
+        };
+        let limit = format!("{limit}, {} a day at most,", bytes(r.max_per_day));
+        format!(
+            "Offers from {} are fetched into {}{limit} by themselves",
+            if r.name.is_empty() { &r.peer } else { &r.name },
+            r.accept_into
+        )
+    });
     Ok(())
 }
 

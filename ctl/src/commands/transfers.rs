@@ -223,26 +223,7 @@ pub fn report(out: &Out, t: &pb::Transfer) -> Result<(), CliError> {
 pub async fn run(socket: Option<PathBuf>, out: &Out, cmd: TransfersCmd) -> Result<(), CliError> {
     let c = client::connect(socket).await?;
     match cmd {
-        TransfersCmd::Ls => {
-            let list = c
-                .transfers()
-                .list_transfers(pb::ListTransfersRequest {})
-                .await?
-                .into_inner()
-                .transfers;
-            out.emit(
-                Value::Array(list.iter().map(transfer_json).collect()),
-                || {
-                    if list.is_empty() {
-                        return "No transfers. Start one with `ringdropctl fetch TICKET`.".into();
-                    }
-                    list.iter()
-                        .map(transfer_line)
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                },
-            );
-        }
+        TransfersCmd::Ls => list(&c, out).await?,
         TransfersCmd::Show { id } => {
             let t = c
                 .transfers()
@@ -273,19 +254,7 @@ pub async fn run(socket: Option<PathBuf>, out: &Out, cmd: TransfersCmd) -> Resul
                 format!("Resumed transfer {id}; follow it with `ringdropctl transfers wait {id}`")
             });
         }
-        TransfersCmd::Cancel { id, purge } => {
-            let t = c
-                .transfers()
-                .cancel_transfer(pb::CancelTransferRequest { id, purge })
-                .await?
-                .into_inner();
-            out.emit(transfer_json(&t), || {
-                format!(
-                    "Cancelled transfer {id}{}",
-                    if purge { " and freed its data" } else { "" }
-                )
-            });
-        }
+        TransfersCmd::Cancel { id, purge } => cancel(&c, out, id, purge).await?,
         TransfersCmd::Rm { id } => {
             let t = c
                 .transfers()
@@ -298,6 +267,43 @@ pub async fn run(socket: Option<PathBuf>, out: &Out, cmd: TransfersCmd) -> Resul
         }
         TransfersCmd::Watch => watch(&c, out).await?,
     }
+    Ok(())
+}
+
+async fn list(c: &Client, out: &Out) -> Result<(), CliError> {
+    let list = c
+        .transfers()
+        .list_transfers(pb::ListTransfersRequest {})
+        .await?
+        .into_inner()
+        .transfers;
+    out.emit(
+        Value::Array(list.iter().map(transfer_json).collect()),
+        || {
+            if list.is_empty() {
+                return "No transfers. Start one with `ringdropctl fetch TICKET`.".into();
+            }
+            list.iter()
+                .map(transfer_line)
+                .collect::<Vec<_>>()
+                .join("\n")
+        },
+    );
+    Ok(())
+}
+
+async fn cancel(c: &Client, out: &Out, id: u64, purge: bool) -> Result<(), CliError> {
+    let t = c
+        .transfers()
+        .cancel_transfer(pb::CancelTransferRequest { id, purge })
+        .await?
+        .into_inner();
+    out.emit(transfer_json(&t), || {
+        format!(
+            "Cancelled transfer {id}{}",
+            if purge { " and freed its data" } else { "" }
+        )
+    });
     Ok(())
 }
 

@@ -56,6 +56,18 @@ pub struct PeerRef {
     pub addr: EndpointAddr,
 }
 
+/// Address-book names by endpoint id: one read of the book names every
+/// row of a listing (the first entry for an id wins, as `resolve_peer`).
+#[derive(Debug, Default)]
+pub struct PeerNames(std::collections::HashMap<[u8; 32], String>);
+
+impl PeerNames {
+    /// The name of `id` (empty: not in the book).
+    pub fn of(&self, id: &[u8; 32]) -> String {
+        self.0.get(id).cloned().unwrap_or_default()
+    }
+}
+
 fn check_name(name: &str) -> Result<(), AccessError> {
     // A name that reads as an endpoint id would shadow that endpoint
     // wherever a PEER argument is resolved.
@@ -94,9 +106,9 @@ impl Daemon {
     }
 
     /// Resolves an endpoint id, a ticket or an address-book name.
-    pub fn resolve_peer(&self, peer: &str) -> Result<PeerRef, AccessError> {
+    pub async fn resolve_peer(&self, peer: &str) -> Result<PeerRef, AccessError> {
         let peer = peer.trim();
-        if let Some(rec) = self.registry().peer(peer)? {
+        if let Some(rec) = self.registry().peer(peer).await? {
             if let Some(addr) = addr_of(&rec) {
                 return Ok(PeerRef {
                     id: addr.id,
@@ -113,9 +125,12 @@ impl Daemon {
             return Err(AccessError::UnknownPeer(peer.to_string()));
         };
         // Known by id under some name: use its last known addresses too.
-        let book = self.registry().peers()?;
-        let known = book.iter().find(|p| p.id == *addr.id.as_bytes());
+        let known = match self.registry().peer_name(addr.id.as_bytes()).await? {
+            Some(name) => self.registry().peer(&name).await?,
+            None => None,
+        };
         let mut full = known
+            .as_ref()
             .and_then(addr_of)
             .unwrap_or_else(|| EndpointAddr::new(addr.id));
         for a in addr.addrs {
@@ -129,8 +144,8 @@ impl Daemon {
     }
 
     /// Refreshes the address-book entries of `addr.id` with its addresses.
-    pub(super) fn remember_addr(&self, addr: &EndpointAddr) {
-        let Ok(book) = self.registry().peers() else {
+    pub(super) async fn remember_addr(&self, addr: &EndpointAddr) {
+        let Ok(book) = self.registry().peers().await else {
             return;
         };
         for mut rec in book.into_iter().filter(|p| p.id == *addr.id.as_bytes()) {
@@ -142,18 +157,18 @@ impl Daemon {
                 rec.relay = Some(r.to_string());
             }
             rec.updated_at = now();
-            self.registry().put_peer(&rec).ok();
+            self.registry().put_peer(&rec).await.ok();
         }
     }
 
     /// Creates a ring owned by `caller` (names are node-wide: first come,
     /// first served).
-    pub fn create_ring(&self, caller: &Caller, name: &str) -> Result<(), AccessError> {
+    pub async fn create_ring(&self, caller: &Caller, name: &str) -> Result<(), AccessError> {
         if name == OPEN_RING {
             return Err(AccessError::OpenRing);
         }
         check_name(name)?;
-        if !self.registry().create_ring(name, now(), caller.uid)? {
+        if !self.registry().create_ring(name, now(), caller.uid).await? {
             return Err(AccessError::RingExists(name.to_string()));
         }
         info!(uid = caller.uid, ring = name, "ring created");
@@ -161,16 +176,17 @@ impl Daemon {
     }
 
     /// The rings `caller` owns (an admin: all); the first is always `open`.
-    pub fn rings(&self, caller: &Caller) -> Result<Vec<RingInfo>, AccessError> {
+    pub async fn rings(&self, caller: &Caller) -> Result<Vec<RingInfo>, AccessError> {
         let mut out = vec![RingInfo {
             name: OPEN_RING.to_string(),
             created_at: 0,
             members: 0,
         }];
-        let owners = self.registry().owners(Owned::Ring)?;
+        let owners = self.registry().owners(Owned::Ring).await?;
         out.extend(
             self.registry()
-                .rings()?
+                .rings()
+                .await?
                 .into_iter()
                 .filter(|r| caller.controls(owners.of(r.name.as_bytes()))),
         );
@@ -178,11 +194,12 @@ impl Daemon {
     }
 
     /// Removes a ring; its members lose access to its shares at once.
-    pub fn remove_ring(&self, caller: &Caller, name: &str) -> Result<(), AccessError> {
-        self.existing_ring(caller, name)?;
+    pub async fn remove_ring(&self, caller: &Caller, name: &str) -> Result<(), AccessError> {
+        self.existing_ring(caller, name).await?;
         let members = self
             .registry()
-            .remove_ring(name)?
+            .remove_ring(name)
+            .await?
             .ok_or_else(|| AccessError::UnknownRing(name.to_string()))?;
         info!(uid = caller.uid, ring = name, "ring removed");
         for m in members {
@@ -194,12 +211,12 @@ impl Daemon {
     }
 
     /// A ring `caller` controls (another user's is "no ring named").
-    fn existing_ring(&self, caller: &Caller, ring: &str) -> Result<(), AccessError> {
+    async fn existing_ring(&self, caller: &Caller, ring: &str) -> Result<(), AccessError> {
         if ring == OPEN_RING {
             return Err(AccessError::OpenRing);
         }
-        if !self.registry().ring_exists(ring)?
-            || !caller.controls(self.registry().owner(Owned::Ring, ring.as_bytes())?)
+        if !self.registry().ring_exists(ring).await?
+            || !caller.controls(self.registry().owner(Owned::Ring, ring.as_bytes()).await?)
         {
             return Err(AccessError::UnknownRing(ring.to_string()));
         }
@@ -207,31 +224,32 @@ impl Daemon {
     }
 
     /// Adds (or updates) a member; `expires_at` in unix seconds.
-    pub fn add_member(
+    pub async fn add_member(
         &self,
         caller: &Caller,
         ring: &str,
         peer: &str,
         expires_at: Option<i64>,
     ) -> Result<PeerRef, AccessError> {
-        self.existing_ring(caller, ring)?;
-        let p = self.resolve_peer(peer)?;
+        self.existing_ring(caller, ring).await?;
+        let p = self.resolve_peer(peer).await?;
         self.registry()
-            .add_member(ring, p.id.as_bytes(), expires_at)?;
+            .add_member(ring, p.id.as_bytes(), expires_at)
+            .await?;
         info!(uid = caller.uid, ring, peer = %p.id, ?expires_at, "member added");
         Ok(p)
     }
 
     /// Removes a member and closes its live connections.
-    pub fn remove_member(
+    pub async fn remove_member(
         &self,
         caller: &Caller,
         ring: &str,
         peer: &str,
     ) -> Result<PeerRef, AccessError> {
-        self.existing_ring(caller, ring)?;
-        let p = self.resolve_peer(peer)?;
-        if !self.registry().remove_member(ring, p.id.as_bytes())? {
+        self.existing_ring(caller, ring).await?;
+        let p = self.resolve_peer(peer).await?;
+        if !self.registry().remove_member(ring, p.id.as_bytes()).await? {
             return Err(AccessError::NotMember {
                 ring: ring.to_string(),
                 peer: peer.to_string(),
@@ -243,23 +261,24 @@ impl Daemon {
     }
 
     /// Members of a ring.
-    pub fn members(&self, caller: &Caller, ring: &str) -> Result<Vec<Member>, AccessError> {
-        self.existing_ring(caller, ring)?;
-        Ok(self.registry().members(ring)?)
+    pub async fn members(&self, caller: &Caller, ring: &str) -> Result<Vec<Member>, AccessError> {
+        self.existing_ring(caller, ring).await?;
+        Ok(self.registry().members(ring).await?)
     }
 
     /// Adds or replaces an address-book entry from an endpoint id or a ticket.
-    pub fn add_peer(
+    pub async fn add_peer(
         &self,
         caller: &Caller,
         name: &str,
         id_or_ticket: &str,
     ) -> Result<PeerRecord, AccessError> {
         check_name(name)?;
-        let fresh = self.registry().peer(name)?.is_none();
+        let fresh = self.registry().peer(name).await?.is_none();
         if !self
             .registry()
-            .claim(Owned::Peer, name.as_bytes(), caller.uid, fresh)?
+            .claim(Owned::Peer, name.as_bytes(), caller.uid, fresh)
+            .await?
             && !caller.is_admin()
         {
             return Err(AccessError::BadInviteTerms(format!(
@@ -281,47 +300,64 @@ impl Daemon {
             addrs: addr.ip_addrs().copied().collect(),
             updated_at: now(),
         };
-        self.registry().put_peer(&rec)?;
+        self.registry().put_peer(&rec).await?;
         info!(uid = caller.uid, name, peer = %addr.id, "address-book entry set");
         Ok(rec)
     }
 
     /// The address-book entries `caller` owns (an admin: all). Any caller
     /// may still resolve any name.
-    pub fn peers(&self, caller: &Caller) -> Result<Vec<PeerRecord>, AccessError> {
-        let owners = self.registry().owners(Owned::Peer)?;
-        let mut all = self.registry().peers()?;
+    pub async fn peers(&self, caller: &Caller) -> Result<Vec<PeerRecord>, AccessError> {
+        let owners = self.registry().owners(Owned::Peer).await?;
+        let mut all = self.registry().peers().await?;
         all.retain(|p| caller.controls(owners.of(p.name.as_bytes())));
         Ok(all)
     }
 
     /// Removes an address-book entry (memberships stay, by endpoint id).
-    pub fn remove_peer(&self, caller: &Caller, name: &str) -> Result<(), AccessError> {
-        if !caller.controls(self.registry().owner(Owned::Peer, name.as_bytes())?)
-            || !self.registry().remove_peer(name)?
+    pub async fn remove_peer(&self, caller: &Caller, name: &str) -> Result<(), AccessError> {
+        if !caller.controls(self.registry().owner(Owned::Peer, name.as_bytes()).await?)
+            || !self.registry().remove_peer(name).await?
         {
             return Err(AccessError::NoSuchPeer(name.to_string()));
         }
-        self.registry().remove_owner(Owned::Peer, name.as_bytes())?;
+        self.registry()
+            .remove_owner(Owned::Peer, name.as_bytes())
+            .await?;
         info!(uid = caller.uid, name, "address-book entry removed");
         Ok(())
     }
 
+    /// Names for endpoint ids, node-wide (any operator may resolve a
+    /// name); an unreadable book names nobody.
+    pub async fn peer_names(&self) -> PeerNames {
+        PeerNames(self.registry().peer_names().await.unwrap_or_default())
+    }
+
     /// What is being served right now of the shares `caller` owns (an
     /// admin: everything).
-    pub fn uploads(&self, caller: &Caller) -> Vec<Upload> {
+    pub async fn uploads(&self, caller: &Caller) -> Vec<Upload> {
         let mut all = self.inner.uploads.list();
         if caller.is_admin() {
             return all;
         }
-        all.retain(|u| {
-            u.shares.iter().any(|h| {
-                self.registry()
+        let mine =
+            |rows: &[crate::registry::ShareRecord]| rows.iter().any(|s| caller.controls(s.owner));
+        let mut out = Vec::new();
+        for u in all.drain(..) {
+            let mut any = false;
+            for h in &u.shares {
+                any |= self
+                    .registry()
                     .shares_of(h)
-                    .is_ok_and(|rows| rows.iter().any(|s| caller.controls(s.owner)))
-            })
-        });
-        all
+                    .await
+                    .is_ok_and(|rows| mine(&rows));
+            }
+            if any {
+                out.push(u);
+            }
+        }
+        out
     }
 
     /// Shares `peer` lets this node fetch, with tickets for them.
@@ -329,7 +365,7 @@ impl Daemon {
         &self,
         peer: &str,
     ) -> Result<(PeerRef, Vec<(catalog::Entry, String)>), AccessError> {
-        let p = self.resolve_peer(peer)?;
+        let p = self.resolve_peer(peer).await?;
         let entries = catalog::list_remote(&self.inner.endpoint, p.addr.clone()).await?;
         let out = entries
             .into_iter()
@@ -344,7 +380,7 @@ impl Daemon {
     /// A new invite to `ring`: `uses` redemptions (at least 1), valid for
     /// `valid_for` seconds, granting `member_for` seconds of membership
     /// (`None`: for good). Returns the record and the ticket.
-    pub fn create_invite(
+    pub async fn create_invite(
         &self,
         caller: &Caller,
         ring: &str,
@@ -353,10 +389,10 @@ impl Daemon {
         member_for: Option<i64>,
     ) -> Result<(InviteRecord, String), AccessError> {
         // Inviting to a ring that does not exist yet creates it.
-        if ring != OPEN_RING && !self.registry().ring_exists(ring)? {
-            self.create_ring(caller, ring)?;
+        if ring != OPEN_RING && !self.registry().ring_exists(ring).await? {
+            self.create_ring(caller, ring).await?;
         }
-        self.existing_ring(caller, ring)?;
+        self.existing_ring(caller, ring).await?;
         if uses == 0 || uses > MAX_INVITE_USES {
             return Err(AccessError::BadInviteTerms(format!(
                 "an invite is for 1 to {MAX_INVITE_USES} uses"
@@ -379,19 +415,19 @@ impl Daemon {
             now().saturating_add(valid_for),
             member_for,
         );
-        self.registry().put_invite(&rec)?;
+        self.registry().put_invite(&rec).await?;
         info!(uid = caller.uid, ring, id = %data_encoding::HEXLOWER.encode(&rec.id), uses, "invite created");
         Ok((rec, invite.to_string()))
     }
 
     /// Invites, oldest first (of `ring` only, if given).
-    pub fn invites(
+    pub async fn invites(
         &self,
         caller: &Caller,
         ring: Option<&str>,
     ) -> Result<Vec<InviteRecord>, AccessError> {
-        let owners = self.registry().owners(Owned::Ring)?;
-        let all = self.registry().invites()?;
+        let owners = self.registry().owners(Owned::Ring).await?;
+        let all = self.registry().invites().await?;
         Ok(all
             .into_iter()
             .filter(|i| ring.is_none_or(|r| i.ring == r))
@@ -400,10 +436,15 @@ impl Daemon {
     }
 
     /// Withdraws an invite (by id or a unique prefix of it).
-    pub fn revoke_invite(&self, caller: &Caller, id: &str) -> Result<InviteRecord, AccessError> {
+    pub async fn revoke_invite(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<InviteRecord, AccessError> {
         let id = id.trim().to_ascii_lowercase();
         let mut found: Vec<InviteRecord> = self
-            .invites(caller, None)?
+            .invites(caller, None)
+            .await?
             .into_iter()
             .filter(|i| !id.is_empty() && data_encoding::HEXLOWER.encode(&i.id).starts_with(&id))
             .collect();
@@ -412,7 +453,7 @@ impl Daemon {
         }
         let mut rec = found.remove(0);
         rec.revoked = true;
-        self.registry().put_invite(&rec)?;
+        self.registry().put_invite(&rec).await?;
         info!(uid = caller.uid, id, "invite revoked");
         Ok(rec)
     }
@@ -455,66 +496,34 @@ impl Daemon {
         let missing = || AccessError::BadInviteTerms(format!("no {kind} {key:?}"));
         let (owned, bytes) = match kind {
             "share" => {
-                // The daemon user's row (from before owners), else the only
-                // one: with several users' rows, which to give is unclear.
                 let hash: iroh_blobs::Hash = key.parse().map_err(|_| missing())?;
-                let rows = registry.shares_of(&hash)?;
-                let from = match rows
-                    .iter()
-                    .find(|s| s.owner == crate::registry::daemon_uid())
-                {
-                    Some(s) => s.owner,
-                    None if rows.len() == 1 => rows[0].owner,
-                    None if rows.is_empty() => return Err(missing()),
-                    None => {
-                        return Err(AccessError::BadInviteTerms(format!(
-                            "share {key} is shared by several users: each keeps their own"
-                        )))
-                    }
-                };
-                if !registry.give_share(&hash, from, uid)? {
-                    return Err(AccessError::BadInviteTerms(format!(
-                        "user {uid} shares {key} already"
-                    )));
-                }
-                // The store tag follows its owner: the new one first, so
-                // the content is never left unpinned.
-                let tags = self.inner.store.tags();
-                let content = iroh_blobs::HashAndFormat::hash_seq(hash);
-                if let Err(e) = tags
-                    .set(crate::shares::share_tag(&hash, uid), content)
-                    .await
-                {
-                    tracing::warn!(%hash, "cannot tag the given share (restored at start-up): {e}");
-                } else if let Err(e) = tags.delete(crate::shares::share_tag(&hash, from)).await {
-                    tracing::warn!(%hash, "cannot drop the given share's old tag: {e}");
-                }
+                let from = self.give_share(&hash, uid).await?;
                 info!(uid = caller.uid, key, from, to = uid, "share given");
                 return Ok(());
             }
             "ring" => {
-                if key == OPEN_RING || !registry.ring_exists(key)? {
+                if key == OPEN_RING || !registry.ring_exists(key).await? {
                     return Err(missing());
                 }
                 (Owned::Ring, key.as_bytes().to_vec())
             }
             "peer" => {
-                registry.peer(key)?.ok_or_else(missing)?;
+                registry.peer(key).await?.ok_or_else(missing)?;
                 (Owned::Peer, key.as_bytes().to_vec())
             }
             "trust" => {
                 let id = EndpointId::from_str(key).map_err(|_| missing())?;
-                registry.trust(id.as_bytes())?.ok_or_else(missing)?;
+                registry.trust(id.as_bytes()).await?.ok_or_else(missing)?;
                 (Owned::Trust, id.as_bytes().to_vec())
             }
             "sent" => {
                 let id: u64 = key.parse().map_err(|_| missing())?;
-                registry.sent_offer(id)?.ok_or_else(missing)?;
+                registry.sent_offer(id).await?.ok_or_else(missing)?;
                 (Owned::Sent, id.to_be_bytes().to_vec())
             }
             "transfer" => {
                 let id: u64 = key.parse().map_err(|_| missing())?;
-                registry.give_transfer(id, uid)?.ok_or_else(missing)?;
+                registry.give_transfer(id, uid).await?.ok_or_else(missing)?;
                 info!(uid = caller.uid, id, to = uid, "transfer given");
                 return Ok(());
             }
@@ -524,9 +533,49 @@ impl Daemon {
                 )))
             }
         };
-        registry.set_owner(owned, &bytes, uid)?;
+        registry.set_owner(owned, &bytes, uid).await?;
         info!(uid = caller.uid, kind, key, to = uid, "row given");
         Ok(())
+    }
+
+    /// Gives share `hash` to `uid`: the daemon user's row (from before
+    /// owners), else the only one (with several users' rows, which to give
+    /// is unclear). The store tag follows its owner: the new one first, so
+    /// the content is never left unpinned. The uid it was taken from.
+    async fn give_share(&self, hash: &iroh_blobs::Hash, uid: u32) -> Result<u32, AccessError> {
+        let registry = self.registry();
+        let rows = registry.shares_of(hash).await?;
+        let from = match rows
+            .iter()
+            .find(|s| s.owner == crate::registry::daemon_uid())
+        {
+            Some(s) => s.owner,
+            None if rows.len() == 1 => rows[0].owner,
+            None if rows.is_empty() => {
+                return Err(AccessError::BadInviteTerms(format!(
+                    "no share {:?}",
+                    hash.to_string()
+                )))
+            }
+            None => {
+                return Err(AccessError::BadInviteTerms(format!(
+                    "share {hash} is shared by several users: each keeps their own"
+                )))
+            }
+        };
+        if !registry.give_share(hash, from, uid).await? {
+            return Err(AccessError::BadInviteTerms(format!(
+                "user {uid} shares {hash} already"
+            )));
+        }
+        let tags = self.inner.store.tags();
+        let content = iroh_blobs::HashAndFormat::hash_seq(*hash);
+        if let Err(e) = tags.set(crate::shares::share_tag(hash, uid), content).await {
+            tracing::warn!(%hash, "cannot tag the given share (restored at start-up): {e}");
+        } else if let Err(e) = tags.delete(crate::shares::share_tag(hash, from)).await {
+            tracing::warn!(%hash, "cannot drop the given share's old tag: {e}");
+        }
+        Ok(from)
     }
 }
 

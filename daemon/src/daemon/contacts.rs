@@ -3,7 +3,7 @@
 //! fetches trusted senders' offers, follows their transfers and ends the
 //! access an offer created once it is over.
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use iroh::EndpointAddr;
 use tokio::sync::mpsc;
@@ -74,22 +74,15 @@ impl Daemon {
                 "an offer expires after 1 second to 30 days".into(),
             ));
         }
-        let p = self.resolve_peer(peer)?;
+        let p = self.resolve_peer(peer).await?;
         if p.id == self.inner.endpoint.id() {
             return Err(ContactError::Invalid("that is this node itself".into()));
         }
         let registry = &self.inner.registry;
-        // A ring of the offer's own: the peer its one member, until the
-        // offer ends (and no longer than it may wait).
-        // Created here or not at all: two sends never share one ring.
-        let mut ring = format!("offer-{}", registry.peek_sent_id()?);
-        while !registry.create_ring(&ring, now(), caller.uid)? {
-            ring = format!("offer-{:08x}", rand::random::<u32>());
-        }
         let expires_at = now() + expires_in;
-        registry.add_member(&ring, p.id.as_bytes(), Some(expires_at))?;
-        let (tx, mut rx) = mpsc::channel(16);
-        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let ring = self.offer_ring(caller, &p.id, expires_at).await?;
+        // Nobody follows the import's progress here.
+        let (tx, _) = mpsc::channel(1);
         // The offer's ring only: new content never inherits the path's
         // other shares' rings or listing.
         let shared = self
@@ -109,14 +102,29 @@ impl Daemon {
         let shared = match shared {
             Ok(s) => s,
             Err(e) => {
-                registry.remove_ring(&ring).ok();
+                registry.remove_ring(&ring).await.ok();
                 return Err(e.into());
             }
         };
+        let rec = self.offer_of(&shared, &p.id, ring, expires_at);
+        let rec = registry.insert_sent(rec, caller.uid).await?;
+        info!(uid = caller.uid, id = rec.id, peer = %p.id, size = rec.size, "offer queued");
+        self.contacts().wake.notify_one();
+        Ok(rec)
+    }
+
+    /// The sent offer of `shared` to `peer`, queued.
+    fn offer_of(
+        &self,
+        shared: &crate::shares::Shared,
+        peer: &iroh::EndpointId,
+        ring: String,
+        expires_at: i64,
+    ) -> SentOffer {
         let s = &shared.share;
-        let mut rec = SentOffer {
+        SentOffer {
             id: 0,
-            peer: *p.id.as_bytes(),
+            peer: *peer.as_bytes(),
             hash: s.hash,
             name: s.name.clone(),
             size: s.size,
@@ -131,39 +139,63 @@ impl Daemon {
             attempts: 0,
             next_try_at: 0,
             last_error: None,
-        };
-        registry.insert_sent(&mut rec, caller.uid)?;
-        info!(uid = caller.uid, id = rec.id, peer = %p.id, size = rec.size, "offer queued");
-        self.contacts().wake.notify_one();
-        Ok(rec)
+        }
+    }
+
+    /// A ring of the offer's own: `peer` its one member, until the offer
+    /// ends (and no longer than it may wait). Created here or not at all:
+    /// two sends never share one ring.
+    async fn offer_ring(
+        &self,
+        caller: &Caller,
+        peer: &iroh::EndpointId,
+        expires_at: i64,
+    ) -> Result<String, ContactError> {
+        let registry = &self.inner.registry;
+        let mut ring = format!("offer-{}", registry.peek_sent_id().await?);
+        while !registry.create_ring(&ring, now(), caller.uid).await? {
+            ring = format!("offer-{:08x}", rand::random::<u32>());
+        }
+        registry
+            .add_member(&ring, peer.as_bytes(), Some(expires_at))
+            .await?;
+        Ok(ring)
     }
 
     /// The offers `caller` sent (an admin: all).
-    pub fn sent(&self, caller: &Caller) -> Result<Vec<SentOffer>, ContactError> {
-        let owners = self.inner.registry.owners(Owned::Sent)?;
-        let mut all = self.inner.registry.sent()?;
+    pub async fn sent(&self, caller: &Caller) -> Result<Vec<SentOffer>, ContactError> {
+        let owners = self.inner.registry.owners(Owned::Sent).await?;
+        let mut all = self.inner.registry.sent().await?;
         all.retain(|r| caller.controls(owners.of(&r.id.to_be_bytes())));
         Ok(all)
     }
 
     /// Withdraws an offer and ends the access it created.
-    pub fn withdraw(&self, caller: &Caller, id: u64) -> Result<SentOffer, ContactError> {
-        if !caller.controls(self.inner.registry.owner(Owned::Sent, &id.to_be_bytes())?) {
+    pub async fn withdraw(&self, caller: &Caller, id: u64) -> Result<SentOffer, ContactError> {
+        if !caller.controls(
+            self.inner
+                .registry
+                .owner(Owned::Sent, &id.to_be_bytes())
+                .await?,
+        ) {
             return Err(ContactError::NoSuchOffer(id));
         }
-        let mut was = None;
+        // The state it had, if it had ended already (nothing changed then).
+        let was = Arc::new(std::sync::OnceLock::new());
+        let seen = was.clone();
         let rec = self
             .inner
             .registry
-            .update_sent(id, |r| {
+            .update_sent(id, move |r| {
                 if r.state.is_final() {
-                    was = Some(r.state);
+                    seen.set(r.state).ok();
                 } else {
                     r.state = SentState::Withdrawn;
                 }
-            })?
+            })
+            .await?
             .ok_or(ContactError::NoSuchOffer(id))?;
-        if let Some(state) = was {
+        if let Some(&state) = was.get() {
             return Err(ContactError::Settled {
                 id,
                 state: state.name(),
@@ -171,27 +203,36 @@ impl Daemon {
             });
         }
         info!(uid = caller.uid, id, "offer withdrawn");
-        self.end_offer_access(&rec);
+        self.end_offer_access(&rec).await;
         Ok(rec)
     }
 
     /// Forgets an ended sent offer of `caller`'s.
-    pub fn remove_sent(&self, caller: &Caller, id: u64) -> Result<SentOffer, ContactError> {
-        let owner = self.inner.registry.owner(Owned::Sent, &id.to_be_bytes())?;
+    pub async fn remove_sent(&self, caller: &Caller, id: u64) -> Result<SentOffer, ContactError> {
+        let owner = self
+            .inner
+            .registry
+            .owner(Owned::Sent, &id.to_be_bytes())
+            .await?;
         if !caller.controls(owner) {
             return Err(ContactError::NoSuchOffer(id));
         }
-        let mut state = None;
-        let removed = self.inner.registry.remove_sent_if(id, |r| {
-            state = Some(r.state);
-            r.state.is_final()
-        })?;
-        match (removed, state) {
+        let state = Arc::new(std::sync::OnceLock::new());
+        let seen = state.clone();
+        let removed = self
+            .inner
+            .registry
+            .remove_sent_if(id, move |r| {
+                seen.set(r.state).ok();
+                r.state.is_final()
+            })
+            .await?;
+        match (removed, state.get().copied()) {
             (Some(rec), _) => {
                 info!(uid = caller.uid, id, "sent offer forgotten");
                 // Ended, but maybe not yet cleaned up by the offers loop,
                 // which will not see it again.
-                self.end_access_of(&rec, owner);
+                self.end_access_of(&rec, owner).await;
                 Ok(rec)
             }
             (None, Some(state)) => Err(ContactError::Settled {
@@ -205,12 +246,17 @@ impl Daemon {
 
     /// Forgets an answered inbox offer `caller` may see whose receipt
     /// has been delivered.
-    pub fn remove_inbox_offer(&self, caller: &Caller, id: u64) -> Result<InboxOffer, ContactError> {
-        let rec = self.visible_offer(caller, id)?;
+    pub async fn remove_inbox_offer(
+        &self,
+        caller: &Caller,
+        id: u64,
+    ) -> Result<InboxOffer, ContactError> {
+        let rec = self.visible_offer(caller, id).await?;
         let removed = self
             .inner
             .registry
-            .remove_inbox_if(id, |r| r.state.is_answered() && r.receipt.is_none())?;
+            .remove_inbox_if(id, |r| r.state.is_answered() && r.receipt.is_none())
+            .await?;
         match removed {
             Some(rec) => {
                 info!(uid = caller.uid, id, "inbox offer forgotten");
@@ -225,42 +271,60 @@ impl Daemon {
     }
 
     /// Inbox offer `id`, if `caller` may see it.
-    fn visible_offer(&self, caller: &Caller, id: u64) -> Result<InboxOffer, ContactError> {
-        self.inner
-            .registry
-            .inbox_offer(id)?
-            .filter(|o| self.sees_offer_from(caller, &o.from))
-            .ok_or(ContactError::NoSuchOffer(id))
+    async fn visible_offer(&self, caller: &Caller, id: u64) -> Result<InboxOffer, ContactError> {
+        let offer = self.inner.registry.inbox_offer(id).await?;
+        match offer {
+            Some(o) if self.sees_offer_from(caller, &o.from).await => Ok(o),
+            _ => Err(ContactError::NoSuchOffer(id)),
+        }
     }
 
     /// Whether `caller` may see an offer from `from`: admins all; an
     /// operator those from its own contacts.
-    fn sees_offer_from(&self, caller: &Caller, from: &[u8; 32]) -> bool {
+    async fn sees_offer_from(&self, caller: &Caller, from: &[u8; 32]) -> bool {
         caller.is_admin()
             || matches!(
-                self.inner.registry.is_contact_of(caller.uid, from, now()),
+                self.inner
+                    .registry
+                    .is_contact_of(caller.uid, from, now())
+                    .await,
                 Ok(true)
             )
     }
 
     /// The inbox as `caller` may see it, and how many offers were refused.
-    pub fn inbox(&self, caller: &Caller) -> Result<(Vec<InboxOffer>, u64), ContactError> {
+    pub async fn inbox(&self, caller: &Caller) -> Result<(Vec<InboxOffer>, u64), ContactError> {
         let refused = self
             .contacts()
             .refused
             .load(std::sync::atomic::Ordering::Relaxed);
-        let mut all = self.inner.registry.inbox()?;
-        all.retain(|o| self.sees_offer_from(caller, &o.from));
-        Ok((all, refused))
+        let all = self.inner.registry.inbox().await?;
+        // One verdict per sender.
+        let mut sees = std::collections::HashMap::new();
+        let mut visible = Vec::new();
+        for o in all {
+            let seen = match sees.get(&o.from) {
+                Some(&seen) => seen,
+                None => {
+                    let seen = self.sees_offer_from(caller, &o.from).await;
+                    sees.insert(o.from, seen);
+                    seen
+                }
+            };
+            if seen {
+                visible.push(o);
+            }
+        }
+        Ok((visible, refused))
     }
 
-    fn new_offer(
+    async fn new_offer(
         &self,
         caller: &Caller,
         id: u64,
         action: &'static str,
     ) -> Result<InboxOffer, ContactError> {
-        let rec = self.visible_offer(caller, id)?;
+        let rec = self.visible_offer(caller, id).await?;
         if rec.state != InboxState::New {
             return Err(ContactError::Settled {
                 id,
@@ -272,7 +336,7 @@ impl Daemon {
     }
 
     /// Starts fetching an inbox offer as `fetch` would for `caller`.
-    pub fn accept_offer(
+    pub async fn accept_offer(
         &self,
         id: u64,
         out: Option<PathBuf>,
@@ -280,34 +344,40 @@ impl Daemon {
         caller: &Caller,
         caller_cannot_write: Option<String>,
     ) -> Result<(InboxOffer, TransferView), ContactError> {
-        let mut rec = self.new_offer(caller, id, "accepted")?;
-        let view = self.fetch_expecting(
-            &rec.ticket,
-            out,
-            force,
-            caller,
-            caller_cannot_write,
-            Some(rec.size),
-            None,
-        )?;
+        let mut rec = self.new_offer(caller, id, "accepted").await?;
+        let view = self
+            .fetch_expecting(
+                &rec.ticket,
+                out,
+                force,
+                caller,
+                caller_cannot_write,
+                Some(rec.size),
+                None,
+            )
+            .await?;
         rec.state = InboxState::Accepted;
         rec.transfer_id = Some(view.rec.id);
-        self.owe_receipt(&mut rec, Receipt::Accepted)?;
+        self.owe_receipt(&mut rec, Receipt::Accepted).await?;
         Ok((rec, view))
     }
 
-    pub fn reject_offer(&self, caller: &Caller, id: u64) -> Result<InboxOffer, ContactError> {
-        let mut rec = self.new_offer(caller, id, "rejected")?;
+    pub async fn reject_offer(&self, caller: &Caller, id: u64) -> Result<InboxOffer, ContactError> {
+        let mut rec = self.new_offer(caller, id, "rejected").await?;
         rec.state = InboxState::Rejected;
-        self.owe_receipt(&mut rec, Receipt::Rejected)?;
+        self.owe_receipt(&mut rec, Receipt::Rejected).await?;
         Ok(rec)
     }
 
-    fn owe_receipt(&self, rec: &mut InboxOffer, receipt: Receipt) -> Result<(), ContactError> {
+    async fn owe_receipt(
+        &self,
+        rec: &mut InboxOffer,
+        receipt: Receipt,
+    ) -> Result<(), ContactError> {
         rec.receipt = Some(receipt);
         rec.receipt_attempts = 0;
         rec.receipt_next_try = 0;
-        self.inner.registry.put_inbox(rec)?;
+        self.inner.registry.put_inbox(rec).await?;
         self.contacts().wake.notify_one();
         Ok(())
     }
@@ -316,7 +386,7 @@ impl Daemon {
     /// themselves, as `caller`'s transfers: `dir` must be a directory of
     /// `caller`'s (the daemon's own user: one it may write), never the data
     /// dir or inside it. One rule a sender, owned by whoever set it.
-    pub fn trust_peer(
+    pub async fn trust_peer(
         &self,
         caller: &Caller,
         peer: &str,
@@ -324,7 +394,7 @@ impl Daemon {
         max_size: Option<u64>,
         per_day: Option<u64>,
     ) -> Result<(super::access::PeerRef, TrustRecord, u64), ContactError> {
-        let p = self.resolve_peer(peer)?;
+        let p = self.resolve_peer(peer).await?;
         if !dir.is_absolute() {
             return Err(ContactError::Invalid(format!(
                 "the directory must be an absolute path: {}",
@@ -347,7 +417,8 @@ impl Daemon {
         if !self
             .inner
             .registry
-            .put_trust_owned(p.id.as_bytes(), &rec, per_day, caller.uid)?
+            .put_trust_owned(p.id.as_bytes(), &rec, per_day, caller.uid)
+            .await?
         {
             return Err(ContactError::Invalid(format!(
                 "offers from {} are already handled by another user's trust rule: ask them (or an admin) to remove it",
@@ -358,22 +429,22 @@ impl Daemon {
         Ok((p, rec, per_day))
     }
 
-    pub fn untrust_peer(
+    pub async fn untrust_peer(
         &self,
         caller: &Caller,
         peer: &str,
     ) -> Result<super::access::PeerRef, ContactError> {
-        let p = self.resolve_peer(peer)?;
+        let p = self.resolve_peer(peer).await?;
         let registry = &self.inner.registry;
-        if registry.trust(p.id.as_bytes())?.is_some()
-            && !caller.controls(registry.owner(Owned::Trust, p.id.as_bytes())?)
+        if registry.trust(p.id.as_bytes()).await?.is_some()
+            && !caller.controls(registry.owner(Owned::Trust, p.id.as_bytes()).await?)
         {
             return Err(ContactError::Invalid(
                 "that trust rule is another user's: only they (or an admin) may remove it".into(),
             ));
         }
-        registry.remove_trust(p.id.as_bytes())?;
-        registry.remove_owner(Owned::Trust, p.id.as_bytes())?;
+        registry.remove_trust(p.id.as_bytes()).await?;
+        registry.remove_owner(Owned::Trust, p.id.as_bytes()).await?;
         info!(uid = caller.uid, peer = %p.id, "trust removed");
         Ok(p)
     }
@@ -401,7 +472,7 @@ impl Daemon {
                 dir.display()
             ));
         }
-        if caller.uid == crate::rpc::my_uid() {
+        if caller.uid == crate::authority::my_uid() {
             return daemon_cannot_write(dir);
         }
         if meta.uid() != caller.uid || meta.mode() & 0o200 == 0 {
@@ -417,23 +488,25 @@ impl Daemon {
     /// Ends the access an offer created: its ring, and the share if the
     /// send created it and nothing else gives access to it now, all in one
     /// registry transaction (a concurrent share or send keeps its effect).
-    fn end_offer_access(&self, rec: &SentOffer) {
+    async fn end_offer_access(&self, rec: &SentOffer) {
         match self
             .inner
             .registry
             .owner(Owned::Sent, &rec.id.to_be_bytes())
+            .await
         {
-            Ok(owner) => self.end_access_of(rec, owner),
+            Ok(owner) => self.end_access_of(rec, owner).await,
             Err(e) => warn!(id = rec.id, "cannot end the offer's access: {e}"),
         }
     }
 
     /// [`Self::end_offer_access`] of an offer sent by `owner`.
-    fn end_access_of(&self, rec: &SentOffer, owner: u32) {
+    async fn end_access_of(&self, rec: &SentOffer, owner: u32) {
         let ended = self
             .inner
             .registry
-            .end_offer(&rec.ring, &rec.hash, owner, rec.created_share);
+            .end_offer(&rec.ring, &rec.hash, owner, rec.created_share)
+            .await;
         let (members, unshared) = match ended {
             Ok(Some(ended)) => ended,
             Ok(None) => return,
@@ -452,7 +525,7 @@ impl Daemon {
             let (registry, store) = (self.inner.registry.clone(), self.inner.store.clone());
             tokio::spawn(async move {
                 // Shared again meanwhile: the tag is the new share's.
-                if matches!(registry.share_of(share.owner, &share.hash), Ok(None)) {
+                if matches!(registry.share_of(share.owner, &share.hash).await, Ok(None)) {
                     let tag = crate::shares::share_tag(&share.hash, share.owner);
                     if let Err(e) = store.tags().delete(tag).await {
                         warn!("cannot release a finished offer's share: {e}");
@@ -467,9 +540,9 @@ impl Daemon {
         );
     }
 
-    fn addr_of_id(&self, id: &[u8; 32]) -> Option<EndpointAddr> {
+    async fn addr_of_id(&self, id: &[u8; 32]) -> Option<EndpointAddr> {
         let hex = data_encoding::HEXLOWER.encode(id);
-        self.resolve_peer(&hex).ok().map(|p| p.addr)
+        self.resolve_peer(&hex).await.ok().map(|p| p.addr)
     }
 
     /// Starts `work` for `key` unless it is already running.
@@ -491,90 +564,69 @@ impl Daemon {
 
     /// One pass of the loop: deliveries due, expiries, trusted offers,
     /// transfers of accepted offers, access to end.
-    fn contacts_pass(&self) -> Result<(), RegistryError> {
-        let registry = &self.inner.registry;
+    async fn contacts_pass(&self) -> Result<(), RegistryError> {
         let t = now();
-        for mut rec in registry.sent()? {
+        self.sent_pass(t).await?;
+        self.inbox_pass(t).await
+    }
+
+    /// Sent offers: expired ones end, ended ones lose their access, queued
+    /// ones due are delivered.
+    async fn sent_pass(&self, t: i64) -> Result<(), RegistryError> {
+        let registry = &self.inner.registry;
+        for mut rec in registry.sent().await? {
             if !rec.state.is_final() && t >= rec.expires_at {
-                let updated = registry.update_sent(rec.id, |r| {
-                    if !r.state.is_final() {
-                        r.state = SentState::Expired;
-                    }
-                })?;
+                let updated = registry
+                    .update_sent(rec.id, move |r| {
+                        if !r.state.is_final() {
+                            r.state = SentState::Expired;
+                        }
+                    })
+                    .await?;
                 if let Some(r) = updated {
                     rec = r;
                 }
             }
             if rec.state.is_final() {
-                self.end_offer_access(&rec);
+                self.end_offer_access(&rec).await;
                 continue;
             }
             if rec.state == SentState::Queued && t >= rec.next_try_at {
-                if let Some(addr) = self.addr_of_id(&rec.peer) {
+                if let Some(addr) = self.addr_of_id(&rec.peer).await {
                     let (ep, reg) = (self.inner.endpoint.clone(), registry.clone());
                     self.once(rec.id, contacts::deliver_offer(ep, reg, addr, rec.id));
                 }
             }
         }
-        let inbox = registry.inbox()?;
+        Ok(())
+    }
+
+    /// The inbox: trusted offers accepted (within the sender's daily
+    /// bytes), accepted offers followed to their end, receipts due sent.
+    async fn inbox_pass(&self, t: i64) -> Result<(), RegistryError> {
+        let registry = &self.inner.registry;
+        let inbox = registry.inbox().await?;
         let mut today = accepted_today(&inbox, t);
         for mut rec in inbox {
             if rec.state == InboxState::New {
-                if let Some(trust) = registry.trust(&rec.from)? {
+                if let Some(trust) = registry.trust(&rec.from).await? {
                     let so_far = today.get(&rec.from).copied().unwrap_or(0);
-                    let per_day = registry.trust_per_day(&rec.from)?;
+                    let per_day = registry.trust_per_day(&rec.from).await?;
                     if trust.max_size.is_none_or(|m| rec.size <= m)
                         && so_far.saturating_add(rec.size) <= per_day
                     {
-                        self.auto_accept(&mut rec, &trust);
+                        self.auto_accept(&mut rec, &trust).await;
                         if rec.transfer_id.is_some() {
                             *today.entry(rec.from).or_default() += rec.size;
                         }
                     }
                 }
             }
-            if rec.state == InboxState::Accepted {
-                if let Some(tid) = rec.transfer_id {
-                    let view = self.inner.transfers.get(tid);
-                    // The content is not what the offer said (a size below
-                    // a trust limit, say): cut it, keep nothing.
-                    if let Ok(v) = &view {
-                        let total = v.rec.bytes_total;
-                        if total > 0 && total != rec.size && !v.rec.state.is_terminal() {
-                            warn!(
-                                id = rec.id,
-                                offered = rec.size,
-                                total,
-                                "offer's content is not the size it said; cancelling its fetch"
-                            );
-                            let transfers = self.inner.transfers.clone();
-                            tokio::spawn(async move {
-                                transfers.cancel(&Caller::daemon(), tid, true).await.ok()
-                            });
-                            rec.state = InboxState::Failed;
-                            registry.put_inbox(&rec)?;
-                            continue;
-                        }
-                    }
-                    let state = view.map(|v| v.rec.state);
-                    match state {
-                        Ok(TransferState::Completed) => {
-                            rec.state = InboxState::Completed;
-                            rec.receipt = Some(Receipt::Completed);
-                            rec.receipt_attempts = 0;
-                            rec.receipt_next_try = 0;
-                            registry.put_inbox(&rec)?;
-                        }
-                        Ok(TransferState::Failed | TransferState::Cancelled) | Err(_) => {
-                            rec.state = InboxState::Failed;
-                            registry.put_inbox(&rec)?;
-                        }
-                        Ok(_) => {}
-                    }
-                }
+            if rec.state == InboxState::Accepted && !self.follow_accepted(&mut rec).await? {
+                continue;
             }
             if rec.receipt.is_some() && t >= rec.receipt_next_try {
-                if let Some(addr) = self.addr_of_id(&rec.from) {
+                if let Some(addr) = self.addr_of_id(&rec.from).await {
                     let (ep, reg) = (self.inner.endpoint.clone(), registry.clone());
                     self.once(
                         rec.id | INBOX_FLAG,
@@ -586,17 +638,67 @@ impl Daemon {
         Ok(())
     }
 
-    fn auto_accept(&self, rec: &mut InboxOffer, trust: &TrustRecord) {
+    /// An accepted offer's transfer: its end settles the offer (and owes a
+    /// receipt when completed). False: the offer failed here and is done
+    /// with for this pass.
+    async fn follow_accepted(&self, rec: &mut InboxOffer) -> Result<bool, RegistryError> {
+        let Some(tid) = rec.transfer_id else {
+            return Ok(true);
+        };
+        let registry = &self.inner.registry;
+        let view = self.inner.transfers.get(tid).await;
+        // The content is not what the offer said (a size below a trust
+        // limit, say): cut it, keep nothing.
+        if let Ok(v) = &view {
+            let total = v.rec.bytes_total;
+            if total > 0 && total != rec.size && !v.rec.state.is_terminal() {
+                warn!(
+                    id = rec.id,
+                    offered = rec.size,
+                    total,
+                    "offer's content is not the size it said; cancelling its fetch"
+                );
+                let transfers = self.inner.transfers.clone();
+                self.inner.tasks.spawn("cancel-offer-fetch", async move {
+                    transfers.cancel(&Caller::daemon(), tid, true).await.ok();
+                });
+                rec.state = InboxState::Failed;
+                registry.put_inbox(rec).await?;
+                return Ok(false);
+            }
+        }
+        match view.map(|v| v.rec.state) {
+            Ok(TransferState::Completed) => {
+                rec.state = InboxState::Completed;
+                rec.receipt = Some(Receipt::Completed);
+                rec.receipt_attempts = 0;
+                rec.receipt_next_try = 0;
+                registry.put_inbox(rec).await?;
+            }
+            Ok(TransferState::Failed | TransferState::Cancelled) | Err(_) => {
+                rec.state = InboxState::Failed;
+                registry.put_inbox(rec).await?;
+            }
+            Ok(_) => {}
+        }
+        Ok(true)
+    }
+
+    async fn auto_accept(&self, rec: &mut InboxOffer, trust: &TrustRecord) {
         // The fetch is the rule owner's: the daemon places it for its own
         // user; another user's waits `ready` for that user's client.
         let owner = self
             .inner
             .registry
             .owner(Owned::Trust, &rec.from)
+            .await
             .unwrap_or_else(|_| daemon_uid());
         let me = Caller::operator(owner, owner);
         let dir = Some(fresh_entry(&trust.accept_into, &rec.name, &rec.ticket));
-        match self.fetch_expecting(&rec.ticket, dir, false, &me, None, Some(rec.size), None) {
+        let fetched = self
+            .fetch_expecting(&rec.ticket, dir, false, &me, None, Some(rec.size), None)
+            .await;
+        match fetched {
             Ok(view) => {
                 info!(
                     id = rec.id,
@@ -614,26 +716,28 @@ impl Daemon {
                 rec.state = InboxState::Failed;
             }
         }
-        self.inner.registry.put_inbox(rec).ok();
+        self.inner.registry.put_inbox(rec).await.ok();
     }
 
     /// Bytes served for a sent offer: it is being fetched.
-    fn count_served(&self, peer: &str, share: &str, bytes: u64) -> Result<(), RegistryError> {
+    async fn count_served(&self, peer: &str, share: &str, bytes: u64) -> Result<(), RegistryError> {
         let registry = &self.inner.registry;
-        for rec in registry.sent()? {
+        for rec in registry.sent().await? {
             let matches = !rec.state.is_final()
                 && rec.hash.to_string() == share
                 && data_encoding::HEXLOWER.encode(&rec.peer) == peer;
             if matches {
-                registry.update_sent(rec.id, |r| {
-                    if r.state.is_final() {
-                        return;
-                    }
-                    r.bytes += bytes;
-                    if matches!(r.state, SentState::Delivered | SentState::Accepted) {
-                        r.state = SentState::Fetching;
-                    }
-                })?;
+                registry
+                    .update_sent(rec.id, move |r| {
+                        if r.state.is_final() {
+                            return;
+                        }
+                        r.bytes += bytes;
+                        if matches!(r.state, SentState::Delivered | SentState::Accepted) {
+                            r.state = SentState::Fetching;
+                        }
+                    })
+                    .await?;
             }
         }
         Ok(())
@@ -650,18 +754,16 @@ impl Daemon {
                 _ = wake.notified() => {}
                 got = events.recv() => {
                     if let Ok(Stamped { event: Event::ShareServed { peer, share: Some(share), bytes, .. }, .. }) = got {
-                        let this = self.clone();
-                        tokio::task::spawn_blocking(move || this.count_served(&peer, &share, bytes)).await.ok();
+                        if let Err(e) = self.count_served(&peer, &share, bytes).await {
+                            warn!("contacts: cannot count served bytes: {e}");
+                        }
                     }
                     continue;
                 }
                 _ = stop.cancelled() => return,
             }
-            let this = self.clone();
-            match tokio::task::spawn_blocking(move || this.contacts_pass()).await {
-                Ok(Err(e)) => warn!("contacts: {e}"),
-                Err(e) => warn!("contacts: {e}"),
-                Ok(Ok(())) => {}
+            if let Err(e) = self.contacts_pass().await {
+                warn!("contacts: {e}");
             }
         }
     }

@@ -4,7 +4,7 @@
 mod access;
 mod contacts;
 
-pub use access::{AccessError, PeerRef};
+pub use access::{AccessError, PeerNames, PeerRef};
 pub use contacts::{ContactError, OFFER_EXPIRES};
 
 use crate::slots::Limited;
@@ -45,7 +45,7 @@ use crate::{
 /// where its owner could not have written it (docs/ARCHITECTURE.md,
 /// "Authority").
 pub fn placement_for(caller: &Caller) -> Placement {
-    if caller.uid == crate::rpc::my_uid() {
+    if caller.uid == crate::authority::my_uid() {
         Placement::Daemon
     } else {
         Placement::Client
@@ -57,7 +57,7 @@ fn daemon_cannot_write(dest: &Path) -> Result<(), String> {
     ringdrop_proto::place::check_writable(dest).map_err(|(dir, err)| {
         format!(
             "ringdropd runs as user {}, which cannot write {} ({err}); nothing was fetched: choose a destination it may write (its download_dir, or a ReadWritePaths= of the service), or run ringdropctl as a user who can write there",
-            ringdrop_proto::place::user_name(crate::rpc::my_uid()),
+            ringdrop_proto::place::user_name(crate::authority::my_uid()),
             dir.display()
         )
     })
@@ -172,11 +172,12 @@ fn check_dirs(config: &Config) -> Result<(), StartError> {
 /// together only half.
 fn contacts_of(registry: &Registry) -> crate::slots::Known {
     let registry = registry.clone();
-    Arc::new(move |peer: &iroh::EndpointId| {
-        matches!(
-            registry.is_contact(peer.as_bytes(), ringdrop_proto::clock::now()),
-            Ok(true)
-        )
+    Arc::new(move |peer: iroh::EndpointId| {
+        let registry = registry.clone();
+        Box::pin(async move {
+            let now = ringdrop_proto::clock::now();
+            matches!(registry.is_contact(peer.as_bytes(), now).await, Ok(true))
+        })
     })
 }
 
@@ -242,11 +243,11 @@ fn create_private_dir(path: &Path) -> Result<(), StartError> {
                 .into(),
         ));
     }
-    if meta.uid() != crate::rpc::my_uid() {
+    if meta.uid() != crate::authority::my_uid() {
         return Err(err(format!(
             "belongs to uid {}, not to the user ringdropd runs as ({}): chown it, or choose another --data-dir",
             meta.uid(),
-            crate::rpc::my_uid()
+            crate::authority::my_uid()
         )));
     }
     if meta.mode() & 0o077 != 0 {
@@ -259,26 +260,26 @@ fn create_private_dir(path: &Path) -> Result<(), StartError> {
     Ok(())
 }
 
+/// The blob store in the data dir, with its garbage collection.
+async fn open_store(config: &Config) -> Result<FsStore, StartError> {
+    let blobs_dir = config.data_dir.join("blobs");
+    let mut opts = Options::new(&blobs_dir);
+    opts.gc = Some(GcConfig {
+        interval: config.gc_interval,
+        add_protected: None,
+    });
+    FsStore::load_with_opts(blobs_dir.join("blobs.db"), opts)
+        .await
+        .map_err(|e| StartError::Store(e.to_string()))
+}
+
 impl Daemon {
     /// Opens store and registry, binds the endpoint and starts serving
     /// peers. Never waits for the internet.
     pub async fn start(config: Config) -> Result<Self, StartError> {
         check_dirs(&config)?;
-        let registry = {
-            let path = config.data_dir.join("registry.redb");
-            tokio::task::spawn_blocking(move || Registry::open(&path))
-                .await
-                .map_err(|e| StartError::Store(e.to_string()))??
-        };
-        let blobs_dir = config.data_dir.join("blobs");
-        let mut opts = Options::new(&blobs_dir);
-        opts.gc = Some(GcConfig {
-            interval: config.gc_interval,
-            add_protected: None,
-        });
-        let store = FsStore::load_with_opts(blobs_dir.join("blobs.db"), opts)
-            .await
-            .map_err(|e| StartError::Store(e.to_string()))?;
+        let registry = Registry::open(&config.data_dir.join("registry.redb")).await?;
+        let store = open_store(&config).await?;
         let endpoint = node::bind_endpoint(&config).await?;
 
         let gate_stats = Arc::new(GateStats::default());
@@ -308,14 +309,11 @@ impl Daemon {
             hub.clone(),
         );
         if !config.on_complete.is_empty() {
-            crate::events::spawn_hooks(
-                &hub,
-                crate::events::Hook {
-                    argv: config.on_complete.clone(),
-                    timeout: config.on_complete_timeout,
-                },
-                shutdown.clone(),
-            );
+            let hook = crate::events::Hook {
+                argv: config.on_complete.clone(),
+                timeout: config.on_complete_timeout,
+            };
+            crate::events::spawn_hooks(&hub, hook, shutdown.clone());
         }
         let daemon = Self {
             inner: Arc::new(Inner {
@@ -338,51 +336,61 @@ impl Daemon {
                 shutdown,
             }),
         };
-        daemon.reconcile().await;
-        daemon.spawn_loops();
-        let resumed = daemon
+        daemon.begin().await;
+        Ok(daemon)
+    }
+
+    /// The first steps of a started daemon: the store's tags checked, the
+    /// background loops started, unfinished transfers resumed.
+    async fn begin(&self) {
+        self.reconcile().await;
+        self.spawn_loops();
+        let resumed = self
             .inner
             .transfers
             .resume_unfinished()
+            .await
             .unwrap_or_else(|e| {
                 warn!("cannot resume transfers: {e}");
                 0
             });
         info!(
-            endpoint_id = %daemon.inner.endpoint.id(),
+            endpoint_id = %self.inner.endpoint.id(),
             resumed,
             "ringdropd started"
         );
-        Ok(daemon)
     }
 
     /// Whether `caller` may see `event`: its own transfers, serving of its
     /// own shares, offers from its contacts, joins to its rings (an admin:
     /// all).
-    pub fn event_visible(&self, caller: &Caller, event: &crate::events::Event) -> bool {
+    pub async fn event_visible(&self, caller: &Caller, event: &crate::events::Event) -> bool {
         use crate::{events::Event, registry::Owned};
         if caller.is_admin() {
             return true;
         }
         let registry = &self.inner.registry;
-        let owns = |kind: Owned, key: &[u8]| matches!(registry.owner(kind, key), Ok(owner) if owner == caller.uid);
         match event {
             Event::TransferEnded { owner, .. } => *owner == caller.uid,
-            Event::ShareServed { share, .. } => share
-                .as_deref()
-                .and_then(|h| h.parse::<Hash>().ok())
-                .is_some_and(|h| {
-                    registry
-                        .shares_of(&h)
-                        .is_ok_and(|rows| rows.iter().any(|s| s.owner == caller.uid))
-                }),
-            Event::OfferReceived { from, .. } => from.parse::<iroh::EndpointId>().is_ok_and(|id| {
-                matches!(
-                    registry.is_contact_of(caller.uid, id.as_bytes(), ringdrop_proto::clock::now()),
-                    Ok(true)
-                )
-            }),
-            Event::MemberJoined { ring, .. } => owns(Owned::Ring, ring.as_bytes()),
+            Event::ShareServed { share, .. } => {
+                let Some(h) = share.as_deref().and_then(|h| h.parse::<Hash>().ok()) else {
+                    return false;
+                };
+                let rows = registry.shares_of(&h).await;
+                rows.is_ok_and(|rows| rows.iter().any(|s| s.owner == caller.uid))
+            }
+            Event::OfferReceived { from, .. } => {
+                let Ok(id) = from.parse::<iroh::EndpointId>() else {
+                    return false;
+                };
+                let now = ringdrop_proto::clock::now();
+                let contact = registry.is_contact_of(caller.uid, id.as_bytes(), now).await;
+                matches!(contact, Ok(true))
+            }
+            Event::MemberJoined { ring, .. } => {
+                let owner = registry.owner(Owned::Ring, ring.as_bytes()).await;
+                matches!(owner, Ok(uid) if uid == caller.uid)
+            }
         }
     }
 
@@ -427,8 +435,9 @@ impl Daemon {
     }
 
     /// A read-only descriptor of file `index` of `ready` transfer `id`, for
-    /// its owner `uid` only (`None`: a file of no bytes). Blocking.
-    pub fn ready_file(
+    /// its owner `uid` only (`None`: a file of no bytes). Opens files: for
+    /// a blocking thread (`Handle::block_on`).
+    pub async fn ready_file(
         &self,
         uid: u32,
         id: u64,
@@ -438,7 +447,29 @@ impl Daemon {
         self.inner
             .transfers
             .ready_file(&caller, id, index)
+            .await
             .map_err(|e| e.to_string())
+    }
+
+    /// User `uid`'s client offers its directory again for the files of
+    /// its transfer `id` (see `transfers::hosted`).
+    pub async fn rehost(
+        &self,
+        uid: u32,
+        id: u64,
+        host: crate::transfers::hosted::Host,
+    ) -> Result<(), String> {
+        self.inner.transfers.rehost(uid, id, host).await
+    }
+
+    /// Runs `work` for a request as a tracked task (shutdown waits for it;
+    /// a panic is logged with `name`).
+    pub fn spawn(
+        &self,
+        name: &'static str,
+        work: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        self.inner.tasks.spawn(name, work);
     }
 
     /// The daemon's event hub (`WatchEvents`).
@@ -470,14 +501,18 @@ impl Daemon {
                 for u in live {
                     // Any owner's share of the content may allow it.
                     let allowed = u.shares.iter().all(|h| {
-                        this.inner.registry.shares_of(h).is_ok_and(|rows| {
-                            rows.iter().any(|rec| {
-                                matches!(
-                                    this.inner.policy.may_fetch(rec, u.peer.as_bytes(), now),
-                                    Ok(true)
-                                )
+                        this.inner
+                            .registry
+                            .blocking()
+                            .shares_of(h)
+                            .is_ok_and(|rows| {
+                                rows.iter().any(|rec| {
+                                    matches!(
+                                        this.inner.policy.may_fetch(rec, u.peer.as_bytes(), now),
+                                        Ok(true)
+                                    )
+                                })
                             })
-                        })
                     });
                     if !allowed {
                         cut.insert(u.peer);
@@ -508,12 +543,10 @@ impl Daemon {
                 Ok(n) => info!(transfers = n, "forgot transfers finished over 30 days ago"),
                 Err(e) => warn!("forgetting old transfers: {e}"),
             }
-            let registry = self.inner.registry.clone();
             let before = ringdrop_proto::clock::now() - KEEP_HISTORY.as_secs() as i64;
-            match tokio::task::spawn_blocking(move || registry.prune_offers(before)).await {
-                Ok(Ok((0, 0))) => {}
-                Ok(Ok((sent, inbox))) => info!(sent, inbox, "forgot offers over 30 days old"),
-                Ok(Err(e)) => warn!("forgetting old offers: {e}"),
+            match self.inner.registry.prune_offers(before).await {
+                Ok((0, 0)) => {}
+                Ok((sent, inbox)) => info!(sent, inbox, "forgot offers over 30 days old"),
                 Err(e) => warn!("forgetting old offers: {e}"),
             }
         }
@@ -530,9 +563,7 @@ impl Daemon {
                 _ = tokio::time::sleep(MEMBERS_EVERY) => {}
                 _ = self.inner.shutdown.cancelled() => return,
             }
-            let this = self.clone();
-            let found = tokio::task::spawn_blocking(move || this.departed()).await;
-            let Ok(Ok((suspended, cancel))) = found else {
+            let Ok((suspended, cancel)) = self.departed().await else {
                 continue;
             };
             self.inner.policy.suspend(suspended);
@@ -553,31 +584,33 @@ impl Daemon {
     /// The shares of users who are no longer operators, and their
     /// unfinished transfers (id, owner).
     #[allow(clippy::type_complexity)]
-    fn departed(
+    async fn departed(
         &self,
     ) -> Result<(std::collections::HashSet<(Hash, u32)>, Vec<(u64, u32)>), TransferError> {
         use crate::registry::daemon_uid;
-        let mut verdicts: std::collections::HashMap<u32, bool> = Default::default();
-        let mut gone = |uid: u32| {
-            if uid == 0 || uid == daemon_uid() {
-                return false;
-            }
-            *verdicts.entry(uid).or_insert_with(|| {
-                crate::authority::still_member(uid, crate::SOCKET_GROUP) == Some(false)
-            })
-        };
-        let mut suspended = std::collections::HashSet::new();
-        for s in self.inner.registry.shares()? {
-            if gone(s.owner) {
-                suspended.insert((s.hash, s.owner));
-            }
-        }
-        let cancel = self
-            .inner
-            .registry
-            .transfers()?
+        let shares = self.inner.registry.shares().await?;
+        let transfers = self.inner.registry.transfers().await?;
+        let mut uids: std::collections::HashSet<u32> = shares.iter().map(|s| s.owner).collect();
+        uids.extend(transfers.iter().map(|r| r.owner_uid));
+        uids.retain(|&uid| uid != 0 && uid != daemon_uid());
+        // The group database is files (NSS): read off the runtime.
+        let gone: std::collections::HashSet<u32> = tokio::task::spawn_blocking(move || {
+            uids.into_iter()
+                .filter(|&uid| {
+                    crate::authority::still_member(uid, crate::SOCKET_GROUP) == Some(false)
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default();
+        let suspended = shares
+            .iter()
+            .filter(|s| gone.contains(&s.owner))
+            .map(|s| (s.hash, s.owner))
+            .collect();
+        let cancel = transfers
             .into_iter()
-            .filter(|r| !r.state.is_terminal() && gone(r.owner_uid))
+            .filter(|r| !r.state.is_terminal() && gone.contains(&r.owner_uid))
             .map(|r| (r.id, r.owner_uid))
             .collect();
         Ok((suspended, cancel))
@@ -604,7 +637,7 @@ impl Daemon {
     /// Registry and store are two databases: make every share's tag exist
     /// (a crash may have lost a batched tag write).
     async fn reconcile(&self) {
-        let Ok(shares) = self.inner.registry.shares() else {
+        let Ok(shares) = self.inner.registry.shares().await else {
             return;
         };
         for s in shares {
@@ -643,10 +676,10 @@ impl Daemon {
     }
 
     /// Status snapshot.
-    pub fn status(&self) -> Result<Status, RegistryError> {
+    pub async fn status(&self) -> Result<Status, RegistryError> {
         let addr = self.ticket_addr();
         let relay_url = addr.relay_urls().next().map(|u| u.to_string());
-        let (active, total) = self.inner.transfers.counts().unwrap_or((0, 0));
+        let (active, total) = self.inner.transfers.counts().await.unwrap_or((0, 0));
         Ok(Status {
             endpoint_id: self.inner.endpoint.id().to_string(),
             addrs: addr.ip_addrs().map(|a| a.to_string()).collect(),
@@ -654,10 +687,10 @@ impl Daemon {
             relay_mode: self.inner.config.relay.to_string(),
             mdns: self.inner.config.mdns,
             data_dir: self.inner.config.data_dir.clone(),
-            shares: self.inner.registry.shares()?.len() as u64,
+            shares: self.inner.registry.shares().await?.len() as u64,
             transfers_active: active,
             transfers_total: total,
-            bytes_served: self.inner.registry.served_total()?,
+            bytes_served: self.inner.registry.served_total().await?,
             uptime_secs: self.inner.started.elapsed().as_secs(),
             requests_allowed: self.inner.gate_stats.allowed.load(Ordering::Relaxed),
             requests_refused: self.inner.gate_stats.refused.load(Ordering::Relaxed),
@@ -706,17 +739,43 @@ impl Daemon {
     /// All shares with the bytes served for each and whether they are
     /// "changed" (the policy's verdict: their files, or another file their
     /// content was imported from, changed since sharing; not served).
-    pub fn shares(&self, caller: &Caller) -> Result<Vec<(ShareRecord, u64, bool)>, RegistryError> {
-        let mut out = Vec::new();
-        for s in self.inner.registry.shares()? {
-            if !caller.controls(s.owner) {
-                continue;
+    pub async fn shares(
+        &self,
+        caller: &Caller,
+    ) -> Result<Vec<(ShareRecord, u64, bool)>, RegistryError> {
+        let mut rows = Vec::new();
+        for s in self.inner.registry.shares().await? {
+            if caller.controls(s.owner) {
+                let served = self.inner.registry.served(&s.hash).await?;
+                rows.push((s, served));
             }
-            let served = self.inner.registry.served(&s.hash)?;
-            let changed = !self.inner.policy.fresh_now(&s);
-            out.push((s, served, changed));
         }
-        Ok(out)
+        // The verdicts stat every source file: off the runtime.
+        let policy = self.inner.policy.clone();
+        tokio::task::spawn_blocking(move || {
+            rows.into_iter()
+                .map(|(s, served)| {
+                    let changed = !policy.fresh_now(&s);
+                    (s, served, changed)
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| RegistryError::Db(format!("the share check failed: {e}")))
+    }
+
+    /// The names of the shares `caller` controls, by content (no file is
+    /// looked at).
+    pub async fn share_names(
+        &self,
+        caller: &Caller,
+    ) -> Result<std::collections::HashMap<Hash, String>, RegistryError> {
+        let all = self.inner.registry.shares().await?;
+        Ok(all
+            .into_iter()
+            .filter(|s| caller.controls(s.owner))
+            .map(|s| (s.hash, s.name))
+            .collect())
     }
 
     /// Stops sharing; peers fetching it are disconnected.
@@ -758,7 +817,7 @@ impl Daemon {
     /// Whoever writes must be able to, checked before any byte is fetched
     /// (a client's report can only refuse, never grant: its own process
     /// writes, so the kernel judges).
-    pub fn fetch(
+    pub async fn fetch(
         &self,
         ticket: &str,
         out: Option<PathBuf>,
@@ -776,12 +835,13 @@ impl Daemon {
             })?),
         };
         self.fetch_expecting(ticket, out, force, caller, caller_cannot_write, None, host)
+            .await
     }
 
     /// [`Self::fetch`] of content that must be `expect_size` bytes (an
     /// offer's), into what `host` offers if its client hosts the files.
     #[allow(clippy::too_many_arguments)]
-    pub fn fetch_expecting(
+    pub async fn fetch_expecting(
         &self,
         ticket: &str,
         out: Option<PathBuf>,
@@ -813,21 +873,25 @@ impl Daemon {
             }
             (Placement::Client, None) => {}
         }
-        let view = self.inner.transfers.start(
-            FetchRequest {
-                ticket: ticket.to_string(),
-                dest,
-                force,
-                owner_uid: caller.uid,
-                placement,
-                expect_size,
-            },
-            host,
-        )?;
+        let view = self
+            .inner
+            .transfers
+            .start(
+                FetchRequest {
+                    ticket: ticket.to_string(),
+                    dest,
+                    force,
+                    owner_uid: caller.uid,
+                    placement,
+                    expect_size,
+                },
+                host,
+            )
+            .await?;
         info!(uid = caller.uid, id = view.rec.id, "fetch started");
         // The ticket's addresses refresh the provider's address-book entry.
         if let Ok(t) = ticket.parse::<Ticket>() {
-            self.remember_addr(&t.addr);
+            self.remember_addr(&t.addr).await;
         }
         Ok(view)
     }
@@ -869,7 +933,7 @@ impl Daemon {
         if let Err(e) = self.inner.store.shutdown().await {
             warn!("store shutdown: {e}");
         }
-        self.inner.registry.close();
+        self.inner.registry.close().await;
         info!("ringdropd stopped");
     }
 }

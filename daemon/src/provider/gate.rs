@@ -90,7 +90,7 @@ impl Gate {
                 return Ok(row.clone());
             }
         }
-        let row = Arc::new(lookup(self.registry.shares_of(hash))?);
+        let row = Arc::new(lookup(self.registry.blocking().shares_of(hash))?);
         if let Ok(mut c) = self.cache.lock() {
             if c.generation == generation {
                 if c.rows.len() >= CACHED_SHARES {
@@ -138,7 +138,7 @@ impl Gate {
         if !rows.is_empty() {
             return Ok(judge(hash, &rows)?.then_some(*hash));
         }
-        for root in lookup(self.registry.parents(hash))? {
+        for root in lookup(self.registry.blocking().parents(hash))? {
             let rows = self.shares(&root)?;
             if !rows.is_empty() && judge(&root, &rows)? {
                 return Ok(Some(root));
@@ -231,74 +231,115 @@ pub fn spawn_gate(
             ThrottleMode::None
         },
     };
-    let (tx, mut rx) = EventSender::channel(64, mask);
-    let task = tokio::spawn(async move {
-        let gate = Arc::new(Gate {
-            registry: registry.clone(),
-            policy,
-            cache: Default::default(),
-        });
-        // connection id -> peer; ids are reused only after ConnectionClosed.
-        let mut peers: HashMap<u64, EndpointId> = HashMap::new();
-        while let Some(msg) = rx.recv().await {
-            match msg {
-                ProviderMessage::ClientConnected(msg) => {
-                    let res = match msg.endpoint_id {
-                        Some(peer) => {
-                            peers.insert(msg.connection_id, peer);
-                            Ok(())
-                        }
-                        None => Err(AbortReason::Permission),
-                    };
-                    msg.tx.send(res).await.ok();
-                }
-                ProviderMessage::ConnectionClosed(msg) => {
-                    peers.remove(&msg.connection_id);
-                    uploads.connection_closed(msg.connection_id);
-                }
-                ProviderMessage::GetRequestReceived(msg) => {
-                    let ask = Ask::Get(msg.inner.request.clone());
-                    let key = (msg.inner.connection_id, msg.inner.request_id);
-                    let res = judge(&gate, &stats, &peers, key.0, ask).await;
-                    let hash = msg.inner.request.hash;
-                    answer(res, key, hash, &uploads, &registry, msg.tx, msg.rx).await;
-                }
-                ProviderMessage::GetManyRequestReceived(msg) => {
-                    let ask = Ask::GetMany(msg.inner.request.clone());
-                    let key = (msg.inner.connection_id, msg.inner.request_id);
-                    let res = judge(&gate, &stats, &peers, key.0, ask).await;
-                    let hash = msg.inner.request.hashes.first().copied();
-                    let hash = hash.unwrap_or(Hash::EMPTY);
-                    answer(res, key, hash, &uploads, &registry, msg.tx, msg.rx).await;
-                }
-                ProviderMessage::ObserveRequestReceived(msg) => {
-                    let hash = msg.inner.request.hash;
-                    let ask = Ask::Observe(hash);
-                    let conn = msg.inner.connection_id;
-                    let res = judge(&gate, &stats, &peers, conn, ask).await;
-                    if let Ok((peer, shares)) = &res {
-                        uploads.observe(conn, *peer, shares.clone(), hash);
-                    }
-                    msg.tx.send(res.map(|_| ())).await.ok();
-                }
-                ProviderMessage::PushRequestReceived(msg) => {
-                    msg.tx.send(Err(AbortReason::Permission)).await.ok();
-                }
-                ProviderMessage::Throttle(msg) => {
-                    // Wait off the gate task so other requests are decided meanwhile.
-                    let limit = limit.clone();
-                    tokio::spawn(async move {
-                        if let Some(limit) = limit {
-                            limit.acquire(msg.size).await;
-                        }
-                        msg.tx.send(Ok(())).await.ok();
-                    });
-                }
-                _ => {}
-            }
-        }
+    let (tx, rx) = EventSender::channel(64, mask);
+    let gate = Arc::new(Gate {
+        registry: registry.clone(),
+        policy,
+        cache: Default::default(),
     });
+    let task = tokio::spawn(
+        GateLoop {
+            gate,
+            registry,
+            stats,
+            uploads,
+            limit,
+            peers: HashMap::new(),
+        }
+        .run(rx),
+    );
     (tx, task)
+}
+
+/// The gate task's state: what it decides with, and the peer of each
+/// open connection.
+struct GateLoop {
+    gate: Arc<Gate>,
+    registry: Registry,
+    stats: Arc<GateStats>,
+    uploads: Uploads,
+    limit: Option<Arc<RateLimit>>,
+    /// connection id -> peer; ids are reused only after ConnectionClosed.
+    peers: HashMap<u64, EndpointId>,
+}
+
+impl GateLoop {
+    async fn run(mut self, mut rx: tokio::sync::mpsc::Receiver<ProviderMessage>) {
+        while let Some(msg) = rx.recv().await {
+            self.on(msg).await;
+        }
+    }
+
+    /// Decides and answers a GET or GET_MANY (`key`: connection and
+    /// request id; `hash`: its first blob).
+    async fn on_request(
+        &self,
+        ask: Ask,
+        key: (u64, u64),
+        hash: Hash,
+        tx: irpc::channel::oneshot::Sender<EventResult>,
+        rx: irpc::channel::mpsc::Receiver<RequestUpdate>,
+    ) {
+        let res = judge(&self.gate, &self.stats, &self.peers, key.0, ask).await;
+        answer(res, key, hash, &self.uploads, &self.registry, tx, rx).await;
+    }
+
+    /// Answers one event of the provider.
+    async fn on(&mut self, msg: ProviderMessage) {
+        let (gate, stats, peers) = (&self.gate, &self.stats, &self.peers);
+        match msg {
+            ProviderMessage::ClientConnected(msg) => {
+                let res = match msg.endpoint_id {
+                    Some(peer) => {
+                        self.peers.insert(msg.connection_id, peer);
+                        Ok(())
+                    }
+                    None => Err(AbortReason::Permission),
+                };
+                msg.tx.send(res).await.ok();
+            }
+            ProviderMessage::ConnectionClosed(msg) => {
+                self.peers.remove(&msg.connection_id);
+                self.uploads.connection_closed(msg.connection_id);
+            }
+            ProviderMessage::GetRequestReceived(msg) => {
+                let ask = Ask::Get(msg.inner.request.clone());
+                let key = (msg.inner.connection_id, msg.inner.request_id);
+                let hash = msg.inner.request.hash;
+                self.on_request(ask, key, hash, msg.tx, msg.rx).await;
+            }
+            ProviderMessage::GetManyRequestReceived(msg) => {
+                let ask = Ask::GetMany(msg.inner.request.clone());
+                let key = (msg.inner.connection_id, msg.inner.request_id);
+                let hash = msg.inner.request.hashes.first().copied();
+                let hash = hash.unwrap_or(Hash::EMPTY);
+                self.on_request(ask, key, hash, msg.tx, msg.rx).await;
+            }
+            ProviderMessage::ObserveRequestReceived(msg) => {
+                let hash = msg.inner.request.hash;
+                let conn = msg.inner.connection_id;
+                let res = judge(gate, stats, peers, conn, Ask::Observe(hash)).await;
+                if let Ok((peer, shares)) = &res {
+                    self.uploads.observe(conn, *peer, shares.clone(), hash);
+                }
+                msg.tx.send(res.map(|_| ())).await.ok();
+            }
+            ProviderMessage::PushRequestReceived(msg) => {
+                msg.tx.send(Err(AbortReason::Permission)).await.ok();
+            }
+            ProviderMessage::Throttle(msg) => {
+                // Wait off the gate task so other requests are decided meanwhile.
+                let limit = self.limit.clone();
+                tokio::spawn(async move {
+                    if let Some(limit) = limit {
+                        limit.acquire(msg.size).await;
+                    }
+                    msg.tx.send(Ok(())).await.ok();
+                });
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Answers a decided GET or GET_MANY. An allowed request is recorded
@@ -371,7 +412,7 @@ mod tests {
     async fn an_allowed_request_is_listed_before_the_provider_hears_of_it() {
         let dir = std::env::temp_dir().join(format!("rdrop-gate-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
-        let registry = Registry::open(&dir.join("r.redb")).unwrap();
+        let registry = Registry::open(&dir.join("r.redb")).await.unwrap();
         let uploads = Uploads::default();
         let peer = iroh::SecretKey::generate().public();
         let share = Hash::new(b"share");

@@ -75,7 +75,7 @@ pub const MAX_CONNECTIONS: usize = 256;
 
 impl ProtocolHandler for BlobsGate {
     async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
-        let Some(_slot) = self.slots.admit(&connection, "blobs") else {
+        let Some(_slot) = self.slots.admit(&connection, "blobs").await else {
             return Ok(());
         };
         let key = connection.stable_id();

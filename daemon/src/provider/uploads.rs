@@ -170,9 +170,7 @@ impl Uploads {
                 });
             }
             if sent > 0 {
-                let res =
-                    tokio::task::spawn_blocking(move || registry.add_served(share, sent)).await;
-                if let Ok(Err(e)) = res {
+                if let Err(e) = registry.add_served(share, sent).await {
                     warn!("cannot record served bytes: {e}");
                 }
             }

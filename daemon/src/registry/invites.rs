@@ -46,7 +46,7 @@ pub enum Refusal {
 
 use serde::{Deserialize, Serialize};
 
-impl Registry {
+impl Tables {
     pub fn put_invite(&self, rec: &InviteRecord) -> Result<()> {
         let tx = self.write()?;
         tx.open_table(INVITES)?

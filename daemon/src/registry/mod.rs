@@ -7,6 +7,8 @@
 //! (`owners`); and `meta` (schema version, totals). One write transaction
 //! per user action; no transaction is ever held across an `.await`.
 
+mod actor;
+mod api;
 mod invites;
 mod offers;
 mod owners;
@@ -19,6 +21,7 @@ use std::path::Path;
 
 use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition};
 
+pub use actor::Registry;
 pub use invites::{InviteRecord, Redeemed, Refusal};
 pub use offers::{
     InboxOffer, InboxState, Receipt, SentOffer, SentState, Stored, TrustRecord,
@@ -26,8 +29,8 @@ pub use offers::{
 };
 pub use owners::{daemon_uid, Owned, Owners};
 pub use records::{
-    decode_row, encode_row, PartialRecord, PeerRecord, Placement, ShareRecord, Source,
-    TransferRecord, TransferState,
+    decode_row, encode_row, mtime_ns, source_of, PartialRecord, PeerRecord, Placement, ShareRecord,
+    Source, TransferRecord, TransferState,
 };
 pub use rings::{Member, RingInfo, OPEN_RING};
 
@@ -95,6 +98,8 @@ pub enum RegistryError {
     Corrupt(String),
     #[error("the registry is closed (the daemon is shutting down)")]
     Closed,
+    #[error("the registry lost this request (its thread failed it: see the log)")]
+    Lost,
     #[error("the registry was written by a newer ringdropd (schema {found}, this build knows {SCHEMA_VERSION}): upgrade ringdropd or use another --data-dir")]
     NewerSchema { found: u64 },
 }
@@ -123,21 +128,29 @@ impl From<postcard::Error> for RegistryError {
 
 type Result<T> = std::result::Result<T, RegistryError>;
 
-/// Handle to the registry; cheap to clone.
-#[derive(Debug, Clone)]
-pub struct Registry {
-    /// `None` once closed: the file lock is released even while clones of
-    /// the handle are still around (an in-process restart reopens it).
-    db: std::sync::Arc<std::sync::RwLock<Option<Database>>>,
+/// The registry's tables: the redb `Database` and the code that reads and
+/// writes it. Only the registry thread holds one (see [`actor`]); the rest
+/// of the daemon reaches it through a [`Registry`] handle.
+pub struct Tables {
+    db: Database,
     /// Bumped after every committed change of a share row, so readers may
     /// cache decoded shares and know when to read again.
     shares_gen: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Address-book names by endpoint id; `None` after the book changed
+    /// (rebuilt when next asked).
+    names: std::cell::RefCell<Option<std::collections::HashMap<[u8; 32], String>>>,
 }
 
-impl Registry {
+impl std::fmt::Debug for Tables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tables").finish_non_exhaustive()
+    }
+}
+
+impl Tables {
     /// Opens (or creates) the registry at `path`, creating tables and
     /// checking the schema version.
-    pub fn open(path: &Path) -> Result<Self> {
+    fn open(path: &Path, shares_gen: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Result<Self> {
         let db = Database::create(path)?;
         let tx = db.begin_write()?;
         {
@@ -181,27 +194,24 @@ impl Registry {
         }
         tx.commit()?;
         Ok(Self {
-            db: std::sync::Arc::new(std::sync::RwLock::new(Some(db))),
-            shares_gen: Default::default(),
+            db,
+            shares_gen,
+            names: Default::default(),
         })
     }
 
-    fn with_db<T>(&self, f: impl FnOnce(&Database) -> Result<T>) -> Result<T> {
-        let guard = self.db.read().map_err(|_| RegistryError::Closed)?;
-        f(guard.as_ref().ok_or(RegistryError::Closed)?)
+    /// Tables of their own at `path`, for the registry's unit tests.
+    #[cfg(test)]
+    pub(crate) fn open_for_test(path: &Path) -> Result<Self> {
+        Self::open(path, Default::default())
     }
 
     fn write(&self) -> Result<redb::WriteTransaction> {
-        self.with_db(|db| Ok(db.begin_write()?))
+        Ok(self.db.begin_write()?)
     }
 
     fn read(&self) -> Result<redb::ReadTransaction> {
-        self.with_db(|db| Ok(db.begin_read()?))
-    }
-
-    /// Changes whenever a share row changed (see `shares_gen`).
-    pub fn shares_generation(&self) -> u64 {
-        self.shares_gen.load(std::sync::atomic::Ordering::Acquire)
+        Ok(self.db.begin_read()?)
     }
 
     fn shares_changed(&self) {
@@ -327,13 +337,6 @@ impl Registry {
         tx.commit()?;
         Ok(gone)
     }
-
-    /// Closes the database; later calls fail with [`RegistryError::Closed`].
-    pub fn close(&self) {
-        if let Ok(mut db) = self.db.write() {
-            db.take();
-        }
-    }
 }
 
 /// Takes the next number of the counter `key` (from 1).
@@ -372,7 +375,7 @@ fn migrate_shares_v1(tx: &redb::WriteTransaction) -> Result<()> {
     let stat = |p: &Path| {
         use std::os::unix::fs::MetadataExt;
         let m = std::fs::symlink_metadata(p).ok()?;
-        let s = crate::shares::source_of(p, &m);
+        let s = records::source_of(p, &m);
         Some((s.size, s.mtime_ns, s.ctime_ns, m.dev(), m.ino()))
     };
     let mut rows = Vec::new();
@@ -422,14 +425,14 @@ mod tests {
     fn newer_schema_is_refused() {
         let dir = tempfile_dir();
         let path = dir.join("r.redb");
-        Registry::open(&path).unwrap();
+        Tables::open_for_test(&path).unwrap();
         {
             let db = Database::create(&path).unwrap();
             let tx = db.begin_write().unwrap();
             tx.open_table(META).unwrap().insert(KEY_SCHEMA, 99).unwrap();
             tx.commit().unwrap();
         }
-        let err = Registry::open(&path).unwrap_err();
+        let err = Tables::open_for_test(&path).unwrap_err();
         assert!(err.to_string().contains("newer ringdropd"), "{err}");
         std::fs::remove_dir_all(dir).ok();
     }
@@ -467,12 +470,12 @@ mod tests {
                 .unwrap();
             tx.commit().unwrap();
         }
-        let reg = Registry::open(&path).unwrap();
+        let reg = Tables::open_for_test(&path).unwrap();
         let rec = reg.transfer(7).unwrap().unwrap();
         assert_eq!(rec, old.clone().upgrade(unsafe { libc::getuid() }));
         assert_eq!(rec.placement, Placement::Daemon);
         assert_eq!(rec.bytes_done, 5);
-        reg.close();
+        drop(reg);
         // Migrated once: the schema now says 2.
         let db = Database::create(&path).unwrap();
         let tx = db.begin_read().unwrap();
@@ -524,13 +527,13 @@ mod tests {
             }
             tx.commit().unwrap();
         }
-        let reg = Registry::open(&path).unwrap();
+        let reg = Tables::open_for_test(&path).unwrap();
         let got = reg.shares_of(&theirs).unwrap();
         assert_eq!(got, vec![row(theirs, "team").with_owner(1234)]);
         let got = reg.shares_of(&legacy).unwrap();
         assert_eq!(got, vec![row(legacy, "open").with_owner(daemon_uid())]);
         assert_eq!(reg.owners(Owned::Share).unwrap().iter().count(), 0);
-        reg.close();
+        drop(reg);
         let db = Database::create(&path).unwrap();
         let tx = db.begin_read().unwrap();
         assert!(tx.open_table(SHARES_V2).is_err(), "the old table stays");

@@ -161,7 +161,7 @@ pub const MAX_INBOX: usize = 1000;
 const KEY_NEXT_OFFER: &str = "next_offer_id";
 const KEY_NEXT_INBOX: &str = "next_inbox_id";
 
-impl Registry {
+impl Tables {
     /// Stores a new sent offer under a fresh id (set in `rec`).
     pub fn insert_sent(&self, rec: &mut SentOffer, owner: u32) -> Result<u64> {
         let tx = self.write()?;
@@ -430,7 +430,7 @@ mod tests {
     fn only_unanswered_offers_count_against_the_caps() {
         let dir = std::env::temp_dir().join(format!("rdrop-inbox-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
-        let reg = Registry::open(&dir.join("r.redb")).unwrap();
+        let reg = Tables::open_for_test(&dir.join("r.redb")).unwrap();
         for i in 0..MAX_INBOX as u64 {
             // Many senders, so the per-sender cap is not what refuses.
             let Stored::New(mut rec) = reg.store_offer(offer((i % 50) as u8, i)).unwrap() else {
@@ -458,7 +458,7 @@ mod tests {
             reg.store_offer(offer(201, 1000)).unwrap(),
             Stored::Full(_)
         ));
-        reg.close();
+        drop(reg);
         std::fs::remove_dir_all(dir).ok();
     }
 }

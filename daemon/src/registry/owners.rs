@@ -63,7 +63,7 @@ impl Owners {
     }
 }
 
-impl Registry {
+impl Tables {
     /// The uid that owns a row.
     pub fn owner(&self, kind: Owned, key: &[u8]) -> Result<u32> {
         let tx = self.read()?;
@@ -132,7 +132,7 @@ mod tests {
     fn a_missing_owner_is_the_daemons_and_claims_are_first_come() {
         let dir = std::env::temp_dir().join(format!("rdrop-own-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
-        let reg = Registry::open(&dir.join("r.redb")).unwrap();
+        let reg = Tables::open_for_test(&dir.join("r.redb")).unwrap();
         assert_eq!(reg.owner(Owned::Ring, b"team").unwrap(), daemon_uid());
         // An old row (not fresh) is not taken by an operator.
         assert!(!reg.claim(Owned::Ring, b"team", 4242, false).unwrap());
@@ -144,7 +144,7 @@ mod tests {
         assert_eq!(shares.of(&[1u8; 32]), 7);
         assert_eq!(shares.of(&[2u8; 32]), daemon_uid());
         assert_eq!(shares.iter().count(), 1);
-        reg.close();
+        drop(reg);
         std::fs::remove_dir_all(dir).ok();
     }
 }

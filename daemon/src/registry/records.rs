@@ -93,6 +93,25 @@ pub struct Source {
     pub ino: u64,
 }
 
+/// What a file is now, as [`Source`] records it.
+pub fn source_of(path: &std::path::Path, m: &std::fs::Metadata) -> Source {
+    use std::os::unix::fs::MetadataExt;
+    Source {
+        path: path.to_path_buf(),
+        size: m.len(),
+        mtime_ns: mtime_ns(m),
+        ctime_ns: m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
+        dev: m.dev(),
+        ino: m.ino(),
+    }
+}
+
+/// Modification time of `m` in nanoseconds since the epoch.
+pub fn mtime_ns(m: &std::fs::Metadata) -> i128 {
+    use std::os::unix::fs::MetadataExt;
+    m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128
+}
+
 /// A share row as schema 1 stored it (before `listed` and source identity).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShareRecordV1 {

@@ -29,7 +29,7 @@ fn member_range(ring: &str) -> std::ops::RangeInclusive<(&str, &'static [u8; 32]
     (ring, &[0u8; 32])..=(ring, &[0xffu8; 32])
 }
 
-impl Registry {
+impl Tables {
     /// Creates a ring owned by `owner`; false if it exists (names are
     /// node-wide: first come, first served).
     pub fn create_ring(&self, name: &str, now: i64, owner: u32) -> Result<bool> {
@@ -179,6 +179,7 @@ impl Registry {
         tx.open_table(PEERS)?
             .insert(rec.name.as_str(), encode_row(rec)?.as_slice())?;
         tx.commit()?;
+        self.names.replace(None);
         Ok(())
     }
 
@@ -207,7 +208,30 @@ impl Registry {
         let tx = self.write()?;
         let removed = tx.open_table(PEERS)?.remove(name)?.is_some();
         tx.commit()?;
+        self.names.replace(None);
         Ok(removed)
+    }
+
+    /// Names by endpoint id (the first entry by name for an id), from the
+    /// index kept since the book last changed.
+    pub fn peer_names(&self) -> Result<std::collections::HashMap<[u8; 32], String>> {
+        if let Some(names) = self.names.borrow().as_ref() {
+            return Ok(names.clone());
+        }
+        let mut names = std::collections::HashMap::new();
+        for p in self.peers()? {
+            names.entry(p.id).or_insert(p.name);
+        }
+        self.names.replace(Some(names.clone()));
+        Ok(names)
+    }
+
+    /// The address-book name of `id`, if it has one.
+    pub fn peer_name(&self, id: &[u8; 32]) -> Result<Option<String>> {
+        if let Some(names) = self.names.borrow().as_ref() {
+            return Ok(names.get(id).cloned());
+        }
+        Ok(self.peer_names()?.get(id).cloned())
     }
 }
 
@@ -280,7 +304,7 @@ mod tests {
     fn ending_an_offer_keeps_what_others_added() {
         let dir = std::env::temp_dir().join(format!("rdrop-offer-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
-        let reg = Registry::open(&dir.join("r.redb")).unwrap();
+        let reg = Tables::open_for_test(&dir.join("r.redb")).unwrap();
         let (kept, gone) = (Hash::new(b"kept"), Hash::new(b"gone"));
         for (h, ring) in [(kept, "offer-1"), (gone, "offer-2")] {
             assert!(reg.create_ring(ring, 0, 4242).unwrap());
@@ -311,7 +335,7 @@ mod tests {
             .end_offer("offer-2", &gone, 4242, true)
             .unwrap()
             .is_none());
-        reg.close();
+        drop(reg);
         std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -10,7 +10,7 @@ fn rows_of(hash: &Hash) -> std::ops::RangeInclusive<(&[u8; 32], u32)> {
     (hash.as_bytes(), 0)..=(hash.as_bytes(), u32::MAX)
 }
 
-impl Registry {
+impl Tables {
     /// Records a new share (of `rec.owner`), in one commit.
     pub fn insert_share(&self, rec: &ShareRecord) -> Result<()> {
         let tx = self.write()?;

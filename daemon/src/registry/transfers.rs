@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl Registry {
+impl Tables {
     /// Stores a new transfer under a fresh id, with the size its content
     /// must have (if any), and returns the id.
     pub fn insert_transfer(

@@ -6,10 +6,7 @@ use ringdrop_proto::v1::{self as pb, contacts_server::Contacts};
 use tonic::{Request, Response, Status};
 
 use super::{convert, status::st};
-use crate::{
-    daemon::Daemon,
-    registry::{InboxOffer, SentOffer},
-};
+use crate::daemon::Daemon;
 
 pub struct ContactsService {
     daemon: Daemon,
@@ -18,48 +15,6 @@ pub struct ContactsService {
 impl ContactsService {
     pub fn new(daemon: Daemon) -> Self {
         Self { daemon }
-    }
-
-    fn name_of(&self, id: &[u8; 32]) -> String {
-        // Names resolve node-wide (any operator may resolve a name).
-        self.daemon
-            .peers(&crate::authority::Caller::daemon())
-            .ok()
-            .and_then(|b| b.into_iter().find(|p| p.id == *id).map(|p| p.name))
-            .unwrap_or_default()
-    }
-
-    fn sent_pb(&self, o: &SentOffer) -> pb::SentOffer {
-        pb::SentOffer {
-            id: o.id,
-            peer: data_encoding::HEXLOWER.encode(&o.peer),
-            peer_name: self.name_of(&o.peer),
-            name: o.name.clone(),
-            size: o.size,
-            files: o.files,
-            state: o.state.name().to_string(),
-            bytes: o.bytes,
-            created_at: o.created_at,
-            expires_at: o.expires_at,
-            attempts: o.attempts,
-            last_error: o.last_error.clone().unwrap_or_default(),
-            hash: o.hash.to_string(),
-        }
-    }
-
-    fn inbox_pb(&self, o: &InboxOffer) -> pb::InboxOffer {
-        pb::InboxOffer {
-            id: o.id,
-            from: data_encoding::HEXLOWER.encode(&o.from),
-            from_name: self.name_of(&o.from),
-            name: o.name.clone(),
-            size: o.size,
-            files: o.files,
-            ticket: o.ticket.clone(),
-            received_at: o.received_at,
-            state: o.state.name().to_string(),
-            transfer_id: o.transfer_id.unwrap_or(0),
-        }
     }
 }
 
@@ -86,7 +41,10 @@ impl Contacts for ContactsService {
             )
             .await
             .map_err(st)?;
-        Ok(Response::new(self.sent_pb(&rec)))
+        Ok(Response::new(convert::sent_offer(
+            &self.daemon.peer_names().await,
+            &rec,
+        )))
     }
 
     async fn list_sent(
@@ -94,9 +52,13 @@ impl Contacts for ContactsService {
         req: Request<pb::ListSentRequest>,
     ) -> Result<Response<pb::ListSentResponse>, Status> {
         let caller = super::caller(&req)?;
-        let offers = self.daemon.sent(&caller).map_err(st)?;
+        let offers = self.daemon.sent(&caller).await.map_err(st)?;
+        let names = self.daemon.peer_names().await;
         Ok(Response::new(pb::ListSentResponse {
-            offers: offers.iter().map(|o| self.sent_pb(o)).collect(),
+            offers: offers
+                .iter()
+                .map(|o| convert::sent_offer(&names, o))
+                .collect(),
         }))
     }
 
@@ -108,8 +70,12 @@ impl Contacts for ContactsService {
         let rec = self
             .daemon
             .withdraw(&caller, req.into_inner().id)
+            .await
             .map_err(st)?;
-        Ok(Response::new(self.sent_pb(&rec)))
+        Ok(Response::new(convert::sent_offer(
+            &self.daemon.peer_names().await,
+            &rec,
+        )))
     }
 
     async fn list_inbox(
@@ -117,9 +83,13 @@ impl Contacts for ContactsService {
         req: Request<pb::ListInboxRequest>,
     ) -> Result<Response<pb::ListInboxResponse>, Status> {
         let caller = super::caller(&req)?;
-        let (offers, refused) = self.daemon.inbox(&caller).map_err(st)?;
+        let (offers, refused) = self.daemon.inbox(&caller).await.map_err(st)?;
+        let names = self.daemon.peer_names().await;
         Ok(Response::new(pb::ListInboxResponse {
-            offers: offers.iter().map(|o| self.inbox_pb(o)).collect(),
+            offers: offers
+                .iter()
+                .map(|o| convert::inbox_offer(&names, o))
+                .collect(),
             refused,
         }))
     }
@@ -140,9 +110,13 @@ impl Contacts for ContactsService {
                 &caller,
                 Some(r.caller_cannot_write).filter(|w| !w.is_empty()),
             )
+            .await
             .map_err(st)?;
         Ok(Response::new(pb::AcceptOfferResponse {
-            offer: Some(self.inbox_pb(&offer)),
+            offer: Some(convert::inbox_offer(
+                &self.daemon.peer_names().await,
+                &offer,
+            )),
             transfer: Some(convert::transfer(&view)),
         }))
     }
@@ -155,8 +129,12 @@ impl Contacts for ContactsService {
         let rec = self
             .daemon
             .remove_sent(&caller, req.into_inner().id)
+            .await
             .map_err(st)?;
-        Ok(Response::new(self.sent_pb(&rec)))
+        Ok(Response::new(convert::sent_offer(
+            &self.daemon.peer_names().await,
+            &rec,
+        )))
     }
 
     async fn remove_inbox_offer(
@@ -167,8 +145,12 @@ impl Contacts for ContactsService {
         let rec = self
             .daemon
             .remove_inbox_offer(&caller, req.into_inner().id)
+            .await
             .map_err(st)?;
-        Ok(Response::new(self.inbox_pb(&rec)))
+        Ok(Response::new(convert::inbox_offer(
+            &self.daemon.peer_names().await,
+            &rec,
+        )))
     }
 
     async fn reject_offer(
@@ -179,8 +161,12 @@ impl Contacts for ContactsService {
         let rec = self
             .daemon
             .reject_offer(&caller, req.into_inner().id)
+            .await
             .map_err(st)?;
-        Ok(Response::new(self.inbox_pb(&rec)))
+        Ok(Response::new(convert::inbox_offer(
+            &self.daemon.peer_names().await,
+            &rec,
+        )))
     }
 
     async fn trust_peer(
@@ -198,6 +184,7 @@ impl Contacts for ContactsService {
                 Some(r.max_size).filter(|m| *m != 0),
                 Some(r.max_per_day).filter(|m| *m != 0),
             )
+            .await
             .map_err(st)?;
         Ok(Response::new(pb::TrustPeerResponse {
             peer: p.id.to_string(),
@@ -216,6 +203,7 @@ impl Contacts for ContactsService {
         let p = self
             .daemon
             .untrust_peer(&caller, &req.into_inner().peer)
+            .await
             .map_err(st)?;
         Ok(Response::new(pb::TrustPeerResponse {
             peer: p.id.to_string(),

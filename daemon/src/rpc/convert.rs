@@ -3,7 +3,8 @@
 use ringdrop_proto::v1 as pb;
 
 use crate::{
-    registry::{Placement, ShareRecord, TransferState},
+    daemon::PeerNames,
+    registry::{InboxOffer, Member, Placement, SentOffer, ShareRecord, TransferState},
     transfers::TransferView,
 };
 
@@ -49,5 +50,136 @@ pub fn share(s: &ShareRecord, ticket: String, served: u64, changed: bool) -> pb:
         rings: s.rings.clone(),
         changed,
         listed: s.listed,
+    }
+}
+
+/// A sent offer, its peer named from the address book.
+pub fn sent_offer(names: &PeerNames, o: &SentOffer) -> pb::SentOffer {
+    pb::SentOffer {
+        id: o.id,
+        peer: data_encoding::HEXLOWER.encode(&o.peer),
+        peer_name: names.of(&o.peer),
+        name: o.name.clone(),
+        size: o.size,
+        files: o.files,
+        state: o.state.name().to_string(),
+        bytes: o.bytes,
+        created_at: o.created_at,
+        expires_at: o.expires_at,
+        attempts: o.attempts,
+        last_error: o.last_error.clone().unwrap_or_default(),
+        hash: o.hash.to_string(),
+    }
+}
+
+/// An inbox offer, its sender named from the address book.
+pub fn inbox_offer(names: &PeerNames, o: &InboxOffer) -> pb::InboxOffer {
+    pb::InboxOffer {
+        id: o.id,
+        from: data_encoding::HEXLOWER.encode(&o.from),
+        from_name: names.of(&o.from),
+        name: o.name.clone(),
+        size: o.size,
+        files: o.files,
+        ticket: o.ticket.clone(),
+        received_at: o.received_at,
+        state: o.state.name().to_string(),
+        transfer_id: o.transfer_id.unwrap_or(0),
+    }
+}
+
+/// A ring member, named from the address book.
+pub fn member(names: &PeerNames, m: &Member) -> pb::Member {
+    pb::Member {
+        endpoint_id: data_encoding::HEXLOWER.encode(&m.id),
+        name: names.of(&m.id),
+        expires_at: m.expires_at.unwrap_or(0),
+        expired: m
+            .expires_at
+            .is_some_and(|t| t <= ringdrop_proto::clock::now()),
+    }
+}
+
+/// An invite, with the ticket that redeems it (empty once made).
+pub fn invite(i: &crate::registry::InviteRecord, ticket: String) -> pb::Invite {
+    pb::Invite {
+        id: data_encoding::HEXLOWER.encode(&i.id),
+        ring: i.ring.clone(),
+        uses_left: i.uses_left,
+        uses: i.uses,
+        expires_at: i.expires_at,
+        member_for: i.member_for.unwrap_or(0),
+        created_at: i.created_at,
+        revoked: i.revoked,
+        ticket,
+    }
+}
+
+/// The wire form of an event.
+pub fn event(s: crate::events::Stamped) -> pb::Event {
+    pb::Event {
+        at: s.at,
+        ..event_of(s.event)
+    }
+}
+
+fn event_of(event: crate::events::Event) -> pb::Event {
+    use crate::events::Event;
+    match event {
+        Event::TransferEnded {
+            id,
+            state,
+            dest,
+            name,
+            hash,
+            files,
+            error,
+            ..
+        } => pb::Event {
+            kind: pb::event::Kind::TransferEnded as i32,
+            transfer_id: id,
+            state: state.name().to_string(),
+            dest: dest.display().to_string(),
+            name,
+            hash,
+            files: files.len() as u64,
+            error: error.unwrap_or_default(),
+            ..Default::default()
+        },
+        Event::ShareServed {
+            peer,
+            share,
+            bytes,
+            completed,
+        } => pb::Event {
+            kind: pb::event::Kind::ShareServed as i32,
+            peer,
+            share: share.unwrap_or_default(),
+            bytes,
+            completed,
+            ..Default::default()
+        },
+        Event::OfferReceived {
+            id,
+            from,
+            from_name,
+            name,
+            size,
+        } => pb::Event {
+            kind: pb::event::Kind::OfferReceived as i32,
+            offer_id: id,
+            peer: from,
+            name: from_name,
+            share: name,
+            bytes: size,
+            ..Default::default()
+        },
+        Event::MemberJoined { ring, peer, name } => pb::Event {
+            kind: pb::event::Kind::MemberJoined as i32,
+            ring,
+            peer,
+            name,
+            ..Default::default()
+        },
     }
 }

@@ -4,7 +4,7 @@ use iroh_blobs::BlobFormat;
 use ringdrop_proto::v1::{self as pb, node_server::Node};
 use tonic::{Request, Response, Status};
 
-use super::status::st;
+use super::{convert, status::st};
 use crate::{daemon::Daemon, ticket::TicketKind};
 
 pub struct NodeService {
@@ -18,72 +18,6 @@ impl NodeService {
 }
 
 type EventStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::Event, Status>> + Send>>;
-
-/// The wire form of an event.
-fn event_pb(s: crate::events::Stamped) -> pb::Event {
-    use crate::events::Event;
-    match s.event {
-        Event::TransferEnded {
-            id,
-            state,
-            dest,
-            name,
-            hash,
-            files,
-            error,
-            ..
-        } => pb::Event {
-            kind: pb::event::Kind::TransferEnded as i32,
-            at: s.at,
-            transfer_id: id,
-            state: state.name().to_string(),
-            dest: dest.display().to_string(),
-            name,
-            hash,
-            files: files.len() as u64,
-            error: error.unwrap_or_default(),
-            ..Default::default()
-        },
-        Event::ShareServed {
-            peer,
-            share,
-            bytes,
-            completed,
-        } => pb::Event {
-            kind: pb::event::Kind::ShareServed as i32,
-            at: s.at,
-            peer,
-            share: share.unwrap_or_default(),
-            bytes,
-            completed,
-            ..Default::default()
-        },
-        Event::OfferReceived {
-            id,
-            from,
-            from_name,
-            name,
-            size,
-        } => pb::Event {
-            kind: pb::event::Kind::OfferReceived as i32,
-            at: s.at,
-            offer_id: id,
-            peer: from,
-            name: from_name,
-            share: name,
-            bytes: size,
-            ..Default::default()
-        },
-        Event::MemberJoined { ring, peer, name } => pb::Event {
-            kind: pb::event::Kind::MemberJoined as i32,
-            at: s.at,
-            ring,
-            peer,
-            name,
-            ..Default::default()
-        },
-    }
-}
 
 #[tonic::async_trait]
 impl Node for NodeService {
@@ -107,8 +41,11 @@ impl Node for NodeService {
                 };
                 match got {
                     // Only what this caller may see.
-                    Ok(s) if daemon.event_visible(&caller, &s.event) => break event_pb(s),
-                    Ok(_) => continue,
+                    Ok(s) => {
+                        if daemon.event_visible(&caller, &s.event).await {
+                            break convert::event(s);
+                        }
+                    }
                     Err(RecvError::Lagged(n)) => {
                         break pb::Event {
                             kind: pb::event::Kind::EventsLost as i32,
@@ -142,7 +79,7 @@ impl Node for NodeService {
         &self,
         _req: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
-        let s = self.daemon.status().map_err(st)?;
+        let s = self.daemon.status().await.map_err(st)?;
         Ok(Response::new(pb::GetStatusResponse {
             endpoint_id: s.endpoint_id,
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -167,16 +104,11 @@ impl Node for NodeService {
         req: Request<pb::ListUploadsRequest>,
     ) -> Result<Response<pb::ListUploadsResponse>, Status> {
         let caller = super::caller(&req)?;
-        let names: std::collections::HashMap<_, _> = self
-            .daemon
-            .shares(&caller)
-            .map_err(st)?
-            .into_iter()
-            .map(|(s, _, _)| (s.hash, s.name))
-            .collect();
+        let names = self.daemon.share_names(&caller).await.map_err(st)?;
         let uploads = self
             .daemon
             .uploads(&caller)
+            .await
             .into_iter()
             .map(|u| pb::Upload {
                 peer: u.peer.to_string(),

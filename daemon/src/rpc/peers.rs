@@ -37,6 +37,7 @@ impl Peers for PeersService {
         let rec = self
             .daemon
             .add_peer(&caller, &req.name, &req.endpoint)
+            .await
             .map_err(st)?;
         Ok(Response::new(peer(rec)))
     }
@@ -49,6 +50,7 @@ impl Peers for PeersService {
         let peers = self
             .daemon
             .peers(&caller)
+            .await
             .map_err(st)?
             .into_iter()
             .map(peer)
@@ -63,6 +65,7 @@ impl Peers for PeersService {
         let caller = super::caller(&req)?;
         self.daemon
             .remove_peer(&caller, &req.into_inner().name)
+            .await
             .map_err(st)?;
         Ok(Response::new(pb::RemovePeerResponse {}))
     }

@@ -3,9 +3,8 @@
 use ringdrop_proto::v1::{self as pb, rings_server::Rings};
 use tonic::{Request, Response, Status};
 
-use super::status::st;
+use super::{convert, status::st};
 use crate::{daemon::Daemon, registry::Member};
-use ringdrop_proto::clock::now;
 
 pub struct RingsService {
     daemon: Daemon,
@@ -14,36 +13,6 @@ pub struct RingsService {
 impl RingsService {
     pub fn new(daemon: Daemon) -> Self {
         Self { daemon }
-    }
-
-    fn member(&self, m: &Member) -> pb::Member {
-        let id = data_encoding::HEXLOWER.encode(&m.id);
-        let name = self
-            .daemon
-            .peers(&crate::authority::Caller::daemon())
-            .ok()
-            .and_then(|book| book.into_iter().find(|p| p.id == m.id).map(|p| p.name))
-            .unwrap_or_default();
-        pb::Member {
-            endpoint_id: id,
-            name,
-            expires_at: m.expires_at.unwrap_or(0),
-            expired: m.expires_at.is_some_and(|t| t <= now()),
-        }
-    }
-}
-
-fn invite_pb(i: &crate::registry::InviteRecord, ticket: String) -> pb::Invite {
-    pb::Invite {
-        id: data_encoding::HEXLOWER.encode(&i.id),
-        ring: i.ring.clone(),
-        uses_left: i.uses_left,
-        uses: i.uses,
-        expires_at: i.expires_at,
-        member_for: i.member_for.unwrap_or(0),
-        created_at: i.created_at,
-        revoked: i.revoked,
-        ticket,
     }
 }
 
@@ -72,8 +41,9 @@ impl Rings for RingsService {
                 valid_for,
                 Some(r.member_for).filter(|s| *s != 0),
             )
+            .await
             .map_err(st)?;
-        Ok(Response::new(invite_pb(&rec, ticket)))
+        Ok(Response::new(convert::invite(&rec, ticket)))
     }
 
     async fn list_invites(
@@ -85,9 +55,10 @@ impl Rings for RingsService {
         let invites = self
             .daemon
             .invites(&caller, Some(ring.as_str()).filter(|r| !r.is_empty()))
+            .await
             .map_err(st)?
             .iter()
-            .map(|i| invite_pb(i, String::new()))
+            .map(|i| convert::invite(i, String::new()))
             .collect();
         Ok(Response::new(pb::ListInvitesResponse { invites }))
     }
@@ -100,8 +71,9 @@ impl Rings for RingsService {
         let rec = self
             .daemon
             .revoke_invite(&caller, &req.into_inner().id)
+            .await
             .map_err(st)?;
-        Ok(Response::new(invite_pb(&rec, String::new())))
+        Ok(Response::new(convert::invite(&rec, String::new())))
     }
 
     async fn join_ring(
@@ -133,10 +105,10 @@ impl Rings for RingsService {
     ) -> Result<Response<pb::Ring>, Status> {
         let caller = super::caller(&req)?;
         let name = req.into_inner().name;
-        self.daemon.create_ring(&caller, &name).map_err(st)?;
+        self.daemon.create_ring(&caller, &name).await.map_err(st)?;
         Ok(Response::new(pb::Ring {
             name,
-            created_at: now(),
+            created_at: ringdrop_proto::clock::now(),
             members: 0,
         }))
     }
@@ -149,6 +121,7 @@ impl Rings for RingsService {
         let rings = self
             .daemon
             .rings(&caller)
+            .await
             .map_err(st)?
             .into_iter()
             .map(|r| pb::Ring {
@@ -167,6 +140,7 @@ impl Rings for RingsService {
         let caller = super::caller(&req)?;
         self.daemon
             .remove_ring(&caller, &req.into_inner().name)
+            .await
             .map_err(st)?;
         Ok(Response::new(pb::RemoveRingResponse {}))
     }
@@ -181,11 +155,15 @@ impl Rings for RingsService {
         let p = self
             .daemon
             .add_member(&caller, &req.ring, &req.peer, expires)
+            .await
             .map_err(st)?;
-        Ok(Response::new(self.member(&Member {
-            id: *p.id.as_bytes(),
-            expires_at: expires,
-        })))
+        Ok(Response::new(convert::member(
+            &self.daemon.peer_names().await,
+            &Member {
+                id: *p.id.as_bytes(),
+                expires_at: expires,
+            },
+        )))
     }
 
     async fn remove_member(
@@ -197,11 +175,15 @@ impl Rings for RingsService {
         let p = self
             .daemon
             .remove_member(&caller, &req.ring, &req.peer)
+            .await
             .map_err(st)?;
-        Ok(Response::new(self.member(&Member {
-            id: *p.id.as_bytes(),
-            expires_at: None,
-        })))
+        Ok(Response::new(convert::member(
+            &self.daemon.peer_names().await,
+            &Member {
+                id: *p.id.as_bytes(),
+                expires_at: None,
+            },
+        )))
     }
 
     async fn list_members(
@@ -212,9 +194,11 @@ impl Rings for RingsService {
         let members = self
             .daemon
             .members(&caller, &req.into_inner().ring)
+            .await
             .map_err(st)?;
+        let names = self.daemon.peer_names().await;
         Ok(Response::new(pb::ListMembersResponse {
-            members: members.iter().map(|m| self.member(m)).collect(),
+            members: members.iter().map(|m| convert::member(&names, m)).collect(),
         }))
     }
 }

@@ -30,6 +30,44 @@ fn progress(event: Event) -> Result<pb::ShareProgress, Status> {
     Ok(pb::ShareProgress { event: Some(event) })
 }
 
+/// Forwards the import's progress to the client's stream until it ends.
+fn forward_progress(
+    mut events: mpsc::Receiver<ShareEvent>,
+    out: mpsc::Sender<Result<pb::ShareProgress, Status>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            let msg = match ev {
+                ShareEvent::Scanned { files, bytes } => {
+                    Event::Scanned(pb::ShareScanned { files, bytes })
+                }
+                ShareEvent::Hashed(n) => Event::HashedBytes(n),
+            };
+            if out.send(progress(msg)).await.is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// The stream's last message: the share made, with its tickets.
+fn created(
+    daemon: &Daemon,
+    shared: &crate::shares::Shared,
+    format: TicketFormat,
+) -> pb::ShareProgress {
+    let rec = &shared.share;
+    let ticket = daemon.ticket(rec.hash, &rec.name, format);
+    let default_ticket = daemon.ticket(rec.hash, &rec.name, TicketFormat::Ringdrop);
+    pb::ShareProgress {
+        event: Some(Event::Created(pb::ShareCreated {
+            share: Some(convert::share(rec, default_ticket, 0, false)),
+            ticket,
+            created: shared.created,
+        })),
+    }
+}
+
 #[tonic::async_trait]
 impl Shares for SharesService {
     type ShareStream = ShareStream;
@@ -61,37 +99,13 @@ impl Shares for SharesService {
         };
         let (out_tx, out_rx) = mpsc::channel(16);
         let daemon = self.daemon.clone();
-        tokio::spawn(async move {
-            let (ev_tx, mut ev_rx) = mpsc::channel(16);
-            let forward = {
-                let out_tx = out_tx.clone();
-                tokio::spawn(async move {
-                    while let Some(ev) = ev_rx.recv().await {
-                        let msg = match ev {
-                            ShareEvent::Scanned { files, bytes } => {
-                                Event::Scanned(pb::ShareScanned { files, bytes })
-                            }
-                            ShareEvent::Hashed(n) => Event::HashedBytes(n),
-                        };
-                        if out_tx.send(progress(msg)).await.is_err() {
-                            break;
-                        }
-                    }
-                })
-            };
+        self.daemon.spawn("rpc-share", async move {
+            let (ev_tx, ev_rx) = mpsc::channel(16);
+            let forward = forward_progress(ev_rx, out_tx.clone());
             let res = daemon.share(&caller, share_req, ev_tx).await;
             forward.await.ok();
             let msg = match res {
-                Ok(shared) => {
-                    let rec = &shared.share;
-                    let ticket = daemon.ticket(rec.hash, &rec.name, format);
-                    let default_ticket = daemon.ticket(rec.hash, &rec.name, TicketFormat::Ringdrop);
-                    progress(Event::Created(pb::ShareCreated {
-                        share: Some(convert::share(rec, default_ticket, 0, false)),
-                        ticket,
-                        created: shared.created,
-                    }))
-                }
+                Ok(shared) => Ok(created(&daemon, &shared, format)),
                 Err(e) => Err(st(e)),
             };
             out_tx.send(msg).await.ok();
@@ -107,6 +121,7 @@ impl Shares for SharesService {
         let shares = self
             .daemon
             .shares(&caller)
+            .await
             .map_err(st)?
             .iter()
             .map(|(s, served, changed)| {

@@ -68,6 +68,7 @@ impl Transfers for TransfersService {
                 Some(req.caller_cannot_write).filter(|w| !w.is_empty()),
                 &req.host,
             )
+            .await
             .map_err(st)?;
         Ok(Response::new(pb::FetchResponse {
             transfer: Some(convert::transfer(&view)),
@@ -79,7 +80,12 @@ impl Transfers for TransfersService {
         req: Request<pb::ListTransfersRequest>,
     ) -> Result<Response<pb::ListTransfersResponse>, Status> {
         let caller = super::caller(&req)?;
-        let transfers = self.daemon.transfers().list_for(&caller).map_err(st)?;
+        let transfers = self
+            .daemon
+            .transfers()
+            .list_for(&caller)
+            .await
+            .map_err(st)?;
         Ok(Response::new(pb::ListTransfersResponse {
             transfers: transfers.iter().map(convert::transfer).collect(),
         }))
@@ -94,6 +100,7 @@ impl Transfers for TransfersService {
             .daemon
             .transfers()
             .get_for(&caller, req.into_inner().id)
+            .await
             .map_err(st)?;
         Ok(Response::new(convert::transfer(&view)))
     }
@@ -105,10 +112,10 @@ impl Transfers for TransfersService {
         let caller = super::caller(&req)?;
         let id = req.into_inner().id;
         let transfers = self.daemon.transfers().clone();
-        let rx = transfers.subscribe(&caller, id).map_err(st)?;
+        let rx = transfers.subscribe(&caller, id).await.map_err(st)?;
         let stop = self.daemon.shutdown_token();
         let (tx, out) = mpsc::channel(4);
-        tokio::spawn(async move {
+        self.daemon.spawn("rpc-watch-transfer", async move {
             if let Some(mut rx) = rx {
                 loop {
                     let snapshot = convert::transfer(&rx.borrow_and_update());
@@ -125,7 +132,11 @@ impl Transfers for TransfersService {
                 }
             }
             // Ended (or had already): the final row from the registry.
-            let last = transfers.get(id).map(|v| convert::transfer(&v)).map_err(st);
+            let last = transfers
+                .get(id)
+                .await
+                .map(|v| convert::transfer(&v))
+                .map_err(st);
             tx.send(last).await.ok();
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(out))))
@@ -140,12 +151,12 @@ impl Transfers for TransfersService {
         let mut changes = transfers.changes();
         let stop = self.daemon.shutdown_token();
         let (tx, out) = mpsc::channel(64);
-        tokio::spawn(async move {
+        self.daemon.spawn("rpc-watch-transfers", async move {
             let mut seen: HashMap<u64, pb::Transfer> = HashMap::new();
             let mut first = true;
             loop {
                 changes.borrow_and_update();
-                let list = match transfers.list_for(&caller) {
+                let list = match transfers.list_for(&caller).await {
                     Ok(l) => l,
                     Err(e) => {
                         tx.send(Err(st(e))).await.ok();
@@ -252,6 +263,7 @@ impl Transfers for TransfersService {
             .daemon
             .transfers()
             .hosted_dir(id)
+            .await
             .map_err(st)?
             .unwrap_or_default();
         Ok(Response::new(pb::ListTransferFilesResponse {

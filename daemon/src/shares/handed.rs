@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::{
-    rpc::{PeerIdentity, PeerPolicy},
+    authority::{PeerIdentity, PeerPolicy},
     transfers::hosted::Host,
 };
 

@@ -24,11 +24,12 @@ use iroh_blobs::{
 };
 use tokio::sync::mpsc;
 
+pub use crate::registry::source_of;
 use crate::{
     authority::Caller,
     registry::{Owned, Registry, RegistryError, ShareRecord, Source, OPEN_RING},
 };
-pub use scan::{mtime_ns, scan, source_of, ScanError, ScannedFile};
+pub use scan::{scan, ScanError, ScannedFile};
 
 /// Files hashed at once while importing a directory.
 const IMPORT_PARALLELISM: usize = 4;
@@ -361,106 +362,49 @@ pub async fn share(
     req: ShareRequest,
     events: mpsc::Sender<ShareEvent>,
 ) -> Result<Shared, ShareError> {
-    let ShareRequest {
-        path,
-        name,
-        rings,
-        listed,
-        inherit,
-        handed,
-    } = req;
-    check_rings(registry, caller, &rings)?;
+    let (rings, listed) = (req.rings, req.listed);
+    check_rings(registry, caller, &rings).await?;
     // Handed descriptors count as held until the import is done.
-    let (path, items, _held) = match handed {
-        Some(handed) => handed_items(path, handed)?,
-        None => {
-            let (path, items) = scan_items(path, data_dir, name).await?;
-            (path, items, None)
-        }
+    let (path, items, _held) = items_of(req.path, req.handed, data_dir, req.name).await?;
+    let about = About::of(&items);
+    let scanned = ShareEvent::Scanned {
+        files: about.files,
+        bytes: about.size,
     };
-    let total: u64 = items.iter().map(Item::size).sum();
-    let count = items.len() as u64;
-    let display = items
-        .first()
-        .map(|f| f.name().split('/').next().unwrap_or(f.name()).to_string())
-        .unwrap_or_default();
-    // Handed files are copies in the store: nothing to watch on disk.
-    let sources: Vec<Source> = items
-        .iter()
-        .filter_map(|i| match i {
-            Item::Path(f) => Some(f.source.clone()),
-            Item::Handed { .. } => None,
-        })
-        .collect();
-    events
-        .send(ShareEvent::Scanned {
-            files: count,
-            bytes: total,
-        })
-        .await
-        .ok();
+    events.send(scanned).await.ok();
     let (hash, meta_hash, tags, collection) = import(store, items, caller.uid, &events).await?;
 
     // Same bytes the caller shares already, maybe touched or copied
     // elsewhere: the files just hashed are the sources now, so the share
     // is served again. Another user's share of the same content is that
     // user's row, untouched.
-    {
-        let widened = registry.widen_share(caller.uid, &hash, &rings, listed, sources.clone())?;
-        if let Some(existing) = widened {
-            return Ok(Shared {
-                share: existing,
-                created: false,
-                replaced: Vec::new(),
-            });
-        }
+    let sources = about.sources.clone();
+    let widened = registry
+        .widen_share(caller.uid, &hash, &rings, listed, sources)
+        .await?;
+    if let Some(share) = widened {
+        return Ok(Shared::again(share));
     }
-    let replaced: Vec<ShareRecord> = if inherit {
-        registry
-            .shares()?
-            .into_iter()
-            .filter(|s| s.path == path && s.owner == caller.uid)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let mut all_rings = rings;
-    for old in &replaced {
-        for r in &old.rings {
-            if !all_rings.contains(r) {
-                all_rings.push(r.clone());
-            }
-        }
-    }
-    // Only content never shared before becomes `open` by default: a path
-    // whose share lost its rings stays reachable by nobody.
-    if all_rings.is_empty() && replaced.is_empty() {
-        all_rings.push(OPEN_RING.to_string());
-    }
+    let replaced = replaced_by(registry, caller, &path, req.inherit).await?;
     let rec = ShareRecord {
         hash,
-        name: display,
+        name: about.name,
         path,
-        size: total,
-        files: count,
+        size: about.size,
+        files: about.files,
         created_at: ringdrop_proto::clock::now(),
         children: std::iter::once(meta_hash)
             .chain(collection.iter().map(|(_, h)| *h))
             .collect(),
-        rings: all_rings,
-        sources,
+        rings: rings_after(rings, &replaced),
+        sources: about.sources,
         listed: listed || replaced.iter().any(|old| old.listed),
         owner: caller.uid,
     };
-    registry.insert_share(&rec)?;
+    registry.insert_share(&rec).await?;
     drop(tags);
     for old in &replaced {
-        registry.remove_share(old.owner, &old.hash)?;
-        store
-            .tags()
-            .delete(share_tag(&old.hash, old.owner))
-            .await
-            .map_err(|e| ShareError::Store(e.to_string()))?;
+        unshare_replaced(store, registry, old).await?;
     }
     Ok(Shared {
         share: rec,
@@ -469,13 +413,126 @@ pub async fn share(
     })
 }
 
+/// The items to import: the files handed over (with what holds their
+/// descriptors), or those of a scan of `path`.
+async fn items_of(
+    path: PathBuf,
+    handed: Option<handed::HandedFiles>,
+    data_dir: &Path,
+    name: Option<String>,
+) -> Result<(PathBuf, Vec<Item>, Option<handed::HandedFiles>), ShareError> {
+    match handed {
+        Some(handed) => handed_items(path, handed),
+        None => {
+            let (path, items) = scan_items(path, data_dir, name).await?;
+            Ok((path, items, None))
+        }
+    }
+}
+
+/// The shares a new share of `path` replaces: `caller`'s shares of that
+/// path when it `inherit`s them (none otherwise).
+async fn replaced_by(
+    registry: &Registry,
+    caller: &Caller,
+    path: &Path,
+    inherit: bool,
+) -> Result<Vec<ShareRecord>, ShareError> {
+    if !inherit {
+        return Ok(Vec::new());
+    }
+    let all = registry.shares().await?;
+    Ok(all
+        .into_iter()
+        .filter(|s| s.path == path && s.owner == caller.uid)
+        .collect())
+}
+
+/// A share a new one of its path replaced: its row and its store tag go.
+async fn unshare_replaced(
+    store: &Store,
+    registry: &Registry,
+    old: &ShareRecord,
+) -> Result<(), ShareError> {
+    registry.remove_share(old.owner, &old.hash).await?;
+    store
+        .tags()
+        .delete(share_tag(&old.hash, old.owner))
+        .await
+        .map_err(|e| ShareError::Store(e.to_string()))?;
+    Ok(())
+}
+
+impl Shared {
+    /// The caller's existing share of the same content, widened.
+    fn again(share: ShareRecord) -> Self {
+        Self {
+            share,
+            created: false,
+            replaced: Vec::new(),
+        }
+    }
+}
+
+/// What a share's items add up to.
+struct About {
+    size: u64,
+    files: u64,
+    /// The top-level name.
+    name: String,
+    /// The files on disk to watch (handed files are copies in the store:
+    /// nothing to watch).
+    sources: Vec<Source>,
+}
+
+impl About {
+    fn of(items: &[Item]) -> Self {
+        Self {
+            size: items.iter().map(Item::size).sum(),
+            files: items.len() as u64,
+            name: items
+                .first()
+                .map(|f| f.name().split('/').next().unwrap_or(f.name()).to_string())
+                .unwrap_or_default(),
+            sources: items
+                .iter()
+                .filter_map(|i| match i {
+                    Item::Path(f) => Some(f.source.clone()),
+                    Item::Handed { .. } => None,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The rings of a new share: those asked for plus those of the shares it
+/// replaces. Only content never shared before becomes `open` by default:
+/// a path whose share lost its rings stays reachable by nobody.
+fn rings_after(mut rings: Vec<String>, replaced: &[ShareRecord]) -> Vec<String> {
+    for old in replaced {
+        for r in &old.rings {
+            if !rings.contains(r) {
+                rings.push(r.clone());
+            }
+        }
+    }
+    if rings.is_empty() && replaced.is_empty() {
+        rings.push(OPEN_RING.to_string());
+    }
+    rings
+}
+
 /// Every ring exists and is `open` or one `caller` controls.
-fn check_rings(registry: &Registry, caller: &Caller, rings: &[String]) -> Result<(), ShareError> {
+async fn check_rings(
+    registry: &Registry,
+    caller: &Caller,
+    rings: &[String],
+) -> Result<(), ShareError> {
     for r in rings {
-        if !registry.ring_exists(r)? {
+        if !registry.ring_exists(r).await? {
             return Err(ShareError::UnknownRing(r.clone()));
         }
-        if r != OPEN_RING && !caller.controls(registry.owner(Owned::Ring, r.as_bytes())?) {
+        if r != OPEN_RING && !caller.controls(registry.owner(Owned::Ring, r.as_bytes()).await?) {
             return Err(ShareError::ForeignRing(r.clone()));
         }
     }
@@ -493,22 +550,7 @@ async fn import(
 ) -> Result<(Hash, Hash, Vec<TempTag>, Collection), ShareError> {
     let names: Vec<String> = files.iter().map(|f| f.name().to_string()).collect();
     let hashed = Arc::new(AtomicU64::new(0));
-    let reporter = {
-        let (hashed, events) = (hashed.clone(), events.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
-            loop {
-                tick.tick().await;
-                if events
-                    .send(ShareEvent::Hashed(hashed.load(Ordering::Relaxed)))
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        })
-    };
+    let reporter = report_hashed(hashed.clone(), events.clone());
     let imported: Result<Vec<TempTag>, ShareError> = futures::stream::iter(files)
         .map(|f| {
             let (store, hashed) = (store.clone(), hashed.clone());
@@ -531,9 +573,40 @@ async fn import(
         .await
         .ok();
 
+    let (hash, meta_hash, collection) = store_collection(store, names, &tags, owner).await?;
+    Ok((hash, meta_hash, tags, collection))
+}
+
+/// Tells `events` how many bytes are hashed, every 200 ms, until aborted
+/// (or nobody listens).
+fn report_hashed(
+    hashed: Arc<AtomicU64>,
+    events: mpsc::Sender<ShareEvent>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+        loop {
+            tick.tick().await;
+            let now = ShareEvent::Hashed(hashed.load(Ordering::Relaxed));
+            if events.send(now).await.is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// Stores the collection of `names` and their blobs (`tags`) under
+/// `owner`'s share tag, durably: its root hash, the names blob's hash and
+/// the collection.
+async fn store_collection(
+    store: &Store,
+    names: Vec<String>,
+    tags: &[TempTag],
+    owner: u32,
+) -> Result<(Hash, Hash, Collection), ShareError> {
     let collection: Collection = names
         .into_iter()
-        .zip(&tags)
+        .zip(tags)
         .map(|(name, tt)| (name, tt.hash()))
         .collect();
     let meta_hash = collection
@@ -557,13 +630,13 @@ async fn import(
         .sync_db()
         .await
         .map_err(|e| ShareError::Store(e.to_string()))?;
-    Ok((hash, meta_hash, tags, collection))
+    Ok((hash, meta_hash, collection))
 }
 
 /// Finds the shares `caller` controls by full hash or unique hex prefix
 /// (another user's shares are not found): one row for an operator, every
 /// owner's row of that content for an admin.
-pub fn resolve(
+pub async fn resolve(
     registry: &Registry,
     caller: &Caller,
     hash_or_prefix: &str,
@@ -573,7 +646,8 @@ pub fn resolve(
         return Err(ShareError::NotFound(needle));
     }
     let found: Vec<ShareRecord> = registry
-        .shares()?
+        .shares()
+        .await?
         .into_iter()
         .filter(|s| s.hash.to_string().starts_with(&needle) && caller.controls(s.owner))
         .collect();
@@ -594,9 +668,9 @@ pub async fn unshare(
     caller: &Caller,
     hash_or_prefix: &str,
 ) -> Result<ShareRecord, ShareError> {
-    let rows = resolve(registry, caller, hash_or_prefix)?;
+    let rows = resolve(registry, caller, hash_or_prefix).await?;
     for rec in &rows {
-        registry.remove_share(rec.owner, &rec.hash)?;
+        registry.remove_share(rec.owner, &rec.hash).await?;
         store
             .tags()
             .delete(share_tag(&rec.hash, rec.owner))

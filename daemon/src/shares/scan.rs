@@ -9,7 +9,7 @@ use std::{
 
 use tracing::warn;
 
-use crate::registry::Source;
+use crate::registry::{source_of, Source};
 
 /// A file to import.
 #[derive(Debug, Clone)]
@@ -20,25 +20,6 @@ pub struct ScannedFile {
     pub size: u64,
     /// The file as it was when scanned (size, times, inode).
     pub source: Source,
-}
-
-/// What a file is now, as [`Source`] records it.
-pub fn source_of(path: &Path, m: &fs::Metadata) -> Source {
-    use std::os::unix::fs::MetadataExt;
-    Source {
-        path: path.to_path_buf(),
-        size: m.len(),
-        mtime_ns: mtime_ns(m),
-        ctime_ns: m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
-        dev: m.dev(),
-        ino: m.ino(),
-    }
-}
-
-/// Modification time of `m` in nanoseconds since the epoch.
-pub fn mtime_ns(m: &fs::Metadata) -> i128 {
-    use std::os::unix::fs::MetadataExt;
-    m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128
 }
 
 /// Why a path cannot be shared.
@@ -81,7 +62,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ScanError + '_ {
 
 fn unreadable(path: &Path, e: std::io::Error) -> ScanError {
     ScanError::Unreadable {
-        user: ringdrop_proto::place::user_name(crate::rpc::my_uid()),
+        user: ringdrop_proto::place::user_name(crate::authority::my_uid()),
         path: path.to_path_buf(),
         msg: e.to_string(),
     }

@@ -220,21 +220,8 @@ impl Session<'_> {
         if wants.is_empty() {
             return Ok(proven);
         }
-        let root = self.ticket.content.hash;
         let raw = self.ticket.content.format == BlobFormat::Raw;
-        let request = if raw {
-            GetRequest::builder()
-                .root(wants[0].ranges.clone())
-                .build(root)
-        } else {
-            // hash-seq index 0 is the names blob, files from 1
-            wants
-                .iter()
-                .fold(GetRequest::builder(), |r, w| {
-                    r.child(w.file as u64 + 1, w.ranges.clone())
-                })
-                .build(root)
-        };
+        let request = self.request_for(wants);
         let fail = |e: GetError| self.classify(&e);
         let connected = fsm::start(self.conn.clone(), request, Default::default())
             .next()
@@ -280,6 +267,24 @@ impl Session<'_> {
             ));
         }
         Ok(proven)
+    }
+
+    /// The request for `wants`: the root's ranges for a raw blob, else each
+    /// file's child of the hash sequence (index 0 is the names blob, files
+    /// from 1).
+    fn request_for(&self, wants: &[Want]) -> GetRequest {
+        let root = self.ticket.content.hash;
+        if self.ticket.content.format == BlobFormat::Raw {
+            return GetRequest::builder()
+                .root(wants[0].ranges.clone())
+                .build(root);
+        }
+        wants
+            .iter()
+            .fold(GetRequest::builder(), |r, w| {
+                r.child(w.file as u64 + 1, w.ranges.clone())
+            })
+            .build(root)
     }
 
     /// Receives one blob of a response.

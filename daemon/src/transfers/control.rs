@@ -36,28 +36,29 @@ impl TransferManager {
                 .map(|l| l.contains_key(&id))
                 .unwrap_or(false);
             if !live {
-                return self.get(id);
+                return self.get(id).await;
             }
             if changes.changed().await.is_err() {
-                return self.get(id);
+                return self.get(id).await;
             }
         }
     }
 
-    pub(super) fn stored(&self, id: u64) -> Result<TransferRecord, TransferError> {
+    pub(super) async fn stored(&self, id: u64) -> Result<TransferRecord, TransferError> {
         self.inner
             .registry
-            .transfer(id)?
+            .transfer(id)
+            .await?
             .ok_or(TransferError::NotFound(id))
     }
 
     /// Pauses a queued or running transfer; its data is kept.
     pub async fn pause(&self, caller: &Caller, id: u64) -> Result<TransferView, TransferError> {
-        self.stored_for(caller, id)?;
+        self.stored_for(caller, id).await?;
         if self.stop_live(id, StopReason::Pause) {
             return self.settled(id).await;
         }
-        let rec = self.stored(id)?;
+        let rec = self.stored(id).await?;
         match rec.state {
             TransferState::Paused => Ok(TransferView { rec, rate: 0 }),
             s => Err(invalid(id, s, "paused")),
@@ -66,7 +67,7 @@ impl TransferManager {
 
     /// Queues a paused or failed transfer again.
     pub async fn resume(&self, caller: &Caller, id: u64) -> Result<TransferView, TransferError> {
-        self.stored_for(caller, id)?;
+        self.stored_for(caller, id).await?;
         if self
             .inner
             .live
@@ -75,9 +76,9 @@ impl TransferManager {
             .unwrap_or(false)
         {
             // Already queued or running.
-            return self.get(id);
+            return self.get(id).await;
         }
-        let mut rec = self.stored(id)?;
+        let mut rec = self.stored(id).await?;
         match rec.state {
             TransferState::Paused | TransferState::Failed => {}
             s => return Err(invalid(id, s, "resumed")),
@@ -85,8 +86,8 @@ impl TransferManager {
         let ticket: Ticket = rec.ticket.parse()?;
         rec.state = TransferState::Queued;
         rec.updated_at = ringdrop_proto::clock::now();
-        self.inner.registry.put_transfer(&rec)?;
-        Ok(self.spawn(rec, ticket))
+        self.inner.registry.put_transfer(&rec).await?;
+        Ok(self.spawn(rec, ticket).await)
     }
 
     /// Cancels a transfer that has not completed; `purge` also releases
@@ -97,11 +98,11 @@ impl TransferManager {
         id: u64,
         purge: bool,
     ) -> Result<TransferView, TransferError> {
-        self.stored_for(caller, id)?;
+        self.stored_for(caller, id).await?;
         if self.stop_live(id, StopReason::Cancel { purge }) {
             return self.settled(id).await;
         }
-        let mut rec = self.stored(id)?;
+        let mut rec = self.stored(id).await?;
         match rec.state {
             TransferState::Completed => return Err(invalid(id, rec.state, "cancelled")),
             TransferState::Cancelled if !purge => return Ok(TransferView { rec, rate: 0 }),
@@ -117,7 +118,7 @@ impl TransferManager {
         }
         rec.state = TransferState::Cancelled;
         rec.updated_at = ringdrop_proto::clock::now();
-        self.inner.registry.put_transfer(&rec)?;
+        self.inner.registry.put_transfer(&rec).await?;
         self.discard_incoming(id).await;
         self.ended(&rec);
         self.touch();
@@ -127,11 +128,12 @@ impl TransferManager {
     /// Forgets a finished transfer `caller` controls (its row and what is
     /// recorded beside it); its files, wherever they were placed, stay.
     pub async fn remove(&self, caller: &Caller, id: u64) -> Result<TransferView, TransferError> {
-        let rec = self.stored_for(caller, id)?;
+        let rec = self.stored_for(caller, id).await?;
         let removed = self
             .inner
             .registry
-            .remove_transfer_if(id, |r| r.state.is_terminal())?;
+            .remove_transfer_if(id, |r| r.state.is_terminal())
+            .await?;
         let Some(rec) = removed else {
             return Err(invalid(
                 id,
@@ -157,12 +159,11 @@ impl TransferManager {
     pub async fn forget_finished(&self, keep: std::time::Duration) -> Result<usize, TransferError> {
         let before = ringdrop_proto::clock::now()
             .saturating_sub(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX));
-        let registry = self.inner.registry.clone();
-        let gone = tokio::task::spawn_blocking(move || {
-            registry.prune_transfers(|r| r.updated_at < before)
-        })
-        .await
-        .map_err(|e| TransferError::Store(e.to_string()))??;
+        let gone = self
+            .inner
+            .registry
+            .prune_transfers(move |r| r.updated_at < before)
+            .await?;
         for id in &gone {
             self.release_forgotten(*id).await;
         }

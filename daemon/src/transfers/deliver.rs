@@ -31,8 +31,8 @@ pub struct FileChunk {
 
 impl TransferManager {
     /// The row of a `ready` transfer that `caller` may receive.
-    fn ready_for(&self, id: u64, caller: &Caller) -> Result<TransferRecord, TransferError> {
-        let rec = self.stored_for(caller, id)?;
+    async fn ready_for(&self, id: u64, caller: &Caller) -> Result<TransferRecord, TransferError> {
+        let rec = self.stored_for(caller, id).await?;
         if !caller.handles_files_of(rec.owner_uid) {
             return Err(TransferError::NotOwner {
                 id,
@@ -54,7 +54,7 @@ impl TransferManager {
 
     /// The files of a `ready` transfer, in collection order.
     pub async fn ready_files(&self, id: u64, caller: &Caller) -> Result<Vec<Entry>, TransferError> {
-        let rec = self.ready_for(id, caller)?;
+        let rec = self.ready_for(id, caller).await?;
         self.entries_of(&rec).await
     }
 
@@ -75,7 +75,7 @@ impl TransferManager {
                 .map_err(|e| failed(e.to_string()))?;
             collection.into_iter().collect()
         };
-        let sizes = match self.inner.registry.partial(id)? {
+        let sizes = match self.inner.registry.partial(id).await? {
             Some(p) if p.sizes.len() == named.len() => p.sizes,
             _ => vec![None; named.len()],
         };
@@ -101,23 +101,24 @@ impl TransferManager {
     /// The name of the owner's private directory the files of transfer
     /// `id` were written into (beside its destination), if a client hosted
     /// them.
-    pub fn hosted_dir(&self, id: u64) -> Result<Option<String>, TransferError> {
+    pub async fn hosted_dir(&self, id: u64) -> Result<Option<String>, TransferError> {
         let incoming = self.inner.data_dir.join(super::worker::CLIENT_INCOMING);
         Ok(self
             .inner
             .registry
-            .partial(id)?
+            .partial(id)
+            .await?
             .filter(|p| p.root != incoming)
             .map(|p| p.dir))
     }
 
     /// Where a ready transfer's bytes are: its incoming files, or the store
     /// for a transfer fetched by an older ringdropd.
-    fn ready_source(&self, id: u64) -> Result<Option<Arc<PartialDir>>, TransferError> {
-        let Some(rec) = self.inner.registry.partial(id)? else {
+    async fn ready_source(&self, id: u64) -> Result<Option<Arc<PartialDir>>, TransferError> {
+        let Some(rec) = self.inner.registry.partial(id).await? else {
             return Ok(None);
         };
-        if let Some(dir) = self.hosted_dir(id)? {
+        if let Some(dir) = self.hosted_dir(id).await? {
             return Err(TransferError::Content {
                 id,
                 msg: format!(
@@ -154,7 +155,8 @@ impl TransferManager {
         // Its client is here: `keep_ready` counts from now.
         self.inner
             .registry
-            .settle_ready(id, |rec| rec.updated_at = ringdrop_proto::clock::now())?;
+            .settle_ready(id, move |rec| rec.updated_at = ringdrop_proto::clock::now())
+            .await?;
         for &i in &wanted {
             if i as usize >= files.len() {
                 return Err(TransferError::Content {
@@ -164,7 +166,7 @@ impl TransferManager {
             }
         }
         let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
-        if let Some(dir) = self.ready_source(id)? {
+        if let Some(dir) = self.ready_source(id).await? {
             tokio::task::spawn_blocking(move || {
                 for i in wanted {
                     let entry = &files[i as usize];
@@ -197,15 +199,16 @@ impl TransferManager {
 
     /// A read-only descriptor of file `index` of `ready` transfer `id`'s
     /// verified incoming files, for its owner (`None`: a file of no
-    /// bytes), so the client copies it in the kernel. Blocking.
-    pub fn ready_file(
+    /// bytes), so the client copies it in the kernel. Opens files: run it
+    /// on a blocking thread (`Handle::block_on`).
+    pub async fn ready_file(
         &self,
         caller: &Caller,
         id: u64,
         index: u32,
     ) -> Result<Option<std::fs::File>, TransferError> {
-        self.ready_for(id, caller)?;
-        let Some(dir) = self.ready_source(id)? else {
+        self.ready_for(id, caller).await?;
+        let Some(dir) = self.ready_source(id).await? else {
             return Err(TransferError::Content {
                 id,
                 msg: "its files are in the store (fetched by an older ringdropd): read them over the control socket".into(),
@@ -215,7 +218,8 @@ impl TransferManager {
         if index == 0 {
             self.inner
                 .registry
-                .settle_ready(id, |rec| rec.updated_at = ringdrop_proto::clock::now())?;
+                .settle_ready(id, move |rec| rec.updated_at = ringdrop_proto::clock::now())
+                .await?;
         }
         let file = dir
             .open_read(index as usize)
@@ -234,18 +238,27 @@ impl TransferManager {
         caller: &Caller,
         files: Vec<PathBuf>,
     ) -> Result<TransferView, TransferError> {
-        let rec = self.ready_for(id, caller)?;
+        let rec = self.ready_for(id, caller).await?;
         let entries = self.entries_of(&rec).await?;
         placed_as_planned(&rec.dest, &entries, &files).map_err(TransferError::BadFinish)?;
-        let settled = self.inner.registry.settle_ready(id, |rec| {
-            rec.state = TransferState::Completed;
-            rec.files = files;
-            rec.updated_at = ringdrop_proto::clock::now();
-        })?;
+        let settled = self
+            .inner
+            .registry
+            .settle_ready(id, move |rec| {
+                rec.state = TransferState::Completed;
+                rec.files = files;
+                rec.updated_at = ringdrop_proto::clock::now();
+            })
+            .await?;
         let Some(rec) = settled else {
             return Err(TransferError::InvalidState {
                 id,
-                state: self.stored(id).map(|r| r.state).unwrap_or(rec.state).name(),
+                state: self
+                    .stored(id)
+                    .await
+                    .map(|r| r.state)
+                    .unwrap_or(rec.state)
+                    .name(),
                 action: "completed (it is no longer ready)",
             });
         };
@@ -270,10 +283,7 @@ impl TransferManager {
     pub async fn expire_ready(&self, keep: std::time::Duration) -> Result<(), TransferError> {
         let cutoff = ringdrop_proto::clock::now()
             .saturating_sub(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX));
-        let registry = self.inner.registry.clone();
-        let all = tokio::task::spawn_blocking(move || registry.transfers())
-            .await
-            .map_err(|e| TransferError::Store(e.to_string()))??;
+        let all = self.inner.registry.transfers().await?;
         let stale = all
             .into_iter()
             .filter(|r| r.state == TransferState::Ready && r.updated_at <= cutoff);
@@ -284,11 +294,16 @@ impl TransferManager {
                 "its owner's client did not collect it within {} (keep_ready): the fetched files were removed; `ringdropctl transfers resume {id}` fetches them again",
                 humantime::format_duration(keep)
             );
-            let settled = self.inner.registry.settle_ready(id, |rec| {
-                rec.state = TransferState::Failed;
-                rec.last_error = Some(msg.clone());
-                rec.updated_at = ringdrop_proto::clock::now();
-            })?;
+            let error = msg.clone();
+            let settled = self
+                .inner
+                .registry
+                .settle_ready(id, move |rec| {
+                    rec.state = TransferState::Failed;
+                    rec.last_error = Some(error);
+                    rec.updated_at = ringdrop_proto::clock::now();
+                })
+                .await?;
             let Some(rec) = settled else { continue };
             warn!(id, "transfer {msg}");
             self.release_settled(&rec).await;

@@ -265,7 +265,7 @@ impl Incoming {
             host,
             kept: Default::default(),
         };
-        if let Some(rec) = place.registry.partial(place.id)? {
+        if let Some(rec) = place.registry.blocking().partial(place.id)? {
             let was_hosted = rec.root != place.root;
             match (rec.sizes.len() == files, was_hosted, host) {
                 (true, false, host) => {
@@ -325,7 +325,7 @@ impl Incoming {
             sizes: vec![None; files],
             done: vec![Vec::new(); files],
         };
-        place.registry.put_partial(place.id, &rec)?;
+        place.registry.blocking().put_partial(place.id, &rec)?;
         Ok(Opened::Ready(Box::new(Self { place, dir, rec })))
     }
 
@@ -390,7 +390,10 @@ impl Incoming {
                 bytes = found,
                 "recovered data written after the last checkpoint"
             );
-            self.place.registry.put_partial(self.place.id, &self.rec)?;
+            self.place
+                .registry
+                .blocking()
+                .put_partial(self.place.id, &self.rec)?;
         }
         Ok(have)
     }
@@ -398,7 +401,7 @@ impl Incoming {
     /// Removes a transfer's incoming files, outboards and record, whatever
     /// state they are in. Blocking.
     pub fn discard(place: &Place) {
-        if let Ok(Some(rec)) = place.registry.partial(place.id) {
+        if let Ok(Some(rec)) = place.registry.blocking().partial(place.id) {
             if let Ok(Some(dir)) = PartialDir::open(&rec.root, &rec.dir) {
                 if let Err(e) = dir.remove() {
                     warn!(
@@ -418,7 +421,7 @@ impl Incoming {
                 );
             }
         }
-        if let Err(e) = place.registry.remove_partial(place.id) {
+        if let Err(e) = place.registry.blocking().remove_partial(place.id) {
             warn!(id = place.id, "cannot forget the incoming files: {e}");
         }
     }
@@ -586,7 +589,10 @@ impl Writer {
                 // Sizes are facts about the content, not data written: no
                 // sync needed before they are recorded.
                 let place = &self.incoming.place;
-                place.registry.put_partial(place.id, &self.incoming.rec)?;
+                place
+                    .registry
+                    .blocking()
+                    .put_partial(place.id, &self.incoming.rec)?;
             }
             Item::Parent { file, node, pair } => {
                 let open = self.file(file)?;
@@ -724,6 +730,7 @@ impl Writer {
         self.incoming
             .place
             .registry
+            .blocking()
             .put_partial(self.incoming.place.id, rec)?;
         self.dirty.clear();
         self.sizes_changed = false;

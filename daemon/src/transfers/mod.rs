@@ -176,11 +176,12 @@ impl TransferManager {
     /// User `uid`'s client offers `host` for the files of its transfer
     /// `id` again (after a daemon restart): taken if the transfer is that
     /// user's, placed by its client and still fetching.
-    pub fn rehost(&self, uid: u32, id: u64, host: hosted::Host) -> Result<(), String> {
+    pub async fn rehost(&self, uid: u32, id: u64, host: hosted::Host) -> Result<(), String> {
         let rec = self
             .inner
             .registry
             .transfer(id)
+            .await
             .map_err(|e| e.to_string())?
             .filter(|r| r.owner_uid == uid)
             .ok_or_else(|| format!("no transfer {id} of yours"))?;
@@ -198,7 +199,7 @@ impl TransferManager {
 
     /// Records a new transfer and starts it; its files go to what `host`
     /// offers, if its client places them.
-    pub fn start(
+    pub async fn start(
         &self,
         req: FetchRequest,
         host: Option<hosted::Host>,
@@ -219,7 +220,7 @@ impl TransferManager {
             return Err(TransferError::RelativeDest(dest));
         }
         let t = ringdrop_proto::clock::now();
-        let mut rec = TransferRecord {
+        let rec = TransferRecord {
             id: 0,
             ticket: ticket.trim().to_string(),
             provider: parsed.provider().to_string(),
@@ -239,7 +240,11 @@ impl TransferManager {
             owner_uid,
             placement,
         };
-        self.inner.registry.insert_transfer(&mut rec, expect_size)?;
+        let rec = self
+            .inner
+            .registry
+            .insert_transfer(rec, expect_size)
+            .await?;
         if let Some(host) = host.filter(|_| placement == Placement::Client) {
             if !self.inner.hosts.attach(rec.id, host) {
                 debug!(
@@ -252,13 +257,13 @@ impl TransferManager {
     }
 
     /// Re-queues every transfer that had not finished when the daemon stopped.
-    pub fn resume_unfinished(&self) -> Result<usize, TransferError> {
+    pub async fn resume_unfinished(&self) -> Result<usize, TransferError> {
         let mut n = 0;
-        for mut rec in self.inner.registry.transfers()? {
+        for mut rec in self.inner.registry.transfers().await? {
             // Ended while its incoming files were being removed: finish that.
             let ended = rec.state.is_terminal();
-            if ended && self.inner.registry.partial(rec.id)?.is_some() {
-                incoming::Incoming::discard(&self.incoming_place(rec.id));
+            if ended && self.inner.registry.partial(rec.id).await?.is_some() {
+                self.discard_incoming(rec.id).await;
             }
             if rec.state.is_at_rest() {
                 continue;
@@ -266,14 +271,14 @@ impl TransferManager {
             match rec.ticket.parse::<Ticket>() {
                 Ok(ticket) => {
                     rec.state = TransferState::Queued;
-                    self.spawn(rec, ticket);
+                    self.spawn(rec, ticket).await;
                     n += 1;
                 }
                 Err(e) => {
                     warn!(id = rec.id, "cannot resume transfer: {e}");
                     rec.state = TransferState::Failed;
                     rec.last_error = Some(format!("cannot resume: {e}"));
-                    self.inner.registry.put_transfer(&rec)?;
+                    self.inner.registry.put_transfer(&rec).await?;
                 }
             }
         }
@@ -283,8 +288,8 @@ impl TransferManager {
     /// Starts a worker for a stored transfer, with the size it must have
     /// if one was recorded (an offer's), so a restart or a resume never
     /// loses that check.
-    fn spawn(&self, rec: TransferRecord, ticket: Ticket) -> TransferView {
-        let expect = match self.inner.registry.expected_size(rec.id) {
+    async fn spawn(&self, rec: TransferRecord, ticket: Ticket) -> TransferView {
+        let expect = match self.inner.registry.expected_size(rec.id).await {
             Ok(expect) => expect,
             Err(e) => {
                 warn!(
@@ -386,8 +391,8 @@ impl TransferManager {
 
     /// One transfer `caller` may see (its own; an admin's: any), live if
     /// it is running. Another user's is "not found".
-    pub fn get_for(&self, caller: &Caller, id: u64) -> Result<TransferView, TransferError> {
-        let v = self.get(id)?;
+    pub async fn get_for(&self, caller: &Caller, id: u64) -> Result<TransferView, TransferError> {
+        let v = self.get(id).await?;
         if !caller.controls(v.rec.owner_uid) {
             return Err(TransferError::NotFound(id));
         }
@@ -395,12 +400,12 @@ impl TransferManager {
     }
 
     /// The stored row of a transfer `caller` may control.
-    pub(super) fn stored_for(
+    pub(super) async fn stored_for(
         &self,
         caller: &Caller,
         id: u64,
     ) -> Result<TransferRecord, TransferError> {
-        let rec = self.stored(id)?;
+        let rec = self.stored(id).await?;
         if !caller.controls(rec.owner_uid) {
             return Err(TransferError::NotFound(id));
         }
@@ -408,14 +413,15 @@ impl TransferManager {
     }
 
     /// One transfer, live if it is running.
-    pub fn get(&self, id: u64) -> Result<TransferView, TransferError> {
+    pub async fn get(&self, id: u64) -> Result<TransferView, TransferError> {
         if let Some(v) = self.live_view(id) {
             return Ok(v);
         }
         let rec = self
             .inner
             .registry
-            .transfer(id)?
+            .transfer(id)
+            .await?
             .ok_or(TransferError::NotFound(id))?;
         Ok(TransferView { rec, rate: 0 })
     }
@@ -427,14 +433,14 @@ impl TransferManager {
     }
 
     /// The transfers `caller` may see, newest first.
-    pub fn list_for(&self, caller: &Caller) -> Result<Vec<TransferView>, TransferError> {
-        let mut all = self.list()?;
+    pub async fn list_for(&self, caller: &Caller) -> Result<Vec<TransferView>, TransferError> {
+        let mut all = self.list().await?;
         all.retain(|v| caller.controls(v.rec.owner_uid));
         Ok(all)
     }
 
     /// All transfers, newest first.
-    pub fn list(&self) -> Result<Vec<TransferView>, TransferError> {
+    pub async fn list(&self) -> Result<Vec<TransferView>, TransferError> {
         let live: HashMap<u64, TransferView> = self
             .inner
             .live
@@ -448,7 +454,8 @@ impl TransferManager {
         let mut out: Vec<TransferView> = self
             .inner
             .registry
-            .transfers()?
+            .transfers()
+            .await?
             .into_iter()
             .map(|rec| {
                 live.get(&rec.id)
@@ -462,12 +469,12 @@ impl TransferManager {
 
     /// Follows one transfer: a receiver that sees every update until it ends
     /// (`None` when it has already ended; use [`Self::get`]).
-    pub fn subscribe(
+    pub async fn subscribe(
         &self,
         caller: &Caller,
         id: u64,
     ) -> Result<Option<watch::Receiver<TransferView>>, TransferError> {
-        self.stored_for(caller, id)?;
+        self.stored_for(caller, id).await?;
         let rx = self
             .inner
             .live
@@ -479,14 +486,15 @@ impl TransferManager {
         }
         self.inner
             .registry
-            .transfer(id)?
+            .transfer(id)
+            .await?
             .ok_or(TransferError::NotFound(id))?;
         Ok(None)
     }
 
     /// Counts (active, total) transfers.
-    pub fn counts(&self) -> Result<(u64, u64), TransferError> {
-        let all = self.inner.registry.transfers()?;
+    pub async fn counts(&self) -> Result<(u64, u64), TransferError> {
+        let all = self.inner.registry.transfers().await?;
         let active = all.iter().filter(|r| !r.state.is_terminal()).count() as u64;
         Ok((active, all.len() as u64))
     }

@@ -108,12 +108,9 @@ impl Worker {
     }
 
     async fn persist(&self) {
-        let registry = self.registry.clone();
         let rec = self.publish.borrow().rec.clone();
-        match tokio::task::spawn_blocking(move || registry.put_transfer(&rec)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!(id = self.id, "cannot persist transfer: {e}"),
-            Err(e) => warn!(id = self.id, "cannot persist transfer: {e}"),
+        if let Err(e) = self.registry.put_transfer(&rec).await {
+            warn!(id = self.id, "cannot persist transfer: {e}");
         }
     }
 
@@ -133,10 +130,7 @@ impl Worker {
                 let key = (rec.bytes_received, rec.bytes_done, rec.bytes_total);
                 if last != Some(key) {
                     last = Some(key);
-                    let registry = registry.clone();
-                    tokio::task::spawn_blocking(move || registry.put_transfer(&rec))
-                        .await
-                        .ok();
+                    registry.put_transfer(&rec).await.ok();
                 }
             }
         })
@@ -174,7 +168,41 @@ impl Worker {
         // running: both end before the worker does, so that nothing else
         // touches the incoming files meanwhile.
         let _writer = self.writing.clone().lock_owned().await;
-        let (state, error) = match end {
+        let (state, error) = self.outcome(id, end);
+        self.update(|v| {
+            v.rec.state = state;
+            v.rec.last_error = error;
+            v.rate = 0;
+        });
+        self.persist().await;
+        if state != TransferState::Queued && state != TransferState::Paused {
+            self.events
+                .publish(super::ended_event(&self.publish.borrow().rec));
+        }
+        // Completed: the files are at the destination. Failed or cancelled:
+        // the incoming files go (a failed transfer resumed starts again).
+        if state.is_terminal() {
+            let place = self.place();
+            tokio::task::spawn_blocking(move || Incoming::discard(&place))
+                .await
+                .ok();
+        }
+        // The metadata pinned in the store (and, for a transfer begun by an
+        // older ringdropd, its data there) goes once it is not needed.
+        let purge = matches!(
+            self.reason.lock().ok().and_then(|r| *r),
+            Some(StopReason::Cancel { purge: true })
+        );
+        if state == TransferState::Completed || (state == TransferState::Cancelled && purge) {
+            if let Err(e) = self.store.tags().delete(transfer_tag(id)).await {
+                warn!(id, "cannot release transfer data: {e}");
+            }
+        }
+    }
+
+    /// The state (and error) a worker's end leaves its transfer in.
+    fn outcome(&self, id: u64, end: End) -> (TransferState, Option<String>) {
+        match end {
             End::Done(files) => {
                 info!(id, "transfer completed");
                 self.update(|v| {
@@ -205,35 +233,6 @@ impl Worker {
                 info!(id, state = state.name(), "transfer stopped");
                 let error = self.publish.borrow().rec.last_error.clone();
                 (state, error)
-            }
-        };
-        self.update(|v| {
-            v.rec.state = state;
-            v.rec.last_error = error;
-            v.rate = 0;
-        });
-        self.persist().await;
-        if state != TransferState::Queued && state != TransferState::Paused {
-            self.events
-                .publish(super::ended_event(&self.publish.borrow().rec));
-        }
-        // Completed: the files are at the destination. Failed or cancelled:
-        // the incoming files go (a failed transfer resumed starts again).
-        if state.is_terminal() {
-            let place = self.place();
-            tokio::task::spawn_blocking(move || Incoming::discard(&place))
-                .await
-                .ok();
-        }
-        // The metadata pinned in the store (and, for a transfer begun by an
-        // older ringdropd, its data there) goes once it is not needed.
-        let purge = matches!(
-            self.reason.lock().ok().and_then(|r| *r),
-            Some(StopReason::Cancel { purge: true })
-        );
-        if state == TransferState::Completed || (state == TransferState::Cancelled && purge) {
-            if let Err(e) = self.store.tags().delete(transfer_tag(id)).await {
-                warn!(id, "cannot release transfer data: {e}");
             }
         }
     }
@@ -314,20 +313,7 @@ impl Worker {
         self.update(|v| v.rec.bytes_received += received);
         let named = learned?;
         debug!(id = self.id, files = named.len(), "collection known");
-        // Names are refused before any byte of the files is fetched.
-        {
-            let names: Vec<plan::Entry> = named
-                .iter()
-                .map(|(name, hash)| plan::Entry {
-                    name: name.clone(),
-                    hash: *hash.as_bytes(),
-                    size: 0,
-                })
-                .collect();
-            blocking(move || plan::check_names(&names))
-                .await?
-                .map_err(|e| AttemptError::Destination(e.to_string()))?;
-        }
+        check_names(&named).await?;
         let hashes: Arc<Vec<[u8; 32]>> =
             Arc::new(named.iter().map(|(_, h)| *h.as_bytes()).collect());
 
@@ -350,12 +336,22 @@ impl Worker {
         let Some(plan) = plan else {
             return Ok(None);
         };
+        self.place_fetched(plan, inc, &named).await.map(Some)
+    }
+
+    /// Renames the verified files into place by `plan` (renames, fsync and
+    /// directory syncs block: off the runtime); the files placed.
+    async fn place_fetched(
+        &self,
+        plan: plan::Plan,
+        inc: Incoming,
+        named: &[(String, Hash)],
+    ) -> Result<Vec<PathBuf>, AttemptError> {
         let total = self.publish.borrow().rec.bytes_total;
         info!(
             id = self.id,
             total, "fetched and verified; placing the files"
         );
-        // Renames, fsync and directory syncs block: off the runtime.
         let index: HashMap<String, usize> = named
             .iter()
             .enumerate()
@@ -374,7 +370,6 @@ impl Worker {
             placed
         })
         .await?
-        .map(Some)
         .map_err(|e| AttemptError::Destination(e.to_string()))
     }
 
@@ -450,9 +445,32 @@ impl Worker {
         have: &mut [ChunkRanges],
         hosted: bool,
     ) -> Result<Option<plan::Plan>, AttemptError> {
-        // Sizes not proven yet: one request for each one's first chunk
-        // group and last chunk (which proves the size; a file of up to
-        // 16 KiB comes whole), kept like any other chunk.
+        let entries = self.prove_sizes(session, sink, named, sizes, have).await?;
+        let (total, done) = self.content_known(&entries, have).await?;
+        let plan = self.plan_for(&entries).await?;
+        info!(
+            id = self.id,
+            verified = done,
+            total,
+            "content known, fetching what is missing"
+        );
+        self.fetch_missing(session, sink, &entries, have, (total, done), hosted)
+            .await?;
+        self.update(|v| v.rec.bytes_done = total);
+        Ok(plan)
+    }
+
+    /// Proves the sizes not known yet: one request for each one's first
+    /// chunk group and last chunk (which proves the size; a file of up to
+    /// 16 KiB comes whole), kept like any other chunk. Every file's entry.
+    async fn prove_sizes(
+        &self,
+        session: &attempt::Session<'_>,
+        sink: &incoming::Sink,
+        named: &[(String, Hash)],
+        sizes: &mut [Option<u64>],
+        have: &mut [ChunkRanges],
+    ) -> Result<Vec<plan::Entry>, AttemptError> {
         let unknown: Vec<Want> = named
             .iter()
             .enumerate()
@@ -478,17 +496,31 @@ impl Worker {
         for (file, size) in proven {
             sizes[file] = Some(size);
         }
-        let mut entries = Vec::with_capacity(named.len());
-        for ((name, hash), size) in named.iter().zip(sizes.iter()) {
-            let size = size.ok_or_else(|| {
-                AttemptError::Interrupted(format!("the provider did not send the size of {name:?}"))
-            })?;
-            entries.push(plan::Entry {
-                name: name.clone(),
-                hash: *hash.as_bytes(),
-                size,
-            });
-        }
+        named
+            .iter()
+            .zip(sizes.iter())
+            .map(|((name, hash), size)| {
+                let size = size.ok_or_else(|| {
+                    AttemptError::Interrupted(format!(
+                        "the provider did not send the size of {name:?}"
+                    ))
+                })?;
+                Ok(plan::Entry {
+                    name: name.clone(),
+                    hash: *hash.as_bytes(),
+                    size,
+                })
+            })
+            .collect()
+    }
+
+    /// The content's size is known: checks it against the offer's, records
+    /// it with what is verified already; (total, verified) bytes.
+    async fn content_known(
+        &self,
+        entries: &[plan::Entry],
+        have: &[ChunkRanges],
+    ) -> Result<(u64, u64), AttemptError> {
         let total = entries.iter().fold(0u64, |t, e| t.saturating_add(e.size));
         if let Some(said) = self.expect_size.filter(|s| *s != total) {
             return Err(AttemptError::BadContent(format!(
@@ -518,26 +550,33 @@ impl Worker {
             }
         });
         self.persist().await;
+        Ok((total, done))
+    }
 
-        // The daemon plans only where it writes; a client that places the
-        // files plans against the destination it can see.
-        let plan = {
-            let (dest, force, placement) = (self.dest.clone(), self.force, self.placement);
-            let (container, entries) = (self.container.clone(), entries.clone());
-            blocking(move || match placement {
-                Placement::Daemon => plan::plan(&dest, &entries, force, &container).map(Some),
-                Placement::Client => Ok(None),
-            })
-            .await?
-            .map_err(|e| AttemptError::Destination(e.to_string()))?
-        };
-        info!(
-            id = self.id,
-            verified = done,
-            total,
-            "content known, fetching what is missing"
-        );
+    /// The daemon plans only where it writes; a client that places the
+    /// files plans against the destination it can see (`None`).
+    async fn plan_for(&self, entries: &[plan::Entry]) -> Result<Option<plan::Plan>, AttemptError> {
+        let (dest, force, placement) = (self.dest.clone(), self.force, self.placement);
+        let (container, entries) = (self.container.clone(), entries.to_vec());
+        blocking(move || match placement {
+            Placement::Daemon => plan::plan(&dest, &entries, force, &container).map(Some),
+            Placement::Client => Ok(None),
+        })
+        .await?
+        .map_err(|e| AttemptError::Destination(e.to_string()))
+    }
 
+    /// Fetches every chunk of `entries` not in `have`, checking the room
+    /// left as it goes; fails unless every chunk arrived.
+    async fn fetch_missing(
+        &self,
+        session: &attempt::Session<'_>,
+        sink: &incoming::Sink,
+        entries: &[plan::Entry],
+        have: &mut [ChunkRanges],
+        (total, mut done): (u64, u64),
+        hosted: bool,
+    ) -> Result<(), AttemptError> {
         // Hosted files are on the client's filesystem, which the daemon may
         // not even see: the client checked its room; a full disk there
         // fails the write with its own error.
@@ -565,24 +604,13 @@ impl Worker {
                 })
             })
             .collect();
-        let mut done = done;
         let mut window = (Instant::now(), self.publish.borrow().rec.bytes_received);
         let mut space_checked = Instant::now();
         session
             .receive(&wants, sink, |file, offset, len| {
                 have[file] |= incoming::leaf_chunks(offset, len);
                 done = (done + len as u64).min(total);
-                self.changes.send_modify(|c| *c = c.wrapping_add(1));
-                self.publish.send_modify(|v| {
-                    v.rec.bytes_received += len as u64;
-                    v.rec.bytes_done = done;
-                    let elapsed = window.0.elapsed();
-                    if elapsed >= Duration::from_secs(1) {
-                        let moved = v.rec.bytes_received - window.1;
-                        v.rate = (moved as f64 / elapsed.as_secs_f64()) as u64;
-                        window = (Instant::now(), v.rec.bytes_received);
-                    }
-                });
+                self.progress(len as u64, done, &mut window);
                 // Something else may be filling the disk meanwhile: stop
                 // while there is room to record what arrived.
                 if space_checked.elapsed() >= SPACE_CHECK_EVERY {
@@ -601,9 +629,39 @@ impl Worker {
                 "the provider did not send every chunk asked for".into(),
             ));
         }
-        self.update(|v| v.rec.bytes_done = total);
-        Ok(plan)
+        Ok(())
     }
+
+    /// `len` more bytes arrived, `done` are verified: published, with the
+    /// rate over the last second (`window`: its start and bytes then).
+    fn progress(&self, len: u64, done: u64, window: &mut (Instant, u64)) {
+        self.changes.send_modify(|c| *c = c.wrapping_add(1));
+        self.publish.send_modify(|v| {
+            v.rec.bytes_received += len;
+            v.rec.bytes_done = done;
+            let elapsed = window.0.elapsed();
+            if elapsed >= Duration::from_secs(1) {
+                let moved = v.rec.bytes_received - window.1;
+                v.rate = (moved as f64 / elapsed.as_secs_f64()) as u64;
+                *window = (Instant::now(), v.rec.bytes_received);
+            }
+        });
+    }
+}
+
+/// Names are refused before any byte of the files is fetched.
+async fn check_names(named: &[(String, Hash)]) -> Result<(), AttemptError> {
+    let names: Vec<plan::Entry> = named
+        .iter()
+        .map(|(name, hash)| plan::Entry {
+            name: name.clone(),
+            hash: *hash.as_bytes(),
+            size: 0,
+        })
+        .collect();
+    blocking(move || plan::check_names(&names))
+        .await?
+        .map_err(|e| AttemptError::Destination(e.to_string()))
 }
 
 /// The data-dir directory of transfer `id`'s outboards.

@@ -4,6 +4,7 @@
 //! ([`plan`]) and the staged, durable, all-or-nothing write ([`stage`]).
 //! Free of iroh, so the client stays thin.
 
+mod at;
 pub mod partial;
 pub mod plan;
 pub mod stage;

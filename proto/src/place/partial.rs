@@ -15,9 +15,8 @@ use std::{
 };
 
 use super::{
-    io,
-    stage::{cstr, open_dir_at, open_root, rand_u64, stat_at},
-    ExportError,
+    at::{cstr, open_dir_at, open_root, rand_u64, stat_at},
+    io, ExportError,
 };
 
 /// A transfer's private directory of incoming files.

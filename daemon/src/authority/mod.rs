@@ -7,7 +7,9 @@
 //! files as another user; an operator (a member of the socket's group)
 //! sees and changes only rows it owns; node-wide facts anyone may read.
 
-use crate::rpc::PeerIdentity;
+mod peer;
+
+pub use peer::{my_uid, PeerIdentity, PeerPolicy};
 
 /// Who sent a request, as the kernel told us at connect time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +51,7 @@ impl Caller {
             uid,
             gid,
             groups: Vec::new(),
-            admin: uid == 0 || uid == crate::rpc::my_uid(),
+            admin: uid == 0 || uid == my_uid(),
         }
     }
 

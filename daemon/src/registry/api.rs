@@ -1,0 +1,214 @@
+//! The registry's requests, as async methods of the [`Registry`] handle:
+//! each one is the [`Tables`] method of the same name (one read or one
+//! write transaction), run on the registry thread. Arguments are copied to
+//! go there (`ref`: taken by reference, sent as its owned form).
+
+use iroh_blobs::Hash;
+
+use super::{
+    InboxOffer, InviteRecord, Member, Owned, Owners, PartialRecord, PeerRecord, Redeemed, Refusal,
+    Registry, RegistryError, RingInfo, SentOffer, ShareRecord, Source, Stored, Tables,
+    TransferRecord, TrustRecord,
+};
+
+type Result<T> = std::result::Result<T, RegistryError>;
+
+/// The registry's requests from a blocking thread (`spawn_blocking`):
+/// the same methods, waiting for the answer (see [`Registry::blocking`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Blocking<'a>(&'a Registry);
+
+impl Registry {
+    /// The requests for code on a blocking thread; on a runtime worker
+    /// they panic (use the async methods there).
+    pub fn blocking(&self) -> Blocking<'_> {
+        Blocking(self)
+    }
+}
+
+macro_rules! requests {
+    ($( fn $name:ident ( $($arg:ident : $kind:ident $ty:ty),* ) -> $ret:ty ; )*) => {
+        impl Registry { $(
+            #[doc = concat!("[`Tables::", stringify!($name), "`], on the registry thread.")]
+            pub async fn $name(&self, $($arg: requests!(@param $kind $ty)),*) -> Result<$ret> {
+                $( let $arg = requests!(@own $kind $arg); )*
+                self.call(move |t: &Tables| t.$name($(requests!(@pass $kind $arg)),*)).await
+            }
+        )* }
+        impl Blocking<'_> { $(
+            #[doc = concat!("[`Tables::", stringify!($name), "`], on the registry thread.")]
+            pub fn $name(&self, $($arg: requests!(@param $kind $ty)),*) -> Result<$ret> {
+                $( let $arg = requests!(@own $kind $arg); )*
+                self.0.run_blocking(move |t: &Tables| t.$name($(requests!(@pass $kind $arg)),*))
+            }
+        )* }
+    };
+    (@param ref $ty:ty) => { &$ty };
+    (@param val $ty:ty) => { $ty };
+    (@own ref $arg:ident) => { $arg.to_owned() };
+    (@own val $arg:ident) => { $arg };
+    (@pass ref $arg:ident) => { &$arg };
+    (@pass val $arg:ident) => { $arg };
+}
+
+requests! {
+    // rings and members
+    fn create_ring(name: ref str, now: val i64, owner: val u32) -> bool;
+    fn ring_exists(name: ref str) -> bool;
+    fn rings() -> Vec<RingInfo>;
+    fn remove_ring(name: ref str) -> Option<Vec<Member>>;
+    fn end_offer(ring: ref str, hash: ref Hash, owner: val u32, created_share: val bool)
+        -> Option<(Vec<Member>, Option<ShareRecord>)>;
+    fn add_member(ring: ref str, id: ref [u8; 32], expires_at: val Option<i64>) -> ();
+    fn remove_member(ring: ref str, id: ref [u8; 32]) -> bool;
+    fn members(ring: ref str) -> Vec<Member>;
+    fn member_of_any(rings: ref [String], peer: ref [u8; 32], now: val i64) -> bool;
+    // the address book
+    fn put_peer(rec: ref PeerRecord) -> ();
+    fn peer(name: ref str) -> Option<PeerRecord>;
+    fn peers() -> Vec<PeerRecord>;
+    fn remove_peer(name: ref str) -> bool;
+    fn peer_names() -> std::collections::HashMap<[u8; 32], String>;
+    fn peer_name(id: ref [u8; 32]) -> Option<String>;
+    // shares
+    fn insert_share(rec: ref ShareRecord) -> ();
+    fn widen_share(owner: val u32, hash: ref Hash, rings: ref [String], listed: val bool,
+        sources: val Vec<Source>) -> Option<ShareRecord>;
+    fn blob_sources(hash: ref Hash) -> Vec<Source>;
+    fn share_of(owner: val u32, hash: ref Hash) -> Option<ShareRecord>;
+    fn shares_of(hash: ref Hash) -> Vec<ShareRecord>;
+    fn shares() -> Vec<ShareRecord>;
+    fn remove_share(owner: val u32, hash: ref Hash) -> Option<ShareRecord>;
+    fn give_share(hash: ref Hash, from: val u32, to: val u32) -> bool;
+    fn parents(child: ref Hash) -> Vec<Hash>;
+    fn add_served(root: val Option<Hash>, bytes: val u64) -> ();
+    fn served_total() -> u64;
+    fn served(root: ref Hash) -> u64;
+    // transfers
+    fn expected_size(id: val u64) -> Option<u64>;
+    fn put_transfer(rec: ref TransferRecord) -> ();
+    fn transfer(id: val u64) -> Option<TransferRecord>;
+    fn transfers() -> Vec<TransferRecord>;
+    fn give_transfer(id: val u64, uid: val u32) -> Option<TransferRecord>;
+    fn partial(id: val u64) -> Option<PartialRecord>;
+    fn put_partial(id: val u64, rec: ref PartialRecord) -> ();
+    fn remove_partial(id: val u64) -> ();
+    // owners
+    fn owner(kind: val Owned, key: ref [u8]) -> u32;
+    fn owners(kind: val Owned) -> Owners;
+    fn set_owner(kind: val Owned, key: ref [u8], uid: val u32) -> ();
+    fn remove_owner(kind: val Owned, key: ref [u8]) -> ();
+    fn claim(kind: val Owned, key: ref [u8], uid: val u32, fresh: val bool) -> bool;
+    // offers, the inbox and trust
+    fn peek_sent_id() -> u64;
+    fn prune_offers(before: val i64) -> (usize, usize);
+    fn put_sent(rec: ref SentOffer) -> ();
+    fn sent() -> Vec<SentOffer>;
+    fn sent_offer(id: val u64) -> Option<SentOffer>;
+    fn store_offer(rec: val InboxOffer) -> Stored;
+    fn put_inbox(rec: ref InboxOffer) -> ();
+    fn inbox() -> Vec<InboxOffer>;
+    fn inbox_offer(id: val u64) -> Option<InboxOffer>;
+    fn trust(peer: ref [u8; 32]) -> Option<TrustRecord>;
+    fn remove_trust(peer: ref [u8; 32]) -> bool;
+    fn is_contact_of(uid: val u32, peer: ref [u8; 32], now: val i64) -> bool;
+    fn put_trust_owned(peer: ref [u8; 32], rec: ref TrustRecord, per_day: val u64, owner: val u32)
+        -> bool;
+    fn trust_per_day(peer: ref [u8; 32]) -> u64;
+    fn is_contact(peer: ref [u8; 32], now: val i64) -> bool;
+    // invites and joined rings
+    fn put_invite(rec: ref InviteRecord) -> ();
+    fn invites() -> Vec<InviteRecord>;
+    fn invite(id: ref [u8; 16]) -> Option<InviteRecord>;
+    fn redeem_invite(id: ref [u8; 16], secret_hash: ref [u8; 32], peer: ref [u8; 32], now: val i64)
+        -> std::result::Result<Redeemed, Refusal>;
+    fn record_joined(owner: ref [u8; 32], ring: ref str, now: val i64) -> ();
+    fn joined() -> Vec<([u8; 32], String, i64)>;
+}
+
+/// The requests that take a record to fill in or a rule to apply.
+impl Registry {
+    /// Records a new transfer; `rec` with its id.
+    pub async fn insert_transfer(
+        &self,
+        mut rec: TransferRecord,
+        expect_size: Option<u64>,
+    ) -> Result<TransferRecord> {
+        self.call(move |t| {
+            t.insert_transfer(&mut rec, expect_size)?;
+            Ok(rec)
+        })
+        .await
+    }
+
+    /// Records a sent offer owned by `owner`; `rec` with its id.
+    pub async fn insert_sent(&self, mut rec: SentOffer, owner: u32) -> Result<SentOffer> {
+        self.call(move |t| {
+            t.insert_sent(&mut rec, owner)?;
+            Ok(rec)
+        })
+        .await
+    }
+
+    /// [`Tables::settle_ready`], on the registry thread.
+    pub async fn settle_ready(
+        &self,
+        id: u64,
+        change: impl FnOnce(&mut TransferRecord) + Send + 'static,
+    ) -> Result<Option<TransferRecord>> {
+        self.call(move |t| t.settle_ready(id, change)).await
+    }
+
+    /// [`Tables::remove_transfer_if`], on the registry thread.
+    pub async fn remove_transfer_if(
+        &self,
+        id: u64,
+        when: impl FnOnce(&TransferRecord) -> bool + Send + 'static,
+    ) -> Result<Option<TransferRecord>> {
+        self.call(move |t| t.remove_transfer_if(id, when)).await
+    }
+
+    /// [`Tables::prune_transfers`], on the registry thread.
+    pub async fn prune_transfers(
+        &self,
+        old: impl Fn(&TransferRecord) -> bool + Send + 'static,
+    ) -> Result<Vec<u64>> {
+        self.call(move |t| t.prune_transfers(old)).await
+    }
+
+    /// [`Tables::remove_sent_if`], on the registry thread.
+    pub async fn remove_sent_if(
+        &self,
+        id: u64,
+        when: impl FnOnce(&SentOffer) -> bool + Send + 'static,
+    ) -> Result<Option<SentOffer>> {
+        self.call(move |t| t.remove_sent_if(id, when)).await
+    }
+
+    /// [`Tables::remove_inbox_if`], on the registry thread.
+    pub async fn remove_inbox_if(
+        &self,
+        id: u64,
+        when: impl FnOnce(&InboxOffer) -> bool + Send + 'static,
+    ) -> Result<Option<InboxOffer>> {
+        self.call(move |t| t.remove_inbox_if(id, when)).await
+    }
+
+    /// [`Tables::update_sent`], on the registry thread.
+    pub async fn update_sent(
+        &self,
+        id: u64,
+        change: impl FnOnce(&mut SentOffer) + Send + 'static,
+    ) -> Result<Option<SentOffer>> {
+        self.call(move |t| t.update_sent(id, change)).await
+    }
+
+    /// [`Tables::update_inbox`], on the registry thread.
+    pub async fn update_inbox(
+        &self,
+        id: u64,
+        change: impl FnOnce(&mut InboxOffer) + Send + 'static,
+    ) -> Result<Option<InboxOffer>> {
+        self.call(move |t| t.update_inbox(id, change)).await
+    }
+}
