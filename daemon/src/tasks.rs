@@ -96,6 +96,29 @@ impl Tasks {
     }
 }
 
+/// Lowers the CPU priority of this process's threads named `name` (and of
+/// the threads they start later) to `nice`; a thread that is gone or a
+/// refusal is skipped: priority is a preference, not a need.
+pub fn lower_priority(name: &str, nice: i32) {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return;
+    };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let Ok(tid) = task.file_name().to_string_lossy().parse::<libc::id_t>() else {
+            continue;
+        };
+        if comm.trim_end() == name {
+            // SAFETY: setpriority on a thread id of this process; no memory
+            // is passed.
+            let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nice) };
+            if rc != 0 {
+                tracing::debug!(name, tid, "cannot lower the thread's priority");
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,8 @@ Environment: BENCH_DIR (work dir, default /var/tmp/ringdrop-bench; the
 store and the destination share its filesystem), BENCH_CROSS_DIR (a
 destination on another filesystem, default /dev/shm), BENCH_SIZE_MB (1024),
 BENCH_FILES (10000), BENCH_RUNS (3: share and fetch figures are medians),
-BENCH_FANOUT (8), BENCH_FANOUT_MB (256). As root, the tight-space row
+BENCH_FANOUT (8), BENCH_FANOUT_MB (256); row 8 runs tests/bench/latency.py
+(LAT_* knobs there). As root, the tight-space row
 mounts a tmpfs of 1.05 x BENCH_SIZE_MB + 16 MiB under BENCH_DIR.
 """
 
@@ -525,6 +526,22 @@ def main():
         f"{agg:.0f}", "", f"{agg / f:.2f}x one fetch", "(reported)", True)
     for d in fetchers:
         d.remove()
+
+    # 8. control latency while the daemon works
+    log("control latency under load")
+    lat = Daemon("latency")
+    time.sleep(1)
+    out = subprocess.run([sys.executable, Path(__file__).with_name("latency.py"), lat.sock, CTL,
+                          WORK / "latency"], capture_output=True, text=True, check=True).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    i, l = r["idle"], r["load"]
+    row(f"8. GetStatus every 5 ms, idle / while {r['files']} x 2 KiB import and rings churn: "
+        "p50 / p99 / max (ms)",
+        f"{l['p50_ms']:.2f} / {l['p99_ms']:.2f} / {l['max_ms']:.1f}",
+        f"idle {i['p50_ms']:.2f} / {i['p99_ms']:.2f} / {i['max_ms']:.1f}",
+        f"p99 {l['p99_ms'] / i['p99_ms']:.1f}x idle", "p99 <= 2x idle, max <= 30 ms",
+        l["p99_ms"] <= 2 * i["p99_ms"] and l["max_ms"] <= 30)
+    lat.remove()
 
     lines = [f"Machine: {machine()}", "",
              "| measure | ringdrop | reference | ratio | target | met |",

@@ -24,6 +24,11 @@ if ! sendme --version 2>/dev/null | grep -q "$SENDME_VERSION"; then
     cargo install --locked "sendme@$SENDME_VERSION" >&2
 fi
 command -v b3sum >/dev/null || { echo "== installing b3sum" >&2; cargo install --locked b3sum >&2; }
+# Row 8 probes the control socket with a stock grpcio client.
+python3 -c "import grpc, grpc_tools" 2>/dev/null || {
+    echo "== installing grpcio" >&2
+    python3 -m pip install --quiet grpcio grpcio-tools >&2 || python3 -m pip install --quiet --break-system-packages grpcio grpcio-tools >&2
+}
 
 echo "== building ringdrop (release)" >&2
 cargo build --release --locked --workspace --bins --examples >&2

@@ -260,6 +260,10 @@ fn create_private_dir(path: &Path) -> Result<(), StartError> {
     Ok(())
 }
 
+/// The nice value of the store's threads (bulk hashing and imports): only
+/// felt when the CPU is contended.
+const BULK_NICE: i32 = 10;
+
 /// The blob store in the data dir, with its garbage collection.
 async fn open_store(config: &Config) -> Result<FsStore, StartError> {
     let blobs_dir = config.data_dir.join("blobs");
@@ -280,6 +284,9 @@ impl Daemon {
         check_dirs(&config)?;
         let registry = Registry::open(&config.data_dir.join("registry.redb")).await?;
         let store = open_store(&config).await?;
+        // Hashing and importing are bulk work: they yield the CPU to the
+        // control socket and the network (as syncthing's hashers do).
+        crate::tasks::lower_priority("iroh-blob-store", BULK_NICE);
         let endpoint = node::bind_endpoint(&config).await?;
 
         let gate_stats = Arc::new(GateStats::default());
@@ -679,7 +686,7 @@ impl Daemon {
     pub async fn status(&self) -> Result<Status, RegistryError> {
         let addr = self.ticket_addr();
         let relay_url = addr.relay_urls().next().map(|u| u.to_string());
-        let (active, total) = self.inner.transfers.counts().await.unwrap_or((0, 0));
+        let counts = self.inner.registry.counts().await?;
         Ok(Status {
             endpoint_id: self.inner.endpoint.id().to_string(),
             addrs: addr.ip_addrs().map(|a| a.to_string()).collect(),
@@ -687,10 +694,10 @@ impl Daemon {
             relay_mode: self.inner.config.relay.to_string(),
             mdns: self.inner.config.mdns,
             data_dir: self.inner.config.data_dir.clone(),
-            shares: self.inner.registry.shares().await?.len() as u64,
-            transfers_active: active,
-            transfers_total: total,
-            bytes_served: self.inner.registry.served_total().await?,
+            shares: counts.shares,
+            transfers_active: counts.active,
+            transfers_total: counts.transfers,
+            bytes_served: counts.served,
             uptime_secs: self.inner.started.elapsed().as_secs(),
             requests_allowed: self.inner.gate_stats.allowed.load(Ordering::Relaxed),
             requests_refused: self.inner.gate_stats.refused.load(Ordering::Relaxed),

@@ -1,21 +1,24 @@
-//! The registry thread: it alone holds the [`Tables`] (and so the redb
-//! `Database`); everything else holds a [`Registry`], a cheap handle that
-//! sends it requests, each one read or one write transaction, and awaits
-//! the answer. No redb call, commit or fsync runs on a runtime worker.
+//! The registry thread: it owns the [`Tables`] (and so the redb
+//! `Database`); everything else holds a [`Registry`], a cheap handle whose
+//! requests are each one read or one write transaction. No redb call,
+//! commit or fsync runs on a runtime worker.
 //!
-//! Requests run one after another, in the order they were sent. A request
-//! that panics is logged and answered [`RegistryError::Lost`]; the thread
-//! goes on with the next one.
+//! Writes go to the registry thread and run one after another, in the
+//! order they were sent. Reads run on the blocking pool (or the calling
+//! blocking thread) beside them: redb's read transactions see the last
+//! commit and never wait for a writer, so a status query is not queued
+//! behind a commit. A write that panics is logged and answered
+//! [`RegistryError::Lost`]; the thread goes on with the next one.
 
 use std::{
     panic::AssertUnwindSafe,
     path::Path,
-    sync::{atomic::AtomicU64, mpsc, Arc},
+    sync::{atomic::AtomicU64, mpsc, Arc, Weak},
 };
 
 use super::{RegistryError, Result, Tables};
 
-/// One request: run against the tables (`None` once closed).
+/// One write: run against the tables (`None` once closed).
 type Job = Box<dyn FnOnce(Option<&Tables>) + Send>;
 
 enum Msg {
@@ -30,6 +33,8 @@ enum Msg {
 #[derive(Debug, Clone)]
 pub struct Registry {
     jobs: mpsc::Sender<Msg>,
+    /// For reads; gone once closed (the thread holds the only strong one).
+    tables: Weak<Tables>,
     /// Bumped after every committed change of a share row.
     shares_gen: Arc<AtomicU64>,
 }
@@ -55,8 +60,12 @@ impl Registry {
             .name("rdrop-registry".into())
             .spawn(move || run(&path, gen, queue, opened_tx))
             .map_err(|e| RegistryError::Db(format!("cannot start the registry thread: {e}")))?;
-        opened.await.map_err(|_| RegistryError::Lost)??;
-        Ok(Self { jobs, shares_gen })
+        let tables = opened.await.map_err(|_| RegistryError::Lost)??;
+        Ok(Self {
+            jobs,
+            tables,
+            shares_gen,
+        })
     }
 
     /// Changes whenever a share row changed.
@@ -64,7 +73,28 @@ impl Registry {
         self.shares_gen.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Runs `f` on the registry thread and awaits its answer.
+    /// Runs the read `f` on the blocking pool and awaits its answer.
+    pub(super) async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Tables) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let tables = self.tables.upgrade().ok_or(RegistryError::Closed)?;
+        match tokio::task::spawn_blocking(move || f(&tables)).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                tracing::error!(task = "registry", "a registry read failed: {e}");
+                Err(RegistryError::Lost)
+            }
+        }
+    }
+
+    /// Runs the read `f` here, on a blocking thread.
+    pub(super) fn read_blocking<T>(&self, f: impl FnOnce(&Tables) -> Result<T>) -> Result<T> {
+        let tables = self.tables.upgrade().ok_or(RegistryError::Closed)?;
+        f(&tables)
+    }
+
+    /// Runs the write `f` on the registry thread and awaits its answer.
     pub(super) async fn call<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Tables) -> Result<T> + Send + 'static,
@@ -74,8 +104,8 @@ impl Registry {
         answer.await.map_err(|_| RegistryError::Lost)?
     }
 
-    /// Runs `f` on the registry thread and waits for its answer, from a
-    /// blocking thread (`spawn_blocking`, a thread of our own): it panics
+    /// Runs the write `f` on the registry thread and waits for its answer,
+    /// from a blocking thread (`spawn_blocking`, a thread of our own): it panics
     /// on a runtime worker, which must use the async methods.
     pub(super) fn run_blocking<T: Send + 'static>(
         &self,
@@ -103,8 +133,9 @@ impl Registry {
             .map_err(|_| RegistryError::Closed)
     }
 
-    /// Closes the database once the requests sent before are answered;
-    /// later requests fail with [`RegistryError::Closed`].
+    /// Closes the database once the writes sent before are answered (and
+    /// the reads under way end); later requests fail with
+    /// [`RegistryError::Closed`].
     pub async fn close(&self) {
         let (done, closed) = tokio::sync::oneshot::channel();
         if self.jobs.send(Msg::Close(done)).is_ok() {
@@ -119,11 +150,12 @@ fn run(
     path: &Path,
     shares_gen: Arc<AtomicU64>,
     queue: mpsc::Receiver<Msg>,
-    opened: tokio::sync::oneshot::Sender<Result<()>>,
+    opened: tokio::sync::oneshot::Sender<Result<Weak<Tables>>>,
 ) {
     let mut tables = match Tables::open(path, shares_gen) {
         Ok(t) => {
-            opened.send(Ok(())).ok();
+            let t = Arc::new(t);
+            opened.send(Ok(Arc::downgrade(&t))).ok();
             Some(t)
         }
         Err(e) => {
@@ -134,7 +166,7 @@ fn run(
     while let Ok(msg) = queue.recv() {
         match msg {
             Msg::Run(job) => {
-                let ran = std::panic::catch_unwind(AssertUnwindSafe(|| job(tables.as_ref())));
+                let ran = std::panic::catch_unwind(AssertUnwindSafe(|| job(tables.as_deref())));
                 if let Err(panic) = ran {
                     let what = panic
                         .downcast_ref::<&str>()
@@ -144,6 +176,7 @@ fn run(
                     tracing::error!(task = "registry", "a registry request panicked: {what}");
                 }
             }
+            // Reads under way keep the database until they end.
             Msg::Close(done) => {
                 tables = None;
                 done.send(()).ok();

@@ -1,7 +1,8 @@
 //! The registry's requests, as async methods of the [`Registry`] handle:
-//! each one is the [`Tables`] method of the same name (one read or one
-//! write transaction), run on the registry thread. Arguments are copied to
-//! go there (`ref`: taken by reference, sent as its owned form).
+//! each one is the [`Tables`] method of the same name, one read or one
+//! write transaction (`read`: on the blocking pool; `write`: on the
+//! registry thread, in order). Arguments are copied to go there (`ref`:
+//! taken by reference, sent as its owned form).
 
 use iroh_blobs::Hash;
 
@@ -27,22 +28,26 @@ impl Registry {
 }
 
 macro_rules! requests {
-    ($( fn $name:ident ( $($arg:ident : $kind:ident $ty:ty),* ) -> $ret:ty ; )*) => {
+    ($( $rw:ident fn $name:ident ( $($arg:ident : $kind:ident $ty:ty),* ) -> $ret:ty ; )*) => {
         impl Registry { $(
-            #[doc = concat!("[`Tables::", stringify!($name), "`], on the registry thread.")]
+            #[doc = concat!("[`Tables::", stringify!($name), "`] (a ", stringify!($rw), ").")]
             pub async fn $name(&self, $($arg: requests!(@param $kind $ty)),*) -> Result<$ret> {
                 $( let $arg = requests!(@own $kind $arg); )*
-                self.call(move |t: &Tables| t.$name($(requests!(@pass $kind $arg)),*)).await
+                requests!(@async $rw self, move |t: &Tables| t.$name($(requests!(@pass $kind $arg)),*))
             }
         )* }
         impl Blocking<'_> { $(
-            #[doc = concat!("[`Tables::", stringify!($name), "`], on the registry thread.")]
+            #[doc = concat!("[`Tables::", stringify!($name), "`] (a ", stringify!($rw), ").")]
             pub fn $name(&self, $($arg: requests!(@param $kind $ty)),*) -> Result<$ret> {
                 $( let $arg = requests!(@own $kind $arg); )*
-                self.0.run_blocking(move |t: &Tables| t.$name($(requests!(@pass $kind $arg)),*))
+                requests!(@blocking $rw self.0, move |t: &Tables| t.$name($(requests!(@pass $kind $arg)),*))
             }
         )* }
     };
+    (@async read $reg:expr, $f:expr) => { $reg.read($f).await };
+    (@async write $reg:expr, $f:expr) => { $reg.call($f).await };
+    (@blocking read $reg:expr, $f:expr) => { $reg.read_blocking($f) };
+    (@blocking write $reg:expr, $f:expr) => { $reg.run_blocking($f) };
     (@param ref $ty:ty) => { &$ty };
     (@param val $ty:ty) => { $ty };
     (@own ref $arg:ident) => { $arg.to_owned() };
@@ -53,77 +58,78 @@ macro_rules! requests {
 
 requests! {
     // rings and members
-    fn create_ring(name: ref str, now: val i64, owner: val u32) -> bool;
-    fn ring_exists(name: ref str) -> bool;
-    fn rings() -> Vec<RingInfo>;
-    fn remove_ring(name: ref str) -> Option<Vec<Member>>;
-    fn end_offer(ring: ref str, hash: ref Hash, owner: val u32, created_share: val bool)
+    write fn create_ring(name: ref str, now: val i64, owner: val u32) -> bool;
+    read fn ring_exists(name: ref str) -> bool;
+    read fn rings() -> Vec<RingInfo>;
+    write fn remove_ring(name: ref str) -> Option<Vec<Member>>;
+    write fn end_offer(ring: ref str, hash: ref Hash, owner: val u32, created_share: val bool)
         -> Option<(Vec<Member>, Option<ShareRecord>)>;
-    fn add_member(ring: ref str, id: ref [u8; 32], expires_at: val Option<i64>) -> ();
-    fn remove_member(ring: ref str, id: ref [u8; 32]) -> bool;
-    fn members(ring: ref str) -> Vec<Member>;
-    fn member_of_any(rings: ref [String], peer: ref [u8; 32], now: val i64) -> bool;
+    write fn add_member(ring: ref str, id: ref [u8; 32], expires_at: val Option<i64>) -> ();
+    write fn remove_member(ring: ref str, id: ref [u8; 32]) -> bool;
+    read fn members(ring: ref str) -> Vec<Member>;
+    read fn member_of_any(rings: ref [String], peer: ref [u8; 32], now: val i64) -> bool;
     // the address book
-    fn put_peer(rec: ref PeerRecord) -> ();
-    fn peer(name: ref str) -> Option<PeerRecord>;
-    fn peers() -> Vec<PeerRecord>;
-    fn remove_peer(name: ref str) -> bool;
-    fn peer_names() -> std::collections::HashMap<[u8; 32], String>;
-    fn peer_name(id: ref [u8; 32]) -> Option<String>;
+    write fn put_peer(rec: ref PeerRecord) -> ();
+    read fn peer(name: ref str) -> Option<PeerRecord>;
+    read fn peers() -> Vec<PeerRecord>;
+    write fn remove_peer(name: ref str) -> bool;
+    read fn peer_names() -> std::collections::HashMap<[u8; 32], String>;
+    read fn peer_name(id: ref [u8; 32]) -> Option<String>;
     // shares
-    fn insert_share(rec: ref ShareRecord) -> ();
-    fn widen_share(owner: val u32, hash: ref Hash, rings: ref [String], listed: val bool,
+    write fn insert_share(rec: ref ShareRecord) -> ();
+    write fn widen_share(owner: val u32, hash: ref Hash, rings: ref [String], listed: val bool,
         sources: val Vec<Source>) -> Option<ShareRecord>;
-    fn blob_sources(hash: ref Hash) -> Vec<Source>;
-    fn share_of(owner: val u32, hash: ref Hash) -> Option<ShareRecord>;
-    fn shares_of(hash: ref Hash) -> Vec<ShareRecord>;
-    fn shares() -> Vec<ShareRecord>;
-    fn remove_share(owner: val u32, hash: ref Hash) -> Option<ShareRecord>;
-    fn give_share(hash: ref Hash, from: val u32, to: val u32) -> bool;
-    fn parents(child: ref Hash) -> Vec<Hash>;
-    fn add_served(root: val Option<Hash>, bytes: val u64) -> ();
-    fn served_total() -> u64;
-    fn served(root: ref Hash) -> u64;
+    read fn blob_sources(hash: ref Hash) -> Vec<Source>;
+    read fn share_of(owner: val u32, hash: ref Hash) -> Option<ShareRecord>;
+    read fn shares_of(hash: ref Hash) -> Vec<ShareRecord>;
+    read fn shares() -> Vec<ShareRecord>;
+    read fn counts() -> super::Counts;
+    write fn remove_share(owner: val u32, hash: ref Hash) -> Option<ShareRecord>;
+    write fn give_share(hash: ref Hash, from: val u32, to: val u32) -> bool;
+    read fn parents(child: ref Hash) -> Vec<Hash>;
+    write fn add_served(root: val Option<Hash>, bytes: val u64) -> ();
+    read fn served_total() -> u64;
+    read fn served(root: ref Hash) -> u64;
     // transfers
-    fn expected_size(id: val u64) -> Option<u64>;
-    fn put_transfer(rec: ref TransferRecord) -> ();
-    fn transfer(id: val u64) -> Option<TransferRecord>;
-    fn transfers() -> Vec<TransferRecord>;
-    fn give_transfer(id: val u64, uid: val u32) -> Option<TransferRecord>;
-    fn partial(id: val u64) -> Option<PartialRecord>;
-    fn put_partial(id: val u64, rec: ref PartialRecord) -> ();
-    fn remove_partial(id: val u64) -> ();
+    read fn expected_size(id: val u64) -> Option<u64>;
+    write fn put_transfer(rec: ref TransferRecord) -> ();
+    read fn transfer(id: val u64) -> Option<TransferRecord>;
+    read fn transfers() -> Vec<TransferRecord>;
+    write fn give_transfer(id: val u64, uid: val u32) -> Option<TransferRecord>;
+    read fn partial(id: val u64) -> Option<PartialRecord>;
+    write fn put_partial(id: val u64, rec: ref PartialRecord) -> ();
+    write fn remove_partial(id: val u64) -> ();
     // owners
-    fn owner(kind: val Owned, key: ref [u8]) -> u32;
-    fn owners(kind: val Owned) -> Owners;
-    fn set_owner(kind: val Owned, key: ref [u8], uid: val u32) -> ();
-    fn remove_owner(kind: val Owned, key: ref [u8]) -> ();
-    fn claim(kind: val Owned, key: ref [u8], uid: val u32, fresh: val bool) -> bool;
+    read fn owner(kind: val Owned, key: ref [u8]) -> u32;
+    read fn owners(kind: val Owned) -> Owners;
+    write fn set_owner(kind: val Owned, key: ref [u8], uid: val u32) -> ();
+    write fn remove_owner(kind: val Owned, key: ref [u8]) -> ();
+    write fn claim(kind: val Owned, key: ref [u8], uid: val u32, fresh: val bool) -> bool;
     // offers, the inbox and trust
-    fn peek_sent_id() -> u64;
-    fn prune_offers(before: val i64) -> (usize, usize);
-    fn put_sent(rec: ref SentOffer) -> ();
-    fn sent() -> Vec<SentOffer>;
-    fn sent_offer(id: val u64) -> Option<SentOffer>;
-    fn store_offer(rec: val InboxOffer) -> Stored;
-    fn put_inbox(rec: ref InboxOffer) -> ();
-    fn inbox() -> Vec<InboxOffer>;
-    fn inbox_offer(id: val u64) -> Option<InboxOffer>;
-    fn trust(peer: ref [u8; 32]) -> Option<TrustRecord>;
-    fn remove_trust(peer: ref [u8; 32]) -> bool;
-    fn is_contact_of(uid: val u32, peer: ref [u8; 32], now: val i64) -> bool;
-    fn put_trust_owned(peer: ref [u8; 32], rec: ref TrustRecord, per_day: val u64, owner: val u32)
+    read fn peek_sent_id() -> u64;
+    write fn prune_offers(before: val i64) -> (usize, usize);
+    write fn put_sent(rec: ref SentOffer) -> ();
+    read fn sent() -> Vec<SentOffer>;
+    read fn sent_offer(id: val u64) -> Option<SentOffer>;
+    write fn store_offer(rec: val InboxOffer) -> Stored;
+    write fn put_inbox(rec: ref InboxOffer) -> ();
+    read fn inbox() -> Vec<InboxOffer>;
+    read fn inbox_offer(id: val u64) -> Option<InboxOffer>;
+    read fn trust(peer: ref [u8; 32]) -> Option<TrustRecord>;
+    write fn remove_trust(peer: ref [u8; 32]) -> bool;
+    read fn is_contact_of(uid: val u32, peer: ref [u8; 32], now: val i64) -> bool;
+    write fn put_trust_owned(peer: ref [u8; 32], rec: ref TrustRecord, per_day: val u64, owner: val u32)
         -> bool;
-    fn trust_per_day(peer: ref [u8; 32]) -> u64;
-    fn is_contact(peer: ref [u8; 32], now: val i64) -> bool;
+    read fn trust_per_day(peer: ref [u8; 32]) -> u64;
+    read fn is_contact(peer: ref [u8; 32], now: val i64) -> bool;
     // invites and joined rings
-    fn put_invite(rec: ref InviteRecord) -> ();
-    fn invites() -> Vec<InviteRecord>;
-    fn invite(id: ref [u8; 16]) -> Option<InviteRecord>;
-    fn redeem_invite(id: ref [u8; 16], secret_hash: ref [u8; 32], peer: ref [u8; 32], now: val i64)
+    write fn put_invite(rec: ref InviteRecord) -> ();
+    read fn invites() -> Vec<InviteRecord>;
+    read fn invite(id: ref [u8; 16]) -> Option<InviteRecord>;
+    write fn redeem_invite(id: ref [u8; 16], secret_hash: ref [u8; 32], peer: ref [u8; 32], now: val i64)
         -> std::result::Result<Redeemed, Refusal>;
-    fn record_joined(owner: ref [u8; 32], ring: ref str, now: val i64) -> ();
-    fn joined() -> Vec<([u8; 32], String, i64)>;
+    write fn record_joined(owner: ref [u8; 32], ring: ref str, now: val i64) -> ();
+    read fn joined() -> Vec<([u8; 32], String, i64)>;
 }
 
 /// The requests that take a record to fill in or a rule to apply.

@@ -33,6 +33,7 @@ pub use records::{
     Source, TransferRecord, TransferState,
 };
 pub use rings::{Member, RingInfo, OPEN_RING};
+pub use shares::Counts;
 
 /// Schema version this build writes; older ones are migrated, newer refused.
 /// 2: transfers record their owner's uid and who places the files; shares
@@ -138,7 +139,7 @@ pub struct Tables {
     shares_gen: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Address-book names by endpoint id; `None` after the book changed
     /// (rebuilt when next asked).
-    names: std::cell::RefCell<Option<std::collections::HashMap<[u8; 32], String>>>,
+    names: std::sync::Mutex<Option<std::collections::HashMap<[u8; 32], String>>>,
 }
 
 impl std::fmt::Debug for Tables {

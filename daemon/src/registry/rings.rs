@@ -179,7 +179,7 @@ impl Tables {
         tx.open_table(PEERS)?
             .insert(rec.name.as_str(), encode_row(rec)?.as_slice())?;
         tx.commit()?;
-        self.names.replace(None);
+        self.forget_names();
         Ok(())
     }
 
@@ -208,30 +208,41 @@ impl Tables {
         let tx = self.write()?;
         let removed = tx.open_table(PEERS)?.remove(name)?.is_some();
         tx.commit()?;
-        self.names.replace(None);
+        self.forget_names();
         Ok(removed)
     }
 
     /// Names by endpoint id (the first entry by name for an id), from the
     /// index kept since the book last changed.
     pub fn peer_names(&self) -> Result<std::collections::HashMap<[u8; 32], String>> {
-        if let Some(names) = self.names.borrow().as_ref() {
-            return Ok(names.clone());
+        if let Some(names) = self.names.lock().ok().and_then(|n| n.clone()) {
+            return Ok(names);
         }
         let mut names = std::collections::HashMap::new();
         for p in self.peers()? {
             names.entry(p.id).or_insert(p.name);
         }
-        self.names.replace(Some(names.clone()));
+        if let Ok(mut kept) = self.names.lock() {
+            *kept = Some(names.clone());
+        }
         Ok(names)
     }
 
     /// The address-book name of `id`, if it has one.
     pub fn peer_name(&self, id: &[u8; 32]) -> Result<Option<String>> {
-        if let Some(names) = self.names.borrow().as_ref() {
+        let known = self.names.lock().ok();
+        if let Some(names) = known.as_ref().and_then(|n| n.as_ref()) {
             return Ok(names.get(id).cloned());
         }
+        drop(known);
         Ok(self.peer_names()?.get(id).cloned())
+    }
+
+    /// The book changed: the name index is rebuilt when next asked.
+    fn forget_names(&self) {
+        if let Ok(mut kept) = self.names.lock() {
+            *kept = None;
+        }
     }
 }
 

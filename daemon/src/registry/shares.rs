@@ -1,9 +1,20 @@
 //! Shares, the blob-parent index the gate reads, and served-byte counters.
 
 use iroh_blobs::Hash;
-use redb::{ReadableMultimapTable, ReadableTable};
+use redb::{ReadableMultimapTable, ReadableTable, ReadableTableMetadata};
 
 use super::*;
+
+/// The node's counters (`Tables::counts`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counts {
+    pub shares: u64,
+    pub served: u64,
+    pub transfers: u64,
+    /// Transfers not finished (queued, running, paused, ready, failed
+    /// before its end was recorded...).
+    pub active: u64,
+}
 
 /// The keys of every owner's row of `hash`.
 fn rows_of(hash: &Hash) -> std::ops::RangeInclusive<(&[u8; 32], u32)> {
@@ -11,6 +22,27 @@ fn rows_of(hash: &Hash) -> std::ops::RangeInclusive<(&[u8; 32], u32)> {
 }
 
 impl Tables {
+    /// The node's counters, from one read transaction: share rows (none
+    /// decoded), bytes served, transfers unfinished and in all.
+    pub fn counts(&self) -> Result<Counts> {
+        let tx = self.read()?;
+        let shares = tx.open_table(SHARES)?.len()?;
+        let meta = tx.open_table(META)?;
+        let served = meta.get(KEY_SERVED_TOTAL)?.map(|v| v.value()).unwrap_or(0);
+        let transfers = tx.open_table(TRANSFERS)?;
+        let mut active = 0;
+        for item in transfers.iter()? {
+            let rec: TransferRecord = decode_row(item?.1.value())?;
+            active += u64::from(!rec.state.is_terminal());
+        }
+        Ok(Counts {
+            shares,
+            served,
+            transfers: transfers.len()?,
+            active,
+        })
+    }
+
     /// Records a new share (of `rec.owner`), in one commit.
     pub fn insert_share(&self, rec: &ShareRecord) -> Result<()> {
         let tx = self.write()?;

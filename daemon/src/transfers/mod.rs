@@ -492,13 +492,6 @@ impl TransferManager {
         Ok(None)
     }
 
-    /// Counts (active, total) transfers.
-    pub async fn counts(&self) -> Result<(u64, u64), TransferError> {
-        let all = self.inner.registry.transfers().await?;
-        let active = all.iter().filter(|r| !r.state.is_terminal()).count() as u64;
-        Ok((active, all.len() as u64))
-    }
-
     /// Waits for every worker to stop after the shutdown token was cancelled;
     /// each persists its state on the way out.
     pub async fn wait_stopped(&self) {
