@@ -230,14 +230,17 @@ impl Daemon {
         ring: &str,
         peer: &str,
         expires_at: Option<i64>,
-    ) -> Result<PeerRef, AccessError> {
+    ) -> Result<Member, AccessError> {
         self.existing_ring(caller, ring).await?;
         let p = self.resolve_peer(peer).await?;
         self.registry()
             .add_member(ring, p.id.as_bytes(), expires_at)
             .await?;
         info!(uid = caller.uid, ring, peer = %p.id, ?expires_at, "member added");
-        Ok(p)
+        Ok(Member {
+            id: *p.id.as_bytes(),
+            expires_at,
+        })
     }
 
     /// Removes a member and closes its live connections.
@@ -246,7 +249,7 @@ impl Daemon {
         caller: &Caller,
         ring: &str,
         peer: &str,
-    ) -> Result<PeerRef, AccessError> {
+    ) -> Result<Member, AccessError> {
         self.existing_ring(caller, ring).await?;
         let p = self.resolve_peer(peer).await?;
         if !self.registry().remove_member(ring, p.id.as_bytes()).await? {
@@ -257,7 +260,10 @@ impl Daemon {
         }
         let closed = self.inner.gate.disconnect(p.id);
         info!(uid = caller.uid, ring, peer = %p.id, closed, "member removed");
-        Ok(p)
+        Ok(Member {
+            id: *p.id.as_bytes(),
+            expires_at: None,
+        })
     }
 
     /// Members of a ring.

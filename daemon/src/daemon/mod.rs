@@ -3,6 +3,7 @@
 
 mod access;
 mod contacts;
+mod transfers;
 
 pub use access::{AccessError, PeerNames, PeerRef};
 pub use contacts::{ContactError, OFFER_EXPIRES};
@@ -901,11 +902,6 @@ impl Daemon {
             self.remember_addr(&t.addr).await;
         }
         Ok(view)
-    }
-
-    /// The transfer manager.
-    pub fn transfers(&self) -> &TransferManager {
-        &self.inner.transfers
     }
 
     /// A token cancelled when the daemon shuts down.

@@ -183,3 +183,14 @@ fn event_of(event: crate::events::Event) -> pb::Event {
         },
     }
 }
+
+/// An address-book entry.
+pub fn peer(p: crate::registry::PeerRecord) -> pb::Peer {
+    pb::Peer {
+        name: p.name,
+        endpoint_id: data_encoding::HEXLOWER.encode(&p.id),
+        relay_url: p.relay.unwrap_or_default(),
+        direct_addresses: p.addrs.iter().map(|a| a.to_string()).collect(),
+        updated_at: p.updated_at,
+    }
+}

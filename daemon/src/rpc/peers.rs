@@ -3,8 +3,8 @@
 use ringdrop_proto::v1::{self as pb, peers_server::Peers};
 use tonic::{Request, Response, Status};
 
-use super::status::st;
-use crate::{daemon::Daemon, registry::PeerRecord};
+use super::{convert, status::st};
+use crate::daemon::Daemon;
 
 pub struct PeersService {
     daemon: Daemon,
@@ -13,16 +13,6 @@ pub struct PeersService {
 impl PeersService {
     pub fn new(daemon: Daemon) -> Self {
         Self { daemon }
-    }
-}
-
-fn peer(p: PeerRecord) -> pb::Peer {
-    pb::Peer {
-        name: p.name,
-        endpoint_id: data_encoding::HEXLOWER.encode(&p.id),
-        relay_url: p.relay.unwrap_or_default(),
-        direct_addresses: p.addrs.iter().map(|a| a.to_string()).collect(),
-        updated_at: p.updated_at,
     }
 }
 
@@ -39,7 +29,7 @@ impl Peers for PeersService {
             .add_peer(&caller, &req.name, &req.endpoint)
             .await
             .map_err(st)?;
-        Ok(Response::new(peer(rec)))
+        Ok(Response::new(convert::peer(rec)))
     }
 
     async fn list_peers(
@@ -53,7 +43,7 @@ impl Peers for PeersService {
             .await
             .map_err(st)?
             .into_iter()
-            .map(peer)
+            .map(convert::peer)
             .collect();
         Ok(Response::new(pb::ListPeersResponse { peers }))
     }

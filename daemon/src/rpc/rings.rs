@@ -4,7 +4,7 @@ use ringdrop_proto::v1::{self as pb, rings_server::Rings};
 use tonic::{Request, Response, Status};
 
 use super::{convert, status::st};
-use crate::{daemon::Daemon, registry::Member};
+use crate::daemon::Daemon;
 
 pub struct RingsService {
     daemon: Daemon,
@@ -152,17 +152,14 @@ impl Rings for RingsService {
         let caller = super::caller(&req)?;
         let req = req.into_inner();
         let expires = (req.expires_at != 0).then_some(req.expires_at);
-        let p = self
+        let m = self
             .daemon
             .add_member(&caller, &req.ring, &req.peer, expires)
             .await
             .map_err(st)?;
         Ok(Response::new(convert::member(
             &self.daemon.peer_names().await,
-            &Member {
-                id: *p.id.as_bytes(),
-                expires_at: expires,
-            },
+            &m,
         )))
     }
 
@@ -172,17 +169,14 @@ impl Rings for RingsService {
     ) -> Result<Response<pb::Member>, Status> {
         let caller = super::caller(&req)?;
         let req = req.into_inner();
-        let p = self
+        let m = self
             .daemon
             .remove_member(&caller, &req.ring, &req.peer)
             .await
             .map_err(st)?;
         Ok(Response::new(convert::member(
             &self.daemon.peer_names().await,
-            &Member {
-                id: *p.id.as_bytes(),
-                expires_at: None,
-            },
+            &m,
         )))
     }
 

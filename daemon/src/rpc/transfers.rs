@@ -80,12 +80,7 @@ impl Transfers for TransfersService {
         req: Request<pb::ListTransfersRequest>,
     ) -> Result<Response<pb::ListTransfersResponse>, Status> {
         let caller = super::caller(&req)?;
-        let transfers = self
-            .daemon
-            .transfers()
-            .list_for(&caller)
-            .await
-            .map_err(st)?;
+        let transfers = self.daemon.list_transfers(&caller).await.map_err(st)?;
         Ok(Response::new(pb::ListTransfersResponse {
             transfers: transfers.iter().map(convert::transfer).collect(),
         }))
@@ -98,8 +93,7 @@ impl Transfers for TransfersService {
         let caller = super::caller(&req)?;
         let view = self
             .daemon
-            .transfers()
-            .get_for(&caller, req.into_inner().id)
+            .get_transfer(&caller, req.into_inner().id)
             .await
             .map_err(st)?;
         Ok(Response::new(convert::transfer(&view)))
@@ -111,8 +105,8 @@ impl Transfers for TransfersService {
     ) -> Result<Response<Self::WatchTransferStream>, Status> {
         let caller = super::caller(&req)?;
         let id = req.into_inner().id;
-        let transfers = self.daemon.transfers().clone();
-        let rx = transfers.subscribe(&caller, id).await.map_err(st)?;
+        let rx = self.daemon.follow_transfer(&caller, id).await.map_err(st)?;
+        let daemon = self.daemon.clone();
         let stop = self.daemon.shutdown_token();
         let (tx, out) = mpsc::channel(4);
         self.daemon.spawn("rpc-watch-transfer", async move {
@@ -132,8 +126,8 @@ impl Transfers for TransfersService {
                 }
             }
             // Ended (or had already): the final row from the registry.
-            let last = transfers
-                .get(id)
+            let last = daemon
+                .get_transfer(&caller, id)
                 .await
                 .map(|v| convert::transfer(&v))
                 .map_err(st);
@@ -147,23 +141,29 @@ impl Transfers for TransfersService {
         req: Request<pb::WatchTransfersRequest>,
     ) -> Result<Response<Self::WatchTransfersStream>, Status> {
         let caller = super::caller(&req)?;
-        let transfers = self.daemon.transfers().clone();
-        let mut changes = transfers.changes();
+        let daemon = self.daemon.clone();
+        let mut changes = daemon.transfer_changes();
         let stop = self.daemon.shutdown_token();
         let (tx, out) = mpsc::channel(64);
         self.daemon.spawn("rpc-watch-transfers", async move {
             let mut seen: HashMap<u64, pb::Transfer> = HashMap::new();
             let mut first = true;
+            // Rows are read again only when a stored row changed; progress
+            // of running transfers comes from memory.
+            let mut rows = None;
             loop {
                 changes.borrow_and_update();
-                let list = match transfers.list_for(&caller).await {
-                    Ok(l) => l,
+                let list = match daemon.transfers_changed(&caller, rows).await {
+                    Ok((list, now)) => {
+                        rows = Some(now);
+                        list
+                    }
                     Err(e) => {
                         tx.send(Err(st(e))).await.ok();
                         return;
                     }
                 };
-                for v in list.iter().rev() {
+                for v in &list {
                     let t = convert::transfer(v);
                     let news = match seen.get(&t.id) {
                         Some(prev) => changed(prev, &t),
@@ -195,8 +195,7 @@ impl Transfers for TransfersService {
         let caller = super::caller(&req)?;
         let v = self
             .daemon
-            .transfers()
-            .pause(&caller, req.into_inner().id)
+            .pause_transfer(&caller, req.into_inner().id)
             .await
             .map_err(st)?;
         Ok(Response::new(convert::transfer(&v)))
@@ -209,8 +208,7 @@ impl Transfers for TransfersService {
         let caller = super::caller(&req)?;
         let v = self
             .daemon
-            .transfers()
-            .resume(&caller, req.into_inner().id)
+            .resume_transfer(&caller, req.into_inner().id)
             .await
             .map_err(st)?;
         Ok(Response::new(convert::transfer(&v)))
@@ -224,8 +222,7 @@ impl Transfers for TransfersService {
         let req = req.into_inner();
         let v = self
             .daemon
-            .transfers()
-            .cancel(&caller, req.id, req.purge)
+            .cancel_transfer(&caller, req.id, req.purge)
             .await
             .map_err(st)?;
         Ok(Response::new(convert::transfer(&v)))
@@ -238,8 +235,7 @@ impl Transfers for TransfersService {
         let caller = super::caller(&req)?;
         let v = self
             .daemon
-            .transfers()
-            .remove(&caller, req.into_inner().id)
+            .remove_transfer(&caller, req.into_inner().id)
             .await
             .map_err(st)?;
         Ok(Response::new(pb::RemoveTransferResponse {
@@ -253,19 +249,8 @@ impl Transfers for TransfersService {
     ) -> Result<Response<pb::ListTransferFilesResponse>, Status> {
         let caller = super::caller(&req)?;
         let id = req.into_inner().id;
-        let files = self
-            .daemon
-            .transfers()
-            .ready_files(id, &caller)
-            .await
-            .map_err(st)?;
-        let hosted_dir = self
-            .daemon
-            .transfers()
-            .hosted_dir(id)
-            .await
-            .map_err(st)?
-            .unwrap_or_default();
+        let (files, hosted_dir) = self.daemon.transfer_files(&caller, id).await.map_err(st)?;
+        let hosted_dir = hosted_dir.unwrap_or_default();
         Ok(Response::new(pb::ListTransferFilesResponse {
             hosted_dir,
             files: files
@@ -287,8 +272,7 @@ impl Transfers for TransfersService {
         let req = req.into_inner();
         let rx = self
             .daemon
-            .transfers()
-            .read_ready(req.id, &caller, req.files)
+            .read_transfer_files(&caller, req.id, req.files)
             .await
             .map_err(st)?;
         let chunks = ReceiverStream::new(rx).map(|c| {
@@ -311,8 +295,7 @@ impl Transfers for TransfersService {
         let files = req.files.into_iter().map(PathBuf::from).collect();
         let v = self
             .daemon
-            .transfers()
-            .finish_ready(req.id, &caller, files)
+            .finish_transfer(&caller, req.id, files)
             .await
             .map_err(st)?;
         Ok(Response::new(convert::transfer(&v)))

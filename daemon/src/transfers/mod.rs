@@ -5,6 +5,7 @@
 mod attempt;
 mod control;
 mod deliver;
+pub use deliver::FileChunk;
 pub mod hosted;
 mod incoming;
 pub use ringdrop_proto::place as plan;
@@ -128,6 +129,8 @@ struct Inner {
     live: Mutex<HashMap<u64, Live>>,
     /// Bumped on every change of any transfer, for `watch`.
     changes: watch::Sender<u64>,
+    /// Bumped when a stored row changed (not mere progress of a live one).
+    rows_changed: std::sync::atomic::AtomicU64,
     tasks: TaskTracker,
     shutdown: CancellationToken,
     events: crate::events::Events,
@@ -165,6 +168,7 @@ impl TransferManager {
                 slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
                 live: Mutex::new(HashMap::new()),
                 changes: watch::channel(0).0,
+                rows_changed: Default::default(),
                 tasks: TaskTracker::new(),
                 shutdown,
                 events,
@@ -381,7 +385,32 @@ impl TransferManager {
     }
 
     fn touch(&self) {
+        self.inner
+            .rows_changed
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.inner.changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Changes when a stored row changed; while it stays, only live
+    /// transfers moved (their views are in memory).
+    pub fn rows_generation(&self) -> u64 {
+        self.inner
+            .rows_changed
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The live views of the transfers `caller` may see (no registry read).
+    pub fn live_for(&self, caller: &Caller) -> Vec<TransferView> {
+        let Ok(live) = self.inner.live.lock() else {
+            return Vec::new();
+        };
+        let mut out: Vec<TransferView> = live
+            .values()
+            .map(|l| l.publish.borrow().clone())
+            .filter(|v| caller.controls(v.rec.owner_uid))
+            .collect();
+        out.sort_by_key(|v| v.rec.id);
+        out
     }
 
     /// Receives a new value whenever any transfer changed.
