@@ -12,7 +12,7 @@ use iroh_blobs::Hash;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
-use crate::{exchange, policy::Policy, registry::Registry};
+use crate::{access::policy::Policy, net::exchange, registry::Registry};
 use ringdrop_proto::clock::now;
 
 /// ALPN of the catalog protocol.

@@ -1,21 +1,20 @@
 //! ringdropd: peer-to-peer file transfer with ring-based access control,
 //! on iroh and iroh-blobs, controlled over gRPC on a Unix socket.
 
+pub mod access;
 pub mod authority;
 pub mod catalog;
 pub mod config;
-pub mod contacts;
 pub mod daemon;
 pub mod events;
-pub mod exchange;
-pub mod invites;
+pub mod net;
 pub mod node;
-pub mod policy;
+pub mod offers;
 pub mod provider;
 pub mod registry;
+pub mod rings;
 pub mod rpc;
 pub mod shares;
-pub mod slots;
 pub mod tasks;
 pub mod ticket;
 pub mod transfers;

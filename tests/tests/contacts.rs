@@ -188,7 +188,7 @@ async fn an_offer_waits_for_a_daemon_that_is_off_and_arrives_by_itself() -> Resu
 
 #[tokio::test(flavor = "multi_thread")]
 async fn strangers_are_refused_and_a_members_flood_is_bounded() -> Result<()> {
-    use ringdropd::contacts::{offer, OfferMsg};
+    use ringdropd::offers::protocol::{offer, OfferMsg};
     let b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
     let b_status = b.ctl_json(&["status"])?;
     let b_id: iroh::EndpointId = b_status["endpoint_id"].as_str().context("id")?.parse()?;
@@ -347,7 +347,7 @@ async fn rejected_and_withdrawn_offers_end_their_access() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_offer_that_lies_about_its_size_is_not_kept() -> Result<()> {
     use iroh_blobs::{format::collection::Collection, ticket::BlobTicket, BlobFormat};
-    use ringdropd::contacts::{offer, OfferMsg};
+    use ringdropd::offers::protocol::{offer, OfferMsg};
     let b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
     let (store, router, addr) = ringdrop_tests::plain_node().await?;
     let data = vec![7u8; 4 << 20];

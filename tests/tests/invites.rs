@@ -120,12 +120,12 @@ async fn forged_used_up_expired_and_withdrawn_invites_change_nothing() -> Result
         .as_str()
         .context("ticket")?
         .to_string();
-    let mut forged: ringdropd::invites::Invite = real.parse()?;
+    let mut forged: ringdropd::rings::invites::Invite = real.parse()?;
     forged.secret[0] ^= 1;
     let (ok, err) = join(&b, &forged.to_string())?;
     assert!(!ok && err.contains("not valid"), "{err}");
     // A made-up id with the real secret.
-    let mut forged: ringdropd::invites::Invite = real.parse()?;
+    let mut forged: ringdropd::rings::invites::Invite = real.parse()?;
     forged.id[0] ^= 1;
     let (ok, err) = join(&b, &forged.to_string())?;
     assert!(!ok && err.contains("not valid"), "{err}");

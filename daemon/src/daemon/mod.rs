@@ -2,13 +2,17 @@
 //! manager. RPC handlers call one method of it each.
 
 mod access;
-mod contacts;
+mod offers;
+mod peers;
+mod rings;
 mod transfers;
 
-pub use access::{AccessError, PeerNames, PeerRef};
-pub use contacts::{ContactError, OFFER_EXPIRES};
+pub use access::AccessError;
+pub use offers::{ContactError, OFFER_EXPIRES};
+pub use peers::{PeerNames, PeerRef};
+pub use rings::{MAX_INVITE_USES, MAX_INVITE_VALID};
 
-use crate::slots::Limited;
+use crate::access::slots::Limited;
 
 use std::{
     path::{Path, PathBuf},
@@ -123,11 +127,11 @@ struct Inner {
     transfers: TransferManager,
     gate: BlobsGate,
     gate_stats: Arc<GateStats>,
-    policy: Arc<crate::policy::Policy>,
+    policy: Arc<crate::access::policy::Policy>,
     uploads: Uploads,
     handoffs: shares::handed::Handoffs,
     events: crate::events::Events,
-    contacts: crate::contacts::Shared,
+    contacts: crate::offers::protocol::Shared,
     started: Instant,
     shutdown: CancellationToken,
     /// The background loops, tracked (restarted if one dies).
@@ -171,7 +175,7 @@ fn check_dirs(config: &Config) -> Result<(), StartError> {
 /// Whether a peer is a contact (ring member, address-book peer, owner of
 /// a ring we joined): contacts may use every connection slot, strangers
 /// together only half.
-fn contacts_of(registry: &Registry) -> crate::slots::Known {
+fn contacts_of(registry: &Registry) -> crate::access::slots::Known {
     let registry = registry.clone();
     Arc::new(move |peer: iroh::EndpointId| {
         let registry = registry.clone();
@@ -188,9 +192,9 @@ fn serve_peers(
     endpoint: &Endpoint,
     gate: &BlobsGate,
     registry: &Registry,
-    policy: &Arc<crate::policy::Policy>,
+    policy: &Arc<crate::access::policy::Policy>,
     hub: &crate::events::Events,
-    contacts: &crate::contacts::Shared,
+    contacts: &crate::offers::protocol::Shared,
 ) -> Router {
     let known = contacts_of(registry);
     Router::builder(endpoint.clone())
@@ -204,18 +208,22 @@ fn serve_peers(
             ),
         )
         .accept(
-            crate::invites::ALPN,
+            crate::rings::invites::ALPN,
             Limited::small(
                 "invite",
-                crate::invites::InviteServer::new(registry.clone(), hub.clone()),
+                crate::rings::invites::InviteServer::new(registry.clone(), hub.clone()),
                 known.clone(),
             ),
         )
         .accept(
-            crate::contacts::ALPN,
+            crate::offers::protocol::ALPN,
             Limited::small(
                 "offer",
-                crate::contacts::OfferServer::new(registry.clone(), hub.clone(), contacts.clone()),
+                crate::offers::protocol::OfferServer::new(
+                    registry.clone(),
+                    hub.clone(),
+                    contacts.clone(),
+                ),
                 known,
             ),
         )
@@ -273,9 +281,13 @@ async fn open_store(config: &Config) -> Result<FsStore, StartError> {
         interval: config.gc_interval,
         add_protected: None,
     });
-    FsStore::load_with_opts(blobs_dir.join("blobs.db"), opts)
+    let store = FsStore::load_with_opts(blobs_dir.join("blobs.db"), opts)
         .await
-        .map_err(|e| StartError::Store(e.to_string()))
+        .map_err(|e| StartError::Store(e.to_string()))?;
+    // Hashing and importing are bulk work: they yield the CPU to the
+    // control socket and the network (as syncthing's hashers do).
+    crate::tasks::lower_priority("iroh-blob-store", BULK_NICE);
+    Ok(store)
 }
 
 impl Daemon {
@@ -285,15 +297,12 @@ impl Daemon {
         check_dirs(&config)?;
         let registry = Registry::open(&config.data_dir.join("registry.redb")).await?;
         let store = open_store(&config).await?;
-        // Hashing and importing are bulk work: they yield the CPU to the
-        // control socket and the network (as syncthing's hashers do).
-        crate::tasks::lower_priority("iroh-blob-store", BULK_NICE);
         let endpoint = node::bind_endpoint(&config).await?;
 
         let gate_stats = Arc::new(GateStats::default());
-        let policy = Arc::new(crate::policy::Policy::new(registry.clone()));
+        let policy = Arc::new(crate::access::policy::Policy::new(registry.clone()));
         let hub = crate::events::Events::default();
-        let contacts = crate::contacts::Shared::default();
+        let contacts = crate::offers::protocol::Shared::default();
         let uploads = Uploads::new(hub.clone());
         let limit = config.max_upload_rate.map(|r| Arc::new(RateLimit::new(r)));
         let (events, gate_task) = spawn_gate(

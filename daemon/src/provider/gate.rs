@@ -31,7 +31,7 @@ use tracing::{info, warn};
 
 use super::{RateLimit, Uploads};
 use crate::{
-    policy::Policy,
+    access::policy::Policy,
     registry::{Registry, RegistryError, ShareRecord},
 };
 

@@ -25,7 +25,7 @@ use iroh_blobs::{
 };
 use tracing::debug;
 
-use crate::slots::Slots;
+use crate::access::slots::Slots;
 
 /// Serves blobs through the gate and tracks live connections by peer.
 #[derive(Debug, Clone)]
@@ -39,7 +39,7 @@ pub struct BlobsGate {
 impl BlobsGate {
     /// Strangers (for whom `known` says no) hold at most half of
     /// [`MAX_CONNECTIONS`].
-    pub fn new(store: Store, events: EventSender, known: crate::slots::Known) -> Self {
+    pub fn new(store: Store, events: EventSender, known: crate::access::slots::Known) -> Self {
         Self {
             store,
             events,

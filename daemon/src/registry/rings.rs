@@ -156,7 +156,7 @@ impl Tables {
 
     /// Whether `peer` is a current (unexpired at `now`) member of one of
     /// `rings`; `open` has no members. The access policy lives in
-    /// `crate::policy`.
+    /// `crate::access::policy`.
     pub fn member_of_any(&self, rings: &[String], peer: &[u8; 32], now: i64) -> Result<bool> {
         let tx = self.read()?;
         let members = tx.open_table(RING_MEMBERS)?;

@@ -89,13 +89,13 @@ impl ToStatus for AccessError {
             AccessError::Catalog(_) => status(Code::Unavailable, self),
             AccessError::NoSuchInvite(_) => status(Code::NotFound, self),
             AccessError::BadInviteTerms(_) => status(Code::InvalidArgument, self),
-            AccessError::Join(crate::invites::JoinError::Bad(_)) => {
+            AccessError::Join(crate::rings::invites::JoinError::Bad(_)) => {
                 status(Code::InvalidArgument, self)
             }
-            AccessError::Join(crate::invites::JoinError::Refused(_)) => {
+            AccessError::Join(crate::rings::invites::JoinError::Refused(_)) => {
                 status(Code::PermissionDenied, self)
             }
-            AccessError::Join(crate::invites::JoinError::Registry(e)) => e.to_status(),
+            AccessError::Join(crate::rings::invites::JoinError::Registry(e)) => e.to_status(),
             AccessError::Join(_) => status(Code::Unavailable, self),
         }
     }

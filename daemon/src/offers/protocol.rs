@@ -36,7 +36,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     events::{Event, Events},
-    exchange,
+    net::exchange,
     registry::{InboxOffer, InboxState, Receipt, Registry, SentState, Stored},
     ticket::Ticket,
 };

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use crate::{
-    exchange,
+    net::exchange,
     registry::{InviteRecord, PeerRecord, Redeemed, Registry},
 };
 use ringdrop_proto::clock::now;
@@ -292,19 +292,7 @@ pub async fn join(
         peer: peer.clone(),
         msg,
     };
-    let addrs = endpoint
-        .addr()
-        .ip_addrs()
-        .copied()
-        .take(MAX_ADDRS)
-        .collect();
-    let req = postcard::to_stdvec(&Request::Join {
-        id: invite.id,
-        secret: invite.secret,
-        name: host_name(),
-        addrs,
-    })
-    .map_err(|e| proto(e.to_string()))?;
+    let req = join_request(endpoint, invite).map_err(|e| proto(e.to_string()))?;
     let bytes = exchange::ask(
         endpoint,
         invite.addr.clone(),
@@ -343,6 +331,18 @@ pub async fn join(
         Ok(Response::Refused(why)) => Err(JoinError::Refused(why)),
         Err(e) => Err(proto(format!("malformed answer: {e}"))),
     }
+}
+
+/// What a joiner sends: the invite's id and secret, this machine's name
+/// and addresses.
+fn join_request(endpoint: &Endpoint, invite: &Invite) -> Result<Vec<u8>, postcard::Error> {
+    let addr = endpoint.addr();
+    postcard::to_stdvec(&Request::Join {
+        id: invite.id,
+        secret: invite.secret,
+        name: host_name(),
+        addrs: addr.ip_addrs().copied().take(MAX_ADDRS).collect(),
+    })
 }
 
 /// A new invite for `ring`: its record (to keep) and ticket (to hand out).

@@ -1,4 +1,4 @@
-//! Sending to a peer and the inbox on the facade (see [`crate::contacts`]):
+//! Sending to a peer and the inbox on the facade (see [`crate::offers`]):
 //! the user's actions, and the loop that delivers offers and receipts,
 //! fetches trusted senders' offers, follows their transfers and ends the
 //! access an offer created once it is over.
@@ -12,8 +12,8 @@ use tracing::{info, warn};
 use super::{access::AccessError, daemon_cannot_write, Daemon, TicketFormat};
 use crate::{
     authority::Caller,
-    contacts,
     events::{Event, Stamped},
+    offers::protocol,
     registry::{
         daemon_uid, InboxOffer, InboxState, Owned, Receipt, RegistryError, SentOffer, SentState,
         TransferState, TrustRecord,
@@ -54,7 +54,7 @@ pub enum ContactError {
 }
 
 impl Daemon {
-    fn contacts(&self) -> &contacts::Shared {
+    fn contacts(&self) -> &protocol::Shared {
         &self.inner.contacts
     }
 
@@ -393,7 +393,7 @@ impl Daemon {
         dir: PathBuf,
         max_size: Option<u64>,
         per_day: Option<u64>,
-    ) -> Result<(super::access::PeerRef, TrustRecord, u64), ContactError> {
+    ) -> Result<(super::peers::PeerRef, TrustRecord, u64), ContactError> {
         let p = self.resolve_peer(peer).await?;
         if !dir.is_absolute() {
             return Err(ContactError::Invalid(format!(
@@ -433,7 +433,7 @@ impl Daemon {
         &self,
         caller: &Caller,
         peer: &str,
-    ) -> Result<super::access::PeerRef, ContactError> {
+    ) -> Result<super::peers::PeerRef, ContactError> {
         let p = self.resolve_peer(peer).await?;
         let registry = &self.inner.registry;
         if registry.trust(p.id.as_bytes()).await?.is_some()
@@ -594,7 +594,7 @@ impl Daemon {
             if rec.state == SentState::Queued && t >= rec.next_try_at {
                 if let Some(addr) = self.addr_of_id(&rec.peer).await {
                     let (ep, reg) = (self.inner.endpoint.clone(), registry.clone());
-                    self.once(rec.id, contacts::deliver_offer(ep, reg, addr, rec.id));
+                    self.once(rec.id, protocol::deliver_offer(ep, reg, addr, rec.id));
                 }
             }
         }
@@ -630,7 +630,7 @@ impl Daemon {
                     let (ep, reg) = (self.inner.endpoint.clone(), registry.clone());
                     self.once(
                         rec.id | INBOX_FLAG,
-                        contacts::deliver_receipt(ep, reg, addr, rec.id),
+                        protocol::deliver_receipt(ep, reg, addr, rec.id),
                     );
                 }
             }

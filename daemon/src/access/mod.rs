@@ -1,0 +1,7 @@
+//! Who may reach what from the network: the policy every share is served
+//! and listed by ([`policy`]) and the connection slots that keep
+//! strangers from crowding out contacts ([`slots`]). The local side (who
+//! may call what on the control socket) is `crate::authority`.
+
+pub mod policy;
+pub mod slots;
