@@ -137,9 +137,17 @@ pub struct Tables {
     /// Bumped after every committed change of a share row, so readers may
     /// cache decoded shares and know when to read again.
     shares_gen: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    /// Address-book names by endpoint id; `None` after the book changed
-    /// (rebuilt when next asked).
-    names: std::sync::Mutex<Option<std::collections::HashMap<[u8; 32], String>>>,
+    /// Address-book names by endpoint id, kept until the book changes.
+    names: std::sync::Mutex<NameIndex>,
+}
+
+/// Address-book names by endpoint id, and how many times the book changed.
+#[derive(Default)]
+pub(crate) struct NameIndex {
+    /// Changes of the book so far: a read that began before one is not kept.
+    changes: u64,
+    /// `None` after the book changed (rebuilt when next asked).
+    names: Option<std::collections::HashMap<[u8; 32], String>>,
 }
 
 impl std::fmt::Debug for Tables {

@@ -215,33 +215,41 @@ impl Tables {
     /// Names by endpoint id (the first entry by name for an id), from the
     /// index kept since the book last changed.
     pub fn peer_names(&self) -> Result<std::collections::HashMap<[u8; 32], String>> {
-        if let Some(names) = self.names.lock().ok().and_then(|n| n.clone()) {
-            return Ok(names);
-        }
+        let changes = match self.names.lock() {
+            Ok(kept) => match &kept.names {
+                Some(names) => return Ok(names.clone()),
+                None => kept.changes,
+            },
+            Err(_) => u64::MAX,
+        };
         let mut names = std::collections::HashMap::new();
         for p in self.peers()? {
             names.entry(p.id).or_insert(p.name);
         }
         if let Ok(mut kept) = self.names.lock() {
-            *kept = Some(names.clone());
+            // Kept only if the book did not change since the read began.
+            if kept.changes == changes {
+                kept.names = Some(names.clone());
+            }
         }
         Ok(names)
     }
 
     /// The address-book name of `id`, if it has one.
     pub fn peer_name(&self, id: &[u8; 32]) -> Result<Option<String>> {
-        let known = self.names.lock().ok();
-        if let Some(names) = known.as_ref().and_then(|n| n.as_ref()) {
-            return Ok(names.get(id).cloned());
+        if let Ok(kept) = self.names.lock() {
+            if let Some(names) = &kept.names {
+                return Ok(names.get(id).cloned());
+            }
         }
-        drop(known);
         Ok(self.peer_names()?.get(id).cloned())
     }
 
     /// The book changed: the name index is rebuilt when next asked.
     fn forget_names(&self) {
         if let Ok(mut kept) = self.names.lock() {
-            *kept = None;
+            kept.changes = kept.changes.wrapping_add(1);
+            kept.names = None;
         }
     }
 }
@@ -306,6 +314,32 @@ mod tests {
             listed: false,
             owner: 4242,
         }
+    }
+
+    /// The name index follows the book: a new entry, a second name for
+    /// one id (the first by name wins) and a removal are seen at once.
+    #[test]
+    fn names_by_id_follow_the_address_book() {
+        let dir = std::env::temp_dir().join(format!("rdrop-names-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let reg = Tables::open_for_test(&dir.join("r.redb")).unwrap();
+        let peer = |name: &str, id: u8| PeerRecord {
+            name: name.into(),
+            id: [id; 32],
+            relay: None,
+            addrs: vec![],
+            updated_at: 0,
+        };
+        assert_eq!(reg.peer_name(&[1; 32]).unwrap(), None);
+        reg.put_peer(&peer("carol", 1)).unwrap();
+        assert_eq!(reg.peer_name(&[1; 32]).unwrap().as_deref(), Some("carol"));
+        reg.put_peer(&peer("alice", 1)).unwrap();
+        assert_eq!(reg.peer_name(&[1; 32]).unwrap().as_deref(), Some("alice"));
+        assert!(reg.remove_peer("alice").unwrap());
+        assert_eq!(reg.peer_name(&[1; 32]).unwrap().as_deref(), Some("carol"));
+        assert_eq!(reg.peer_names().unwrap().len(), 1);
+        drop(reg);
+        std::fs::remove_dir_all(dir).ok();
     }
 
     /// Ending an offer removes exactly what it added: a ring given to its
