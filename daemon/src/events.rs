@@ -11,10 +11,9 @@
 use std::{path::PathBuf, process::Stdio, sync::Arc, time::Duration};
 
 use tokio::sync::{broadcast, Semaphore};
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::registry::TransferState;
+use crate::{registry::TransferState, tasks::Tasks};
 
 /// Events buffered for a slow reader before it starts missing them.
 const BUFFER: usize = 1024;
@@ -99,46 +98,58 @@ pub struct Hook {
     pub timeout: Duration,
 }
 
-/// Runs `hook` after every completed transfer until `stop`.
-pub fn spawn_hooks(events: &Events, hook: Hook, stop: CancellationToken) {
-    let mut rx = events.subscribe();
+/// Runs `hook` after every completed transfer, as `tasks` (until they
+/// stop); if the loop dies it is started again, reading from then on.
+pub fn spawn_hooks(events: &Events, hook: Hook, tasks: &Tasks) {
+    // Subscribed now, so nothing that ends after start-up is missed.
+    let first = std::sync::Mutex::new(Some(events.subscribe()));
+    let (events, runs) = (events.clone(), tasks.clone());
     let slots = Arc::new(Semaphore::new(HOOKS_AT_ONCE));
-    tokio::spawn(async move {
-        loop {
-            let got = tokio::select! {
-                got = rx.recv() => got,
-                _ = stop.cancelled() => return,
-            };
-            let ended = match got {
-                Ok(Stamped {
-                    event:
-                        Event::TransferEnded {
-                            id,
-                            state: TransferState::Completed,
-                            dest,
-                            name,
-                            hash,
-                            files,
-                            ..
-                        },
-                    ..
-                }) => (id, dest, name, hash, files),
-                Ok(_) => continue,
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    warn!("on_complete: {n} events were missed");
-                    continue;
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            };
-            let (hook, slots) = (hook.clone(), slots.clone());
-            tokio::spawn(async move {
-                let Ok(_slot) = slots.acquire_owned().await else {
-                    return;
-                };
-                run_hook(&hook, ended).await;
-            });
-        }
+    tasks.spawn_loop("on-complete", move || {
+        let taken = first.lock().ok().and_then(|mut f| f.take());
+        let rx = taken.unwrap_or_else(|| events.subscribe());
+        follow_hooks(rx, hook.clone(), slots.clone(), runs.clone())
     });
+}
+
+/// Starts a run of `hook` (at most [`HOOKS_AT_ONCE`] at once) for every
+/// completed transfer `rx` reports.
+async fn follow_hooks(
+    mut rx: broadcast::Receiver<Stamped>,
+    hook: Hook,
+    slots: Arc<Semaphore>,
+    runs: Tasks,
+) {
+    loop {
+        let ended = match rx.recv().await {
+            Ok(Stamped {
+                event:
+                    Event::TransferEnded {
+                        id,
+                        state: TransferState::Completed,
+                        dest,
+                        name,
+                        hash,
+                        files,
+                        ..
+                    },
+                ..
+            }) => (id, dest, name, hash, files),
+            Ok(_) => continue,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                warn!("on_complete: {n} events were missed");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let (hook, slots) = (hook.clone(), slots.clone());
+        runs.spawn("on-complete-run", async move {
+            let Ok(_slot) = slots.acquire_owned().await else {
+                return;
+            };
+            run_hook(&hook, ended).await;
+        });
+    }
 }
 
 async fn run_hook(

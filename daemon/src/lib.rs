@@ -105,7 +105,7 @@ pub async fn run(
     };
     let stop = daemon.shutdown_token();
     if group.is_some() {
-        serve_handoffs(&daemon, group, &policy);
+        daemon.serve_handoffs(group, &policy);
     }
     let signal = {
         let stop = stop.clone();
@@ -152,34 +152,6 @@ async fn listen(
             None,
         ),
     })
-}
-
-/// Operators hand the files they share over a socket of their own beside
-/// the control socket (see `shares::handed`), served until shutdown.
-fn serve_handoffs(daemon: &Daemon, group: Option<u32>, policy: &crate::authority::PeerPolicy) {
-    let path = ringdrop_proto::handoff::socket_for(daemon.config().socket.as_path());
-    // Both are called on the handoff's blocking threads.
-    let rt = tokio::runtime::Handle::current();
-    let reader: shares::handed::ReadyFiles = {
-        let (daemon, rt) = (daemon.clone(), rt.clone());
-        std::sync::Arc::new(move |uid, id, index| rt.block_on(daemon.ready_file(uid, id, index)))
-    };
-    let rehost: shares::handed::Rehost = {
-        let daemon = daemon.clone();
-        std::sync::Arc::new(move |uid, id, host| rt.block_on(daemon.rehost(uid, id, host)))
-    };
-    let served = shares::handed::serve(
-        path.clone(),
-        group,
-        policy.clone(),
-        daemon.handoffs().clone(),
-        reader,
-        rehost,
-        daemon.shutdown_token(),
-    );
-    if let Err(e) = served {
-        tracing::warn!(path = %path.display(), "operators cannot share: no handoff socket: {e}");
-    }
 }
 
 /// Settings shared by the property tests: modest case counts for debug

@@ -28,6 +28,13 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".into())
 }
 
+impl Default for Tasks {
+    /// Tasks with a token of their own (cancelled only by [`Tasks::stop`]).
+    fn default() -> Self {
+        Self::new(CancellationToken::new())
+    }
+}
+
 impl Tasks {
     /// Tasks that end when `stop` is cancelled.
     pub fn new(stop: CancellationToken) -> Self {
@@ -94,6 +101,24 @@ impl Tasks {
         self.tracker.close();
         self.tracker.wait().await;
     }
+
+    /// Waits up to `grace` for every task to end by itself (their inputs
+    /// are gone), then cancels the rest and waits for them; the names of
+    /// what had to be cancelled are not known, so their count is logged.
+    pub async fn stop_within(&self, grace: Duration, owner: &'static str) {
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                owner,
+                tasks = self.tracker.len(),
+                "tasks still running {grace:?} after their inputs closed: cancelling them"
+            );
+            self.stop().await;
+        }
+    }
 }
 
 /// Lowers the CPU priority of this process's threads named `name` (and of
@@ -145,6 +170,27 @@ mod tests {
         tokio::time::sleep(RESTART_AFTER * 3).await;
         assert_eq!(runs.load(Ordering::SeqCst), 3);
         tasks.stop().await;
+        assert!(tasks.tracker.is_empty());
+    }
+
+    /// A task that ends by itself within the grace is not cancelled; one
+    /// that does not is, and stop_within still returns.
+    #[tokio::test(start_paused = true)]
+    async fn stop_within_lets_tasks_end_then_cancels_the_rest() {
+        let tasks = Tasks::new(CancellationToken::new());
+        let finished = Arc::new(AtomicUsize::new(0));
+        let f = finished.clone();
+        tasks.spawn("ends", async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            f.fetch_add(1, Ordering::SeqCst);
+        });
+        tasks.stop_within(Duration::from_secs(2), "test").await;
+        assert_eq!(finished.load(Ordering::SeqCst), 1);
+        assert!(tasks.tracker.is_empty());
+
+        let tasks = Tasks::new(CancellationToken::new());
+        tasks.spawn("hangs", std::future::pending::<()>());
+        tasks.stop_within(Duration::from_secs(2), "test").await;
         assert!(tasks.tracker.is_empty());
     }
 }

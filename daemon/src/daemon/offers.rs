@@ -9,7 +9,7 @@ use iroh::EndpointAddr;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::{access::AccessError, daemon_cannot_write, Daemon, TicketFormat};
+use super::{access::AccessError, transfers::daemon_cannot_write, Daemon, TicketFormat};
 use crate::{
     authority::Caller,
     events::{Event, Stamped},
@@ -523,7 +523,7 @@ impl Daemon {
         if let Some(share) = unshared {
             self.disconnect_share(&share.hash);
             let (registry, store) = (self.inner.registry.clone(), self.inner.store.clone());
-            tokio::spawn(async move {
+            self.spawn("offer-release", async move {
                 // Shared again meanwhile: the tag is the new share's.
                 if matches!(registry.share_of(share.owner, &share.hash).await, Ok(None)) {
                     let tag = crate::shares::share_tag(&share.hash, share.owner);
@@ -554,7 +554,7 @@ impl Daemon {
         if !set.lock().map(|mut s| s.insert(key)).unwrap_or(false) {
             return;
         }
-        tokio::spawn(async move {
+        self.spawn("offer-work", async move {
             work.await;
             if let Ok(mut s) = set.lock() {
                 s.remove(&key);

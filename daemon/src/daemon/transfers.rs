@@ -2,14 +2,17 @@
 //! Transfers service ask, each judged as its caller (own rows only; an
 //! admin's: any, but never another user's files).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use tokio::sync::{mpsc, watch};
+use tracing::info;
 
 use super::Daemon;
 use crate::{
     authority::Caller,
-    transfers::{plan::Entry, FileChunk, TransferError, TransferView},
+    registry::Placement,
+    ticket::Ticket,
+    transfers::{plan::Entry, FetchRequest, FileChunk, TransferError, TransferView},
 };
 
 impl Daemon {
@@ -129,4 +132,144 @@ impl Daemon {
     ) -> Result<TransferView, TransferError> {
         self.inner.transfers.finish_ready(id, caller, files).await
     }
+
+    /// A read-only descriptor of file `index` of `ready` transfer `id`, for
+    /// its owner `uid` only (`None`: a file of no bytes). Opens files: for
+    /// a blocking thread (`Handle::block_on`).
+    pub(super) async fn ready_file(
+        &self,
+        uid: u32,
+        id: u64,
+        index: u32,
+    ) -> Result<Option<std::fs::File>, String> {
+        let caller = Caller::operator(uid, uid);
+        self.inner
+            .transfers
+            .ready_file(&caller, id, index)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// User `uid`'s client offers its directory again for the files of
+    /// its transfer `id` (see `transfers::hosted`).
+    pub(super) async fn rehost(
+        &self,
+        uid: u32,
+        id: u64,
+        host: crate::transfers::hosted::Host,
+    ) -> Result<(), String> {
+        self.inner.transfers.rehost(uid, id, host).await
+    }
+
+    /// Starts a fetch for the control-socket client `caller`; `out` empty
+    /// means the configured download dir (the daemon's own user; other
+    /// callers' clients name their destination).
+    ///
+    /// Who writes the files ([`placement_for`]): the daemon itself only for
+    /// its own user; for anyone else their own client, running as them.
+    /// Whoever writes must be able to, checked before any byte is fetched
+    /// (a client's report can only refuse, never grant: its own process
+    /// writes, so the kernel judges).
+    pub async fn fetch(
+        &self,
+        ticket: &str,
+        out: Option<PathBuf>,
+        force: bool,
+        caller: &Caller,
+        caller_cannot_write: Option<String>,
+        host: &[u8],
+    ) -> Result<TransferView, TransferError> {
+        let host = match host {
+            [] => None,
+            token => Some(self.inner.handoffs.take_host(token, caller.uid).ok_or_else(|| {
+                TransferError::NotWritable(
+                    "the directory your ringdropctl offered to host the files is gone (over a minute old, or not yours): run the fetch again".into(),
+                )
+            })?),
+        };
+        self.fetch_expecting(ticket, out, force, caller, caller_cannot_write, None, host)
+            .await
+    }
+
+    /// [`Self::fetch`] of content that must be `expect_size` bytes (an
+    /// offer's), into what `host` offers if its client hosts the files.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn fetch_expecting(
+        &self,
+        ticket: &str,
+        out: Option<PathBuf>,
+        force: bool,
+        caller: &Caller,
+        caller_cannot_write: Option<String>,
+        expect_size: Option<u64>,
+        host: Option<crate::transfers::hosted::Host>,
+    ) -> Result<TransferView, TransferError> {
+        let placement = placement_for(caller);
+        let dest = match out {
+            Some(out) => out,
+            None if placement == Placement::Daemon => self.inner.config.download_dir.clone(),
+            None => {
+                return Err(TransferError::NotWritable(format!(
+                    "user {} did not name a destination, and the daemon's download_dir is its own: pass --out DIR (a directory you can write)",
+                    ringdrop_proto::place::user_name(caller.uid)
+                )))
+            }
+        };
+        match (placement, caller_cannot_write) {
+            (Placement::Daemon, _) => daemon_cannot_write(&dest).map_err(TransferError::NotWritable)?,
+            (Placement::Client, Some(why)) => {
+                return Err(TransferError::NotWritable(format!(
+                    "user {} cannot write {}: {why}; nothing was fetched: choose a destination you can write",
+                    ringdrop_proto::place::user_name(caller.uid),
+                    dest.display(),
+                )))
+            }
+            (Placement::Client, None) => {}
+        }
+        let view = self
+            .inner
+            .transfers
+            .start(
+                FetchRequest {
+                    ticket: ticket.to_string(),
+                    dest,
+                    force,
+                    owner_uid: caller.uid,
+                    placement,
+                    expect_size,
+                },
+                host,
+            )
+            .await?;
+        info!(uid = caller.uid, id = view.rec.id, "fetch started");
+        // The ticket's addresses refresh the provider's address-book entry.
+        if let Ok(t) = ticket.parse::<Ticket>() {
+            self.remember_addr(&t.addr).await;
+        }
+        Ok(view)
+    }
+}
+
+/// Who places the files of a fetch by `caller`: the daemon writes only
+/// for its own user; everyone else's files (root's and every operator's)
+/// are written by that user's own client, as that user, so nothing lands
+/// where its owner could not have written it (docs/ARCHITECTURE.md,
+/// "Authority").
+fn placement_for(caller: &Caller) -> Placement {
+    if caller.uid == crate::authority::my_uid() {
+        Placement::Daemon
+    } else {
+        Placement::Client
+    }
+}
+
+/// Why the daemon itself may not write `dest`, in words that say what to do.
+pub(super) fn daemon_cannot_write(dest: &Path) -> Result<(), String> {
+    ringdrop_proto::place::check_writable(dest).map_err(|(dir, err)| {
+        format!(
+            "ringdropd runs as user {}, which cannot write {} ({err}); nothing was fetched: choose a destination it may write (its download_dir, or a ReadWritePaths= of the service), or run ringdropctl as a user who can write there",
+            ringdrop_proto::place::user_name(crate::authority::my_uid()),
+            dir.display()
+        )
+    })
 }

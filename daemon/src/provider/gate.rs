@@ -18,6 +18,8 @@ use std::{
 };
 
 use iroh::EndpointId;
+
+use crate::tasks::Tasks;
 use iroh_blobs::{
     protocol::{ChunkRangesSeq, GetManyRequest, GetRequest},
     provider::events::{
@@ -26,7 +28,6 @@ use iroh_blobs::{
     },
     Hash,
 };
-use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::{RateLimit, Uploads};
@@ -218,7 +219,8 @@ pub fn spawn_gate(
     stats: Arc<GateStats>,
     uploads: Uploads,
     limit: Option<Arc<RateLimit>>,
-) -> (EventSender, JoinHandle<()>) {
+    tasks: Tasks,
+) -> EventSender {
     let mask = EventMask {
         connected: ConnectMode::Intercept,
         get: RequestMode::InterceptLog,
@@ -237,18 +239,17 @@ pub fn spawn_gate(
         policy,
         cache: Default::default(),
     });
-    let task = tokio::spawn(
-        GateLoop {
-            gate,
-            registry,
-            stats,
-            uploads,
-            limit,
-            peers: HashMap::new(),
-        }
-        .run(rx),
-    );
-    (tx, task)
+    let gate = GateLoop {
+        gate,
+        registry,
+        stats,
+        uploads,
+        limit,
+        peers: HashMap::new(),
+        tasks: tasks.clone(),
+    };
+    tasks.spawn("gate", gate.run(rx));
+    tx
 }
 
 /// The gate task's state: what it decides with, and the peer of each
@@ -261,6 +262,8 @@ struct GateLoop {
     limit: Option<Arc<RateLimit>>,
     /// connection id -> peer; ids are reused only after ConnectionClosed.
     peers: HashMap<u64, EndpointId>,
+    /// The provider's tasks (this loop's own, and the throttle waits).
+    tasks: Tasks,
 }
 
 impl GateLoop {
@@ -330,7 +333,7 @@ impl GateLoop {
             ProviderMessage::Throttle(msg) => {
                 // Wait off the gate task so other requests are decided meanwhile.
                 let limit = self.limit.clone();
-                tokio::spawn(async move {
+                self.tasks.spawn("throttle-wait", async move {
                     if let Some(limit) = limit {
                         limit.acquire(msg.size).await;
                     }

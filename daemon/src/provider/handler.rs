@@ -34,15 +34,23 @@ pub struct BlobsGate {
     events: EventSender,
     live: Arc<Mutex<HashMap<usize, (EndpointId, Connection)>>>,
     slots: Slots,
+    /// The provider's tasks: each request stream is one.
+    tasks: crate::tasks::Tasks,
 }
 
 impl BlobsGate {
     /// Strangers (for whom `known` says no) hold at most half of
     /// [`MAX_CONNECTIONS`].
-    pub fn new(store: Store, events: EventSender, known: crate::access::slots::Known) -> Self {
+    pub fn new(
+        store: Store,
+        events: EventSender,
+        known: crate::access::slots::Known,
+        tasks: crate::tasks::Tasks,
+    ) -> Self {
         Self {
             store,
             events,
+            tasks,
             live: Default::default(),
             slots: Slots::new(MAX_CONNECTIONS_PER_PEER, MAX_CONNECTIONS).with_contacts(known),
         }
@@ -84,7 +92,8 @@ impl ProtocolHandler for BlobsGate {
         if let Ok(mut live) = self.live.lock() {
             live.insert(key, (peer, connection.clone()));
         }
-        serve(connection, self.store.clone(), self.events.clone()).await;
+        let (store, events) = (self.store.clone(), self.events.clone());
+        serve(connection, store, events, &self.tasks).await;
         if let Ok(mut live) = self.live.lock() {
             live.remove(&key);
         }
@@ -102,7 +111,12 @@ pub const REQUEST_WITHIN: Duration = Duration::from_secs(10);
 
 /// Serves one admitted connection: what `iroh_blobs::provider::
 /// handle_connection` does, with [`REQUEST_WITHIN`] on every request.
-async fn serve(connection: Connection, store: Store, events: EventSender) {
+async fn serve(
+    connection: Connection,
+    store: Store,
+    events: EventSender,
+    tasks: &crate::tasks::Tasks,
+) {
     let connection_id = connection.stable_id() as u64;
     let hello = events
         .client_connected(|| ClientConnected {
@@ -115,13 +129,8 @@ async fn serve(connection: Connection, store: Store, events: EventSender) {
         return;
     }
     while let Ok((writer, reader)) = connection.accept_bi().await {
-        tokio::spawn(serve_stream(
-            connection_id,
-            writer,
-            reader,
-            store.clone(),
-            events.clone(),
-        ));
+        let stream = serve_stream(connection_id, writer, reader, store.clone(), events.clone());
+        tasks.spawn("request-stream", stream);
     }
     events
         .connection_closed(|| ConnectionClosed { connection_id })

@@ -50,14 +50,18 @@ const OBSERVE_KEYS: u64 = u64::MAX;
 pub struct Uploads {
     live: Arc<Mutex<HashMap<(u64, u64), Upload>>>,
     events: crate::events::Events,
+    /// The provider's tasks: each request's follower runs under them.
+    tasks: crate::tasks::Tasks,
 }
 
 impl Uploads {
-    /// Uploads that report each finished request to `events`.
-    pub fn new(events: crate::events::Events) -> Self {
+    /// Uploads that report each finished request to `events`, following
+    /// requests as `tasks`.
+    pub fn new(events: crate::events::Events, tasks: crate::tasks::Tasks) -> Self {
         Self {
             live: Default::default(),
             events,
+            tasks,
         }
     }
 
@@ -136,7 +140,7 @@ impl Uploads {
             .and_then(|l| l.get(&key).map(|u| (u.share, Some(u.peer))))
             .unwrap_or((None, None));
         let this = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn("upload-follower", async move {
             // Bytes of finished blobs, and the current blob's end offset.
             let (mut done, mut blob_end, mut total) = (0u64, 0u64, None);
             let mut completed = false;

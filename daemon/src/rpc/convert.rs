@@ -115,6 +115,16 @@ pub fn invite(i: &crate::registry::InviteRecord, ticket: String) -> pb::Invite {
     }
 }
 
+/// The mark for `n` events a slow reader missed.
+pub fn events_lost(n: u64) -> pb::Event {
+    pb::Event {
+        kind: pb::event::Kind::EventsLost as i32,
+        at: ringdrop_proto::clock::now(),
+        count: n,
+        ..Default::default()
+    }
+}
+
 /// The wire form of an event.
 pub fn event(s: crate::events::Stamped) -> pb::Event {
     pb::Event {

@@ -5,7 +5,10 @@ use ringdrop_proto::v1::{self as pb, node_server::Node};
 use tonic::{Request, Response, Status};
 
 use super::{convert, status::st};
-use crate::{daemon::Daemon, ticket::TicketKind};
+use crate::{
+    daemon::{Daemon, Seen},
+    ticket::TicketKind,
+};
 
 pub struct NodeService {
     daemon: Daemon,
@@ -27,37 +30,14 @@ impl Node for NodeService {
         &self,
         req: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        use tokio::sync::broadcast::error::RecvError;
         let caller = super::caller(&req)?;
-        let rx = self.daemon.events().subscribe();
-        let stop = self.daemon.shutdown_token();
-        let daemon = self.daemon.clone();
-        let state = (rx, stop, daemon, caller);
-        let stream = futures::stream::unfold(state, |(mut rx, stop, daemon, caller)| async move {
-            let item = loop {
-                let got = tokio::select! {
-                    got = rx.recv() => got,
-                    _ = stop.cancelled() => return None,
-                };
-                match got {
-                    // Only what this caller may see.
-                    Ok(s) => {
-                        if daemon.event_visible(&caller, &s.event).await {
-                            break convert::event(s);
-                        }
-                    }
-                    Err(RecvError::Lagged(n)) => {
-                        break pb::Event {
-                            kind: pb::event::Kind::EventsLost as i32,
-                            at: ringdrop_proto::clock::now(),
-                            count: n,
-                            ..Default::default()
-                        }
-                    }
-                    Err(RecvError::Closed) => return None,
-                }
+        let feed = self.daemon.watch_events(caller);
+        let stream = futures::stream::unfold(feed, |mut feed| async move {
+            let item = match feed.next().await? {
+                Seen::Event(s) => convert::event(s),
+                Seen::Lost(n) => convert::events_lost(n),
             };
-            Some((Ok(item), (rx, stop, daemon, caller)))
+            Some((Ok(item), feed))
         });
         Ok(Response::new(Box::pin(stream)))
     }

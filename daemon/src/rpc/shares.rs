@@ -31,23 +31,24 @@ fn progress(event: Event) -> Result<pb::ShareProgress, Status> {
 }
 
 /// Forwards the import's progress to the client's stream until it ends.
-fn forward_progress(
+async fn forward_progress(
     mut events: mpsc::Receiver<ShareEvent>,
-    out: mpsc::Sender<Result<pb::ShareProgress, Status>>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        while let Some(ev) = events.recv().await {
-            let msg = match ev {
-                ShareEvent::Scanned { files, bytes } => {
-                    Event::Scanned(pb::ShareScanned { files, bytes })
-                }
-                ShareEvent::Hashed(n) => Event::HashedBytes(n),
-            };
-            if out.send(progress(msg)).await.is_err() {
-                break;
+    out: &mpsc::Sender<Result<pb::ShareProgress, Status>>,
+) {
+    while let Some(ev) = events.recv().await {
+        let msg = match ev {
+            ShareEvent::Scanned { files, bytes } => {
+                Event::Scanned(pb::ShareScanned { files, bytes })
             }
+            ShareEvent::Hashed(n) => Event::HashedBytes(n),
+        };
+        if out.send(progress(msg)).await.is_err() {
+            // The client left: the rest is read and dropped, so the
+            // import never waits on a full channel.
+            while events.recv().await.is_some() {}
+            return;
         }
-    })
+    }
 }
 
 /// The stream's last message: the share made, with its tickets.
@@ -101,9 +102,11 @@ impl Shares for SharesService {
         let daemon = self.daemon.clone();
         self.daemon.spawn("rpc-share", async move {
             let (ev_tx, ev_rx) = mpsc::channel(16);
-            let forward = forward_progress(ev_rx, out_tx.clone());
-            let res = daemon.share(&caller, share_req, ev_tx).await;
-            forward.await.ok();
+            // The share's sender ends with it, and so does the forwarding.
+            let (res, ()) = tokio::join!(
+                daemon.share(&caller, share_req, ev_tx),
+                forward_progress(ev_rx, &out_tx),
+            );
             let msg = match res {
                 Ok(shared) => Ok(created(&daemon, &shared, format)),
                 Err(e) => Err(st(e)),

@@ -18,11 +18,11 @@ use std::{
 
 use ringdrop_proto::handoff::{self, Item, MAX_FILES, TOKEN_LEN};
 use tokio::io::unix::AsyncFd;
-use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::{
     authority::{PeerIdentity, PeerPolicy},
+    tasks::Tasks,
     transfers::hosted::Host,
 };
 
@@ -207,19 +207,19 @@ pub fn serve(
     handoffs: Handoffs,
     reader: ReadyFiles,
     rehost: Rehost,
-    stop: CancellationToken,
+    tasks: &Tasks,
 ) -> std::io::Result<()> {
     let listener = bind(&path, group)?;
     // SAFETY: the listener is an OwnedFd this AsyncFd owns from here on;
     // nothing else closes or registers it.
     let listener = unsafe { AsyncFd::register(listener) }.map_err(std::io::Error::from)?;
-    tokio::spawn(async move {
+    tasks.spawn("handoff-socket", async move {
+        // Removed when the task ends (at shutdown it is cancelled).
+        let _bound = Bound(path);
         loop {
-            let ready = tokio::select! {
-                r = listener.readable() => r,
-                _ = stop.cancelled() => break,
+            let Ok(mut guard) = listener.readable().await else {
+                break;
             };
-            let Ok(mut guard) = ready else { break };
             // SAFETY: accept4 on our listening socket; a returned
             // descriptor is owned at once.
             let fd = unsafe {
@@ -261,9 +261,17 @@ pub fn serve(
                 drop(permit);
             });
         }
-        std::fs::remove_file(&path).ok();
     });
     Ok(())
+}
+
+/// The handoff socket's path, removed when dropped.
+struct Bound(PathBuf);
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.0).ok();
+    }
 }
 
 fn bind(path: &Path, group: Option<u32>) -> std::io::Result<OwnedFd> {

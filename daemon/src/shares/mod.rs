@@ -550,8 +550,7 @@ async fn import(
 ) -> Result<(Hash, Hash, Vec<TempTag>, Collection), ShareError> {
     let names: Vec<String> = files.iter().map(|f| f.name().to_string()).collect();
     let hashed = Arc::new(AtomicU64::new(0));
-    let reporter = report_hashed(hashed.clone(), events.clone());
-    let imported: Result<Vec<TempTag>, ShareError> = futures::stream::iter(files)
+    let importing = futures::stream::iter(files)
         .map(|f| {
             let (store, hashed) = (store.clone(), hashed.clone());
             async move {
@@ -564,10 +563,11 @@ async fn import(
             }
         })
         .buffered(IMPORT_PARALLELISM)
-        .try_collect()
-        .await;
-    reporter.abort();
-    let tags = imported?;
+        .try_collect::<Vec<TempTag>>();
+    let tags = tokio::select! {
+        imported = importing => imported?,
+        never = report_hashed(&hashed, events) => match never {},
+    };
     events
         .send(ShareEvent::Hashed(hashed.load(Ordering::Relaxed)))
         .await
@@ -577,22 +577,20 @@ async fn import(
     Ok((hash, meta_hash, tags, collection))
 }
 
-/// Tells `events` how many bytes are hashed, every 200 ms, until aborted
-/// (or nobody listens).
-fn report_hashed(
-    hashed: Arc<AtomicU64>,
-    events: mpsc::Sender<ShareEvent>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
-        loop {
-            tick.tick().await;
-            let now = ShareEvent::Hashed(hashed.load(Ordering::Relaxed));
-            if events.send(now).await.is_err() {
-                break;
-            }
+/// Tells `events` how many bytes are hashed, every 200 ms, for as long as
+/// it is polled (once nobody listens, it only waits).
+async fn report_hashed(
+    hashed: &AtomicU64,
+    events: &mpsc::Sender<ShareEvent>,
+) -> std::convert::Infallible {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    loop {
+        tick.tick().await;
+        let now = ShareEvent::Hashed(hashed.load(Ordering::Relaxed));
+        if events.send(now).await.is_err() {
+            return std::future::pending().await;
         }
-    })
+    }
 }
 
 /// Stores the collection of `names` and their blobs (`tags`) under

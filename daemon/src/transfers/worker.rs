@@ -14,10 +14,7 @@ use bao_tree::{BaoTree, ChunkNum, ChunkRanges};
 use iroh::Endpoint;
 use iroh_blobs::{api::Store, protocol::ChunkRangesExt, store::IROH_BLOCK_SIZE, Hash};
 use ringdrop_proto::place::{PartialDir, Staging};
-use tokio::{
-    sync::{watch, Semaphore},
-    task::JoinHandle,
-};
+use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -114,26 +111,22 @@ impl Worker {
         }
     }
 
-    /// Persists the latest progress once a second while the attempt runs.
-    fn spawn_persister(&self, stop: CancellationToken) -> JoinHandle<()> {
-        let registry = self.registry.clone();
+    /// Persists the latest progress once a second, for as long as it is
+    /// polled (beside the attempts: a write cut short was either queued to
+    /// the registry, before what comes after it, or never sent).
+    async fn persist_progress(&self) -> std::convert::Infallible {
         let rx = self.publish.subscribe();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(PERSIST_EVERY);
-            let mut last = None;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stop.cancelled() => break,
-                }
-                let rec = rx.borrow().rec.clone();
-                let key = (rec.bytes_received, rec.bytes_done, rec.bytes_total);
-                if last != Some(key) {
-                    last = Some(key);
-                    registry.put_transfer(&rec).await.ok();
-                }
+        let mut tick = tokio::time::interval(PERSIST_EVERY);
+        let mut last = None;
+        loop {
+            tick.tick().await;
+            let rec = rx.borrow().rec.clone();
+            let key = (rec.bytes_received, rec.bytes_done, rec.bytes_total);
+            if last != Some(key) {
+                last = Some(key);
+                self.registry.put_transfer(&rec).await.ok();
             }
-        })
+        }
     }
 
     pub async fn run(self) {
@@ -147,15 +140,11 @@ impl Worker {
             Some(_permit) => {
                 self.update(|v| v.rec.state = TransferState::Running);
                 self.persist().await;
-                let stop = CancellationToken::new();
-                let persister = self.spawn_persister(stop.clone());
-                let end = tokio::select! {
+                tokio::select! {
                     end = self.attempts() => end,
                     _ = self.stop.cancelled() => End::Stopped,
-                };
-                stop.cancel();
-                persister.await.ok();
-                end
+                    never = self.persist_progress() => match never {},
+                }
             }
         };
         self.finish(id, end).await;
