@@ -774,6 +774,14 @@ fn only_an_admin_gives_a_row_to_an_operator() -> Result<()> {
     let out = bob.ctl(n.sock(), &["unshare", &hash])?;
     refused(&out, "bob unshared alice's given share")?;
     json(&alice.ctl(n.sock(), &["unshare", &hash])?)?;
+    // A transfer at rest given: the new owner controls it, the old one no
+    // longer does.
+    let (id, _, _) = alice_ready(&n, &alice)?;
+    let ids = id.to_string();
+    json(&root_ctl(n.sock(), &["give", "transfer", &ids, bob.name])?)?;
+    json(&bob.ctl(n.sock(), &["transfers", "show", &ids])?)?;
+    let out = alice.ctl(n.sock(), &["transfers", "show", &ids])?;
+    refused(&out, "alice still sees the transfer given to bob")?;
     Ok(())
 }
 

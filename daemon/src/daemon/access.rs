@@ -42,6 +42,8 @@ pub enum AccessError {
     BadInviteTerms(String),
     #[error(transparent)]
     Join(#[from] crate::rings::invites::JoinError),
+    #[error(transparent)]
+    Transfer(#[from] crate::transfers::TransferError),
 }
 
 pub(super) fn check_name(name: &str) -> Result<(), AccessError> {
@@ -138,7 +140,7 @@ impl Daemon {
             }
             "transfer" => {
                 let id: u64 = key.parse().map_err(|_| missing())?;
-                registry.give_transfer(id, uid).await?.ok_or_else(missing)?;
+                self.inner.transfers.give(id, uid).await?;
                 info!(uid = caller.uid, id, to = uid, "transfer given");
                 return Ok(());
             }

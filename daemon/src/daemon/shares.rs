@@ -130,7 +130,7 @@ impl Daemon {
                 .collect()
         })
         .await
-        .map_err(|e| RegistryError::Db(format!("the share check failed: {e}")))
+        .map_err(|e| RegistryError::Task(e.into()))
     }
 
     /// The names of the shares `caller` controls, by content (no file is

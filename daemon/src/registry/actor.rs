@@ -59,7 +59,7 @@ impl Registry {
         std::thread::Builder::new()
             .name("rdrop-registry".into())
             .spawn(move || run(&path, gen, queue, opened_tx))
-            .map_err(|e| RegistryError::Db(format!("cannot start the registry thread: {e}")))?;
+            .map_err(|e| RegistryError::Task(e.into()))?;
         let tables = opened.await.map_err(|_| RegistryError::Lost)??;
         Ok(Self {
             jobs,

@@ -70,6 +70,7 @@ requests! {
     read fn member_of_any(rings: ref [String], peer: ref [u8; 32], now: val i64) -> bool;
     // the address book
     write fn put_peer(rec: ref PeerRecord) -> ();
+    write fn remember_peer(base: ref str, seen: ref PeerRecord) -> String;
     read fn peer(name: ref str) -> Option<PeerRecord>;
     read fn peers() -> Vec<PeerRecord>;
     write fn remove_peer(name: ref str) -> bool;

@@ -94,9 +94,13 @@ const KEY_SERVED_TOTAL: &str = "bytes_served_total";
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("registry database: {0}")]
-    Db(String),
+    Db(#[source] redb::Error),
     #[error("registry record is corrupt: {0}")]
-    Corrupt(String),
+    Corrupt(#[from] postcard::Error),
+    /// The registry's thread, or blocking work over its rows, could not
+    /// run (out of threads, or it panicked).
+    #[error("registry task: {0}")]
+    Task(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the registry is closed (the daemon is shutting down)")]
     Closed,
     #[error("the registry lost this request (its thread failed it: see the log)")]
@@ -108,7 +112,7 @@ pub enum RegistryError {
 macro_rules! db_err {
     ($($t:ty),*) => {$(
         impl From<$t> for RegistryError {
-            fn from(e: $t) -> Self { RegistryError::Db(e.to_string()) }
+            fn from(e: $t) -> Self { RegistryError::Db(e.into()) }
         }
     )*};
 }
@@ -120,12 +124,6 @@ db_err!(
     redb::StorageError,
     redb::CommitError
 );
-
-impl From<postcard::Error> for RegistryError {
-    fn from(e: postcard::Error) -> Self {
-        RegistryError::Corrupt(e.to_string())
-    }
-}
 
 type Result<T> = std::result::Result<T, RegistryError>;
 

@@ -183,6 +183,48 @@ impl Tables {
         Ok(())
     }
 
+    /// Records what `seen` says of its id (addresses, relay, time) in one
+    /// transaction: under the name an entry already gives that id, else
+    /// under `base` made free (`-2`, `-3`... appended). The name used.
+    pub fn remember_peer(&self, base: &str, seen: &PeerRecord) -> Result<String> {
+        let tx = self.write()?;
+        let name = {
+            let mut peers = tx.open_table(PEERS)?;
+            let mut book = Vec::new();
+            for item in peers.iter()? {
+                book.push(decode_row::<PeerRecord>(item?.1.value())?);
+            }
+            let mut rec = match book.iter().find(|p| p.id == seen.id) {
+                Some(known) => known.clone(),
+                None => {
+                    let taken = |n: &str| book.iter().any(|p| p.name == n);
+                    let mut name = base.to_string();
+                    let mut i = 2;
+                    while taken(&name) {
+                        name = format!("{base}-{i}");
+                        i += 1;
+                    }
+                    PeerRecord {
+                        name,
+                        ..seen.clone()
+                    }
+                }
+            };
+            if seen.relay.is_some() {
+                rec.relay = seen.relay.clone();
+            }
+            if !seen.addrs.is_empty() {
+                rec.addrs = seen.addrs.clone();
+            }
+            rec.updated_at = seen.updated_at;
+            peers.insert(rec.name.as_str(), encode_row(&rec)?.as_slice())?;
+            rec.name
+        };
+        tx.commit()?;
+        self.forget_names();
+        Ok(name)
+    }
+
     /// The entry named `name`.
     pub fn peer(&self, name: &str) -> Result<Option<PeerRecord>> {
         let tx = self.read()?;
@@ -338,6 +380,39 @@ mod tests {
         assert!(reg.remove_peer("alice").unwrap());
         assert_eq!(reg.peer_name(&[1; 32]).unwrap().as_deref(), Some("carol"));
         assert_eq!(reg.peer_names().unwrap().len(), 1);
+        drop(reg);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// Remembering a peer picks its name and writes it in one step: an id
+    /// already in the book keeps its name and learns new addresses; two
+    /// ids proposing one name get two names.
+    #[test]
+    fn remembered_peers_keep_their_names_and_never_share_one() {
+        let dir = std::env::temp_dir().join(format!("rdrop-remember-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let reg = Tables::open_for_test(&dir.join("r.redb")).unwrap();
+        let seen = |id: u8, port: u16| PeerRecord {
+            name: String::new(),
+            id: [id; 32],
+            relay: None,
+            addrs: vec![([127, 0, 0, 1], port).into()],
+            updated_at: i64::from(port),
+        };
+        assert_eq!(reg.remember_peer("laptop", &seen(1, 1)).unwrap(), "laptop");
+        assert_eq!(
+            reg.remember_peer("laptop", &seen(2, 2)).unwrap(),
+            "laptop-2"
+        );
+        assert_eq!(reg.remember_peer("other", &seen(1, 3)).unwrap(), "laptop");
+        let first = reg.peer("laptop").unwrap().unwrap();
+        assert_eq!((first.id, first.updated_at), ([1; 32], 3));
+        assert_eq!(first.addrs, vec![([127, 0, 0, 1], 3).into()]);
+        assert_eq!(
+            reg.peer_name(&[2; 32]).unwrap().as_deref(),
+            Some("laptop-2")
+        );
+        assert_eq!(reg.peers().unwrap().len(), 2);
         drop(reg);
         std::fs::remove_dir_all(dir).ok();
     }

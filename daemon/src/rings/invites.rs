@@ -129,19 +129,10 @@ pub enum JoinError {
 }
 
 /// A name a peer proposed, made safe for the address book: letters,
-/// digits, `-`, `_`, `.` only, at most 32 of them, never an endpoint id,
-/// never the name of another entry (`-2`, `-3`... appended). An entry
-/// that already names `id` keeps its name.
-pub async fn book_name(
-    registry: &Registry,
-    proposed: &str,
-    id: &[u8; 32],
-) -> Result<String, crate::registry::RegistryError> {
-    let book = registry.peers().await?;
-    if let Some(known) = book.iter().find(|p| p.id == *id) {
-        return Ok(known.name.clone());
-    }
-    let mut base: String = proposed
+/// digits, `-`, `_`, `.` only, at most 32 of them, never an endpoint id
+/// (else `peer-` and the id's first 8 hex digits).
+fn safe_name(proposed: &str, id: &[u8; 32]) -> String {
+    let base: String = proposed
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         .take(MAX_PROPOSED_NAME)
@@ -150,44 +141,33 @@ pub async fn book_name(
         && !base.starts_with('.')
         && base.parse::<EndpointId>().is_err()
         && base.len() < 60;
-    if !base_ok {
-        base = format!("peer-{}", &data_encoding::HEXLOWER.encode(id)[..8]);
+    if base_ok {
+        base
+    } else {
+        format!("peer-{}", &data_encoding::HEXLOWER.encode(id)[..8])
     }
-    let taken = |n: &str| book.iter().any(|p| p.name == n);
-    let mut name = base.clone();
-    let mut i = 2;
-    while taken(&name) {
-        name = format!("{base}-{i}");
-        i += 1;
-    }
-    Ok(name)
 }
 
-/// Adds `id` at `addr` to the address book under a safe form of `proposed`.
+/// Adds `id` at `addr` to the address book, in one registry write: an
+/// entry that already names the id keeps its name (and learns the
+/// addresses); else a safe form of `proposed`, never another entry's
+/// name (`-2`, `-3`... appended).
 pub async fn remember(
     registry: &Registry,
     proposed: &str,
     addr: &EndpointAddr,
 ) -> Result<String, crate::registry::RegistryError> {
     let id = *addr.id.as_bytes();
-    let name = book_name(registry, proposed, &id).await?;
-    let mut rec = registry.peer(&name).await?.unwrap_or(PeerRecord {
-        name: name.clone(),
+    let seen = PeerRecord {
+        name: String::new(),
         id,
-        relay: None,
-        addrs: Vec::new(),
-        updated_at: 0,
-    });
-    if let Some(r) = addr.relay_urls().next() {
-        rec.relay = Some(r.to_string());
-    }
-    let ips: Vec<_> = addr.ip_addrs().copied().collect();
-    if !ips.is_empty() {
-        rec.addrs = ips;
-    }
-    rec.updated_at = now();
-    registry.put_peer(&rec).await?;
-    Ok(name)
+        relay: addr.relay_urls().next().map(|r| r.to_string()),
+        addrs: addr.ip_addrs().copied().collect(),
+        updated_at: now(),
+    };
+    registry
+        .remember_peer(&safe_name(proposed, &id), &seen)
+        .await
 }
 
 /// This machine's host name, as the name a node proposes for itself.

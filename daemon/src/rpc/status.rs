@@ -49,7 +49,7 @@ impl ToStatus for ShareError {
             ShareError::ForeignRing(_) => status(Code::PermissionDenied, self),
             ShareError::Ambiguous(_) => status(Code::InvalidArgument, self),
             ShareError::Registry(e) => e.to_status(),
-            ShareError::Store(_) => status(Code::Internal, self),
+            ShareError::Store(_) | ShareError::Task(_) => status(Code::Internal, self),
             ShareError::UnknownRing(_) => status(Code::InvalidArgument, self),
         }
     }
@@ -97,6 +97,7 @@ impl ToStatus for AccessError {
             }
             AccessError::Join(crate::rings::invites::JoinError::Registry(e)) => e.to_status(),
             AccessError::Join(_) => status(Code::Unavailable, self),
+            AccessError::Transfer(e) => e.to_status(),
         }
     }
 }

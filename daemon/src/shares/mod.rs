@@ -42,7 +42,10 @@ pub enum ShareError {
     #[error("cannot import {path}: {msg}")]
     Import { path: PathBuf, msg: String },
     #[error("the blob store failed: {0}")]
-    Store(String),
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Blocking work of the share (the scan) did not finish.
+    #[error("the share's file scan failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error("no share matches '{0}': see `ringdropctl shares ls`")]
@@ -183,9 +186,7 @@ async fn scan_items(
 ) -> Result<(PathBuf, Vec<Item>), ShareError> {
     let data_dir = data_dir.to_path_buf();
     let (path, files) =
-        tokio::task::spawn_blocking(move || scan(&path, &data_dir, name.as_deref()))
-            .await
-            .map_err(|e| ShareError::Store(e.to_string()))??;
+        tokio::task::spawn_blocking(move || scan(&path, &data_dir, name.as_deref())).await??;
     Ok((path, files.into_iter().map(Item::Path).collect()))
 }
 
@@ -459,7 +460,7 @@ async fn unshare_replaced(
         .tags()
         .delete(share_tag(&old.hash, old.owner))
         .await
-        .map_err(|e| ShareError::Store(e.to_string()))?;
+        .map_err(|e| ShareError::Store(e.into()))?;
     Ok(())
 }
 
@@ -616,18 +617,18 @@ async fn store_collection(
         .clone()
         .store(store)
         .await
-        .map_err(|e| ShareError::Store(e.to_string()))?;
+        .map_err(|e| ShareError::Store(e.into()))?;
     let hash = root.hash();
     store
         .tags()
         .set(share_tag(&hash, owner), root.hash_and_format())
         .await
-        .map_err(|e| ShareError::Store(e.to_string()))?;
+        .map_err(|e| ShareError::Store(e.into()))?;
     // The tag must survive a crash right after we answer.
     store
         .sync_db()
         .await
-        .map_err(|e| ShareError::Store(e.to_string()))?;
+        .map_err(|e| ShareError::Store(e.into()))?;
     Ok((hash, meta_hash, collection))
 }
 
@@ -673,7 +674,7 @@ pub async fn unshare(
             .tags()
             .delete(share_tag(&rec.hash, rec.owner))
             .await
-            .map_err(|e| ShareError::Store(e.to_string()))?;
+            .map_err(|e| ShareError::Store(e.into()))?;
     }
     rows.into_iter()
         .next()

@@ -26,32 +26,92 @@ pub const MAX_METADATA: u64 = 64 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How an attempt failed. Each kind says whether another attempt may do
-/// better; the text is for `last_error`, for a person to act on.
+/// better; the text is for `last_error`, for a person to act on, and the
+/// error underneath, when there is one, stays reachable as the source.
 #[derive(Debug, thiserror::Error)]
 pub enum AttemptError {
     /// The provider cannot be reached now.
     #[error("{0}")]
-    Unreachable(String),
+    Unreachable(#[source] Cause),
     /// The connection or the response broke off.
     #[error("{0}")]
-    Interrupted(String),
+    Interrupted(#[source] Cause),
     /// The local blob store (collection metadata) failed.
     #[error("{0}")]
-    Store(String),
+    Store(#[source] Cause),
     /// The provider refuses this endpoint.
     #[error("{0}")]
-    Refused(String),
+    Refused(#[source] Cause),
     /// The provider sent content that is not what the ticket names.
     #[error("{0}")]
-    BadContent(String),
+    BadContent(#[source] Cause),
     /// The destination cannot take the content (names, existing files).
+    #[error(transparent)]
+    Destination(ringdrop_proto::place::ExportError),
     #[error("{0}")]
-    Destination(String),
-    #[error("{0}")]
-    NoSpace(String),
+    NoSpace(#[source] Cause),
     /// The incoming files cannot be written.
     #[error("{0}")]
-    Local(String),
+    Local(#[source] Cause),
+    /// Blocking work of the attempt did not finish (it panicked, or the
+    /// runtime is shutting down).
+    #[error("a blocking task of the transfer failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Words a person can act on, and the error they came from if any. Its
+/// text is the words then the error's (`last_error` keeps both); the error
+/// is its source too, for whoever walks the chain.
+#[derive(Debug)]
+pub struct Cause {
+    msg: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Cause {
+    /// `msg`, from `source`.
+    pub fn of(
+        msg: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            msg: msg.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// `source` alone: its own text says enough.
+    pub fn from_err(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::of(String::new(), source)
+    }
+}
+
+impl From<String> for Cause {
+    fn from(msg: String) -> Self {
+        Self { msg, source: None }
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(msg: &str) -> Self {
+        msg.to_string().into()
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.source {
+            Some(source) if self.msg.is_empty() => write!(f, "{source}"),
+            Some(source) => write!(f, "{}: {source}", self.msg),
+            None => f.write_str(&self.msg),
+        }
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|s| s as _)
+    }
 }
 
 impl AttemptError {
@@ -74,8 +134,8 @@ pub struct Want {
     pub ranges: ChunkRanges,
 }
 
-fn store_err(e: impl std::fmt::Display) -> AttemptError {
-    AttemptError::Store(format!("blob store: {e}"))
+fn store_err(e: impl std::error::Error + Send + Sync + 'static) -> AttemptError {
+    AttemptError::Store(Cause::of("blob store", e))
 }
 
 /// Dials the provider on the blobs ALPN.
@@ -88,13 +148,17 @@ pub async fn connect(endpoint: &Endpoint, ticket: &Ticket) -> Result<Connection,
     .await
     {
         Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(AttemptError::Unreachable(format!(
-            "cannot reach {provider}: {e}"
+        Ok(Err(e)) => Err(AttemptError::Unreachable(Cause::of(
+            format!("cannot reach {provider}"),
+            e,
         ))),
-        Err(_) => Err(AttemptError::Unreachable(format!(
-            "cannot reach {provider}: no answer within {}s",
-            CONNECT_TIMEOUT.as_secs()
-        ))),
+        Err(_) => Err(AttemptError::Unreachable(
+            format!(
+                "cannot reach {provider}: no answer within {}s",
+                CONNECT_TIMEOUT.as_secs()
+            )
+            .into(),
+        )),
     }
 }
 
@@ -115,14 +179,14 @@ impl Session<'_> {
                 "refused by {}: this endpoint ({}) may not fetch this share (it is not shared with you, or you are not in its rings)",
                 self.ticket.provider(),
                 self.me.id()
-            ));
+            ).into());
         }
         if let Some(io) = e.local_write() {
-            return AttemptError::Local(format!("cannot write to the local store: {io}"));
+            return AttemptError::Local(format!("cannot write to the local store: {io}").into());
         }
         match e {
             GetError::BadRequest { .. } => {
-                AttemptError::BadContent(format!("the provider sent invalid content: {e}"))
+                AttemptError::BadContent(format!("the provider sent invalid content: {e}").into())
             }
             // QUIC already rules out corruption on the way: the provider
             // itself serves bytes that are not what the ticket names, and
@@ -133,8 +197,8 @@ impl Session<'_> {
             } => AttemptError::BadContent(format!(
                 "{} sent data that does not match the ticket's hash ({e}); nothing unverified was kept",
                 self.ticket.provider()
-            )),
-            _ => AttemptError::Interrupted(format!("transfer interrupted: {e}")),
+            ).into()),
+            _ => AttemptError::Interrupted(format!("transfer interrupted: {e}").into()),
         }
     }
 
@@ -160,7 +224,7 @@ impl Session<'_> {
                     if n > limit {
                         return Err(AttemptError::BadContent(format!(
                             "the provider sent more than the {limit} bytes this request allows; refusing the content"
-                        )));
+                        ).into()));
                     }
                 }
                 GetProgressItem::Done(_) => return Ok(()),
@@ -199,9 +263,9 @@ impl Session<'_> {
                 .await?;
         }
         let collection = Collection::load(root, self.store).await.map_err(|e| {
-            AttemptError::BadContent(format!(
-                "the ticket does not point at a valid collection: {e}"
-            ))
+            AttemptError::BadContent(
+                format!("the ticket does not point at a valid collection: {e}").into(),
+            )
         })?;
         Ok(collection.into_iter().collect())
     }
@@ -304,7 +368,7 @@ impl Session<'_> {
                 self.ticket.provider(),
                 want.hash,
                 want.size.unwrap_or_default()
-            )));
+            ).into()));
         }
         loop {
             match content.next().await {
@@ -340,7 +404,7 @@ impl Session<'_> {
 }
 
 fn out_of_step(position: u64) -> AttemptError {
-    AttemptError::Interrupted(format!(
-        "the response is out of step with the request at position {position}"
-    ))
+    AttemptError::Interrupted(
+        format!("the response is out of step with the request at position {position}").into(),
+    )
 }

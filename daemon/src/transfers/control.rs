@@ -125,6 +125,29 @@ impl TransferManager {
         Ok(TransferView { rec, rate: 0 })
     }
 
+    /// Gives transfer `id` to user `uid` (an admin's act, judged by the
+    /// facade). Only a transfer at rest: a queued or running one has a
+    /// worker recording its row as it goes, with the owner it began with.
+    pub async fn give(&self, id: u64, uid: u32) -> Result<TransferView, TransferError> {
+        let live = self.inner.live.lock().is_ok_and(|l| l.contains_key(&id));
+        if live {
+            let rec = self.stored(id).await?;
+            return Err(invalid(
+                id,
+                rec.state,
+                "given while it runs (pause it first, then give it)",
+            ));
+        }
+        let rec = self
+            .inner
+            .registry
+            .give_transfer(id, uid)
+            .await?
+            .ok_or(TransferError::NotFound(id))?;
+        self.touch();
+        Ok(TransferView { rec, rate: 0 })
+    }
+
     /// Forgets a finished transfer `caller` controls (its row and what is
     /// recorded beside it); its files, wherever they were placed, stay.
     pub async fn remove(&self, caller: &Caller, id: u64) -> Result<TransferView, TransferError> {

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{
-    attempt::{self, AttemptError, Want},
+    attempt::{self, AttemptError, Cause, Want},
     hosted::{Hosts, REHOST_WITHIN},
     incoming::{self, Incoming, Opened, Place},
     plan, transfer_tag, StopReason, TransferView,
@@ -359,7 +359,7 @@ impl Worker {
             placed
         })
         .await?
-        .map_err(|e| AttemptError::Destination(e.to_string()))
+        .map_err(AttemptError::Destination)
     }
 
     /// Opens the incoming files (the ones the owner's client hosts, if it
@@ -490,9 +490,9 @@ impl Worker {
             .zip(sizes.iter())
             .map(|((name, hash), size)| {
                 let size = size.ok_or_else(|| {
-                    AttemptError::Interrupted(format!(
-                        "the provider did not send the size of {name:?}"
-                    ))
+                    AttemptError::Interrupted(
+                        format!("the provider did not send the size of {name:?}").into(),
+                    )
                 })?;
                 Ok(plan::Entry {
                     name: name.clone(),
@@ -514,7 +514,7 @@ impl Worker {
         if let Some(said) = self.expect_size.filter(|s| *s != total) {
             return Err(AttemptError::BadContent(format!(
                 "the offer said {said} bytes but the content is {total} bytes; nothing of it was kept"
-            )));
+            ).into()));
         }
         let done: u64 = entries
             .iter()
@@ -552,7 +552,7 @@ impl Worker {
             Placement::Client => Ok(None),
         })
         .await?
-        .map_err(|e| AttemptError::Destination(e.to_string()))
+        .map_err(AttemptError::Destination)
     }
 
     /// Fetches every chunk of `entries` not in `have`, checking the room
@@ -650,7 +650,7 @@ async fn check_names(named: &[(String, Hash)]) -> Result<(), AttemptError> {
         .collect();
     blocking(move || plan::check_names(&names))
         .await?
-        .map_err(|e| AttemptError::Destination(e.to_string()))
+        .map_err(AttemptError::Destination)
 }
 
 /// The data-dir directory of transfer `id`'s outboards.
@@ -662,9 +662,7 @@ pub(super) fn outboards_of(data_dir: &std::path::Path, id: u64) -> PathBuf {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, AttemptError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| AttemptError::Local(format!("a blocking task failed: {e}")))
+    Ok(tokio::task::spawn_blocking(f).await?)
 }
 
 fn local(e: incoming::IncomingError) -> AttemptError {
@@ -673,11 +671,11 @@ fn local(e: incoming::IncomingError) -> AttemptError {
     if host_lost {
         // Retried: the client offers its directory again (or, after a
         // while, the data dir takes over).
-        AttemptError::Interrupted(e.to_string())
+        AttemptError::Interrupted(Cause::from_err(e))
     } else if e.no_space() {
-        AttemptError::NoSpace(e.to_string())
+        AttemptError::NoSpace(Cause::from_err(e))
     } else {
-        AttemptError::Local(e.to_string())
+        AttemptError::Local(Cause::from_err(e))
     }
 }
 
@@ -727,7 +725,7 @@ impl Space {
 
     fn check(&self, remaining: u64) -> Result<(), AttemptError> {
         let check = |path: &std::path::Path, need| {
-            plan::check_space(path, need).map_err(|e| AttemptError::NoSpace(e.to_string()))
+            plan::check_space(path, need).map_err(|e| AttemptError::NoSpace(Cause::from_err(e)))
         };
         if self.shared {
             return check(&self.root, remaining + self.data_dir_need);
