@@ -60,6 +60,21 @@ impl Tasks {
         });
     }
 
+    /// Runs blocking `work` on the blocking pool as task `name`: tracked
+    /// (shutdown waits for it; it cannot be cancelled, so it must end by
+    /// itself), a panic logged with the name.
+    pub fn spawn_blocking(&self, name: &'static str, work: impl FnOnce() + Send + 'static) {
+        self.tracker.spawn_blocking(move || {
+            if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(work)) {
+                error!(
+                    task = name,
+                    "task panicked: {}",
+                    panic_text(payload.as_ref())
+                );
+            }
+        });
+    }
+
     /// Runs the loop `make()` as task `name` for the daemon's lifetime:
     /// if it ends or panics before shutdown, that is logged and it starts
     /// again after [`RESTART_AFTER`].

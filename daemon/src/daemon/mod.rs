@@ -272,13 +272,6 @@ impl Daemon {
             shutdown.clone(),
             hub.clone(),
         );
-        if !config.on_complete.is_empty() {
-            let hook = crate::events::Hook {
-                argv: config.on_complete.clone(),
-                timeout: config.on_complete_timeout,
-            };
-            crate::events::spawn_hooks(&hub, hook, &tasks);
-        }
         let daemon = Self {
             inner: Arc::new(Inner {
                 config,

@@ -20,9 +20,17 @@ const MEMBERS_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 const LIVE_ACCESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Daemon {
-    /// The loops that run for the daemon's lifetime, each until shutdown.
+    /// The loops that run for the daemon's lifetime, each until shutdown,
+    /// and the `on_complete` follower if a hook is configured.
     pub(super) fn spawn_loops(&self) {
-        let tasks = &self.inner.tasks;
+        let (tasks, config) = (&self.inner.tasks, &self.inner.config);
+        if !config.on_complete.is_empty() {
+            let hook = crate::events::Hook {
+                argv: config.on_complete.clone(),
+                timeout: config.on_complete_timeout,
+            };
+            crate::events::spawn_hooks(&self.inner.events, hook, tasks);
+        }
         let me = self.clone();
         tasks.spawn_loop("enforce-live-access", move || {
             me.clone().enforce_live_access()

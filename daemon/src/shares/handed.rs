@@ -199,7 +199,7 @@ impl Handoffs {
 }
 
 /// Serves the handoff socket at `path` (mode 0660 for `group`, else 0600)
-/// until `stop`; it is removed then.
+/// as a task of `tasks` until they stop; it is removed then.
 pub fn serve(
     path: PathBuf,
     group: Option<u32>,
@@ -213,50 +213,32 @@ pub fn serve(
     // SAFETY: the listener is an OwnedFd this AsyncFd owns from here on;
     // nothing else closes or registers it.
     let listener = unsafe { AsyncFd::register(listener) }.map_err(std::io::Error::from)?;
+    let receivers = tasks.clone();
     tasks.spawn("handoff-socket", async move {
-        // Removed when the task ends (at shutdown it is cancelled).
-        let _bound = Bound(path);
-        loop {
-            let Ok(mut guard) = listener.readable().await else {
-                break;
-            };
-            // SAFETY: accept4 on our listening socket; a returned
-            // descriptor is owned at once.
-            let fd = unsafe {
-                libc::accept4(
-                    listener.get_ref().as_raw_fd(),
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                    libc::SOCK_CLOEXEC,
-                )
-            };
-            if fd < 0 {
-                let e = std::io::Error::last_os_error();
-                match e.kind() {
-                    std::io::ErrorKind::WouldBlock => guard.clear_ready(),
-                    std::io::ErrorKind::Interrupted => {}
-                    // Out of descriptors, say: not a busy loop.
-                    _ => {
-                        warn!("file handoff socket: accept failed: {e}");
-                        drop(guard);
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-                continue;
-            }
-            // SAFETY: fd was just returned by accept4 and is ours.
-            let conn = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let serving = Serving {
+            path,
+            open: Default::default(),
+        };
+        let mut received = 0u64;
+        while let Some(conn) = accept(&listener).await {
             // A few at once; more are closed as they come (the client says
             // so and can try again).
             let Ok(permit) = handoffs.receiving.clone().try_acquire_owned() else {
                 warn!("file handoff refused: {RECEIVING_MAX} are being received already");
                 continue;
             };
+            received += 1;
+            let key = received;
+            serving.hold(key, &conn);
+            let open = serving.open.clone();
             let (policy, handoffs) = (policy.clone(), handoffs.clone());
             let (reader, rehost) = (reader.clone(), rehost.clone());
-            tokio::task::spawn_blocking(move || {
+            receivers.spawn_blocking("handoff-receive", move || {
                 if let Err(e) = receive(conn, &policy, &handoffs, &reader, &rehost) {
                     warn!("file handoff refused: {e}");
+                }
+                if let Ok(mut open) = open.lock() {
+                    open.remove(&key);
                 }
                 drop(permit);
             });
@@ -265,12 +247,67 @@ pub fn serve(
     Ok(())
 }
 
-/// The handoff socket's path, removed when dropped.
-struct Bound(PathBuf);
+/// The next connection on `listener`; `None` once it fails for good.
+async fn accept(listener: &AsyncFd<OwnedFd>) -> Option<OwnedFd> {
+    loop {
+        let mut guard = listener.readable().await.ok()?;
+        // SAFETY: accept4 on our listening socket; a returned descriptor is
+        // owned at once.
+        let fd = unsafe {
+            libc::accept4(
+                listener.get_ref().as_raw_fd(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: fd was just returned by accept4 and is ours.
+            return Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+        }
+        let e = std::io::Error::last_os_error();
+        match e.kind() {
+            std::io::ErrorKind::WouldBlock => guard.clear_ready(),
+            std::io::ErrorKind::Interrupted => {}
+            // Out of descriptors, say: not a busy loop.
+            _ => {
+                warn!("file handoff socket: accept failed: {e}");
+                drop(guard);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
 
-impl Drop for Bound {
+/// The handoff socket being served. When its task ends (at shutdown it
+/// is cancelled) the socket's path is removed and the connections still
+/// being received are shut down, so their blocking reads end at once and
+/// shutdown, which waits for them, never waits on a slow client.
+struct Serving {
+    path: PathBuf,
+    /// Copies of the connections being received, by their number.
+    open: Arc<Mutex<HashMap<u64, OwnedFd>>>,
+}
+
+impl Serving {
+    /// Keeps a copy of `conn` until its receive ends.
+    fn hold(&self, key: u64, conn: &OwnedFd) {
+        if let (Ok(copy), Ok(mut open)) = (conn.try_clone(), self.open.lock()) {
+            open.insert(key, copy);
+        }
+    }
+}
+
+impl Drop for Serving {
     fn drop(&mut self) {
-        std::fs::remove_file(&self.0).ok();
+        std::fs::remove_file(&self.path).ok();
+        if let Ok(open) = self.open.lock() {
+            for conn in open.values() {
+                // SAFETY: shutdown(2) of a socket this map owns a copy of;
+                // it ends the connection for every copy and closes none.
+                unsafe { libc::shutdown(conn.as_raw_fd(), libc::SHUT_RDWR) };
+            }
+        }
     }
 }
 
