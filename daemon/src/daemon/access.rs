@@ -69,7 +69,7 @@ impl Daemon {
 
     /// What is being served right now of the shares `caller` owns (an
     /// admin: everything).
-    pub async fn uploads(&self, caller: &Caller) -> Vec<Upload> {
+    pub(super) async fn uploads_for(&self, caller: &Caller) -> Vec<Upload> {
         let mut all = self.inner.uploads.list();
         if caller.is_admin() {
             return all;

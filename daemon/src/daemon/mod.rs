@@ -11,6 +11,8 @@ mod shares;
 mod status;
 mod transfers;
 mod upkeep;
+mod view;
+mod watch;
 
 pub use access::AccessError;
 pub use offers::{ContactError, OFFER_EXPIRES};
@@ -18,6 +20,8 @@ pub use peers::{PeerNames, PeerRef};
 pub use rings::{MAX_INVITE_USES, MAX_INVITE_VALID};
 pub use shares::TicketFormat;
 pub use status::{EventFeed, Seen, Status};
+pub use view::{Created, Named, ShareView, UploadView};
+pub use watch::{TransferFeed, TransferWatch};
 
 use std::{
     path::{Path, PathBuf},

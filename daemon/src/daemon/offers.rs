@@ -9,7 +9,7 @@ use iroh::EndpointAddr;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::{access::AccessError, transfers::daemon_cannot_write, Daemon, TicketFormat};
+use super::{access::AccessError, transfers::daemon_cannot_write, Daemon, Named, TicketFormat};
 use crate::{
     authority::Caller,
     events::{Event, Stamped},
@@ -64,16 +64,17 @@ impl Daemon {
         &self,
         caller: &Caller,
         path: PathBuf,
-        handed: Option<crate::shares::handed::HandedFiles>,
+        handoff: &[u8],
         peer: &str,
         expires_in: Option<i64>,
-    ) -> Result<SentOffer, ContactError> {
+    ) -> Result<Named<SentOffer>, ContactError> {
         let expires_in = expires_in.unwrap_or(OFFER_EXPIRES);
         if !(1..=30 * 24 * 3600).contains(&expires_in) {
             return Err(ContactError::Invalid(
                 "an offer expires after 1 second to 30 days".into(),
             ));
         }
+        let handed = self.handed(caller, handoff)?;
         let p = self.resolve_peer(peer).await?;
         if p.id == self.inner.endpoint.id() {
             return Err(ContactError::Invalid("that is this node itself".into()));
@@ -110,7 +111,7 @@ impl Daemon {
         let rec = registry.insert_sent(rec, caller.uid).await?;
         info!(uid = caller.uid, id = rec.id, peer = %p.id, size = rec.size, "offer queued");
         self.contacts().wake.notify_one();
-        Ok(rec)
+        Ok(self.named(rec).await)
     }
 
     /// The sent offer of `shared` to `peer`, queued.
@@ -163,15 +164,19 @@ impl Daemon {
     }
 
     /// The offers `caller` sent (an admin: all).
-    pub async fn sent(&self, caller: &Caller) -> Result<Vec<SentOffer>, ContactError> {
+    pub async fn sent(&self, caller: &Caller) -> Result<Named<Vec<SentOffer>>, ContactError> {
         let owners = self.inner.registry.owners(Owned::Sent).await?;
         let mut all = self.inner.registry.sent().await?;
         all.retain(|r| caller.controls(owners.of(&r.id.to_be_bytes())));
-        Ok(all)
+        Ok(self.named(all).await)
     }
 
     /// Withdraws an offer and ends the access it created.
-    pub async fn withdraw(&self, caller: &Caller, id: u64) -> Result<SentOffer, ContactError> {
+    pub async fn withdraw(
+        &self,
+        caller: &Caller,
+        id: u64,
+    ) -> Result<Named<SentOffer>, ContactError> {
         if !caller.controls(
             self.inner
                 .registry
@@ -204,11 +209,15 @@ impl Daemon {
         }
         info!(uid = caller.uid, id, "offer withdrawn");
         self.end_offer_access(&rec).await;
-        Ok(rec)
+        Ok(self.named(rec).await)
     }
 
     /// Forgets an ended sent offer of `caller`'s.
-    pub async fn remove_sent(&self, caller: &Caller, id: u64) -> Result<SentOffer, ContactError> {
+    pub async fn remove_sent(
+        &self,
+        caller: &Caller,
+        id: u64,
+    ) -> Result<Named<SentOffer>, ContactError> {
         let owner = self
             .inner
             .registry
@@ -233,7 +242,7 @@ impl Daemon {
                 // Ended, but maybe not yet cleaned up by the offers loop,
                 // which will not see it again.
                 self.end_access_of(&rec, owner).await;
-                Ok(rec)
+                Ok(self.named(rec).await)
             }
             (None, Some(state)) => Err(ContactError::Settled {
                 id,
@@ -250,7 +259,7 @@ impl Daemon {
         &self,
         caller: &Caller,
         id: u64,
-    ) -> Result<InboxOffer, ContactError> {
+    ) -> Result<Named<InboxOffer>, ContactError> {
         let rec = self.visible_offer(caller, id).await?;
         let removed = self
             .inner
@@ -260,7 +269,7 @@ impl Daemon {
         match removed {
             Some(rec) => {
                 info!(uid = caller.uid, id, "inbox offer forgotten");
-                Ok(rec)
+                Ok(self.named(rec).await)
             }
             None => Err(ContactError::Settled {
                 id,
@@ -293,7 +302,10 @@ impl Daemon {
     }
 
     /// The inbox as `caller` may see it, and how many offers were refused.
-    pub async fn inbox(&self, caller: &Caller) -> Result<(Vec<InboxOffer>, u64), ContactError> {
+    pub async fn inbox(
+        &self,
+        caller: &Caller,
+    ) -> Result<Named<(Vec<InboxOffer>, u64)>, ContactError> {
         let refused = self
             .contacts()
             .refused
@@ -315,7 +327,7 @@ impl Daemon {
                 visible.push(o);
             }
         }
-        Ok((visible, refused))
+        Ok(self.named((visible, refused)).await)
     }
 
     async fn new_offer(
@@ -343,7 +355,7 @@ impl Daemon {
         force: bool,
         caller: &Caller,
         caller_cannot_write: Option<String>,
-    ) -> Result<(InboxOffer, TransferView), ContactError> {
+    ) -> Result<Named<(InboxOffer, TransferView)>, ContactError> {
         let mut rec = self.new_offer(caller, id, "accepted").await?;
         let view = self
             .fetch_expecting(
@@ -359,14 +371,18 @@ impl Daemon {
         rec.state = InboxState::Accepted;
         rec.transfer_id = Some(view.rec.id);
         self.owe_receipt(&mut rec, Receipt::Accepted).await?;
-        Ok((rec, view))
+        Ok(self.named((rec, view)).await)
     }
 
-    pub async fn reject_offer(&self, caller: &Caller, id: u64) -> Result<InboxOffer, ContactError> {
+    pub async fn reject_offer(
+        &self,
+        caller: &Caller,
+        id: u64,
+    ) -> Result<Named<InboxOffer>, ContactError> {
         let mut rec = self.new_offer(caller, id, "rejected").await?;
         rec.state = InboxState::Rejected;
         self.owe_receipt(&mut rec, Receipt::Rejected).await?;
-        Ok(rec)
+        Ok(self.named(rec).await)
     }
 
     async fn owe_receipt(

@@ -177,7 +177,7 @@ impl Daemon {
 
     /// Names for endpoint ids, node-wide (any operator may resolve a
     /// name); an unreadable book names nobody.
-    pub async fn peer_names(&self) -> PeerNames {
+    pub(super) async fn peer_names(&self) -> PeerNames {
         PeerNames(self.registry().peer_names().await.unwrap_or_default())
     }
 

@@ -6,7 +6,7 @@ use tracing::info;
 
 use super::{
     access::{check_name, AccessError},
-    Daemon,
+    Daemon, Named,
 };
 use crate::{
     authority::Caller,
@@ -85,17 +85,18 @@ impl Daemon {
         ring: &str,
         peer: &str,
         expires_at: Option<i64>,
-    ) -> Result<Member, AccessError> {
+    ) -> Result<Named<Member>, AccessError> {
         self.existing_ring(caller, ring).await?;
         let p = self.resolve_peer(peer).await?;
         self.registry()
             .add_member(ring, p.id.as_bytes(), expires_at)
             .await?;
         info!(uid = caller.uid, ring, peer = %p.id, ?expires_at, "member added");
-        Ok(Member {
+        let member = Member {
             id: *p.id.as_bytes(),
             expires_at,
-        })
+        };
+        Ok(self.named(member).await)
     }
 
     /// Removes a member and closes its live connections.
@@ -104,7 +105,7 @@ impl Daemon {
         caller: &Caller,
         ring: &str,
         peer: &str,
-    ) -> Result<Member, AccessError> {
+    ) -> Result<Named<Member>, AccessError> {
         self.existing_ring(caller, ring).await?;
         let p = self.resolve_peer(peer).await?;
         if !self.registry().remove_member(ring, p.id.as_bytes()).await? {
@@ -115,16 +116,22 @@ impl Daemon {
         }
         let closed = self.inner.gate.disconnect(p.id);
         info!(uid = caller.uid, ring, peer = %p.id, closed, "member removed");
-        Ok(Member {
+        let member = Member {
             id: *p.id.as_bytes(),
             expires_at: None,
-        })
+        };
+        Ok(self.named(member).await)
     }
 
     /// Members of a ring.
-    pub async fn members(&self, caller: &Caller, ring: &str) -> Result<Vec<Member>, AccessError> {
+    pub async fn members(
+        &self,
+        caller: &Caller,
+        ring: &str,
+    ) -> Result<Named<Vec<Member>>, AccessError> {
         self.existing_ring(caller, ring).await?;
-        Ok(self.registry().members(ring).await?)
+        let members = self.registry().members(ring).await?;
+        Ok(self.named(members).await)
     }
 
     /// A new invite to `ring`: `uses` redemptions (at least 1), valid for

@@ -7,10 +7,10 @@ use tokio::sync::mpsc;
 
 use tracing::{info, warn};
 
-use super::Daemon;
+use super::{Created, Daemon, ShareView};
 use crate::{
     authority::Caller,
-    registry::{RegistryError, ShareRecord},
+    registry::RegistryError,
     shares::{self, ShareError, ShareEvent, Shared},
     ticket::{Ticket, TicketError, TicketKind},
 };
@@ -52,7 +52,7 @@ impl Daemon {
     }
 
     /// The files `caller` handed over under `token` (none: an empty token).
-    pub fn handed(
+    pub(super) fn handed(
         &self,
         caller: &Caller,
         token: &[u8],
@@ -76,10 +76,30 @@ impl Daemon {
         t.to_string()
     }
 
+    /// A client's share request: its files handed over under `handoff`
+    /// (see `shares::handed`), the ticket given in `format`.
+    pub async fn share_handed(
+        &self,
+        caller: &Caller,
+        mut req: shares::ShareRequest,
+        handoff: &[u8],
+        format: TicketFormat,
+        events: mpsc::Sender<ShareEvent>,
+    ) -> Result<Created, ShareError> {
+        req.handed = self.handed(caller, handoff)?;
+        let shared = self.share(caller, req, events).await?;
+        let rec = shared.share;
+        Ok(Created {
+            ticket: self.ticket(rec.hash, &rec.name, format),
+            share: self.share_view(rec, 0, false),
+            created: shared.created,
+        })
+    }
+
     /// Shares a file or directory (absolute path on this host) as
     /// [`shares::share`] says. Peers fetching a share this one replaced
     /// (its files changed) are disconnected.
-    pub async fn share(
+    pub(super) async fn share(
         &self,
         caller: &Caller,
         req: shares::ShareRequest,
@@ -108,10 +128,7 @@ impl Daemon {
     /// All shares with the bytes served for each and whether they are
     /// "changed" (the policy's verdict: their files, or another file their
     /// content was imported from, changed since sharing; not served).
-    pub async fn shares(
-        &self,
-        caller: &Caller,
-    ) -> Result<Vec<(ShareRecord, u64, bool)>, RegistryError> {
+    pub async fn shares(&self, caller: &Caller) -> Result<Vec<ShareView>, RegistryError> {
         let mut rows = Vec::new();
         for s in self.inner.registry.shares().await? {
             if caller.controls(s.owner) {
@@ -121,7 +138,7 @@ impl Daemon {
         }
         // The verdicts stat every source file: off the runtime.
         let policy = self.inner.policy.clone();
-        tokio::task::spawn_blocking(move || {
+        let judged: Vec<_> = tokio::task::spawn_blocking(move || {
             rows.into_iter()
                 .map(|(s, served)| {
                     let changed = !policy.fresh_now(&s);
@@ -130,12 +147,16 @@ impl Daemon {
                 .collect()
         })
         .await
-        .map_err(|e| RegistryError::Task(e.into()))
+        .map_err(|e| RegistryError::Task(e.into()))?;
+        Ok(judged
+            .into_iter()
+            .map(|(s, served, changed)| self.share_view(s, served, changed))
+            .collect())
     }
 
     /// The names of the shares `caller` controls, by content (no file is
     /// looked at).
-    pub async fn share_names(
+    pub(super) async fn share_names(
         &self,
         caller: &Caller,
     ) -> Result<std::collections::HashMap<Hash, String>, RegistryError> {
@@ -152,7 +173,7 @@ impl Daemon {
         &self,
         caller: &Caller,
         hash_or_prefix: &str,
-    ) -> Result<ShareRecord, ShareError> {
+    ) -> Result<ShareView, ShareError> {
         let rec = shares::unshare(
             &self.inner.store,
             &self.inner.registry,
@@ -162,7 +183,7 @@ impl Daemon {
         .await?;
         info!(uid = caller.uid, hash = %rec.hash, "unshared");
         self.disconnect_share(&rec.hash);
-        Ok(rec)
+        Ok(self.share_view(rec, 0, false))
     }
 
     /// Closes the connections of every peer being served `share` now.

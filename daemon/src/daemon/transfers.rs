@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tracing::info;
 
 use super::Daemon;
@@ -33,25 +33,10 @@ impl Daemon {
         self.inner.transfers.get_for(caller, id).await
     }
 
-    /// Follows a transfer `caller` may see: its live view while it runs
-    /// (`None`: not running now; [`Self::get_transfer`] has its row).
-    pub async fn follow_transfer(
-        &self,
-        caller: &Caller,
-        id: u64,
-    ) -> Result<Option<watch::Receiver<TransferView>>, TransferError> {
-        self.inner.transfers.subscribe(caller, id).await
-    }
-
-    /// Changes whenever any transfer changed.
-    pub fn transfer_changes(&self) -> watch::Receiver<u64> {
-        self.inner.transfers.changes()
-    }
-
     /// What changed among `caller`'s transfers since `rows` (a value of
     /// this, or none): every row when a stored row changed, else only the
     /// live ones (from memory). The generation to pass next time.
-    pub async fn transfers_changed(
+    pub(super) async fn transfers_changed(
         &self,
         caller: &Caller,
         rows: Option<u64>,

@@ -35,16 +35,13 @@ impl Contacts for ContactsService {
             .send(
                 &caller,
                 path,
-                self.daemon.handed(&caller, &r.handoff).map_err(st)?,
+                &r.handoff,
                 &r.peer,
                 Some(r.expires_in).filter(|s| *s != 0),
             )
             .await
             .map_err(st)?;
-        Ok(Response::new(convert::sent_offer(
-            &self.daemon.peer_names().await,
-            &rec,
-        )))
+        Ok(Response::new(convert::sent_offer(&rec.names, &rec.rows)))
     }
 
     async fn list_sent(
@@ -53,12 +50,8 @@ impl Contacts for ContactsService {
     ) -> Result<Response<pb::ListSentResponse>, Status> {
         let caller = super::caller(&req)?;
         let offers = self.daemon.sent(&caller).await.map_err(st)?;
-        let names = self.daemon.peer_names().await;
         Ok(Response::new(pb::ListSentResponse {
-            offers: offers
-                .iter()
-                .map(|o| convert::sent_offer(&names, o))
-                .collect(),
+            offers: convert::sent_offers(&offers),
         }))
     }
 
@@ -72,10 +65,7 @@ impl Contacts for ContactsService {
             .withdraw(&caller, req.into_inner().id)
             .await
             .map_err(st)?;
-        Ok(Response::new(convert::sent_offer(
-            &self.daemon.peer_names().await,
-            &rec,
-        )))
+        Ok(Response::new(convert::sent_offer(&rec.names, &rec.rows)))
     }
 
     async fn list_inbox(
@@ -83,15 +73,8 @@ impl Contacts for ContactsService {
         req: Request<pb::ListInboxRequest>,
     ) -> Result<Response<pb::ListInboxResponse>, Status> {
         let caller = super::caller(&req)?;
-        let (offers, refused) = self.daemon.inbox(&caller).await.map_err(st)?;
-        let names = self.daemon.peer_names().await;
-        Ok(Response::new(pb::ListInboxResponse {
-            offers: offers
-                .iter()
-                .map(|o| convert::inbox_offer(&names, o))
-                .collect(),
-            refused,
-        }))
+        let inbox = self.daemon.inbox(&caller).await.map_err(st)?;
+        Ok(Response::new(convert::inbox(&inbox)))
     }
 
     async fn accept_offer(
@@ -101,7 +84,7 @@ impl Contacts for ContactsService {
         let caller = super::caller(&req)?;
         let r = req.into_inner();
         let out = Some(r.out).filter(|o| !o.is_empty()).map(PathBuf::from);
-        let (offer, view) = self
+        let accepted = self
             .daemon
             .accept_offer(
                 r.id,
@@ -112,12 +95,10 @@ impl Contacts for ContactsService {
             )
             .await
             .map_err(st)?;
+        let (offer, view) = &accepted.rows;
         Ok(Response::new(pb::AcceptOfferResponse {
-            offer: Some(convert::inbox_offer(
-                &self.daemon.peer_names().await,
-                &offer,
-            )),
-            transfer: Some(convert::transfer(&view)),
+            offer: Some(convert::inbox_offer(&accepted.names, offer)),
+            transfer: Some(convert::transfer(view)),
         }))
     }
 
@@ -131,10 +112,7 @@ impl Contacts for ContactsService {
             .remove_sent(&caller, req.into_inner().id)
             .await
             .map_err(st)?;
-        Ok(Response::new(convert::sent_offer(
-            &self.daemon.peer_names().await,
-            &rec,
-        )))
+        Ok(Response::new(convert::sent_offer(&rec.names, &rec.rows)))
     }
 
     async fn remove_inbox_offer(
@@ -147,10 +125,7 @@ impl Contacts for ContactsService {
             .remove_inbox_offer(&caller, req.into_inner().id)
             .await
             .map_err(st)?;
-        Ok(Response::new(convert::inbox_offer(
-            &self.daemon.peer_names().await,
-            &rec,
-        )))
+        Ok(Response::new(convert::inbox_offer(&rec.names, &rec.rows)))
     }
 
     async fn reject_offer(
@@ -163,10 +138,7 @@ impl Contacts for ContactsService {
             .reject_offer(&caller, req.into_inner().id)
             .await
             .map_err(st)?;
-        Ok(Response::new(convert::inbox_offer(
-            &self.daemon.peer_names().await,
-            &rec,
-        )))
+        Ok(Response::new(convert::inbox_offer(&rec.names, &rec.rows)))
     }
 
     async fn trust_peer(

@@ -3,10 +3,43 @@
 use ringdrop_proto::v1 as pb;
 
 use crate::{
-    daemon::PeerNames,
-    registry::{InboxOffer, Member, Placement, SentOffer, ShareRecord, TransferState},
+    daemon::{Created, Named, PeerNames, ShareView, UploadView},
+    registry::{InboxOffer, Member, Placement, SentOffer, TransferState},
     transfers::TransferView,
 };
+
+/// Sent offers, named.
+pub fn sent_offers(n: &Named<Vec<SentOffer>>) -> Vec<pb::SentOffer> {
+    n.rows.iter().map(|o| sent_offer(&n.names, o)).collect()
+}
+
+/// The inbox as a caller sees it, named, and how many offers were refused.
+pub fn inbox(n: &Named<(Vec<InboxOffer>, u64)>) -> pb::ListInboxResponse {
+    let (offers, refused) = &n.rows;
+    pb::ListInboxResponse {
+        offers: offers.iter().map(|o| inbox_offer(&n.names, o)).collect(),
+        refused: *refused,
+    }
+}
+
+/// A ring's members, named.
+pub fn members(n: &Named<Vec<Member>>) -> Vec<pb::Member> {
+    n.rows.iter().map(|m| member(&n.names, m)).collect()
+}
+
+/// An upload under way.
+pub fn upload(v: &UploadView) -> pb::Upload {
+    let u = &v.upload;
+    pb::Upload {
+        peer: u.peer.to_string(),
+        share: u.share.map(|h| h.to_string()).unwrap_or_default(),
+        name: v.share_name.clone(),
+        hash: u.hash.to_string(),
+        bytes_sent: u.sent,
+        rate: u.rate(),
+        started_at: ringdrop_proto::clock::unix_secs(u.started),
+    }
+}
 
 pub fn state(s: TransferState) -> pb::TransferState {
     s.as_pb()
@@ -37,7 +70,21 @@ pub fn transfer(v: &TransferView) -> pb::Transfer {
     }
 }
 
-pub fn share(s: &ShareRecord, ticket: String, served: u64, changed: bool) -> pb::Share {
+/// The stream's last message of a share request: the share made, with
+/// its tickets.
+pub fn share_created(c: &Created) -> pb::ShareProgress {
+    pb::ShareProgress {
+        event: Some(pb::share_progress::Event::Created(pb::ShareCreated {
+            share: Some(share(&c.share)),
+            ticket: c.ticket.clone(),
+            created: c.created,
+        })),
+    }
+}
+
+/// A share as listed.
+pub fn share(v: &ShareView) -> pb::Share {
+    let (s, ticket, served, changed) = (&v.rec, v.ticket.clone(), v.served, v.changed);
     pb::Share {
         hash: s.hash.to_string(),
         name: s.name.clone(),

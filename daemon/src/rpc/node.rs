@@ -84,26 +84,10 @@ impl Node for NodeService {
         req: Request<pb::ListUploadsRequest>,
     ) -> Result<Response<pb::ListUploadsResponse>, Status> {
         let caller = super::caller(&req)?;
-        let names = self.daemon.share_names(&caller).await.map_err(st)?;
-        let uploads = self
-            .daemon
-            .uploads(&caller)
-            .await
-            .into_iter()
-            .map(|u| pb::Upload {
-                peer: u.peer.to_string(),
-                share: u.share.map(|h| h.to_string()).unwrap_or_default(),
-                name: u
-                    .share
-                    .and_then(|h| names.get(&h).cloned())
-                    .unwrap_or_default(),
-                hash: u.hash.to_string(),
-                bytes_sent: u.sent,
-                rate: u.rate(),
-                started_at: ringdrop_proto::clock::unix_secs(u.started),
-            })
-            .collect();
-        Ok(Response::new(pb::ListUploadsResponse { uploads }))
+        let uploads = self.daemon.uploads(&caller).await.map_err(st)?;
+        Ok(Response::new(pb::ListUploadsResponse {
+            uploads: uploads.iter().map(convert::upload).collect(),
+        }))
     }
 
     async fn inspect_ticket(

@@ -157,10 +157,7 @@ impl Rings for RingsService {
             .add_member(&caller, &req.ring, &req.peer, expires)
             .await
             .map_err(st)?;
-        Ok(Response::new(convert::member(
-            &self.daemon.peer_names().await,
-            &m,
-        )))
+        Ok(Response::new(convert::member(&m.names, &m.rows)))
     }
 
     async fn remove_member(
@@ -174,10 +171,7 @@ impl Rings for RingsService {
             .remove_member(&caller, &req.ring, &req.peer)
             .await
             .map_err(st)?;
-        Ok(Response::new(convert::member(
-            &self.daemon.peer_names().await,
-            &m,
-        )))
+        Ok(Response::new(convert::member(&m.names, &m.rows)))
     }
 
     async fn list_members(
@@ -190,9 +184,8 @@ impl Rings for RingsService {
             .members(&caller, &req.into_inner().ring)
             .await
             .map_err(st)?;
-        let names = self.daemon.peer_names().await;
         Ok(Response::new(pb::ListMembersResponse {
-            members: members.iter().map(|m| convert::member(&names, m)).collect(),
+            members: convert::members(&members),
         }))
     }
 }

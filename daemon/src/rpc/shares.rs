@@ -51,24 +51,6 @@ async fn forward_progress(
     }
 }
 
-/// The stream's last message: the share made, with its tickets.
-fn created(
-    daemon: &Daemon,
-    shared: &crate::shares::Shared,
-    format: TicketFormat,
-) -> pb::ShareProgress {
-    let rec = &shared.share;
-    let ticket = daemon.ticket(rec.hash, &rec.name, format);
-    let default_ticket = daemon.ticket(rec.hash, &rec.name, TicketFormat::Ringdrop);
-    pb::ShareProgress {
-        event: Some(Event::Created(pb::ShareCreated {
-            share: Some(convert::share(rec, default_ticket, 0, false)),
-            ticket,
-            created: shared.created,
-        })),
-    }
-}
-
 #[tonic::async_trait]
 impl Shares for SharesService {
     type ShareStream = ShareStream;
@@ -96,19 +78,20 @@ impl Shares for SharesService {
             rings: req.rings,
             listed: req.listed,
             inherit: true,
-            handed: self.daemon.handed(&caller, &req.handoff).map_err(st)?,
+            handed: None,
         };
+        let handoff = req.handoff;
         let (out_tx, out_rx) = mpsc::channel(16);
         let daemon = self.daemon.clone();
         self.daemon.spawn("rpc-share", async move {
             let (ev_tx, ev_rx) = mpsc::channel(16);
             // The share's sender ends with it, and so does the forwarding.
             let (res, ()) = tokio::join!(
-                daemon.share(&caller, share_req, ev_tx),
+                daemon.share_handed(&caller, share_req, &handoff, format, ev_tx),
                 forward_progress(ev_rx, &out_tx),
             );
             let msg = match res {
-                Ok(shared) => Ok(created(&daemon, &shared, format)),
+                Ok(created) => Ok(convert::share_created(&created)),
                 Err(e) => Err(st(e)),
             };
             out_tx.send(msg).await.ok();
@@ -127,10 +110,7 @@ impl Shares for SharesService {
             .await
             .map_err(st)?
             .iter()
-            .map(|(s, served, changed)| {
-                let ticket = self.daemon.ticket(s.hash, &s.name, TicketFormat::Ringdrop);
-                convert::share(s, ticket, *served, *changed)
-            })
+            .map(convert::share)
             .collect();
         Ok(Response::new(pb::ListSharesResponse { shares }))
     }
@@ -145,11 +125,8 @@ impl Shares for SharesService {
             .unshare(&caller, &req.into_inner().hash)
             .await
             .map_err(st)?;
-        let ticket = self
-            .daemon
-            .ticket(rec.hash, &rec.name, TicketFormat::Ringdrop);
         Ok(Response::new(pb::UnshareResponse {
-            share: Some(convert::share(&rec, ticket, 0, false)),
+            share: Some(convert::share(&rec)),
         }))
     }
 }

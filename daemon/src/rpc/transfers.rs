@@ -1,6 +1,6 @@
 //! `ringdrop.v1.Transfers`: fetch, list, get, watch.
 
-use std::{collections::HashMap, path::PathBuf, pin::Pin};
+use std::{path::PathBuf, pin::Pin};
 
 use futures::{Stream, StreamExt};
 use ringdrop_proto::v1::{self as pb, transfers_server::Transfers};
@@ -23,27 +23,6 @@ impl TransfersService {
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::Transfer, Status>> + Send>>;
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::FileChunk, Status>> + Send>>;
-
-/// Whether a client following transfers should hear about `b` after `a`.
-fn changed(a: &pb::Transfer, b: &pb::Transfer) -> bool {
-    (
-        a.state,
-        a.bytes_total,
-        a.bytes_done,
-        a.bytes_received,
-        a.attempts,
-    ) != (
-        b.state,
-        b.bytes_total,
-        b.bytes_done,
-        b.bytes_received,
-        b.attempts,
-    ) || a.last_error != b.last_error
-}
-
-fn finished(t: &pb::Transfer) -> bool {
-    pb::TransferState::of(t.state).is_ended()
-}
 
 #[tonic::async_trait]
 impl Transfers for TransfersService {
@@ -105,33 +84,20 @@ impl Transfers for TransfersService {
     ) -> Result<Response<Self::WatchTransferStream>, Status> {
         let caller = super::caller(&req)?;
         let id = req.into_inner().id;
-        let rx = self.daemon.follow_transfer(&caller, id).await.map_err(st)?;
-        let daemon = self.daemon.clone();
-        let stop = self.daemon.shutdown_token();
+        let mut watch = self.daemon.watch_transfer(&caller, id).await.map_err(st)?;
         let (tx, out) = mpsc::channel(4);
         self.daemon.spawn("rpc-watch-transfer", async move {
-            if let Some(mut rx) = rx {
-                loop {
-                    let snapshot = convert::transfer(&rx.borrow_and_update());
-                    if tx.send(Ok(snapshot)).await.is_err() {
-                        return;
-                    }
-                    tokio::select! {
-                        changed = rx.changed() => if changed.is_err() { break },
-                        _ = stop.cancelled() => return,
-                        _ = tx.closed() => return,
-                    }
-                    // At most ~10 updates a second reach the client.
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            loop {
+                let next = tokio::select! {
+                    next = watch.next() => next,
+                    _ = tx.closed() => return,
+                };
+                let Some(next) = next else { return };
+                let msg = next.map(|v| convert::transfer(&v)).map_err(st);
+                if tx.send(msg).await.is_err() {
+                    return;
                 }
             }
-            // Ended (or had already): the final row from the registry.
-            let last = daemon
-                .get_transfer(&caller, id)
-                .await
-                .map(|v| convert::transfer(&v))
-                .map_err(st);
-            tx.send(last).await.ok();
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(out))))
     }
@@ -141,48 +107,27 @@ impl Transfers for TransfersService {
         req: Request<pb::WatchTransfersRequest>,
     ) -> Result<Response<Self::WatchTransfersStream>, Status> {
         let caller = super::caller(&req)?;
-        let daemon = self.daemon.clone();
-        let mut changes = daemon.transfer_changes();
-        let stop = self.daemon.shutdown_token();
+        let mut feed = self.daemon.watch_transfers(&caller);
         let (tx, out) = mpsc::channel(64);
         self.daemon.spawn("rpc-watch-transfers", async move {
-            let mut seen: HashMap<u64, pb::Transfer> = HashMap::new();
-            let mut first = true;
-            // Rows are read again only when a stored row changed; progress
-            // of running transfers comes from memory.
-            let mut rows = None;
             loop {
-                changes.borrow_and_update();
-                let list = match daemon.transfers_changed(&caller, rows).await {
-                    Ok((list, now)) => {
-                        rows = Some(now);
-                        list
-                    }
-                    Err(e) => {
+                let next = tokio::select! {
+                    next = feed.next() => next,
+                    _ = tx.closed() => return,
+                };
+                let changed = match next {
+                    None => return,
+                    Some(Ok(changed)) => changed,
+                    Some(Err(e)) => {
                         tx.send(Err(st(e))).await.ok();
                         return;
                     }
                 };
-                for v in &list {
-                    let t = convert::transfer(v);
-                    let news = match seen.get(&t.id) {
-                        Some(prev) => changed(prev, &t),
-                        // At first only what is still going on.
-                        None => !first || !finished(&t),
-                    };
-                    if news && tx.send(Ok(t.clone())).await.is_err() {
+                for v in &changed {
+                    if tx.send(Ok(convert::transfer(v))).await.is_err() {
                         return;
                     }
-                    seen.insert(t.id, t);
                 }
-                first = false;
-                tokio::select! {
-                    r = changes.changed() => if r.is_err() { return },
-                    _ = stop.cancelled() => return,
-                    _ = tx.closed() => return,
-                }
-                // Coalesce bursts: at most ~5 rounds a second.
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(out))))
