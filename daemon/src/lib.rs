@@ -54,9 +54,6 @@ fn notify(states: &[sd_notify::NotifyState]) {
     }
 }
 
-/// The group that may use the socket of a system daemon.
-pub(crate) const SOCKET_GROUP: &str = "ringdrop";
-
 fn group_id(name: &str) -> Option<u32> {
     let c = std::ffi::CString::new(name).ok()?;
     // SAFETY: getgrnam takes a NUL-terminated name; we only read gr_gid
@@ -82,7 +79,7 @@ pub async fn run(
     notify(&[NotifyState::Status("starting")]);
     // System mode: members of the `ringdrop` group are trusted operators.
     let group = if config.system {
-        group_id(SOCKET_GROUP)
+        group_id(authority::SOCKET_GROUP)
     } else {
         None
     };

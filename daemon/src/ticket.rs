@@ -31,13 +31,13 @@ pub enum TicketError {
     #[error("the ticket is damaged (not valid base32): was it cut or changed while copying?")]
     Encoding,
     #[error("the ticket is damaged or truncated ({0}): copy it again")]
-    Decode(String),
+    Decode(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the ticket was made by a newer ringdrop (format version {0}): upgrade ringdrop to fetch it")]
     UnsupportedVersion(u64),
     #[error("the ticket names an invalid endpoint id")]
     EndpointId,
     #[error("the ticket carries an invalid relay URL: {0}")]
-    RelayUrl(String),
+    RelayUrl(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the ticket's {0} is too long")]
     Oversized(&'static str),
 }
@@ -120,8 +120,7 @@ impl Ticket {
         let id = EndpointId::from_bytes(&v1.endpoint).map_err(|_| TicketError::EndpointId)?;
         let mut addr = EndpointAddr::new(id);
         if let Some(relay) = v1.relay {
-            let url =
-                RelayUrl::from_str(&relay).map_err(|e| TicketError::RelayUrl(e.to_string()))?;
+            let url = RelayUrl::from_str(&relay).map_err(|e| TicketError::RelayUrl(e.into()))?;
             addr = addr.with_relay_url(url);
         }
         if v1.addrs.len() > MAX_ADDRS {
@@ -160,12 +159,12 @@ fn label(name: &str) -> &str {
 /// clear "upgrade" message instead of a decode error.
 fn decode_versioned(bytes: &[u8]) -> Result<(u32, Wire), TicketError> {
     let (variant, _) =
-        postcard::take_from_bytes::<u32>(bytes).map_err(|e| TicketError::Decode(e.to_string()))?;
+        postcard::take_from_bytes::<u32>(bytes).map_err(|e| TicketError::Decode(e.into()))?;
     if variant != 0 {
         // Widened: the largest variant index is a newer version too.
         return Err(TicketError::UnsupportedVersion(u64::from(variant) + 1));
     }
-    let wire: Wire = postcard::from_bytes(bytes).map_err(|e| TicketError::Decode(e.to_string()))?;
+    let wire: Wire = postcard::from_bytes(bytes).map_err(|e| TicketError::Decode(e.into()))?;
     Ok((variant + 1, wire))
 }
 
@@ -196,7 +195,7 @@ impl FromStr for Ticket {
             return Self::decode_ringdrop(body);
         }
         if lower.starts_with("blob") {
-            let t = BlobTicket::from_str(s).map_err(|e| TicketError::Decode(e.to_string()))?;
+            let t = BlobTicket::from_str(s).map_err(|e| TicketError::Decode(e.into()))?;
             let (addr, hash, format) = t.into_parts();
             return Ok(Self {
                 kind: TicketKind::Blob,

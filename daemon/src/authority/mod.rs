@@ -11,6 +11,10 @@ mod peer;
 
 pub use peer::{my_uid, PeerIdentity, PeerPolicy};
 
+/// The group whose members are a system daemon's operators: they may
+/// use its control socket.
+pub const SOCKET_GROUP: &str = "ringdrop";
+
 /// Who sent a request, as the kernel told us at connect time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {

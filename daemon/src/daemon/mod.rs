@@ -56,7 +56,7 @@ pub enum StartError {
     #[error(transparent)]
     Node(#[from] NodeError),
     #[error("cannot open the blob store: {0}")]
-    Store(String),
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error(transparent)]
     Registry(#[from] RegistryError),
 }
@@ -228,7 +228,7 @@ async fn open_store(config: &Config) -> Result<FsStore, StartError> {
     });
     let store = FsStore::load_with_opts(blobs_dir.join("blobs.db"), opts)
         .await
-        .map_err(|e| StartError::Store(e.to_string()))?;
+        .map_err(|e| StartError::Store(e.into()))?;
     // Hashing and importing are bulk work: they yield the CPU to the
     // control socket and the network (as syncthing's hashers do).
     crate::tasks::lower_priority("iroh-blob-store", BULK_NICE);

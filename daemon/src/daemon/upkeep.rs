@@ -167,7 +167,8 @@ impl Daemon {
         let gone: std::collections::HashSet<u32> = tokio::task::spawn_blocking(move || {
             uids.into_iter()
                 .filter(|&uid| {
-                    crate::authority::still_member(uid, crate::SOCKET_GROUP) == Some(false)
+                    crate::authority::still_member(uid, crate::authority::SOCKET_GROUP)
+                        == Some(false)
                 })
                 .collect()
         })

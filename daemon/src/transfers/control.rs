@@ -114,7 +114,7 @@ impl TransferManager {
                 .tags()
                 .delete(transfer_tag(id))
                 .await
-                .map_err(|e| TransferError::Store(e.to_string()))?;
+                .map_err(|e| TransferError::Store(e.into()))?;
         }
         rec.state = TransferState::Cancelled;
         rec.updated_at = ringdrop_proto::clock::now();

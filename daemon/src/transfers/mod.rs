@@ -41,7 +41,7 @@ pub enum TransferError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error("the blob store failed: {0}")]
-    Store(String),
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the daemon is shutting down")]
     ShuttingDown,
     #[error("transfer {id} is {state}: it cannot be {action}")]
