@@ -3,9 +3,16 @@
 //! panics before shutdown is started again (after a pause), and shutdown
 //! waits for all of them ([`Tasks::stop`]) after cancelling their token.
 
-use std::{future::Future, panic::AssertUnwindSafe, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    panic::AssertUnwindSafe,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use futures::FutureExt;
+use tokio::task::AbortHandle;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{error, warn};
 
@@ -17,6 +24,17 @@ const RESTART_AFTER: Duration = Duration::from_secs(5);
 pub struct Tasks {
     tracker: TaskTracker,
     stop: CancellationToken,
+    /// What [`Tasks::stop`] aborts: the tasks of [`Tasks::spawn`] still
+    /// running, by number. (Aborting, rather than racing each task against
+    /// the stop token, keeps a busy task's every poll free of the token:
+    /// a request stream sending a GiB is polled per packet.)
+    running: Arc<Mutex<Running>>,
+}
+
+#[derive(Debug, Default)]
+struct Running {
+    next: u64,
+    tasks: HashMap<u64, AbortHandle>,
 }
 
 /// The text of a panic's payload.
@@ -41,23 +59,37 @@ impl Tasks {
         Self {
             tracker: TaskTracker::new(),
             stop,
+            running: Default::default(),
         }
     }
 
-    /// Runs `fut` as task `name` until it ends or shutdown; a panic is
-    /// logged with the name.
+    /// Runs `fut` as task `name` until it ends or the tasks stop (then it
+    /// is aborted); a panic is logged with the name. After a stop nothing
+    /// new starts.
     pub fn spawn(&self, name: &'static str, fut: impl Future<Output = ()> + Send + 'static) {
-        let stop = self.stop.clone();
-        self.tracker.spawn(async move {
-            tokio::select! {
-                ended = AssertUnwindSafe(fut).catch_unwind() => {
-                    if let Err(payload) = ended {
-                        error!(task = name, "task panicked: {}", panic_text(payload.as_ref()));
-                    }
-                }
-                _ = stop.cancelled() => {}
+        let Ok(mut running) = self.running.lock() else {
+            return;
+        };
+        if self.stop.is_cancelled() {
+            return;
+        }
+        let id = running.next;
+        running.next += 1;
+        let done = self.running.clone();
+        // Registered before the task can end: it waits for this lock.
+        let task = self.tracker.spawn(async move {
+            if let Err(payload) = AssertUnwindSafe(fut).catch_unwind().await {
+                error!(
+                    task = name,
+                    "task panicked: {}",
+                    panic_text(payload.as_ref())
+                );
+            }
+            if let Ok(mut running) = done.lock() {
+                running.tasks.remove(&id);
             }
         });
+        running.tasks.insert(id, task.abort_handle());
     }
 
     /// Runs blocking `work` on the blocking pool as task `name`: tracked
@@ -114,6 +146,11 @@ impl Tasks {
     pub async fn stop(&self) {
         self.stop.cancel();
         self.tracker.close();
+        if let Ok(mut running) = self.running.lock() {
+            for (_, task) in running.tasks.drain() {
+                task.abort();
+            }
+        }
         self.tracker.wait().await;
     }
 
@@ -132,29 +169,6 @@ impl Tasks {
                 "tasks still running {grace:?} after their inputs closed: cancelling them"
             );
             self.stop().await;
-        }
-    }
-}
-
-/// Lowers the CPU priority of this process's threads named `name` (and of
-/// the threads they start later) to `nice`; a thread that is gone or a
-/// refusal is skipped: priority is a preference, not a need.
-pub fn lower_priority(name: &str, nice: i32) {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return;
-    };
-    for task in tasks.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        let Ok(tid) = task.file_name().to_string_lossy().parse::<libc::id_t>() else {
-            continue;
-        };
-        if comm.trim_end() == name {
-            // SAFETY: setpriority on a thread id of this process; no memory
-            // is passed.
-            let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nice) };
-            if rc != 0 {
-                tracing::debug!(name, tid, "cannot lower the thread's priority");
-            }
         }
     }
 }

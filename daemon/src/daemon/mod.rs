@@ -214,10 +214,6 @@ fn create_private_dir(path: &Path) -> Result<(), StartError> {
     Ok(())
 }
 
-/// The nice value of the store's threads (bulk hashing and imports): only
-/// felt when the CPU is contended.
-const BULK_NICE: i32 = 10;
-
 /// The blob store in the data dir, with its garbage collection.
 async fn open_store(config: &Config) -> Result<FsStore, StartError> {
     let blobs_dir = config.data_dir.join("blobs");
@@ -229,9 +225,6 @@ async fn open_store(config: &Config) -> Result<FsStore, StartError> {
     let store = FsStore::load_with_opts(blobs_dir.join("blobs.db"), opts)
         .await
         .map_err(|e| StartError::Store(e.into()))?;
-    // Hashing and importing are bulk work: they yield the CPU to the
-    // control socket and the network (as syncthing's hashers do).
-    crate::tasks::lower_priority("iroh-blob-store", BULK_NICE);
     Ok(store)
 }
 

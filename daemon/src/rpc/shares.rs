@@ -1,6 +1,7 @@
 //! `ringdrop.v1.Shares`: share, list, unshare.
 
 use std::{path::PathBuf, pin::Pin};
+use tokio_util::task::AbortOnDropHandle;
 
 use futures::Stream;
 use ringdrop_proto::v1::{self as pb, share_progress::Event, shares_server::Shares};
@@ -85,11 +86,17 @@ impl Shares for SharesService {
         let daemon = self.daemon.clone();
         self.daemon.spawn("rpc-share", async move {
             let (ev_tx, ev_rx) = mpsc::channel(16);
-            // The share's sender ends with it, and so does the forwarding.
-            let (res, ()) = tokio::join!(
-                daemon.share_handed(&caller, share_req, &handoff, format, ev_tx),
-                forward_progress(ev_rx, &out_tx),
-            );
+            // A child task, so the import is not polled with it; it ends
+            // with the share's sender.
+            let out = out_tx.clone();
+            let forward =
+                AbortOnDropHandle::new(tokio::spawn(
+                    async move { forward_progress(ev_rx, &out).await },
+                ));
+            let res = daemon
+                .share_handed(&caller, share_req, &handoff, format, ev_tx)
+                .await;
+            forward.await.ok();
             let msg = match res {
                 Ok(created) => Ok(convert::share_created(&created)),
                 Err(e) => Err(st(e)),

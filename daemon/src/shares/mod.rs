@@ -12,6 +12,7 @@ use std::{
         Arc,
     },
 };
+use tokio_util::task::AbortOnDropHandle;
 
 use futures::{StreamExt, TryStreamExt};
 use iroh_blobs::{
@@ -551,6 +552,9 @@ async fn import(
 ) -> Result<(Hash, Hash, Vec<TempTag>, Collection), ShareError> {
     let names: Vec<String> = files.iter().map(|f| f.name().to_string()).collect();
     let hashed = Arc::new(AtomicU64::new(0));
+    // A child task, so the import's stream is not polled with its timer.
+    let _reporter =
+        AbortOnDropHandle::new(tokio::spawn(report_hashed(hashed.clone(), events.clone())));
     let importing = futures::stream::iter(files)
         .map(|f| {
             let (store, hashed) = (store.clone(), hashed.clone());
@@ -565,10 +569,7 @@ async fn import(
         })
         .buffered(IMPORT_PARALLELISM)
         .try_collect::<Vec<TempTag>>();
-    let tags = tokio::select! {
-        imported = importing => imported?,
-        never = report_hashed(&hashed, events) => match never {},
-    };
+    let tags = importing.await?;
     events
         .send(ShareEvent::Hashed(hashed.load(Ordering::Relaxed)))
         .await
@@ -578,18 +579,15 @@ async fn import(
     Ok((hash, meta_hash, tags, collection))
 }
 
-/// Tells `events` how many bytes are hashed, every 200 ms, for as long as
-/// it is polled (once nobody listens, it only waits).
-async fn report_hashed(
-    hashed: &AtomicU64,
-    events: &mpsc::Sender<ShareEvent>,
-) -> std::convert::Infallible {
+/// Tells `events` how many bytes are hashed, every 200 ms, until nobody
+/// listens (or its task is aborted).
+async fn report_hashed(hashed: Arc<AtomicU64>, events: mpsc::Sender<ShareEvent>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
     loop {
         tick.tick().await;
         let now = ShareEvent::Hashed(hashed.load(Ordering::Relaxed));
         if events.send(now).await.is_err() {
-            return std::future::pending().await;
+            return;
         }
     }
 }

@@ -15,7 +15,7 @@ use iroh::Endpoint;
 use iroh_blobs::{api::Store, protocol::ChunkRangesExt, store::IROH_BLOCK_SIZE, Hash};
 use ringdrop_proto::place::{PartialDir, Staging};
 use tokio::sync::{watch, Semaphore};
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::AbortOnDropHandle};
 use tracing::{debug, info, warn};
 
 use super::{
@@ -111,22 +111,26 @@ impl Worker {
         }
     }
 
-    /// Persists the latest progress once a second, for as long as it is
-    /// polled (beside the attempts: a write cut short was either queued to
-    /// the registry, before what comes after it, or never sent).
-    async fn persist_progress(&self) -> std::convert::Infallible {
+    /// Persists the latest progress once a second while the attempt runs:
+    /// a child task, so the attempts' hot loop is not polled with its timer,
+    /// ended when its handle drops (a write cut short was either queued to
+    /// the registry, before what the worker writes next, or never sent).
+    fn spawn_persister(&self) -> AbortOnDropHandle<()> {
+        let registry = self.registry.clone();
         let rx = self.publish.subscribe();
-        let mut tick = tokio::time::interval(PERSIST_EVERY);
-        let mut last = None;
-        loop {
-            tick.tick().await;
-            let rec = rx.borrow().rec.clone();
-            let key = (rec.bytes_received, rec.bytes_done, rec.bytes_total);
-            if last != Some(key) {
-                last = Some(key);
-                self.registry.put_transfer(&rec).await.ok();
+        AbortOnDropHandle::new(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PERSIST_EVERY);
+            let mut last = None;
+            loop {
+                tick.tick().await;
+                let rec = rx.borrow().rec.clone();
+                let key = (rec.bytes_received, rec.bytes_done, rec.bytes_total);
+                if last != Some(key) {
+                    last = Some(key);
+                    registry.put_transfer(&rec).await.ok();
+                }
             }
-        }
+        }))
     }
 
     pub async fn run(self) {
@@ -140,10 +144,10 @@ impl Worker {
             Some(_permit) => {
                 self.update(|v| v.rec.state = TransferState::Running);
                 self.persist().await;
+                let _persister = self.spawn_persister();
                 tokio::select! {
                     end = self.attempts() => end,
                     _ = self.stop.cancelled() => End::Stopped,
-                    never = self.persist_progress() => match never {},
                 }
             }
         };
