@@ -24,14 +24,14 @@ type Seen = (TransferState, u64, u64, u64, u32, Option<String>);
 
 fn seen(v: &TransferView) -> Seen {
     let r = &v.rec;
-    let sizes = (r.bytes_total, r.bytes_done, r.bytes_received);
+    let error = r.last_error.clone();
     (
         r.state,
-        sizes.0,
-        sizes.1,
-        sizes.2,
+        r.bytes_total,
+        r.bytes_done,
+        r.bytes_received,
         r.attempts,
-        r.last_error.clone(),
+        error,
     )
 }
 

@@ -31,10 +31,11 @@ fn progress(event: Event) -> Result<pb::ShareProgress, Status> {
     Ok(pb::ShareProgress { event: Some(event) })
 }
 
-/// Forwards the import's progress to the client's stream until it ends.
+/// Forwards the import's progress to the client's stream until it ends
+/// (or the client left: the import's sends then fail, and it goes on).
 async fn forward_progress(
     mut events: mpsc::Receiver<ShareEvent>,
-    out: &mpsc::Sender<Result<pb::ShareProgress, Status>>,
+    out: mpsc::Sender<Result<pb::ShareProgress, Status>>,
 ) {
     while let Some(ev) = events.recv().await {
         let msg = match ev {
@@ -44,9 +45,6 @@ async fn forward_progress(
             ShareEvent::Hashed(n) => Event::HashedBytes(n),
         };
         if out.send(progress(msg)).await.is_err() {
-            // The client left: the rest is read and dropped, so the
-            // import never waits on a full channel.
-            while events.recv().await.is_some() {}
             return;
         }
     }
@@ -88,11 +86,8 @@ impl Shares for SharesService {
             let (ev_tx, ev_rx) = mpsc::channel(16);
             // A child task, so the import is not polled with it; it ends
             // with the share's sender.
-            let out = out_tx.clone();
             let forward =
-                AbortOnDropHandle::new(tokio::spawn(
-                    async move { forward_progress(ev_rx, &out).await },
-                ));
+                AbortOnDropHandle::new(tokio::spawn(forward_progress(ev_rx, out_tx.clone())));
             let res = daemon
                 .share_handed(&caller, share_req, &handoff, format, ev_tx)
                 .await;
