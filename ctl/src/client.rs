@@ -42,6 +42,10 @@ impl Client {
         TransfersClient::new(self.channel.clone())
     }
 
+    pub fn limits(&self) -> ringdrop_proto::v1::limits_client::LimitsClient<Channel> {
+        ringdrop_proto::v1::limits_client::LimitsClient::new(self.channel.clone())
+    }
+
     pub fn contacts(&self) -> ringdrop_proto::v1::contacts_client::ContactsClient<Channel> {
         ringdrop_proto::v1::contacts_client::ContactsClient::new(self.channel.clone())
     }

@@ -108,6 +108,13 @@ enum Command {
     /// What this node is serving right now, to whom, how fast.
     #[command(after_help = "Example:\n  ringdropctl uploads")]
     Uploads,
+    /// Show or set bandwidth limits: the node's (admins), alternative
+    /// ones on a schedule, a peer's, a transfer's own (its owner).
+    /// Rates are bytes per second (10M, 512K); 0 or unlimited for none.
+    #[command(
+        after_help = "Examples:\n  ringdropctl limits\n  sudo ringdropctl limits --up 10M --down 50M\n  sudo ringdropctl limits --alt-up 1M --alt-hours 08:00-18:00 --alt-days mon-fri\n  sudo ringdropctl limits --peer bob --up 2M\n  ringdropctl limits --transfer 12 --down 5M\n  sudo ringdropctl limits --reset   # back to the config's"
+    )]
+    Limits(commands::limits::LimitsArgs),
     /// Send a file or directory to a peer: it arrives in the peer's inbox
     /// (now, or when it can be reached).
     #[command(
@@ -151,6 +158,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
     let socket = cli.socket;
     match cli.command {
         Command::Status => commands::status::status(socket, &out).await,
+        Command::Limits(args) => commands::limits::limits(socket, &out, args).await,
         Command::Id => commands::status::id(socket, &out).await,
         Command::Share(args) => commands::share::share(socket, &out, args).await,
         Command::Shares(cmd) => commands::share::shares(socket, &out, cmd).await,

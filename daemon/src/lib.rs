@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod config;
 pub mod daemon;
 pub mod events;
+pub mod limits;
 pub mod net;
 pub mod node;
 pub mod offers;

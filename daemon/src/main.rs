@@ -62,6 +62,9 @@ struct Args {
     /// Upload limit for everything this node serves, e.g. 10M (bytes per second).
     #[arg(long)]
     max_upload_rate: Option<String>,
+    /// Download limit for everything this node fetches, e.g. 10M (bytes per second).
+    #[arg(long)]
+    max_download_rate: Option<String>,
     /// How long a silent peer is given before its connection is dropped and
     /// transfers reconnect, e.g. 5s (1s to 15s).
     #[arg(long)]
@@ -74,7 +77,7 @@ struct Args {
 impl Args {
     fn layer(&self) -> Layer {
         let mut l = Layer::new("flags");
-        let pairs: [(&'static str, &Option<String>); 9] = [
+        let pairs: [(&'static str, &Option<String>); 10] = [
             ("data_dir", &self.data_dir),
             ("socket", &self.socket),
             ("relay", &self.relay),
@@ -82,6 +85,7 @@ impl Args {
             ("max_concurrent_transfers", &self.max_concurrent_transfers),
             ("download_dir", &self.download_dir),
             ("max_upload_rate", &self.max_upload_rate),
+            ("max_download_rate", &self.max_download_rate),
             ("peer_timeout", &self.peer_timeout),
             ("log", &self.log),
         ];

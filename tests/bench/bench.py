@@ -344,6 +344,34 @@ def resume_after_kill(ticket, out, when):
     return row["bytes_received"] / row["bytes_total"], done_at_kill / SIZE
 
 
+def limit_holds(ticket, limit=10_000_000, secs=10.0):
+    """A fetch under `ringdropctl limits --down`: its rate over `secs` from
+    its first progress (bytes/s), then the seconds from raising the limit
+    to 2x until its rate over 0.2 s windows passes 1.5x the old one."""
+    d = Daemon("limited")
+    out = fresh_dir(WORK / "limited-out")
+    d.json("limits", "--down", str(limit))
+    tid = d.json("fetch", ticket, "--out", out, "--detach")["id"]
+    while show(d, tid)["bytes_done"] == 0:
+        time.sleep(0.01)
+    t0, b0 = time.perf_counter(), show(d, tid)["bytes_done"]
+    time.sleep(secs)
+    t1, b1 = time.perf_counter(), show(d, tid)["bytes_done"]
+    held = (b1 - b0) / (t1 - t0)
+    d.json("limits", "--down", str(2 * limit))
+    changed = time.perf_counter()
+    last_t, last_b = changed, show(d, tid)["bytes_done"]
+    while True:
+        time.sleep(0.2)
+        t, b = time.perf_counter(), show(d, tid)["bytes_done"]
+        if (b - last_b) / (t - last_t) > 1.5 * limit or t - changed > 10:
+            applied = t - changed
+            break
+        last_t, last_b = t, b
+    d.remove()
+    return held, applied
+
+
 def percentile(xs, p):
     xs = sorted(xs)
     return xs[max(0, min(len(xs), int(-(-len(xs) * p // 1))) - 1)]
@@ -542,6 +570,14 @@ def main():
         f"p99 {l['p99_ms'] / i['p99_ms']:.1f}x idle", "p99 <= 2x idle, max <= 30 ms",
         l["p99_ms"] <= 2 * i["p99_ms"] and l["max_ms"] <= 30)
     lat.remove()
+
+    # 9. a download limit, and a change of it while the fetch runs
+    log("download limit")
+    held, applied = limit_holds(ticket)
+    row("9. download limit 10 MB/s over 10 s (MB/s)", f"{held / MB:.2f}", "limit 10.00",
+        f"{held / 10e6:.3f}x", "within 10 %", abs(held / 10e6 - 1) <= 0.10)
+    row("9. limit raised to 20 MB/s: until the rate passes 15 MB/s (s)", f"{applied:.2f}", "", "",
+        "<= 1 s", applied <= 1.0)
 
     lines = [f"Machine: {machine()}", "",
              "| measure | ringdrop | reference | ratio | target | met |",

@@ -186,6 +186,52 @@ async fn an_offer_waits_for_a_daemon_that_is_off_and_arrives_by_itself() -> Resu
     Ok(())
 }
 
+/// Presence: a receiver that comes back on another port (relays and mDNS
+/// off) tells its contacts where it is now; the offer queued for it
+/// arrives with no command on either side, and the sender's address book
+/// has the new address.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_offer_reaches_a_receiver_back_on_another_port() -> Result<()> {
+    let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &[])?;
+    let old = format!("127.0.0.1:{}", free_port()?);
+    let mut b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &["--bind", &old])?;
+    let inbox_dir = temp_dir("rdrop-inbox-")?;
+    let bob = befriend(&a, &b)?;
+    b.ctl_json(&["peer", "trust", "alice", "--accept-into", path(&inbox_dir)?])?;
+
+    b.terminate()?;
+    let src = temp_dir("rdrop-src-")?.join("notes.bin");
+    let data = random_file(&src, 1 << 20)?;
+    a.ctl_json(&["send", path(&src)?, "--to", &bob])?;
+    until(&a, &["sent"], |v| {
+        let o = v.as_array()?.first()?;
+        (o["attempts"].as_u64()? >= 1).then(|| o.clone())
+    })
+    .await?;
+
+    let new = format!("127.0.0.1:{}", free_port()?);
+    let at = b
+        .args
+        .iter()
+        .position(|x| x == "--bind")
+        .context("--bind")?;
+    b.args[at + 1] = new.clone();
+    b.restart()?;
+    let done = until(&a, &["sent"], |v| {
+        first_with(v, "state", "completed").cloned()
+    })
+    .await?;
+    assert_eq!(done["name"], "notes.bin", "{done}");
+    assert_eq!(std::fs::read(inbox_dir.join("notes.bin"))?, data);
+    let book = a.ctl_json(&["peer", "ls"])?;
+    let entry = first_with(&book, "name", &bob).context("bob in the book")?;
+    assert!(
+        entry.to_string().contains(&new),
+        "the book has the new address: {entry}"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn strangers_are_refused_and_a_members_flood_is_bounded() -> Result<()> {
     use ringdropd::offers::protocol::{offer, OfferMsg};

@@ -899,8 +899,11 @@ const TABLE: &[(&str, AsAdmin)] = &[
     ("Peers/RemoteList", AsAdmin::Acts),
     ("Contacts/ListSent", AsAdmin::Shows("alices-sent")),
     ("Contacts/ListInbox", AsAdmin::Shows("for-alice")),
+    ("Limits/GetLimits", AsAdmin::Acts),
     // What changes alice's rows.
     ("Node/GiveRow", AsAdmin::Acts),
+    ("Limits/SetLimits", AsAdmin::Acts),
+    ("Limits/SetTransferLimit", AsAdmin::Acts),
     // The daemon reads an admin's path itself: an admin may read more
     // than the daemon's user, never less.
     ("Shares/Share", AsAdmin::Acts),

@@ -196,7 +196,7 @@ async fn pause_resume_cancel() -> Result<()> {
     let size = 96 * MIB;
     let src = temp_dir("rdrop-src-")?.join("p.bin");
     let data = random_file(&src, size as usize)?;
-    let a = TestDaemon::start_with(|c| c.max_upload_rate = Some(64 * MIB)).await?;
+    let a = TestDaemon::start_with(|c| c.limits.up = Some(64 * MIB)).await?;
     let b =
         TestDaemon::start_with(|c| c.gc_interval = std::time::Duration::from_millis(200)).await?;
     let share = a.share(&src).await?;
@@ -313,5 +313,85 @@ async fn a_following_client_outlives_a_daemon_restart() -> Result<()> {
     assert!(stderr.contains("went away"), "{stderr}");
     assert!(String::from_utf8_lossy(&done.stdout).contains("Fetched"));
     assert_eq!(std::fs::read(out.join("big.bin"))?, data);
+    Ok(())
+}
+
+/// `fetch --only`: the part of a share the patterns pick, and nothing else,
+/// across a kill -9 of the fetching daemon; the patterns are kept with the
+/// transfer, so the resumed run fetches the same part. Patterns that pick
+/// nothing, or do not parse, are a clear error.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_fetches_the_selected_part_across_a_kill() -> Result<()> {
+    let root = temp_dir("rdrop-src-")?.join("many");
+    let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    for i in 0..60 {
+        let rel = PathBuf::from(format!(
+            "d{}/f{i:03}.{}",
+            i % 4,
+            ["bin", "txt"][(i / 4) % 2]
+        ));
+        let len = 256 * 1024 + i * 7919;
+        files.push((rel.clone(), random_file(&root.join(&rel), len)?));
+    }
+    // A whole directory, and one kind of file in another.
+    let picked = |rel: &std::path::Path| {
+        let s = rel.to_string_lossy();
+        s.starts_with("d0/") || (s.starts_with("d1/") && s.ends_with(".bin"))
+    };
+    let size: u64 = files
+        .iter()
+        .filter(|(rel, _)| picked(rel))
+        .map(|(_, d)| d.len() as u64)
+        .sum();
+    let a = BinDaemon::spawn(&temp_dir("rdrop-a-")?, &["--max-upload-rate", "12M"])?;
+    let mut b = BinDaemon::spawn(&temp_dir("rdrop-b-")?, &[])?;
+    let (ticket, _) = a.share(&root).await?;
+    let out = temp_dir("rdrop-out-")?;
+    let out_s = out.to_str().context("utf-8")?;
+
+    let nothing = b.ctl(&["fetch", &ticket, "--out", out_s, "--only", "many/d9/**"])?;
+    assert!(!nothing.status.success());
+    let said = String::from_utf8_lossy(&nothing.stderr);
+    assert!(said.contains("selects none of the 60 files"), "{said}");
+    let bad = b.ctl(&["fetch", &ticket, "--out", out_s, "--only", "many/[d"])?;
+    assert!(!bad.status.success());
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(said.contains("not a valid pattern"), "{said}");
+    assert!(list_tree(&out).is_empty(), "{:?}", list_tree(&out));
+
+    let started = b.ctl_json(&[
+        "fetch",
+        &ticket,
+        "--out",
+        out_s,
+        "--only",
+        "many/d0",
+        "--only",
+        "many/d1/*.bin",
+        "--detach",
+    ])?;
+    let id = started["id"].as_u64().context("id")?;
+    let seen = watch_until(&b.socket, id, half_way).await?;
+    assert!(!completed(&seen));
+    assert_eq!(seen.bytes_total, size, "the total is the selected part's");
+    b.kill9()?;
+    b.restart()?;
+
+    let t = wait_done(&b.socket, id).await?;
+    assert!(completed(&t), "{t:?}");
+    assert_eq!(t.bytes_total, size);
+    assert!(
+        within_resume_budget(t.bytes_received, size),
+        "{} for {size}",
+        t.bytes_received
+    );
+    let mut expect: Vec<String> = ["many", "many/d0", "many/d1"].map(String::from).into();
+    for (rel, data) in files.iter().filter(|(rel, _)| picked(rel)) {
+        let at = out.join("many").join(rel);
+        assert_eq!(&std::fs::read(&at)?, data, "{}", rel.display());
+        expect.push(format!("many/{}", rel.display()));
+    }
+    expect.sort();
+    assert_eq!(list_tree(&out), expect, "exactly the selected files");
     Ok(())
 }

@@ -147,7 +147,7 @@ async fn unknown_ring_is_an_error_and_expired_members_are_refused() -> Result<()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn removing_a_member_stops_its_running_transfer() -> Result<()> {
-    let a = TestDaemon::start_with(|c| c.max_upload_rate = Some(32 * MIB)).await?;
+    let a = TestDaemon::start_with(|c| c.limits.up = Some(32 * MIB)).await?;
     let b = TestDaemon::start().await?;
     ring_with(&a, "team", &[&b]).await?;
     let src = temp_dir("rdrop-src-")?.join("big.bin");
@@ -555,7 +555,7 @@ async fn names_from_peers_are_printed_without_terminal_escapes() -> Result<()> {
 /// A provider serving at most 4 MiB/s, so a transfer is still running when
 /// access ends.
 async fn slow_provider() -> Result<TestDaemon> {
-    TestDaemon::start_with(|c| c.max_upload_rate = Some(4 * MIB)).await
+    TestDaemon::start_with(|c| c.limits.up = Some(4 * MIB)).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -150,7 +150,7 @@ async fn interrupted_fetch_resumes_without_refetching() -> Result<()> {
     let data = random_file(&src, SIZE)?;
     // Paced (at least 3 s for the file), so that the restart below lands
     // while data is still flowing, however fast this machine is.
-    let a = TestDaemon::start_with(|c| c.max_upload_rate = Some(64 * 1024 * 1024)).await?;
+    let a = TestDaemon::start_with(|c| c.limits.up = Some(64 * 1024 * 1024)).await?;
     let b = TestDaemon::start().await?;
     let share = a.share(&src).await?;
     let out = temp_dir("rdrop-out-")?;
@@ -253,7 +253,7 @@ async fn sharing_missing_or_internal_paths_fails_clearly() -> Result<()> {
 async fn watch_transfers_streams_progress_and_the_end() -> Result<()> {
     let src = temp_dir("rdrop-src-")?.join("w.bin");
     random_file(&src, 8 * 1024 * 1024)?;
-    let a = TestDaemon::start_with(|c| c.max_upload_rate = Some(16 * 1024 * 1024)).await?;
+    let a = TestDaemon::start_with(|c| c.limits.up = Some(16 * 1024 * 1024)).await?;
     let b = TestDaemon::start().await?;
     let share = a.share(&src).await?;
     let mut events = b

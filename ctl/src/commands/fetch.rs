@@ -18,6 +18,11 @@ pub struct FetchArgs {
     ticket: String,
     #[command(flatten)]
     dest: DestArgs,
+    /// Fetch only the files matching GLOB (their '/'-separated name in the
+    /// share, or a directory they are in; `*` stays within one name, `**`
+    /// crosses). Repeatable; resumes fetch the same part.
+    #[arg(long, value_name = "GLOB")]
+    only: Vec<String>,
 }
 
 /// Where a fetch goes and how it is followed (`fetch`, `inbox accept`).
@@ -71,6 +76,7 @@ pub async fn fetch(socket: Option<PathBuf>, out: &Out, args: FetchArgs) -> Resul
             force: args.dest.force,
             caller_cannot_write,
             host: token,
+            only: args.only,
         })
         .await;
     let t = match started {

@@ -5,6 +5,7 @@ pub mod events;
 pub mod fetch;
 pub mod handoff;
 pub mod host;
+pub mod limits;
 pub mod place;
 pub mod rings;
 pub mod share;

@@ -189,6 +189,9 @@ pub const RULES: &[(&str, Rule)] = &[
     ("/ringdrop.v1.Contacts/UntrustPeer", Rule::OwnRows),
     ("/ringdrop.v1.Contacts/RemoveSent", Rule::OwnRows),
     ("/ringdrop.v1.Contacts/RemoveInboxOffer", Rule::Contacts),
+    ("/ringdrop.v1.Limits/GetLimits", Rule::Anyone),
+    ("/ringdrop.v1.Limits/SetLimits", Rule::Admin),
+    ("/ringdrop.v1.Limits/SetTransferLimit", Rule::OwnRows),
     // Health and reflection: facts about the server, nothing of a user's.
     ("/grpc.health.v1.Health/Check", Rule::Anyone),
     ("/grpc.health.v1.Health/Watch", Rule::Anyone),

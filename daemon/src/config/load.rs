@@ -11,6 +11,16 @@ use std::{
 };
 
 use super::{parse_bytes, Config, RelayChoice};
+use crate::limits::Schedule;
+
+/// A rate as the config writes it: bytes per second, `0`, `none` or
+/// `unlimited` for none.
+fn rate(v: &str) -> Result<Option<u64>, String> {
+    match v.trim() {
+        "" | "0" | "none" | "unlimited" => Ok(None),
+        r => parse_bytes(r).map(Some),
+    }
+}
 
 /// Every key, as it is spelled in the file; the variable is `RINGDROP_` +
 /// the key in capitals.
@@ -23,6 +33,11 @@ pub const KEYS: &[&str] = &[
     "max_concurrent_transfers",
     "download_dir",
     "max_upload_rate",
+    "max_download_rate",
+    "alt_upload_rate",
+    "alt_download_rate",
+    "alt_hours",
+    "alt_days",
     "gc_interval",
     "peer_timeout",
     "log",
@@ -224,12 +239,16 @@ fn apply_one(c: &mut Config, key: &str, v: &str) -> Result<(), String> {
             }
             c.max_concurrent_transfers = n;
         }
-        "max_upload_rate" => {
-            c.max_upload_rate = match v {
-                "" | "0" | "none" | "unlimited" => None,
-                r => Some(parse_bytes(r)?),
-            }
+        "max_upload_rate" => c.limits.up = rate(v)?,
+        "max_download_rate" => c.limits.down = rate(v)?,
+        "alt_upload_rate" => c.limits.alt_up = rate(v)?,
+        "alt_download_rate" => c.limits.alt_down = rate(v)?,
+        "alt_hours" => {
+            let (from, to) = Schedule::parse_hours(v)?;
+            let s = c.limits.alt.get_or_insert(Schedule::ALWAYS);
+            (s.from, s.to) = (from, to);
         }
+        "alt_days" => c.limits.alt.get_or_insert(Schedule::ALWAYS).days = Schedule::parse_days(v)?,
         // The store's GC loop sleeps this long between runs: zero spins.
         "gc_interval" => c.gc_interval = duration(v, "60s or 5m", SECOND..=Duration::MAX)?,
         "peer_timeout" => c.peer_timeout = duration(v, "15s", SECOND..=super::MAX_PEER_TIMEOUT)?,
@@ -307,11 +326,16 @@ impl Config {
             self.max_concurrent_transfers
         ));
         out.push_str(&format!("download_dir = {}\n", p(&self.download_dir)));
-        let rate = self
-            .max_upload_rate
-            .map(|r| r.to_string())
-            .unwrap_or_else(|| "unlimited".into());
-        out.push_str(&format!("max_upload_rate = {}\n", q(&rate)));
+        let rate = |r: Option<u64>| r.map_or_else(|| "unlimited".into(), |r| r.to_string());
+        let l = &self.limits;
+        out.push_str(&format!("max_upload_rate = {}\n", q(&rate(l.up))));
+        out.push_str(&format!("max_download_rate = {}\n", q(&rate(l.down))));
+        out.push_str(&format!("alt_upload_rate = {}\n", q(&rate(l.alt_up))));
+        out.push_str(&format!("alt_download_rate = {}\n", q(&rate(l.alt_down))));
+        if let Some(s) = l.alt {
+            out.push_str(&format!("alt_hours = {}\n", q(&s.hours())));
+            out.push_str(&format!("alt_days = {}\n", q(&s.days_text())));
+        }
         out.push_str(&format!(
             "gc_interval = {}\n",
             q(&humantime::format_duration(self.gc_interval).to_string())

@@ -62,8 +62,9 @@ pub struct Config {
     pub download_dir: PathBuf,
     /// How often unreferenced blobs are collected.
     pub gc_interval: Duration,
-    /// Upload limit in bytes per second for everything this node serves.
-    pub max_upload_rate: Option<u64>,
+    /// The node's bandwidth limits (`max_upload_rate`, `max_download_rate`,
+    /// `alt_*`) until `ringdropctl limits` changes them.
+    pub limits: crate::limits::Limits,
     /// How long a silent peer is given before its connection is dropped
     /// (transfers then reconnect and resume); 1 s to 15 s.
     pub peer_timeout: Duration,
@@ -112,7 +113,7 @@ impl Config {
             max_concurrent_transfers: 4,
             download_dir,
             gc_interval: Duration::from_secs(60),
-            max_upload_rate: None,
+            limits: Default::default(),
             peer_timeout: MAX_PEER_TIMEOUT,
             log: DEFAULT_LOG.to_string(),
             system: false,
@@ -163,7 +164,7 @@ impl Config {
             max_concurrent_transfers: 4,
             download_dir: dir.join("downloads"),
             gc_interval: Duration::from_secs(60),
-            max_upload_rate: None,
+            limits: Default::default(),
             peer_timeout: MAX_PEER_TIMEOUT,
             log: DEFAULT_LOG.to_string(),
             system: false,

@@ -4,6 +4,7 @@
 //! the node.
 
 mod access;
+mod limits;
 mod offers;
 mod peers;
 mod rings;
@@ -15,11 +16,13 @@ mod view;
 mod watch;
 
 pub use access::AccessError;
+pub use limits::{LimitsChange, LimitsError, LimitsView, PeerChange, RateChange};
 pub use offers::{ContactError, OFFER_EXPIRES};
 pub use peers::{PeerNames, PeerRef};
 pub use rings::{MAX_INVITE_USES, MAX_INVITE_VALID};
 pub use shares::TicketFormat;
 pub use status::{EventFeed, Seen, Status};
+pub use transfers::Dest;
 pub use view::{Created, Named, ShareView, UploadView};
 pub use watch::{TransferFeed, TransferWatch};
 
@@ -41,8 +44,9 @@ use crate::{
     access::slots::Limited,
     catalog::{self, CatalogServer},
     config::Config,
+    limits::Bandwidth,
     node::{self, NodeError},
-    provider::{spawn_gate, BlobsGate, GateStats, RateLimit, Uploads},
+    provider::{spawn_gate, BlobsGate, GateStats, Uploads},
     registry::{Registry, RegistryError},
     tasks::Tasks,
     transfers::TransferManager,
@@ -80,9 +84,11 @@ struct Inner {
     /// The background loops, request tasks, offer deliveries and hooks:
     /// cancelled first at shutdown.
     tasks: Tasks,
-    /// Serving peers: the gate, its throttle waits, request streams and
-    /// upload followers. They end when the endpoint is shut down.
+    /// Serving peers: the gate, request streams and upload followers.
+    /// They end when the endpoint is shut down.
     provider_tasks: Tasks,
+    /// The bandwidth limits in force.
+    bandwidth: Bandwidth,
 }
 
 /// The running node; cheap to clone.
@@ -120,6 +126,21 @@ fn check_dirs(config: &Config) -> Result<(), StartError> {
 /// Whether a peer is a contact (ring member, address-book peer, owner of
 /// a ring we joined): contacts may use every connection slot, strangers
 /// together only half.
+/// The bandwidth limits to start with: those set with `ringdropctl limits`
+/// (kept in the registry), else the config's.
+async fn bandwidth_of(config: &Config, registry: &Registry) -> Result<Bandwidth, StartError> {
+    let limits = match registry.limits().await? {
+        Some(set) => {
+            if set != config.limits && config.limits != Default::default() {
+                info!("bandwidth limits set with `ringdropctl limits` are in force, not the config's (`ringdropctl limits --reset` returns to those)");
+            }
+            set
+        }
+        None => config.limits.clone(),
+    };
+    Ok(Bandwidth::new(limits))
+}
+
 fn contacts_of(registry: &Registry) -> crate::access::slots::Known {
     let registry = registry.clone();
     Arc::new(move |peer: iroh::EndpointId| {
@@ -245,29 +266,37 @@ impl Daemon {
         // shut down, after everything else has stopped.
         let provider_tasks = Tasks::default();
         let uploads = Uploads::new(hub.clone(), provider_tasks.clone());
-        let limit = config.max_upload_rate.map(|r| Arc::new(RateLimit::new(r)));
+        let bandwidth = bandwidth_of(&config, &registry).await?;
         let events = spawn_gate(
             registry.clone(),
             policy.clone(),
             gate_stats.clone(),
             uploads.clone(),
-            limit,
             provider_tasks.clone(),
         );
         let known = contacts_of(&registry);
-        let gate = BlobsGate::new((*store).clone(), events, known, provider_tasks.clone());
+        let gate = BlobsGate::new(
+            (*store).clone(),
+            events,
+            known,
+            provider_tasks.clone(),
+            bandwidth.clone(),
+        );
         let router = serve_peers(&endpoint, &gate, &registry, &policy, &hub, &contacts);
 
         let shutdown = CancellationToken::new();
         let tasks = Tasks::new(shutdown.child_token());
         let transfers = TransferManager::new(
-            registry.clone(),
-            (*store).clone(),
-            endpoint.clone(),
+            crate::transfers::Services {
+                registry: registry.clone(),
+                store: (*store).clone(),
+                endpoint: endpoint.clone(),
+                events: hub.clone(),
+                bandwidth: bandwidth.clone(),
+            },
             config.data_dir.clone(),
             config.max_concurrent_transfers,
             shutdown.clone(),
-            hub.clone(),
         );
         let daemon = Self {
             inner: Arc::new(Inner {
@@ -287,6 +316,7 @@ impl Daemon {
                 started: Instant::now(),
                 tasks,
                 provider_tasks,
+                bandwidth,
                 shutdown,
             }),
         };

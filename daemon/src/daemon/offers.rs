@@ -9,14 +9,18 @@ use iroh::EndpointAddr;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::{access::AccessError, transfers::daemon_cannot_write, Daemon, Named, TicketFormat};
+use super::{
+    access::AccessError,
+    transfers::{daemon_cannot_write, Dest},
+    Daemon, Named, TicketFormat,
+};
 use crate::{
     authority::Caller,
     events::{Event, Stamped},
     offers::protocol,
     registry::{
         daemon_uid, InboxOffer, InboxState, Owned, Receipt, RegistryError, SentOffer, SentState,
-        TransferState, TrustRecord,
+        Terms, TransferState, TrustRecord,
     },
     shares::{ShareError, ShareRequest},
     transfers::{TransferError, TransferView},
@@ -358,13 +362,18 @@ impl Daemon {
     ) -> Result<Named<(InboxOffer, TransferView)>, ContactError> {
         let mut rec = self.new_offer(caller, id, "accepted").await?;
         let view = self
-            .fetch_expecting(
+            .fetch_with(
                 &rec.ticket,
-                out,
-                force,
+                Dest {
+                    out,
+                    force,
+                    caller_cannot_write,
+                },
                 caller,
-                caller_cannot_write,
-                Some(rec.size),
+                Terms {
+                    expect_size: Some(rec.size),
+                    ..Terms::default()
+                },
                 None,
             )
             .await?;
@@ -712,7 +721,19 @@ impl Daemon {
         let me = Caller::operator(owner, owner);
         let dir = Some(fresh_entry(&trust.accept_into, &rec.name, &rec.ticket));
         let fetched = self
-            .fetch_expecting(&rec.ticket, dir, false, &me, None, Some(rec.size), None)
+            .fetch_with(
+                &rec.ticket,
+                Dest {
+                    out: dir,
+                    ..Dest::default()
+                },
+                &me,
+                Terms {
+                    expect_size: Some(rec.size),
+                    ..Terms::default()
+                },
+                None,
+            )
             .await;
         match fetched {
             Ok(view) => {

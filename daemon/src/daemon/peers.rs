@@ -5,7 +5,7 @@
 use std::str::FromStr;
 
 use iroh::{EndpointAddr, EndpointId, RelayUrl};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{
     access::{check_name, AccessError},
@@ -27,6 +27,11 @@ pub struct PeerRef {
     pub name: Option<String>,
     pub addr: EndpointAddr,
 }
+
+/// How often presence checks whether this node's addresses changed.
+const PRESENCE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// Presence tells at most this many contacts.
+const MAX_HELLOS: usize = 256;
 
 /// Address-book names by endpoint id: one read of the book names every
 /// row of a listing (the first entry for an id wins, as `resolve_peer`).
@@ -97,20 +102,69 @@ impl Daemon {
 
     /// Refreshes the address-book entries of `addr.id` with its addresses.
     pub(super) async fn remember_addr(&self, addr: &EndpointAddr) {
+        let ips: Vec<_> = addr.ip_addrs().copied().collect();
+        let relay = addr.relay_urls().next().map(|r| r.to_string());
+        if let Err(e) = self
+            .registry()
+            .refresh_addrs(addr.id.as_bytes(), &ips, relay)
+            .await
+        {
+            warn!(peer = %addr.id, "cannot record the peer's addresses: {e}");
+        }
+    }
+
+    /// Presence: tells the contacts in the address book where this node
+    /// is when it starts and whenever its addresses change (checked every
+    /// few seconds), so they reach it (and deliver what they owe it) with
+    /// relays and discovery off. Runs until the daemon stops.
+    pub(super) async fn presence(self) {
+        let mut told: Option<EndpointAddr> = None;
+        loop {
+            let me = self.inner.endpoint.addr();
+            let has_any = me.ip_addrs().next().is_some() || me.relay_urls().next().is_some();
+            if has_any && told.as_ref() != Some(&me) {
+                self.tell_contacts(&me).await;
+                told = Some(me);
+            }
+            tokio::time::sleep(PRESENCE_EVERY).await;
+        }
+    }
+
+    /// Says hello to every endpoint of the address book it has addresses
+    /// for (at most [`MAX_HELLOS`], a few at a time).
+    async fn tell_contacts(&self, me: &EndpointAddr) {
+        use futures::StreamExt;
         let Ok(book) = self.registry().peers().await else {
             return;
         };
-        for mut rec in book.into_iter().filter(|p| p.id == *addr.id.as_bytes()) {
-            let ips: Vec<_> = addr.ip_addrs().copied().collect();
-            if !ips.is_empty() {
-                rec.addrs = ips;
-            }
-            if let Some(r) = addr.relay_urls().next() {
-                rec.relay = Some(r.to_string());
-            }
-            rec.updated_at = now();
-            self.registry().put_peer(&rec).await.ok();
+        let mut seen = std::collections::HashSet::new();
+        let targets: Vec<EndpointAddr> = book
+            .iter()
+            .filter(|p| p.id != *me.id.as_bytes() && seen.insert(p.id))
+            .filter_map(addr_of)
+            .filter(|a| a.ip_addrs().next().is_some() || a.relay_urls().next().is_some())
+            .take(MAX_HELLOS)
+            .collect();
+        if targets.is_empty() {
+            return;
         }
+        let endpoint = &self.inner.endpoint;
+        let heard = futures::stream::iter(targets)
+            .map(|addr| async move {
+                let peer = addr.id;
+                match crate::offers::protocol::hello(endpoint, addr, me).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::debug!(%peer, "hello not heard: {e}");
+                        false
+                    }
+                }
+            })
+            .buffer_unordered(8)
+            .filter(|heard| futures::future::ready(*heard))
+            .count()
+            .await;
+        info!(heard, "told contacts where this node is");
     }
 
     /// Adds or replaces an address-book entry from an endpoint id or a ticket.

@@ -10,10 +10,21 @@ use tracing::info;
 use super::Daemon;
 use crate::{
     authority::Caller,
-    registry::Placement,
+    registry::{Placement, Terms},
     ticket::Ticket,
     transfers::{plan::Entry, FetchRequest, FileChunk, TransferError, TransferView},
 };
+
+/// Where a fetch's files go.
+#[derive(Debug, Clone, Default)]
+pub struct Dest {
+    /// Absolute; `None`: the daemon's download_dir (its own user only).
+    pub out: Option<PathBuf>,
+    /// Replace existing files there.
+    pub force: bool,
+    /// Why the caller's client found it cannot write there, if it did.
+    pub caller_cannot_write: Option<String>,
+}
 
 impl Daemon {
     /// The transfers `caller` may see, newest first.
@@ -146,23 +157,16 @@ impl Daemon {
         self.inner.transfers.rehost(uid, id, host).await
     }
 
-    /// Starts a fetch for the control-socket client `caller`; `out` empty
-    /// means the configured download dir (the daemon's own user; other
-    /// callers' clients name their destination).
-    ///
-    /// Who writes the files ([`placement_for`]): the daemon itself only for
-    /// its own user; for anyone else their own client, running as them.
-    /// Whoever writes must be able to, checked before any byte is fetched
-    /// (a client's report can only refuse, never grant: its own process
-    /// writes, so the kernel judges).
+    /// Starts a fetch of `only` those files (empty: all) for the
+    /// control-socket client `caller`, into `dest`; `host` is the token of
+    /// the directory its client offered to host the files (empty: none).
     pub async fn fetch(
         &self,
         ticket: &str,
-        out: Option<PathBuf>,
-        force: bool,
+        dest: Dest,
         caller: &Caller,
-        caller_cannot_write: Option<String>,
         host: &[u8],
+        only: Vec<String>,
     ) -> Result<TransferView, TransferError> {
         let host = match host {
             [] => None,
@@ -172,21 +176,33 @@ impl Daemon {
                 )
             })?),
         };
-        self.fetch_expecting(ticket, out, force, caller, caller_cannot_write, None, host)
-            .await
+        let terms = Terms {
+            only,
+            ..Terms::default()
+        };
+        self.fetch_with(ticket, dest, caller, terms, host).await
     }
 
-    /// [`Self::fetch`] of content that must be `expect_size` bytes (an
-    /// offer's), into what `host` offers if its client hosts the files.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn fetch_expecting(
+    /// [`Self::fetch`] with its `terms` (an offer's size), into what `host`
+    /// offers if its client hosts the files.
+    ///
+    /// An empty `dest.out` means the configured download dir (the daemon's
+    /// own user; other callers' clients name their destination). Who
+    /// writes the files ([`placement_for`]): the daemon itself only for its
+    /// own user; for anyone else their own client, running as them.
+    /// Whoever writes must be able to, checked before any byte is fetched
+    /// (a client's report can only refuse, never grant: its own process
+    /// writes, so the kernel judges).
+    pub async fn fetch_with(
         &self,
         ticket: &str,
-        out: Option<PathBuf>,
-        force: bool,
+        Dest {
+            out,
+            force,
+            caller_cannot_write,
+        }: Dest,
         caller: &Caller,
-        caller_cannot_write: Option<String>,
-        expect_size: Option<u64>,
+        terms: Terms,
         host: Option<crate::transfers::hosted::Host>,
     ) -> Result<TransferView, TransferError> {
         let placement = placement_for(caller);
@@ -221,7 +237,7 @@ impl Daemon {
                     force,
                     owner_uid: caller.uid,
                     placement,
-                    expect_size,
+                    terms,
                 },
                 host,
             )

@@ -41,6 +41,10 @@ impl Daemon {
         tasks.spawn_loop("expire-ready", move || me.clone().expire_ready());
         let me = self.clone();
         tasks.spawn_loop("forget-history", move || me.clone().forget_history());
+        let me = self.clone();
+        tasks.spawn_loop("presence", move || me.clone().presence());
+        let bandwidth = self.inner.bandwidth.clone();
+        tasks.spawn_loop("limits-schedule", move || bandwidth.clone().run_schedule());
         if self.inner.config.system {
             let me = self.clone();
             tasks.spawn_loop("track-departures", move || me.clone().track_departures());

@@ -15,6 +15,13 @@
 //! show the sender that it is being fetched. When an offer completes, is
 //! rejected, withdrawn or expires, the ring goes, and the share with it if
 //! the send created it.
+//!
+//! Presence rides on the same protocol: a node tells its contacts where it
+//! is (`Hello`) when it starts and when its addresses change; a contact
+//! that hears it records the addresses in its address book and delivers
+//! at once what it owes that node (queued offers, receipts), so a deferred
+//! send reaches a receiver that came back on another address with relays
+//! and discovery off.
 
 use std::{
     collections::HashSet,
@@ -64,7 +71,15 @@ enum Msg {
         id: u64,
         receipt: Receipt,
     },
+    /// Where the sender is now (its direct addresses, its relay).
+    Hello {
+        addrs: Vec<std::net::SocketAddr>,
+        relay: Option<String>,
+    },
 }
+
+/// At most this many addresses of a hello are kept.
+const MAX_HELLO_ADDRS: usize = 16;
 
 #[derive(Debug, Serialize, Deserialize)]
 enum Reply {
@@ -125,7 +140,39 @@ impl OfferServer {
                 ticket,
             } => self.on_offer(peer, id, name, size, files, ticket).await,
             Msg::Receipt { id, receipt } => self.on_receipt(peer, id, receipt).await,
+            Msg::Hello { addrs, relay } => self.on_hello(peer, addrs, relay).await,
         }
+    }
+
+    /// A contact says where it is now: its address-book entries take the
+    /// addresses, and what this node owes it is due at once.
+    async fn on_hello(
+        &self,
+        peer: EndpointId,
+        mut addrs: Vec<std::net::SocketAddr>,
+        relay: Option<String>,
+    ) -> Reply {
+        match self.registry.is_contact(peer.as_bytes(), now()).await {
+            Ok(true) => {}
+            Ok(false) => return self.refuse(peer, "not a contact of this node".into()),
+            Err(e) => return self.failed(peer, "check the sender", e),
+        }
+        addrs.truncate(MAX_HELLO_ADDRS);
+        let relay = relay.filter(|r| r.len() <= 512 && r.parse::<iroh::RelayUrl>().is_ok());
+        let id = *peer.as_bytes();
+        if let Err(e) = self.registry.refresh_addrs(&id, &addrs, relay).await {
+            return self.failed(peer, "record the addresses", e);
+        }
+        match self.registry.due_now_for(&id).await {
+            Ok(0) => {}
+            Ok(n) => {
+                info!(%peer, owed = n, "a contact is back: delivering what it is owed");
+                self.shared.wake.notify_one();
+            }
+            Err(e) => return self.failed(peer, "find what it is owed", e),
+        }
+        debug!(%peer, addrs = addrs.len(), "hello");
+        Reply::Noted
     }
 
     /// A contact offers files: kept in the inbox (and readers told).
@@ -269,6 +316,23 @@ pub struct OfferMsg {
     pub size: u64,
     pub files: u64,
     pub ticket: String,
+}
+
+/// Tells the daemon at `addr` where this node is (`me`).
+pub async fn hello(
+    endpoint: &Endpoint,
+    addr: EndpointAddr,
+    me: &EndpointAddr,
+) -> Result<(), String> {
+    let msg = Msg::Hello {
+        addrs: me.ip_addrs().copied().take(MAX_HELLO_ADDRS).collect(),
+        relay: me.relay_urls().next().map(|r| r.to_string()),
+    };
+    match exchange(endpoint, addr, &msg).await? {
+        Reply::Noted => Ok(()),
+        Reply::Refused(why) => Err(why),
+        Reply::Stored => Err("unexpected reply".into()),
+    }
 }
 
 /// Offers `offer` to the daemon at `addr`: `Ok(Ok(()))` stored,

@@ -30,7 +30,7 @@ use iroh_blobs::{
 };
 use tracing::{info, warn};
 
-use super::{RateLimit, Uploads};
+use super::Uploads;
 use crate::{
     access::policy::Policy,
     registry::{Registry, RegistryError, ShareRecord},
@@ -211,14 +211,14 @@ fn describe(ask: &Ask) -> (&'static str, Hash) {
     }
 }
 
-/// Starts the gate task; returns the sender to give the provider.
-/// `limit` turns on the per-chunk throttle hook (costly, so only when set).
+/// Starts the gate task; returns the sender to give the provider. Upload
+/// limits are not the gate's: the provider's writer is paced
+/// (`handler::Paced`), which costs nothing per chunk here.
 pub fn spawn_gate(
     registry: Registry,
     policy: Arc<Policy>,
     stats: Arc<GateStats>,
     uploads: Uploads,
-    limit: Option<Arc<RateLimit>>,
     tasks: Tasks,
 ) -> EventSender {
     let mask = EventMask {
@@ -227,11 +227,7 @@ pub fn spawn_gate(
         get_many: RequestMode::InterceptLog,
         push: RequestMode::Disabled,
         observe: ObserveMode::Intercept,
-        throttle: if limit.is_some() {
-            ThrottleMode::Intercept
-        } else {
-            ThrottleMode::None
-        },
+        throttle: ThrottleMode::None,
     };
     let (tx, rx) = EventSender::channel(64, mask);
     let gate = Arc::new(Gate {
@@ -244,9 +240,7 @@ pub fn spawn_gate(
         registry,
         stats,
         uploads,
-        limit,
         peers: HashMap::new(),
-        tasks: tasks.clone(),
     };
     tasks.spawn("gate", gate.run(rx));
     tx
@@ -259,11 +253,8 @@ struct GateLoop {
     registry: Registry,
     stats: Arc<GateStats>,
     uploads: Uploads,
-    limit: Option<Arc<RateLimit>>,
     /// connection id -> peer; ids are reused only after ConnectionClosed.
     peers: HashMap<u64, EndpointId>,
-    /// The provider's tasks (this loop's own, and the throttle waits).
-    tasks: Tasks,
 }
 
 impl GateLoop {
@@ -329,16 +320,6 @@ impl GateLoop {
             }
             ProviderMessage::PushRequestReceived(msg) => {
                 msg.tx.send(Err(AbortReason::Permission)).await.ok();
-            }
-            ProviderMessage::Throttle(msg) => {
-                // Wait off the gate task so other requests are decided meanwhile.
-                let limit = self.limit.clone();
-                self.tasks.spawn("throttle-wait", async move {
-                    if let Some(limit) = limit {
-                        limit.acquire(msg.size).await;
-                    }
-                    msg.tx.send(Ok(())).await.ok();
-                });
             }
             _ => {}
         }

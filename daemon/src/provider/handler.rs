@@ -1,7 +1,8 @@
 //! Our `ProtocolHandler` for `iroh_blobs::ALPN`: it keeps every live
 //! connection (so revocation can close it), bounds how many a peer may
 //! hold and how long it may take to send a request, and hands each request
-//! to the standard iroh-blobs provider with our gate's event sender.
+//! to the standard iroh-blobs provider with our gate's event sender, its
+//! answer written through the upload limits ([`Paced`]).
 
 use std::{
     collections::HashMap,
@@ -25,7 +26,7 @@ use iroh_blobs::{
 };
 use tracing::debug;
 
-use crate::access::slots::Slots;
+use crate::{access::slots::Slots, limits::Uplink};
 
 /// Serves blobs through the gate and tracks live connections by peer.
 #[derive(Debug, Clone)]
@@ -36,6 +37,7 @@ pub struct BlobsGate {
     slots: Slots,
     /// The provider's tasks: each request stream is one.
     tasks: crate::tasks::Tasks,
+    bandwidth: crate::limits::Bandwidth,
 }
 
 impl BlobsGate {
@@ -46,11 +48,13 @@ impl BlobsGate {
         events: EventSender,
         known: crate::access::slots::Known,
         tasks: crate::tasks::Tasks,
+        bandwidth: crate::limits::Bandwidth,
     ) -> Self {
         Self {
             store,
             events,
             tasks,
+            bandwidth,
             live: Default::default(),
             slots: Slots::new(MAX_CONNECTIONS_PER_PEER, MAX_CONNECTIONS).with_contacts(known),
         }
@@ -93,7 +97,8 @@ impl ProtocolHandler for BlobsGate {
             live.insert(key, (peer, connection.clone()));
         }
         let (store, events) = (self.store.clone(), self.events.clone());
-        serve(connection, store, events, &self.tasks).await;
+        let uplink = self.bandwidth.uplink(peer);
+        serve(connection, store, events, uplink, &self.tasks).await;
         if let Ok(mut live) = self.live.lock() {
             live.remove(&key);
         }
@@ -115,6 +120,7 @@ async fn serve(
     connection: Connection,
     store: Store,
     events: EventSender,
+    uplink: Uplink,
     tasks: &crate::tasks::Tasks,
 ) {
     let connection_id = connection.stable_id() as u64;
@@ -129,6 +135,10 @@ async fn serve(
         return;
     }
     while let Ok((writer, reader)) = connection.accept_bi().await {
+        let writer = Paced {
+            inner: writer,
+            uplink: uplink.clone(),
+        };
         let stream = serve_stream(connection_id, writer, reader, store.clone(), events.clone());
         tasks.spawn("request-stream", stream);
     }
@@ -142,7 +152,7 @@ async fn serve(
 /// decides it in the provider's handler, as for any request.
 async fn serve_stream(
     connection_id: u64,
-    mut writer: SendStream,
+    mut writer: Paced,
     mut reader: RecvStream,
     store: Store,
     events: EventSender,
@@ -152,7 +162,7 @@ async fn serve_stream(
         Ok(Ok((request, _))) => request,
         Ok(Err(e)) => {
             debug!(connection_id, "unreadable request: {e}");
-            writer.reset(ERR_PERMISSION).ok();
+            writer.inner.reset(ERR_PERMISSION).ok();
             return;
         }
         Err(_) => {
@@ -161,7 +171,7 @@ async fn serve_stream(
                 "no whole request within {REQUEST_WITHIN:?}: stream reset"
             );
             reader.stop(ERR_LIMIT).ok();
-            writer.reset(ERR_LIMIT).ok();
+            writer.inner.reset(ERR_LIMIT).ok();
             return;
         }
     };
@@ -171,7 +181,7 @@ async fn serve_stream(
     ) {
         // Nobody may push into this node's store.
         reader.stop(ERR_PERMISSION).ok();
-        writer.reset(ERR_PERMISSION).ok();
+        writer.inner.reset(ERR_PERMISSION).ok();
         return;
     }
     let pair = StreamPair::new(connection_id, reader, writer, events);
@@ -183,5 +193,41 @@ async fn serve_stream(
     };
     if let Err(e) = served {
         debug!(connection_id, "request ended: {e:#}");
+    }
+}
+
+/// A request stream's writer whose every byte passes the upload limits
+/// first: bytes wait before they are written, so QUIC never holds more
+/// than one send ahead of the limit. Unlimited costs an atomic load a send.
+struct Paced {
+    inner: SendStream,
+    uplink: Uplink,
+}
+
+impl iroh_blobs::util::SendStream for Paced {
+    async fn send_bytes(&mut self, bytes: bytes::Bytes) -> std::io::Result<()> {
+        self.uplink.take(bytes.len() as u64).await;
+        iroh_blobs::util::SendStream::send_bytes(&mut self.inner, bytes).await
+    }
+
+    async fn send(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.uplink.take(buf.len() as u64).await;
+        iroh_blobs::util::SendStream::send(&mut self.inner, buf).await
+    }
+
+    async fn sync(&mut self) -> std::io::Result<()> {
+        iroh_blobs::util::SendStream::sync(&mut self.inner).await
+    }
+
+    fn reset(&mut self, code: iroh::endpoint::VarInt) -> std::io::Result<()> {
+        iroh_blobs::util::SendStream::reset(&mut self.inner, code)
+    }
+
+    async fn stopped(&mut self) -> std::io::Result<Option<iroh::endpoint::VarInt>> {
+        iroh_blobs::util::SendStream::stopped(&mut self.inner).await
+    }
+
+    fn id(&self) -> u64 {
+        iroh_blobs::util::SendStream::id(&self.inner)
     }
 }

@@ -3,10 +3,8 @@
 
 mod gate;
 mod handler;
-mod throttle;
 mod uploads;
 
 pub use gate::{spawn_gate, GateStats};
 pub use handler::BlobsGate;
-pub use throttle::RateLimit;
 pub use uploads::{Upload, Uploads};

@@ -8,7 +8,7 @@ use iroh_blobs::Hash;
 
 use super::{
     InboxOffer, InviteRecord, Member, Owned, Owners, PartialRecord, PeerRecord, Redeemed, Refusal,
-    Registry, RegistryError, RingInfo, SentOffer, ShareRecord, Source, Stored, Tables,
+    Registry, RegistryError, RingInfo, SentOffer, ShareRecord, Source, Stored, Tables, Terms,
     TransferRecord, TrustRecord,
 };
 
@@ -71,6 +71,8 @@ requests! {
     // the address book
     write fn put_peer(rec: ref PeerRecord) -> ();
     write fn remember_peer(base: ref str, seen: ref PeerRecord) -> String;
+    write fn due_now_for(peer: ref [u8; 32]) -> usize;
+    write fn refresh_addrs(id: ref [u8; 32], ips: ref [std::net::SocketAddr], relay: val Option<String>) -> usize;
     read fn peer(name: ref str) -> Option<PeerRecord>;
     read fn peers() -> Vec<PeerRecord>;
     write fn remove_peer(name: ref str) -> bool;
@@ -92,7 +94,10 @@ requests! {
     read fn served_total() -> u64;
     read fn served(root: ref Hash) -> u64;
     // transfers
-    read fn expected_size(id: val u64) -> Option<u64>;
+    read fn terms(id: val u64) -> Terms;
+    write fn put_transfer_limit(id: val u64, down: val Option<u64>) -> ();
+    // settings
+    read fn limits() -> Option<crate::limits::Limits>;
     write fn put_transfer(rec: ref TransferRecord) -> ();
     read fn transfer(id: val u64) -> Option<TransferRecord>;
     read fn transfers() -> Vec<TransferRecord>;
@@ -139,13 +144,18 @@ impl Registry {
     pub async fn insert_transfer(
         &self,
         mut rec: TransferRecord,
-        expect_size: Option<u64>,
+        terms: Terms,
     ) -> Result<TransferRecord> {
         self.call(move |t| {
-            t.insert_transfer(&mut rec, expect_size)?;
+            t.insert_transfer(&mut rec, &terms)?;
             Ok(rec)
         })
         .await
+    }
+
+    /// Keeps `limits` (`None`: back to the config's).
+    pub async fn put_limits(&self, limits: Option<crate::limits::Limits>) -> Result<()> {
+        self.call(move |t| t.put_limits(limits.as_ref())).await
     }
 
     /// Records a sent offer owned by `owner`; `rec` with its id.

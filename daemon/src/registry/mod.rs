@@ -1,10 +1,13 @@
 //! The redb registry, one table per noun (see the definitions below):
 //! shares (`owned_shares`) with the blob-parent and blob-source indexes
 //! the gate and policy read, served-byte counters; transfers with their
-//! incoming-file records (`partials`) and expected sizes; rings, members,
+//! incoming-file records (`partials`), expected sizes and `--only`
+//! selections (`selected`); rings, members,
 //! invites and joined rings; the address book (`peers`); sent offers, the
 //! inbox, trust rules and their daily totals; who owns each row
-//! (`owners`); and `meta` (schema version, totals). One write transaction
+//! (`owners`); node settings changed at run time (`settings`: the
+//! bandwidth limits) and transfers' own limits; and `meta` (schema
+//! version, totals). One write transaction
 //! per user action; no transaction is ever held across an `.await`.
 
 mod actor;
@@ -14,6 +17,7 @@ mod offers;
 mod owners;
 mod records;
 mod rings;
+mod settings;
 mod shares;
 mod transfers;
 
@@ -30,7 +34,7 @@ pub use offers::{
 pub use owners::{daemon_uid, Owned, Owners};
 pub use records::{
     decode_row, encode_row, mtime_ns, source_of, PartialRecord, PeerRecord, Placement, ShareRecord,
-    Source, TransferRecord, TransferState,
+    Source, Terms, TransferRecord, TransferState,
 };
 pub use rings::{Member, RingInfo, OPEN_RING};
 pub use shares::Counts;
@@ -63,6 +67,13 @@ const PARTIALS: TableDefinition<u64, &[u8]> = TableDefinition::new("partials");
 /// transfer id -> the size its content must have (an offer's), checked
 /// before its data moves, after a restart too.
 const EXPECTED: TableDefinition<u64, u64> = TableDefinition::new("expected");
+/// transfer id -> the `--only` patterns it fetches (postcard `Vec<String>`;
+/// none: every file).
+const SELECTED: TableDefinition<u64, &[u8]> = TableDefinition::new("selected");
+/// transfer id -> its own download limit, bytes per second.
+const TRANSFER_LIMITS: TableDefinition<u64, u64> = TableDefinition::new("transfer_limits");
+/// setting name -> postcard value (`limits`: [`crate::limits::Limits`]).
+const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 /// collection root -> payload bytes served for it.
 const SERVED: TableDefinition<&[u8; 32], u64> = TableDefinition::new("served");
 
@@ -197,6 +208,9 @@ impl Tables {
             tx.open_table(TRUST)?;
             tx.open_table(OWNERS)?;
             tx.open_table(EXPECTED)?;
+            tx.open_table(SELECTED)?;
+            tx.open_table(TRANSFER_LIMITS)?;
+            tx.open_table(SETTINGS)?;
             tx.open_table(TRUST_DAILY)?;
         }
         tx.commit()?;

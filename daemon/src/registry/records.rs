@@ -286,6 +286,21 @@ pub struct TransferRecord {
     pub placement: Placement,
 }
 
+/// What a transfer was asked for beyond its ticket, kept beside its row
+/// (whose encoding stays as it was), so a restart or a resume keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Terms {
+    /// The content must be exactly this many bytes (what an offer said),
+    /// checked before the files' data is fetched.
+    pub expect_size: Option<u64>,
+    /// `fetch --only` patterns ([`crate::transfers::Selection`]); empty:
+    /// every file.
+    pub only: Vec<String>,
+    /// Its own download limit, bytes per second (changed at run time by
+    /// its owner, `ringdropctl limits --transfer ID`).
+    pub down_limit: Option<u64>,
+}
+
 /// A transfer row as schema 1 stored it (before owner and placement).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferRecordV1 {

@@ -183,6 +183,42 @@ impl Tables {
         Ok(())
     }
 
+    /// Where endpoint `id` is now: every address-book entry of it takes
+    /// `ips` (unless empty) and `relay` (if any), in one transaction; how
+    /// many entries it has.
+    pub fn refresh_addrs(
+        &self,
+        id: &[u8; 32],
+        ips: &[std::net::SocketAddr],
+        relay: Option<String>,
+    ) -> Result<usize> {
+        let tx = self.write()?;
+        let mut n = 0;
+        {
+            let mut peers = tx.open_table(PEERS)?;
+            let mut book = Vec::new();
+            for item in peers.iter()? {
+                book.push(decode_row::<PeerRecord>(item?.1.value())?);
+            }
+            for mut rec in book.into_iter().filter(|p| p.id == *id) {
+                if !ips.is_empty() {
+                    rec.addrs = ips.to_vec();
+                }
+                if relay.is_some() {
+                    rec.relay = relay.clone();
+                }
+                rec.updated_at = ringdrop_proto::clock::now();
+                peers.insert(rec.name.as_str(), encode_row(&rec)?.as_slice())?;
+                n += 1;
+            }
+        }
+        tx.commit()?;
+        if n > 0 {
+            self.forget_names();
+        }
+        Ok(n)
+    }
+
     /// Records what `seen` says of its id (addresses, relay, time) in one
     /// transaction: under the name an entry already gives that id, else
     /// under `base` made free (`-2`, `-3`... appended). The name used.

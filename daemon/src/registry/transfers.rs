@@ -3,31 +3,43 @@
 use super::*;
 
 impl Tables {
-    /// Stores a new transfer under a fresh id, with the size its content
-    /// must have (if any), and returns the id.
-    pub fn insert_transfer(
-        &self,
-        rec: &mut TransferRecord,
-        expect_size: Option<u64>,
-    ) -> Result<u64> {
+    /// Stores a new transfer under a fresh id with its terms, in one
+    /// transaction, and returns the id.
+    pub fn insert_transfer(&self, rec: &mut TransferRecord, terms: &Terms) -> Result<u64> {
         let tx = self.write()?;
         {
             rec.id = next_id(&mut tx.open_table(META)?, KEY_NEXT_TRANSFER)?;
             tx.open_table(TRANSFERS)?
                 .insert(rec.id, encode_row(rec)?.as_slice())?;
-            if let Some(size) = expect_size {
+            if let Some(size) = terms.expect_size {
                 tx.open_table(EXPECTED)?.insert(rec.id, size)?;
+            }
+            if let Some(rate) = terms.down_limit {
+                tx.open_table(TRANSFER_LIMITS)?.insert(rec.id, rate)?;
+            }
+            if !terms.only.is_empty() {
+                tx.open_table(SELECTED)?
+                    .insert(rec.id, encode_row(&terms.only)?.as_slice())?;
             }
         }
         tx.commit()?;
         Ok(rec.id)
     }
 
-    /// The size transfer `id`'s content must have, if one was given.
-    pub fn expected_size(&self, id: u64) -> Result<Option<u64>> {
+    /// What transfer `id` was asked for beyond its ticket.
+    pub fn terms(&self, id: u64) -> Result<Terms> {
         let tx = self.read()?;
-        let found = tx.open_table(EXPECTED)?.get(id)?.map(|v| v.value());
-        Ok(found)
+        let expect_size = tx.open_table(EXPECTED)?.get(id)?.map(|v| v.value());
+        let only = match tx.open_table(SELECTED)?.get(id)? {
+            Some(v) => decode_row(v.value())?,
+            None => Vec::new(),
+        };
+        let down_limit = tx.open_table(TRANSFER_LIMITS)?.get(id)?.map(|v| v.value());
+        Ok(Terms {
+            expect_size,
+            only,
+            down_limit,
+        })
     }
 
     /// Overwrites a transfer row.
@@ -92,9 +104,13 @@ impl Tables {
         {
             let mut partials = tx.open_table(PARTIALS)?;
             let mut expected = tx.open_table(EXPECTED)?;
+            let mut selected = tx.open_table(SELECTED)?;
+            let mut limits = tx.open_table(TRANSFER_LIMITS)?;
             for id in ids {
                 partials.remove(*id)?;
                 expected.remove(*id)?;
+                selected.remove(*id)?;
+                limits.remove(*id)?;
             }
         }
         tx.commit()?;

@@ -3,7 +3,7 @@
 use ringdrop_proto::v1 as pb;
 
 use crate::{
-    daemon::{Created, Named, PeerNames, ShareView, UploadView},
+    daemon::{Created, LimitsView, Named, PeerNames, ShareView, UploadView},
     registry::{InboxOffer, Member, Placement, SentOffer, TransferState},
     transfers::TransferView,
 };
@@ -249,5 +249,42 @@ pub fn peer(p: crate::registry::PeerRecord) -> pb::Peer {
         relay_url: p.relay.unwrap_or_default(),
         direct_addresses: p.addrs.iter().map(|a| a.to_string()).collect(),
         updated_at: p.updated_at,
+    }
+}
+
+/// The limits as the API shows them (0: unlimited).
+pub fn limits(view: &Named<LimitsView>) -> pb::LimitsView {
+    let (v, names) = (&view.rows, &view.names);
+    let l = &v.settings;
+    let r = |x: Option<u64>| x.unwrap_or(0);
+    pb::LimitsView {
+        up: r(l.up),
+        down: r(l.down),
+        alt_up: r(l.alt_up),
+        alt_down: r(l.alt_down),
+        alt_hours: l.alt.map(|s| s.hours()).unwrap_or_default(),
+        alt_days: l.alt.map(|s| s.days_text()).unwrap_or_default(),
+        alt_active: v.alt_active,
+        up_now: r(v.now.0),
+        down_now: r(v.now.1),
+        peers: l
+            .peers
+            .iter()
+            .map(|p| pb::PeerLimit {
+                peer: data_encoding::HEXLOWER.encode(&p.id),
+                name: names.of(&p.id),
+                up: r(p.up),
+                down: r(p.down),
+            })
+            .collect(),
+        transfers: v
+            .transfers
+            .iter()
+            .map(|(id, down)| pb::TransferLimit {
+                id: *id,
+                down: *down,
+            })
+            .collect(),
+        source: if v.set { "set" } else { "config" }.into(),
     }
 }

@@ -1,9 +1,10 @@
-//! The gRPC control API on a Unix socket: our six services (node, shares,
-//! transfers, rings, peers, contacts), health and reflection. Handlers
+//! The gRPC control API on a Unix socket: our seven services (node, shares,
+//! transfers, rings, peers, contacts, limits), health and reflection. Handlers
 //! convert proto <-> domain and call the facade.
 
 mod contacts;
 mod convert;
+mod limits;
 mod node;
 mod peers;
 mod rings;
@@ -16,8 +17,9 @@ use std::future::Future;
 
 use futures::StreamExt;
 use ringdrop_proto::v1::{
-    contacts_server::ContactsServer, node_server::NodeServer, peers_server::PeersServer,
-    rings_server::RingsServer, shares_server::SharesServer, transfers_server::TransfersServer,
+    contacts_server::ContactsServer, limits_server::LimitsServer, node_server::NodeServer,
+    peers_server::PeersServer, rings_server::RingsServer, shares_server::SharesServer,
+    transfers_server::TransfersServer,
 };
 use tokio::net::UnixListener;
 use tracing::warn;
@@ -62,6 +64,9 @@ async fn health(
         .await;
     health
         .set_serving::<ContactsServer<contacts::ContactsService>>()
+        .await;
+    health
+        .set_serving::<LimitsServer<limits::LimitsService>>()
         .await;
     health_service
 }
@@ -165,6 +170,9 @@ pub async fn serve(
         .add_service(RingsServer::new(rings::RingsService::new(daemon.clone())))
         .add_service(PeersServer::new(peers::PeersService::new(daemon.clone())))
         .add_service(ContactsServer::new(contacts::ContactsService::new(
+            daemon.clone(),
+        )))
+        .add_service(LimitsServer::new(limits::LimitsService::new(
             daemon.clone(),
         )))
         .add_service(TransfersServer::new(transfers::TransfersService::new(

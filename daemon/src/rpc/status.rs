@@ -4,7 +4,7 @@ use tonic::{Code, Status};
 
 use crate::{
     catalog::CatalogError,
-    daemon::{AccessError, ContactError},
+    daemon::{AccessError, ContactError, LimitsError},
     registry::RegistryError,
     shares::{ScanError, ShareError},
     ticket::TicketError,
@@ -61,6 +61,7 @@ impl ToStatus for TransferError {
             TransferError::Ticket(e) => e.to_status(),
             TransferError::NotFound(_) => status(Code::NotFound, self),
             TransferError::RelativeDest(_) => status(Code::InvalidArgument, self),
+            TransferError::Selection(_) => status(Code::InvalidArgument, self),
             TransferError::Registry(e) => e.to_status(),
             TransferError::ShuttingDown => status(Code::Unavailable, self),
             TransferError::InvalidState { .. } => status(Code::FailedPrecondition, self),
@@ -119,4 +120,16 @@ impl ToStatus for ContactError {
 
 pub fn st<E: ToStatus>(e: E) -> Status {
     e.to_status()
+}
+
+impl ToStatus for LimitsError {
+    fn to_status(&self) -> Status {
+        match self {
+            LimitsError::NotAdmin => status(Code::PermissionDenied, self),
+            LimitsError::Invalid(_) => status(Code::InvalidArgument, self),
+            LimitsError::Peer(e) => e.to_status(),
+            LimitsError::Registry(e) => e.to_status(),
+            LimitsError::Transfer(e) => e.to_status(),
+        }
+    }
 }

@@ -9,7 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{convert, status::st};
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, Dest};
 
 pub struct TransfersService {
     daemon: Daemon,
@@ -41,11 +41,14 @@ impl Transfers for TransfersService {
             .daemon
             .fetch(
                 &req.ticket,
-                out,
-                req.force,
+                Dest {
+                    out,
+                    force: req.force,
+                    caller_cannot_write: Some(req.caller_cannot_write).filter(|w| !w.is_empty()),
+                },
                 &caller,
-                Some(req.caller_cannot_write).filter(|w| !w.is_empty()),
                 &req.host,
+                req.only,
             )
             .await
             .map_err(st)?;

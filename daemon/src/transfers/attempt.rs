@@ -18,7 +18,10 @@ use iroh_blobs::{
     BlobFormat, Hash,
 };
 
-use super::incoming::{Item, Sink};
+use super::{
+    incoming::{Item, Sink},
+    Selection,
+};
 use crate::ticket::Ticket;
 
 /// Collection root plus names may not exceed this (about 2M files).
@@ -53,6 +56,9 @@ pub enum AttemptError {
     /// The incoming files cannot be written.
     #[error("{0}")]
     Local(#[source] Cause),
+    /// `--only` matches no file of the content.
+    #[error("{0}")]
+    NothingSelected(#[source] Cause),
     /// Blocking work of the attempt did not finish (it panicked, or the
     /// runtime is shutting down).
     #[error("a blocking task of the transfer failed: {0}")]
@@ -163,12 +169,18 @@ pub async fn connect(endpoint: &Endpoint, ticket: &Ticket) -> Result<Connection,
 }
 
 /// One attempt's view of the provider: our store (for the collection's
-/// metadata), the connection, the ticket.
+/// metadata), the connection, the ticket, and where in the collection each
+/// of the transfer's files is (`--only` fetches some of them).
 pub struct Session<'a> {
     pub store: &'a Store,
     pub conn: Connection,
     pub ticket: &'a Ticket,
     pub me: &'a Endpoint,
+    /// File `i` of the transfer is file `positions[i]` of the collection;
+    /// set by [`Self::select`].
+    pub positions: Vec<u64>,
+    /// The download limits the files' bytes pass.
+    pub limit: &'a crate::limits::Downlink,
 }
 
 impl Session<'_> {
@@ -270,6 +282,29 @@ impl Session<'_> {
         Ok(collection.into_iter().collect())
     }
 
+    /// Keeps the files of `named` that `only` selects, in collection order,
+    /// and remembers where each is; fails when it selects none.
+    pub fn select(
+        &mut self,
+        named: Vec<(String, Hash)>,
+        only: &Selection,
+    ) -> Result<Vec<(String, Hash)>, AttemptError> {
+        let all = named.len();
+        let (positions, chosen): (Vec<u64>, Vec<(String, Hash)>) = named
+            .into_iter()
+            .enumerate()
+            .filter(|(_, (name, _))| only.selects(name))
+            .map(|(i, n)| (i as u64, n))
+            .unzip();
+        if chosen.is_empty() {
+            return Err(AttemptError::NothingSelected(
+                format!("--only selects none of the {all} files of this share: see them with `ringdropctl remote ls` or the sender's `shares show`").into(),
+            ));
+        }
+        self.positions = positions;
+        Ok(chosen)
+    }
+
     /// Receives `wants` (in file order) in one request, handing every
     /// verified item to `sink` and calling `on_leaf(file, offset, len)` for
     /// each leaf (it may stop the fetch with an error). Returns the sizes
@@ -311,10 +346,11 @@ impl Session<'_> {
                 fsm::EndBlobNext::Closing(closing) => break closing,
             };
             // The machine walks our own request: position 0 is the root,
-            // hash-seq index i at i + 1, file f (index f + 1) at f + 2.
+            // hash-seq index i at i + 1, collection file f (index f + 1)
+            // at f + 2.
             let Some(want) = expected
                 .next()
-                .filter(|w| w.file as u64 + 2 == child.offset())
+                .filter(|w| self.position(w) + 2 == child.offset())
             else {
                 return Err(out_of_step(child.offset()));
             };
@@ -346,9 +382,17 @@ impl Session<'_> {
         wants
             .iter()
             .fold(GetRequest::builder(), |r, w| {
-                r.child(w.file as u64 + 1, w.ranges.clone())
+                r.child(self.position(w) + 1, w.ranges.clone())
             })
             .build(root)
+    }
+
+    /// Where in the collection the file `want` is for is.
+    fn position(&self, want: &Want) -> u64 {
+        self.positions
+            .get(want.file)
+            .copied()
+            .unwrap_or(want.file as u64)
     }
 
     /// Receives one blob of a response.
@@ -376,6 +420,9 @@ impl Session<'_> {
                     let item = item.map_err(|e| fail(e.into()))?;
                     if let BaoContentItem::Leaf(leaf) = &item {
                         on_leaf(want.file, leaf.offset, leaf.data.len())?;
+                        // Not reading on holds the provider back (QUIC's
+                        // flow control): the limit is the receiver's.
+                        self.limit.take(leaf.data.len() as u64).await;
                     }
                     if !sink.send(Item::from_content(want.file, item)).await {
                         return Err(AttemptError::Local("the writer stopped".into()));

@@ -52,6 +52,42 @@ impl TransferManager {
             .ok_or(TransferError::NotFound(id))
     }
 
+    /// Sets transfer `id`'s own download limit (`None`: none): kept with
+    /// it, and in force at once if it is running. Its owner's (or an
+    /// admin's) to set; any state but ended.
+    pub async fn set_limit(
+        &self,
+        caller: &Caller,
+        id: u64,
+        down: Option<u64>,
+    ) -> Result<TransferView, TransferError> {
+        let rec = self.stored_for(caller, id).await?;
+        if rec.state.is_terminal() {
+            return Err(invalid(id, rec.state, "limited"));
+        }
+        self.inner.registry.put_transfer_limit(id, down).await?;
+        if let Ok(live) = self.inner.live.lock() {
+            if let Some(l) = live.get(&id) {
+                l.pace.set(down);
+            }
+        }
+        self.get(id).await
+    }
+
+    /// The own download limits of the transfers `caller` may see.
+    pub async fn limits_for(&self, caller: &Caller) -> Result<Vec<(u64, u64)>, TransferError> {
+        let mut out = Vec::new();
+        for v in self.list_for(caller).await? {
+            if v.rec.state.is_terminal() {
+                continue;
+            }
+            if let Some(rate) = self.inner.registry.terms(v.rec.id).await?.down_limit {
+                out.push((v.rec.id, rate));
+            }
+        }
+        Ok(out)
+    }
+
     /// Pauses a queued or running transfer; its data is kept.
     pub async fn pause(&self, caller: &Caller, id: u64) -> Result<TransferView, TransferError> {
         self.stored_for(caller, id).await?;

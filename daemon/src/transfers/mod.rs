@@ -9,6 +9,8 @@ pub use deliver::FileChunk;
 pub mod hosted;
 mod incoming;
 pub use ringdrop_proto::place as plan;
+mod select;
+pub use select::{SelectError, Selection};
 mod worker;
 
 use std::{
@@ -25,7 +27,8 @@ use tracing::{debug, warn};
 
 use crate::{
     authority::Caller,
-    registry::{Placement, Registry, RegistryError, TransferRecord, TransferState},
+    limits::{Bandwidth, Pace},
+    registry::{Placement, Registry, RegistryError, Terms, TransferRecord, TransferState},
     ticket::{Ticket, TicketError},
 };
 
@@ -34,6 +37,8 @@ use crate::{
 pub enum TransferError {
     #[error(transparent)]
     Ticket(#[from] TicketError),
+    #[error(transparent)]
+    Selection(#[from] SelectError),
     #[error("no transfer with id {0}: see `ringdropctl transfers ls`")]
     NotFound(u64),
     #[error("destination must be an absolute path: {0}")]
@@ -74,9 +79,8 @@ pub struct FetchRequest {
     /// Uid of the control-socket client.
     pub owner_uid: u32,
     pub placement: Placement,
-    /// The content must be exactly this many bytes (what an offer said),
-    /// checked before the files' data is fetched.
-    pub expect_size: Option<u64>,
+    /// What it must be (an offer's size) and which files (`--only`).
+    pub terms: Terms,
 }
 
 /// A transfer as clients see it: the row plus live figures.
@@ -118,6 +122,8 @@ struct Live {
     publish: watch::Sender<TransferView>,
     stop: CancellationToken,
     reason: Arc<Mutex<Option<StopReason>>>,
+    /// Its own download limit.
+    pace: Arc<Pace>,
 }
 
 struct Inner {
@@ -135,6 +141,17 @@ struct Inner {
     shutdown: CancellationToken,
     events: crate::events::Events,
     hosts: hosted::Hosts,
+    bandwidth: Bandwidth,
+}
+
+/// What transfers use of the node.
+pub struct Services {
+    pub registry: Registry,
+    pub store: Store,
+    pub endpoint: Endpoint,
+    pub events: crate::events::Events,
+    /// The limits every fetched byte passes.
+    pub bandwidth: Bandwidth,
 }
 
 /// Owns all transfers; cheap to clone.
@@ -151,13 +168,16 @@ impl std::fmt::Debug for TransferManager {
 
 impl TransferManager {
     pub fn new(
-        registry: Registry,
-        store: Store,
-        endpoint: Endpoint,
+        Services {
+            registry,
+            store,
+            endpoint,
+            events,
+            bandwidth,
+        }: Services,
         data_dir: PathBuf,
         max_concurrent: usize,
         shutdown: CancellationToken,
-        events: crate::events::Events,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -173,6 +193,7 @@ impl TransferManager {
                 shutdown,
                 events,
                 hosts: Default::default(),
+                bandwidth,
             }),
         }
     }
@@ -217,9 +238,10 @@ impl TransferManager {
             force,
             owner_uid,
             placement,
-            expect_size,
+            terms,
         } = req;
         let parsed: Ticket = ticket.parse()?;
+        let only = Selection::new(&terms.only)?;
         if !dest.is_absolute() {
             return Err(TransferError::RelativeDest(dest));
         }
@@ -247,7 +269,7 @@ impl TransferManager {
         let rec = self
             .inner
             .registry
-            .insert_transfer(rec, expect_size)
+            .insert_transfer(rec, terms.clone())
             .await?;
         if let Some(host) = host.filter(|_| placement == Placement::Client) {
             if !self.inner.hosts.attach(rec.id, host) {
@@ -257,7 +279,7 @@ impl TransferManager {
                 );
             }
         }
-        Ok(self.spawn_expecting(rec, parsed, expect_size))
+        Ok(self.spawn_with(rec, parsed, &terms, only))
     }
 
     /// Re-queues every transfer that had not finished when the daemon stopped.
@@ -289,34 +311,46 @@ impl TransferManager {
         Ok(n)
     }
 
-    /// Starts a worker for a stored transfer, with the size it must have
-    /// if one was recorded (an offer's), so a restart or a resume never
-    /// loses that check.
-    async fn spawn(&self, rec: TransferRecord, ticket: Ticket) -> TransferView {
-        let expect = match self.inner.registry.expected_size(rec.id).await {
-            Ok(expect) => expect,
-            Err(e) => {
-                warn!(
-                    id = rec.id,
-                    "cannot read the size the transfer must have: {e}"
-                );
-                None
-            }
+    /// Starts a worker for a stored transfer with its recorded terms (the
+    /// size an offer said, the `--only` patterns), so a restart or a
+    /// resume never loses them. Terms that cannot be read fail it: it must
+    /// not fetch more, or other content, than it was asked for.
+    async fn spawn(&self, mut rec: TransferRecord, ticket: Ticket) -> TransferView {
+        let terms = self.inner.registry.terms(rec.id).await;
+        let only = match terms {
+            Ok(terms) => Selection::new(&terms.only)
+                .map(|only| (terms, only))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(format!("cannot read what it was asked for: {e}")),
         };
-        self.spawn_expecting(rec, ticket, expect)
+        match only {
+            Ok((terms, only)) => self.spawn_with(rec, ticket, &terms, only),
+            Err(msg) => {
+                warn!(id = rec.id, "cannot resume transfer: {msg}");
+                rec.state = TransferState::Failed;
+                rec.last_error = Some(format!("cannot resume: {msg}"));
+                if let Err(e) = self.inner.registry.put_transfer(&rec).await {
+                    warn!(id = rec.id, "cannot record the failure: {e}");
+                }
+                self.touch();
+                TransferView { rec, rate: 0 }
+            }
+        }
     }
 
-    fn spawn_expecting(
+    fn spawn_with(
         &self,
         rec: TransferRecord,
         ticket: Ticket,
-        expect_size: Option<u64>,
+        terms: &Terms,
+        only: Selection,
     ) -> TransferView {
         let view = TransferView { rec, rate: 0 };
         let id = view.rec.id;
         let (tx, _) = watch::channel(view.clone());
         let stop = self.inner.shutdown.child_token();
         let reason = Arc::new(Mutex::new(None));
+        let pace = Arc::new(Pace::new(terms.down_limit));
         if let Ok(mut live) = self.inner.live.lock() {
             live.insert(
                 id,
@@ -324,9 +358,11 @@ impl TransferManager {
                     publish: tx.clone(),
                     stop: stop.clone(),
                     reason: reason.clone(),
+                    pace: pace.clone(),
                 },
             );
         }
+        let limit = self.inner.bandwidth.downlink(ticket.addr.id, pace);
         let worker = worker::Worker {
             registry: self.inner.registry.clone(),
             store: self.inner.store.clone(),
@@ -346,7 +382,9 @@ impl TransferManager {
             writing: Default::default(),
             events: self.inner.events.clone(),
             hosts: self.inner.hosts.clone(),
-            expect_size,
+            expect_size: terms.expect_size,
+            only,
+            limit,
         };
         let this = self.clone();
         self.inner.tasks.spawn(async move {

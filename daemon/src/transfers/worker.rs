@@ -67,9 +67,12 @@ pub(super) struct Worker {
     pub events: crate::events::Events,
     /// Clients' offers to host files.
     pub hosts: Hosts,
-    /// What an offer said the content's size is (not kept across restarts:
-    /// the contacts loop checks again there).
+    /// What an offer said the content's size is.
     pub expect_size: Option<u64>,
+    /// The files it fetches (`--only`).
+    pub only: super::Selection,
+    /// The download limits its bytes pass.
+    pub limit: crate::limits::Downlink,
 }
 
 /// Outcome of the attempt loop.
@@ -295,16 +298,18 @@ impl Worker {
     /// One attempt: the files placed (`None`: fetched for a client that
     /// places them itself).
     async fn attempt(&self) -> Result<Option<Vec<PathBuf>>, AttemptError> {
-        let session = attempt::Session {
+        let mut session = attempt::Session {
             store: &self.store,
             conn: attempt::connect(&self.endpoint, &self.ticket).await?,
             ticket: &self.ticket,
             me: &self.endpoint,
+            positions: Vec::new(),
+            limit: &self.limit,
         };
         let mut received = 0;
         let learned = session.learn_collection(&mut received).await;
         self.update(|v| v.rec.bytes_received += received);
-        let named = learned?;
+        let named = session.select(learned?, &self.only)?;
         debug!(id = self.id, files = named.len(), "collection known");
         check_names(&named).await?;
         let hashes: Arc<Vec<[u8; 32]>> =

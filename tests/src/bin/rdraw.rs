@@ -55,6 +55,7 @@ async fn main() -> Result<()> {
                 force: force == "force",
                 caller_cannot_write: String::new(),
                 host: Vec::new(),
+                only: Vec::new(),
             })
             .await
             .map(|r| r.into_inner().transfer.unwrap_or_default()),

@@ -1,0 +1,157 @@
+//! The limits in force: the node's paces (the schedule's choice, checked
+//! every second) and each limited peer's, shared by the serving side and
+//! every fetch.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use iroh::EndpointId;
+
+use super::{Limits, LocalTime, Pace};
+
+/// Peer id -> its (up, down) paces.
+type PeerPaces = HashMap<[u8; 32], (Arc<Pace>, Arc<Pace>)>;
+
+/// The limits in force; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Bandwidth {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    settings: RwLock<Limits>,
+    up: Pace,
+    down: Pace,
+    peers: RwLock<PeerPaces>,
+}
+
+impl Bandwidth {
+    /// Limits in force from `limits`.
+    pub fn new(limits: Limits) -> Self {
+        let this = Self::default();
+        this.apply(limits);
+        this
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> Limits {
+        self.inner
+            .settings
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// Puts `limits` in force at once, on running transfers too.
+    pub fn apply(&self, limits: Limits) {
+        if let Ok(mut peers) = self.inner.peers.write() {
+            peers.retain(|id, _| limits.peers.iter().any(|p| p.id == *id));
+            for p in &limits.peers {
+                let (up, down) = peers.entry(p.id).or_default();
+                up.set(p.up);
+                down.set(p.down);
+            }
+        }
+        if let Ok(mut s) = self.inner.settings.write() {
+            *s = limits;
+        }
+        self.follow_schedule(LocalTime::now());
+    }
+
+    /// Sets the node's paces to what the schedule says at `at`.
+    fn follow_schedule(&self, at: LocalTime) {
+        let (up, down) = self.settings().in_force(at);
+        self.inner.up.set(up);
+        self.inner.down.set(down);
+    }
+
+    /// The node's (up, down) limits in force now.
+    pub fn in_force(&self) -> (Option<u64>, Option<u64>) {
+        (self.inner.up.rate(), self.inner.down.rate())
+    }
+
+    /// Follows the schedule: checks it every second until dropped.
+    pub async fn run_schedule(self) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            self.follow_schedule(LocalTime::now());
+        }
+    }
+
+    fn peer(&self, id: &EndpointId) -> Option<(Arc<Pace>, Arc<Pace>)> {
+        let peers = self.inner.peers.read().ok()?;
+        if peers.is_empty() {
+            return None;
+        }
+        peers.get(id.as_bytes()).cloned()
+    }
+
+    /// What bytes sent to `peer` pass.
+    pub fn uplink(&self, peer: EndpointId) -> Uplink {
+        Uplink {
+            bandwidth: self.clone(),
+            peer,
+        }
+    }
+
+    /// Waits until `bytes` more may come from `peer` (the node's and the
+    /// peer's download limits).
+    pub async fn take_down(&self, peer: &EndpointId, bytes: u64) {
+        self.inner.down.take(bytes).await;
+        if let Some((_, down)) = self.peer(peer) {
+            down.take(bytes).await;
+        }
+    }
+}
+
+/// The upload limits bytes sent to one peer pass: the node's, then the
+/// peer's (looked up on each send, so a limit set later applies to an
+/// open connection).
+#[derive(Debug, Clone)]
+pub struct Uplink {
+    bandwidth: Bandwidth,
+    peer: EndpointId,
+}
+
+impl Uplink {
+    /// Waits until `bytes` more may be sent.
+    pub async fn take(&self, bytes: u64) {
+        self.bandwidth.inner.up.take(bytes).await;
+        if let Some((up, _)) = self.bandwidth.peer(&self.peer) {
+            up.take(bytes).await;
+        }
+    }
+}
+
+/// The download limits the bytes of one fetch from one provider pass: the
+/// node's, the provider's and the transfer's own.
+#[derive(Debug, Clone)]
+pub struct Downlink {
+    bandwidth: Bandwidth,
+    peer: EndpointId,
+    own: Arc<Pace>,
+}
+
+impl Bandwidth {
+    /// The limits of a fetch from `peer` whose own limit is `own`.
+    pub fn downlink(&self, peer: EndpointId, own: Arc<Pace>) -> Downlink {
+        Downlink {
+            bandwidth: self.clone(),
+            peer,
+            own,
+        }
+    }
+}
+
+impl Downlink {
+    /// Waits until `bytes` more may come.
+    pub async fn take(&self, bytes: u64) {
+        self.bandwidth.take_down(&self.peer, bytes).await;
+        self.own.take(bytes).await;
+    }
+}
