@@ -135,6 +135,13 @@ pub fn transfer_json(t: &pb::Transfer) -> Value {
         "created_at": t.created_at,
         "updated_at": t.updated_at,
         "ticket": t.ticket,
+        "providers": t.providers.iter().map(|p| json!({
+            "endpoint_id": p.endpoint_id,
+            "bytes": p.bytes,
+            "connected": p.connected,
+            "path": p.path,
+            "rtt_us": p.rtt_us,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -161,6 +168,20 @@ pub fn transfer_line(t: &pb::Transfer) -> String {
     );
     if !t.last_error.is_empty() && t.state != pb::TransferState::Completed as i32 {
         line.push_str(&format!("\n      last error: {}", clean(&t.last_error)));
+    }
+    for p in &t.providers {
+        let how = if !p.connected {
+            "not connected".to_string()
+        } else if p.path.is_empty() {
+            "connecting".to_string()
+        } else {
+            format!("{}, rtt {:.1} ms", clean(&p.path), p.rtt_us as f64 / 1000.0)
+        };
+        line.push_str(&format!(
+            "\n      from {}: {} received, {how}",
+            &p.endpoint_id[..12.min(p.endpoint_id.len())],
+            bytes(p.bytes)
+        ));
     }
     if t.state == pb::TransferState::Ready as i32 {
         line.push_str(&format!(

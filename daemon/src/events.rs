@@ -49,6 +49,16 @@ pub enum Event {
         name: String,
         size: u64,
     },
+    /// A transfer gained (`connected`) or lost a provider; `path` is how
+    /// it is reached ("direct ADDR", "relay URL").
+    ProviderChanged {
+        id: u64,
+        /// The uid the transfer belongs to.
+        owner: u32,
+        peer: String,
+        connected: bool,
+        path: String,
+    },
     /// A peer redeemed an invite and joined a ring.
     MemberJoined {
         ring: String,

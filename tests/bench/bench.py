@@ -30,6 +30,7 @@ BIN = ROOT / "target" / "release"
 RINGDROPD = BIN / "ringdropd"
 CTL = BIN / "ringdropctl"
 GRPC_LATENCY = BIN / "examples" / "grpc_latency"
+RAW_STREAM = BIN / "examples" / "raw_stream"
 WORK = Path(os.environ.get("BENCH_DIR", "/var/tmp/ringdrop-bench"))
 CROSS = Path(os.environ.get("BENCH_CROSS_DIR", "/dev/shm")) / "ringdrop-bench-cross"
 SIZE = int(os.environ.get("BENCH_SIZE_MB", "1024")) * 1024 * 1024
@@ -284,6 +285,21 @@ def iperf3_mbps():
 
 # --- ringdrop ------------------------------------------------------------
 
+def raw_stream_mbps(size):
+    """One iroh stream of `size` bytes between two processes' endpoints
+    bound as ringdropd binds its own (tests/examples/raw_stream.rs)."""
+    dir = fresh_dir(WORK / "raw-stream")
+    server = subprocess.Popen([RAW_STREAM, "serve", dir], stdout=subprocess.PIPE, text=True)
+    try:
+        eid, addr = server.stdout.readline().split()
+        out = subprocess.run([RAW_STREAM, "send", eid, addr, str(size)], capture_output=True,
+                             text=True, check=True).stdout
+        return json.loads(out)["mb_s"]
+    finally:
+        server.kill()
+        server.wait()
+
+
 def share(d, path):
     secs, out = timed(lambda: d.json("share", path))
     return secs, out["ticket"]
@@ -483,6 +499,9 @@ def main():
         f"sendme {t:.0f}", f"{fx / t:.2f}x", "(reported)", True)
     row("2. fetch vs plain TCP (MB/s)", f"{f:.0f}", f"iperf3 1 stream {tcp:.0f}", f"{f / tcp:.2f}x",
         "(reported)", True)
+    raw = statistics.median(raw_stream_mbps(SIZE) for _ in range(RUNS))
+    row("2. fetch vs the transport's ceiling (MB/s)", f"{f:.0f}",
+        f"raw iroh stream, our endpoint config {raw:.0f}", f"{f / raw:.2f}x", "(reported)", True)
     if os.geteuid() == 0:
         log("fetch into a filesystem with 1.05 x size + 16 MiB free")
         tight, room = tight_fetch(ticket, SIZE)

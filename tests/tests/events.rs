@@ -45,6 +45,12 @@ async fn transfers_and_served_shares_are_reported() -> Result<()> {
         .watch_events(pb::WatchEventsRequest {})
         .await?
         .into_inner();
+    let mut b_providers = b
+        .node()
+        .await?
+        .watch_events(pb::WatchEventsRequest {})
+        .await?
+        .into_inner();
     // And a script's view: `ringdropctl --json events`, one object a line.
     let mut script = std::process::Command::new(ringdrop_tests::bin("ringdropctl")?)
         .arg("--socket")
@@ -62,6 +68,19 @@ async fn transfers_and_served_shares_are_reported() -> Result<()> {
     let t = wait_done(&b.socket, id).await?;
     assert!(completed(&t), "{t:?}");
     assert_eq!(std::fs::read(out.join("report.bin"))?, data);
+
+    // The transfer gained its provider, reached directly, then lost it.
+    let a_id = a.ctl_json(&["id"])?["endpoint_id"]
+        .as_str()
+        .context("id")?
+        .to_string();
+    let gained = next_of(&mut b_providers, Kind::ProviderChanged).await?;
+    assert!(gained.connected, "{gained:?}");
+    assert_eq!((gained.transfer_id, &gained.peer), (id, &a_id));
+    assert!(gained.path.starts_with("direct 127.0.0.1:"), "{gained:?}");
+    let lost = next_of(&mut b_providers, Kind::ProviderChanged).await?;
+    assert!(!lost.connected, "{lost:?}");
+    assert_eq!((lost.transfer_id, &lost.peer), (id, &a_id));
 
     let ended = next_of(&mut b_events, Kind::TransferEnded).await?;
     assert_eq!(ended.transfer_id, id);

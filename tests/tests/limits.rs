@@ -44,6 +44,16 @@ async fn limits_set_at_run_time_hold_and_lift() -> Result<()> {
         "{moved} bytes in {secs:.1}s at 2 MiB/s"
     );
 
+    // `transfers show` names its provider, what it sent and the path.
+    let shown = f.b.ctl_json(&["transfers", "show", &id.to_string()])?;
+    let provider = &shown["providers"][0];
+    let a_id = f.a.ctl_json(&["id"])?["endpoint_id"].clone();
+    assert_eq!(provider["endpoint_id"], a_id, "{shown}");
+    assert_eq!(provider["connected"], true, "{shown}");
+    assert!(provider["bytes"].as_u64().unwrap_or(0) > 0, "{shown}");
+    let path = provider["path"].as_str().unwrap_or_default();
+    assert!(path.starts_with("direct 127.0.0.1:"), "{shown}");
+
     // Its own, lower limit, by the transfer's owner.
     let own =
         f.b.ctl_json(&["limits", "--transfer", &id.to_string(), "--down", "1M"])?;
@@ -95,6 +105,7 @@ async fn limits_set_at_run_time_hold_and_lift() -> Result<()> {
         "--alt-days",
         "sat,sun",
     ])?;
+    f.a.terminate()?;
     f.a.restart()?;
     let kept = f.a.ctl_json(&["limits"])?;
     assert_eq!(kept["up"], 3 * MIB, "{kept}");

@@ -19,6 +19,7 @@ fn kind_name(kind: i32) -> &'static str {
         Ok(Kind::EventsLost) => "events_lost",
         Ok(Kind::MemberJoined) => "member_joined",
         Ok(Kind::OfferReceived) => "offer_received",
+        Ok(Kind::ProviderChanged) => "provider_changed",
         _ => "unknown",
     }
 }
@@ -43,6 +44,9 @@ fn event_json(e: &pb::Event) -> Value {
         }),
         Ok(Kind::EventsLost) => json!({ "count": e.count }),
         Ok(Kind::MemberJoined) => json!({ "ring": e.ring, "peer": e.peer, "name": e.name }),
+        Ok(Kind::ProviderChanged) => json!({
+            "transfer_id": e.transfer_id, "peer": e.peer, "connected": e.connected, "path": e.path,
+        }),
         Ok(Kind::OfferReceived) => json!({
             "offer_id": e.offer_id,
             "peer": e.peer,
@@ -95,6 +99,17 @@ fn event_line(e: &pb::Event) -> String {
             clean(&e.name),
             short(&e.peer),
             clean(&e.ring)
+        ),
+        Ok(Kind::ProviderChanged) if e.connected => format!(
+            "transfer {} fetches from {} ({})",
+            e.transfer_id,
+            short(&e.peer),
+            clean(&e.path)
+        ),
+        Ok(Kind::ProviderChanged) => format!(
+            "transfer {} lost provider {}",
+            e.transfer_id,
+            short(&e.peer)
         ),
         _ => format!("(an event of a newer ringdropd: kind {})", e.kind),
     }

@@ -67,6 +67,17 @@ pub fn transfer(v: &TransferView) -> pb::Transfer {
         client_places: r.placement == Placement::Client,
         owner_uid: r.owner_uid,
         force: r.force,
+        providers: v
+            .providers
+            .iter()
+            .map(|p| pb::Provider {
+                endpoint_id: p.id.to_string(),
+                bytes: p.bytes,
+                connected: p.connected,
+                path: p.path.clone(),
+                rtt_us: p.rtt.as_micros() as u64,
+            })
+            .collect(),
     }
 }
 
@@ -229,6 +240,20 @@ fn event_of(event: crate::events::Event) -> pb::Event {
             name: from_name,
             share: name,
             bytes: size,
+            ..Default::default()
+        },
+        Event::ProviderChanged {
+            id,
+            peer,
+            connected,
+            path,
+            ..
+        } => pb::Event {
+            kind: pb::event::Kind::ProviderChanged as i32,
+            transfer_id: id,
+            peer,
+            connected,
+            path,
             ..Default::default()
         },
         Event::MemberJoined { ring, peer, name } => pb::Event {

@@ -96,7 +96,7 @@ impl TransferManager {
         }
         let rec = self.stored(id).await?;
         match rec.state {
-            TransferState::Paused => Ok(TransferView { rec, rate: 0 }),
+            TransferState::Paused => Ok(TransferView::at_rest(rec)),
             s => Err(invalid(id, s, "paused")),
         }
     }
@@ -141,7 +141,7 @@ impl TransferManager {
         let mut rec = self.stored(id).await?;
         match rec.state {
             TransferState::Completed => return Err(invalid(id, rec.state, "cancelled")),
-            TransferState::Cancelled if !purge => return Ok(TransferView { rec, rate: 0 }),
+            TransferState::Cancelled if !purge => return Ok(TransferView::at_rest(rec)),
             _ => {}
         }
         if purge {
@@ -158,7 +158,7 @@ impl TransferManager {
         self.discard_incoming(id).await;
         self.ended(&rec);
         self.touch();
-        Ok(TransferView { rec, rate: 0 })
+        Ok(TransferView::at_rest(rec))
     }
 
     /// Gives transfer `id` to user `uid` (an admin's act, judged by the
@@ -181,7 +181,7 @@ impl TransferManager {
             .await?
             .ok_or(TransferError::NotFound(id))?;
         self.touch();
-        Ok(TransferView { rec, rate: 0 })
+        Ok(TransferView::at_rest(rec))
     }
 
     /// Forgets a finished transfer `caller` controls (its row and what is
@@ -202,7 +202,7 @@ impl TransferManager {
         };
         self.release_forgotten(id).await;
         self.touch();
-        Ok(TransferView { rec, rate: 0 })
+        Ok(TransferView::at_rest(rec))
     }
 
     /// What a forgotten transfer still held (a failed or cancelled one

@@ -264,7 +264,7 @@ impl TransferManager {
         };
         self.release_settled(&rec).await;
         self.touch();
-        Ok(TransferView { rec, rate: 0 })
+        Ok(TransferView::at_rest(rec))
     }
 
     /// A transfer that left `ready` (placed, or expired): its store data

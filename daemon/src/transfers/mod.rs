@@ -89,6 +89,33 @@ pub struct TransferView {
     pub rec: TransferRecord,
     /// Bytes per second over the last seconds (running transfers).
     pub rate: u64,
+    /// The providers of its running attempts, and what each sent.
+    pub providers: Vec<ProviderView>,
+}
+
+impl TransferView {
+    /// A transfer no worker runs: its row alone.
+    pub fn at_rest(rec: TransferRecord) -> Self {
+        Self {
+            rec,
+            rate: 0,
+            providers: Vec::new(),
+        }
+    }
+}
+
+/// A provider a transfer fetches from: who, what it sent this run, and
+/// the path to it now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderView {
+    pub id: iroh::EndpointId,
+    /// Payload bytes received from it since the worker started.
+    pub bytes: u64,
+    /// Connected now.
+    pub connected: bool,
+    /// "direct 192.0.2.1:4433" or "relay https://...", empty until known.
+    pub path: String,
+    pub rtt: std::time::Duration,
 }
 
 /// The tag that pins a transfer's data from its first byte.
@@ -333,7 +360,7 @@ impl TransferManager {
                     warn!(id = rec.id, "cannot record the failure: {e}");
                 }
                 self.touch();
-                TransferView { rec, rate: 0 }
+                TransferView::at_rest(rec)
             }
         }
     }
@@ -345,7 +372,7 @@ impl TransferManager {
         terms: &Terms,
         only: Selection,
     ) -> TransferView {
-        let view = TransferView { rec, rate: 0 };
+        let view = TransferView::at_rest(rec);
         let id = view.rec.id;
         let (tx, _) = watch::channel(view.clone());
         let stop = self.inner.shutdown.child_token();
@@ -490,7 +517,7 @@ impl TransferManager {
             .transfer(id)
             .await?
             .ok_or(TransferError::NotFound(id))?;
-        Ok(TransferView { rec, rate: 0 })
+        Ok(TransferView::at_rest(rec))
     }
 
     fn live_view(&self, id: u64) -> Option<TransferView> {
@@ -527,7 +554,7 @@ impl TransferManager {
             .map(|rec| {
                 live.get(&rec.id)
                     .cloned()
-                    .unwrap_or(TransferView { rec, rate: 0 })
+                    .unwrap_or(TransferView::at_rest(rec))
             })
             .collect();
         out.reverse();

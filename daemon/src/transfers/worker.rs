@@ -306,6 +306,7 @@ impl Worker {
             positions: Vec::new(),
             limit: &self.limit,
         };
+        let _following = self.follow_provider(&session.conn);
         let mut received = 0;
         let learned = session.learn_collection(&mut received).await;
         self.update(|v| v.rec.bytes_received += received);
@@ -630,11 +631,49 @@ impl Worker {
         Ok(())
     }
 
+    /// Shows `conn`'s provider as connected while the attempt runs, with
+    /// its path and round-trip time refreshed every second, and says when
+    /// it is gained and lost (events).
+    fn follow_provider(&self, conn: &iroh::endpoint::Connection) -> Following {
+        let peer = conn.remote_id();
+        let (path, rtt) = path_of(conn);
+        self.update(|v| match v.providers.iter_mut().find(|p| p.id == peer) {
+            Some(p) => {
+                (p.connected, p.path, p.rtt) = (true, path.clone(), rtt);
+            }
+            None => v.providers.push(super::ProviderView {
+                id: peer,
+                bytes: 0,
+                connected: true,
+                path: path.clone(),
+                rtt,
+            }),
+        });
+        let following = Following {
+            publish: self.publish.clone(),
+            changes: self.changes.clone(),
+            events: self.events.clone(),
+            transfer: self.id,
+            owner: self.publish.borrow().rec.owner_uid,
+            peer,
+            _refresh: AbortOnDropHandle::new(tokio::spawn(refresh_path(
+                conn.clone(),
+                self.publish.clone(),
+            ))),
+        };
+        following.said(true, path);
+        following
+    }
+
     /// `len` more bytes arrived, `done` are verified: published, with the
     /// rate over the last second (`window`: its start and bytes then).
     fn progress(&self, len: u64, done: u64, window: &mut (Instant, u64)) {
         self.changes.send_modify(|c| *c = c.wrapping_add(1));
+        let from = self.ticket.addr.id;
         self.publish.send_modify(|v| {
+            if let Some(p) = v.providers.iter_mut().find(|p| p.id == from) {
+                p.bytes += len;
+            }
             v.rec.bytes_received += len;
             v.rec.bytes_done = done;
             let elapsed = window.0.elapsed();
@@ -644,6 +683,76 @@ impl Worker {
                 *window = (Instant::now(), v.rec.bytes_received);
             }
         });
+    }
+}
+
+/// The path `conn` uses now ("direct ADDR", "relay URL") and its
+/// round-trip time; empty while none is chosen.
+fn path_of(conn: &iroh::endpoint::Connection) -> (String, Duration) {
+    let paths = conn.paths();
+    let Some(p) = paths.iter().find(|p| p.is_selected()) else {
+        return (String::new(), Duration::ZERO);
+    };
+    let path = match p.remote_addr() {
+        iroh::TransportAddr::Relay(url) => format!("relay {url}"),
+        iroh::TransportAddr::Ip(addr) => format!("direct {addr}"),
+        other => other.to_string(),
+    };
+    (path, p.rtt())
+}
+
+/// Refreshes the path and round-trip time of `conn`'s provider in the
+/// published view every second, until aborted.
+async fn refresh_path(conn: iroh::endpoint::Connection, publish: watch::Sender<TransferView>) {
+    let peer = conn.remote_id();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let (path, rtt) = path_of(&conn);
+        publish.send_if_modified(|v| match v.providers.iter_mut().find(|p| p.id == peer) {
+            Some(p) if p.path != path || p.rtt != rtt => {
+                (p.path, p.rtt) = (path, rtt);
+                true
+            }
+            _ => false,
+        });
+    }
+}
+
+/// An attempt's provider while it is connected: on drop (the attempt
+/// ended, however) it is shown disconnected and the loss is said.
+struct Following {
+    publish: watch::Sender<TransferView>,
+    changes: watch::Sender<u64>,
+    events: crate::events::Events,
+    transfer: u64,
+    owner: u32,
+    peer: iroh::EndpointId,
+    _refresh: AbortOnDropHandle<()>,
+}
+
+impl Following {
+    fn said(&self, connected: bool, path: String) {
+        self.events.publish(crate::events::Event::ProviderChanged {
+            id: self.transfer,
+            owner: self.owner,
+            peer: self.peer.to_string(),
+            connected,
+            path,
+        });
+    }
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        let peer = self.peer;
+        self.publish.send_modify(|v| {
+            if let Some(p) = v.providers.iter_mut().find(|p| p.id == peer) {
+                p.connected = false;
+            }
+        });
+        self.changes.send_modify(|c| *c = c.wrapping_add(1));
+        self.said(false, String::new());
     }
 }
 
