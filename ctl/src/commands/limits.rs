@@ -115,6 +115,10 @@ fn rate_text(r: u64) -> String {
 }
 
 fn show(out: &Out, v: &pb::LimitsView) {
+    out.emit(limits_json(v), || limits_text(v));
+}
+
+fn limits_json(v: &pb::LimitsView) -> serde_json::Value {
     let peers: Vec<_> = v
         .peers
         .iter()
@@ -125,70 +129,69 @@ fn show(out: &Out, v: &pb::LimitsView) {
         .iter()
         .map(|t| json!({"id": t.id, "down": t.down}))
         .collect();
-    out.emit(
-        json!({
-            "up": v.up, "down": v.down,
-            "alt_up": v.alt_up, "alt_down": v.alt_down,
-            "alt_hours": v.alt_hours, "alt_days": v.alt_days,
-            "alt_active": v.alt_active,
-            "up_now": v.up_now, "down_now": v.down_now,
-            "peers": peers, "transfers": transfers,
-            "source": v.source,
-        }),
-        || {
-            let mut s = format!(
-                "upload:   {}\ndownload: {}",
-                rate_text(v.up),
-                rate_text(v.down)
-            );
-            if !v.alt_hours.is_empty() {
-                s.push_str(&format!(
-                    "\nalternative: upload {}, download {}, {} on {}{}",
-                    if v.alt_up == 0 {
-                        "as above".into()
-                    } else {
-                        rate_text(v.alt_up)
-                    },
-                    if v.alt_down == 0 {
-                        "as above".into()
-                    } else {
-                        rate_text(v.alt_down)
-                    },
-                    v.alt_hours,
-                    v.alt_days,
-                    if v.alt_active { " (in force now)" } else { "" }
-                ));
-            }
-            s.push_str(&format!(
-                "\nin force: upload {}, download {} ({})",
-                rate_text(v.up_now),
-                rate_text(v.down_now),
-                if v.source == "set" {
-                    "set with ringdropctl limits"
-                } else {
-                    "from the config"
-                }
-            ));
-            for p in &v.peers {
-                let who = if p.name.is_empty() {
-                    p.peer.clone()
-                } else {
-                    format!("{} ({})", clean(&p.name), &p.peer[..12.min(p.peer.len())])
-                };
-                s.push_str(&format!(
-                    "\npeer {who}: upload {}, download {}",
-                    rate_text(p.up),
-                    rate_text(p.down)
-                ));
-            }
-            for t in &v.transfers {
-                s.push_str(&format!(
-                    "\ntransfer {}: download {}",
-                    t.id,
-                    rate_text(t.down)
-                ));
-            }
-            s
-        },
+    json!({
+        "up": v.up, "down": v.down,
+        "alt_up": v.alt_up, "alt_down": v.alt_down,
+        "alt_hours": v.alt_hours, "alt_days": v.alt_days,
+        "alt_active": v.alt_active,
+        "up_now": v.up_now, "down_now": v.down_now,
+        "peers": peers, "transfers": transfers,
+        "source": v.source,
+    })
+}
+
+fn limits_text(v: &pb::LimitsView) -> String {
+    let mut s = format!(
+        "upload:   {}\ndownload: {}",
+        rate_text(v.up),
+        rate_text(v.down)
     );
+    let or_normal = |r: u64| {
+        if r == 0 {
+            "as above".into()
+        } else {
+            rate_text(r)
+        }
+    };
+    if !v.alt_hours.is_empty() {
+        s.push_str(&format!(
+            "\nalternative: upload {}, download {}, {} on {}{}",
+            or_normal(v.alt_up),
+            or_normal(v.alt_down),
+            v.alt_hours,
+            v.alt_days,
+            if v.alt_active { " (in force now)" } else { "" }
+        ));
+    }
+    s.push_str(&format!(
+        "\nin force: upload {}, download {} ({})",
+        rate_text(v.up_now),
+        rate_text(v.down_now),
+        if v.source == "set" {
+            "set with ringdropctl limits"
+        } else {
+            "from the config"
+        }
+    ));
+    for p in &v.peers {
+        let short = &p.peer[..12.min(p.peer.len())];
+        let who = if p.name.is_empty() {
+            p.peer.clone()
+        } else {
+            format!("{} ({short})", clean(&p.name))
+        };
+        s.push_str(&format!(
+            "\npeer {who}: upload {}, download {}",
+            rate_text(p.up),
+            rate_text(p.down)
+        ));
+    }
+    for t in &v.transfers {
+        s.push_str(&format!(
+            "\ntransfer {}: download {}",
+            t.id,
+            rate_text(t.down)
+        ));
+    }
+    s
 }

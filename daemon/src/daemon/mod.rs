@@ -141,6 +141,34 @@ async fn bandwidth_of(config: &Config, registry: &Registry) -> Result<Bandwidth,
     Ok(Bandwidth::new(limits))
 }
 
+/// The blobs protocol: every request decided by the gate task, every
+/// byte served paced by the upload limits.
+fn blobs_gate(
+    store: &FsStore,
+    registry: &Registry,
+    policy: &Arc<crate::access::policy::Policy>,
+    stats: &Arc<GateStats>,
+    uploads: &Uploads,
+    tasks: &Tasks,
+    bandwidth: &Bandwidth,
+) -> BlobsGate {
+    let decides = spawn_gate(
+        registry.clone(),
+        policy.clone(),
+        stats.clone(),
+        uploads.clone(),
+        tasks.clone(),
+    );
+    let known = contacts_of(registry);
+    BlobsGate::new(
+        (**store).clone(),
+        decides,
+        known,
+        tasks.clone(),
+        bandwidth.clone(),
+    )
+}
+
 fn contacts_of(registry: &Registry) -> crate::access::slots::Known {
     let registry = registry.clone();
     Arc::new(move |peer: iroh::EndpointId| {
@@ -267,37 +295,28 @@ impl Daemon {
         let provider_tasks = Tasks::default();
         let uploads = Uploads::new(hub.clone(), provider_tasks.clone());
         let bandwidth = bandwidth_of(&config, &registry).await?;
-        let events = spawn_gate(
-            registry.clone(),
-            policy.clone(),
-            gate_stats.clone(),
-            uploads.clone(),
-            provider_tasks.clone(),
-        );
-        let known = contacts_of(&registry);
-        let gate = BlobsGate::new(
-            (*store).clone(),
-            events,
-            known,
-            provider_tasks.clone(),
-            bandwidth.clone(),
+        let gate = blobs_gate(
+            &store,
+            &registry,
+            &policy,
+            &gate_stats,
+            &uploads,
+            &provider_tasks,
+            &bandwidth,
         );
         let router = serve_peers(&endpoint, &gate, &registry, &policy, &hub, &contacts);
 
         let shutdown = CancellationToken::new();
         let tasks = Tasks::new(shutdown.child_token());
-        let transfers = TransferManager::new(
-            crate::transfers::Services {
-                registry: registry.clone(),
-                store: (*store).clone(),
-                endpoint: endpoint.clone(),
-                events: hub.clone(),
-                bandwidth: bandwidth.clone(),
-            },
-            config.data_dir.clone(),
-            config.max_concurrent_transfers,
-            shutdown.clone(),
-        );
+        let services = crate::transfers::Services {
+            registry: registry.clone(),
+            store: (*store).clone(),
+            endpoint: endpoint.clone(),
+            events: hub.clone(),
+            bandwidth: bandwidth.clone(),
+        };
+        let (dir, at_once) = (config.data_dir.clone(), config.max_concurrent_transfers);
+        let transfers = TransferManager::new(services, dir, at_once, shutdown.clone());
         let daemon = Self {
             inner: Arc::new(Inner {
                 config,

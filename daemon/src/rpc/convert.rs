@@ -184,6 +184,18 @@ pub fn events_lost(n: u64) -> pb::Event {
 }
 
 /// The wire form of an event.
+/// A transfer gained or lost a provider.
+fn provider_event(id: u64, peer: String, connected: bool, path: String) -> pb::Event {
+    pb::Event {
+        kind: pb::event::Kind::ProviderChanged as i32,
+        transfer_id: id,
+        peer,
+        connected,
+        path,
+        ..Default::default()
+    }
+}
+
 pub fn event(s: crate::events::Stamped) -> pb::Event {
     pb::Event {
         at: s.at,
@@ -248,14 +260,7 @@ fn event_of(event: crate::events::Event) -> pb::Event {
             connected,
             path,
             ..
-        } => pb::Event {
-            kind: pb::event::Kind::ProviderChanged as i32,
-            transfer_id: id,
-            peer,
-            connected,
-            path,
-            ..Default::default()
-        },
+        } => provider_event(id, peer, connected, path),
         Event::MemberJoined { ring, peer, name } => pb::Event {
             kind: pb::event::Kind::MemberJoined as i32,
             ring,
