@@ -24,7 +24,7 @@
 //! and discovery off.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
@@ -105,7 +105,14 @@ pub struct OfferServer {
     registry: Registry,
     events: Events,
     shared: Shared,
+    /// Hellos heard lately: a contact repeating itself costs no write.
+    heard: Arc<Mutex<HashMap<EndpointId, (std::time::Instant, Vec<std::net::SocketAddr>)>>>,
 }
+
+/// A hello saying the same again within this is not written again.
+const HELLO_AGAIN: Duration = Duration::from_secs(10);
+/// Hellos remembered at most (older ones go first when full).
+const MAX_HEARD: usize = 1024;
 
 impl OfferServer {
     pub fn new(registry: Registry, events: Events, shared: Shared) -> Self {
@@ -113,7 +120,29 @@ impl OfferServer {
             registry,
             events,
             shared,
+            heard: Default::default(),
         }
+    }
+
+    /// Whether `peer` said just this lately (and notes it now if not).
+    fn heard_lately(&self, peer: EndpointId, addrs: &[std::net::SocketAddr]) -> bool {
+        let Ok(mut heard) = self.heard.lock() else {
+            return false;
+        };
+        let now = std::time::Instant::now();
+        if let Some((at, said)) = heard.get(&peer) {
+            if now.duration_since(*at) < HELLO_AGAIN && said == addrs {
+                return true;
+            }
+        }
+        if heard.len() >= MAX_HEARD {
+            heard.retain(|_, (at, _)| now.duration_since(*at) < HELLO_AGAIN);
+            if heard.len() >= MAX_HEARD {
+                heard.clear();
+            }
+        }
+        heard.insert(peer, (now, addrs.to_vec()));
+        false
     }
 
     fn refuse(&self, peer: EndpointId, why: String) -> Reply {
@@ -154,10 +183,14 @@ impl OfferServer {
     ) -> Reply {
         match self.registry.is_contact(peer.as_bytes(), now()).await {
             Ok(true) => {}
-            Ok(false) => return self.refuse(peer, "not a contact of this node".into()),
+            // Not an offer: not counted with the refused ones.
+            Ok(false) => return Reply::Refused("not a contact of this node".into()),
             Err(e) => return self.failed(peer, "check the sender", e),
         }
         addrs.truncate(MAX_HELLO_ADDRS);
+        if self.heard_lately(peer, &addrs) {
+            return Reply::Noted;
+        }
         let relay = relay.filter(|r| r.len() <= 512 && r.parse::<iroh::RelayUrl>().is_ok());
         let id = *peer.as_bytes();
         if let Err(e) = self.registry.refresh_addrs(&id, &addrs, relay).await {
