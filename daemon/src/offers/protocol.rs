@@ -106,8 +106,11 @@ pub struct OfferServer {
     events: Events,
     shared: Shared,
     /// Hellos heard lately: a contact repeating itself costs no write.
-    heard: Arc<Mutex<HashMap<EndpointId, (std::time::Instant, Vec<std::net::SocketAddr>)>>>,
+    heard: Arc<Mutex<Heard>>,
 }
+
+/// Peer -> when it last said hello, and the addresses it said.
+type Heard = HashMap<EndpointId, (std::time::Instant, Vec<std::net::SocketAddr>)>;
 
 /// A hello saying the same again within this is not written again.
 const HELLO_AGAIN: Duration = Duration::from_secs(10);
