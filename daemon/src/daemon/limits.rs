@@ -95,6 +95,7 @@ impl Daemon {
         if !caller.is_admin() {
             return Err(LimitsError::NotAdmin);
         }
+        let editing = self.inner.bandwidth.editing().await;
         let mut l = if change.reset {
             self.inner.config.limits.clone()
         } else {
@@ -130,6 +131,7 @@ impl Daemon {
         let keep = (!(change.reset && l == self.inner.config.limits)).then(|| l.clone());
         self.registry().put_limits(keep).await?;
         self.inner.bandwidth.apply(l);
+        drop(editing);
         tracing::info!(uid = caller.uid, "bandwidth limits changed");
         self.limits(caller).await
     }

@@ -23,6 +23,9 @@ pub struct Bandwidth {
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// Held while a change is read, made, kept and applied, so two
+    /// changes at once never lose one.
+    editing: tokio::sync::Mutex<()>,
     settings: RwLock<Limits>,
     up: Pace,
     down: Pace,
@@ -35,6 +38,12 @@ impl Bandwidth {
         let this = Self::default();
         this.apply(limits);
         this
+    }
+
+    /// Waits for any other change of the settings to end; hold the guard
+    /// while reading, keeping and applying a change.
+    pub async fn editing(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.editing.lock().await
     }
 
     /// The settings.
