@@ -74,9 +74,10 @@ pub struct LocalTime {
 impl LocalTime {
     /// Now, in the machine's time zone.
     pub fn now() -> Self {
+        // SAFETY: time(2) with a null pointer only returns the time; an
+        // all-zero `tm` is a valid value for localtime_r to fill, and both
+        // pointers are valid for the call.
         let t = unsafe { libc::time(std::ptr::null_mut()) };
-        // SAFETY: an all-zero `tm` is a valid value for localtime_r to
-        // fill; both pointers are valid for the call.
         let mut tm: libc::tm = unsafe { std::mem::zeroed() };
         let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
         if !ok {
