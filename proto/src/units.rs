@@ -32,9 +32,27 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     Ok((n * mult as f64) as u64)
 }
 
+/// Parses a rate limit as [`parse_bytes`] does, or `0`, `none` or
+/// `unlimited` for no limit (`None`).
+pub fn parse_rate(s: &str) -> Result<Option<u64>, String> {
+    match s.trim() {
+        "0" | "none" | "unlimited" => Ok(None),
+        r => parse_bytes(r).map(Some),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_bytes;
+    use super::{parse_bytes, parse_rate};
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!(parse_rate("10M"), Ok(Some(10 << 20)));
+        assert_eq!(parse_rate("unlimited"), Ok(None));
+        assert_eq!(parse_rate("0"), Ok(None));
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("").is_err());
+    }
 
     #[test]
     fn sizes_parse() {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use ringdrop_proto::{units::parse_bytes, v1 as pb};
+use ringdrop_proto::{units::parse_rate, v1 as pb};
 use serde_json::json;
 
 use crate::{
@@ -47,10 +47,7 @@ pub struct LimitsArgs {
 
 /// A rate: bytes per second, or 0 / none / unlimited (0 on the wire).
 fn rate(s: &str) -> Result<u64, String> {
-    match s.trim() {
-        "0" | "none" | "unlimited" => Ok(0),
-        r => parse_bytes(r),
-    }
+    Ok(parse_rate(s)?.unwrap_or(0))
 }
 
 impl LimitsArgs {

@@ -10,15 +10,15 @@ use std::{
     time::Duration,
 };
 
-use super::{parse_bytes, Config, RelayChoice};
+use super::{Config, RelayChoice};
 use crate::limits::Schedule;
 
-/// A rate as the config writes it: bytes per second, `0`, `none` or
-/// `unlimited` for none.
+/// A rate as the config writes it ([`ringdrop_proto::units::parse_rate`]);
+/// an empty value is no limit too.
 fn rate(v: &str) -> Result<Option<u64>, String> {
     match v.trim() {
-        "" | "0" | "none" | "unlimited" => Ok(None),
-        r => parse_bytes(r).map(Some),
+        "" => Ok(None),
+        v => ringdrop_proto::units::parse_rate(v),
     }
 }
 

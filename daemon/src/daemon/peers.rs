@@ -121,8 +121,7 @@ impl Daemon {
         let mut told: Option<EndpointAddr> = None;
         loop {
             let me = self.inner.endpoint.addr();
-            let has_any = me.ip_addrs().next().is_some() || me.relay_urls().next().is_some();
-            if has_any && told.as_ref() != Some(&me) {
+            if !me.is_empty() && told.as_ref() != Some(&me) {
                 self.tell_contacts(&me).await;
                 told = Some(me);
             }
@@ -142,7 +141,7 @@ impl Daemon {
             .iter()
             .filter(|p| p.id != *me.id.as_bytes() && seen.insert(p.id))
             .filter_map(addr_of)
-            .filter(|a| a.ip_addrs().next().is_some() || a.relay_urls().next().is_some())
+            .filter(|a| !a.is_empty())
             .take(MAX_HELLOS)
             .collect();
         if targets.is_empty() {

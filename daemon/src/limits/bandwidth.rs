@@ -92,12 +92,25 @@ impl Bandwidth {
         }
     }
 
-    fn peer(&self, id: &EndpointId) -> Option<(Arc<Pace>, Arc<Pace>)> {
-        let peers = self.inner.peers.read().ok()?;
-        if peers.is_empty() {
-            return None;
+    /// Waits until `bytes` more may pass `way` with `peer`: the node's
+    /// limit, then the peer's (looked up each time, so a limit set later
+    /// applies to an open connection).
+    async fn take(&self, way: Way, peer: &EndpointId, bytes: u64) {
+        let node = match way {
+            Way::Up => &self.inner.up,
+            Way::Down => &self.inner.down,
+        };
+        node.take(bytes).await;
+        let own = self.inner.peers.read().ok().and_then(|peers| {
+            let (up, down) = peers.get(peer.as_bytes())?;
+            Some(match way {
+                Way::Up => up.clone(),
+                Way::Down => down.clone(),
+            })
+        });
+        if let Some(pace) = own {
+            pace.take(bytes).await;
         }
-        peers.get(id.as_bytes()).cloned()
     }
 
     /// What bytes sent to `peer` pass.
@@ -107,20 +120,17 @@ impl Bandwidth {
             peer,
         }
     }
+}
 
-    /// Waits until `bytes` more may come from `peer` (the node's and the
-    /// peer's download limits).
-    pub async fn take_down(&self, peer: &EndpointId, bytes: u64) {
-        self.inner.down.take(bytes).await;
-        if let Some((_, down)) = self.peer(peer) {
-            down.take(bytes).await;
-        }
-    }
+/// Which way bytes go.
+#[derive(Debug, Clone, Copy)]
+enum Way {
+    Up,
+    Down,
 }
 
 /// The upload limits bytes sent to one peer pass: the node's, then the
-/// peer's (looked up on each send, so a limit set later applies to an
-/// open connection).
+/// peer's.
 #[derive(Debug, Clone)]
 pub struct Uplink {
     bandwidth: Bandwidth,
@@ -130,10 +140,7 @@ pub struct Uplink {
 impl Uplink {
     /// Waits until `bytes` more may be sent.
     pub async fn take(&self, bytes: u64) {
-        self.bandwidth.inner.up.take(bytes).await;
-        if let Some((up, _)) = self.bandwidth.peer(&self.peer) {
-            up.take(bytes).await;
-        }
+        self.bandwidth.take(Way::Up, &self.peer, bytes).await;
     }
 }
 
@@ -160,7 +167,7 @@ impl Bandwidth {
 impl Downlink {
     /// Waits until `bytes` more may come.
     pub async fn take(&self, bytes: u64) {
-        self.bandwidth.take_down(&self.peer, bytes).await;
+        self.bandwidth.take(Way::Down, &self.peer, bytes).await;
         self.own.take(bytes).await;
     }
 }

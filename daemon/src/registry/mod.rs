@@ -360,6 +360,28 @@ impl Tables {
     }
 }
 
+/// Changes, in an open write transaction's table `t`, every row `pick`
+/// holds for; how many changed.
+fn change_rows<T: serde::Serialize + serde::de::DeserializeOwned>(
+    t: &mut redb::Table<u64, &[u8]>,
+    pick: impl Fn(&T) -> bool,
+    change: impl Fn(&mut T),
+) -> Result<usize> {
+    let mut picked = Vec::new();
+    for item in t.iter()? {
+        let (k, v) = item?;
+        let rec: T = decode_row(v.value())?;
+        if pick(&rec) {
+            picked.push((k.value(), rec));
+        }
+    }
+    for (id, rec) in &mut picked {
+        change(rec);
+        t.insert(*id, encode_row(rec)?.as_slice())?;
+    }
+    Ok(picked.len())
+}
+
 /// Takes the next number of the counter `key` (from 1).
 fn next_id(meta: &mut redb::Table<&str, u64>, key: &str) -> Result<u64> {
     let id = meta.get(key)?.map(|v| v.value()).unwrap_or(1);

@@ -249,35 +249,15 @@ impl Tables {
     /// receipts) is due at once, in one transaction; how many.
     pub fn due_now_for(&self, peer: &[u8; 32]) -> Result<usize> {
         let tx = self.write()?;
-        let mut n = 0;
-        {
-            let mut sent = tx.open_table(SENT)?;
-            let mut due = Vec::new();
-            for item in sent.iter()? {
-                let o: SentOffer = decode_row(item?.1.value())?;
-                if o.peer == *peer && o.state == SentState::Queued && o.next_try_at > 0 {
-                    due.push(o);
-                }
-            }
-            for mut o in due {
-                o.next_try_at = 0;
-                sent.insert(o.id, encode_row(&o)?.as_slice())?;
-                n += 1;
-            }
-            let mut inbox = tx.open_table(INBOX)?;
-            let mut due = Vec::new();
-            for item in inbox.iter()? {
-                let o: InboxOffer = decode_row(item?.1.value())?;
-                if o.from == *peer && o.receipt.is_some() && o.receipt_next_try > 0 {
-                    due.push(o);
-                }
-            }
-            for mut o in due {
-                o.receipt_next_try = 0;
-                inbox.insert(o.id, encode_row(&o)?.as_slice())?;
-                n += 1;
-            }
-        }
+        let n = change_rows(
+            &mut tx.open_table(SENT)?,
+            |o: &SentOffer| o.peer == *peer && o.state == SentState::Queued && o.next_try_at > 0,
+            |o| o.next_try_at = 0,
+        )? + change_rows(
+            &mut tx.open_table(INBOX)?,
+            |o: &InboxOffer| o.from == *peer && o.receipt.is_some() && o.receipt_next_try > 0,
+            |o| o.receipt_next_try = 0,
+        )?;
         tx.commit()?;
         Ok(n)
     }

@@ -185,7 +185,7 @@ impl Tables {
 
     /// Where endpoint `id` is now: every address-book entry of it takes
     /// `ips` (unless empty) and `relay` (if any), in one transaction; how
-    /// many entries it has.
+    /// many entries it has. Names do not change, so the name index stays.
     pub fn refresh_addrs(
         &self,
         id: &[u8; 32],
@@ -213,9 +213,6 @@ impl Tables {
             }
         }
         tx.commit()?;
-        if n > 0 {
-            self.forget_names();
-        }
         Ok(n)
     }
 

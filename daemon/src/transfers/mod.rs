@@ -102,6 +102,11 @@ impl TransferView {
             providers: Vec::new(),
         }
     }
+
+    /// Provider `id` of its running attempts, if it has been one.
+    pub(crate) fn provider_mut(&mut self, id: iroh::EndpointId) -> Option<&mut ProviderView> {
+        self.providers.iter_mut().find(|p| p.id == id)
+    }
 }
 
 /// A provider a transfer fetches from: who, what it sent this run, and

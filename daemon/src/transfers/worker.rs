@@ -637,7 +637,7 @@ impl Worker {
     fn follow_provider(&self, conn: &iroh::endpoint::Connection) -> Following {
         let peer = conn.remote_id();
         let (path, rtt) = path_of(conn);
-        self.update(|v| match v.providers.iter_mut().find(|p| p.id == peer) {
+        self.update(|v| match v.provider_mut(peer) {
             Some(p) => {
                 (p.connected, p.path, p.rtt) = (true, path.clone(), rtt);
             }
@@ -671,7 +671,7 @@ impl Worker {
         self.changes.send_modify(|c| *c = c.wrapping_add(1));
         let from = self.ticket.addr.id;
         self.publish.send_modify(|v| {
-            if let Some(p) = v.providers.iter_mut().find(|p| p.id == from) {
+            if let Some(p) = v.provider_mut(from) {
                 p.bytes += len;
             }
             v.rec.bytes_received += len;
@@ -709,7 +709,7 @@ async fn refresh_path(conn: iroh::endpoint::Connection, publish: watch::Sender<T
     loop {
         tick.tick().await;
         let (path, rtt) = path_of(&conn);
-        publish.send_if_modified(|v| match v.providers.iter_mut().find(|p| p.id == peer) {
+        publish.send_if_modified(|v| match v.provider_mut(peer) {
             Some(p) if p.path != path || p.rtt != rtt => {
                 (p.path, p.rtt) = (path, rtt);
                 true
@@ -747,7 +747,7 @@ impl Drop for Following {
     fn drop(&mut self) {
         let peer = self.peer;
         self.publish.send_modify(|v| {
-            if let Some(p) = v.providers.iter_mut().find(|p| p.id == peer) {
+            if let Some(p) = v.provider_mut(peer) {
                 p.connected = false;
             }
         });
