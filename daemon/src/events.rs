@@ -49,16 +49,8 @@ pub enum Event {
         name: String,
         size: u64,
     },
-    /// A transfer gained (`connected`) or lost a provider; `path` is how
-    /// it is reached ("direct ADDR", "relay URL").
-    ProviderChanged {
-        id: u64,
-        /// The uid the transfer belongs to.
-        owner: u32,
-        peer: String,
-        connected: bool,
-        path: String,
-    },
+    /// A transfer gained or lost a provider.
+    ProviderChanged(ProviderChange),
     /// A peer redeemed an invite and joined a ring.
     MemberJoined {
         ring: String,
@@ -66,6 +58,18 @@ pub enum Event {
         /// Its name in the address book.
         name: String,
     },
+}
+
+/// A transfer gained (`connected`) or lost a provider; `path` is how it is
+/// reached ("direct ADDR", "relay URL").
+#[derive(Debug, Clone)]
+pub struct ProviderChange {
+    pub id: u64,
+    /// The uid the transfer belongs to.
+    pub owner: u32,
+    pub peer: String,
+    pub connected: bool,
+    pub path: String,
 }
 
 /// An event with the time it happened (unix seconds).

@@ -86,9 +86,8 @@ impl Daemon {
         }
         let registry = &self.inner.registry;
         match event {
-            Event::TransferEnded { owner, .. } | Event::ProviderChanged { owner, .. } => {
-                *owner == caller.uid
-            }
+            Event::TransferEnded { owner, .. } => *owner == caller.uid,
+            Event::ProviderChanged(change) => change.owner == caller.uid,
             Event::ShareServed { share, .. } => {
                 let Some(h) = share.as_deref().and_then(|h| h.parse::<Hash>().ok()) else {
                     return false;

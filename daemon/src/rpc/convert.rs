@@ -185,13 +185,13 @@ pub fn events_lost(n: u64) -> pb::Event {
 
 /// The wire form of an event.
 /// A transfer gained or lost a provider.
-fn provider_event(id: u64, peer: String, connected: bool, path: String) -> pb::Event {
+fn provider_event(c: crate::events::ProviderChange) -> pb::Event {
     pb::Event {
         kind: pb::event::Kind::ProviderChanged as i32,
-        transfer_id: id,
-        peer,
-        connected,
-        path,
+        transfer_id: c.id,
+        peer: c.peer,
+        connected: c.connected,
+        path: c.path,
         ..Default::default()
     }
 }
@@ -254,13 +254,7 @@ fn event_of(event: crate::events::Event) -> pb::Event {
             bytes: size,
             ..Default::default()
         },
-        Event::ProviderChanged {
-            id,
-            peer,
-            connected,
-            path,
-            ..
-        } => provider_event(id, peer, connected, path),
+        Event::ProviderChanged(change) => provider_event(change),
         Event::MemberJoined { ring, peer, name } => pb::Event {
             kind: pb::event::Kind::MemberJoined as i32,
             ring,

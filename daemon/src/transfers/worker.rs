@@ -733,13 +733,15 @@ struct Following {
 
 impl Following {
     fn said(&self, connected: bool, path: String) {
-        self.events.publish(crate::events::Event::ProviderChanged {
+        let change = crate::events::ProviderChange {
             id: self.transfer,
             owner: self.owner,
             peer: self.peer.to_string(),
             connected,
             path,
-        });
+        };
+        self.events
+            .publish(crate::events::Event::ProviderChanged(change));
     }
 }
 
