@@ -16,6 +16,7 @@ pub mod registry;
 pub mod rings;
 pub mod rpc;
 pub mod shares;
+pub mod swarm;
 pub mod tasks;
 pub mod ticket;
 pub mod transfers;

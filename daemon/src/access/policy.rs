@@ -12,6 +12,14 @@
 //! - Both: the share's owner is still an operator (system mode), and
 //!   every source file has the size, mtime, change time and inode it
 //!   had when shared (checked at most once a second per share).
+//! - Re-serve (a member serving what it fetched of a ring share to other
+//!   members, `crate::swarm`): this node re-serves at all, and a roster
+//!   the content's owner signed, valid now, covers the content and lists
+//!   both this node and the peer as current members. The owner's own
+//!   serving is by the fetch rule above; nobody else's roster counts.
+//! - Roster: the owner hands a ring's roster only to a current member of
+//!   it who may fetch the share asked about; a member passes on only a
+//!   roster that lists the asker.
 
 use std::{
     collections::HashMap,
@@ -23,9 +31,31 @@ use iroh_blobs::Hash;
 use tracing::warn;
 
 use crate::{
+    access::roster::Roster,
     registry::{Registry, RegistryError, ShareRecord, OPEN_RING},
     shares,
 };
+
+/// Whether this node may serve content it holds to `peer` by `rosters`
+/// (the valid rosters of the content's owner that cover it): re-serving
+/// is on, and one of them lists this node and the peer as current members.
+pub fn may_reserve(
+    reserve: bool,
+    rosters: &[Roster],
+    me: &[u8; 32],
+    peer: &[u8; 32],
+    now_secs: i64,
+) -> bool {
+    reserve
+        && rosters
+            .iter()
+            .any(|r| r.has_member(me, now_secs) && r.has_member(peer, now_secs))
+}
+
+/// Whether a member may pass `roster` on to `peer`: it lists the peer.
+pub fn may_pass_roster(roster: &Roster, peer: &[u8; 32], now_secs: i64) -> bool {
+    roster.has_member(peer, now_secs)
+}
 
 /// How long a "source files unchanged" check is trusted.
 const SOURCE_CHECK_TTL: Duration = Duration::from_secs(1);

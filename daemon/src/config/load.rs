@@ -44,6 +44,8 @@ pub const KEYS: &[&str] = &[
     "on_complete",
     "on_complete_timeout",
     "keep_ready",
+    "roster_valid",
+    "reserve",
 ];
 
 /// Environment variable naming the config file.
@@ -257,6 +259,10 @@ fn apply_one(c: &mut Config, key: &str, v: &str) -> Result<(), String> {
             c.on_complete_timeout = duration(v, "60s", SECOND..=super::MAX_HOOK_TIMEOUT)?
         }
         "keep_ready" => c.keep_ready = duration(v, "7d or 12h", SECOND..=Duration::MAX)?,
+        "roster_valid" => {
+            c.roster_valid = duration(v, "60s or 2s", SECOND..=Duration::from_secs(3600))?
+        }
+        "reserve" => c.reserve = parse_bool(v)?,
         "log" => {
             tracing_subscriber::EnvFilter::try_new(v).map_err(|e| {
                 format!("{v:?} is not a log filter like info or info,ringdropd=debug ({e})")
@@ -359,6 +365,11 @@ impl Config {
             "keep_ready = {}\n",
             q(&humantime::format_duration(self.keep_ready).to_string())
         ));
+        out.push_str(&format!(
+            "roster_valid = {}\n",
+            q(&humantime::format_duration(self.roster_valid).to_string())
+        ));
+        out.push_str(&format!("reserve = {}\n", self.reserve));
         out
     }
 }

@@ -79,7 +79,15 @@ pub struct Config {
     /// How long a fetch its owner's client is to place (`ready`) waits for
     /// it; then its files are removed and it is `failed` (resumable).
     pub keep_ready: Duration,
+    /// How long a ring roster this node signs is valid: a member removed
+    /// from a ring is refused by every member within it.
+    pub roster_valid: Duration,
+    /// Serve what this node fetched of a ring share to the ring's members.
+    pub reserve: bool,
 }
+
+/// Default of [`Config::roster_valid`].
+pub const DEFAULT_ROSTER_VALID: Duration = Duration::from_secs(60);
 
 /// Default of [`Config::keep_ready`]: a week.
 pub const DEFAULT_KEEP_READY: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -120,6 +128,8 @@ impl Config {
             on_complete: Vec::new(),
             on_complete_timeout: DEFAULT_HOOK_TIMEOUT,
             keep_ready: DEFAULT_KEEP_READY,
+            roster_valid: DEFAULT_ROSTER_VALID,
+            reserve: true,
         }
     }
 
@@ -171,6 +181,8 @@ impl Config {
             on_complete: Vec::new(),
             on_complete_timeout: DEFAULT_HOOK_TIMEOUT,
             keep_ready: DEFAULT_KEEP_READY,
+            roster_valid: DEFAULT_ROSTER_VALID,
+            reserve: true,
         }
     }
 }

@@ -89,6 +89,8 @@ struct Inner {
     provider_tasks: Tasks,
     /// The bandwidth limits in force.
     bandwidth: Bandwidth,
+    /// What this node holds of ring shares, and the rosters.
+    swarm: crate::swarm::Swarm,
 }
 
 /// The running node; cheap to clone.
@@ -181,10 +183,10 @@ fn contacts_of(registry: &Registry) -> crate::access::slots::Known {
 }
 
 /// The protocols peers reach: blobs through the gate, and our small ones
-/// (catalog, invites, offers) behind connection slots.
+/// (swarm, catalog, invites, offers) behind connection slots.
 fn serve_peers(
     endpoint: &Endpoint,
-    gate: &BlobsGate,
+    (gate, swarm): (&BlobsGate, crate::swarm::server::SwarmServer),
     registry: &Registry,
     policy: &Arc<crate::access::policy::Policy>,
     hub: &crate::events::Events,
@@ -193,6 +195,7 @@ fn serve_peers(
     let known = contacts_of(registry);
     Router::builder(endpoint.clone())
         .accept(iroh_blobs::ALPN, gate.clone())
+        .accept(crate::swarm::ALPN, swarm)
         .accept(
             catalog::ALPN,
             Limited::small(
@@ -304,7 +307,27 @@ impl Daemon {
             &provider_tasks,
             &bandwidth,
         );
-        let router = serve_peers(&endpoint, &gate, &registry, &policy, &hub, &contacts);
+        let swarm = crate::swarm::Swarm::new(crate::swarm::Settings {
+            roster_valid: config.roster_valid,
+            reserve: config.reserve,
+        });
+        let swarm_server = crate::swarm::server::SwarmServer::new(crate::swarm::server::Parts {
+            swarm: swarm.clone(),
+            registry: registry.clone(),
+            policy: policy.clone(),
+            key: endpoint.secret_key().clone(),
+            known: contacts_of(&registry),
+            bandwidth: bandwidth.clone(),
+            tasks: provider_tasks.clone(),
+        });
+        let router = serve_peers(
+            &endpoint,
+            (&gate, swarm_server),
+            &registry,
+            &policy,
+            &hub,
+            &contacts,
+        );
 
         let shutdown = CancellationToken::new();
         let tasks = Tasks::new(shutdown.child_token());
@@ -314,6 +337,7 @@ impl Daemon {
             endpoint: endpoint.clone(),
             events: hub.clone(),
             bandwidth: bandwidth.clone(),
+            swarm: swarm.clone(),
         };
         let (dir, at_once) = (config.data_dir.clone(), config.max_concurrent_transfers);
         let transfers = TransferManager::new(services, dir, at_once, shutdown.clone());
@@ -337,6 +361,7 @@ impl Daemon {
                 provider_tasks,
                 bandwidth,
                 shutdown,
+                swarm,
             }),
         };
         daemon.begin().await;
@@ -347,6 +372,11 @@ impl Daemon {
     /// background loops started, unfinished transfers resumed.
     async fn begin(&self) {
         self.reconcile().await;
+        match self.inner.transfers.hold_again().await {
+            Ok(0) => {}
+            Ok(n) => info!("re-serving what {n} completed ring fetches hold"),
+            Err(e) => warn!("cannot read what completed fetches hold: {e}"),
+        }
         self.spawn_loops();
         let resumed = self
             .inner

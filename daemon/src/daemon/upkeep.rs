@@ -45,6 +45,10 @@ impl Daemon {
         tasks.spawn_loop("presence", move || me.clone().presence());
         let bandwidth = self.inner.bandwidth.clone();
         tasks.spawn_loop("limits-schedule", move || bandwidth.clone().run_schedule());
+        let (swarm, endpoint) = (self.inner.swarm.clone(), self.inner.endpoint.clone());
+        tasks.spawn_loop("rosters", move || {
+            crate::swarm::keep_rosters(swarm.clone(), endpoint.clone())
+        });
         if self.inner.config.system {
             let me = self.clone();
             tasks.spawn_loop("track-departures", move || me.clone().track_departures());

@@ -197,10 +197,16 @@ impl Gate {
 /// without yielding, so a child range at offset 2^62 would hold a core for
 /// good; such requests are refused before they reach it.
 fn within_collection(req: &GetRequest, share: &ShareRecord) -> bool {
-    let offsets = share.children.len() + 2;
+    within_offsets(&req.ranges, share.children.len() + 2)
+}
+
+/// Whether `ranges` asks for nothing at offset `offsets - 1` or beyond
+/// (the last offset of a collection plus two), found without walking the
+/// offsets one by one.
+pub fn within_offsets(ranges: &ChunkRangesSeq, offsets: usize) -> bool {
     let bounded =
-        ChunkRangesSeq::from_ranges_infinite(req.ranges.iter_infinite().take(offsets).cloned());
-    bounded == req.ranges
+        ChunkRangesSeq::from_ranges_infinite(ranges.iter_infinite().take(offsets).cloned());
+    bounded == *ranges
 }
 
 fn describe(ask: &Ask) -> (&'static str, Hash) {

@@ -5,6 +5,6 @@ mod gate;
 mod handler;
 mod uploads;
 
-pub use gate::{spawn_gate, GateStats};
+pub use gate::{spawn_gate, within_offsets, GateStats};
 pub use handler::BlobsGate;
 pub use uploads::{Upload, Uploads};

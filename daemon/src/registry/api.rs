@@ -7,9 +7,9 @@
 use iroh_blobs::Hash;
 
 use super::{
-    InboxOffer, InviteRecord, Member, Owned, Owners, PartialRecord, PeerRecord, Redeemed, Refusal,
-    Registry, RegistryError, RingInfo, SentOffer, ShareRecord, Source, Stored, Tables, Terms,
-    TransferRecord, TrustRecord,
+    HeldRecord, InboxOffer, InviteRecord, Member, Owned, Owners, PartialRecord, PeerRecord,
+    Redeemed, Refusal, Registry, RegistryError, RingInfo, SentOffer, ShareRecord, Source, Stored,
+    Tables, Terms, TransferRecord, TrustRecord,
 };
 
 type Result<T> = std::result::Result<T, RegistryError>;
@@ -105,6 +105,9 @@ requests! {
     read fn partial(id: val u64) -> Option<PartialRecord>;
     write fn put_partial(id: val u64, rec: ref PartialRecord) -> ();
     write fn remove_partial(id: val u64) -> ();
+    write fn put_held(id: val u64, rec: ref HeldRecord) -> ();
+    read fn held() -> Vec<(u64, HeldRecord)>;
+    write fn remove_held(id: val u64) -> ();
     // owners
     read fn owner(kind: val Owned, key: ref [u8]) -> u32;
     read fn owners(kind: val Owned) -> Owners;

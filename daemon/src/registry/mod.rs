@@ -33,8 +33,8 @@ pub use offers::{
 };
 pub use owners::{daemon_uid, Owned, Owners};
 pub use records::{
-    decode_row, encode_row, mtime_ns, source_of, PartialRecord, PeerRecord, Placement, ShareRecord,
-    Source, Terms, TransferRecord, TransferState,
+    decode_row, encode_row, mtime_ns, source_of, HeldRecord, PartialRecord, PeerRecord, Placement,
+    ShareRecord, Source, Terms, TransferRecord, TransferState,
 };
 pub use rings::{Member, RingInfo, OPEN_RING};
 pub use shares::Counts;
@@ -64,6 +64,9 @@ type IdTable = TableDefinition<'static, u64, &'static [u8]>;
 const TRANSFERS: TableDefinition<u64, &[u8]> = TableDefinition::new("transfers");
 /// transfer id -> what is on disk of its incoming files ([`PartialRecord`]).
 const PARTIALS: TableDefinition<u64, &[u8]> = TableDefinition::new("partials");
+/// transfer id -> what this node holds of its content to re-serve to
+/// ring members once it completed ([`HeldRecord`]).
+const HELD: TableDefinition<u64, &[u8]> = TableDefinition::new("held");
 /// transfer id -> the size its content must have (an offer's), checked
 /// before its data moves, after a restart too.
 const EXPECTED: TableDefinition<u64, u64> = TableDefinition::new("expected");
@@ -197,6 +200,7 @@ impl Tables {
             tx.open_multimap_table(BLOB_SOURCES)?;
             tx.open_table(TRANSFERS)?;
             tx.open_table(PARTIALS)?;
+            tx.open_table(HELD)?;
             tx.open_table(SERVED)?;
             tx.open_table(RINGS)?;
             tx.open_table(RING_MEMBERS)?;

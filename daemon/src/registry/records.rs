@@ -181,6 +181,18 @@ impl ShareRecordV1 {
     }
 }
 
+/// What a completed transfer holds to re-serve to its ring's members:
+/// its collection, the ring owner it came from, and each file as placed
+/// with its outboard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldRecord {
+    pub root: Hash,
+    pub owner: [u8; 32],
+    pub owner_addrs: Vec<std::net::SocketAddr>,
+    /// (position in the collection, hash, size, the file as placed, outboard)
+    pub files: Vec<(u64, [u8; 32], u64, Source, PathBuf)>,
+}
+
 /// An address-book entry: a name for an endpoint and where it was last seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerRecord {

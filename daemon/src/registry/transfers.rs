@@ -106,8 +106,10 @@ impl Tables {
             let mut expected = tx.open_table(EXPECTED)?;
             let mut selected = tx.open_table(SELECTED)?;
             let mut limits = tx.open_table(TRANSFER_LIMITS)?;
+            let mut held = tx.open_table(HELD)?;
             for id in ids {
                 partials.remove(*id)?;
+                held.remove(*id)?;
                 expected.remove(*id)?;
                 selected.remove(*id)?;
                 limits.remove(*id)?;
@@ -140,6 +142,30 @@ impl Tables {
             let mut table = tx.open_table(PARTIALS)?;
             table.remove(id)?;
         }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// What completed transfer `id` holds to re-serve (one commit).
+    pub fn put_held(&self, id: u64, rec: &HeldRecord) -> Result<()> {
+        self.put_row(HELD, id, rec)
+    }
+
+    /// Every completed transfer's holding, by transfer id.
+    pub fn held(&self) -> Result<Vec<(u64, HeldRecord)>> {
+        let tx = self.read()?;
+        let table = tx.open_table(HELD)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (k, v) = item?;
+            out.push((k.value(), decode_row(v.value())?));
+        }
+        Ok(out)
+    }
+
+    pub fn remove_held(&self, id: u64) -> Result<()> {
+        let tx = self.write()?;
+        tx.open_table(HELD)?.remove(id)?;
         tx.commit()?;
         Ok(())
     }

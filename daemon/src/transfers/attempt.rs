@@ -59,6 +59,9 @@ pub enum AttemptError {
     /// `--only` matches no file of the content.
     #[error("{0}")]
     NothingSelected(#[source] Cause),
+    /// A ring member does not hold (yet) what was asked of it.
+    #[error("{0}")]
+    NotHeld(#[source] Cause),
     /// Blocking work of the attempt did not finish (it panicked, or the
     /// runtime is shutting down).
     #[error("a blocking task of the transfer failed: {0}")]
@@ -125,7 +128,10 @@ impl AttemptError {
     pub fn retry(&self) -> bool {
         matches!(
             self,
-            AttemptError::Unreachable(_) | AttemptError::Interrupted(_) | AttemptError::Store(_)
+            AttemptError::Unreachable(_)
+                | AttemptError::Interrupted(_)
+                | AttemptError::Store(_)
+                | AttemptError::NotHeld(_)
         )
     }
 }
@@ -186,10 +192,17 @@ pub struct Session<'a> {
 impl Session<'_> {
     /// Maps a get failure to its kind, with a message a person can act on.
     fn classify(&self, e: &GetError) -> AttemptError {
+        self.classify_from(e, &self.ticket.provider())
+    }
+
+    /// [`Self::classify`] for a response from `provider`.
+    fn classify_from(&self, e: &GetError, provider: &dyn std::fmt::Display) -> AttemptError {
+        if e.iroh_error_code() == Some(crate::swarm::ERR_NOT_HELD) {
+            return AttemptError::NotHeld("the member does not hold that part yet".into());
+        }
         if e.iroh_error_code() == Some(ERR_PERMISSION) {
             return AttemptError::Refused(format!(
-                "refused by {}: this endpoint ({}) may not fetch this share (it is not shared with you, or you are not in its rings)",
-                self.ticket.provider(),
+                "refused by {provider}: this endpoint ({}) may not fetch this share (it is not shared with you, or you are not in its rings)",
                 self.me.id()
             ).into());
         }
@@ -207,8 +220,7 @@ impl Session<'_> {
                 source: DecodeError::LeafHashMismatch { .. } | DecodeError::ParentHashMismatch { .. },
                 ..
             } => AttemptError::BadContent(format!(
-                "{} sent data that does not match the ticket's hash ({e}); nothing unverified was kept",
-                self.ticket.provider()
+                "{provider} sent data that does not match the ticket's hash ({e}); nothing unverified was kept"
             ).into()),
             _ => AttemptError::Interrupted(format!("transfer interrupted: {e}").into()),
         }
@@ -313,6 +325,20 @@ impl Session<'_> {
         &self,
         wants: &[Want],
         sink: &Sink,
+        on_leaf: impl FnMut(usize, u64, usize) -> Result<(), AttemptError>,
+    ) -> Result<Vec<(usize, u64)>, AttemptError> {
+        self.receive_on(&self.conn, self.limit, wants, sink, on_leaf)
+            .await
+    }
+
+    /// [`Self::receive`] from the provider at the other end of `conn`,
+    /// through its download limits `limit`.
+    pub async fn receive_on(
+        &self,
+        conn: &Connection,
+        limit: &crate::limits::Downlink,
+        wants: &[Want],
+        sink: &Sink,
         mut on_leaf: impl FnMut(usize, u64, usize) -> Result<(), AttemptError>,
     ) -> Result<Vec<(usize, u64)>, AttemptError> {
         let mut proven = Vec::new();
@@ -321,8 +347,9 @@ impl Session<'_> {
         }
         let raw = self.ticket.content.format == BlobFormat::Raw;
         let request = self.request_for(wants);
-        let fail = |e: GetError| self.classify(&e);
-        let connected = fsm::start(self.conn.clone(), request, Default::default())
+        let provider = conn.remote_id();
+        let fail = |e: GetError| self.classify_from(&e, &provider);
+        let connected = fsm::start(conn.clone(), request, Default::default())
             .next()
             .await
             .map_err(|e| fail(e.into()))?;
@@ -332,7 +359,13 @@ impl Session<'_> {
                 let want = expected.next().filter(|w| w.file == 0);
                 let want = want.ok_or_else(|| out_of_step(0))?;
                 let end = self
-                    .blob(start.next(), want, sink, &mut on_leaf, &mut proven)
+                    .blob(
+                        start.next(),
+                        want,
+                        (sink, limit, &provider),
+                        &mut on_leaf,
+                        &mut proven,
+                    )
                     .await?;
                 end.next()
             }
@@ -356,7 +389,13 @@ impl Session<'_> {
             };
             let header = child.next(want.hash);
             let end = self
-                .blob(header, want, sink, &mut on_leaf, &mut proven)
+                .blob(
+                    header,
+                    want,
+                    (sink, limit, &provider),
+                    &mut on_leaf,
+                    &mut proven,
+                )
                 .await?;
             next = end.next();
         };
@@ -400,16 +439,15 @@ impl Session<'_> {
         &self,
         header: fsm::AtBlobHeader,
         want: &Want,
-        sink: &Sink,
+        (sink, limit, provider): (&Sink, &crate::limits::Downlink, &iroh::EndpointId),
         on_leaf: &mut impl FnMut(usize, u64, usize) -> Result<(), AttemptError>,
         proven: &mut Vec<(usize, u64)>,
     ) -> Result<fsm::AtEndBlob, AttemptError> {
-        let fail = |e: GetError| self.classify(&e);
+        let fail = |e: GetError| self.classify_from(&e, provider);
         let (mut content, size) = header.next().await.map_err(|e| fail(e.into()))?;
         if want.size.is_some_and(|known| known != size) {
             return Err(AttemptError::BadContent(format!(
-                "{} declares a size of {size} bytes for {}, which an earlier response proved to be {} bytes",
-                self.ticket.provider(),
+                "{provider} declares a size of {size} bytes for {}, which an earlier response proved to be {} bytes",
                 want.hash,
                 want.size.unwrap_or_default()
             ).into()));
@@ -422,7 +460,7 @@ impl Session<'_> {
                         on_leaf(want.file, leaf.offset, leaf.data.len())?;
                         // Not reading on holds the provider back (QUIC's
                         // flow control): the limit is the receiver's.
-                        self.limit.take(leaf.data.len() as u64).await;
+                        limit.take(leaf.data.len() as u64).await;
                     }
                     if !sink.send(Item::from_content(want.file, item)).await {
                         return Err(AttemptError::Local("the writer stopped".into()));

@@ -212,6 +212,11 @@ impl TransferManager {
             warn!(id, "cannot release a forgotten transfer's data: {e}");
         }
         self.discard_incoming(id).await;
+        self.inner.swarm.holdings.remove(id);
+        let (dir, registry) = (self.inner.data_dir.clone(), self.inner.registry.clone());
+        tokio::task::spawn_blocking(move || super::reserve::discard_held(&dir, &registry, id))
+            .await
+            .ok();
     }
 
     /// Forgets transfers that finished more than `keep` ago; how many.

@@ -512,7 +512,19 @@ struct Writer {
     /// Bytes written since writeback was last started.
     unkicked: u64,
     last_sync: Instant,
+    /// Parents that arrived before their file's size was proven (so
+    /// before its outboard could be made): saved once it is.
+    early: HashMap<usize, Vec<Parent>>,
+    /// What this node holds of the content, kept current for re-serving.
+    holding: Option<std::sync::Arc<crate::swarm::Holding>>,
 }
+
+/// A parent node of a file's tree and its two children's hashes.
+type Parent = (TreeNode, (blake3::Hash, blake3::Hash));
+
+/// Early parents kept per file at most (a first request proves a size
+/// with two short ranges: a few dozen).
+const EARLY_MAX: usize = 512;
 
 /// Starts the writer of one attempt.
 /// `writing` is held until the writer has recorded what it wrote, also
@@ -521,6 +533,7 @@ pub fn start(
     incoming: Incoming,
     hashes: std::sync::Arc<Vec<[u8; 32]>>,
     writing: &std::sync::Arc<tokio::sync::Mutex<()>>,
+    holding: Option<std::sync::Arc<crate::swarm::Holding>>,
 ) -> Sink {
     let (tx, mut rx) = mpsc::channel::<Item>(QUEUE);
     // Free: one attempt at a time per transfer, and its writer ended
@@ -542,6 +555,8 @@ pub fn start(
                 unsynced: 0,
                 unkicked: 0,
                 last_sync: Instant::now(),
+                early: HashMap::new(),
+                holding,
             };
             let mut result = Ok(());
             while let Some(item) = rx.blocking_recv() {
@@ -584,6 +599,14 @@ impl Writer {
                     let open = self.open_file(file)?;
                     self.open.insert(file, open);
                 }
+                if let Some(early) = self.early.remove(&file).filter(|_| has_outboard) {
+                    for (node, pair) in early {
+                        self.save_parent(file, node, pair)?;
+                    }
+                }
+                if let Some(h) = &self.holding {
+                    h.sized(file, size);
+                }
             }
             Item::RecordSizes => {
                 // Sizes are facts about the content, not data written: no
@@ -594,23 +617,18 @@ impl Writer {
                     .blocking()
                     .put_partial(place.id, &self.incoming.rec)?;
             }
-            Item::Parent { file, node, pair } => {
-                let open = self.file(file)?;
-                if let Some(ob) = open.outboard.as_mut() {
-                    ob.save(node, &pair).map_err(|e| IncomingError::Io {
-                        path: PathBuf::from("outboard"),
-                        source: e,
-                    })?;
-                }
-            }
+            Item::Parent { file, node, pair } => self.save_parent(file, node, pair)?,
             Item::Leaf { file, offset, data } => {
                 let path = self.incoming.dir.path().to_path_buf();
                 self.file(file)?
                     .data
                     .write_all_at(&data, offset)
                     .map_err(io_at(&path))?;
-                *self.pending.entry(file).or_insert_with(ChunkRanges::empty) |=
-                    leaf_chunks(offset, data.len());
+                let chunks = leaf_chunks(offset, data.len());
+                if let Some(h) = &self.holding {
+                    h.wrote(file, &chunks);
+                }
+                *self.pending.entry(file).or_insert_with(ChunkRanges::empty) |= chunks;
                 self.dirty.insert(file);
                 self.unsynced += data.len() as u64;
                 self.unkicked += data.len() as u64;
@@ -629,6 +647,38 @@ impl Writer {
             }
         }
         Ok(())
+    }
+
+    /// Saves a parent into `file`'s outboard, or keeps it until the size
+    /// is proven and the outboard exists.
+    fn save_parent(
+        &mut self,
+        file: usize,
+        node: TreeNode,
+        pair: (blake3::Hash, blake3::Hash),
+    ) -> Result<(), IncomingError> {
+        let open = self.file(file)?;
+        match open.outboard.as_mut() {
+            Some(ob) => ob.save(node, &pair).map_err(|e| IncomingError::Io {
+                path: PathBuf::from("outboard"),
+                source: e,
+            }),
+            None => {
+                let sized = self
+                    .incoming
+                    .rec
+                    .sizes
+                    .get(file)
+                    .copied()
+                    .flatten()
+                    .is_some();
+                let early = self.early.entry(file).or_default();
+                if !sized && early.len() < EARLY_MAX {
+                    early.push((node, pair));
+                }
+                Ok(())
+            }
+        }
     }
 
     /// File `file`, opened (and created at its size, once that is proven)

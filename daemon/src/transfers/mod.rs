@@ -7,7 +7,9 @@ mod control;
 mod deliver;
 pub use deliver::FileChunk;
 pub mod hosted;
-mod incoming;
+pub(crate) mod incoming;
+mod many;
+mod reserve;
 pub use ringdrop_proto::place as plan;
 mod select;
 pub use select::{SelectError, Selection};
@@ -174,6 +176,7 @@ struct Inner {
     events: crate::events::Events,
     hosts: hosted::Hosts,
     bandwidth: Bandwidth,
+    swarm: crate::swarm::Swarm,
 }
 
 /// What transfers use of the node.
@@ -184,6 +187,8 @@ pub struct Services {
     pub events: crate::events::Events,
     /// The limits every fetched byte passes.
     pub bandwidth: Bandwidth,
+    /// What this node holds of ring shares, and the rosters.
+    pub swarm: crate::swarm::Swarm,
 }
 
 /// Owns all transfers; cheap to clone.
@@ -206,6 +211,7 @@ impl TransferManager {
             endpoint,
             events,
             bandwidth,
+            swarm,
         }: Services,
         data_dir: PathBuf,
         max_concurrent: usize,
@@ -226,6 +232,7 @@ impl TransferManager {
                 events,
                 hosts: Default::default(),
                 bandwidth,
+                swarm,
             }),
         }
     }
@@ -314,6 +321,18 @@ impl TransferManager {
         Ok(self.spawn_with(rec, parsed, &terms, only))
     }
 
+    /// Serves again what completed transfers held before a restart.
+    pub async fn hold_again(&self) -> Result<usize, TransferError> {
+        let mut n = 0;
+        for (id, rec) in self.inner.registry.held().await? {
+            if let Some(holding) = crate::swarm::Holding::from_record(id, rec) {
+                self.inner.swarm.holdings.add(holding);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Re-queues every transfer that had not finished when the daemon stopped.
     pub async fn resume_unfinished(&self) -> Result<usize, TransferError> {
         let mut n = 0;
@@ -394,7 +413,7 @@ impl TransferManager {
                 },
             );
         }
-        let limit = self.inner.bandwidth.downlink(ticket.addr.id, pace);
+        let limit = self.inner.bandwidth.downlink(ticket.addr.id, pace.clone());
         let worker = worker::Worker {
             registry: self.inner.registry.clone(),
             store: self.inner.store.clone(),
@@ -417,6 +436,8 @@ impl TransferManager {
             expect_size: terms.expect_size,
             only,
             limit,
+            links: (self.inner.bandwidth.clone(), pace),
+            swarm: self.inner.swarm.clone(),
         };
         let this = self.clone();
         self.inner.tasks.spawn(async move {

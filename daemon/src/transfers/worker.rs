@@ -22,7 +22,7 @@ use super::{
     attempt::{self, AttemptError, Cause, Want},
     hosted::{Hosts, REHOST_WITHIN},
     incoming::{self, Incoming, Opened, Place},
-    plan, transfer_tag, StopReason, TransferView,
+    many, plan, transfer_tag, StopReason, TransferView,
 };
 use crate::{
     registry::{Placement, Registry, TransferState},
@@ -73,6 +73,10 @@ pub(super) struct Worker {
     pub only: super::Selection,
     /// The download limits its bytes pass.
     pub limit: crate::limits::Downlink,
+    /// The node's limits and its own, for the bytes of other providers.
+    pub links: (crate::limits::Bandwidth, Arc<crate::limits::Pace>),
+    /// What this node holds of ring shares, and the rosters.
+    pub swarm: crate::swarm::Swarm,
 }
 
 /// Outcome of the attempt loop.
@@ -178,6 +182,9 @@ impl Worker {
         // Completed: the files are at the destination. Failed or cancelled:
         // the incoming files go (a failed transfer resumed starts again).
         if state.is_terminal() {
+            if state != TransferState::Completed {
+                self.swarm.holdings.remove(id);
+            }
             let place = self.place();
             tokio::task::spawn_blocking(move || Incoming::discard(&place))
                 .await
@@ -320,10 +327,18 @@ impl Worker {
         let hosted = inc.dir.own().is_none();
 
         debug!(id = self.id, "incoming files open");
+        let rosters = self.ring_rosters(&session).await;
+        let holding = self.hold(&session, &inc, &named, &have, &rosters);
         let mut sizes = inc.rec.sizes.clone();
-        let sink = incoming::start(inc, hashes.clone(), &self.writing);
+        let sink = incoming::start(inc, hashes.clone(), &self.writing, holding);
         let fetched = self
-            .fetch_into(&session, &sink, &named, &mut sizes, &mut have, hosted)
+            .fetch_into(
+                &session,
+                &sink,
+                &named,
+                (&mut sizes, &mut have),
+                (hosted, &rosters),
+            )
             .await;
         // What arrived is synced and recorded whatever happened.
         let closed = sink.close().await;
@@ -356,8 +371,13 @@ impl Worker {
             .enumerate()
             .map(|(i, (name, _))| (name.clone(), i))
             .collect();
+        let targets: Vec<(usize, PathBuf)> = plan
+            .items
+            .iter()
+            .filter_map(|(e, path)| index.get(&e.name).map(|i| (*i, path.clone())))
+            .collect();
         let placing = self.writing.clone().lock_owned().await;
-        blocking(move || {
+        let placed = blocking(move || {
             let placed = match inc.dir.own() {
                 Some(dir) => place_files(plan, dir, &index),
                 None => Err(plan::ExportError::Io {
@@ -369,7 +389,9 @@ impl Worker {
             placed
         })
         .await?
-        .map_err(AttemptError::Destination)
+        .map_err(AttemptError::Destination)?;
+        self.held_in_place(targets).await;
+        Ok(placed)
     }
 
     /// Opens the incoming files (the ones the owner's client hosts, if it
@@ -440,9 +462,8 @@ impl Worker {
         session: &attempt::Session<'_>,
         sink: &incoming::Sink,
         named: &[(String, Hash)],
-        sizes: &mut [Option<u64>],
-        have: &mut [ChunkRanges],
-        hosted: bool,
+        (sizes, have): (&mut [Option<u64>], &mut [ChunkRanges]),
+        (hosted, rosters): (bool, &[crate::access::roster::Held]),
     ) -> Result<Option<plan::Plan>, AttemptError> {
         let entries = self.prove_sizes(session, sink, named, sizes, have).await?;
         let (total, done) = self.content_known(&entries, have).await?;
@@ -453,8 +474,20 @@ impl Worker {
             total,
             "content known, fetching what is missing"
         );
-        self.fetch_missing(session, sink, &entries, have, (total, done), hosted)
-            .await?;
+        let members = if done < total {
+            self.members(session, rosters).await
+        } else {
+            Vec::new()
+        };
+        self.fetch_missing(
+            session,
+            sink,
+            &entries,
+            have,
+            (total, done),
+            (hosted, members),
+        )
+        .await?;
         self.update(|v| v.rec.bytes_done = total);
         Ok(plan)
     }
@@ -574,7 +607,7 @@ impl Worker {
         entries: &[plan::Entry],
         have: &mut [ChunkRanges],
         (total, mut done): (u64, u64),
-        hosted: bool,
+        (hosted, members): (bool, Vec<many::Provider<Following>>),
     ) -> Result<(), AttemptError> {
         // Hosted files are on the client's filesystem, which the daemon may
         // not even see: the client checked its room; a full disk there
@@ -605,20 +638,42 @@ impl Worker {
             .collect();
         let mut window = (Instant::now(), self.publish.borrow().rec.bytes_received);
         let mut space_checked = Instant::now();
-        session
-            .receive(&wants, sink, |file, offset, len| {
-                have[file] |= incoming::leaf_chunks(offset, len);
+        let owner = self.ticket.addr.id;
+        let mut leaf = |from: iroh::EndpointId, file: usize, offset: u64, len: usize| {
+            let chunks = incoming::leaf_chunks(offset, len);
+            // The same piece asked of two providers arrives twice.
+            let new = !(chunks.clone() - &have[file]).is_empty();
+            have[file] |= chunks;
+            if new {
                 done = (done + len as u64).min(total);
-                self.progress(len as u64, done, &mut window);
-                // Something else may be filling the disk meanwhile: stop
-                // while there is room to record what arrived.
-                if space_checked.elapsed() >= SPACE_CHECK_EVERY {
-                    space_checked = Instant::now();
-                    space.check(total - done)?;
-                }
-                Ok(())
-            })
-            .await?;
+            }
+            self.progress(from, len as u64, done, &mut window);
+            // Something else may be filling the disk meanwhile: stop
+            // while there is room to record what arrived.
+            if space_checked.elapsed() >= SPACE_CHECK_EVERY {
+                space_checked = Instant::now();
+                space.check(total - done)?;
+            }
+            Ok(())
+        };
+        if members.is_empty() {
+            session
+                .receive(&wants, sink, |file, offset, len| {
+                    leaf(owner, file, offset, len)
+                })
+                .await?;
+        } else {
+            let mut providers = vec![many::Provider {
+                id: owner,
+                conn: session.conn.clone(),
+                limit: session.limit.clone(),
+                member: false,
+                guard: None,
+            }];
+            providers.extend(members);
+            let leaf = std::sync::Mutex::new(leaf);
+            many::fetch(session, providers, sink, &wants, &leaf).await?;
+        }
         let complete = entries
             .iter()
             .zip(have.iter())
@@ -634,7 +689,7 @@ impl Worker {
     /// Shows `conn`'s provider as connected while the attempt runs, with
     /// its path and round-trip time refreshed every second, and says when
     /// it is gained and lost (events).
-    fn follow_provider(&self, conn: &iroh::endpoint::Connection) -> Following {
+    pub(super) fn follow_provider(&self, conn: &iroh::endpoint::Connection) -> Following {
         let peer = conn.remote_id();
         let (path, rtt) = path_of(conn);
         self.update(|v| match v.provider_mut(peer) {
@@ -667,9 +722,8 @@ impl Worker {
 
     /// `len` more bytes arrived, `done` are verified: published, with the
     /// rate over the last second (`window`: its start and bytes then).
-    fn progress(&self, len: u64, done: u64, window: &mut (Instant, u64)) {
+    fn progress(&self, from: iroh::EndpointId, len: u64, done: u64, window: &mut (Instant, u64)) {
         self.changes.send_modify(|c| *c = c.wrapping_add(1));
-        let from = self.ticket.addr.id;
         self.publish.send_modify(|v| {
             if let Some(p) = v.provider_mut(from) {
                 p.bytes += len;
@@ -721,7 +775,7 @@ async fn refresh_path(conn: iroh::endpoint::Connection, publish: watch::Sender<T
 
 /// An attempt's provider while it is connected: on drop (the attempt
 /// ended, however) it is shown disconnected and the loss is said.
-struct Following {
+pub(super) struct Following {
     publish: watch::Sender<TransferView>,
     changes: watch::Sender<u64>,
     events: crate::events::Events,

@@ -1,0 +1,293 @@
+//! What this node holds of ring shares it fetched, and serving it: one
+//! content layer for fetched files, a file on disk (in the transfer's
+//! private directory while it is fetched, at its destination after) plus
+//! its pre-order outboard in the data dir, read through bao-tree's
+//! validated encoder (every leaf and parent is hashed against the root as
+//! it is read, so an edited file stops the response before a wrong byte is
+//! sent). A placed file is also checked against what it was when it was
+//! placed (size, times, device, inode): an edited file is not served.
+
+use std::{
+    collections::HashMap,
+    fs::File,
+    io::Write,
+    os::unix::fs::OpenOptionsExt,
+    path::PathBuf,
+    sync::{Arc, Mutex, RwLock},
+};
+
+use bao_tree::{io::outboard::PreOrderOutboard, BaoTree, ChunkRanges};
+use iroh::EndpointAddr;
+use iroh_blobs::{store::IROH_BLOCK_SIZE, Hash};
+
+use crate::registry::{source_of, HeldRecord, Source};
+
+/// One file of a holding.
+#[derive(Debug, Clone)]
+pub struct HeldFile {
+    pub hash: [u8; 32],
+    /// Proven size (`None`: not proven yet, nothing served).
+    pub size: Option<u64>,
+    /// Where its bytes are.
+    pub data: PathBuf,
+    pub outboard: PathBuf,
+    /// Chunks written and verified.
+    pub have: ChunkRanges,
+    /// A placed file as it was when placed; it is served only while it
+    /// still is.
+    pub placed: Option<Source>,
+}
+
+/// The content of one transfer of a collection, as this node holds it.
+#[derive(Debug)]
+pub struct Holding {
+    pub transfer: u64,
+    pub root: Hash,
+    /// The ring owner the content came from (the ticket's provider): only
+    /// its rosters let this node serve it.
+    pub owner: EndpointAddr,
+    /// Collection position -> file of the transfer.
+    positions: HashMap<u64, usize>,
+    files: RwLock<Vec<HeldFile>>,
+}
+
+/// Why a request cannot be served from a holding.
+#[derive(Debug, thiserror::Error)]
+pub enum NotServed {
+    #[error("not held")]
+    NotHeld,
+    #[error("the file changed since it was fetched")]
+    Changed,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Holding {
+    pub fn new(
+        transfer: u64,
+        root: Hash,
+        owner: EndpointAddr,
+        positions: &[u64],
+        files: Vec<HeldFile>,
+    ) -> Self {
+        Self {
+            transfer,
+            root,
+            owner,
+            positions: positions.iter().enumerate().map(|(i, p)| (*p, i)).collect(),
+            files: RwLock::new(files),
+        }
+    }
+
+    /// A completed transfer's holding, as recorded.
+    pub fn from_record(transfer: u64, rec: HeldRecord) -> Option<Self> {
+        let owner = iroh::PublicKey::from_bytes(&rec.owner).ok()?;
+        let owner = EndpointAddr::from_parts(
+            owner,
+            rec.owner_addrs.iter().copied().map(iroh::TransportAddr::Ip),
+        );
+        let positions: Vec<u64> = rec.files.iter().map(|f| f.0).collect();
+        let files = rec
+            .files
+            .into_iter()
+            .map(|(_, hash, size, placed, outboard)| HeldFile {
+                hash,
+                size: Some(size),
+                data: placed.path.clone(),
+                outboard,
+                have: crate::transfers::incoming::all_chunks(size),
+                placed: Some(placed),
+            })
+            .collect();
+        Some(Self::new(transfer, rec.root, owner, &positions, files))
+    }
+
+    /// The writer wrote (and the decoder verified) `ranges` of `file`.
+    pub fn wrote(&self, file: usize, ranges: &ChunkRanges) {
+        if let Ok(mut files) = self.files.write() {
+            if let Some(f) = files.get_mut(file) {
+                f.have |= ranges.clone();
+            }
+        }
+    }
+
+    /// `file`'s size is proven.
+    pub fn sized(&self, file: usize, size: u64) {
+        if let Ok(mut files) = self.files.write() {
+            if let Some(f) = files.get_mut(file) {
+                f.size = Some(size);
+            }
+        }
+    }
+
+    /// The files now at their destination: served from there, checked
+    /// against `placed` first, their outboards at `outboards`.
+    pub fn placed(&self, placed: Vec<(usize, Source)>, outboards: &std::path::Path) {
+        if let Ok(mut files) = self.files.write() {
+            for (file, source) in placed {
+                if let Some(f) = files.get_mut(file) {
+                    f.data = source.path.clone();
+                    f.outboard = outboards.join(file.to_string());
+                    f.placed = Some(source);
+                }
+            }
+        }
+    }
+
+    /// The record of a completed holding (every file placed).
+    pub fn record(&self) -> Option<HeldRecord> {
+        let files = self.files.read().ok()?;
+        let mut out = Vec::with_capacity(files.len());
+        for (position, file) in &self.positions {
+            let f = files.get(*file)?;
+            out.push((
+                *position,
+                f.hash,
+                f.size?,
+                f.placed.clone()?,
+                f.outboard.clone(),
+            ));
+        }
+        out.sort_by_key(|f| f.0);
+        Some(HeldRecord {
+            root: self.root,
+            owner: *self.owner.id.as_bytes(),
+            owner_addrs: self.owner.ip_addrs().copied().collect(),
+            files: out,
+        })
+    }
+
+    /// The highest collection position held (bounds requests).
+    pub fn last_position(&self) -> u64 {
+        self.positions.keys().copied().max().unwrap_or(0)
+    }
+
+    /// What is held of each position: (position, chunk ranges as a row).
+    pub fn have_rows(&self) -> Vec<(u64, Vec<u64>)> {
+        let Ok(files) = self.files.read() else {
+            return Vec::new();
+        };
+        let mut rows: Vec<(u64, Vec<u64>)> = self
+            .positions
+            .iter()
+            .filter_map(|(p, i)| {
+                let f = files.get(*i)?;
+                f.size?;
+                (!f.have.is_empty()).then(|| (*p, crate::transfers::incoming::to_row(&f.have)))
+            })
+            .collect();
+        rows.sort_by_key(|r| r.0);
+        rows
+    }
+
+    /// The file at `position` if every chunk of `ranges` is held.
+    pub fn file_for(&self, position: u64, ranges: &ChunkRanges) -> Result<HeldFile, NotServed> {
+        let file = *self.positions.get(&position).ok_or(NotServed::NotHeld)?;
+        let files = self.files.read().map_err(|_| NotServed::NotHeld)?;
+        let f = files.get(file).ok_or(NotServed::NotHeld)?;
+        let size = f.size.ok_or(NotServed::NotHeld)?;
+        let wanted = ranges.clone() & crate::transfers::incoming::all_chunks(size);
+        if !(wanted - &f.have).is_empty() {
+            return Err(NotServed::NotHeld);
+        }
+        Ok(f.clone())
+    }
+}
+
+impl HeldFile {
+    /// Encodes `ranges` of this file as a response carries it (size, then
+    /// the pre-order encoding) into `out`, validating every byte against
+    /// the hash as it is read. Blocking.
+    pub fn encode(&self, ranges: &ChunkRanges, mut out: impl Write) -> Result<(), NotServed> {
+        let size = self.size.ok_or(NotServed::NotHeld)?;
+        let data = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&self.data)?;
+        if let Some(placed) = &self.placed {
+            if source_of(&self.data, &data.metadata()?) != *placed {
+                return Err(NotServed::Changed);
+            }
+        }
+        let tree = BaoTree::new(size, IROH_BLOCK_SIZE);
+        let root = blake3::Hash::from_bytes(self.hash);
+        out.write_all(&size.to_le_bytes())?;
+        let encoded = if tree.outboard_size() == 0 {
+            let outboard = PreOrderOutboard {
+                root,
+                tree,
+                data: Vec::<u8>::new(),
+            };
+            bao_tree::io::sync::encode_ranges_validated(&data, outboard, ranges, &mut out)
+        } else {
+            let ob = File::open(&self.outboard)?;
+            let outboard = PreOrderOutboard {
+                root,
+                tree,
+                data: ob,
+            };
+            bao_tree::io::sync::encode_ranges_validated(&data, outboard, ranges, &mut out)
+        };
+        encoded.map_err(|e| match e {
+            bao_tree::io::EncodeError::Io(e) => NotServed::Io(e),
+            _ => NotServed::Changed,
+        })
+    }
+}
+
+/// Everything held, by collection.
+#[derive(Debug, Clone, Default)]
+pub struct Holdings {
+    by_root: Arc<RwLock<HashMap<Hash, Vec<Arc<Holding>>>>>,
+    /// Why a transfer's content is not re-served, for `transfers show`.
+    why_not: Arc<Mutex<HashMap<u64, String>>>,
+}
+
+impl Holdings {
+    pub fn add(&self, holding: Holding) -> Arc<Holding> {
+        let holding = Arc::new(holding);
+        if let Ok(mut by_root) = self.by_root.write() {
+            let list = by_root.entry(holding.root).or_default();
+            list.retain(|h| h.transfer != holding.transfer);
+            list.push(holding.clone());
+        }
+        holding
+    }
+
+    /// Forgets what transfer `id` held.
+    pub fn remove(&self, id: u64) {
+        if let Ok(mut by_root) = self.by_root.write() {
+            by_root.retain(|_, list| {
+                list.retain(|h| h.transfer != id);
+                !list.is_empty()
+            });
+        }
+        if let Ok(mut w) = self.why_not.lock() {
+            w.remove(&id);
+        }
+    }
+
+    pub fn of(&self, root: &Hash) -> Vec<Arc<Holding>> {
+        self.by_root
+            .read()
+            .map(|m| m.get(root).cloned().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Holding>> {
+        self.by_root
+            .read()
+            .map(|m| m.values().flatten().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn set_why_not(&self, id: u64, why: String) {
+        if let Ok(mut w) = self.why_not.lock() {
+            w.insert(id, why);
+        }
+    }
+
+    pub fn why_not(&self, id: u64) -> Option<String> {
+        self.why_not.lock().ok()?.get(&id).cloned()
+    }
+}

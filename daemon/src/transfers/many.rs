@@ -1,0 +1,439 @@
+//! Fetch from many: the missing chunks of a transfer are cut into pieces
+//! (1 MiB of one file; small files go several to a request) and taken from
+//! every provider at once: the ring owner (who has everything) and the
+//! ring's members that hold them (each says what it holds, asked every
+//! half second). Each provider has a bounded number of requests in flight;
+//! a provider picks the pending pieces it holds that the fewest others
+//! hold (rarest first, ties broken by a random order of this fetch's own,
+//! so fetchers spread over the owner's pieces); when nothing is pending,
+//! an idle provider asks again for a piece in flight elsewhere (the last
+//! ones are asked twice). Every range is verified as it arrives, by the
+//! same decoder as a single-provider fetch; a member that fails or sends
+//! data that does not match is dropped and its pieces go to others; a
+//! member that does not hold a piece after all is asked what it holds
+//! again. The owner refusing ends the fetch, as it does with one provider.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use bao_tree::{ChunkNum, ChunkRanges};
+use futures::{future::BoxFuture, stream::FuturesUnordered, FutureExt, StreamExt};
+use iroh::{endpoint::Connection, EndpointId};
+use iroh_blobs::Hash;
+use tracing::{debug, info, warn};
+
+use super::{
+    attempt::{AttemptError, Session, Want},
+    incoming::Sink,
+};
+use crate::limits::Downlink;
+
+/// Chunks (1 KiB each) of one piece: 1 MiB.
+const PIECE_CHUNKS: u64 = 1024;
+/// Bytes one request asks for at most.
+const BATCH_BYTES: u64 = 1 << 20;
+/// Requests in flight per provider.
+const IN_FLIGHT: usize = 4;
+/// How often a member is asked what it holds while pieces are missing.
+const HAVE_EVERY: Duration = Duration::from_millis(500);
+/// A piece is asked of at most this many providers at once.
+const MAX_ASKED: usize = 2;
+/// With nothing asked of anyone, how long to wait for a member to come to
+/// hold what is missing before the attempt ends (the next one asks the
+/// owner again).
+const STALL: Duration = Duration::from_secs(10);
+/// A member that refuses this many asks in a row (about ten seconds) is
+/// dropped; before, it may just not have the roster or the content yet.
+const MAX_REFUSALS: u32 = 20;
+
+/// A provider: who, the connection to it, the limits its bytes pass, and
+/// whether it is a member (else the owner, who holds everything).
+pub struct Provider<G> {
+    pub id: EndpointId,
+    pub conn: Connection,
+    pub limit: Downlink,
+    pub member: bool,
+    /// Dropped when the provider is dropped (shows it as lost).
+    pub guard: Option<G>,
+}
+
+struct State<G> {
+    p: Provider<G>,
+    /// What it holds by collection position (`None`: everything).
+    have: Option<HashMap<u64, ChunkRanges>>,
+    in_flight: usize,
+    alive: bool,
+    asking: bool,
+    asked_at: Option<Instant>,
+    /// Asks refused in a row.
+    refusals: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Stage {
+    Pending,
+    /// Asked of these providers.
+    Asked(Vec<usize>),
+    Done,
+}
+
+struct Piece {
+    file: usize,
+    position: u64,
+    hash: Hash,
+    size: u64,
+    ranges: ChunkRanges,
+    bytes: u64,
+    /// This fetch's own order among equally rare pieces.
+    salt: u32,
+    stage: Stage,
+    /// Providers that could not serve it after all (never asked again).
+    not_from: Vec<usize>,
+}
+
+enum Event {
+    Got {
+        from: usize,
+        pieces: Vec<usize>,
+        result: Result<(), AttemptError>,
+    },
+    Have {
+        from: usize,
+        result: Result<HashMap<u64, ChunkRanges>, String>,
+    },
+    Tick,
+}
+
+/// Cuts `wants` (sizes known) into pieces.
+fn pieces_of(wants: &[Want], position: impl Fn(usize) -> u64) -> Vec<Piece> {
+    let mut out = Vec::new();
+    for w in wants {
+        let size = w.size.unwrap_or(0);
+        let chunks = size.div_ceil(1024).max(1);
+        let mut start = 0;
+        while start < chunks {
+            let end = (start + PIECE_CHUNKS).min(chunks);
+            let window = ChunkRanges::from(ChunkNum(start)..ChunkNum(end));
+            let ranges = w.ranges.clone() & window;
+            if !ranges.is_empty() {
+                let bytes = super::incoming::covered(&ranges, size).max(1);
+                out.push(Piece {
+                    file: w.file,
+                    position: position(w.file),
+                    hash: w.hash,
+                    size,
+                    ranges,
+                    bytes,
+                    salt: rand::random(),
+                    stage: Stage::Pending,
+                    not_from: Vec::new(),
+                });
+            }
+            start = end;
+        }
+    }
+    out
+}
+
+impl Piece {
+    fn held_by<G>(&self, s: &State<G>, index: usize) -> bool {
+        if self.not_from.contains(&index) {
+            return false;
+        }
+        match &s.have {
+            None => true,
+            Some(have) => have
+                .get(&self.position)
+                .is_some_and(|h| (self.ranges.clone() - h).is_empty()),
+        }
+    }
+}
+
+/// What sees every verified leaf: (provider, file, offset, length).
+pub type OnLeaf<'a> =
+    dyn FnMut(EndpointId, usize, u64, usize) -> Result<(), AttemptError> + Send + 'a;
+
+/// Fetches every piece of `wants` from `providers` (the owner first).
+/// `on_leaf(provider, file, offset, len)` sees every verified leaf.
+pub async fn fetch<G: Send>(
+    session: &Session<'_>,
+    providers: Vec<Provider<G>>,
+    sink: &Sink,
+    wants: &[Want],
+    on_leaf: &Mutex<OnLeaf<'_>>,
+) -> Result<(), AttemptError> {
+    let root = session.ticket.content.hash;
+    let mut pieces = pieces_of(wants, |f| {
+        session.positions.get(f).copied().unwrap_or(f as u64)
+    });
+    let mut peers: Vec<State<G>> = providers
+        .into_iter()
+        .map(|p| State {
+            have: if p.member { Some(HashMap::new()) } else { None },
+            p,
+            in_flight: 0,
+            alive: true,
+            asking: false,
+            asked_at: None,
+            refusals: 0,
+        })
+        .collect();
+    info!(
+        pieces = pieces.len(),
+        providers = peers.len(),
+        "fetching from several providers"
+    );
+    let mut running: FuturesUnordered<BoxFuture<'_, Event>> = FuturesUnordered::new();
+    let mut ticking = false;
+    let mut last_error: Option<AttemptError> = None;
+    let mut moved = Instant::now();
+    loop {
+        if pieces.iter().all(|p| p.stage == Stage::Done) {
+            return Ok(());
+        }
+        for from in 0..peers.len() {
+            while peers[from].alive && peers[from].in_flight < IN_FLIGHT {
+                let chosen = choose(&pieces, &peers, from);
+                if chosen.is_empty() {
+                    break;
+                }
+                let wants = wants_of(&pieces, &chosen);
+                for &i in &chosen {
+                    match &mut pieces[i].stage {
+                        Stage::Asked(by) => by.push(from),
+                        stage => *stage = Stage::Asked(vec![from]),
+                    }
+                }
+                peers[from].in_flight += 1;
+                let (conn, limit, id) = (
+                    peers[from].p.conn.clone(),
+                    peers[from].p.limit.clone(),
+                    peers[from].p.id,
+                );
+                running.push(
+                    async move {
+                        let result = session
+                            .receive_on(&conn, &limit, &wants, sink, |f, o, l| {
+                                match on_leaf.lock() {
+                                    Ok(mut leaf) => leaf(id, f, o, l),
+                                    Err(_) => Err(AttemptError::Local("poisoned".into())),
+                                }
+                            })
+                            .await
+                            .map(|_| ());
+                        Event::Got {
+                            from,
+                            pieces: chosen,
+                            result,
+                        }
+                    }
+                    .boxed(),
+                );
+            }
+            let s = &mut peers[from];
+            let due = s.asked_at.is_none_or(|t| t.elapsed() >= HAVE_EVERY);
+            if s.alive && s.have.is_some() && !s.asking && due {
+                s.asking = true;
+                s.asked_at = Some(Instant::now());
+                let conn = s.p.conn.clone();
+                running.push(
+                    async move {
+                        let result = crate::swarm::client::have(&conn, &root).await;
+                        Event::Have { from, result }
+                    }
+                    .boxed(),
+                );
+            }
+        }
+        let asking = peers.iter().any(|s| s.in_flight > 0);
+        if !peers.iter().any(|s| s.alive) || (!asking && moved.elapsed() >= STALL) {
+            return Err(last_error.unwrap_or_else(|| {
+                AttemptError::Interrupted(
+                    "no provider is left that holds the rest (the owner is gone and no member has it)"
+                        .into(),
+                )
+            }));
+        }
+        if !ticking {
+            ticking = true;
+            running.push(
+                async {
+                    tokio::time::sleep(HAVE_EVERY).await;
+                    Event::Tick
+                }
+                .boxed(),
+            );
+        }
+        let Some(event) = running.next().await else {
+            continue;
+        };
+        match event {
+            Event::Tick => ticking = false,
+            Event::Have { from, result } => {
+                let s = &mut peers[from];
+                s.asking = false;
+                match result {
+                    Ok(have) => {
+                        s.have = Some(have);
+                        s.refusals = 0;
+                    }
+                    Err(e) => {
+                        debug!(peer = %s.p.id, "cannot learn what a member holds: {e}");
+                        refused(s, &format!("it did not say what it holds: {e}"));
+                    }
+                }
+            }
+            Event::Got {
+                from,
+                pieces: chosen,
+                result,
+            } => {
+                peers[from].in_flight -= 1;
+                let ok = result.is_ok();
+                if ok {
+                    moved = Instant::now();
+                }
+                for &i in &chosen {
+                    let stage = &mut pieces[i].stage;
+                    if ok {
+                        *stage = Stage::Done;
+                    } else if let Stage::Asked(by) = stage {
+                        by.retain(|p| *p != from);
+                        if by.is_empty() {
+                            *stage = Stage::Pending;
+                        }
+                    }
+                }
+                if let Err(e) = result {
+                    let s = &mut peers[from];
+                    match (&e, s.p.member) {
+                        (AttemptError::NotHeld(_), true) => {
+                            // It cannot serve these after all.
+                            for &i in &chosen {
+                                pieces[i].not_from.push(from);
+                            }
+                        }
+                        (AttemptError::Refused(_), true) => {
+                            s.have = Some(HashMap::new());
+                            refused(s, &e.to_string());
+                        }
+                        (_, true) => drop_provider(s, &e.to_string()),
+                        (_, false) if !e.retry() => return Err(e),
+                        (_, false) => {
+                            drop_provider(s, &e.to_string());
+                            last_error = Some(e);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A member refused an ask: dropped after [`MAX_REFUSALS`] in a row.
+fn refused<G>(s: &mut State<G>, why: &str) {
+    s.refusals += 1;
+    if s.refusals >= MAX_REFUSALS {
+        drop_provider(s, why);
+    }
+}
+
+fn drop_provider<G>(s: &mut State<G>, why: &str) {
+    if s.alive {
+        warn!(peer = %s.p.id, "no longer fetching from this provider: {why}");
+    }
+    s.alive = false;
+    s.p.guard = None;
+}
+
+/// The pieces provider `from` is to fetch next: pending ones it holds,
+/// rarest first, up to [`BATCH_BYTES`]; else one asked of others already.
+fn choose<G>(pieces: &[Piece], peers: &[State<G>], from: usize) -> Vec<usize> {
+    let me = &peers[from];
+    let rarity = |p: &Piece| {
+        peers
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| s.alive && p.held_by(s, *i))
+            .count()
+    };
+    let mut pending: Vec<(usize, u32, usize)> = pieces
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.stage == Stage::Pending && p.held_by(me, from))
+        .map(|(i, p)| (rarity(p), p.salt, i))
+        .collect();
+    if pending.is_empty() {
+        // The end: one piece asked of the fewest others, not of this one.
+        let again = pieces
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match &p.stage {
+                Stage::Asked(by)
+                    if by.len() < MAX_ASKED && !by.contains(&from) && p.held_by(me, from) =>
+                {
+                    Some((by.len(), p.salt, i))
+                }
+                _ => None,
+            })
+            .min();
+        return again.map(|(_, _, i)| vec![i]).unwrap_or_default();
+    }
+    pending.sort_unstable();
+    let mut chosen = Vec::new();
+    let mut bytes = 0;
+    for (_, _, i) in pending {
+        if bytes > 0 && bytes + pieces[i].bytes > BATCH_BYTES {
+            break;
+        }
+        bytes += pieces[i].bytes;
+        chosen.push(i);
+    }
+    chosen
+}
+
+/// One want per file (in file order) for the chosen pieces.
+fn wants_of(pieces: &[Piece], chosen: &[usize]) -> Vec<Want> {
+    let mut by_file: std::collections::BTreeMap<usize, Want> = Default::default();
+    for &i in chosen {
+        let p = &pieces[i];
+        by_file
+            .entry(p.file)
+            .and_modify(|w| w.ranges |= p.ranges.clone())
+            .or_insert_with(|| Want {
+                file: p.file,
+                hash: p.hash,
+                size: Some(p.size),
+                ranges: p.ranges.clone(),
+            });
+    }
+    by_file.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_cover_the_missing_chunks_once() {
+        let size = 3 * 1024 * 1024 + 5;
+        let missing = ChunkRanges::from(ChunkNum(10)..ChunkNum(3073));
+        let wants = vec![Want {
+            file: 0,
+            hash: Hash::EMPTY,
+            size: Some(size),
+            ranges: missing.clone(),
+        }];
+        let pieces = pieces_of(&wants, |f| f as u64);
+        assert_eq!(pieces.len(), 4);
+        let mut union = ChunkRanges::empty();
+        for p in &pieces {
+            assert!((p.ranges.clone() & union.clone()).is_empty());
+            union |= p.ranges.clone();
+        }
+        assert_eq!(union, missing);
+    }
+}

@@ -1,0 +1,393 @@
+//! A ring is a swarm: members serve what they fetched of a ring share to
+//! the ring's other members, by the owner's signed roster, and to nobody
+//! else; a fetch takes from the owner and the members at once.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use bao_tree::ChunkRanges;
+use iroh::{endpoint::VarInt, protocol::Router, Endpoint, EndpointAddr};
+use iroh_blobs::{
+    get::{fsm, GetError},
+    protocol::{GetRequest, ERR_PERMISSION},
+    Hash,
+};
+use ringdrop_proto::v1 as pb;
+use ringdrop_tests::{
+    completed, loopback_addr, loopback_endpoint, random_file, temp_dir, TestDaemon,
+};
+use ringdropd::swarm::{HaveReply, ERR_NOT_HELD};
+
+const MIB: usize = 1024 * 1024;
+/// Rosters are valid this long in these tests.
+const VALID: Duration = Duration::from_secs(2);
+
+/// The daemons' logs on stderr when RUST_LOG is set.
+fn logs() {
+    if std::env::var("RUST_LOG").is_ok() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .try_init()
+            .ok();
+    }
+}
+
+async fn owner() -> Result<TestDaemon> {
+    logs();
+    TestDaemon::start_with(|c| c.roster_valid = VALID).await
+}
+
+async fn add(a: &TestDaemon, ring: &str, id: String) -> Result<()> {
+    a.rings()
+        .add_member(pb::AddMemberRequest {
+            ring: ring.into(),
+            peer: id,
+            expires_at: 0,
+        })
+        .await?;
+    Ok(())
+}
+
+async fn remove(a: &TestDaemon, ring: &str, id: String) -> Result<()> {
+    a.rings()
+        .remove_member(pb::RemoveMemberRequest {
+            ring: ring.into(),
+            peer: id,
+        })
+        .await?;
+    Ok(())
+}
+
+fn addr_of(d: &TestDaemon, id: &str) -> Result<EndpointAddr> {
+    Ok(EndpointAddr::new(id.parse()?).with_ip_addr(d.bind))
+}
+
+async fn served(d: &TestDaemon) -> Result<u64> {
+    Ok(d.node()
+        .get_status(pb::GetStatusRequest {})
+        .await?
+        .into_inner()
+        .bytes_served)
+}
+
+/// Asks `addr` over the swarm protocol for all of file 0 of `root`
+/// (whose hash is `file`): its bytes, or the code it was refused with.
+async fn ask(
+    ep: &Endpoint,
+    addr: EndpointAddr,
+    root: Hash,
+    file: Hash,
+) -> Result<Vec<u8>, Option<VarInt>> {
+    let conn = ep
+        .connect(addr, ringdropd::swarm::ALPN)
+        .await
+        .map_err(|_| None)?;
+    let req = GetRequest::builder()
+        .child(1, ChunkRanges::all())
+        .build(root);
+    let code = |e: GetError| e.iroh_error_code();
+    let connected = fsm::start(conn, req, Default::default())
+        .next()
+        .await
+        .map_err(|e| code(e.into()))?;
+    let fsm::ConnectedNext::StartChild(child) =
+        connected.next().await.map_err(|e| code(e.into()))?
+    else {
+        return Err(None);
+    };
+    let (content, _size) = child.next(file).next().await.map_err(|e| code(e.into()))?;
+    let (_, data) = content
+        .concatenate_into_vec()
+        .await
+        .map_err(|e| code(e.into()))?;
+    Ok(data)
+}
+
+/// Waits (up to 20 s) until `check` holds.
+async fn eventually<F, Fut>(what: &str, check: F) -> Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("timed out waiting until {what}")
+}
+
+/// The rules of re-serving, asked of a member by a bare endpoint: member
+/// yes; non-member no; revoked no (within the roster's validity); roster
+/// expired (the owner gone) no; edited file no; re-serving off no.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_serves_members_and_nobody_else() -> Result<()> {
+    let a = owner().await?;
+    let b = TestDaemon::start().await?;
+    let off = TestDaemon::start_with(|c| c.reserve = false).await?;
+    let e = loopback_endpoint().await?;
+    let stranger = loopback_endpoint().await?;
+    a.rings()
+        .create_ring(pb::CreateRingRequest {
+            name: "team".into(),
+        })
+        .await?;
+    for id in [b.id().await?, off.id().await?, e.id().to_string()] {
+        add(&a, "team", id).await?;
+    }
+    let src = temp_dir("rdrop-src-")?.join("data.bin");
+    let data = random_file(&src, 3 * MIB + 777)?;
+    let file = Hash::new(&data);
+    let share = a.share_to(&src, &["team"]).await?;
+    let root: Hash = share.share.as_ref().context("share")?.hash.parse()?;
+
+    let out = temp_dir("rdrop-out-")?;
+    let t = b.wait(b.fetch(&share.ticket, &out).await?).await?;
+    assert!(completed(&t), "{t:?}");
+    let t = off
+        .wait(off.fetch(&share.ticket, &temp_dir("rdrop-out-")?).await?)
+        .await?;
+    assert!(completed(&t), "{t:?}");
+    let b_addr = addr_of(&b, &b.id().await?)?;
+    let off_addr = addr_of(&off, &off.id().await?)?;
+
+    // A member gets it from another member, verified.
+    eventually("b serves a member", || async {
+        ask(&e, b_addr.clone(), root, file).await.ok() == Some(data.clone())
+    })
+    .await?;
+    assert!(served(&b).await? >= data.len() as u64);
+    // A stranger is refused; so is everyone by a member that re-serves nothing.
+    assert_eq!(
+        ask(&stranger, b_addr.clone(), root, file).await,
+        Err(Some(ERR_PERMISSION))
+    );
+    assert_eq!(
+        ask(&e, off_addr, root, file).await,
+        Err(Some(ERR_PERMISSION))
+    );
+
+    // Revoked: refused by the member within the roster's validity.
+    remove(&a, "team", e.id().to_string()).await?;
+    let revoked = std::time::Instant::now();
+    eventually("b refuses a revoked member", || async {
+        ask(&e, b_addr.clone(), root, file).await == Err(Some(ERR_PERMISSION))
+    })
+    .await?;
+    assert!(
+        revoked.elapsed() < VALID + Duration::from_secs(2),
+        "{:?}",
+        revoked.elapsed()
+    );
+
+    // Back in; then the owner goes away: the roster expires, and with it
+    // the member's re-serving.
+    add(&a, "team", e.id().to_string()).await?;
+    eventually("b serves the member again", || async {
+        ask(&e, b_addr.clone(), root, file).await.is_ok()
+    })
+    .await?;
+    drop(a);
+    eventually("b stops once the roster expired", || async {
+        ask(&e, b_addr.clone(), root, file).await == Err(Some(ERR_PERMISSION))
+    })
+    .await?;
+    Ok(())
+}
+
+/// A placed file that was edited is not served (the member says it does
+/// not hold it, and no byte of the edit leaves).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edited_file_is_not_re_served() -> Result<()> {
+    let a = owner().await?;
+    let b = TestDaemon::start().await?;
+    let e = loopback_endpoint().await?;
+    a.rings()
+        .create_ring(pb::CreateRingRequest {
+            name: "team".into(),
+        })
+        .await?;
+    add(&a, "team", b.id().await?).await?;
+    add(&a, "team", e.id().to_string()).await?;
+    let src = temp_dir("rdrop-src-")?.join("data.bin");
+    let data = random_file(&src, 2 * MIB)?;
+    let file = Hash::new(&data);
+    let share = a.share_to(&src, &["team"]).await?;
+    let root: Hash = share.share.as_ref().context("share")?.hash.parse()?;
+    let out = temp_dir("rdrop-out-")?;
+    let t = b.wait(b.fetch(&share.ticket, &out).await?).await?;
+    assert!(completed(&t), "{t:?}");
+    let b_addr = addr_of(&b, &b.id().await?)?;
+    eventually("b serves a member", || async {
+        let r = ask(&e, b_addr.clone(), root, file).await;
+        r.is_ok()
+    })
+    .await?;
+    // The same bytes written again: only its times and change time move.
+    let placed = out.join("data.bin");
+    let mut edited = data.clone();
+    edited[MIB] ^= 0xff;
+    std::fs::write(&placed, &edited)?;
+    assert_eq!(
+        ask(&e, b_addr.clone(), root, file).await,
+        Err(Some(ERR_NOT_HELD))
+    );
+    Ok(())
+}
+
+/// A fetch takes from the owner and a member at once: with the owner's
+/// upload limited, most bytes come from the member, and the owner serves
+/// less than the content.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fetch_takes_from_the_owner_and_members() -> Result<()> {
+    let a = TestDaemon::start_with(|c| {
+        c.roster_valid = VALID;
+        c.limits.up = Some(2 * MIB as u64);
+    })
+    .await?;
+    let b = TestDaemon::start().await?;
+    let c = TestDaemon::start().await?;
+    a.rings()
+        .create_ring(pb::CreateRingRequest {
+            name: "team".into(),
+        })
+        .await?;
+    add(&a, "team", b.id().await?).await?;
+    add(&a, "team", c.id().await?).await?;
+    let src = temp_dir("rdrop-src-")?.join("data.bin");
+    let data = random_file(&src, 12 * MIB)?;
+    let share = a.share_to(&src, &["team"]).await?;
+    let hash = share.share.as_ref().context("share")?.hash.clone();
+    let t = b
+        .wait(b.fetch(&share.ticket, &temp_dir("rdrop-out-")?).await?)
+        .await?;
+    assert!(completed(&t), "{t:?}");
+    let served_a = a
+        .list_shares()
+        .await?
+        .iter()
+        .find(|s| s.hash == hash)
+        .map(|s| s.bytes_served)
+        .unwrap_or(0);
+
+    let out = temp_dir("rdrop-out-")?;
+    let t = c.wait(c.fetch(&share.ticket, &out).await?).await?;
+    assert!(completed(&t), "{t:?}");
+    assert_eq!(std::fs::read(out.join("data.bin"))?, data);
+    let from_b = served(&b).await?;
+    let from_a = a
+        .list_shares()
+        .await?
+        .iter()
+        .find(|s| s.hash == hash)
+        .map(|s| s.bytes_served)
+        .unwrap_or(0)
+        - served_a;
+    eprintln!(
+        "owner served {from_a}, member served {from_b} of {}",
+        data.len()
+    );
+    assert!(from_b > data.len() as u64 / 2, "the member served {from_b}");
+    assert!(from_a < data.len() as u64 / 2, "the owner served {from_a}");
+    Ok(())
+}
+
+/// A hostile member that claims everything and serves garbage: its
+/// ranges are rejected, it is dropped, the fetch completes from the owner.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_member_is_dropped_and_the_fetch_completes() -> Result<()> {
+    // The owner slow enough that the liar is asked before the owner is done.
+    logs();
+    let a = TestDaemon::start_with(|c| {
+        c.roster_valid = VALID;
+        c.limits.up = Some(4 * MIB as u64);
+    })
+    .await?;
+    let c = TestDaemon::start().await?;
+    let liar = loopback_endpoint().await?;
+    let liar_addr = loopback_addr(&liar);
+    a.rings()
+        .create_ring(pb::CreateRingRequest {
+            name: "team".into(),
+        })
+        .await?;
+    add(&a, "team", c.id().await?).await?;
+    add(&a, "team", liar.id().to_string()).await?;
+    let src = temp_dir("rdrop-src-")?.join("data.bin");
+    let data = random_file(&src, 8 * MIB)?;
+    let share = a.share_to(&src, &["team"]).await?;
+    let root: Hash = share.share.as_ref().context("share")?.hash.parse()?;
+    // The liar tells the owner where it is (so the roster lists it).
+    let a_addr = addr_of(&a, &a.id().await?)?;
+    let conn = liar.connect(a_addr, ringdropd::swarm::ALPN).await?;
+    let rosters =
+        ringdropd::swarm::client::rosters(&conn, &root, liar_addr.ip_addrs().copied().collect())
+            .await
+            .map_err(anyhow::Error::msg)?;
+    assert_eq!(rosters.len(), 1);
+    let router = Router::builder(liar)
+        .accept(ringdropd::swarm::ALPN, Liar)
+        .spawn();
+
+    let out = temp_dir("rdrop-out-")?;
+    let t = c.wait(c.fetch(&share.ticket, &out).await?).await?;
+    assert!(completed(&t), "{t:?}");
+    assert_eq!(std::fs::read(out.join("data.bin"))?, data);
+    assert!(Liar::served() > 0, "the liar was never asked");
+    router.shutdown().await?;
+    Ok(())
+}
+
+/// Claims to hold every chunk of file 0, and answers a GET with the right
+/// size and random bytes.
+#[derive(Debug, Clone)]
+struct Liar;
+
+static LIED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Liar {
+    fn served() -> u64 {
+        LIED.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl iroh::protocol::ProtocolHandler for Liar {
+    async fn accept(
+        &self,
+        conn: iroh::endpoint::Connection,
+    ) -> Result<(), iroh::protocol::AcceptError> {
+        while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+            let mut kind = [0u8; 1];
+            if recv.read_exact(&mut kind).await.is_err() {
+                return Ok(());
+            }
+            let Ok(body) = recv.read_to_end(64 * 1024).await else {
+                return Ok(());
+            };
+            if kind[0] == ringdropd::swarm::ASK_HAVE {
+                let reply = HaveReply {
+                    files: vec![(0, vec![0, 1 << 40])],
+                };
+                send.write_all(&postcard::to_stdvec(&reply).unwrap_or_default())
+                    .await
+                    .ok();
+                send.finish().ok();
+            } else if kind[0] == 0 {
+                let Ok(req) = postcard::from_bytes::<GetRequest>(&body) else {
+                    return Ok(());
+                };
+                let size = 8 * MIB as u64;
+                send.write_all(&size.to_le_bytes()).await.ok();
+                let junk = vec![0x5au8; 2 * MIB];
+                LIED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                send.write_all(&junk).await.ok();
+                send.finish().ok();
+                let _ = req;
+            }
+            send.stopped().await.ok();
+        }
+        Ok(())
+    }
+}
