@@ -369,6 +369,7 @@ impl iroh::protocol::ProtocolHandler for Liar {
             if kind[0] == ringdropd::swarm::ASK_HAVE {
                 let reply = HaveReply {
                     files: vec![(0, vec![0, 1 << 40])],
+                    coming: vec![],
                 };
                 send.write_all(&postcard::to_stdvec(&reply).unwrap_or_default())
                     .await

@@ -59,17 +59,22 @@ pub async fn rosters(
     Ok(rosters)
 }
 
-/// What `conn`'s peer holds of `root`: chunk ranges by collection position.
-pub async fn have(conn: &Connection, root: &Hash) -> Result<HashMap<u64, ChunkRanges>, String> {
+/// What a member holds, and what the owner is sending it now: chunk
+/// ranges by collection position.
+pub type Have = (HashMap<u64, ChunkRanges>, HashMap<u64, ChunkRanges>);
+
+/// What `conn`'s peer holds of `root`, and is being sent.
+pub async fn have(conn: &Connection, root: &Hash) -> Result<Have, String> {
     let body = postcard::to_stdvec(&HaveAsk {
         root: *root.as_bytes(),
     })
     .map_err(|e| e.to_string())?;
     let reply = ask(conn, ASK_HAVE, &body).await?;
     let reply: HaveReply = postcard::from_bytes(&reply).map_err(|e| e.to_string())?;
-    Ok(reply
-        .files
-        .into_iter()
-        .map(|(p, row)| (p, crate::transfers::incoming::from_row(&row)))
-        .collect())
+    let rows = |rows: Vec<(u64, Vec<u64>)>| {
+        rows.into_iter()
+            .map(|(p, row)| (p, crate::transfers::incoming::from_row(&row)))
+            .collect()
+    };
+    Ok((rows(reply.files), rows(reply.coming)))
 }

@@ -49,6 +49,9 @@ pub struct Holding {
     /// Collection position -> file of the transfer.
     positions: HashMap<u64, usize>,
     files: RwLock<Vec<HeldFile>>,
+    /// Chunks the owner is sending now, by collection position (each ask
+    /// counted, so two asks of one range end apart).
+    coming: Mutex<HashMap<u64, Vec<ChunkRanges>>>,
 }
 
 /// Why a request cannot be served from a holding.
@@ -76,6 +79,7 @@ impl Holding {
             owner,
             positions: positions.iter().enumerate().map(|(i, p)| (*p, i)).collect(),
             files: RwLock::new(files),
+            coming: Default::default(),
         }
     }
 
@@ -178,6 +182,39 @@ impl Holding {
             .collect();
         rows.sort_by_key(|r| r.0);
         rows
+    }
+
+    /// The owner is now sending `ranges` of `position` (`on`), or no
+    /// longer is.
+    pub fn coming(&self, position: u64, ranges: &ChunkRanges, on: bool) {
+        let Ok(mut coming) = self.coming.lock() else {
+            return;
+        };
+        let list = coming.entry(position).or_default();
+        if on {
+            list.push(ranges.clone());
+        } else if let Some(i) = list.iter().position(|r| r == ranges) {
+            list.swap_remove(i);
+        }
+        if list.is_empty() {
+            coming.remove(&position);
+        }
+    }
+
+    /// What the owner is sending now: (position, chunk ranges as a row).
+    pub fn coming_rows(&self) -> Vec<(u64, Vec<u64>)> {
+        let Ok(coming) = self.coming.lock() else {
+            return Vec::new();
+        };
+        coming
+            .iter()
+            .map(|(p, list)| {
+                let all = list
+                    .iter()
+                    .fold(ChunkRanges::empty(), |acc, r| acc | r.clone());
+                (*p, crate::transfers::incoming::to_row(&all))
+            })
+            .collect()
     }
 
     /// The file at `position` if every chunk of `ranges` is held.

@@ -49,10 +49,12 @@ pub struct HaveAsk {
     pub root: [u8; 32],
 }
 
-/// The chunks held of each collection position.
+/// The chunks held of each collection position, and those it is being
+/// sent by the owner now (others then ask the owner for something else).
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct HaveReply {
     pub files: Vec<(u64, Vec<u64>)>,
+    pub coming: Vec<(u64, Vec<u64>)>,
 }
 
 /// "The rosters that let members serve this collection, please; I am

@@ -235,6 +235,7 @@ impl Inner {
         let holding = self.servable(&peer, &root).ok_or(ERR_PERMISSION)?;
         let reply = HaveReply {
             files: holding.have_rows(),
+            coming: holding.coming_rows(),
         };
         let bytes = postcard::to_stdvec(&reply).map_err(|_| ERR_LIMIT)?;
         send.write_all(&bytes).await.map_err(|_| ERR_LIMIT)

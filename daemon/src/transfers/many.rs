@@ -31,12 +31,20 @@ use super::{
 };
 use crate::limits::Downlink;
 
-/// Chunks (1 KiB each) of one piece: 1 MiB.
-const PIECE_CHUNKS: u64 = 1024;
+/// Chunks (1 KiB each) of one piece: 256 KiB, so that a piece fetched
+/// at a fraction of a capped uplink is soon whole and can be passed on.
+const PIECE_CHUNKS: u64 = 256;
 /// Bytes one request asks for at most.
-const BATCH_BYTES: u64 = 1 << 20;
-/// Requests in flight per provider.
+const BATCH_BYTES: u64 = 256 << 10;
+/// The owner takes a piece that a member holds (or is being sent) only
+/// once it has waited this long for a member to take it.
+const OWNER_AFTER: Duration = Duration::from_secs(3);
+/// Requests in flight per member.
 const IN_FLIGHT: usize = 4;
+/// Requests in flight to the owner: fewer, so that each piece it sends
+/// is whole soon and the members' word on what they hold keeps up
+/// (fetchers asking the owner for the same piece is what costs it).
+const OWNER_IN_FLIGHT: usize = 1;
 /// How often a member is asked what it holds while pieces are missing.
 const HAVE_EVERY: Duration = Duration::from_millis(500);
 /// A piece is asked of at most this many providers at once.
@@ -64,6 +72,8 @@ struct State<G> {
     p: Provider<G>,
     /// What it holds by collection position (`None`: everything).
     have: Option<HashMap<u64, ChunkRanges>>,
+    /// What the owner is sending it now, by collection position.
+    coming: HashMap<u64, ChunkRanges>,
     in_flight: usize,
     alive: bool,
     asking: bool,
@@ -92,9 +102,11 @@ struct Piece {
     stage: Stage,
     /// Providers that could not serve it after all (never asked again).
     not_from: Vec<usize>,
+    /// When it was last left pending or asked for.
+    since: Instant,
 }
 
-enum Event {
+enum Event<G> {
     Got {
         from: usize,
         pieces: Vec<usize>,
@@ -102,9 +114,15 @@ enum Event {
     },
     Have {
         from: usize,
-        result: Result<HashMap<u64, ChunkRanges>, String>,
+        result: Result<crate::swarm::client::Have, String>,
     },
     Tick,
+    /// A member joined the fetch (none: no more will), and where the
+    /// next comes from.
+    Joined(
+        Option<Provider<G>>,
+        tokio::sync::mpsc::Receiver<Provider<G>>,
+    ),
 }
 
 /// Cuts `wants` (sizes known) into pieces.
@@ -130,6 +148,7 @@ fn pieces_of(wants: &[Want], position: impl Fn(usize) -> u64) -> Vec<Piece> {
                     salt: rand::random(),
                     stage: Stage::Pending,
                     not_from: Vec::new(),
+                    since: Instant::now(),
                 });
             }
             start = end;
@@ -139,6 +158,13 @@ fn pieces_of(wants: &[Want], position: impl Fn(usize) -> u64) -> Vec<Piece> {
 }
 
 impl Piece {
+    /// Whether member `s` is being sent some of it by the owner now.
+    fn coming_to<G>(&self, s: &State<G>) -> bool {
+        s.coming
+            .get(&self.position)
+            .is_some_and(|c| !(self.ranges.clone() & c.clone()).is_empty())
+    }
+
     fn held_by<G>(&self, s: &State<G>, index: usize) -> bool {
         if self.not_from.contains(&index) {
             return false;
@@ -158,10 +184,14 @@ pub type OnLeaf<'a> =
 
 /// Fetches every piece of `wants` from `providers` (the owner first).
 /// `on_leaf(provider, file, offset, len)` sees every verified leaf.
-pub async fn fetch<G: Send>(
+pub async fn fetch<G: Send + 'static>(
     session: &Session<'_>,
     providers: Vec<Provider<G>>,
-    sink: &Sink,
+    (sink, holding, joining): (
+        &Sink,
+        Option<&crate::swarm::Holding>,
+        tokio::sync::mpsc::Receiver<Provider<G>>,
+    ),
     wants: &[Want],
     on_leaf: &Mutex<OnLeaf<'_>>,
 ) -> Result<(), AttemptError> {
@@ -173,6 +203,7 @@ pub async fn fetch<G: Send>(
         .into_iter()
         .map(|p| State {
             have: if p.member { Some(HashMap::new()) } else { None },
+            coming: HashMap::new(),
             p,
             in_flight: 0,
             alive: true,
@@ -186,25 +217,42 @@ pub async fn fetch<G: Send>(
         providers = peers.len(),
         "fetching from several providers"
     );
-    let mut running: FuturesUnordered<BoxFuture<'_, Event>> = FuturesUnordered::new();
+    let mut running: FuturesUnordered<BoxFuture<'_, Event<G>>> = FuturesUnordered::new();
+    let mut joining = Some(joining);
     let mut ticking = false;
     let mut last_error: Option<AttemptError> = None;
     let mut moved = Instant::now();
+    // (owner bytes: rare, waited, again; member bytes)
+    let mut tally = [0u64; 4];
     loop {
         if pieces.iter().all(|p| p.stage == Stage::Done) {
+            info!(?tally, "fetched from several providers");
             return Ok(());
         }
         for from in 0..peers.len() {
-            while peers[from].alive && peers[from].in_flight < IN_FLIGHT {
-                let chosen = choose(&pieces, &peers, from);
+            let members = peers.iter().any(|s| s.alive && s.p.member);
+            let most = if peers[from].p.member || !members {
+                IN_FLIGHT
+            } else {
+                OWNER_IN_FLIGHT
+            };
+            while peers[from].alive && peers[from].in_flight < most {
+                let (chosen, why) = choose(&pieces, &peers, from);
                 if chosen.is_empty() {
                     break;
                 }
+                let bytes: u64 = chosen.iter().map(|&i| pieces[i].bytes).sum();
+                tally[if peers[from].p.member { 3 } else { why }] += bytes;
                 let wants = wants_of(&pieces, &chosen);
+                let member = peers[from].p.member;
                 for &i in &chosen {
+                    pieces[i].since = Instant::now();
                     match &mut pieces[i].stage {
                         Stage::Asked(by) => by.push(from),
                         stage => *stage = Stage::Asked(vec![from]),
+                    }
+                    if let Some(h) = holding.filter(|_| !member) {
+                        h.coming(pieces[i].position, &pieces[i].ranges, true);
                     }
                 }
                 peers[from].in_flight += 1;
@@ -257,6 +305,9 @@ pub async fn fetch<G: Send>(
                 )
             }));
         }
+        if let Some(mut rx) = joining.take() {
+            running.push(async move { Event::Joined(rx.recv().await, rx) }.boxed());
+        }
         if !ticking {
             ticking = true;
             running.push(
@@ -272,12 +323,28 @@ pub async fn fetch<G: Send>(
         };
         match event {
             Event::Tick => ticking = false,
+            Event::Joined(None, _) => {}
+            Event::Joined(Some(p), rx) => {
+                debug!(peer = %p.id, "a member joins the fetch");
+                joining = Some(rx);
+                peers.push(State {
+                    have: Some(HashMap::new()),
+                    coming: HashMap::new(),
+                    p,
+                    in_flight: 0,
+                    alive: true,
+                    asking: false,
+                    asked_at: None,
+                    refusals: 0,
+                });
+            }
             Event::Have { from, result } => {
                 let s = &mut peers[from];
                 s.asking = false;
                 match result {
-                    Ok(have) => {
+                    Ok((have, coming)) => {
                         s.have = Some(have);
+                        s.coming = coming;
                         s.refusals = 0;
                     }
                     Err(e) => {
@@ -292,6 +359,11 @@ pub async fn fetch<G: Send>(
                 result,
             } => {
                 peers[from].in_flight -= 1;
+                if let Some(h) = holding.filter(|_| !peers[from].p.member) {
+                    for &i in &chosen {
+                        h.coming(pieces[i].position, &pieces[i].ranges, false);
+                    }
+                }
                 let ok = result.is_ok();
                 if ok {
                     moved = Instant::now();
@@ -304,6 +376,7 @@ pub async fn fetch<G: Send>(
                         by.retain(|p| *p != from);
                         if by.is_empty() {
                             *stage = Stage::Pending;
+                            pieces[i].since = Instant::now();
                         }
                     }
                 }
@@ -351,7 +424,9 @@ fn drop_provider<G>(s: &mut State<G>, why: &str) {
 
 /// The pieces provider `from` is to fetch next: pending ones it holds,
 /// rarest first, up to [`BATCH_BYTES`]; else one asked of others already.
-fn choose<G>(pieces: &[Piece], peers: &[State<G>], from: usize) -> Vec<usize> {
+/// The owner is spared: it takes what no member holds, or what has waited
+/// [`OWNER_AFTER`] for a member that does.
+fn choose<G>(pieces: &[Piece], peers: &[State<G>], from: usize) -> (Vec<usize>, usize) {
     let me = &peers[from];
     let rarity = |p: &Piece| {
         peers
@@ -360,27 +435,41 @@ fn choose<G>(pieces: &[Piece], peers: &[State<G>], from: usize) -> Vec<usize> {
             .filter(|(i, s)| s.alive && p.held_by(s, *i))
             .count()
     };
+    let owner = me.have.is_none();
+    let any_pending = pieces.iter().any(|p| p.stage == Stage::Pending);
     let mut pending: Vec<(usize, u32, usize)> = pieces
         .iter()
         .enumerate()
         .filter(|(_, p)| p.stage == Stage::Pending && p.held_by(me, from))
         .map(|(i, p)| (rarity(p), p.salt, i))
+        .filter(|(rarity, _, i)| {
+            let p = &pieces[*i];
+            let coming = peers.iter().any(|s| s.alive && p.coming_to(s));
+            !owner || (*rarity <= 1 && !coming) || p.since.elapsed() >= OWNER_AFTER
+        })
         .collect();
+    if pending.is_empty() && owner && any_pending {
+        return (Vec::new(), 0);
+    }
     if pending.is_empty() {
-        // The end: one piece asked of the fewest others, not of this one.
+        // The end: one piece asked of the fewest others, not of this one
+        // (of the owner only once it has been waited for a while).
         let again = pieces
             .iter()
             .enumerate()
             .filter_map(|(i, p)| match &p.stage {
                 Stage::Asked(by)
-                    if by.len() < MAX_ASKED && !by.contains(&from) && p.held_by(me, from) =>
+                    if by.len() < MAX_ASKED
+                        && !by.contains(&from)
+                        && p.held_by(me, from)
+                        && (!owner || p.since.elapsed() >= OWNER_AFTER) =>
                 {
                     Some((by.len(), p.salt, i))
                 }
                 _ => None,
             })
             .min();
-        return again.map(|(_, _, i)| vec![i]).unwrap_or_default();
+        return (again.map(|(_, _, i)| vec![i]).unwrap_or_default(), 2);
     }
     pending.sort_unstable();
     let mut chosen = Vec::new();
@@ -392,7 +481,8 @@ fn choose<G>(pieces: &[Piece], peers: &[State<G>], from: usize) -> Vec<usize> {
         bytes += pieces[i].bytes;
         chosen.push(i);
     }
-    chosen
+    let waited = chosen.iter().any(|&i| rarity(&pieces[i]) > 1);
+    (chosen, usize::from(waited))
 }
 
 /// One want per file (in file order) for the chosen pieces.
@@ -428,7 +518,7 @@ mod tests {
             ranges: missing.clone(),
         }];
         let pieces = pieces_of(&wants, |f| f as u64);
-        assert_eq!(pieces.len(), 4);
+        assert_eq!(pieces.len(), 13);
         let mut union = ChunkRanges::empty();
         for p in &pieces {
             assert!((p.ranges.clone() & union.clone()).is_empty());

@@ -3,10 +3,10 @@
 //! owner, and what this node holds of it to serve the other members, while
 //! it fetches and after (`crate::swarm`).
 
-use std::{path::PathBuf, sync::Arc};
+use std::{collections::HashSet, path::PathBuf, sync::Arc};
 
 use bao_tree::ChunkRanges;
-use iroh::{endpoint::Connection, EndpointAddr};
+use iroh::{endpoint::Connection, EndpointAddr, EndpointId};
 use iroh_blobs::{BlobFormat, Hash};
 use tracing::{debug, info};
 
@@ -24,6 +24,8 @@ use crate::{
 
 /// Members a fetch takes from at once at most.
 const MAX_MEMBERS: usize = 16;
+/// How often a running fetch looks for members it does not fetch from.
+const DISCOVER_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 /// Data-dir directory of completed holdings' outboards.
 pub const HELD: &str = "held";
 
@@ -106,24 +108,26 @@ impl Worker {
         Some(self.swarm.holdings.add(holding))
     }
 
-    /// Connects to the members of `rosters` (not this node, not the owner),
-    /// a few at a time; those that answer are providers.
+    /// Connects to the members of `rosters` (not this node, not the owner,
+    /// none in `known`), a few at a time; those that answer are providers.
     pub(super) async fn members(
         &self,
         session: &Session<'_>,
         rosters: &[Held],
+        known: &HashSet<EndpointId>,
     ) -> Vec<Provider<Following>> {
         let now = ringdrop_proto::clock::now();
         let me = session.me.id();
         let mut addrs: Vec<EndpointAddr> = Vec::new();
         for held in rosters {
             for addr in held.roster.others(&me, now) {
-                if addr.id != self.ticket.addr.id && !addrs.iter().any(|a| a.id == addr.id) {
+                let new = addr.id != self.ticket.addr.id && !known.contains(&addr.id);
+                if new && !addr.is_empty() && !addrs.iter().any(|a| a.id == addr.id) {
                     addrs.push(addr);
                 }
             }
         }
-        addrs.truncate(MAX_MEMBERS);
+        addrs.truncate(MAX_MEMBERS.saturating_sub(known.len()));
         let dials = addrs
             .into_iter()
             .map(|addr| async move { swarm::client::connect(session.me, addr).await });
@@ -145,6 +149,27 @@ impl Worker {
                 conn,
             })
             .collect()
+    }
+
+    /// While a fetch runs: asks for the roster again now and then and
+    /// hands members not yet fetched from to `joined` (a member that came
+    /// later, or whose address the owner did not know yet). Never ends.
+    pub(super) async fn discover(
+        &self,
+        session: &Session<'_>,
+        mut known: HashSet<EndpointId>,
+        joined: tokio::sync::mpsc::Sender<Provider<Following>>,
+    ) {
+        loop {
+            tokio::time::sleep(DISCOVER_EVERY).await;
+            let rosters = self.ring_rosters(session).await;
+            for p in self.members(session, &rosters, &known).await {
+                known.insert(p.id);
+                if joined.send(p).await.is_err() {
+                    return;
+                }
+            }
+        }
     }
 
     /// The files are in place: what this node holds is served from there

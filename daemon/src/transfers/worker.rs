@@ -330,14 +330,14 @@ impl Worker {
         let rosters = self.ring_rosters(&session).await;
         let holding = self.hold(&session, &inc, &named, &have, &rosters);
         let mut sizes = inc.rec.sizes.clone();
-        let sink = incoming::start(inc, hashes.clone(), &self.writing, holding);
+        let sink = incoming::start(inc, hashes.clone(), &self.writing, holding.clone());
         let fetched = self
             .fetch_into(
                 &session,
                 &sink,
                 &named,
                 (&mut sizes, &mut have),
-                (hosted, &rosters),
+                (hosted, &rosters, holding.as_deref()),
             )
             .await;
         // What arrived is synced and recorded whatever happened.
@@ -463,9 +463,18 @@ impl Worker {
         sink: &incoming::Sink,
         named: &[(String, Hash)],
         (sizes, have): (&mut [Option<u64>], &mut [ChunkRanges]),
-        (hosted, rosters): (bool, &[crate::access::roster::Held]),
+        (hosted, rosters, holding): (
+            bool,
+            &[crate::access::roster::Held],
+            Option<&crate::swarm::Holding>,
+        ),
     ) -> Result<Option<plan::Plan>, AttemptError> {
-        let entries = self.prove_sizes(session, sink, named, sizes, have).await?;
+        // In a ring the owner proves sizes with the last chunk alone: the
+        // members send the rest.
+        let first = if rosters.is_empty() { 16 } else { 0 };
+        let entries = self
+            .prove_sizes(session, sink, named, (sizes, have), first)
+            .await?;
         let (total, done) = self.content_known(&entries, have).await?;
         let plan = self.plan_for(&entries).await?;
         info!(
@@ -474,18 +483,13 @@ impl Worker {
             total,
             "content known, fetching what is missing"
         );
-        let members = if done < total {
-            self.members(session, rosters).await
-        } else {
-            Vec::new()
-        };
         self.fetch_missing(
             session,
             sink,
             &entries,
             have,
             (total, done),
-            (hosted, members),
+            (hosted, rosters, holding),
         )
         .await?;
         self.update(|v| v.rec.bytes_done = total);
@@ -495,13 +499,14 @@ impl Worker {
     /// Proves the sizes not known yet: one request for each one's first
     /// chunk group and last chunk (which proves the size; a file of up to
     /// 16 KiB comes whole), kept like any other chunk. Every file's entry.
+    /// `first`: chunks asked from the start (0 or 16) beside the last.
     async fn prove_sizes(
         &self,
         session: &attempt::Session<'_>,
         sink: &incoming::Sink,
         named: &[(String, Hash)],
-        sizes: &mut [Option<u64>],
-        have: &mut [ChunkRanges],
+        (sizes, have): (&mut [Option<u64>], &mut [ChunkRanges]),
+        first: u64,
     ) -> Result<Vec<plan::Entry>, AttemptError> {
         let unknown: Vec<Want> = named
             .iter()
@@ -511,7 +516,7 @@ impl Worker {
                 file,
                 hash: *hash,
                 size: None,
-                ranges: ChunkRanges::from(..ChunkNum(16)) | ChunkRanges::last_chunk(),
+                ranges: ChunkRanges::from(..ChunkNum(first)) | ChunkRanges::last_chunk(),
             })
             .collect();
         let proven = session
@@ -607,7 +612,11 @@ impl Worker {
         entries: &[plan::Entry],
         have: &mut [ChunkRanges],
         (total, mut done): (u64, u64),
-        (hosted, members): (bool, Vec<many::Provider<Following>>),
+        (hosted, rosters, holding): (
+            bool,
+            &[crate::access::roster::Held],
+            Option<&crate::swarm::Holding>,
+        ),
     ) -> Result<(), AttemptError> {
         // Hosted files are on the client's filesystem, which the daemon may
         // not even see: the client checked its room; a full disk there
@@ -656,13 +665,17 @@ impl Worker {
             }
             Ok(())
         };
-        if members.is_empty() {
+        if rosters.is_empty() || wants.is_empty() {
             session
                 .receive(&wants, sink, |file, offset, len| {
                     leaf(owner, file, offset, len)
                 })
                 .await?;
         } else {
+            // A ring share: the owner and every member that can be reached,
+            // now and while it runs.
+            let members = self.members(session, rosters, &Default::default()).await;
+            let known = members.iter().map(|m| m.id).collect();
             let mut providers = vec![many::Provider {
                 id: owner,
                 conn: session.conn.clone(),
@@ -671,8 +684,13 @@ impl Worker {
                 guard: None,
             }];
             providers.extend(members);
+            let (joined, joining) = tokio::sync::mpsc::channel(4);
             let leaf = std::sync::Mutex::new(leaf);
-            many::fetch(session, providers, sink, &wants, &leaf).await?;
+            let fetch = many::fetch(session, providers, (sink, holding, joining), &wants, &leaf);
+            tokio::select! {
+                fetched = fetch => fetched?,
+                () = self.discover(session, known, joined) => {}
+            }
         }
         let complete = entries
             .iter()
