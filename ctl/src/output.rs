@@ -135,6 +135,7 @@ pub fn transfer_json(t: &pb::Transfer) -> Value {
         "created_at": t.created_at,
         "updated_at": t.updated_at,
         "ticket": t.ticket,
+        "serving": t.serving,
         "providers": t.providers.iter().map(|p| json!({
             "endpoint_id": p.endpoint_id,
             "bytes": p.bytes,
@@ -182,6 +183,9 @@ pub fn transfer_line(t: &pb::Transfer) -> String {
             &p.endpoint_id[..12.min(p.endpoint_id.len())],
             bytes(p.bytes)
         ));
+    }
+    if !t.serving.is_empty() {
+        line.push_str(&format!("\n      {}", clean(&t.serving)));
     }
     if t.state == pb::TransferState::Ready as i32 {
         line.push_str(&format!(

@@ -201,7 +201,8 @@ impl TestDaemon {
         .await
     }
 
-    async fn share_req(&self, req: pb::ShareRequest) -> Result<pb::ShareCreated> {
+    /// Shares as `req` asks (its stream to the end).
+    pub async fn share_req(&self, req: pb::ShareRequest) -> Result<pb::ShareCreated> {
         let mut s = self.shares().share(req).await?.into_inner();
         while let Some(m) = s.message().await? {
             if let Some(pb::share_progress::Event::Created(c)) = m.event {

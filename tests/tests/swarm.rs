@@ -392,3 +392,160 @@ impl iroh::protocol::ProtocolHandler for Liar {
         Ok(())
     }
 }
+
+/// A fetch from the owner and two members: one member is killed half way,
+/// the other removed from the ring half way (refused by itself within the
+/// roster's validity); the fetch completes from who is left, verified.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fetch_survives_a_member_killed_and_one_revoked() -> Result<()> {
+    logs();
+    let slow = |c: &mut ringdropd::Config| c.limits.up = Some(2 * MIB as u64);
+    let a = TestDaemon::start_with(|c| {
+        c.roster_valid = VALID;
+        slow(c);
+    })
+    .await?;
+    let b1 = TestDaemon::start_with(slow).await?;
+    let b2 = TestDaemon::start_with(slow).await?;
+    let c = TestDaemon::start().await?;
+    a.rings()
+        .create_ring(pb::CreateRingRequest {
+            name: "team".into(),
+        })
+        .await?;
+    for d in [&b1, &b2, &c] {
+        add(&a, "team", d.id().await?).await?;
+    }
+    let src = temp_dir("rdrop-src-")?.join("data.bin");
+    let data = random_file(&src, 24 * MIB)?;
+    let share = a.share_to(&src, &["team"]).await?;
+    for b in [&b1, &b2] {
+        let t = b
+            .wait(b.fetch(&share.ticket, &temp_dir("rdrop-out-")?).await?)
+            .await?;
+        assert!(completed(&t), "{t:?}");
+    }
+    let out = temp_dir("rdrop-out-")?;
+    let id = c.fetch(&share.ticket, &out).await?;
+    let half = c
+        .wait_until(id, |t| {
+            t.bytes_total > 0 && t.bytes_done * 3 >= t.bytes_total
+        })
+        .await?;
+    // Both members were serving it.
+    let from = |t: &pb::Transfer, d: &str| {
+        t.providers
+            .iter()
+            .find(|p| p.endpoint_id == d)
+            .map(|p| p.bytes)
+            .unwrap_or(0)
+    };
+    let (b1_id, b2_id) = (b1.id().await?, b2.id().await?);
+    assert!(
+        from(&half, &b1_id) > 0 && from(&half, &b2_id) > 0,
+        "{half:?}"
+    );
+    drop(b1);
+    remove(&a, "team", b2_id.clone()).await?;
+    let t = c.wait(id).await?;
+    assert!(completed(&t), "{t:?}");
+    assert_eq!(std::fs::read(out.join("data.bin"))?, data);
+    // The one removed stops re-serving within the roster's validity.
+    let e = loopback_endpoint().await?;
+    add(&a, "team", e.id().to_string()).await?;
+    let root: Hash = share.share.as_ref().context("share")?.hash.parse()?;
+    let b2_addr = addr_of(&b2, &b2_id)?;
+    tokio::time::sleep(VALID + Duration::from_secs(1)).await;
+    assert_eq!(
+        ask(&e, b2_addr, root, Hash::new(&data)).await,
+        Err(Some(ERR_PERMISSION))
+    );
+    Ok(())
+}
+
+/// The owner turns re-serving off for one share (and on again); a member
+/// fetches with --no-reserve; `transfers show` says which is which.
+#[tokio::test(flavor = "multi_thread")]
+async fn re_serving_is_off_per_share_and_per_fetch() -> Result<()> {
+    let a = owner().await?;
+    let b = TestDaemon::start().await?;
+    let e = loopback_endpoint().await?;
+    a.rings()
+        .create_ring(pb::CreateRingRequest {
+            name: "team".into(),
+        })
+        .await?;
+    add(&a, "team", b.id().await?).await?;
+    add(&a, "team", e.id().to_string()).await?;
+    let src = temp_dir("rdrop-src-")?.join("data.bin");
+    let data = random_file(&src, MIB)?;
+    let file = Hash::new(&data);
+    let share_with = |reserve: Option<bool>| pb::ShareRequest {
+        path: src.display().to_string(),
+        rings: vec!["team".into()],
+        reserve,
+        ..Default::default()
+    };
+    let share = a.share_req(share_with(Some(false))).await?;
+    let root: Hash = share.share.as_ref().context("share")?.hash.parse()?;
+    let id = b.fetch(&share.ticket, &temp_dir("rdrop-out-")?).await?;
+    let t = b.wait(id).await?;
+    assert!(completed(&t), "{t:?}");
+    let b_addr = addr_of(&b, &b.id().await?)?;
+    // No roster lists the share: it is not a swarm, nothing is re-served.
+    assert_eq!(
+        ask(&e, b_addr.clone(), root, file).await,
+        Err(Some(ERR_PERMISSION))
+    );
+    assert_eq!(t.serving, "", "{t:?}");
+    // On again: the fetches from then on are re-served.
+    a.share_req(share_with(Some(true))).await?;
+    let b1 = TestDaemon::start().await?;
+    add(&a, "team", b1.id().await?).await?;
+    let id1 = b1.fetch(&share.ticket, &temp_dir("rdrop-out-")?).await?;
+    assert!(completed(&b1.wait(id1).await?));
+    let b1_addr = addr_of(&b1, &b1.id().await?)?;
+    eventually("b1 serves", || async {
+        ask(&e, b1_addr.clone(), root, file).await.ok() == Some(data.clone())
+    })
+    .await?;
+    let show = b1
+        .transfers()
+        .get_transfer(pb::GetTransferRequest { id: id1 })
+        .await?
+        .into_inner();
+    assert_eq!(
+        show.serving, "re-served to the members of its ring",
+        "{show:?}"
+    );
+
+    // A member's own choice, per fetch.
+    let b2 = TestDaemon::start().await?;
+    add(&a, "team", b2.id().await?).await?;
+    let id2 = b2
+        .transfers()
+        .fetch(pb::FetchRequest {
+            ticket: share.ticket.clone(),
+            out: temp_dir("rdrop-out-")?.display().to_string(),
+            no_reserve: true,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .transfer
+        .context("no transfer")?
+        .id;
+    let t = b2.wait(id2).await?;
+    assert!(completed(&t), "{t:?}");
+    assert_eq!(
+        t.serving,
+        "not re-served to the ring: fetched with --no-reserve"
+    );
+    let b2_addr = addr_of(&b2, &b2.id().await?)?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        ask(&e, b2_addr, root, file).await,
+        Err(Some(ERR_PERMISSION))
+    );
+    Ok(())
+}

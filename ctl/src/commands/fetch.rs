@@ -23,6 +23,10 @@ pub struct FetchArgs {
     /// crosses). Repeatable; resumes fetch the same part.
     #[arg(long, value_name = "GLOB")]
     only: Vec<String>,
+    /// Do not serve what this fetch holds to the other members of the
+    /// share's ring (a ring is a swarm: by default members serve each other).
+    #[arg(long)]
+    no_reserve: bool,
 }
 
 /// Where a fetch goes and how it is followed (`fetch`, `inbox accept`).
@@ -77,6 +81,7 @@ pub async fn fetch(socket: Option<PathBuf>, out: &Out, args: FetchArgs) -> Resul
             caller_cannot_write,
             host: token,
             only: args.only,
+            no_reserve: args.no_reserve,
         })
         .await;
     let t = match started {

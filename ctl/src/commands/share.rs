@@ -41,6 +41,13 @@ pub struct ShareArgs {
     /// anyone can reach a node, only ticket holders should find its files).
     #[arg(long)]
     listed: bool,
+    /// Members of its rings do not serve it to each other (they fetch it
+    /// from this node only); `--reserve` turns that back on.
+    #[arg(long, conflicts_with = "reserve")]
+    no_reserve: bool,
+    /// Members of its rings serve it to each other again (the default).
+    #[arg(long)]
+    reserve: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -67,6 +74,7 @@ pub async fn share(socket: Option<PathBuf>, out: &Out, args: ShareArgs) -> Resul
             name: args.name.unwrap_or_default(),
             rings: args.rings,
             listed: args.listed,
+            reserve: (args.reserve || args.no_reserve).then_some(args.reserve),
             ticket_format: match args.ticket_format {
                 TicketFormat::Ringdrop => pb::TicketFormat::Ringdrop,
                 TicketFormat::Blob => pb::TicketFormat::Blob,

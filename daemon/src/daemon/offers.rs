@@ -98,6 +98,7 @@ impl Daemon {
                     name: None,
                     rings: vec![ring.clone()],
                     listed: false,
+                    reserve: None,
                     inherit: false,
                     handed,
                 },

@@ -106,6 +106,7 @@ impl Daemon {
         events: mpsc::Sender<ShareEvent>,
     ) -> Result<Shared, ShareError> {
         let path = req.path.clone();
+        let reserve = req.reserve;
         if !caller.is_admin() && req.handed.is_none() {
             return Err(ShareError::NotHanded("share"));
         }
@@ -119,6 +120,10 @@ impl Daemon {
         )
         .await?;
         info!(uid = caller.uid, hash = %shared.share.hash, path = %path.display(), "shared");
+        if let Some(on) = reserve {
+            let (hash, owner) = (shared.share.hash, shared.share.owner);
+            self.inner.registry.set_reserve(hash, owner, on).await?;
+        }
         for old in &shared.replaced {
             self.disconnect_share(&old.hash);
         }

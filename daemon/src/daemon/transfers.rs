@@ -166,7 +166,7 @@ impl Daemon {
         dest: Dest,
         caller: &Caller,
         host: &[u8],
-        only: Vec<String>,
+        (only, no_reserve): (Vec<String>, bool),
     ) -> Result<TransferView, TransferError> {
         let host = match host {
             [] => None,
@@ -178,6 +178,7 @@ impl Daemon {
         };
         let terms = Terms {
             only,
+            no_reserve,
             ..Terms::default()
         };
         self.fetch_with(ticket, dest, caller, terms, host).await

@@ -93,6 +93,8 @@ requests! {
     write fn add_served(root: val Option<Hash>, bytes: val u64) -> ();
     read fn served_total() -> u64;
     read fn served(root: ref Hash) -> u64;
+    read fn reserved(hash: ref Hash, owner: val u32) -> bool;
+    write fn set_reserve(hash: val Hash, owner: val u32, on: val bool) -> ();
     // transfers
     read fn terms(id: val u64) -> Terms;
     write fn put_transfer_limit(id: val u64, down: val Option<u64>) -> ();

@@ -67,6 +67,12 @@ const PARTIALS: TableDefinition<u64, &[u8]> = TableDefinition::new("partials");
 /// transfer id -> what this node holds of its content to re-serve to
 /// ring members once it completed ([`HeldRecord`]).
 const HELD: TableDefinition<u64, &[u8]> = TableDefinition::new("held");
+/// (collection, owner uid) of shares whose ring members may not serve it
+/// to each other (`share --no-reserve`); none: they may.
+const NO_RESERVE: TableDefinition<(&[u8; 32], u32), u8> = TableDefinition::new("no_reserve");
+/// transfer id -> 1: what it holds is not served to its ring
+/// (`fetch --no-reserve`).
+const NOT_RESERVED: TableDefinition<u64, u8> = TableDefinition::new("not_reserved");
 /// transfer id -> the size its content must have (an offer's), checked
 /// before its data moves, after a restart too.
 const EXPECTED: TableDefinition<u64, u64> = TableDefinition::new("expected");
@@ -201,6 +207,8 @@ impl Tables {
             tx.open_table(TRANSFERS)?;
             tx.open_table(PARTIALS)?;
             tx.open_table(HELD)?;
+            tx.open_table(NO_RESERVE)?;
+            tx.open_table(NOT_RESERVED)?;
             tx.open_table(SERVED)?;
             tx.open_table(RINGS)?;
             tx.open_table(RING_MEMBERS)?;

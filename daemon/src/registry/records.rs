@@ -311,6 +311,8 @@ pub struct Terms {
     /// Its own download limit, bytes per second (changed at run time by
     /// its owner, `ringdropctl limits --transfer ID`).
     pub down_limit: Option<u64>,
+    /// What it holds is not served to the share's ring (`fetch --no-reserve`).
+    pub no_reserve: bool,
 }
 
 /// A transfer row as schema 1 stored it (before owner and placement).

@@ -148,6 +148,8 @@ impl Tables {
             drop(shares);
             if let Some(rec) = &removed {
                 unindex_share_in(&tx, rec)?;
+                tx.open_table(NO_RESERVE)?
+                    .remove((hash.as_bytes(), owner))?;
             }
             removed
         };
@@ -173,6 +175,11 @@ impl Tables {
                     Some(mut rec) => {
                         rec.owner = to;
                         shares.insert((hash.as_bytes(), to), encode_row(&rec)?.as_slice())?;
+                        // Its "not re-served" goes with it.
+                        let mut off = tx.open_table(NO_RESERVE)?;
+                        if off.remove((hash.as_bytes(), from))?.is_some() {
+                            off.insert((hash.as_bytes(), to), 1)?;
+                        }
                         true
                     }
                     None => false,
@@ -280,4 +287,31 @@ pub(super) fn record_sources(
         table.insert(child.as_bytes(), encode_row(src)?.as_slice())?;
     }
     Ok(())
+}
+
+impl Tables {
+    /// Whether ring members may serve share (`hash`, `owner`) to each other.
+    pub fn reserved(&self, hash: &Hash, owner: u32) -> Result<bool> {
+        let tx = self.read()?;
+        let off = tx
+            .open_table(NO_RESERVE)?
+            .get((hash.as_bytes(), owner))?
+            .is_some();
+        Ok(!off)
+    }
+
+    /// Lets ring members serve share (`hash`, `owner`) to each other, or not.
+    pub fn set_reserve(&self, hash: Hash, owner: u32, on: bool) -> Result<()> {
+        let tx = self.write()?;
+        {
+            let mut t = tx.open_table(NO_RESERVE)?;
+            if on {
+                t.remove((hash.as_bytes(), owner))?;
+            } else {
+                t.insert((hash.as_bytes(), owner), 1)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
 }

@@ -17,6 +17,9 @@ impl Tables {
             if let Some(rate) = terms.down_limit {
                 tx.open_table(TRANSFER_LIMITS)?.insert(rec.id, rate)?;
             }
+            if terms.no_reserve {
+                tx.open_table(NOT_RESERVED)?.insert(rec.id, 1)?;
+            }
             if !terms.only.is_empty() {
                 tx.open_table(SELECTED)?
                     .insert(rec.id, encode_row(&terms.only)?.as_slice())?;
@@ -35,10 +38,12 @@ impl Tables {
             None => Vec::new(),
         };
         let down_limit = tx.open_table(TRANSFER_LIMITS)?.get(id)?.map(|v| v.value());
+        let no_reserve = tx.open_table(NOT_RESERVED)?.get(id)?.is_some();
         Ok(Terms {
             expect_size,
             only,
             down_limit,
+            no_reserve,
         })
     }
 
@@ -107,9 +112,11 @@ impl Tables {
             let mut selected = tx.open_table(SELECTED)?;
             let mut limits = tx.open_table(TRANSFER_LIMITS)?;
             let mut held = tx.open_table(HELD)?;
+            let mut not_reserved = tx.open_table(NOT_RESERVED)?;
             for id in ids {
                 partials.remove(*id)?;
                 held.remove(*id)?;
+                not_reserved.remove(*id)?;
                 expected.remove(*id)?;
                 selected.remove(*id)?;
                 limits.remove(*id)?;

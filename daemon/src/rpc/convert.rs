@@ -78,6 +78,7 @@ pub fn transfer(v: &TransferView) -> pb::Transfer {
                 rtt_us: p.rtt.as_micros() as u64,
             })
             .collect(),
+        serving: v.serving.clone(),
     }
 }
 

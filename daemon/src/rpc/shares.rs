@@ -76,6 +76,7 @@ impl Shares for SharesService {
             name: Some(req.name).filter(|n| !n.is_empty()),
             rings: req.rings,
             listed: req.listed,
+            reserve: req.reserve,
             inherit: true,
             handed: None,
         };

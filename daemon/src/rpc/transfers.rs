@@ -48,7 +48,7 @@ impl Transfers for TransfersService {
                 },
                 &caller,
                 &req.host,
-                req.only,
+                (req.only, req.no_reserve),
             )
             .await
             .map_err(st)?;

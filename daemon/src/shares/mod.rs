@@ -334,6 +334,8 @@ pub struct ShareRequest {
     pub rings: Vec<String>,
     /// List it in the catalog to everyone who may fetch it (open shares).
     pub listed: bool,
+    /// Members of its rings serve it to each other (`None`: as it was).
+    pub reserve: Option<bool>,
     /// Keep the rings and listing of this owner's earlier share of the same
     /// path (`share`); false for an offer, which shares new content with
     /// its own ring only and leaves the path's other shares alone.

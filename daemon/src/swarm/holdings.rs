@@ -324,7 +324,20 @@ impl Holdings {
         }
     }
 
-    pub fn why_not(&self, id: u64) -> Option<String> {
-        self.why_not.lock().ok()?.get(&id).cloned()
+    /// What `transfers show` says of transfer `id`'s re-serving.
+    pub fn describe(&self, id: u64) -> String {
+        let held = self
+            .by_root
+            .read()
+            .map(|m| m.values().flatten().any(|h| h.transfer == id))
+            .unwrap_or(false);
+        if held {
+            return "re-served to the members of its ring".into();
+        }
+        self.why_not
+            .lock()
+            .ok()
+            .and_then(|w| w.get(&id).cloned())
+            .unwrap_or_default()
     }
 }

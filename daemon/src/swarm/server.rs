@@ -375,13 +375,13 @@ fn build_rosters(
                     (m.id, addrs, m.expires_at)
                 })
                 .collect();
-            let shares = reg
-                .shares()?
-                .into_iter()
-                .filter(|s| s.owner == share.owner && s.rings.iter().any(|r| r == ring))
-                .map(|s| *s.hash.as_bytes())
-                .take(MAX_SHARES)
-                .collect();
+            let mut shares = Vec::new();
+            for s in reg.shares()? {
+                let ours = s.owner == share.owner && s.rings.iter().any(|r| r == ring);
+                if ours && shares.len() < MAX_SHARES && reg.reserved(&s.hash, s.owner)? {
+                    shares.push(*s.hash.as_bytes());
+                }
+            }
             out.push((ring.clone(), listed, shares));
         }
     }

@@ -93,6 +93,8 @@ pub struct TransferView {
     pub rate: u64,
     /// The providers of its running attempts, and what each sent.
     pub providers: Vec<ProviderView>,
+    /// Whether what it holds is re-served to its ring, or why not.
+    pub serving: String,
 }
 
 impl TransferView {
@@ -102,6 +104,7 @@ impl TransferView {
             rec,
             rate: 0,
             providers: Vec::new(),
+            serving: String::new(),
         }
     }
 
@@ -438,6 +441,7 @@ impl TransferManager {
             limit,
             links: (self.inner.bandwidth.clone(), pace),
             swarm: self.inner.swarm.clone(),
+            no_reserve: terms.no_reserve,
         };
         let this = self.clone();
         self.inner.tasks.spawn(async move {
@@ -499,9 +503,16 @@ impl TransferManager {
             .values()
             .map(|l| l.publish.borrow().clone())
             .filter(|v| caller.controls(v.rec.owner_uid))
+            .map(|v| self.serving(v))
             .collect();
         out.sort_by_key(|v| v.rec.id);
         out
+    }
+
+    /// `v` with what it says of re-serving.
+    fn serving(&self, mut v: TransferView) -> TransferView {
+        v.serving = self.inner.swarm.holdings.describe(v.rec.id);
+        v
     }
 
     /// Receives a new value whenever any transfer changed.
@@ -535,7 +546,7 @@ impl TransferManager {
     /// One transfer, live if it is running.
     pub async fn get(&self, id: u64) -> Result<TransferView, TransferError> {
         if let Some(v) = self.live_view(id) {
-            return Ok(v);
+            return Ok(self.serving(v));
         }
         let rec = self
             .inner
@@ -543,7 +554,7 @@ impl TransferManager {
             .transfer(id)
             .await?
             .ok_or(TransferError::NotFound(id))?;
-        Ok(TransferView::at_rest(rec))
+        Ok(self.serving(TransferView::at_rest(rec)))
     }
 
     fn live_view(&self, id: u64) -> Option<TransferView> {
@@ -578,9 +589,11 @@ impl TransferManager {
             .await?
             .into_iter()
             .map(|rec| {
-                live.get(&rec.id)
+                let v = live
+                    .get(&rec.id)
                     .cloned()
-                    .unwrap_or(TransferView::at_rest(rec))
+                    .unwrap_or(TransferView::at_rest(rec));
+                self.serving(v)
             })
             .collect();
         out.reverse();

@@ -75,6 +75,8 @@ impl Worker {
         }
         let why_not = if !self.swarm.settings.reserve {
             Some("not re-served to the ring: this node's config says reserve = false")
+        } else if self.no_reserve {
+            Some("not re-served to the ring: fetched with --no-reserve")
         } else if inc.dir.own().is_none() {
             Some("not re-served to the ring: its files are placed by its owner's ringdropctl, where ringdropd does not read")
         } else {
@@ -233,7 +235,8 @@ impl Worker {
 
     fn forget_held(&self, why: String) {
         self.swarm.holdings.remove(self.id);
-        self.swarm.holdings.set_why_not(self.id, why);
+        self.swarm.holdings.set_why_not(self.id, why.clone());
+        self.publish.send_modify(|v| v.serving = why);
     }
 }
 

@@ -77,6 +77,8 @@ pub(super) struct Worker {
     pub links: (crate::limits::Bandwidth, Arc<crate::limits::Pace>),
     /// What this node holds of ring shares, and the rosters.
     pub swarm: crate::swarm::Swarm,
+    /// What it holds is not served to the ring (`fetch --no-reserve`).
+    pub no_reserve: bool,
 }
 
 /// Outcome of the attempt loop.
@@ -329,6 +331,8 @@ impl Worker {
         debug!(id = self.id, "incoming files open");
         let rosters = self.ring_rosters(&session).await;
         let holding = self.hold(&session, &inc, &named, &have, &rosters);
+        let serving = self.swarm.holdings.describe(self.id);
+        self.update(|v| v.serving = serving);
         let mut sizes = inc.rec.sizes.clone();
         let sink = incoming::start(inc, hashes.clone(), &self.writing, holding.clone());
         let fetched = self

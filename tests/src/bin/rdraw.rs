@@ -56,6 +56,7 @@ async fn main() -> Result<()> {
                 caller_cannot_write: String::new(),
                 host: Vec::new(),
                 only: Vec::new(),
+                no_reserve: false,
             })
             .await
             .map(|r| r.into_inner().transfer.unwrap_or_default()),
