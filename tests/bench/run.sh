@@ -3,8 +3,10 @@
 # same data in the same run (loopback, relays and mDNS off). Builds the
 # release binaries, installs the references if they are missing, then runs
 # tests/bench/bench.py, which prints the table (see its header for the
-# BENCH_* knobs). Needs about 6 GiB free under $BENCH_DIR
-# (/var/tmp/ringdrop-bench) and 2 GiB in /dev/shm; takes ~8 minutes on 2 cores.
+# BENCH_* knobs), then, as root, tests/bench/swarm.py (1 owner and 8
+# members in network namespaces with capped uplinks: star against swarm).
+# Needs about 6 GiB free under $BENCH_DIR (/var/tmp/ringdrop-bench) and
+# 2 GiB in /dev/shm; takes ~15 minutes on 2 cores (the swarm half 7).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -33,4 +35,10 @@ python3 -c "import grpc, grpc_tools" 2>/dev/null || {
 echo "== building ringdrop (release)" >&2
 cargo build --release --locked --workspace --bins --examples >&2
 
-exec python3 tests/bench/bench.py
+python3 tests/bench/bench.py
+# A ring as a swarm: network namespaces and tc need root.
+if [ "$(id -u)" = 0 ]; then
+    python3 tests/bench/swarm.py
+else
+    echo "== skipping tests/bench/swarm.py (network namespaces need root)" >&2
+fi

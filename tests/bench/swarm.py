@@ -14,7 +14,6 @@ instead of the one derived), BENCH_DIR. Prints a Markdown
 table (and writes $BENCH_DIR/swarm.md).
 """
 
-import json
 import os
 import shutil
 import subprocess
@@ -22,10 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = ROOT / "target" / "release"
-RINGDROPD = BIN / "ringdropd"
-CTL = BIN / "ringdropctl"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402  (its Daemon: run, json, stop)
+
+RINGDROPD = bench.RINGDROPD
 WORK = Path(os.environ.get("BENCH_DIR", "/var/tmp/ringdrop-bench")) / "swarm"
 MEMBERS = int(os.environ.get("SWARM_MEMBERS", "8"))
 SIZE = int(os.environ.get("SWARM_MB", "128")) * 1024 * 1024
@@ -85,7 +84,9 @@ class Net:
         sh("ip", "netns", "del", HUB, check=False)
 
 
-class Node:
+class Node(bench.Daemon):
+    """A ringdropd in namespace `i` of `net`, bound to its address."""
+
     def __init__(self, net, i, env=None):
         self.dir = WORK / f"node{i}"
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -106,22 +107,6 @@ class Node:
         else:
             raise SystemExit(f"ringdropd in {self.dir} did not start; see {self.dir}/log")
         self.id = self.json("status")["endpoint_id"]
-
-    def run(self, *args, check=True):
-        return subprocess.run([CTL, "--socket", self.sock, *map(str, args)],
-                              capture_output=True, text=True, check=check)
-
-    def json(self, *args):
-        return json.loads(self.run("--json", *args).stdout)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def write_random(path, size):
@@ -195,7 +180,7 @@ def main():
             rate = float(os.environ["SWARM_RATE_MB"]) * MB
         log(f"uncapped aggregate {aggregate / MB:.1f} MB/s; cap R = {rate / MB:.2f} MB/s per uplink")
         net.cap(rate)
-        for name, src, size in (("128 MiB file", big, SIZE), (f"{DIR_FILES} files, {DIR_SIZE >> 20} MiB", tree, DIR_SIZE)):
+        for name, src, size in ((f"{SIZE >> 20} MiB file", big, SIZE), (f"{DIR_FILES} files, {DIR_SIZE >> 20} MiB", tree, DIR_SIZE)):
             log(f"star: {name}")
             star, star_served = run_once(net, src, reserve=False)
             log(f"swarm: {name}")

@@ -37,6 +37,28 @@ async fn owner() -> Result<TestDaemon> {
     TestDaemon::start_with(|c| c.roster_valid = VALID).await
 }
 
+/// An owner with ring "team" whose members are a daemon and a bare
+/// endpoint (which asks members as a member would).
+async fn owner_member_and_endpoint() -> Result<(TestDaemon, TestDaemon, Endpoint)> {
+    let a = owner().await?;
+    let b = TestDaemon::start().await?;
+    let e = loopback_endpoint().await?;
+    team(&a).await?;
+    add(&a, "team", b.id().await?).await?;
+    add(&a, "team", e.id().to_string()).await?;
+    Ok((a, b, e))
+}
+
+/// Ring "team" on `a`.
+async fn team(a: &TestDaemon) -> Result<()> {
+    a.rings()
+        .create_ring(pb::CreateRingRequest {
+            name: "team".into(),
+        })
+        .await?;
+    Ok(())
+}
+
 async fn add(a: &TestDaemon, ring: &str, id: String) -> Result<()> {
     a.rings()
         .add_member(pb::AddMemberRequest {
@@ -129,11 +151,7 @@ async fn a_member_serves_members_and_nobody_else() -> Result<()> {
     let off = TestDaemon::start_with(|c| c.reserve = false).await?;
     let e = loopback_endpoint().await?;
     let stranger = loopback_endpoint().await?;
-    a.rings()
-        .create_ring(pb::CreateRingRequest {
-            name: "team".into(),
-        })
-        .await?;
+    team(&a).await?;
     for id in [b.id().await?, off.id().await?, e.id().to_string()] {
         add(&a, "team", id).await?;
     }
@@ -201,16 +219,7 @@ async fn a_member_serves_members_and_nobody_else() -> Result<()> {
 /// not hold it, and no byte of the edit leaves).
 #[tokio::test(flavor = "multi_thread")]
 async fn an_edited_file_is_not_re_served() -> Result<()> {
-    let a = owner().await?;
-    let b = TestDaemon::start().await?;
-    let e = loopback_endpoint().await?;
-    a.rings()
-        .create_ring(pb::CreateRingRequest {
-            name: "team".into(),
-        })
-        .await?;
-    add(&a, "team", b.id().await?).await?;
-    add(&a, "team", e.id().to_string()).await?;
+    let (a, b, e) = owner_member_and_endpoint().await?;
     let src = temp_dir("rdrop-src-")?.join("data.bin");
     let data = random_file(&src, 2 * MIB)?;
     let file = Hash::new(&data);
@@ -249,11 +258,7 @@ async fn a_fetch_takes_from_the_owner_and_members() -> Result<()> {
     .await?;
     let b = TestDaemon::start().await?;
     let c = TestDaemon::start().await?;
-    a.rings()
-        .create_ring(pb::CreateRingRequest {
-            name: "team".into(),
-        })
-        .await?;
+    team(&a).await?;
     add(&a, "team", b.id().await?).await?;
     add(&a, "team", c.id().await?).await?;
     let src = temp_dir("rdrop-src-")?.join("data.bin");
@@ -308,11 +313,7 @@ async fn a_hostile_member_is_dropped_and_the_fetch_completes() -> Result<()> {
     let c = TestDaemon::start().await?;
     let liar = loopback_endpoint().await?;
     let liar_addr = loopback_addr(&liar);
-    a.rings()
-        .create_ring(pb::CreateRingRequest {
-            name: "team".into(),
-        })
-        .await?;
+    team(&a).await?;
     add(&a, "team", c.id().await?).await?;
     add(&a, "team", liar.id().to_string()).await?;
     let src = temp_dir("rdrop-src-")?.join("data.bin");
@@ -408,11 +409,7 @@ async fn a_fetch_survives_a_member_killed_and_one_revoked() -> Result<()> {
     let b1 = TestDaemon::start_with(slow).await?;
     let b2 = TestDaemon::start_with(slow).await?;
     let c = TestDaemon::start().await?;
-    a.rings()
-        .create_ring(pb::CreateRingRequest {
-            name: "team".into(),
-        })
-        .await?;
+    team(&a).await?;
     for d in [&b1, &b2, &c] {
         add(&a, "team", d.id().await?).await?;
     }
@@ -467,16 +464,7 @@ async fn a_fetch_survives_a_member_killed_and_one_revoked() -> Result<()> {
 /// fetches with --no-reserve; `transfers show` says which is which.
 #[tokio::test(flavor = "multi_thread")]
 async fn re_serving_is_off_per_share_and_per_fetch() -> Result<()> {
-    let a = owner().await?;
-    let b = TestDaemon::start().await?;
-    let e = loopback_endpoint().await?;
-    a.rings()
-        .create_ring(pb::CreateRingRequest {
-            name: "team".into(),
-        })
-        .await?;
-    add(&a, "team", b.id().await?).await?;
-    add(&a, "team", e.id().to_string()).await?;
+    let (a, b, e) = owner_member_and_endpoint().await?;
     let src = temp_dir("rdrop-src-")?.join("data.bin");
     let data = random_file(&src, MIB)?;
     let file = Hash::new(&data);

@@ -82,6 +82,21 @@ struct State<G> {
     refusals: u32,
 }
 
+impl<G> State<G> {
+    fn new(p: Provider<G>) -> Self {
+        Self {
+            have: if p.member { Some(HashMap::new()) } else { None },
+            coming: HashMap::new(),
+            p,
+            in_flight: 0,
+            alive: true,
+            asking: false,
+            asked_at: None,
+            refusals: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Stage {
     Pending,
@@ -199,19 +214,7 @@ pub async fn fetch<G: Send + 'static>(
     let mut pieces = pieces_of(wants, |f| {
         session.positions.get(f).copied().unwrap_or(f as u64)
     });
-    let mut peers: Vec<State<G>> = providers
-        .into_iter()
-        .map(|p| State {
-            have: if p.member { Some(HashMap::new()) } else { None },
-            coming: HashMap::new(),
-            p,
-            in_flight: 0,
-            alive: true,
-            asking: false,
-            asked_at: None,
-            refusals: 0,
-        })
-        .collect();
+    let mut peers: Vec<State<G>> = providers.into_iter().map(State::new).collect();
     info!(
         pieces = pieces.len(),
         providers = peers.len(),
@@ -327,16 +330,7 @@ pub async fn fetch<G: Send + 'static>(
             Event::Joined(Some(p), rx) => {
                 debug!(peer = %p.id, "a member joins the fetch");
                 joining = Some(rx);
-                peers.push(State {
-                    have: Some(HashMap::new()),
-                    coming: HashMap::new(),
-                    p,
-                    in_flight: 0,
-                    alive: true,
-                    asking: false,
-                    asked_at: None,
-                    refusals: 0,
-                });
+                peers.push(State::new(p));
             }
             Event::Have { from, result } => {
                 let s = &mut peers[from];
