@@ -229,7 +229,11 @@ pub async fn fetch<G: Send + 'static>(
     let mut tally = [0u64; 4];
     loop {
         if pieces.iter().all(|p| p.stage == Stage::Done) {
-            info!(?tally, "fetched from several providers");
+            let [owner_rare, owner_waited, owner_again, members] = tally;
+            info!(
+                owner_rare,
+                owner_waited, owner_again, members, "fetched from several providers (bytes asked)"
+            );
             return Ok(());
         }
         for from in 0..peers.len() {

@@ -153,24 +153,28 @@ impl Worker {
             .collect()
     }
 
-    /// While a fetch runs: asks for the roster again now and then and
-    /// hands members not yet fetched from to `joined` (a member that came
-    /// later, or whose address the owner did not know yet). Never ends.
+    /// While a fetch runs: dials the members of `rosters`, then asks for
+    /// the roster again now and then, and hands each member reached to
+    /// `joined` (the fetch starts with the owner at once; a member that
+    /// came later, or whose address the owner did not know yet, joins
+    /// when it can be reached). Never ends.
     pub(super) async fn discover(
         &self,
         session: &Session<'_>,
-        mut known: HashSet<EndpointId>,
+        rosters: &[Held],
         joined: tokio::sync::mpsc::Sender<Provider<Following>>,
     ) {
+        let mut known = HashSet::new();
+        let mut rosters = rosters.to_vec();
         loop {
-            tokio::time::sleep(DISCOVER_EVERY).await;
-            let rosters = self.ring_rosters(session).await;
             for p in self.members(session, &rosters, &known).await {
                 known.insert(p.id);
                 if joined.send(p).await.is_err() {
                     return;
                 }
             }
+            tokio::time::sleep(DISCOVER_EVERY).await;
+            rosters = self.ring_rosters(session).await;
         }
     }
 

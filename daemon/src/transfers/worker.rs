@@ -676,24 +676,20 @@ impl Worker {
                 })
                 .await?;
         } else {
-            // A ring share: the owner and every member that can be reached,
-            // now and while it runs.
-            let members = self.members(session, rosters, &Default::default()).await;
-            let known = members.iter().map(|m| m.id).collect();
-            let mut providers = vec![many::Provider {
+            // A ring share: the owner, and every member as it is reached.
+            let providers = vec![many::Provider {
                 id: owner,
                 conn: session.conn.clone(),
                 limit: session.limit.clone(),
                 member: false,
                 guard: None,
             }];
-            providers.extend(members);
             let (joined, joining) = tokio::sync::mpsc::channel(4);
             let leaf = std::sync::Mutex::new(leaf);
             let fetch = many::fetch(session, providers, (sink, holding, joining), &wants, &leaf);
             tokio::select! {
                 fetched = fetch => fetched?,
-                () = self.discover(session, known, joined) => {}
+                () = self.discover(session, rosters, joined) => {}
             }
         }
         let complete = entries
