@@ -197,121 +197,82 @@ impl Piece {
 pub type OnLeaf<'a> =
     dyn FnMut(EndpointId, usize, u64, usize) -> Result<(), AttemptError> + Send + 'a;
 
-/// Fetches every piece of `wants` from `providers` (the owner first).
-/// `on_leaf(provider, file, offset, len)` sees every verified leaf.
-pub async fn fetch<G: Send + 'static>(
-    session: &Session<'_>,
+/// What a fetch from many works with, borrowed for its length.
+struct Ctx<'a, 's> {
+    session: &'a Session<'s>,
+    sink: &'a Sink,
+    /// This node's holding of the content: what the owner is sending it
+    /// is told to the other members.
+    holding: Option<&'a crate::swarm::Holding>,
+    on_leaf: &'a Mutex<OnLeaf<'a>>,
+}
+
+/// One fetch from many: the pieces, the providers, what was asked.
+struct Run<G> {
+    pieces: Vec<Piece>,
+    peers: Vec<State<G>>,
+    /// Bytes asked: of the owner (rare, waited, again), of members.
+    tally: [u64; 4],
+    last_error: Option<AttemptError>,
+    /// When a request last brought something.
+    moved: Instant,
+}
+
+/// Fetches every piece of `wants` from `providers` (the owner first) and
+/// the members `joining` hands over while it runs. `on_leaf(provider,
+/// file, offset, len)` sees every verified leaf.
+pub async fn fetch<'a, G: Send + 'static>(
+    session: &'a Session<'_>,
     providers: Vec<Provider<G>>,
     (sink, holding, joining): (
-        &Sink,
-        Option<&crate::swarm::Holding>,
+        &'a Sink,
+        Option<&'a crate::swarm::Holding>,
         tokio::sync::mpsc::Receiver<Provider<G>>,
     ),
     wants: &[Want],
-    on_leaf: &Mutex<OnLeaf<'_>>,
+    on_leaf: &'a Mutex<OnLeaf<'a>>,
 ) -> Result<(), AttemptError> {
-    let root = session.ticket.content.hash;
-    let mut pieces = pieces_of(wants, |f| {
-        session.positions.get(f).copied().unwrap_or(f as u64)
-    });
-    let mut peers: Vec<State<G>> = providers.into_iter().map(State::new).collect();
+    let cx = Ctx {
+        session,
+        sink,
+        holding,
+        on_leaf,
+    };
+    let mut run = Run {
+        pieces: pieces_of(wants, |f| {
+            session.positions.get(f).copied().unwrap_or(f as u64)
+        }),
+        peers: providers.into_iter().map(State::new).collect(),
+        tally: [0; 4],
+        last_error: None,
+        moved: Instant::now(),
+    };
     info!(
-        pieces = pieces.len(),
-        providers = peers.len(),
+        pieces = run.pieces.len(),
+        providers = run.peers.len(),
         "fetching from several providers"
     );
-    let mut running: FuturesUnordered<BoxFuture<'_, Event<G>>> = FuturesUnordered::new();
+    let mut running: FuturesUnordered<BoxFuture<'a, Event<G>>> = FuturesUnordered::new();
     let mut joining = Some(joining);
     let mut ticking = false;
-    let mut last_error: Option<AttemptError> = None;
-    let mut moved = Instant::now();
-    // (owner bytes: rare, waited, again; member bytes)
-    let mut tally = [0u64; 4];
     loop {
-        if pieces.iter().all(|p| p.stage == Stage::Done) {
-            let [owner_rare, owner_waited, owner_again, members] = tally;
+        if run.pieces.iter().all(|p| p.stage == Stage::Done) {
+            let [owner_rare, owner_waited, owner_again, members] = run.tally;
             info!(
                 owner_rare,
                 owner_waited, owner_again, members, "fetched from several providers (bytes asked)"
             );
             return Ok(());
         }
-        for from in 0..peers.len() {
-            let members = peers.iter().any(|s| s.alive && s.p.member);
-            let most = if peers[from].p.member || !members {
-                IN_FLIGHT
-            } else {
-                OWNER_IN_FLIGHT
-            };
-            while peers[from].alive && peers[from].in_flight < most {
-                let (chosen, why) = choose(&pieces, &peers, from);
-                if chosen.is_empty() {
-                    break;
-                }
-                let bytes: u64 = chosen.iter().map(|&i| pieces[i].bytes).sum();
-                tally[if peers[from].p.member { 3 } else { why }] += bytes;
-                let wants = wants_of(&pieces, &chosen);
-                let member = peers[from].p.member;
-                for &i in &chosen {
-                    pieces[i].since = Instant::now();
-                    match &mut pieces[i].stage {
-                        Stage::Asked(by) => by.push(from),
-                        stage => *stage = Stage::Asked(vec![from]),
-                    }
-                    if let Some(h) = holding.filter(|_| !member) {
-                        h.coming(pieces[i].position, &pieces[i].ranges, true);
-                    }
-                }
-                peers[from].in_flight += 1;
-                let (conn, limit, id) = (
-                    peers[from].p.conn.clone(),
-                    peers[from].p.limit.clone(),
-                    peers[from].p.id,
-                );
-                running.push(
-                    async move {
-                        let result = session
-                            .receive_on(&conn, &limit, &wants, sink, |f, o, l| {
-                                match on_leaf.lock() {
-                                    Ok(mut leaf) => leaf(id, f, o, l),
-                                    Err(_) => Err(AttemptError::Local("poisoned".into())),
-                                }
-                            })
-                            .await
-                            .map(|_| ());
-                        Event::Got {
-                            from,
-                            pieces: chosen,
-                            result,
-                        }
-                    }
-                    .boxed(),
-                );
+        for from in 0..run.peers.len() {
+            while let Some(asked) = run.ask(&cx, from) {
+                running.push(asked);
             }
-            let s = &mut peers[from];
-            let due = s.asked_at.is_none_or(|t| t.elapsed() >= HAVE_EVERY);
-            if s.alive && s.have.is_some() && !s.asking && due {
-                s.asking = true;
-                s.asked_at = Some(Instant::now());
-                let conn = s.p.conn.clone();
-                running.push(
-                    async move {
-                        let result = crate::swarm::client::have(&conn, &root).await;
-                        Event::Have { from, result }
-                    }
-                    .boxed(),
-                );
+            if let Some(asked) = run.ask_have(&cx, from) {
+                running.push(asked);
             }
         }
-        let asking = peers.iter().any(|s| s.in_flight > 0);
-        if !peers.iter().any(|s| s.alive) || (!asking && moved.elapsed() >= STALL) {
-            return Err(last_error.unwrap_or_else(|| {
-                AttemptError::Interrupted(
-                    "no provider is left that holds the rest (the owner is gone and no member has it)"
-                        .into(),
-                )
-            }));
-        }
+        run.still_going()?;
         if let Some(mut rx) = joining.take() {
             running.push(async move { Event::Joined(rx.recv().await, rx) }.boxed());
         }
@@ -334,73 +295,182 @@ pub async fn fetch<G: Send + 'static>(
             Event::Joined(Some(p), rx) => {
                 debug!(peer = %p.id, "a member joins the fetch");
                 joining = Some(rx);
-                peers.push(State::new(p));
+                run.peers.push(State::new(p));
             }
-            Event::Have { from, result } => {
-                let s = &mut peers[from];
-                s.asking = false;
-                match result {
-                    Ok((have, coming)) => {
-                        s.have = Some(have);
-                        s.coming = coming;
-                        s.refusals = 0;
-                    }
-                    Err(e) => {
-                        debug!(peer = %s.p.id, "cannot learn what a member holds: {e}");
-                        refused(s, &format!("it did not say what it holds: {e}"));
-                    }
-                }
-            }
+            Event::Have { from, result } => run.heard(from, result),
             Event::Got {
                 from,
-                pieces: chosen,
+                pieces,
                 result,
-            } => {
-                peers[from].in_flight -= 1;
-                if let Some(h) = holding.filter(|_| !peers[from].p.member) {
-                    for &i in &chosen {
-                        h.coming(pieces[i].position, &pieces[i].ranges, false);
-                    }
+            } => run.got(&cx, from, pieces, result)?,
+        }
+    }
+}
+
+impl<G: Send + 'static> Run<G> {
+    /// The next request to provider `from`, if it has room and there is
+    /// something to ask of it.
+    fn ask<'a>(&mut self, cx: &Ctx<'a, '_>, from: usize) -> Option<BoxFuture<'a, Event<G>>> {
+        let members = self.peers.iter().any(|s| s.alive && s.p.member);
+        let member = self.peers[from].p.member;
+        let most = if member || !members {
+            IN_FLIGHT
+        } else {
+            OWNER_IN_FLIGHT
+        };
+        if !self.peers[from].alive || self.peers[from].in_flight >= most {
+            return None;
+        }
+        let (chosen, why) = choose(&self.pieces, &self.peers, from);
+        if chosen.is_empty() {
+            return None;
+        }
+        let bytes: u64 = chosen.iter().map(|&i| self.pieces[i].bytes).sum();
+        self.tally[if member { 3 } else { why }] += bytes;
+        let wants = wants_of(&self.pieces, &chosen);
+        for &i in &chosen {
+            let piece = &mut self.pieces[i];
+            piece.since = Instant::now();
+            match &mut piece.stage {
+                Stage::Asked(by) => by.push(from),
+                stage => *stage = Stage::Asked(vec![from]),
+            }
+            if let Some(h) = cx.holding.filter(|_| !member) {
+                h.coming(piece.position, &piece.ranges, true);
+            }
+        }
+        let peer = &mut self.peers[from];
+        peer.in_flight += 1;
+        let (conn, limit, id) = (peer.p.conn.clone(), peer.p.limit.clone(), peer.p.id);
+        let (session, sink, on_leaf) = (cx.session, cx.sink, cx.on_leaf);
+        Some(
+            async move {
+                let result = session
+                    .receive_on(&conn, &limit, &wants, sink, |f, o, l| {
+                        match on_leaf.lock() {
+                            Ok(mut leaf) => leaf(id, f, o, l),
+                            Err(_) => Err(AttemptError::Local("poisoned".into())),
+                        }
+                    })
+                    .await
+                    .map(|_| ());
+                Event::Got {
+                    from,
+                    pieces: chosen,
+                    result,
                 }
-                let ok = result.is_ok();
-                if ok {
-                    moved = Instant::now();
-                }
-                for &i in &chosen {
-                    let stage = &mut pieces[i].stage;
-                    if ok {
-                        *stage = Stage::Done;
-                    } else if let Stage::Asked(by) = stage {
-                        by.retain(|p| *p != from);
-                        if by.is_empty() {
-                            *stage = Stage::Pending;
-                            pieces[i].since = Instant::now();
-                        }
-                    }
-                }
-                if let Err(e) = result {
-                    let s = &mut peers[from];
-                    match (&e, s.p.member) {
-                        (AttemptError::NotHeld(_), true) => {
-                            // It cannot serve these after all.
-                            for &i in &chosen {
-                                pieces[i].not_from.push(from);
-                            }
-                        }
-                        (AttemptError::Refused(_), true) => {
-                            s.have = Some(HashMap::new());
-                            refused(s, &e.to_string());
-                        }
-                        (_, true) => drop_provider(s, &e.to_string()),
-                        (_, false) if !e.retry() => return Err(e),
-                        (_, false) => {
-                            drop_provider(s, &e.to_string());
-                            last_error = Some(e);
-                        }
-                    }
+            }
+            .boxed(),
+        )
+    }
+
+    /// Asks member `from` what it holds, if that is due.
+    fn ask_have<'a>(&mut self, cx: &Ctx<'a, '_>, from: usize) -> Option<BoxFuture<'a, Event<G>>> {
+        let s = &mut self.peers[from];
+        let due = s.asked_at.is_none_or(|t| t.elapsed() >= HAVE_EVERY);
+        if !(s.alive && s.have.is_some() && !s.asking && due) {
+            return None;
+        }
+        s.asking = true;
+        s.asked_at = Some(Instant::now());
+        let conn = s.p.conn.clone();
+        let root = cx.session.ticket.content.hash;
+        Some(
+            async move {
+                let result = crate::swarm::client::have(&conn, &root).await;
+                Event::Have { from, result }
+            }
+            .boxed(),
+        )
+    }
+
+    /// Fails the fetch when nobody is left, or nothing was asked of
+    /// anyone for [`STALL`].
+    fn still_going(&mut self) -> Result<(), AttemptError> {
+        let asking = self.peers.iter().any(|s| s.in_flight > 0);
+        if self.peers.iter().any(|s| s.alive) && (asking || self.moved.elapsed() < STALL) {
+            return Ok(());
+        }
+        Err(self.last_error.take().unwrap_or_else(|| {
+            AttemptError::Interrupted(
+                "no provider is left that holds the rest (the owner is gone and no member has it)"
+                    .into(),
+            )
+        }))
+    }
+
+    /// Member `from` said what it holds (or did not).
+    fn heard(&mut self, from: usize, result: Result<crate::swarm::client::Have, String>) {
+        let s = &mut self.peers[from];
+        s.asking = false;
+        match result {
+            Ok((have, coming)) => {
+                s.have = Some(have);
+                s.coming = coming;
+                s.refusals = 0;
+            }
+            Err(e) => {
+                debug!(peer = %s.p.id, "cannot learn what a member holds: {e}");
+                refused(s, &format!("it did not say what it holds: {e}"));
+            }
+        }
+    }
+
+    /// A request to `from` for `chosen` ended: its pieces are done, or go
+    /// back to be asked again; a provider that failed is dealt with.
+    fn got(
+        &mut self,
+        cx: &Ctx<'_, '_>,
+        from: usize,
+        chosen: Vec<usize>,
+        result: Result<(), AttemptError>,
+    ) -> Result<(), AttemptError> {
+        let member = self.peers[from].p.member;
+        self.peers[from].in_flight -= 1;
+        if let Some(h) = cx.holding.filter(|_| !member) {
+            for &i in &chosen {
+                h.coming(self.pieces[i].position, &self.pieces[i].ranges, false);
+            }
+        }
+        let ok = result.is_ok();
+        if ok {
+            self.moved = Instant::now();
+        }
+        for &i in &chosen {
+            let piece = &mut self.pieces[i];
+            if ok {
+                piece.stage = Stage::Done;
+            } else if let Stage::Asked(by) = &mut piece.stage {
+                by.retain(|p| *p != from);
+                if by.is_empty() {
+                    piece.stage = Stage::Pending;
+                    piece.since = Instant::now();
                 }
             }
         }
+        let Err(e) = result else {
+            return Ok(());
+        };
+        let s = &mut self.peers[from];
+        match (&e, member) {
+            (AttemptError::NotHeld(_), true) => {
+                // It cannot serve these after all.
+                for &i in &chosen {
+                    self.pieces[i].not_from.push(from);
+                }
+            }
+            (AttemptError::Refused(_), true) => {
+                s.have = Some(HashMap::new());
+                refused(s, &e.to_string());
+            }
+            (_, true) => drop_provider(s, &e.to_string()),
+            (_, false) if !e.retry() => return Err(e),
+            (_, false) => {
+                drop_provider(s, &e.to_string());
+                self.last_error = Some(e);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -11,9 +11,9 @@ use iroh_blobs::{BlobFormat, Hash};
 use tracing::{debug, info};
 
 use super::{
-    attempt::Session,
-    incoming::Incoming,
-    many::Provider,
+    attempt::{AttemptError, Session, Want},
+    incoming::{Incoming, Sink},
+    many::{self, Provider},
     worker::{outboards_of, Following, Worker},
 };
 use crate::{
@@ -151,6 +151,35 @@ impl Worker {
                 conn,
             })
             .collect()
+    }
+
+    /// Fetches `wants` of a ring share: from the owner at once, and from
+    /// every member as it is reached (`transfers/many.rs`).
+    pub(super) async fn from_ring<L>(
+        &self,
+        session: &Session<'_>,
+        (sink, holding): (&Sink, Option<&Holding>),
+        rosters: &[Held],
+        wants: &[Want],
+        leaf: L,
+    ) -> Result<(), AttemptError>
+    where
+        L: FnMut(EndpointId, usize, u64, usize) -> Result<(), AttemptError> + Send,
+    {
+        let owner = Provider {
+            id: self.ticket.addr.id,
+            conn: session.conn.clone(),
+            limit: session.limit.clone(),
+            member: false,
+            guard: None,
+        };
+        let (joined, joining) = tokio::sync::mpsc::channel(4);
+        let leaf = std::sync::Mutex::new(leaf);
+        let fetch = many::fetch(session, vec![owner], (sink, holding, joining), wants, &leaf);
+        tokio::select! {
+            fetched = fetch => fetched,
+            () = self.discover(session, rosters, joined) => Ok(()),
+        }
     }
 
     /// While a fetch runs: dials the members of `rosters`, then asks for

@@ -22,7 +22,7 @@ use super::{
     attempt::{self, AttemptError, Cause, Want},
     hosted::{Hosts, REHOST_WITHIN},
     incoming::{self, Incoming, Opened, Place},
-    many, plan, transfer_tag, StopReason, TransferView,
+    plan, transfer_tag, StopReason, TransferView,
 };
 use crate::{
     registry::{Placement, Registry, TransferState},
@@ -636,19 +636,7 @@ impl Worker {
             .sum();
         let space = Space::new(&root, &self.data_dir, outboards);
         space.check(total - done.min(total))?;
-        let wants: Vec<Want> = entries
-            .iter()
-            .enumerate()
-            .filter_map(|(file, e)| {
-                let missing = incoming::all_chunks(e.size) - &have[file];
-                (!missing.is_empty()).then(|| Want {
-                    file,
-                    hash: Hash::from_bytes(e.hash),
-                    size: Some(e.size),
-                    ranges: missing,
-                })
-            })
-            .collect();
+        let wants = missing_wants(entries, have);
         let mut window = (Instant::now(), self.publish.borrow().rec.bytes_received);
         let mut space_checked = Instant::now();
         let owner = self.ticket.addr.id;
@@ -676,21 +664,8 @@ impl Worker {
                 })
                 .await?;
         } else {
-            // A ring share: the owner, and every member as it is reached.
-            let providers = vec![many::Provider {
-                id: owner,
-                conn: session.conn.clone(),
-                limit: session.limit.clone(),
-                member: false,
-                guard: None,
-            }];
-            let (joined, joining) = tokio::sync::mpsc::channel(4);
-            let leaf = std::sync::Mutex::new(leaf);
-            let fetch = many::fetch(session, providers, (sink, holding, joining), &wants, &leaf);
-            tokio::select! {
-                fetched = fetch => fetched?,
-                () = self.discover(session, rosters, joined) => {}
-            }
+            self.from_ring(session, (sink, holding), rosters, &wants, leaf)
+                .await?;
         }
         let complete = entries
             .iter()
@@ -869,6 +844,23 @@ fn local(e: incoming::IncomingError) -> AttemptError {
     } else {
         AttemptError::Local(Cause::from_err(e))
     }
+}
+
+/// What is missing of each of `entries`, given what is `have`.
+fn missing_wants(entries: &[plan::Entry], have: &[ChunkRanges]) -> Vec<Want> {
+    entries
+        .iter()
+        .enumerate()
+        .filter_map(|(file, e)| {
+            let missing = incoming::all_chunks(e.size) - &have[file];
+            (!missing.is_empty()).then(|| Want {
+                file,
+                hash: Hash::from_bytes(e.hash),
+                size: Some(e.size),
+                ranges: missing,
+            })
+        })
+        .collect()
 }
 
 /// Moves every planned file from the private directory to its place: all
