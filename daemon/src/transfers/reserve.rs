@@ -155,7 +155,7 @@ impl Worker {
 
     /// Fetches `wants` of a ring share: from the owner at once, and from
     /// every member as it is reached (`transfers/many.rs`).
-    pub(super) async fn from_ring<L>(
+    pub(super) async fn fetch_ring<L>(
         &self,
         session: &Session<'_>,
         (sink, holding): (&Sink, Option<&Holding>),

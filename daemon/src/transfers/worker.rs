@@ -664,7 +664,7 @@ impl Worker {
                 })
                 .await?;
         } else {
-            self.from_ring(session, (sink, holding), rosters, &wants, leaf)
+            self.fetch_ring(session, (sink, holding), rosters, &wants, leaf)
                 .await?;
         }
         let complete = entries
