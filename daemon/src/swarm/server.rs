@@ -237,8 +237,7 @@ impl Inner {
             files: holding.have_rows(),
             coming: holding.coming_rows(),
         };
-        let bytes = postcard::to_stdvec(&reply).map_err(|_| ERR_LIMIT)?;
-        send.write_all(&bytes).await.map_err(|_| ERR_LIMIT)
+        send_reply(send, &reply).await
     }
 
     async fn roster(
@@ -262,8 +261,7 @@ impl Inner {
                 rosters.push(held.signed);
             }
         }
-        let bytes = postcard::to_stdvec(&RosterReply { rosters }).map_err(|_| ERR_LIMIT)?;
-        send.write_all(&bytes).await.map_err(|_| ERR_LIMIT)
+        send_reply(send, &RosterReply { rosters }).await
     }
 
     /// Signed rosters of this node's own rings that share `root` and list
@@ -327,6 +325,12 @@ impl Inner {
     }
 }
 
+/// Writes one of our replies (postcard, to the end of the stream).
+async fn send_reply(send: &mut SendStream, reply: &impl serde::Serialize) -> Result<(), VarInt> {
+    let bytes = postcard::to_stdvec(reply).map_err(|_| ERR_LIMIT)?;
+    send.write_all(&bytes).await.map_err(|_| ERR_LIMIT)
+}
+
 /// A ring of this node: its name, members (id, address-book addresses,
 /// expiry) and the shares its members may serve one another.
 type RingRows = (
@@ -347,6 +351,10 @@ fn build_rosters(
     let reg = registry.blocking();
     let mut out = Vec::new();
     let rows = reg.shares_of(root)?;
+    // The address book and every share, read once and only if a ring
+    // qualifies.
+    let mut book: Option<HashMap<[u8; 32], Vec<SocketAddr>>> = None;
+    let mut all: Option<Vec<crate::registry::ShareRecord>> = None;
     for share in &rows {
         if !policy.may_fetch(share, peer.as_bytes(), now)? {
             continue;
@@ -364,8 +372,10 @@ fn build_rosters(
             if !current(peer.as_bytes()) {
                 continue;
             }
-            let book: HashMap<[u8; 32], Vec<SocketAddr>> =
-                reg.peers()?.into_iter().map(|p| (p.id, p.addrs)).collect();
+            if book.is_none() {
+                book = Some(reg.peers()?.into_iter().map(|p| (p.id, p.addrs)).collect());
+            }
+            let book = book.as_ref().expect("read above");
             let listed = members
                 .iter()
                 .take(MAX_MEMBERS)
@@ -376,7 +386,10 @@ fn build_rosters(
                 })
                 .collect();
             let mut shares = Vec::new();
-            for s in reg.shares()? {
+            if all.is_none() {
+                all = Some(reg.shares()?);
+            }
+            for s in all.as_ref().expect("read above") {
                 let ours = s.owner == share.owner && s.rings.iter().any(|r| r == ring);
                 if ours && shares.len() < MAX_SHARES && reg.reserved(&s.hash, s.owner)? {
                     shares.push(*s.hash.as_bytes());
