@@ -171,6 +171,31 @@ fn blobs_gate(
     )
 }
 
+/// What this node holds of ring shares and the rosters, and the swarm
+/// protocol's server over them.
+fn swarm_of(
+    config: &Config,
+    registry: &Registry,
+    policy: &Arc<crate::access::policy::Policy>,
+    endpoint: &Endpoint,
+    (bandwidth, tasks): (&Bandwidth, &Tasks),
+) -> (crate::swarm::Swarm, crate::swarm::server::SwarmServer) {
+    let swarm = crate::swarm::Swarm::new(crate::swarm::Settings {
+        roster_valid: config.roster_valid,
+        reserve: config.reserve,
+    });
+    let server = crate::swarm::server::SwarmServer::new(crate::swarm::server::Parts {
+        swarm: swarm.clone(),
+        registry: registry.clone(),
+        policy: policy.clone(),
+        key: endpoint.secret_key().clone(),
+        known: contacts_of(registry),
+        bandwidth: bandwidth.clone(),
+        tasks: tasks.clone(),
+    });
+    (swarm, server)
+}
+
 fn contacts_of(registry: &Registry) -> crate::access::slots::Known {
     let registry = registry.clone();
     Arc::new(move |peer: iroh::EndpointId| {
@@ -307,19 +332,13 @@ impl Daemon {
             &provider_tasks,
             &bandwidth,
         );
-        let swarm = crate::swarm::Swarm::new(crate::swarm::Settings {
-            roster_valid: config.roster_valid,
-            reserve: config.reserve,
-        });
-        let swarm_server = crate::swarm::server::SwarmServer::new(crate::swarm::server::Parts {
-            swarm: swarm.clone(),
-            registry: registry.clone(),
-            policy: policy.clone(),
-            key: endpoint.secret_key().clone(),
-            known: contacts_of(&registry),
-            bandwidth: bandwidth.clone(),
-            tasks: provider_tasks.clone(),
-        });
+        let (swarm, swarm_server) = swarm_of(
+            &config,
+            &registry,
+            &policy,
+            &endpoint,
+            (&bandwidth, &provider_tasks),
+        );
         let router = serve_peers(
             &endpoint,
             (&gate, swarm_server),
