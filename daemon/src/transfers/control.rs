@@ -152,10 +152,12 @@ impl TransferManager {
                 .await
                 .map_err(|e| TransferError::Store(e.into()))?;
         }
+        // The incoming files go before the row says cancelled (as a
+        // worker's end does).
+        self.discard_incoming(id).await;
         rec.state = TransferState::Cancelled;
         rec.updated_at = ringdrop_proto::clock::now();
         self.inner.registry.put_transfer(&rec).await?;
-        self.discard_incoming(id).await;
         self.ended(&rec);
         self.touch();
         Ok(TransferView::at_rest(rec))

@@ -171,6 +171,19 @@ impl Worker {
         // touches the incoming files meanwhile.
         let _writer = self.writing.clone().lock_owned().await;
         let (state, error) = self.outcome(id, end);
+        // Completed: the files are at the destination. Failed or cancelled:
+        // the incoming files go (a failed transfer resumed starts again),
+        // before the state says so: whoever sees `failed` finds nothing
+        // left at the destination.
+        if state.is_terminal() {
+            if state != TransferState::Completed {
+                self.swarm.holdings.remove(id);
+            }
+            let place = self.place();
+            tokio::task::spawn_blocking(move || Incoming::discard(&place))
+                .await
+                .ok();
+        }
         self.update(|v| {
             v.rec.state = state;
             v.rec.last_error = error;
@@ -180,17 +193,6 @@ impl Worker {
         if state != TransferState::Queued && state != TransferState::Paused {
             self.events
                 .publish(super::ended_event(&self.publish.borrow().rec));
-        }
-        // Completed: the files are at the destination. Failed or cancelled:
-        // the incoming files go (a failed transfer resumed starts again).
-        if state.is_terminal() {
-            if state != TransferState::Completed {
-                self.swarm.holdings.remove(id);
-            }
-            let place = self.place();
-            tokio::task::spawn_blocking(move || Incoming::discard(&place))
-                .await
-                .ok();
         }
         // The metadata pinned in the store (and, for a transfer begun by an
         // older ringdropd, its data there) goes once it is not needed.
