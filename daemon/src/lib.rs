@@ -5,6 +5,7 @@ pub mod access;
 pub mod authority;
 pub mod catalog;
 pub mod config;
+pub mod content;
 pub mod daemon;
 pub mod events;
 pub mod limits;

@@ -389,3 +389,58 @@ async fn many_files_mixed_sizes_are_placed_all_or_nothing() -> Result<()> {
     assert_eq!(left, vec!["tree/d3/f59.bin"]);
     Ok(())
 }
+
+/// A shared file is hashed in place into the content layer: its outboard
+/// in the data dir (`content/<hash>`, none for one block), nothing of its
+/// bytes in the store; it is fetched from there, and the outboard goes
+/// when the last share listing it does.
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_files_are_served_from_the_content_layer() -> Result<()> {
+    let dir = temp_dir("rdrop-src-")?.join("set");
+    std::fs::create_dir_all(&dir)?;
+    // 9 MiB + 5: three 4 MiB segments hashed apart, the last one short.
+    let big = random_file(&dir.join("big.bin"), 9 * 1024 * 1024 + 5)?;
+    let small = random_file(&dir.join("small.bin"), 1000)?;
+    let a = TestDaemon::start().await?;
+    let b = TestDaemon::start().await?;
+    let share = a.share(&dir).await?;
+    let data_dir = a.config.data_dir.clone();
+    let outboard = data_dir
+        .join("content")
+        .join(bao_tree::blake3::hash(&big).to_hex().as_str());
+    let blocks = (big.len() as u64).div_ceil(16 * 1024);
+    assert_eq!(std::fs::metadata(&outboard)?.len(), (blocks - 1) * 64);
+    let small_ob = data_dir
+        .join("content")
+        .join(bao_tree::blake3::hash(&small).to_hex().as_str());
+    assert!(!small_ob.exists(), "one block needs no outboard");
+    let stored = dir_bytes(&data_dir.join("blobs"));
+    assert!(stored < 1024 * 1024, "the store holds {stored} bytes");
+
+    let out = temp_dir("rdrop-out-")?;
+    let t = b.wait(b.fetch(&share.ticket, &out).await?).await?;
+    assert!(completed(&t), "{t:?}");
+    assert_eq!(std::fs::read(out.join("set/big.bin"))?, big);
+    assert_eq!(std::fs::read(out.join("set/small.bin"))?, small);
+
+    a.shares()
+        .unshare(pb::UnshareRequest {
+            hash: share.share.as_ref().unwrap().hash.clone(),
+        })
+        .await?;
+    assert!(!outboard.exists(), "the outboard outlived its share");
+    Ok(())
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}

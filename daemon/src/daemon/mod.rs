@@ -91,6 +91,8 @@ struct Inner {
     bandwidth: Bandwidth,
     /// What this node holds of ring shares, and the rosters.
     swarm: crate::swarm::Swarm,
+    /// Shared files in the content layer.
+    content: crate::content::Shared,
 }
 
 /// The running node; cheap to clone.
@@ -146,7 +148,7 @@ async fn bandwidth_of(config: &Config, registry: &Registry) -> Result<Bandwidth,
 /// The blobs protocol: every request decided by the gate task, every
 /// byte served paced by the upload limits.
 fn blobs_gate(
-    store: &FsStore,
+    sources: crate::provider::Sources,
     registry: &Registry,
     policy: &Arc<crate::access::policy::Policy>,
     stats: &Arc<GateStats>,
@@ -162,13 +164,7 @@ fn blobs_gate(
         tasks.clone(),
     );
     let known = contacts_of(registry);
-    BlobsGate::new(
-        (**store).clone(),
-        decides,
-        known,
-        tasks.clone(),
-        bandwidth.clone(),
-    )
+    BlobsGate::new(sources, decides, known, tasks.clone(), bandwidth.clone())
 }
 
 /// What this node holds of ring shares and the rosters, and the swarm
@@ -323,8 +319,13 @@ impl Daemon {
         let provider_tasks = Tasks::default();
         let uploads = Uploads::new(hub.clone(), provider_tasks.clone());
         let bandwidth = bandwidth_of(&config, &registry).await?;
+        let content = crate::content::Shared::new(registry.clone(), config.data_dir.clone());
+        let sources = crate::provider::Sources {
+            store: (*store).clone(),
+            shared: content.clone(),
+        };
         let gate = blobs_gate(
-            &store,
+            sources,
             &registry,
             &policy,
             &gate_stats,
@@ -381,6 +382,7 @@ impl Daemon {
                 bandwidth,
                 shutdown,
                 swarm,
+                content,
             }),
         };
         daemon.begin().await;

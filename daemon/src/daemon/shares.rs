@@ -110,15 +110,8 @@ impl Daemon {
         if !caller.is_admin() && req.handed.is_none() {
             return Err(ShareError::NotHanded("share"));
         }
-        let shared = shares::share(
-            &self.inner.store,
-            &self.inner.registry,
-            &self.inner.config.data_dir,
-            caller,
-            req,
-            events,
-        )
-        .await?;
+        let shared =
+            shares::share(&self.inner.store, &self.inner.content, caller, req, events).await?;
         info!(uid = caller.uid, hash = %shared.share.hash, path = %path.display(), "shared");
         if let Some(on) = reserve {
             let (hash, owner) = (shared.share.hash, shared.share.owner);
@@ -126,6 +119,9 @@ impl Daemon {
         }
         for old in &shared.replaced {
             self.disconnect_share(&old.hash);
+        }
+        if !shared.replaced.is_empty() {
+            self.inner.content.prune().await;
         }
         Ok(shared)
     }
@@ -188,6 +184,7 @@ impl Daemon {
         .await?;
         info!(uid = caller.uid, hash = %rec.hash, "unshared");
         self.disconnect_share(&rec.hash);
+        self.inner.content.prune().await;
         Ok(self.share_view(rec, 0, false))
     }
 

@@ -213,9 +213,12 @@ impl Daemon {
         }
     }
 
-    /// Registry and store are two databases: make every share's tag exist
-    /// (a crash may have lost a batched tag write).
+    /// Registry, store and content layer are apart: make every share's
+    /// tag exist (a crash may have lost a batched tag write) and remove
+    /// the outboards no share lists (a crash between an unshare and its
+    /// prune, or during a share's hashing).
     pub(super) async fn reconcile(&self) {
+        self.inner.content.prune().await;
         let Ok(shares) = self.inner.registry.shares().await else {
             return;
         };

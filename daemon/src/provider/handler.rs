@@ -1,8 +1,10 @@
 //! Our `ProtocolHandler` for `iroh_blobs::ALPN`: it keeps every live
 //! connection (so revocation can close it), bounds how many a peer may
-//! hold and how long it may take to send a request, and hands each request
-//! to the standard iroh-blobs provider with our gate's event sender, its
-//! answer written through the upload limits ([`Paced`]).
+//! hold and how long it may take to send a request, and serves each
+//! request, decided by our gate through the provider's event sender
+//! (GET and GET_MANY from the content layer or the store, [`super::serve`];
+//! OBSERVE by the standard provider), its answer written through the
+//! upload limits ([`Paced`]).
 
 use std::{
     collections::HashMap,
@@ -16,7 +18,6 @@ use iroh::{
     EndpointId,
 };
 use iroh_blobs::{
-    api::Store,
     protocol::{Request, ERR_LIMIT, ERR_PERMISSION},
     provider::{
         self,
@@ -26,12 +27,13 @@ use iroh_blobs::{
 };
 use tracing::debug;
 
+use super::serve::{self, Sources};
 use crate::{access::slots::Slots, limits::Uplink};
 
 /// Serves blobs through the gate and tracks live connections by peer.
 #[derive(Debug, Clone)]
 pub struct BlobsGate {
-    store: Store,
+    sources: Sources,
     events: EventSender,
     live: Arc<Mutex<HashMap<usize, (EndpointId, Connection)>>>,
     slots: Slots,
@@ -44,14 +46,14 @@ impl BlobsGate {
     /// Strangers (for whom `known` says no) hold at most half of
     /// [`MAX_CONNECTIONS`].
     pub fn new(
-        store: Store,
+        sources: Sources,
         events: EventSender,
         known: crate::access::slots::Known,
         tasks: crate::tasks::Tasks,
         bandwidth: crate::limits::Bandwidth,
     ) -> Self {
         Self {
-            store,
+            sources,
             events,
             tasks,
             bandwidth,
@@ -96,9 +98,9 @@ impl ProtocolHandler for BlobsGate {
         if let Ok(mut live) = self.live.lock() {
             live.insert(key, (peer, connection.clone()));
         }
-        let (store, events) = (self.store.clone(), self.events.clone());
+        let (sources, events) = (self.sources.clone(), self.events.clone());
         let uplink = self.bandwidth.uplink(peer);
-        serve(connection, store, events, uplink, &self.tasks).await;
+        serve(connection, sources, events, uplink, &self.tasks).await;
         if let Ok(mut live) = self.live.lock() {
             live.remove(&key);
         }
@@ -118,7 +120,7 @@ pub const REQUEST_WITHIN: Duration = Duration::from_secs(10);
 /// handle_connection` does, with [`REQUEST_WITHIN`] on every request.
 async fn serve(
     connection: Connection,
-    store: Store,
+    sources: Sources,
     events: EventSender,
     uplink: Uplink,
     tasks: &crate::tasks::Tasks,
@@ -139,7 +141,13 @@ async fn serve(
             inner: writer,
             uplink: uplink.clone(),
         };
-        let stream = serve_stream(connection_id, writer, reader, store.clone(), events.clone());
+        let stream = serve_stream(
+            connection_id,
+            writer,
+            reader,
+            sources.clone(),
+            events.clone(),
+        );
         tasks.spawn("request-stream", stream);
     }
     events
@@ -154,7 +162,7 @@ async fn serve_stream(
     connection_id: u64,
     mut writer: Paced,
     mut reader: RecvStream,
-    store: Store,
+    sources: Sources,
     events: EventSender,
 ) {
     let request = match tokio::time::timeout(REQUEST_WITHIN, Request::read_async(&mut reader)).await
@@ -185,21 +193,22 @@ async fn serve_stream(
         return;
     }
     let pair = StreamPair::new(connection_id, reader, writer, events);
-    let served = match request {
-        Request::Get(r) => provider::handle_get(pair, store, r).await,
-        Request::GetMany(r) => provider::handle_get_many(pair, store, r).await,
-        Request::Observe(r) => provider::handle_observe(pair, store, r).await,
-        _ => Ok(()),
-    };
-    if let Err(e) = served {
-        debug!(connection_id, "request ended: {e:#}");
+    match request {
+        Request::Get(r) => serve::get(pair, sources, r).await,
+        Request::GetMany(r) => serve::get_many(pair, sources, r).await,
+        Request::Observe(r) => {
+            if let Err(e) = provider::handle_observe(pair, sources.store, r).await {
+                debug!(connection_id, "request ended: {e:#}");
+            }
+        }
+        _ => {}
     }
 }
 
 /// A request stream's writer whose every byte passes the upload limits
 /// first: bytes wait before they are written, so QUIC never holds more
 /// than one send ahead of the limit. Unlimited costs an atomic load a send.
-struct Paced {
+pub(super) struct Paced {
     inner: SendStream,
     uplink: Uplink,
 }

@@ -3,8 +3,10 @@
 
 mod gate;
 mod handler;
+mod serve;
 mod uploads;
 
 pub use gate::{spawn_gate, within_offsets, GateStats};
 pub use handler::BlobsGate;
+pub use serve::Sources;
 pub use uploads::{Upload, Uploads};

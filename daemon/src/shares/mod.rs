@@ -1,6 +1,7 @@
-//! Sharing: a file or a directory becomes an iroh-blobs collection,
-//! imported by reference, pinned by the tag `share/<hash>` and recorded in
-//! the registry.
+//! Sharing: a file or a directory becomes an iroh-blobs collection: its
+//! files hashed into the content layer (read in place, their outboards in
+//! the data dir), its names and hash sequence in the store, pinned by the
+//! tag `share/<hash>`, recorded in the registry.
 
 pub mod handed;
 mod scan;
@@ -16,18 +17,16 @@ use tokio_util::task::AbortOnDropHandle;
 
 use futures::{StreamExt, TryStreamExt};
 use iroh_blobs::{
-    api::{
-        blobs::{AddPathOptions, AddProgressItem, ImportMode},
-        Store, TempTag,
-    },
+    api::{Store, TempTag},
     format::collection::Collection,
-    BlobFormat, Hash,
+    Hash,
 };
 use tokio::sync::mpsc;
 
 pub use crate::registry::source_of;
 use crate::{
     authority::Caller,
+    content,
     registry::{Owned, Registry, RegistryError, ShareRecord, Source, OPEN_RING},
 };
 pub use scan::{scan, ScanError, ScannedFile};
@@ -105,51 +104,30 @@ pub fn share_tag(hash: &Hash, owner: u32) -> String {
     }
 }
 
-/// Files from this size on have their hashing progress read in naps.
-const NAP_FROM: u64 = 4 << 20;
-/// How long `import_file` leaves the store's progress reports alone.
-const PROGRESS_NAP: std::time::Duration = std::time::Duration::from_millis(5);
-
-async fn import_file(
-    store: &Store,
+/// Hashes a file of the daemon's own walk into the content layer (its
+/// outboard in the data dir, with every core), read through a descriptor
+/// opened without following links; it must still be what the scan saw.
+async fn hash_file(
+    layer: &content::Shared,
     file: &ScannedFile,
-    hashed: &AtomicU64,
-) -> Result<TempTag, ShareError> {
+    hashed: &Arc<AtomicU64>,
+) -> Result<Hash, ShareError> {
     let err = |msg: String| ShareError::Import {
         path: file.path.clone(),
         msg,
     };
-    let mut stream = store
-        .add_path_with_opts(AddPathOptions {
-            path: file.path.clone(),
-            format: BlobFormat::Raw,
-            mode: ImportMode::TryReference,
-        })
-        .stream()
-        .await;
-    let mut last = 0u64;
-    while let Some(item) = stream.next().await {
-        match item {
-            AddProgressItem::OutboardProgress(offset) => {
-                hashed.fetch_add(offset.saturating_sub(last), Ordering::Relaxed);
-                last = offset;
-                // The store reports every 16 KiB block and drops a report
-                // that finds the channel full. Taking them a nap apart
-                // spares a wake-up per block (~30 % of a core while the
-                // store hashed a GiB at ~1.7 GB/s).
-                if file.size >= NAP_FROM {
-                    tokio::time::sleep(PROGRESS_NAP).await;
-                }
-            }
-            AddProgressItem::Done(tt) => {
-                hashed.fetch_add(file.size.saturating_sub(last), Ordering::Relaxed);
-                return Ok(tt);
-            }
-            AddProgressItem::Error(e) => return Err(err(e.to_string())),
-            _ => {}
-        }
-    }
-    Err(err("the store ended the import without a result".into()))
+    let (dir, source, hashed) = (layer.data_dir.clone(), file.source.clone(), hashed.clone());
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::OpenOptionsExt;
+        let data = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&source.path)?;
+        content::add_file(&dir, &data, &source, &hashed)
+    })
+    .await
+    .map_err(|e| err(e.to_string()))?
+    .map_err(|e| err(e.to_string()))
 }
 
 /// One file to import: found by the daemon's own walk, or handed over by
@@ -360,23 +338,26 @@ pub struct ShareRequest {
 /// replaces only its own shares of a path.
 pub async fn share(
     store: &Store,
-    registry: &Registry,
-    data_dir: &Path,
+    layer: &content::Shared,
     caller: &Caller,
     req: ShareRequest,
     events: mpsc::Sender<ShareEvent>,
 ) -> Result<Shared, ShareError> {
     let (rings, listed) = (req.rings, req.listed);
+    let registry = &layer.registry;
     check_rings(registry, caller, &rings).await?;
     // Handed descriptors count as held until the import is done.
-    let (path, items, _held) = items_of(req.path, req.handed, data_dir, req.name).await?;
+    let (path, items, _held) = items_of(req.path, req.handed, &layer.data_dir, req.name).await?;
+    // No prune takes the outboards hashed here until the row lists them.
+    let _adding = layer.adding().await;
     let about = About::of(&items);
     let scanned = ShareEvent::Scanned {
         files: about.files,
         bytes: about.size,
     };
     events.send(scanned).await.ok();
-    let (hash, meta_hash, tags, collection) = import(store, items, caller.uid, &events).await?;
+    let (hash, meta_hash, tags, collection) =
+        import(store, layer, items, caller.uid, &events).await?;
 
     // Same bytes the caller shares already, maybe touched or copied
     // elsewhere: the files just hashed are the sources now, so the share
@@ -543,11 +524,13 @@ async fn check_rings(
     Ok(())
 }
 
-/// Hashes every file (by reference) and stores the collection under its
-/// share tag. Returns root hash, names-blob hash, the files' temp tags and
-/// the collection.
+/// Hashes every file (a walked file into the content layer, a handed one
+/// copied into the store) and stores the collection under its share tag.
+/// Returns root hash, names-blob hash, the store's temp tags and the
+/// collection.
 async fn import(
     store: &Store,
+    layer: &content::Shared,
     files: Vec<Item>,
     owner: u32,
     events: &mpsc::Sender<ShareEvent>,
@@ -562,23 +545,29 @@ async fn import(
             let (store, hashed) = (store.clone(), hashed.clone());
             async move {
                 match f {
-                    Item::Path(f) => import_file(&store, &f, &hashed).await,
+                    Item::Path(f) => hash_file(layer, &f, &hashed).await.map(|h| (h, None)),
                     Item::Handed { name, file, size } => {
-                        import_handed(&store, name, file, size, &hashed).await
+                        let tt = import_handed(&store, name, file, size, &hashed).await?;
+                        Ok((tt.hash(), Some(tt)))
                     }
                 }
             }
         })
         .buffered(IMPORT_PARALLELISM)
-        .try_collect::<Vec<TempTag>>();
-    let tags = importing.await?;
+        .try_collect::<Vec<(Hash, Option<TempTag>)>>();
+    let imported = importing.await?;
     events
         .send(ShareEvent::Hashed(hashed.load(Ordering::Relaxed)))
         .await
         .ok();
-
-    let (hash, meta_hash, collection) = store_collection(store, names, &tags, owner).await?;
-    Ok((hash, meta_hash, tags, collection))
+    let (hashes, tags): (Vec<Hash>, Vec<Option<TempTag>>) = imported.into_iter().unzip();
+    let (hash, meta_hash, collection) = store_collection(store, names, &hashes, owner).await?;
+    Ok((
+        hash,
+        meta_hash,
+        tags.into_iter().flatten().collect(),
+        collection,
+    ))
 }
 
 /// Tells `events` how many bytes are hashed, every 200 ms, until nobody
@@ -594,20 +583,16 @@ async fn report_hashed(hashed: Arc<AtomicU64>, events: mpsc::Sender<ShareEvent>)
     }
 }
 
-/// Stores the collection of `names` and their blobs (`tags`) under
+/// Stores the collection of `names` and their blobs (`hashes`) under
 /// `owner`'s share tag, durably: its root hash, the names blob's hash and
 /// the collection.
 async fn store_collection(
     store: &Store,
     names: Vec<String>,
-    tags: &[TempTag],
+    hashes: &[Hash],
     owner: u32,
 ) -> Result<(Hash, Hash, Collection), ShareError> {
-    let collection: Collection = names
-        .into_iter()
-        .zip(tags)
-        .map(|(name, tt)| (name, tt.hash()))
-        .collect();
+    let collection: Collection = names.into_iter().zip(hashes.iter().copied()).collect();
     let meta_hash = collection
         .to_blobs()
         .next()

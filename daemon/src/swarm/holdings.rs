@@ -1,26 +1,25 @@
-//! What this node holds of ring shares it fetched, and serving it: one
-//! content layer for fetched files, a file on disk (in the transfer's
+//! What this node holds of ring shares it fetched, served through the
+//! content layer ([`crate::content`]): a file on disk (in the transfer's
 //! private directory while it is fetched, at its destination after) plus
-//! its pre-order outboard in the data dir, read through bao-tree's
-//! validated encoder (every leaf and parent is hashed against the root as
-//! it is read, so an edited file stops the response before a wrong byte is
-//! sent). A placed file is also checked against what it was when it was
-//! placed (size, times, device, inode): an edited file is not served.
+//! its pre-order outboard in the data dir. A placed file is checked
+//! against what it was when it was placed (size, times, device, inode):
+//! an edited file is not served.
 
 use std::{
     collections::HashMap,
-    fs::File,
-    io::Write,
-    os::unix::fs::OpenOptionsExt,
     path::PathBuf,
     sync::{Arc, Mutex, RwLock},
 };
 
-use bao_tree::{io::outboard::PreOrderOutboard, BaoTree, ChunkRanges};
+use bao_tree::ChunkRanges;
 use iroh::EndpointAddr;
-use iroh_blobs::{store::IROH_BLOCK_SIZE, Hash};
+use iroh_blobs::Hash;
 
-use crate::registry::{source_of, HeldRecord, Source};
+pub use crate::content::NotServed;
+use crate::{
+    content::ContentFile,
+    registry::{HeldRecord, Source},
+};
 
 /// One file of a holding.
 #[derive(Debug, Clone)]
@@ -52,17 +51,6 @@ pub struct Holding {
     /// Chunks the owner is sending now, by collection position (each ask
     /// counted, so two asks of one range end apart).
     coming: Mutex<HashMap<u64, Vec<ChunkRanges>>>,
-}
-
-/// Why a request cannot be served from a holding.
-#[derive(Debug, thiserror::Error)]
-pub enum NotServed {
-    #[error("not held")]
-    NotHeld,
-    #[error("the file changed since it was fetched")]
-    Changed,
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
 }
 
 impl Holding {
@@ -232,42 +220,14 @@ impl Holding {
 }
 
 impl HeldFile {
-    /// Encodes `ranges` of this file as a response carries it (size, then
-    /// the pre-order encoding) into `out`, validating every byte against
-    /// the hash as it is read. Blocking.
-    pub fn encode(&self, ranges: &ChunkRanges, mut out: impl Write) -> Result<(), NotServed> {
-        let size = self.size.ok_or(NotServed::NotHeld)?;
-        let data = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&self.data)?;
-        if let Some(placed) = &self.placed {
-            if source_of(&self.data, &data.metadata()?) != *placed {
-                return Err(NotServed::Changed);
-            }
-        }
-        let tree = BaoTree::new(size, IROH_BLOCK_SIZE);
-        let root = blake3::Hash::from_bytes(self.hash);
-        out.write_all(&size.to_le_bytes())?;
-        let encoded = if tree.outboard_size() == 0 {
-            let outboard = PreOrderOutboard {
-                root,
-                tree,
-                data: Vec::<u8>::new(),
-            };
-            bao_tree::io::sync::encode_ranges_validated(&data, outboard, ranges, &mut out)
-        } else {
-            let ob = File::open(&self.outboard)?;
-            let outboard = PreOrderOutboard {
-                root,
-                tree,
-                data: ob,
-            };
-            bao_tree::io::sync::encode_ranges_validated(&data, outboard, ranges, &mut out)
-        };
-        encoded.map_err(|e| match e {
-            bao_tree::io::EncodeError::Io(e) => NotServed::Io(e),
-            _ => NotServed::Changed,
+    /// This file as the content layer serves it (its size proven).
+    pub fn content(&self) -> Result<ContentFile, NotServed> {
+        Ok(ContentFile {
+            hash: self.hash,
+            size: self.size.ok_or(NotServed::NotHeld)?,
+            data: self.data.clone(),
+            outboard: self.outboard.clone(),
+            source: self.placed.clone(),
         })
     }
 }

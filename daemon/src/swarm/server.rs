@@ -19,7 +19,6 @@ use iroh_blobs::{
     protocol::{GetRequest, ERR_LIMIT, ERR_PERMISSION},
     Hash,
 };
-use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::{
@@ -212,7 +211,7 @@ impl Inner {
         let mut payload = 0;
         for (file, ranges) in files {
             let size = file.size.unwrap_or(0);
-            let bytes = crate::transfers::incoming::covered(&ranges, size);
+            let bytes = crate::content::payload(&ranges, size);
             if let Err(e) = send_encoded(file, ranges, send, up).await {
                 debug!(%peer, "swarm get ended: {e}");
                 return Err(ERR_NOT_HELD);
@@ -401,26 +400,15 @@ fn build_rosters(
     Ok(out)
 }
 
-/// Bytes handed from the encoding thread to the stream at once.
-const PIECE: usize = 64 * 1024;
-
-/// Encodes `ranges` of `file` on a blocking thread and sends it through
-/// the upload limits; a peer that goes away stops the encoding.
+/// Sends `ranges` of `file` through the upload limits; a peer that goes
+/// away stops the encoding.
 async fn send_encoded(
     file: HeldFile,
     ranges: ChunkRanges,
     send: &mut SendStream,
     up: &Uplink,
 ) -> Result<(), NotServed> {
-    let (tx, mut rx) = mpsc::channel::<bytes::Bytes>(8);
-    let encoding = tokio::task::spawn_blocking(move || {
-        let mut out = ChannelWriter {
-            tx,
-            buf: Vec::with_capacity(PIECE),
-        };
-        let r = file.encode(&ranges, &mut out);
-        r.and_then(|()| std::io::Write::flush(&mut out).map_err(NotServed::Io))
-    });
+    let (mut rx, encoding) = file.content()?.stream(ranges);
     while let Some(bytes) = rx.recv().await {
         up.take(bytes.len() as u64).await;
         if send.write_chunk(bytes).await.is_err() {
@@ -431,30 +419,4 @@ async fn send_encoded(
     encoding
         .await
         .map_err(|e| NotServed::Io(std::io::Error::other(e)))?
-}
-
-/// A `Write` that hands full pieces to the async side.
-struct ChannelWriter {
-    tx: mpsc::Sender<bytes::Bytes>,
-    buf: Vec<u8>,
-}
-
-impl std::io::Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= PIECE {
-            self.flush()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE));
-        self.tx
-            .blocking_send(bytes::Bytes::from(piece))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the peer went away"))
-    }
 }

@@ -1,0 +1,343 @@
+//! The content layer: what this node serves of shared and fetched files
+//! alike is a file on disk (reached by a descriptor opened without
+//! following links and checked against its recorded size, times, device
+//! and inode) plus its pre-order outboard in the data dir, read through
+//! bao-tree's validated encoder (every leaf and parent is hashed against
+//! the root as it is read, so an edit stops the response before a wrong
+//! byte is sent).
+//!
+//! Shared files are hashed here with every core ([`hash`]); their
+//! outboards live under `content/` in the data dir, named by hash (one per
+//! content, whichever share or path it came from). Fetched files keep
+//! theirs beside the transfer (`swarm::holdings`).
+
+pub mod hash;
+
+use std::{
+    fs::File,
+    io::Write,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    path::{Path, PathBuf},
+    sync::atomic::AtomicU64,
+};
+
+use bao_tree::{io::outboard::PreOrderOutboard, BaoTree, ChunkRanges};
+use iroh_blobs::{store::IROH_BLOCK_SIZE, Hash};
+use tokio::sync::mpsc;
+
+use crate::registry::{source_of, Registry, Source};
+
+/// Where shared files' outboards are kept, under the data dir.
+pub const DIR: &str = "content";
+
+/// One file as the content layer serves it.
+#[derive(Debug, Clone)]
+pub struct ContentFile {
+    pub hash: [u8; 32],
+    pub size: u64,
+    /// Where its bytes are.
+    pub data: PathBuf,
+    pub outboard: PathBuf,
+    /// What the file must still be to be served (`None`: a file in the
+    /// daemon's own private directory, being fetched).
+    pub source: Option<Source>,
+}
+
+/// Why a file cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum NotServed {
+    #[error("not held")]
+    NotHeld,
+    #[error("the file changed since it was hashed")]
+    Changed,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ContentFile {
+    /// Encodes `ranges` of this file as a response carries it (size, then
+    /// the pre-order encoding) into `out`, validating every byte against
+    /// the hash as it is read. Blocking.
+    pub fn encode(&self, ranges: &ChunkRanges, mut out: impl Write) -> Result<(), NotServed> {
+        let data = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&self.data)?;
+        if let Some(source) = &self.source {
+            if source_of(&self.data, &data.metadata()?) != *source {
+                return Err(NotServed::Changed);
+            }
+        }
+        let tree = BaoTree::new(self.size, IROH_BLOCK_SIZE);
+        let root = blake3::Hash::from_bytes(self.hash);
+        out.write_all(&self.size.to_le_bytes())?;
+        let encoded = if tree.outboard_size() == 0 {
+            let outboard = PreOrderOutboard {
+                root,
+                tree,
+                data: Vec::<u8>::new(),
+            };
+            bao_tree::io::sync::encode_ranges_validated(&data, outboard, ranges, &mut out)
+        } else {
+            let ob = File::open(&self.outboard)?;
+            let outboard = PreOrderOutboard {
+                root,
+                tree,
+                data: ob,
+            };
+            bao_tree::io::sync::encode_ranges_validated(&data, outboard, ranges, &mut out)
+        };
+        encoded.map_err(|e| match e {
+            bao_tree::io::EncodeError::Io(e) => NotServed::Io(e),
+            _ => NotServed::Changed,
+        })
+    }
+
+    /// Encodes `ranges` on a blocking thread: the pieces as they are made
+    /// (at most a few ahead of the reader) and the encoding's end. Dropping
+    /// the receiver stops the encoding.
+    pub fn stream(
+        self,
+        ranges: ChunkRanges,
+    ) -> (
+        mpsc::Receiver<bytes::Bytes>,
+        tokio::task::JoinHandle<Result<(), NotServed>>,
+    ) {
+        let (tx, rx) = mpsc::channel::<bytes::Bytes>(8);
+        let encoding = tokio::task::spawn_blocking(move || {
+            let mut out = ChannelWriter {
+                tx,
+                buf: Vec::with_capacity(PIECE),
+            };
+            self.encode(&ranges, &mut out)
+                .and_then(|()| out.flush().map_err(NotServed::Io))
+        });
+        (rx, encoding)
+    }
+}
+
+/// Data bytes an encoding of `ranges` of a blob of `size` carries: the
+/// ranges within the blob, and its last chunk when the ranges reach past
+/// the end (how a size is proven).
+pub fn payload(ranges: &ChunkRanges, size: u64) -> u64 {
+    use bao_tree::ChunkNum;
+    let all = crate::transfers::incoming::all_chunks(size);
+    let within = crate::transfers::incoming::covered(&(ranges.clone() & all.clone()), size);
+    let end = ChunkNum::chunks(size);
+    let last = ChunkRanges::from(ChunkNum(end.0.saturating_sub(1))..end);
+    let past_end = !(ranges.clone() - all).is_empty();
+    if size > 0 && past_end && (ranges.clone() & last).is_empty() {
+        within + (size - end.0.saturating_sub(1) * 1024)
+    } else {
+        within
+    }
+}
+
+/// Bytes handed from the encoding thread to the stream at once.
+const PIECE: usize = 64 * 1024;
+
+/// A `Write` that hands full pieces to the async side.
+struct ChannelWriter {
+    tx: mpsc::Sender<bytes::Bytes>,
+    buf: Vec<u8>,
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= PIECE {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE));
+        self.tx
+            .blocking_send(bytes::Bytes::from(piece))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the peer went away"))
+    }
+}
+
+/// Where the outboard of shared content `hash` is.
+pub fn outboard_path(data_dir: &Path, hash: &Hash) -> PathBuf {
+    data_dir.join(DIR).join(hash.to_hex().as_str())
+}
+
+/// Hashes a shared file into the layer: its hash, its outboard written
+/// (durably) under `data_dir`. `file` was opened without following links;
+/// it must still be `source` after hashing, or the share would record
+/// bytes that are not the file's. Blocking.
+pub fn add_file(
+    data_dir: &Path,
+    file: &File,
+    source: &Source,
+    progress: &AtomicU64,
+) -> std::io::Result<Hash> {
+    let changed = || {
+        std::io::Error::other("it changed while being shared; share it again when it is written")
+    };
+    if source_of(&source.path, &file.metadata()?) != *source {
+        return Err(changed());
+    }
+    let dir = data_dir.join(DIR);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+    let tmp = dir.join(format!(".new-{:016x}", rand::random::<u64>()));
+    let outboard = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let hashed = hash::hash_file(file, source.size, &outboard, threads, progress).and_then(|h| {
+        if source_of(&source.path, &file.metadata()?) != *source {
+            return Err(changed());
+        }
+        outboard.sync_all()?;
+        Ok(Hash::from(h))
+    });
+    let hash = match hashed {
+        Ok(hash) => hash,
+        Err(e) => {
+            std::fs::remove_file(&tmp).ok();
+            return Err(e);
+        }
+    };
+    if source.size <= hash::BLOCK {
+        std::fs::remove_file(&tmp).ok();
+        return Ok(hash);
+    }
+    std::fs::rename(&tmp, outboard_path(data_dir, &hash))?;
+    File::open(&dir)?.sync_all()?;
+    Ok(hash)
+}
+
+/// Shared files in the layer: finding them, and pruning outboards no
+/// share lists.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub registry: Registry,
+    pub data_dir: PathBuf,
+    /// Held (read) from a share's hashing until its row is in the
+    /// registry, (write) while pruning: a prune never takes an outboard a
+    /// share is about to list.
+    adding: std::sync::Arc<tokio::sync::RwLock<()>>,
+}
+
+impl Shared {
+    pub fn new(registry: Registry, data_dir: PathBuf) -> Self {
+        Self {
+            registry,
+            data_dir,
+            adding: Default::default(),
+        }
+    }
+
+    /// Held while a share is hashed and recorded.
+    pub async fn adding(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.adding.read().await
+    }
+
+    /// Removes the outboards no share lists any more (and what an
+    /// interrupted share left).
+    pub async fn prune(&self) {
+        let _alone = self.adding.write().await;
+        let this = self.clone();
+        match tokio::task::spawn_blocking(move || this.prune_now()).await {
+            Ok(Ok(n)) if n > 0 => tracing::debug!(n, "outboards of unshared content removed"),
+            Ok(Err(e)) => tracing::warn!("cannot prune outboards: {e}"),
+            _ => {}
+        }
+    }
+    /// The file a share of `root` (or, a raw blob, a share containing it)
+    /// holds for blob `hash`, if the layer has it: a source that is still
+    /// what was shared and an outboard (none needed for one block). None:
+    /// the blob is the store's (collection metadata, handed copies, shares
+    /// made before the layer). Blocking.
+    pub fn find(&self, root: &Hash, hash: &Hash) -> Option<ContentFile> {
+        let reg = self.registry.blocking();
+        let mut roots = vec![*root];
+        if reg.shares_of(root).ok()?.is_empty() {
+            roots = reg.parents(hash).ok()?;
+        }
+        let outboard = outboard_path(&self.data_dir, hash);
+        let has_outboard = outboard.exists();
+        for r in roots {
+            for row in reg.shares_of(&r).ok()? {
+                if row.sources.len() + 1 != row.children.len() {
+                    continue;
+                }
+                let files = row.children.iter().skip(1).zip(&row.sources);
+                for (child, source) in files {
+                    if child != hash || (source.size > hash::BLOCK && !has_outboard) {
+                        continue;
+                    }
+                    let now = std::fs::symlink_metadata(&source.path).ok();
+                    if now.is_some_and(|m| source_of(&source.path, &m) == *source) {
+                        return Some(ContentFile {
+                            hash: *hash.as_bytes(),
+                            size: source.size,
+                            data: source.path.clone(),
+                            outboard,
+                            source: Some(source.clone()),
+                        });
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn prune_now(&self) -> std::io::Result<usize> {
+        let dir = self.data_dir.join(DIR);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(0);
+        };
+        let shares = self
+            .registry
+            .blocking()
+            .shares()
+            .map_err(std::io::Error::other)?;
+        let live: std::collections::HashSet<String> = shares
+            .iter()
+            .flat_map(|s| s.children.iter().map(|h| h.to_hex().to_string()))
+            .collect();
+        let mut removed = 0;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stale_tmp = name.starts_with(".new-");
+            if (stale_tmp || !live.contains(&name)) && std::fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bao_tree::ChunkNum;
+    use iroh_blobs::protocol::ChunkRangesExt;
+
+    #[test]
+    fn payload_counts_the_last_chunk_a_size_proof_asks_for() {
+        let size = 2 * 1024 * 1024 + 100;
+        let all = crate::transfers::incoming::all_chunks(size);
+        assert_eq!(payload(&ChunkRanges::all(), size), size);
+        assert_eq!(payload(&all, size), size);
+        assert_eq!(payload(&ChunkRanges::last_chunk(), size), 100);
+        let first = ChunkRanges::from(ChunkNum(0)..ChunkNum(2));
+        assert_eq!(payload(&first, size), 2048);
+        assert_eq!(payload(&(first | ChunkRanges::last_chunk()), size), 2148);
+        assert_eq!(payload(&ChunkRanges::last_chunk(), 2048), 1024);
+        assert_eq!(payload(&ChunkRanges::all(), 0), 0);
+    }
+}
