@@ -14,6 +14,7 @@
 pub mod hash;
 
 use std::{
+    collections::HashMap,
     fs::File,
     io::Write,
     os::unix::fs::{DirBuilderExt, OpenOptionsExt},
@@ -256,43 +257,52 @@ impl Shared {
             _ => {}
         }
     }
-    /// The file a share of `root` (or, a raw blob, a share containing it)
-    /// holds for blob `hash`, if the layer has it: a source that is still
-    /// what was shared and an outboard (none needed for one block). None:
-    /// the blob is the store's (collection metadata, handed copies, shares
-    /// made before the layer). Blocking.
-    pub fn find(&self, root: &Hash, hash: &Hash) -> Option<ContentFile> {
+    /// The shares a request for `roots` is served from, read once per
+    /// request: the shares of each root, or, for a raw blob, the shares
+    /// that contain it. Blocking.
+    pub fn listed(&self, roots: &[Hash]) -> Listed {
         let reg = self.registry.blocking();
-        let mut roots = vec![*root];
-        if reg.shares_of(root).ok()?.is_empty() {
-            roots = reg.parents(hash).ok()?;
-        }
-        let outboard = outboard_path(&self.data_dir, hash);
-        let has_outboard = outboard.exists();
-        for r in roots {
-            for row in reg.shares_of(&r).ok()? {
-                if row.sources.len() + 1 != row.children.len() {
-                    continue;
-                }
-                let files = row.children.iter().skip(1).zip(&row.sources);
-                for (child, source) in files {
-                    if child != hash || (source.size > hash::BLOCK && !has_outboard) {
-                        continue;
-                    }
-                    let now = std::fs::symlink_metadata(&source.path).ok();
-                    if now.is_some_and(|m| source_of(&source.path, &m) == *source) {
-                        return Some(ContentFile {
-                            hash: *hash.as_bytes(),
-                            size: source.size,
-                            data: source.path.clone(),
-                            outboard,
-                            source: Some(source.clone()),
-                        });
-                    }
+        let mut collections: Vec<Hash> = Vec::new();
+        for root in roots {
+            if collections.contains(root) {
+                continue;
+            }
+            let own = reg.shares_of(root).map(|r| !r.is_empty()).unwrap_or(false);
+            let found = if own {
+                vec![*root]
+            } else {
+                reg.parents(root).unwrap_or_default()
+            };
+            for c in found {
+                if !collections.contains(&c) {
+                    collections.push(c);
                 }
             }
         }
-        None
+        let mut rows = Vec::new();
+        for c in &collections {
+            rows.extend(reg.shares_of(c).unwrap_or_default());
+        }
+        // Rows of walked shares only: handed copies have no sources.
+        rows.retain(|r| r.sources.len() + 1 == r.children.len());
+        let mut files: HashMap<Hash, Vec<Source>> = HashMap::new();
+        for row in rows {
+            for (child, source) in row.children.into_iter().skip(1).zip(row.sources) {
+                files.entry(child).or_default().push(source);
+            }
+        }
+        Listed {
+            files,
+            data_dir: self.data_dir.clone(),
+        }
+    }
+
+    /// A listing of no share (every blob is the store's).
+    pub fn nothing(&self) -> Listed {
+        Listed {
+            files: HashMap::new(),
+            data_dir: self.data_dir.clone(),
+        }
     }
 
     fn prune_now(&self) -> std::io::Result<usize> {
@@ -318,6 +328,38 @@ impl Shared {
             }
         }
         Ok(removed)
+    }
+}
+
+/// The files of the shares one request is served from.
+#[derive(Debug)]
+pub struct Listed {
+    files: HashMap<Hash, Vec<Source>>,
+    data_dir: PathBuf,
+}
+
+impl Listed {
+    /// Blob `hash` as the content layer has it: a source still as it was
+    /// shared, and its outboard (none is needed for one block). None: the
+    /// blob is the store's (hash sequences and names, handed copies,
+    /// shares made before the layer). Blocking.
+    pub fn file(&self, hash: &Hash) -> Option<ContentFile> {
+        let sources = self.files.get(hash)?;
+        let outboard = outboard_path(&self.data_dir, hash);
+        let has_outboard = outboard.exists();
+        sources
+            .iter()
+            .filter(|s| s.size <= hash::BLOCK || has_outboard)
+            .find(|s| {
+                std::fs::symlink_metadata(&s.path).is_ok_and(|m| source_of(&s.path, &m) == **s)
+            })
+            .map(|source| ContentFile {
+                hash: *hash.as_bytes(),
+                size: source.size,
+                data: source.path.clone(),
+                outboard,
+                source: Some(source.clone()),
+            })
     }
 }
 

@@ -5,7 +5,7 @@
 //! from the store. Progress goes to the gate's request tracker, so uploads
 //! are listed and counted as any other.
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 use bao_tree::{io::mixed::EncodedItem, ChunkRanges};
 use futures::StreamExt;
@@ -24,7 +24,7 @@ use iroh_blobs::{
 use tracing::debug;
 
 use super::handler::{Paced, REQUEST_WITHIN};
-use crate::content::{self, ContentFile};
+use crate::content::{self, ContentFile, Listed};
 
 type Pair = StreamPair<RecvStream, Paced>;
 
@@ -86,7 +86,8 @@ pub async fn get(pair: Pair, sources: Sources, req: GetRequest) {
     let Some(mut out) = admitted(pair, verdict.map_err(|e| e.code())).await else {
         return;
     };
-    let sent = send_get(&sources, &req, &mut out).await;
+    let listed = sources.listed(vec![req.hash]).await;
+    let sent = send_get(&sources, &listed, &req, &mut out).await;
     end(out, sent).await;
 }
 
@@ -96,13 +97,14 @@ pub async fn get_many(pair: Pair, sources: Sources, req: GetManyRequest) {
     let Some(mut out) = admitted(pair, verdict.map_err(|e| e.code())).await else {
         return;
     };
+    let listed = sources.listed(req.hashes.clone()).await;
     let mut sent = Ok(());
     let ranges = req.ranges.iter_infinite();
     for (index, (hash, ranges)) in req.hashes.iter().zip(ranges).enumerate() {
         if ranges.is_empty() {
             continue;
         }
-        sent = send_blob(&sources, *hash, *hash, ranges, index as u64, &mut out).await;
+        sent = send_blob(&sources, &listed, *hash, ranges, index as u64, &mut out).await;
         if sent.is_err() {
             break;
         }
@@ -110,7 +112,12 @@ pub async fn get_many(pair: Pair, sources: Sources, req: GetManyRequest) {
     end(out, sent).await;
 }
 
-async fn send_get(sources: &Sources, req: &GetRequest, out: &mut Out) -> Result<(), VarInt> {
+async fn send_get(
+    sources: &Sources,
+    listed: &Arc<Listed>,
+    req: &GetRequest,
+    out: &mut Out,
+) -> Result<(), VarInt> {
     let mut seq: Option<HashSeq> = None;
     for (offset, ranges) in req.ranges.iter_non_empty_infinite() {
         let hash = if offset == 0 {
@@ -129,7 +136,7 @@ async fn send_get(sources: &Sources, req: &GetRequest, out: &mut Out) -> Result<
                 None => break,
             }
         };
-        send_blob(sources, req.hash, hash, ranges, offset, out).await?;
+        send_blob(sources, listed, hash, ranges, offset, out).await?;
     }
     Ok(())
 }
@@ -148,18 +155,27 @@ async fn end(mut out: Out, sent: Result<(), VarInt>) {
     }
 }
 
-/// Sends blob `hash` (of the share `root`, or itself a share or a share's
-/// child) from the content layer if it is there, else from the store.
+impl Sources {
+    /// The shares of a request's roots, read once (off the runtime).
+    async fn listed(&self, roots: Vec<Hash>) -> Arc<Listed> {
+        let shared = self.shared.clone();
+        let listed = tokio::task::spawn_blocking(move || shared.listed(&roots)).await;
+        Arc::new(listed.unwrap_or_else(|_| self.shared.nothing()))
+    }
+}
+
+/// Sends blob `hash` from the content layer if a share of the request
+/// lists it there, else from the store.
 async fn send_blob(
     sources: &Sources,
-    root: Hash,
+    listed: &Arc<Listed>,
     hash: Hash,
     ranges: &ChunkRanges,
     index: u64,
     out: &mut Out,
 ) -> Result<(), VarInt> {
-    let shared = sources.shared.clone();
-    let file = tokio::task::spawn_blocking(move || shared.find(&root, &hash))
+    let listed = listed.clone();
+    let file = tokio::task::spawn_blocking(move || listed.file(&hash))
         .await
         .ok()
         .flatten();
