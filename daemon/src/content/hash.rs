@@ -47,10 +47,7 @@ pub fn hash_file(
     progress: &AtomicU64,
 ) -> io::Result<blake3::Hash> {
     if size <= BLOCK {
-        let mut buf = vec![0u8; size as usize];
-        data.read_exact_at(&mut buf, 0)?;
-        progress.fetch_add(size, Ordering::Relaxed);
-        return Ok(blake3::hash(&buf));
+        return hash_block(data, size, progress);
     }
     let blocks = size.div_ceil(BLOCK);
     let file = Segments {
@@ -71,6 +68,14 @@ pub fn hash_file(
     let cvs = file.segments_parallel(&slots, threads.max(1), progress)?;
     let root = file.upper(0, blocks, 0, &cvs)?;
     Ok(blake3::Hash::from_bytes(root))
+}
+
+/// The root of a file of one block (`size <= BLOCK`): it has no outboard.
+pub fn hash_block(data: &File, size: u64, progress: &AtomicU64) -> io::Result<blake3::Hash> {
+    let mut buf = vec![0u8; size.min(BLOCK) as usize];
+    data.read_exact_at(&mut buf, 0)?;
+    progress.fetch_add(buf.len() as u64, Ordering::Relaxed);
+    Ok(blake3::hash(&buf))
 }
 
 /// The pre-order slot of every segment of a tree of `n` blocks, in order.

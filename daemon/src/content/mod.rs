@@ -169,7 +169,7 @@ pub fn outboard_path(data_dir: &Path, hash: &Hash) -> PathBuf {
 }
 
 /// Hashes a shared file into the layer: its hash, its outboard written
-/// (durably) under `data_dir`. `file` was opened without following links;
+/// under `data_dir` (durable after [`sync_outboards`]). `file` was opened without following links;
 /// it must still be `source` after hashing, or the share would record
 /// bytes that are not the file's. Blocking.
 pub fn add_file(
@@ -183,6 +183,13 @@ pub fn add_file(
     };
     if source_of(&source.path, &file.metadata()?) != *source {
         return Err(changed());
+    }
+    if source.size <= hash::BLOCK {
+        let hash = hash::hash_block(file, source.size, progress)?;
+        if source_of(&source.path, &file.metadata()?) != *source {
+            return Err(changed());
+        }
+        return Ok(Hash::from(hash));
     }
     let dir = data_dir.join(DIR);
     std::fs::DirBuilder::new()
@@ -201,7 +208,6 @@ pub fn add_file(
         if source_of(&source.path, &file.metadata()?) != *source {
             return Err(changed());
         }
-        outboard.sync_all()?;
         Ok(Hash::from(h))
     });
     let hash = match hashed {
@@ -211,13 +217,23 @@ pub fn add_file(
             return Err(e);
         }
     };
-    if source.size <= hash::BLOCK {
-        std::fs::remove_file(&tmp).ok();
-        return Ok(hash);
-    }
     std::fs::rename(&tmp, outboard_path(data_dir, &hash))?;
-    File::open(&dir)?.sync_all()?;
     Ok(hash)
+}
+
+/// Makes the outboards written by [`add_file`] durable, all at once (one
+/// `syncfs` of their filesystem, not a sync per file: a share of a
+/// thousand files would wait for a thousand). Blocking.
+pub fn sync_outboards(data_dir: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let Ok(dir) = File::open(data_dir.join(DIR)) else {
+        return Ok(());
+    };
+    // SAFETY: syncfs takes a descriptor we own for the whole call.
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Shared files in the layer: finding them, and pruning outboards no

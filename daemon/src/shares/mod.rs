@@ -556,6 +556,14 @@ async fn import(
         .buffered(IMPORT_PARALLELISM)
         .try_collect::<Vec<(Hash, Option<TempTag>)>>();
     let imported = importing.await?;
+    // The outboards are durable before the share is recorded.
+    let dir = layer.data_dir.clone();
+    tokio::task::spawn_blocking(move || content::sync_outboards(&dir))
+        .await?
+        .map_err(|e| ShareError::Import {
+            path: layer.data_dir.join(content::DIR),
+            msg: format!("cannot write the outboards durably: {e}"),
+        })?;
     events
         .send(ShareEvent::Hashed(hashed.load(Ordering::Relaxed)))
         .await
