@@ -12,6 +12,7 @@
 //! theirs beside the transfer (`swarm::holdings`).
 
 pub mod hash;
+pub mod ranges;
 
 use std::{
     collections::HashMap,
@@ -26,7 +27,7 @@ use bao_tree::{io::outboard::PreOrderOutboard, BaoTree, ChunkRanges};
 use iroh_blobs::{store::IROH_BLOCK_SIZE, Hash};
 use tokio::sync::mpsc;
 
-use crate::registry::{source_of, Registry, Source};
+use crate::registry::{source_of, Registry, ShareRecord, Source};
 
 /// Where shared files' outboards are kept, under the data dir.
 pub const DIR: &str = "content";
@@ -117,23 +118,6 @@ impl ContentFile {
     }
 }
 
-/// Data bytes an encoding of `ranges` of a blob of `size` carries: the
-/// ranges within the blob, and its last chunk when the ranges reach past
-/// the end (how a size is proven).
-pub fn payload(ranges: &ChunkRanges, size: u64) -> u64 {
-    use bao_tree::ChunkNum;
-    let all = crate::transfers::incoming::all_chunks(size);
-    let within = crate::transfers::incoming::covered(&(ranges.clone() & all.clone()), size);
-    let end = ChunkNum::chunks(size);
-    let last = ChunkRanges::from(ChunkNum(end.0.saturating_sub(1))..end);
-    let past_end = !(ranges.clone() - all).is_empty();
-    if size > 0 && past_end && (ranges.clone() & last).is_empty() {
-        within + (size - end.0.saturating_sub(1) * 1024)
-    } else {
-        within
-    }
-}
-
 /// Bytes handed from the encoding thread to the stream at once.
 const PIECE: usize = 64 * 1024;
 
@@ -178,17 +162,18 @@ pub fn add_file(
     source: &Source,
     progress: &AtomicU64,
 ) -> std::io::Result<Hash> {
-    let changed = || {
-        std::io::Error::other("it changed while being shared; share it again when it is written")
+    let unchanged = || -> std::io::Result<()> {
+        if source_of(&source.path, &file.metadata()?) == *source {
+            return Ok(());
+        }
+        Err(std::io::Error::other(
+            "it changed while being shared; share it again when it is written",
+        ))
     };
-    if source_of(&source.path, &file.metadata()?) != *source {
-        return Err(changed());
-    }
+    unchanged()?;
     if source.size <= hash::BLOCK {
         let hash = hash::hash_block(file, source.size, progress)?;
-        if source_of(&source.path, &file.metadata()?) != *source {
-            return Err(changed());
-        }
+        unchanged()?;
         return Ok(Hash::from(hash));
     }
     let dir = data_dir.join(DIR);
@@ -204,12 +189,8 @@ pub fn add_file(
         .mode(0o600)
         .open(&tmp)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let hashed = hash::hash_file(file, source.size, &outboard, threads, progress).and_then(|h| {
-        if source_of(&source.path, &file.metadata()?) != *source {
-            return Err(changed());
-        }
-        Ok(Hash::from(h))
-    });
+    let hashed = hash::hash_file(file, source.size, &outboard, threads, progress)
+        .and_then(|h| unchanged().map(|()| Hash::from(h)));
     let hash = match hashed {
         Ok(hash) => hash,
         Err(e) => {
@@ -265,39 +246,59 @@ impl Shared {
     /// Removes the outboards no share lists any more (and what an
     /// interrupted share left).
     pub async fn prune(&self) {
+        self.prune_with(None).await;
+    }
+
+    /// [`Self::prune`] at start-up, with the share rows the caller read
+    /// (no share can be under way before the daemon serves requests).
+    pub async fn prune_at_start(&self, shares: Vec<ShareRecord>) {
+        self.prune_with(Some(shares)).await;
+    }
+
+    async fn prune_with(&self, shares: Option<Vec<ShareRecord>>) {
         let _alone = self.adding.write().await;
         let this = self.clone();
-        match tokio::task::spawn_blocking(move || this.prune_now()).await {
+        let pruned = tokio::task::spawn_blocking(move || {
+            let shares = match shares {
+                Some(shares) => shares,
+                None => this
+                    .registry
+                    .blocking()
+                    .shares()
+                    .map_err(std::io::Error::other)?,
+            };
+            this.remove_unlisted(&shares)
+        });
+        match pruned.await {
             Ok(Ok(n)) if n > 0 => tracing::debug!(n, "outboards of unshared content removed"),
             Ok(Err(e)) => tracing::warn!("cannot prune outboards: {e}"),
             _ => {}
         }
     }
+
     /// The shares a request for `roots` is served from, read once per
     /// request: the shares of each root, or, for a raw blob, the shares
     /// that contain it. Blocking.
     pub fn listed(&self, roots: &[Hash]) -> Listed {
         let reg = self.registry.blocking();
         let mut collections: Vec<Hash> = Vec::new();
+        let mut rows = Vec::new();
         for root in roots {
             if collections.contains(root) {
                 continue;
             }
-            let own = reg.shares_of(root).map(|r| !r.is_empty()).unwrap_or(false);
-            let found = if own {
-                vec![*root]
-            } else {
-                reg.parents(root).unwrap_or_default()
-            };
-            for c in found {
+            let own = reg.shares_of(root).unwrap_or_default();
+            if !own.is_empty() {
+                collections.push(*root);
+                rows.extend(own);
+                continue;
+            }
+            for c in reg.parents(root).unwrap_or_default() {
                 if !collections.contains(&c) {
                     collections.push(c);
+                    rows.extend(reg.shares_of(&c).unwrap_or_default());
                 }
             }
-        }
-        let mut rows = Vec::new();
-        for c in &collections {
-            rows.extend(reg.shares_of(c).unwrap_or_default());
         }
         // Rows of walked shares only: handed copies have no sources.
         rows.retain(|r| r.sources.len() + 1 == r.children.len());
@@ -321,16 +322,11 @@ impl Shared {
         }
     }
 
-    fn prune_now(&self) -> std::io::Result<usize> {
+    fn remove_unlisted(&self, shares: &[ShareRecord]) -> std::io::Result<usize> {
         let dir = self.data_dir.join(DIR);
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Ok(0);
         };
-        let shares = self
-            .registry
-            .blocking()
-            .shares()
-            .map_err(std::io::Error::other)?;
         let live: std::collections::HashSet<String> = shares
             .iter()
             .flat_map(|s| s.children.iter().map(|h| h.to_hex().to_string()))
@@ -376,26 +372,5 @@ impl Listed {
                 outboard,
                 source: Some(source.clone()),
             })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bao_tree::ChunkNum;
-    use iroh_blobs::protocol::ChunkRangesExt;
-
-    #[test]
-    fn payload_counts_the_last_chunk_a_size_proof_asks_for() {
-        let size = 2 * 1024 * 1024 + 100;
-        let all = crate::transfers::incoming::all_chunks(size);
-        assert_eq!(payload(&ChunkRanges::all(), size), size);
-        assert_eq!(payload(&all, size), size);
-        assert_eq!(payload(&ChunkRanges::last_chunk(), size), 100);
-        let first = ChunkRanges::from(ChunkNum(0)..ChunkNum(2));
-        assert_eq!(payload(&first, size), 2048);
-        assert_eq!(payload(&(first | ChunkRanges::last_chunk()), size), 2148);
-        assert_eq!(payload(&ChunkRanges::last_chunk(), 2048), 1024);
-        assert_eq!(payload(&ChunkRanges::all(), 0), 0);
     }
 }

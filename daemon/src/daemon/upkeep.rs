@@ -218,11 +218,10 @@ impl Daemon {
     /// the outboards no share lists (a crash between an unshare and its
     /// prune, or during a share's hashing).
     pub(super) async fn reconcile(&self) {
-        self.inner.content.prune().await;
         let Ok(shares) = self.inner.registry.shares().await else {
             return;
         };
-        for s in shares {
+        for s in &shares {
             let tag = shares::share_tag(&s.hash, s.owner);
             let present = matches!(self.inner.store.tags().get(&tag).await, Ok(Some(_)));
             if !present {
@@ -233,5 +232,6 @@ impl Daemon {
                 }
             }
         }
+        self.inner.content.prune_at_start(shares).await;
     }
 }

@@ -219,7 +219,7 @@ fn describe(ask: &Ask) -> (&'static str, Hash) {
 
 /// Starts the gate task; returns the sender to give the provider. Upload
 /// limits are not the gate's: the provider's writer is paced
-/// (`handler::Paced`), which costs nothing per chunk here.
+/// (`serve::Paced`), which costs nothing per chunk here.
 pub fn spawn_gate(
     registry: Registry,
     policy: Arc<Policy>,

@@ -9,11 +9,10 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use iroh::{
-    endpoint::{Connection, RecvStream, SendStream},
+    endpoint::{Connection, RecvStream},
     protocol::{AcceptError, ProtocolHandler},
     EndpointId,
 };
@@ -27,7 +26,7 @@ use iroh_blobs::{
 };
 use tracing::debug;
 
-use super::serve::{self, Sources};
+use super::serve::{self, Paced, Sources, REQUEST_WITHIN};
 use crate::{access::slots::Slots, limits::Uplink};
 
 /// Serves blobs through the gate and tracks live connections by peer.
@@ -111,10 +110,6 @@ impl ProtocolHandler for BlobsGate {
         // The store is shut down by the daemon after it synced the database.
     }
 }
-
-/// Time a peer has, once it opened a stream, to send its whole request and
-/// finish its side. The provider itself would wait for ever.
-pub const REQUEST_WITHIN: Duration = Duration::from_secs(10);
 
 /// Serves one admitted connection: what `iroh_blobs::provider::
 /// handle_connection` does, with [`REQUEST_WITHIN`] on every request.
@@ -202,41 +197,5 @@ async fn serve_stream(
             }
         }
         _ => {}
-    }
-}
-
-/// A request stream's writer whose every byte passes the upload limits
-/// first: bytes wait before they are written, so QUIC never holds more
-/// than one send ahead of the limit. Unlimited costs an atomic load a send.
-pub(super) struct Paced {
-    inner: SendStream,
-    uplink: Uplink,
-}
-
-impl iroh_blobs::util::SendStream for Paced {
-    async fn send_bytes(&mut self, bytes: bytes::Bytes) -> std::io::Result<()> {
-        self.uplink.take(bytes.len() as u64).await;
-        iroh_blobs::util::SendStream::send_bytes(&mut self.inner, bytes).await
-    }
-
-    async fn send(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.uplink.take(buf.len() as u64).await;
-        iroh_blobs::util::SendStream::send(&mut self.inner, buf).await
-    }
-
-    async fn sync(&mut self) -> std::io::Result<()> {
-        iroh_blobs::util::SendStream::sync(&mut self.inner).await
-    }
-
-    fn reset(&mut self, code: iroh::endpoint::VarInt) -> std::io::Result<()> {
-        iroh_blobs::util::SendStream::reset(&mut self.inner, code)
-    }
-
-    async fn stopped(&mut self) -> std::io::Result<Option<iroh::endpoint::VarInt>> {
-        iroh_blobs::util::SendStream::stopped(&mut self.inner).await
-    }
-
-    fn id(&self) -> u64 {
-        iroh_blobs::util::SendStream::id(&self.inner)
     }
 }

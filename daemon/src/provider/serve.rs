@@ -5,11 +5,14 @@
 //! from the store. Progress goes to the gate's request tracker, so uploads
 //! are listed and counted as any other.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use bao_tree::{io::mixed::EncodedItem, ChunkRanges};
 use futures::StreamExt;
-use iroh::endpoint::{RecvStream, VarInt};
+use iroh::endpoint::{RecvStream, SendStream, VarInt};
 use iroh_blobs::{
     api::Store,
     hashseq::HashSeq,
@@ -23,10 +26,16 @@ use iroh_blobs::{
 };
 use tracing::debug;
 
-use super::handler::{Paced, REQUEST_WITHIN};
-use crate::content::{self, ContentFile, Listed};
+use crate::{
+    content::{self, ContentFile, Listed},
+    limits::Uplink,
+};
 
 type Pair = StreamPair<RecvStream, Paced>;
+
+/// Time a peer has, once it opened a stream, to send its whole request and
+/// finish its side. The provider itself would wait for ever.
+pub const REQUEST_WITHIN: Duration = Duration::from_secs(10);
 
 /// Where a request's blobs come from.
 #[derive(Debug, Clone)]
@@ -196,7 +205,7 @@ async fn send_file(
         .transfer_started(index, &hash, file.size)
         .await
         .ok();
-    let payload = content::payload(&ranges, file.size);
+    let payload = content::ranges::payload(&ranges, file.size);
     let (mut pieces, encoding) = file.stream(ranges);
     let mut sent = 0u64;
     while let Some(bytes) = pieces.recv().await {
@@ -268,4 +277,40 @@ async fn send_stored(
         sent.map_err(|_| ERR_INTERNAL)?;
     }
     Ok(())
+}
+
+/// A request stream's writer whose every byte passes the upload limits
+/// first: bytes wait before they are written, so QUIC never holds more
+/// than one send ahead of the limit. Unlimited costs an atomic load a send.
+pub(super) struct Paced {
+    pub(super) inner: SendStream,
+    pub(super) uplink: Uplink,
+}
+
+impl iroh_blobs::util::SendStream for Paced {
+    async fn send_bytes(&mut self, bytes: bytes::Bytes) -> std::io::Result<()> {
+        self.uplink.take(bytes.len() as u64).await;
+        iroh_blobs::util::SendStream::send_bytes(&mut self.inner, bytes).await
+    }
+
+    async fn send(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.uplink.take(buf.len() as u64).await;
+        iroh_blobs::util::SendStream::send(&mut self.inner, buf).await
+    }
+
+    async fn sync(&mut self) -> std::io::Result<()> {
+        iroh_blobs::util::SendStream::sync(&mut self.inner).await
+    }
+
+    fn reset(&mut self, code: iroh::endpoint::VarInt) -> std::io::Result<()> {
+        iroh_blobs::util::SendStream::reset(&mut self.inner, code)
+    }
+
+    async fn stopped(&mut self) -> std::io::Result<Option<iroh::endpoint::VarInt>> {
+        iroh_blobs::util::SendStream::stopped(&mut self.inner).await
+    }
+
+    fn id(&self) -> u64 {
+        iroh_blobs::util::SendStream::id(&self.inner)
+    }
 }

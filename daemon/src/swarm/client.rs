@@ -73,7 +73,7 @@ pub async fn have(conn: &Connection, root: &Hash) -> Result<Have, String> {
     let reply: HaveReply = postcard::from_bytes(&reply).map_err(|e| e.to_string())?;
     let rows = |rows: Vec<(u64, Vec<u64>)>| {
         rows.into_iter()
-            .map(|(p, row)| (p, crate::transfers::incoming::from_row(&row)))
+            .map(|(p, row)| (p, crate::content::ranges::from_row(&row)))
             .collect()
     };
     Ok((rows(reply.files), rows(reply.coming)))

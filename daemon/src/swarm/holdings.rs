@@ -87,7 +87,7 @@ impl Holding {
                 size: Some(size),
                 data: placed.path.clone(),
                 outboard,
-                have: crate::transfers::incoming::all_chunks(size),
+                have: crate::content::ranges::all_chunks(size),
                 placed: Some(placed),
             })
             .collect();
@@ -165,7 +165,7 @@ impl Holding {
             .filter_map(|(p, i)| {
                 let f = files.get(*i)?;
                 f.size?;
-                (!f.have.is_empty()).then(|| (*p, crate::transfers::incoming::to_row(&f.have)))
+                (!f.have.is_empty()).then(|| (*p, crate::content::ranges::to_row(&f.have)))
             })
             .collect();
         rows.sort_by_key(|r| r.0);
@@ -200,7 +200,7 @@ impl Holding {
                 let all = list
                     .iter()
                     .fold(ChunkRanges::empty(), |acc, r| acc | r.clone());
-                (*p, crate::transfers::incoming::to_row(&all))
+                (*p, crate::content::ranges::to_row(&all))
             })
             .collect()
     }
@@ -211,7 +211,7 @@ impl Holding {
         let files = self.files.read().map_err(|_| NotServed::NotHeld)?;
         let f = files.get(file).ok_or(NotServed::NotHeld)?;
         let size = f.size.ok_or(NotServed::NotHeld)?;
-        let wanted = ranges.clone() & crate::transfers::incoming::all_chunks(size);
+        let wanted = ranges.clone() & crate::content::ranges::all_chunks(size);
         if !(wanted - &f.have).is_empty() {
             return Err(NotServed::NotHeld);
         }

@@ -211,7 +211,7 @@ impl Inner {
         let mut payload = 0;
         for (file, ranges) in files {
             let size = file.size.unwrap_or(0);
-            let bytes = crate::content::payload(&ranges, size);
+            let bytes = crate::content::ranges::payload(&ranges, size);
             if let Err(e) = send_encoded(file, ranges, send, up).await {
                 debug!(%peer, "swarm get ended: {e}");
                 return Err(ERR_NOT_HELD);

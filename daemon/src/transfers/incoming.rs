@@ -33,7 +33,10 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use super::hosted::Host;
-use crate::registry::{PartialRecord, Registry};
+use crate::{
+    content::ranges::{all_chunks, covered, from_row, to_row},
+    registry::{PartialRecord, Registry},
+};
 
 /// Items queued between the network and the writer (leaves are at most
 /// 16 KiB: about 4 MiB in flight).
@@ -58,36 +61,6 @@ fn start_writeback(file: &File) {
             libc::SYNC_FILE_RANGE_WRITE,
         );
     }
-}
-
-/// Chunks of a file of `size` bytes.
-pub fn all_chunks(size: u64) -> ChunkRanges {
-    ChunkRanges::from(ChunkNum(0)..ChunkNum::chunks(size))
-}
-
-/// Payload bytes of a file of `size` that `ranges` cover.
-pub fn covered(ranges: &ChunkRanges, size: u64) -> u64 {
-    let b = ranges.boundaries();
-    b.chunks(2)
-        .map(|pair| {
-            let start = pair[0].to_bytes().min(size);
-            let end = pair.get(1).map_or(size, |e| e.to_bytes().min(size));
-            end - start
-        })
-        .sum()
-}
-
-/// A chunk range set as stored in a record (its boundaries).
-pub fn to_row(ranges: &ChunkRanges) -> Vec<u64> {
-    ranges.boundaries().iter().map(|c| c.0).collect()
-}
-
-pub fn from_row(row: &[u64]) -> ChunkRanges {
-    row.chunks(2)
-        .fold(ChunkRanges::empty(), |acc, pair| match pair {
-            [a, b] if a < b => acc | ChunkRanges::from(ChunkNum(*a)..ChunkNum(*b)),
-            _ => acc,
-        })
 }
 
 /// The chunks the leaf at `offset` of `len` bytes covers.
@@ -796,14 +769,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rows_round_trip_and_cover() {
-        let r = ChunkRanges::from(ChunkNum(0)..ChunkNum(16))
-            | ChunkRanges::from(ChunkNum(32)..ChunkNum(40));
-        assert_eq!(from_row(&to_row(&r)), r);
-        assert_eq!(covered(&r, 40 * 1024), 24 * 1024);
-        // The last chunk is partial.
-        assert_eq!(covered(&r, 39 * 1024 + 5), 23 * 1024 + 5);
-        assert_eq!(covered(&all_chunks(0), 0), 0);
+    fn a_leaf_covers_its_chunks() {
         assert_eq!(
             leaf_chunks(16384, 100),
             ChunkRanges::from(ChunkNum(16)..ChunkNum(17))

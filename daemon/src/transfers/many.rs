@@ -152,7 +152,7 @@ fn pieces_of(wants: &[Want], position: impl Fn(usize) -> u64) -> Vec<Piece> {
             let window = ChunkRanges::from(ChunkNum(start)..ChunkNum(end));
             let ranges = w.ranges.clone() & window;
             if !ranges.is_empty() {
-                let bytes = super::incoming::covered(&ranges, size).max(1);
+                let bytes = crate::content::ranges::covered(&ranges, size).max(1);
                 out.push(Piece {
                     file: w.file,
                     position: position(w.file),

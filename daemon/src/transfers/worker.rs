@@ -573,7 +573,7 @@ impl Worker {
         let done: u64 = entries
             .iter()
             .zip(have.iter())
-            .map(|(e, h)| incoming::covered(h, e.size))
+            .map(|(e, h)| crate::content::ranges::covered(h, e.size))
             .sum();
         let top = entries
             .first()
@@ -672,7 +672,7 @@ impl Worker {
         let complete = entries
             .iter()
             .zip(have.iter())
-            .all(|(e, h)| (incoming::all_chunks(e.size) - h).is_empty());
+            .all(|(e, h)| (crate::content::ranges::all_chunks(e.size) - h).is_empty());
         if !complete {
             return Err(AttemptError::Interrupted(
                 "the provider did not send every chunk asked for".into(),
@@ -854,7 +854,7 @@ fn missing_wants(entries: &[plan::Entry], have: &[ChunkRanges]) -> Vec<Want> {
         .iter()
         .enumerate()
         .filter_map(|(file, e)| {
-            let missing = incoming::all_chunks(e.size) - &have[file];
+            let missing = crate::content::ranges::all_chunks(e.size) - &have[file];
             (!missing.is_empty()).then(|| Want {
                 file,
                 hash: Hash::from_bytes(e.hash),
