@@ -351,11 +351,7 @@ pub async fn share(
     // No prune takes the outboards hashed here until the row lists them.
     let _adding = layer.adding().await;
     let about = About::of(&items);
-    let scanned = ShareEvent::Scanned {
-        files: about.files,
-        bytes: about.size,
-    };
-    events.send(scanned).await.ok();
+    events.send(about.scanned()).await.ok();
     let (hash, meta_hash, tags, collection) =
         import(store, layer, items, caller.uid, &events).await?;
 
@@ -471,6 +467,14 @@ struct About {
 }
 
 impl About {
+    /// The progress event saying what is to be hashed.
+    fn scanned(&self) -> ShareEvent {
+        ShareEvent::Scanned {
+            files: self.files,
+            bytes: self.size,
+        }
+    }
+
     fn of(items: &[Item]) -> Self {
         Self {
             size: items.iter().map(Item::size).sum(),
