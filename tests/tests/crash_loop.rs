@@ -32,11 +32,16 @@ fn within_budget(bytes: u64) -> bool {
     bytes <= SIZE * 105 / 100
 }
 
-/// `CYCLES` random points of the transfer, in order, between 1 % and 97 %.
+/// `CYCLES` random points of the transfer, in order, between 1 % and 90 %.
+/// A point is seen through `WatchTransfer`, which reports a transfer at
+/// most every 100 ms: at `RATE` that is 12.8 MB, 5 % of the file. A kill
+/// point in the last 5 % could be passed, and the file finished, between
+/// two reports after a restart (seen once in CI at 96.8 %), so the last
+/// point leaves two reports' worth of data.
 fn kill_points() -> Vec<u64> {
     let mut rng = rand::rng();
     let mut points: Vec<u64> = (0..CYCLES)
-        .map(|_| rng.random_range(SIZE / 100..SIZE * 97 / 100))
+        .map(|_| rng.random_range(SIZE / 100..SIZE * 90 / 100))
         .collect();
     points.sort_unstable();
     points
