@@ -13,7 +13,7 @@ use std::{path::PathBuf, process::Stdio, sync::Arc, time::Duration};
 use tokio::sync::{broadcast, Semaphore};
 use tracing::{info, warn};
 
-use crate::{registry::TransferState, tasks::Tasks};
+use crate::{metrics::Counts, registry::TransferState, tasks::Tasks};
 
 /// Events buffered for a slow reader before it starts missing them.
 const BUFFER: usize = 1024;
@@ -79,25 +79,40 @@ pub struct Stamped {
     pub event: Event,
 }
 
-/// The daemon's event hub; cheap to clone.
+/// The daemon's event hub, and what it counts (`metrics`); cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Events {
     tx: broadcast::Sender<Stamped>,
+    counts: Arc<Counts>,
 }
 
 impl Default for Events {
     fn default() -> Self {
         Self {
             tx: broadcast::channel(BUFFER).0,
+            counts: Arc::default(),
         }
     }
 }
 
 impl Events {
-    /// Tells every current reader; nobody listening is fine.
+    /// Tells every current reader (nobody listening is fine), and counts
+    /// what is counted by its event.
     pub fn publish(&self, event: Event) {
+        match &event {
+            Event::OfferReceived { .. } => {
+                self.counts.offers_received.inc();
+            }
+            Event::ProviderChanged(c) if c.connected => self.counts.connected(&c.path),
+            _ => {}
+        }
         let at = ringdrop_proto::clock::now();
         self.tx.send(Stamped { at, event }).ok();
+    }
+
+    /// The daemon's counters (one set per hub).
+    pub fn counts(&self) -> &Arc<Counts> {
+        &self.counts
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Stamped> {
@@ -118,11 +133,12 @@ pub fn spawn_hooks(events: &Events, hook: Hook, tasks: &Tasks) {
     // Subscribed now, so nothing that ends after start-up is missed.
     let first = std::sync::Mutex::new(Some(events.subscribe()));
     let (events, runs) = (events.clone(), tasks.clone());
+    let counts = events.counts().clone();
     let slots = Arc::new(Semaphore::new(HOOKS_AT_ONCE));
     tasks.spawn_loop("on-complete", move || {
         let taken = first.lock().ok().and_then(|mut f| f.take());
         let rx = taken.unwrap_or_else(|| events.subscribe());
-        follow_hooks(rx, hook.clone(), slots.clone(), runs.clone())
+        follow_hooks(rx, hook.clone(), slots.clone(), (runs.clone(), counts.clone()))
     });
 }
 
@@ -132,7 +148,7 @@ async fn follow_hooks(
     mut rx: broadcast::Receiver<Stamped>,
     hook: Hook,
     slots: Arc<Semaphore>,
-    runs: Tasks,
+    (runs, counts): (Tasks, Arc<Counts>),
 ) {
     loop {
         let ended = match rx.recv().await {
@@ -156,22 +172,26 @@ async fn follow_hooks(
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
-        let (hook, slots) = (hook.clone(), slots.clone());
+        let (hook, slots, counts) = (hook.clone(), slots.clone(), counts.clone());
         runs.spawn("on-complete-run", async move {
             let Ok(_slot) = slots.acquire_owned().await else {
                 return;
             };
-            run_hook(&hook, ended).await;
+            counts.hook_runs.inc();
+            if !run_hook(&hook, ended).await {
+                counts.hook_failures.inc();
+            }
         });
     }
 }
 
+/// Runs the command once; whether it ran to a successful exit.
 async fn run_hook(
     hook: &Hook,
     (id, dest, name, hash, files): (u64, PathBuf, String, String, Vec<PathBuf>),
-) {
+) -> bool {
     let Some((program, args)) = hook.argv.split_first() else {
-        return;
+        return true;
     };
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
@@ -195,12 +215,15 @@ async fn run_hook(
         Ok(c) => c,
         Err(e) => {
             warn!(id, "on_complete: cannot run {program}: {e}");
-            return;
+            return false;
         }
     };
     let group = child.id().map(|p| p as i32);
     match tokio::time::timeout(hook.timeout, child.wait_with_output()).await {
-        Ok(Ok(out)) if out.status.success() => info!(id, "on_complete ran: {}", out.status),
+        Ok(Ok(out)) if out.status.success() => {
+            info!(id, "on_complete ran: {}", out.status);
+            return true;
+        }
         Ok(Ok(out)) => {
             let err = String::from_utf8_lossy(&out.stderr);
             let last = err.lines().last().unwrap_or_default();
@@ -224,4 +247,5 @@ async fn run_hook(
             )
         }
     }
+    false
 }

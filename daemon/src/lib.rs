@@ -9,6 +9,7 @@ pub mod content;
 pub mod daemon;
 pub mod events;
 pub mod limits;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod offers;
@@ -38,6 +39,8 @@ pub enum RunError {
     Start(#[from] daemon::StartError),
     #[error("control API: {0}")]
     Rpc(#[from] tonic::transport::Error),
+    #[error("metrics: {0}")]
+    Metrics(String),
 }
 
 /// Where the control API listens.
@@ -103,6 +106,14 @@ pub async fn run(
             return Err(e.into());
         }
     };
+    if let Err(e) = daemon.serve_metrics().await {
+        daemon.shutdown().await;
+        if let Some(p) = &owned_path {
+            std::fs::remove_file(p).ok();
+        }
+        notify(&[NotifyState::Status(&format!("failed: {e}"))]);
+        return Err(RunError::Metrics(e));
+    }
     let stop = daemon.shutdown_token();
     if group.is_some() {
         daemon.serve_handoffs(group, &policy);

@@ -72,12 +72,16 @@ struct Args {
     /// Log filter, e.g. info or info,ringdropd=debug (RUST_LOG overrides).
     #[arg(long)]
     log: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464
+    /// (a bearer token is required unless metrics_public).
+    #[arg(long)]
+    metrics_listen: Option<String>,
 }
 
 impl Args {
     fn layer(&self) -> Layer {
         let mut l = Layer::new("flags");
-        let pairs: [(&'static str, &Option<String>); 10] = [
+        let pairs: [(&'static str, &Option<String>); 11] = [
             ("data_dir", &self.data_dir),
             ("socket", &self.socket),
             ("relay", &self.relay),
@@ -88,6 +92,7 @@ impl Args {
             ("max_download_rate", &self.max_download_rate),
             ("peer_timeout", &self.peer_timeout),
             ("log", &self.log),
+            ("metrics_listen", &self.metrics_listen),
         ];
         for (key, v) in pairs {
             if let Some(v) = v {

@@ -46,6 +46,9 @@ pub const KEYS: &[&str] = &[
     "keep_ready",
     "roster_valid",
     "reserve",
+    "metrics_listen",
+    "metrics_public",
+    "metrics_token_file",
 ];
 
 /// Environment variable naming the config file.
@@ -263,6 +266,21 @@ fn apply_one(c: &mut Config, key: &str, v: &str) -> Result<(), String> {
             c.roster_valid = duration(v, "60s or 2s", SECOND..=Duration::from_secs(3600))?
         }
         "reserve" => c.reserve = parse_bool(v)?,
+        "metrics_listen" => {
+            c.metrics_listen = match v {
+                "" | "off" => None,
+                a => Some(a.parse::<SocketAddr>().map_err(|e| {
+                    format!("{a:?} is not an address like 127.0.0.1:9464 ({e})")
+                })?),
+            }
+        }
+        "metrics_public" => c.metrics_public = parse_bool(v)?,
+        "metrics_token_file" => {
+            c.metrics_token_file = match v {
+                "" => None,
+                p => Some(path(p)?),
+            }
+        }
         "log" => {
             tracing_subscriber::EnvFilter::try_new(v).map_err(|e| {
                 format!("{v:?} is not a log filter like info or info,ringdropd=debug ({e})")
@@ -370,6 +388,17 @@ impl Config {
             q(&humantime::format_duration(self.roster_valid).to_string())
         ));
         out.push_str(&format!("reserve = {}\n", self.reserve));
+        let metrics = self
+            .metrics_listen
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "off".into());
+        out.push_str(&format!("metrics_listen = {}\n", q(&metrics)));
+        out.push_str(&format!("metrics_public = {}\n", self.metrics_public));
+        let token = self.metrics_token_file.as_deref();
+        out.push_str(&format!(
+            "metrics_token_file = {}\n",
+            token.map_or_else(|| q(""), p)
+        ));
         out
     }
 }

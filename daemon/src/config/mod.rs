@@ -84,6 +84,13 @@ pub struct Config {
     pub roster_valid: Duration,
     /// Serve what this node fetched of a ring share to the ring's members.
     pub reserve: bool,
+    /// Where Prometheus metrics are served (`/metrics`); `None`: off.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Serve metrics without the bearer token.
+    pub metrics_public: bool,
+    /// The bearer token a scrape must send; `None`: `<data_dir>/metrics-token`
+    /// (made, 0600, on the first start with metrics on).
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 /// Default of [`Config::roster_valid`].
@@ -130,6 +137,9 @@ impl Config {
             keep_ready: DEFAULT_KEEP_READY,
             roster_valid: DEFAULT_ROSTER_VALID,
             reserve: true,
+            metrics_listen: None,
+            metrics_public: false,
+            metrics_token_file: None,
         }
     }
 
@@ -183,6 +193,9 @@ impl Config {
             keep_ready: DEFAULT_KEEP_READY,
             roster_valid: DEFAULT_ROSTER_VALID,
             reserve: true,
+            metrics_listen: None,
+            metrics_public: false,
+            metrics_token_file: None,
         }
     }
 }

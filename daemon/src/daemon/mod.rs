@@ -310,9 +310,12 @@ impl Daemon {
         let store = open_store(&config).await?;
         let endpoint = node::bind_endpoint(&config).await?;
 
-        let gate_stats = Arc::new(GateStats::default());
-        let policy = Arc::new(crate::access::policy::Policy::new(registry.clone()));
         let hub = crate::events::Events::default();
+        let gate_stats = Arc::new(GateStats {
+            counts: hub.counts().clone(),
+            ..GateStats::default()
+        });
+        let policy = Arc::new(crate::access::policy::Policy::new(registry.clone()));
         let contacts = crate::offers::protocol::Shared::default();
         // Serving peers has its own tasks: they end when the endpoint is
         // shut down, after everything else has stopped.

@@ -620,7 +620,13 @@ impl Daemon {
             if rec.state == SentState::Queued && t >= rec.next_try_at {
                 if let Some(addr) = self.addr_of_id(&rec.peer).await {
                     let (ep, reg) = (self.inner.endpoint.clone(), registry.clone());
-                    self.once(rec.id, protocol::deliver_offer(ep, reg, addr, rec.id));
+                    let counts = self.inner.events.counts().clone();
+                    let id = rec.id;
+                    self.once(id, async move {
+                        if protocol::deliver_offer(ep, reg, addr, id).await {
+                            counts.offers_sent.inc();
+                        }
+                    });
                 }
             }
         }

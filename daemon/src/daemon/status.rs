@@ -3,6 +3,8 @@
 
 use std::{path::PathBuf, sync::atomic::Ordering};
 
+use tracing::info;
+
 use iroh::EndpointAddr;
 use iroh_blobs::Hash;
 
@@ -122,6 +124,33 @@ impl Daemon {
         addr
     }
 
+    /// Serves Prometheus metrics at `metrics_listen`, if set, until
+    /// shutdown; an address that cannot be bound, or a token file that
+    /// cannot be read or made, is an error now.
+    pub async fn serve_metrics(&self) -> Result<(), String> {
+        use crate::metrics::serve;
+        let config = &self.inner.config;
+        let Some(addr) = config.metrics_listen else {
+            return Ok(());
+        };
+        let file = config
+            .metrics_token_file
+            .clone()
+            .unwrap_or_else(|| serve::default_token_file(&config.data_dir));
+        let auth = serve::Auth::load(config.metrics_public, &file)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("metrics_listen {addr}: {e}"))?;
+        info!(%addr, public = config.metrics_public, "serving metrics at /metrics");
+        let (daemon, stop) = (self.clone(), self.shutdown_token());
+        let counts = self.inner.events.counts().clone();
+        self.spawn("metrics", async move {
+            let endpoint = daemon.inner.endpoint.clone();
+            serve::serve(listener, auth, endpoint.metrics(), counts, daemon, stop).await;
+        });
+        Ok(())
+    }
+
     /// Status snapshot.
     pub async fn status(&self) -> Result<Status, RegistryError> {
         let addr = self.ticket_addr();
@@ -142,6 +171,18 @@ impl Daemon {
             requests_allowed: self.inner.gate_stats.allowed.load(Ordering::Relaxed),
             requests_refused: self.inner.gate_stats.refused.load(Ordering::Relaxed),
             uploads: self.inner.uploads.list().len() as u64,
+        })
+    }
+}
+
+impl crate::metrics::serve::Sampler for Daemon {
+    async fn sample(&self) -> Result<crate::metrics::serve::Sample, String> {
+        let registry = self.inner.registry.counts().await.map_err(|e| e.to_string())?;
+        let file = self.inner.config.data_dir.join("registry.redb");
+        Ok(crate::metrics::serve::Sample {
+            registry,
+            registry_bytes: std::fs::metadata(file).map(|m| m.len()).unwrap_or(0),
+            waits: self.inner.bandwidth.waits(),
         })
     }
 }

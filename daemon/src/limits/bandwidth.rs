@@ -30,6 +30,8 @@ struct Inner {
     up: Pace,
     down: Pace,
     peers: RwLock<PeerPaces>,
+    /// Takes that had to wait, up and down (metrics).
+    waits: [std::sync::atomic::AtomicU64; 2],
 }
 
 impl Bandwidth {
@@ -95,22 +97,35 @@ impl Bandwidth {
     /// Waits until `bytes` more may pass `way` with `peer`: the node's
     /// limit, then the peer's (looked up each time, so a limit set later
     /// applies to an open connection).
-    async fn take(&self, way: Way, peer: &EndpointId, bytes: u64) {
+    async fn take(&self, way: Way, peer: &EndpointId, bytes: u64, own: Option<&Pace>) {
         let node = match way {
             Way::Up => &self.inner.up,
             Way::Down => &self.inner.down,
         };
-        node.take(bytes).await;
-        let own = self.inner.peers.read().ok().and_then(|peers| {
+        let mut waited = node.take(bytes).await;
+        let peer_pace = self.inner.peers.read().ok().and_then(|peers| {
             let (up, down) = peers.get(peer.as_bytes())?;
             Some(match way {
                 Way::Up => up.clone(),
                 Way::Down => down.clone(),
             })
         });
-        if let Some(pace) = own {
-            pace.take(bytes).await;
+        if let Some(pace) = peer_pace {
+            waited |= pace.take(bytes).await;
         }
+        if let Some(pace) = own {
+            waited |= pace.take(bytes).await;
+        }
+        if waited {
+            self.inner.waits[way as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Takes that had to wait for a limit since start: up, down.
+    pub fn waits(&self) -> (u64, u64) {
+        let [up, down] = &self.inner.waits;
+        let read = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        (read(up), read(down))
     }
 
     /// What bytes sent to `peer` pass.
@@ -125,8 +140,8 @@ impl Bandwidth {
 /// Which way bytes go.
 #[derive(Debug, Clone, Copy)]
 enum Way {
-    Up,
-    Down,
+    Up = 0,
+    Down = 1,
 }
 
 /// The upload limits bytes sent to one peer pass: the node's, then the
@@ -140,7 +155,7 @@ pub struct Uplink {
 impl Uplink {
     /// Waits until `bytes` more may be sent.
     pub async fn take(&self, bytes: u64) {
-        self.bandwidth.take(Way::Up, &self.peer, bytes).await;
+        self.bandwidth.take(Way::Up, &self.peer, bytes, None).await;
     }
 }
 
@@ -167,7 +182,7 @@ impl Bandwidth {
 impl Downlink {
     /// Waits until `bytes` more may come.
     pub async fn take(&self, bytes: u64) {
-        self.bandwidth.take(Way::Down, &self.peer, bytes).await;
-        self.own.take(bytes).await;
+        let own = Some(&*self.own);
+        self.bandwidth.take(Way::Down, &self.peer, bytes, own).await;
     }
 }

@@ -68,22 +68,24 @@ impl Pace {
         start - now
     }
 
-    /// Waits until `bytes` may pass.
-    pub async fn take(&self, bytes: u64) {
+    /// Waits until `bytes` may pass; whether that meant waiting.
+    pub async fn take(&self, bytes: u64) -> bool {
+        let mut waited = false;
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
             let rate = self.rate.load(Ordering::Relaxed);
             if rate == 0 {
-                return;
+                return waited;
             }
             let wait = self.reserve(bytes, rate);
             if wait.is_zero() {
-                return;
+                return waited;
             }
+            waited = true;
             tokio::select! {
-                _ = tokio::time::sleep(wait) => return,
+                _ = tokio::time::sleep(wait) => return true,
                 _ = changed => {}
             }
         }

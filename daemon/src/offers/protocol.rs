@@ -393,9 +393,15 @@ pub async fn offer(
 }
 
 /// Delivers a queued offer (sender side).
-pub async fn deliver_offer(endpoint: Endpoint, registry: Registry, addr: EndpointAddr, id: u64) {
+/// Sends a queued offer; whether the receiver took it into its inbox.
+pub async fn deliver_offer(
+    endpoint: Endpoint,
+    registry: Registry,
+    addr: EndpointAddr,
+    id: u64,
+) -> bool {
     let Ok(Some(sent)) = registry.sent_offer(id).await else {
-        return;
+        return false;
     };
     let msg = OfferMsg {
         id,
@@ -405,6 +411,7 @@ pub async fn deliver_offer(endpoint: Endpoint, registry: Registry, addr: Endpoin
         ticket: sent.ticket.clone(),
     };
     let result = offer(&endpoint, addr, msg).await;
+    let delivered = matches!(result, Ok(Ok(())));
     let recorded = registry
         .update_sent(id, move |offer| {
             if offer.state != SentState::Queued {
@@ -432,6 +439,7 @@ pub async fn deliver_offer(endpoint: Endpoint, registry: Registry, addr: Endpoin
     if let Err(e) = recorded {
         warn!(id, "cannot record the delivery: {e}");
     }
+    delivered
 }
 
 /// Sends the receipt an inbox offer owes (receiver side).

@@ -33,14 +33,31 @@ use tracing::{info, warn};
 use super::Uploads;
 use crate::{
     access::policy::Policy,
+    metrics::{Counts, Refusal},
     registry::{Registry, RegistryError, ShareRecord},
 };
 
-/// Counters of the gate's decisions.
+/// Counters of the gate's decisions (refusals by reason in `counts`).
 #[derive(Debug, Default)]
 pub struct GateStats {
     pub allowed: AtomicU64,
     pub refused: AtomicU64,
+    pub counts: Arc<Counts>,
+}
+
+impl GateStats {
+    fn refuse(&self, reason: Refusal) -> AbortReason {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        self.counts.refused(reason);
+        AbortReason::Permission
+    }
+}
+
+/// The only failure of the gate's lookups is the registry's.
+impl From<AbortReason> for Refusal {
+    fn from(_: AbortReason) -> Self {
+        Refusal::Registry
+    }
 }
 
 /// What a request is, for the decision and the audit log.
@@ -150,15 +167,18 @@ impl Gate {
 
     /// Whether the request may be served, and every share it is served
     /// for (a GET_MANY may span several: revoking any one ends it).
-    fn decide(&self, ask: &Ask, peer: &EndpointId) -> Result<Vec<Hash>, AbortReason> {
-        let denied = AbortReason::Permission;
+    fn decide(&self, ask: &Ask, peer: &EndpointId) -> Result<Vec<Hash>, Refusal> {
+        let denied = Refusal::NotPermitted;
         let mut allowed = HashMap::new();
         match ask {
             Ask::Get(req) => {
                 let rows = self.shares(&req.hash)?;
                 if let Some(first) = rows.first() {
                     // Every owner's row of one content has its children.
-                    return if within_collection(req, first) && self.may_fetch(&rows, peer)? {
+                    if !within_collection(req, first) {
+                        return Err(Refusal::OutOfRange);
+                    }
+                    return if self.may_fetch(&rows, peer)? {
                         Ok(vec![req.hash])
                     } else {
                         Err(denied)
@@ -294,7 +314,7 @@ impl GateLoop {
                         self.peers.insert(msg.connection_id, peer);
                         Ok(())
                     }
-                    None => Err(AbortReason::Permission),
+                    None => Err(stats.refuse(Refusal::UnknownConnection)),
                 };
                 msg.tx.send(res).await.ok();
             }
@@ -325,7 +345,7 @@ impl GateLoop {
                 msg.tx.send(res.map(|_| ())).await.ok();
             }
             ProviderMessage::PushRequestReceived(msg) => {
-                msg.tx.send(Err(AbortReason::Permission)).await.ok();
+                msg.tx.send(Err(stats.refuse(Refusal::Push))).await.ok();
             }
             _ => {}
         }
@@ -371,24 +391,23 @@ async fn judge(
     let (kind, hash) = describe(&ask);
     let Some(peer) = peers.get(&connection_id).copied() else {
         warn!(connection_id, kind, %hash, "gate: request on an unknown connection, refused");
-        stats.refused.fetch_add(1, Ordering::Relaxed);
-        return Err(AbortReason::Permission);
+        return Err(stats.refuse(Refusal::UnknownConnection));
     };
     let res = {
         let gate = gate.clone();
         tokio::task::spawn_blocking(move || gate.decide(&ask, &peer))
             .await
-            .unwrap_or(Err(AbortReason::Permission))
+            .unwrap_or(Err(Refusal::Registry))
     };
     let decision = if res.is_ok() { "allow" } else { "refuse" };
-    let counter = if res.is_ok() {
-        &stats.allowed
-    } else {
-        &stats.refused
-    };
-    counter.fetch_add(1, Ordering::Relaxed);
     info!(%peer, kind, %hash, decision, "gate");
-    res.map(|shares| (peer, shares))
+    match res {
+        Ok(shares) => {
+            stats.allowed.fetch_add(1, Ordering::Relaxed);
+            Ok((peer, shares))
+        }
+        Err(reason) => Err(stats.refuse(reason)),
+    }
 }
 
 #[cfg(test)]

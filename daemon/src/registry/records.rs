@@ -219,6 +219,17 @@ pub enum TransferState {
 }
 
 impl TransferState {
+    /// Every state, in the order of their numbers.
+    pub const ALL: [TransferState; 7] = [
+        TransferState::Queued,
+        TransferState::Running,
+        TransferState::Paused,
+        TransferState::Completed,
+        TransferState::Failed,
+        TransferState::Cancelled,
+        TransferState::Ready,
+    ];
+
     /// Lowercase name, as clients print it.
     pub fn name(self) -> &'static str {
         match self {

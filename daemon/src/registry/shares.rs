@@ -14,6 +14,8 @@ pub struct Counts {
     /// Transfers not finished (queued, running, paused, ready, failed
     /// before its end was recorded...).
     pub active: u64,
+    /// Transfers by state, indexed by `TransferState as usize`.
+    pub by_state: [u64; TransferState::ALL.len()],
 }
 
 /// The keys of every owner's row of `hash`.
@@ -31,15 +33,18 @@ impl Tables {
         let served = meta.get(KEY_SERVED_TOTAL)?.map(|v| v.value()).unwrap_or(0);
         let transfers = tx.open_table(TRANSFERS)?;
         let mut active = 0;
+        let mut by_state = [0; TransferState::ALL.len()];
         for item in transfers.iter()? {
             let rec: TransferRecord = decode_row(item?.1.value())?;
             active += u64::from(!rec.state.is_terminal());
+            by_state[rec.state as usize] += 1;
         }
         Ok(Counts {
             shares,
             served,
             transfers: transfers.len()?,
             active,
+            by_state,
         })
     }
 

@@ -124,6 +124,22 @@ impl std::error::Error for Cause {
 }
 
 impl AttemptError {
+    /// Its kind, as metrics count it.
+    pub fn kind(&self) -> crate::metrics::FailureKind {
+        use crate::metrics::FailureKind as K;
+        match self {
+            AttemptError::Unreachable(_) => K::Unreachable,
+            AttemptError::Interrupted(_) => K::Interrupted,
+            AttemptError::Store(_) => K::Store,
+            AttemptError::Refused(_) => K::Refused,
+            AttemptError::BadContent(_) => K::BadContent,
+            AttemptError::Destination(_) | AttemptError::NothingSelected(_) => K::Destination,
+            AttemptError::NoSpace(_) => K::NoSpace,
+            AttemptError::Local(_) | AttemptError::Task(_) => K::Local,
+            AttemptError::NotHeld(_) => K::NotHeld,
+        }
+    }
+
     /// Whether another attempt (after a backoff) may succeed.
     pub fn retry(&self) -> bool {
         matches!(

@@ -259,8 +259,13 @@ impl Worker {
         let mut backoff = BACKOFF_START;
         loop {
             self.update(|v| v.rec.attempts += 1);
+            self.events.counts().fetch_attempts.inc();
             let before = self.publish.borrow().rec.bytes_done;
-            match self.attempt().await {
+            let result = self.attempt().await;
+            if let Err(e) = &result {
+                self.events.counts().failed(e.kind());
+            }
+            match result {
                 Ok(Some(files)) => return End::Done(files),
                 Ok(None) => return End::Ready,
                 Err(e) if !e.retry() => return End::Failed(e.to_string()),
@@ -528,6 +533,7 @@ impl Worker {
         let proven = session
             .receive(&unknown, sink, |file, offset, len| {
                 have[file] |= incoming::leaf_chunks(offset, len);
+                self.events.counts().fetched_bytes.inc_by(len as u64);
                 self.update(|v| v.rec.bytes_received += len as u64);
                 Ok(())
             })
@@ -718,6 +724,7 @@ impl Worker {
     /// `len` more bytes arrived, `done` are verified: published, with the
     /// rate over the last second (`window`: its start and bytes then).
     fn progress(&self, from: iroh::EndpointId, len: u64, done: u64, window: &mut (Instant, u64)) {
+        self.events.counts().fetched_bytes.inc_by(len);
         self.changes.send_modify(|c| *c = c.wrapping_add(1));
         self.publish.send_modify(|v| {
             if let Some(p) = v.provider_mut(from) {
