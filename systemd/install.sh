@@ -60,6 +60,12 @@ for unit in ringdropd.service ringdropd.socket; do
     sed "s|@BINDIR@|$BINDIR|g" "$UNIT_SRC/$unit" > "$DESTDIR$UNIT_DIR/$unit"
     chmod 0644 "$DESTDIR$UNIT_DIR/$unit"
 done
+# The page is every user's own (a user unit), for either daemon.
+WEB_UNIT_DIR=$UNIT_DIR
+[ "$MODE" = user ] || WEB_UNIT_DIR=/etc/systemd/user
+install -d "$DESTDIR$WEB_UNIT_DIR"
+sed "s|@BINDIR@|$BINDIR|g" systemd/user/ringdrop-web.service > "$DESTDIR$WEB_UNIT_DIR/ringdrop-web.service"
+chmod 0644 "$DESTDIR$WEB_UNIT_DIR/ringdrop-web.service"
 if [ "$MODE" = system ]; then
     install -d "$DESTDIR/etc/sysusers.d"
     install -m 0644 systemd/sysusers.d/ringdrop.conf "$DESTDIR/etc/sysusers.d/ringdrop.conf"

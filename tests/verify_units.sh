@@ -26,4 +26,14 @@ DESTDIR=$WORK/sys ./systemd/install.sh --bin-dir "$BIN" --no-build >/dev/null
 check "$WORK/sys" /etc/systemd/system /usr/local/bin
 DESTDIR=$WORK/user HOME=/home/alice XDG_CONFIG_HOME= ./systemd/install.sh --user --bin-dir "$BIN" --no-build >/dev/null
 check "$WORK/user" /home/alice/.config/systemd/user /home/alice/.local/bin --user
-echo "units: 2 passed, 0 failed"
+# The page's user unit, in both layouts.
+web() { # root unit-file bindir
+    local root=$1 unit=$2 bindir=$3
+    mkdir -p "$WORK/web" "$WORK/rt"
+    sed "s|$bindir|$root$bindir|g" "$root$unit" > "$WORK/web/ringdrop-web.service"
+    XDG_RUNTIME_DIR=$WORK/rt systemd-analyze verify --man=no --user "$WORK/web/ringdrop-web.service"
+    echo "verified: $unit --user"
+}
+web "$WORK/sys" /etc/systemd/user/ringdrop-web.service /usr/local/bin
+web "$WORK/user" /home/alice/.config/systemd/user/ringdrop-web.service /home/alice/.local/bin
+echo "units: 4 passed, 0 failed"

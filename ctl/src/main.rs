@@ -4,6 +4,7 @@ mod client;
 mod commands;
 mod error;
 mod output;
+mod web;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -129,6 +130,12 @@ enum Command {
         after_help = "Examples:\n  ringdropctl inbox\n  ringdropctl inbox accept 2 --out ~/Downloads\n  ringdropctl inbox reject 3"
     )]
     Inbox(commands::contacts::InboxArgs),
+    /// Serve a page for this node on loopback (as you: every action is
+    /// judged as your user) and open it in a browser.
+    #[command(
+        after_help = "Examples:\n  ringdropctl web\n  ringdropctl web --listen 127.0.0.1:8400 --no-open\n  systemctl --user start ringdrop-web   # the same, as a user unit"
+    )]
+    Web(web::WebArgs),
     /// Print what happens (transfers ending, shares served) as it happens.
     #[command(
         after_help = "Examples:\n  ringdropctl events\n  ringdropctl --json events | while read -r e; do ...; done"
@@ -174,6 +181,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Remote(cmd) => commands::rings::remote(socket, &out, cmd).await,
         Command::Uploads => commands::rings::uploads(socket, &out).await,
         Command::Events => commands::events::events(socket, &out).await,
+        Command::Web(args) => web::web(socket, &out, args).await,
         Command::Send(args) => commands::contacts::send(socket, &out, args).await,
         Command::Sent(args) => commands::contacts::sent(socket, &out, args).await,
         Command::Inbox(args) => commands::contacts::inbox(socket, &out, args).await,
