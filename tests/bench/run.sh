@@ -3,7 +3,7 @@
 # same data in the same run (loopback, relays and mDNS off). Builds the
 # release binaries, installs the references if they are missing, then runs
 # tests/bench/bench.py, which prints the table (see its header for the
-# BENCH_* knobs), then, as root, tests/bench/swarm.py (1 owner and 8
+# BENCH_* knobs), tests/bench/web.py (the page and the metrics), then, as root, tests/bench/swarm.py (1 owner and 8
 # members in network namespaces with capped uplinks: star against swarm).
 # Needs about 6 GiB free under $BENCH_DIR (/var/tmp/ringdrop-bench) and
 # 2 GiB in /dev/shm; takes ~15 minutes on 2 cores (the swarm half 7).
@@ -36,6 +36,13 @@ echo "== building ringdrop (release)" >&2
 cargo build --release --locked --workspace --bins --examples >&2
 
 python3 tests/bench/bench.py
+# The page (headless Chromium, selenium) and the metrics.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    echo "== installing chromium" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >&2
+fi
+python3 -c "import selenium" 2>/dev/null || python3 -m pip install --quiet selenium >&2
+python3 tests/bench/web.py
 # A ring as a swarm: network namespaces and tc need root.
 if [ "$(id -u)" = 0 ]; then
     python3 tests/bench/swarm.py

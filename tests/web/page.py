@@ -24,6 +24,7 @@ import time
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -61,7 +62,12 @@ def shot(d, name):
 
 def until(d, what, fn, timeout=WAIT):
     try:
-        return WebDriverWait(d, timeout, poll_frequency=0.1).until(lambda _: fn())
+        # Rows are redrawn as the daemon reports: an element may go stale
+        # between finding and reading it; the next poll finds the new one.
+        ignored = (StaleElementReferenceException, NoSuchElementException)
+        return WebDriverWait(d, timeout, poll_frequency=0.1, ignored_exceptions=ignored).until(
+            lambda _: fn()
+        )
     except Exception as e:
         shot(d, "failed-" + what.replace(" ", "-"))
         errors = d.find_elements(By.ID, "error")

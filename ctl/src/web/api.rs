@@ -4,10 +4,10 @@
 //! descriptor set, so the page needs no second API to be kept in step, and
 //! the daemon judges every call as the user who runs this server.
 //!
-//! Three calls need what a client does beside the call when the daemon is
-//! the system service: `Share` hands over the files opened as this user,
-//! `Fetch` and `AcceptOffer` say whether this user can write the
-//! destination, and their files are placed here when they are ready.
+//! Four calls need what a client does beside the call when the daemon is
+//! the system service: `Share` and `Send` hand over the files opened as
+//! this user, `Fetch` and `AcceptOffer` say whether this user can write
+//! the destination, and their files are placed here when they are ready.
 
 use std::{
     collections::HashSet,
@@ -215,7 +215,7 @@ impl Api {
         tonic::client::Grpc::new(self.client.channel.clone()).max_decoding_message_size(MAX_MESSAGE)
     }
 
-    /// What a client adds to the three calls that touch this user's files;
+    /// What a client adds to the four calls that touch this user's files;
     /// whether the call starts a transfer this server may have to place.
     async fn before(
         &self,
@@ -223,8 +223,9 @@ impl Api {
         request: &mut DynamicMessage,
     ) -> Result<bool, ApiError> {
         match method.full_name() {
-            "ringdrop.v1.Shares.Share" => {
+            "ringdrop.v1.Shares.Share" | "ringdrop.v1.Contacts.Send" => {
                 let path = absolute(&string(request, "path"), "the path to share")?;
+                // Send has no name of its own: the offer is named by the path.
                 let name = string(request, "name");
                 let name = (!name.is_empty()).then_some(name.as_str());
                 let token = commands::handoff::hand_over(&self.client.socket, &path, name).await?;

@@ -47,8 +47,9 @@ function debounce(fn, ms) {
 }
 
 const sleep = (ms, signal) => new Promise((resolve) => {
-  const t = setTimeout(resolve, ms);
-  if (signal) signal.addEventListener("abort", () => { clearTimeout(t); resolve(); }, { once: true });
+  const done = () => { clearTimeout(t); signal.removeEventListener("abort", done); resolve(); };
+  const t = setTimeout(done, ms);
+  signal.addEventListener("abort", done);
 });
 
 /** Sizes as the CLI prints them: 1024-based, one decimal. */
@@ -1185,6 +1186,17 @@ onSubmit($("#token-form"), async () => {
   try { sessionStorage.setItem(TOKEN_KEY, t); } catch { /* kept in memory */ }
   $("#token-input").value = "";
   await start();
+});
+
+// A link with a token opened in this tab again (only the fragment changes,
+// so the page is not loaded anew): start over with it.
+window.addEventListener("hashchange", () => {
+  if (!/(?:^#|&)token=/.test(location.hash)) return;
+  readToken();
+  for (const c of controllers) c.abort();
+  controllers.clear();
+  delete document.body.dataset.ready;
+  start();
 });
 
 readToken();
