@@ -138,7 +138,12 @@ pub fn spawn_hooks(events: &Events, hook: Hook, tasks: &Tasks) {
     tasks.spawn_loop("on-complete", move || {
         let taken = first.lock().ok().and_then(|mut f| f.take());
         let rx = taken.unwrap_or_else(|| events.subscribe());
-        follow_hooks(rx, hook.clone(), slots.clone(), (runs.clone(), counts.clone()))
+        follow_hooks(
+            rx,
+            hook.clone(),
+            slots.clone(),
+            (runs.clone(), counts.clone()),
+        )
     });
 }
 

@@ -25,12 +25,15 @@ async fn share(channel: Channel, path: PathBuf) -> Result<String> {
         })
         .await?
         .into_inner();
+    // Read to the stream's end: a stream dropped early is reset, and a
+    // connection with too many resets is closed by h2.
+    let mut ticket = None;
     while let Some(msg) = progress.message().await? {
         if let Some(pb::share_progress::Event::Created(c)) = msg.event {
-            return Ok(c.ticket);
+            ticket = Some(c.ticket);
         }
     }
-    bail!("no share made of {}", path.display())
+    ticket.with_context(|| format!("no share made of {}", path.display()))
 }
 
 /// `n` files of 100 bytes in `dir`, each with its own content.

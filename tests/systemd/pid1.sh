@@ -557,6 +557,71 @@ else
     fail "g: $(wc -l <<<"$ERRS") error line(s) from ringdropd.service in the journal"
 fi
 
+# ---------------------------------------------------------------- k: the page as alice's user unit, against the system service
+# `ringdropctl web` from the installed ringdrop-web.service (user unit,
+# /etc/systemd/user) talks to the system service as alice: a fetch asked
+# of the page into her 0700 home (which the service may not write) is
+# placed by the page's server as alice. Bob can reach the port but not
+# her token.
+k_check() {
+    local rt=/run/user/$ALICE_UID st out
+    ct loginctl enable-linger alice || { fail "k: loginctl enable-linger alice"; return; }
+    for _ in $(seq 1 120); do
+        st=$(ct systemctl is-active "user@$ALICE_UID.service")
+        [ "$st" = active ] && break
+        sleep 0.5
+    done
+    [ "$st" = active ] || { fail "k: user@$ALICE_UID.service is '$st' after enable-linger"; return; }
+    web_env() { as_alice env XDG_RUNTIME_DIR="$rt" DBUS_SESSION_BUS_ADDRESS="unix:path=$rt/bus" "$@"; }
+    if ! out=$(web_env systemctl --user start ringdrop-web.service 2>&1); then
+        fail "k: systemctl --user start ringdrop-web.service: $out"
+        return
+    fi
+    for _ in $(seq 1 100); do
+        ct test -s "$rt/ringdrop/web-token" && ct python3 -c "import socket; socket.create_connection(('127.0.0.1', 8399))" 2>/dev/null && break
+        sleep 0.1
+    done
+    # The page's API as the page calls it: Origin, Host and the token.
+    ct sh -c 'cat > /tmp/page_call.py' <<'PY'
+import json, sys, urllib.request, urllib.error
+method, request, token_file = sys.argv[1], sys.argv[2], sys.argv[3]
+token = open(token_file).read().strip() if token_file != "-" else ""
+req = urllib.request.Request(
+    "http://127.0.0.1:8399/api/call",
+    data=json.dumps({"method": method, "request": json.loads(request)}).encode(),
+    headers={"Origin": "http://127.0.0.1:8399", "Content-Type": "application/json",
+             "X-Ringdrop-Token": token})
+try:
+    print(json.dumps(json.load(urllib.request.urlopen(req, timeout=60))))
+except urllib.error.HTTPError as e:
+    print(json.dumps({"http": e.code, "body": e.read().decode()}))
+    sys.exit(1)
+PY
+    ct chmod 0644 /tmp/page_call.py
+    if ! out=$(CT_TIMEOUT=120 as_alice python3 /tmp/page_call.py ringdrop.v1.Transfers/Fetch \
+            "{\"ticket\": \"$T_SMALL\", \"out\": \"/home/alice/web.bin\"}" "$rt/ringdrop/web-token" 2>&1); then
+        fail "k: Fetch through alice's page: $out"
+        web_env journalctl --user -u ringdrop-web.service --no-pager 2>&1 | tail -n 10 | sed 's/^/pid1:   /'
+        return
+    fi
+    say "k: the page started transfer $(jq -r .transfer.id <<<"$out") (client_places $(jq -r .transfer.client_places <<<"$out"))"
+    for _ in $(seq 1 600); do ct test -e /home/alice/web.bin && break; sleep 0.1; done
+    check_file "k: fetch asked of alice's page, placed as alice in her 0700 home" /home/alice/web.bin "$SUM_SMALL" alice
+    if ct runuser -u bob -- cat "$rt/ringdrop/web-token" >/dev/null 2>&1; then
+        fail "k: bob read alice's page token"
+    else
+        pass "k: bob cannot read alice's page token ($rt/ringdrop/web-token)"
+    fi
+    out=$(ct runuser -u bob -- python3 /tmp/page_call.py ringdrop.v1.Node/GetStatus '{}' - 2>&1)
+    if [ "$(jq -r .http <<<"$out" 2>/dev/null)" = 401 ]; then
+        pass "k: bob's request to alice's page without her token: 401"
+    else
+        fail "k: bob's request to alice's page: $out"
+    fi
+    web_env systemctl --user stop ringdrop-web.service 2>/dev/null
+}
+k_check
+
 # ---------------------------------------------------------------- h: user unit with lingering
 h_check() {
     local rt=/run/user/$ALICE_UID st out

@@ -18,8 +18,7 @@ use std::{
 use bytes::Bytes;
 use prost::Message;
 use prost_reflect::{
-    DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor, MethodDescriptor,
-    SerializeOptions, Value,
+    DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor, MethodDescriptor, Value,
 };
 use ringdrop_proto::v1 as pb;
 use tonic::{
@@ -27,6 +26,7 @@ use tonic::{
     Code, Status,
 };
 
+use super::json;
 use crate::{client::Client, commands, output::Out};
 
 /// The package whose methods the page may call (not health, not reflection).
@@ -165,8 +165,8 @@ impl Api {
         found.ok_or_else(unknown)
     }
 
-    /// A unary call; its response as JSON.
-    pub async fn call(&self, call: Call) -> Result<serde_json::Value, ApiError> {
+    /// A unary call; its response as JSON text.
+    pub async fn call(&self, call: Call) -> Result<Vec<u8>, ApiError> {
         let Call {
             method,
             mut request,
@@ -177,21 +177,21 @@ impl Api {
             .await
             .map_err(|e| Status::unavailable(format!("ringdropd is not reachable: {e}")))?;
         let response = grpc
-            .unary(
-                tonic::Request::new(request),
-                path(&method),
-                DynCodec(method.output()),
-            )
+            .unary(tonic::Request::new(request), path(&method), DynCodec)
             .await?
             .into_inner();
         if started {
             self.after(&method, &response);
         }
-        Ok(to_json(&response))
+        json::transcode(&method.output(), response).map_err(undecodable)
     }
 
-    /// A server-streaming call: each message as JSON as it comes.
-    pub async fn stream(&self, call: Call) -> Result<tonic::Streaming<DynamicMessage>, ApiError> {
+    /// A server-streaming call: its messages (as bytes; `json::transcode`
+    /// with the type also returned).
+    pub async fn stream(
+        &self,
+        call: Call,
+    ) -> Result<(tonic::Streaming<Bytes>, MessageDescriptor), ApiError> {
         let Call {
             method,
             mut request,
@@ -202,13 +202,9 @@ impl Api {
             .await
             .map_err(|e| Status::unavailable(format!("ringdropd is not reachable: {e}")))?;
         let response = grpc
-            .server_streaming(
-                tonic::Request::new(request),
-                path(&method),
-                DynCodec(method.output()),
-            )
+            .server_streaming(tonic::Request::new(request), path(&method), DynCodec)
             .await?;
-        Ok(response.into_inner())
+        Ok((response.into_inner(), method.output()))
     }
 
     fn grpc(&self) -> tonic::client::Grpc<tonic::transport::Channel> {
@@ -259,14 +255,12 @@ impl Api {
     /// A transfer started here whose files the daemon leaves to its client
     /// (the system service may not write this user's destination): placed
     /// by this server when it is ready, as `ringdropctl fetch` would.
-    fn after(&self, method: &MethodDescriptor, response: &DynamicMessage) {
+    fn after(&self, method: &MethodDescriptor, response: &Bytes) {
         let transfer = match method.full_name() {
-            "ringdrop.v1.Transfers.Fetch" => response
-                .transcode_to::<pb::FetchResponse>()
+            "ringdrop.v1.Transfers.Fetch" => pb::FetchResponse::decode(response.clone())
                 .ok()
                 .and_then(|r| r.transfer),
-            _ => response
-                .transcode_to::<pb::AcceptOfferResponse>()
+            _ => pb::AcceptOfferResponse::decode(response.clone())
                 .ok()
                 .and_then(|r| r.transfer),
         };
@@ -296,15 +290,11 @@ impl Api {
     }
 }
 
-/// The JSON the page reads: proto field names, every field, enums by name,
-/// 64-bit numbers as numbers.
-pub fn to_json(msg: &DynamicMessage) -> serde_json::Value {
-    const OPTIONS: SerializeOptions = SerializeOptions::new()
-        .use_proto_field_name(true)
-        .skip_default_fields(false)
-        .stringify_64_bit_integers(false);
-    msg.serialize_with_options(serde_json::value::Serializer, &OPTIONS)
-        .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
+/// A response the daemon sent that does not decode as its type.
+pub fn undecodable(e: String) -> ApiError {
+    ApiError::from(Status::internal(format!(
+        "decoding the daemon's answer: {e}"
+    )))
 }
 
 fn path(method: &MethodDescriptor) -> http::uri::PathAndQuery {
@@ -341,21 +331,22 @@ fn download_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/"))
 }
 
-/// Encodes a dynamic request, decodes a response of the method's type.
-struct DynCodec(MessageDescriptor);
+/// Encodes a dynamic request; hands the response's bytes on as they are
+/// (`json::transcode` reads them).
+struct DynCodec;
 
 impl Codec for DynCodec {
     type Encode = DynamicMessage;
-    type Decode = DynamicMessage;
+    type Decode = Bytes;
     type Encoder = DynEncoder;
-    type Decoder = DynDecoder;
+    type Decoder = RawDecoder;
 
     fn encoder(&mut self) -> DynEncoder {
         DynEncoder
     }
 
-    fn decoder(&mut self) -> DynDecoder {
-        DynDecoder(self.0.clone())
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
     }
 }
 
@@ -371,45 +362,14 @@ impl Encoder for DynEncoder {
     }
 }
 
-struct DynDecoder(MessageDescriptor);
+struct RawDecoder;
 
-impl Decoder for DynDecoder {
-    type Item = DynamicMessage;
+impl Decoder for RawDecoder {
+    type Item = Bytes;
     type Error = Status;
 
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<DynamicMessage>, Status> {
-        DynamicMessage::decode(self.0.clone(), src)
-            .map(Some)
-            .map_err(|e| Status::internal(format!("decoding the response: {e}")))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn api_pool() -> DescriptorPool {
-        DescriptorPool::decode(ringdrop_proto::FILE_DESCRIPTOR_SET).unwrap()
-    }
-
-    #[test]
-    fn json_round_trips_through_the_descriptors() {
-        let pool = api_pool();
-        let desc = pool.get_message_by_name("ringdrop.v1.Transfer").unwrap();
-        let t = pb::Transfer {
-            id: 7,
-            name: "<b>x</b>".into(),
-            bytes_done: 1 << 40,
-            state: pb::TransferState::Running as i32,
-            ..Default::default()
-        };
-        let dynamic = DynamicMessage::decode(desc, t.encode_to_vec().as_slice()).unwrap();
-        let json = to_json(&dynamic);
-        assert_eq!(json["id"], 7);
-        assert_eq!(json["bytes_done"], 1u64 << 40);
-        assert_eq!(json["state"], "TRANSFER_STATE_RUNNING");
-        assert_eq!(json["name"], "<b>x</b>");
-        // Defaults are present, so the page need not guess them.
-        assert_eq!(json["dest"], "");
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        use bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }

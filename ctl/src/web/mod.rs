@@ -6,6 +6,7 @@
 
 mod api;
 mod guard;
+mod json;
 
 use std::{convert::Infallible, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -203,26 +204,39 @@ async fn api_request(
         .to_bytes();
     let call = server.api.parse(&body, streaming)?;
     if !streaming {
-        let value = server.api.call(call).await?;
-        return Ok(respond(
-            StatusCode::OK,
-            "application/json",
-            value.to_string(),
-        ));
+        let json = server.api.call(call).await?;
+        return Ok(respond(StatusCode::OK, "application/json", json));
     }
-    let mut messages = server.api.stream(call).await?;
+    let (mut messages, kind) = server.api.stream(call).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     tokio::spawn(async move {
         loop {
-            let line = match messages.message().await {
-                Ok(Some(m)) => serde_json::json!({ "message": api::to_json(&m) }),
-                Ok(None) => break,
-                Err(s) => serde_json::json!({ "error": ApiError::from(s).json() }),
+            // The page went away (its body dropped): end the call now, not
+            // at the next message of a stream that may stay quiet for hours.
+            let next = tokio::select! {
+                m = messages.message() => m,
+                _ = tx.closed() => break,
             };
-            let end = line.get("error").is_some();
-            let mut bytes = line.to_string().into_bytes();
+            let (mut bytes, end) = match next {
+                Ok(Some(m)) => match json::transcode(&kind, m) {
+                    Ok(json) => {
+                        let mut line = b"{\"message\":".to_vec();
+                        line.extend(json);
+                        line.push(b'}');
+                        (line, false)
+                    }
+                    Err(e) => {
+                        let e = serde_json::json!({ "error": api::undecodable(e).json() });
+                        (e.to_string().into_bytes(), true)
+                    }
+                },
+                Ok(None) => break,
+                Err(s) => {
+                    let e = serde_json::json!({ "error": ApiError::from(s).json() });
+                    (e.to_string().into_bytes(), true)
+                }
+            };
             bytes.push(b'\n');
-            // The page went away: dropping the stream ends the call.
             if tx.send(Bytes::from(bytes)).await.is_err() || end {
                 break;
             }

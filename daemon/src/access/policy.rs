@@ -190,7 +190,13 @@ impl Policy {
         let ok = !shares::sources_changed(share) && !self.other_sources_changed(share);
         if let Ok(mut f) = self.fresh.lock() {
             if f.len() >= FRESH_MAX {
-                f.retain(|_, (at, _, _)| at.elapsed() < SOURCE_CHECK_TTL);
+                let now = Instant::now();
+                f.retain(|_, (at, _, _)| now.duration_since(*at) < SOURCE_CHECK_TTL);
+                // All of them recent (a listing of more shares than that):
+                // start over, or every insert would scan the whole map.
+                if f.len() >= FRESH_MAX {
+                    f.clear();
+                }
             }
             f.insert((share.hash, share.owner), (Instant::now(), generation, ok));
         }

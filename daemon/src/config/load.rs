@@ -267,12 +267,13 @@ fn apply_one(c: &mut Config, key: &str, v: &str) -> Result<(), String> {
         }
         "reserve" => c.reserve = parse_bool(v)?,
         "metrics_listen" => {
-            c.metrics_listen = match v {
-                "" | "off" => None,
-                a => Some(a.parse::<SocketAddr>().map_err(|e| {
-                    format!("{a:?} is not an address like 127.0.0.1:9464 ({e})")
-                })?),
-            }
+            c.metrics_listen =
+                match v {
+                    "" | "off" => None,
+                    a => Some(a.parse::<SocketAddr>().map_err(|e| {
+                        format!("{a:?} is not an address like 127.0.0.1:9464 ({e})")
+                    })?),
+                }
         }
         "metrics_public" => c.metrics_public = parse_bool(v)?,
         "metrics_token_file" => {

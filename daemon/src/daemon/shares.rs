@@ -1,6 +1,7 @@
 //! The facade's shares: share, list, unshare, tickets and the files
 //! operators hand over, each judged as its caller.
 
+use iroh::EndpointAddr;
 use iroh_blobs::Hash;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -69,11 +70,7 @@ impl Daemon {
 
     /// A ticket for a share, with the node's current addresses.
     pub fn ticket(&self, hash: Hash, name: &str, format: TicketFormat) -> String {
-        let mut t = Ticket::new(self.ticket_addr(), hash, Some(name.to_string()));
-        if format == TicketFormat::Blob {
-            t.kind = TicketKind::Blob;
-        }
-        t.to_string()
+        ticket_at(self.ticket_addr(), hash, name, format)
     }
 
     /// A client's share request: its files handed over under `handoff`
@@ -130,13 +127,15 @@ impl Daemon {
     /// "changed" (the policy's verdict: their files, or another file their
     /// content was imported from, changed since sharing; not served).
     pub async fn shares(&self, caller: &Caller) -> Result<Vec<ShareView>, RegistryError> {
-        let mut rows = Vec::new();
-        for s in self.inner.registry.shares().await? {
-            if caller.controls(s.owner) {
-                let served = self.inner.registry.served(&s.hash).await?;
-                rows.push((s, served));
-            }
-        }
+        let served = self.inner.registry.served_by_share().await?;
+        let addr = self.ticket_addr();
+        let rows: Vec<_> = (self.inner.registry.shares().await?.into_iter())
+            .filter(|s| caller.controls(s.owner))
+            .map(|s| {
+                let bytes = served.get(&s.hash).copied().unwrap_or(0);
+                (s, bytes)
+            })
+            .collect();
         // The verdicts stat every source file: off the runtime.
         let policy = self.inner.policy.clone();
         let judged: Vec<_> = tokio::task::spawn_blocking(move || {
@@ -151,7 +150,7 @@ impl Daemon {
         .map_err(|e| RegistryError::Task(e.into()))?;
         Ok(judged
             .into_iter()
-            .map(|(s, served, changed)| self.share_view(s, served, changed))
+            .map(|(s, served, changed)| Self::share_view_at(&addr, s, served, changed))
             .collect())
     }
 
@@ -199,4 +198,19 @@ impl Daemon {
     pub fn inspect_ticket(&self, ticket: &str) -> Result<Ticket, TicketError> {
         ticket.parse()
     }
+}
+
+/// A ticket for `hash` at `addr` (a listing makes the address once: asking
+/// the endpoint for it costs more than the ticket).
+pub(super) fn ticket_at(
+    addr: EndpointAddr,
+    hash: Hash,
+    name: &str,
+    format: TicketFormat,
+) -> String {
+    let mut t = Ticket::new(addr, hash, Some(name.to_string()));
+    if format == TicketFormat::Blob {
+        t.kind = TicketKind::Blob;
+    }
+    t.to_string()
 }

@@ -177,7 +177,12 @@ impl Daemon {
 
 impl crate::metrics::serve::Sampler for Daemon {
     async fn sample(&self) -> Result<crate::metrics::serve::Sample, String> {
-        let registry = self.inner.registry.counts().await.map_err(|e| e.to_string())?;
+        let registry = self
+            .inner
+            .registry
+            .counts()
+            .await
+            .map_err(|e| e.to_string())?;
         let file = self.inner.config.data_dir.join("registry.redb");
         Ok(crate::metrics::serve::Sample {
             registry,

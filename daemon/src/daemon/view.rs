@@ -59,7 +59,18 @@ impl Daemon {
 
     /// `rec` as listed, with a ticket.
     pub(super) fn share_view(&self, rec: ShareRecord, served: u64, changed: bool) -> ShareView {
-        let ticket = self.ticket(rec.hash, &rec.name, super::TicketFormat::Ringdrop);
+        Self::share_view_at(&self.ticket_addr(), rec, served, changed)
+    }
+
+    /// A share as answers show it, its ticket at `addr`.
+    pub(super) fn share_view_at(
+        addr: &iroh::EndpointAddr,
+        rec: ShareRecord,
+        served: u64,
+        changed: bool,
+    ) -> ShareView {
+        let format = super::TicketFormat::Ringdrop;
+        let ticket = super::shares::ticket_at(addr.clone(), rec.hash, &rec.name, format);
         ShareView {
             rec,
             ticket,

@@ -148,6 +148,8 @@ impl Counts {
         } else {
             PathKind::Unknown
         };
-        self.provider_connections.get_or_create(&ByPath { path }).inc();
+        self.provider_connections
+            .get_or_create(&ByPath { path })
+            .inc();
     }
 }

@@ -58,7 +58,9 @@ impl Auth {
                     .trim()
                     .to_string();
                 if token.is_empty() {
-                    return Err(format!("{shown} is empty: put a token in it, or remove it to have one made"));
+                    return Err(format!(
+                        "{shown} is empty: put a token in it, or remove it to have one made"
+                    ));
                 }
                 Ok(Auth::Bearer(token))
             }
@@ -182,7 +184,10 @@ struct Scrape<S> {
 impl<S: Sampler> Scrape<S> {
     async fn answer<B>(&self, req: Request<B>) -> Response<Full<Bytes>> {
         if req.uri().path() != "/metrics" {
-            return plain(StatusCode::NOT_FOUND, "not found: the metrics are at /metrics\n");
+            return plain(
+                StatusCode::NOT_FOUND,
+                "not found: the metrics are at /metrics\n",
+            );
         }
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return plain(StatusCode::METHOD_NOT_ALLOWED, "GET /metrics\n");
@@ -278,9 +283,15 @@ mod tests {
         let mut h = http::HeaderMap::new();
         let auth = Auth::Bearer(made.clone());
         assert!(!auth.allows(&h));
-        h.insert(header::AUTHORIZATION, format!("Bearer {made}x").parse().unwrap());
+        h.insert(
+            header::AUTHORIZATION,
+            format!("Bearer {made}x").parse().unwrap(),
+        );
         assert!(!auth.allows(&h));
-        h.insert(header::AUTHORIZATION, format!("Bearer {made}").parse().unwrap());
+        h.insert(
+            header::AUTHORIZATION,
+            format!("Bearer {made}").parse().unwrap(),
+        );
         assert!(auth.allows(&h));
         assert!(Auth::Public.allows(&http::HeaderMap::new()));
     }

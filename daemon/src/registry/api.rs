@@ -93,6 +93,7 @@ requests! {
     write fn add_served(root: val Option<Hash>, bytes: val u64) -> ();
     read fn served_total() -> u64;
     read fn served(root: ref Hash) -> u64;
+    read fn served_by_share() -> std::collections::HashMap<Hash, u64>;
     read fn reserved(hash: ref Hash, owner: val u32) -> bool;
     write fn set_reserve(hash: val Hash, owner: val u32, on: val bool) -> ();
     // transfers

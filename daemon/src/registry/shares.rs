@@ -234,6 +234,19 @@ impl Tables {
         Ok(meta.get(KEY_SERVED_TOTAL)?.map(|v| v.value()).unwrap_or(0))
     }
 
+    /// Payload bytes served, by share, from one read (a listing asks for
+    /// every share's at once).
+    pub fn served_by_share(&self) -> Result<std::collections::HashMap<Hash, u64>> {
+        let tx = self.read()?;
+        let served = tx.open_table(SERVED)?;
+        let mut out = std::collections::HashMap::new();
+        for item in served.iter()? {
+            let (k, v) = item?;
+            out.insert(Hash::from_bytes(*k.value()), v.value());
+        }
+        Ok(out)
+    }
+
     /// Payload bytes served for one share.
     pub fn served(&self, root: &Hash) -> Result<u64> {
         let tx = self.read()?;
