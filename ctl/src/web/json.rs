@@ -171,7 +171,7 @@ mod tests {
             id: 7,
             state: pb::TransferState::Running as i32,
             providers: vec![pb::Provider {
-                id: "p".into(),
+                endpoint_id: "p".into(),
                 ..Default::default()
             }],
             ..Default::default()
