@@ -11,9 +11,11 @@ Steps (each leaves a screenshot in RD_SHOTS):
              progress moves on the page
   inbox      an offer (its name chosen by the sender, with markup in it)
              is accepted into RD_INBOX_DIR by clicking
-  share      RD_SHARE_PATH is shared from the page; its ticket goes to RD_OUT
+  share      RD_SHARE_PATH is shared from the page (typed, then Enter); its
+             ticket goes to RD_OUT
   names      names a peer chose with <script> (the transfer's) show as
              text; nothing ran
+  phone      at 390 px wide the page needs no sideways scrolling
 Or, with RD_BENCH=1: the time to the page's first render (rd-ready).
 """
 
@@ -26,6 +28,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 URL = os.environ["RD_URL"]
@@ -139,8 +142,8 @@ def accept_offer(d):
 
 
 def share_path(d):
-    fill(d, "share-path", os.environ["RD_SHARE_PATH"])
-    click(d, d.find_element(By.ID, "share-submit"))
+    # With the keyboard: the path, then Enter.
+    fill(d, "share-path", os.environ["RD_SHARE_PATH"] + Keys.ENTER)
     ticket = until(
         d,
         "the new share's ticket",
@@ -168,6 +171,16 @@ def names_are_text(d):
     csp = [entry for entry in logs if "Content Security Policy" in entry.get("message", "")]
     assert not csp, f"the page broke its own CSP: {csp}"
     shot(d, "06-names-as-text")
+
+
+def phone_width(d):
+    """At a phone's width the page needs no sideways scrolling (wide
+    tables scroll inside their own box)."""
+    d.set_window_size(390, 844)
+    until(d, "the narrow layout", lambda: d.execute_script("return window.innerWidth") <= 400)
+    over = d.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+    shot(d, "07-phone-width")
+    assert over <= 1, f"the page is {over} px wider than a phone's screen"
 
 
 def bench(d):
@@ -205,6 +218,7 @@ def main():
         accept_offer(d)
         result["ticket"] = share_path(d)
         names_are_text(d)
+        phone_width(d)
         with open(os.environ["RD_OUT"], "w") as f:
             json.dump(result, f)
     finally:

@@ -119,8 +119,12 @@ fn open_browser(out: &Out, open: &std::path::Path) {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn();
-    if started.is_err() {
-        out.hint("no browser could be started (xdg-open): open the file above yourself");
+    match started {
+        // Reaped when it ends (xdg-open returns once the browser has it).
+        Ok(mut child) => {
+            std::thread::spawn(move || child.wait());
+        }
+        Err(_) => out.hint("no browser could be started (xdg-open): open the file above yourself"),
     }
 }
 
