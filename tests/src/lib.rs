@@ -478,3 +478,21 @@ pub fn loopback_addr(ep: &iroh::Endpoint) -> iroh::EndpointAddr {
         .into_iter()
         .fold(iroh::EndpointAddr::new(ep.id()), |a, s| a.with_ip_addr(s))
 }
+
+/// Sends one raw HTTP/1 request (`request`: head and body as they go on
+/// the wire, asking the server to close) and reads the whole answer: its
+/// status and the answer as text.
+pub fn http(addr: SocketAddr, request: &str) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.write_all(request.as_bytes())?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let status = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("no status in {resp:?}"))?;
+    Ok((status, resp))
+}

@@ -557,24 +557,32 @@ else
     fail "g: $(wc -l <<<"$ERRS") error line(s) from ringdropd.service in the journal"
 fi
 
-# ---------------------------------------------------------------- k: the page as alice's user unit, against the system service
+# Alice's user manager runs without a login (lingering); a step's failure
+# if it does not come up.
+alice_lingers() {
+    local st
+    ct loginctl enable-linger alice || { fail "$1: loginctl enable-linger alice"; return 1; }
+    for _ in $(seq 1 120); do
+        st=$(ct systemctl is-active "user@$ALICE_UID.service")
+        [ "$st" = active ] && return 0
+        sleep 0.5
+    done
+    fail "$1: user@$ALICE_UID.service is '$st' after enable-linger"
+    return 1
+}
+
+# ---------------------------------------------------------------- w: the page as alice's user unit, against the system service
 # `ringdropctl web` from the installed ringdrop-web.service (user unit,
 # /etc/systemd/user) talks to the system service as alice: a fetch asked
 # of the page into her 0700 home (which the service may not write) is
 # placed by the page's server as alice. Bob can reach the port but not
 # her token.
-k_check() {
-    local rt=/run/user/$ALICE_UID st out
-    ct loginctl enable-linger alice || { fail "k: loginctl enable-linger alice"; return; }
-    for _ in $(seq 1 120); do
-        st=$(ct systemctl is-active "user@$ALICE_UID.service")
-        [ "$st" = active ] && break
-        sleep 0.5
-    done
-    [ "$st" = active ] || { fail "k: user@$ALICE_UID.service is '$st' after enable-linger"; return; }
+w_check() {
+    local rt=/run/user/$ALICE_UID out
+    alice_lingers w || return
     web_env() { as_alice env XDG_RUNTIME_DIR="$rt" DBUS_SESSION_BUS_ADDRESS="unix:path=$rt/bus" "$@"; }
     if ! out=$(web_env systemctl --user start ringdrop-web.service 2>&1); then
-        fail "k: systemctl --user start ringdrop-web.service: $out"
+        fail "w: systemctl --user start ringdrop-web.service: $out"
         return
     fi
     for _ in $(seq 1 100); do
@@ -600,38 +608,32 @@ PY
     ct chmod 0644 /tmp/page_call.py
     if ! out=$(CT_TIMEOUT=120 as_alice python3 /tmp/page_call.py ringdrop.v1.Transfers/Fetch \
             "{\"ticket\": \"$T_SMALL\", \"out\": \"/home/alice/web.bin\"}" "$rt/ringdrop/web-token" 2>&1); then
-        fail "k: Fetch through alice's page: $out"
+        fail "w: Fetch through alice's page: $out"
         web_env journalctl --user -u ringdrop-web.service --no-pager 2>&1 | tail -n 10 | sed 's/^/pid1:   /'
         return
     fi
-    say "k: the page started transfer $(jq -r .transfer.id <<<"$out") (client_places $(jq -r .transfer.client_places <<<"$out"))"
+    say "w: the page started transfer $(jq -r .transfer.id <<<"$out") (client_places $(jq -r .transfer.client_places <<<"$out"))"
     for _ in $(seq 1 600); do ct test -e /home/alice/web.bin && break; sleep 0.1; done
-    check_file "k: fetch asked of alice's page, placed as alice in her 0700 home" /home/alice/web.bin "$SUM_SMALL" alice
+    check_file "w: fetch asked of alice's page, placed as alice in her 0700 home" /home/alice/web.bin "$SUM_SMALL" alice
     if ct runuser -u bob -- cat "$rt/ringdrop/web-token" >/dev/null 2>&1; then
-        fail "k: bob read alice's page token"
+        fail "w: bob read alice's page token"
     else
-        pass "k: bob cannot read alice's page token ($rt/ringdrop/web-token)"
+        pass "w: bob cannot read alice's page token ($rt/ringdrop/web-token)"
     fi
     out=$(ct runuser -u bob -- python3 /tmp/page_call.py ringdrop.v1.Node/GetStatus '{}' - 2>&1)
     if [ "$(jq -r .http <<<"$out" 2>/dev/null)" = 401 ]; then
-        pass "k: bob's request to alice's page without her token: 401"
+        pass "w: bob's request to alice's page without her token: 401"
     else
-        fail "k: bob's request to alice's page: $out"
+        fail "w: bob's request to alice's page: $out"
     fi
     web_env systemctl --user stop ringdrop-web.service 2>/dev/null
 }
-k_check
+w_check
 
 # ---------------------------------------------------------------- h: user unit with lingering
 h_check() {
     local rt=/run/user/$ALICE_UID st out
-    ct loginctl enable-linger alice || { fail "h: loginctl enable-linger alice"; return; }
-    for _ in $(seq 1 120); do
-        st=$(ct systemctl is-active "user@$ALICE_UID.service")
-        [ "$st" = active ] && break
-        sleep 0.5
-    done
-    [ "$st" = active ] || { fail "h: user@$ALICE_UID.service is '$st' after enable-linger"; return; }
+    alice_lingers h || return
     say "h: user@$ALICE_UID.service active; install.sh --user as alice from /src"
     alice_env() { as_alice env XDG_RUNTIME_DIR="$rt" DBUS_SESSION_BUS_ADDRESS="unix:path=$rt/bus" "$@"; }
     if ! out=$(alice_env sh -c "cd ~ && /src/systemd/install.sh --user $INSTALL_ARGS" 2>&1); then

@@ -3,8 +3,7 @@
 //! the bytes fetched.
 
 use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpListener},
     path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -20,21 +19,12 @@ fn free_port() -> Result<u16> {
 
 /// One HTTP/1.0 GET (no chunked answers); the status and the body.
 fn get(addr: SocketAddr, path: &str, auth: Option<&str>) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n");
     if let Some(token) = auth {
         req.push_str(&format!("Authorization: Bearer {token}\r\n"));
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes())?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
-    let status = resp
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .with_context(|| format!("no status in {resp:?}"))?;
+    let (status, resp) = ringdrop_tests::http(addr, &req)?;
     let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     Ok((status, body.to_string()))
 }

@@ -3,8 +3,8 @@
 //! Selenium), and the requests it must refuse, sent by hand.
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
-    net::{SocketAddr, TcpStream},
+    io::{BufRead, BufReader},
+    net::SocketAddr,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -70,22 +70,12 @@ impl Web {
         path: &str,
         body: &str,
     ) -> Result<(u16, String)> {
-        let mut s = TcpStream::connect(self.addr)?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
         let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
         for (k, v) in head {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
         req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-        s.write_all(req.as_bytes())?;
-        let mut resp = String::new();
-        s.read_to_string(&mut resp)?;
-        let status = resp
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .with_context(|| format!("no status in {resp:?}"))?;
-        Ok((status, resp))
+        ringdrop_tests::http(self.addr, &req)
     }
 }
 

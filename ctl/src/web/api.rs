@@ -172,10 +172,7 @@ impl Api {
             mut request,
         } = call;
         let started = self.before(&method, &mut request).await?;
-        let mut grpc = self.grpc();
-        grpc.ready()
-            .await
-            .map_err(|e| Status::unavailable(format!("ringdropd is not reachable: {e}")))?;
+        let mut grpc = self.grpc().await?;
         let response = grpc
             .unary(tonic::Request::new(request), path(&method), DynCodec)
             .await?
@@ -197,18 +194,21 @@ impl Api {
             mut request,
         } = call;
         self.before(&method, &mut request).await?;
-        let mut grpc = self.grpc();
-        grpc.ready()
-            .await
-            .map_err(|e| Status::unavailable(format!("ringdropd is not reachable: {e}")))?;
+        let mut grpc = self.grpc().await?;
         let response = grpc
             .server_streaming(tonic::Request::new(request), path(&method), DynCodec)
             .await?;
         Ok((response.into_inner(), method.output()))
     }
 
-    fn grpc(&self) -> tonic::client::Grpc<tonic::transport::Channel> {
-        tonic::client::Grpc::new(self.client.channel.clone()).max_decoding_message_size(MAX_MESSAGE)
+    /// A generic client on the daemon's channel, ready for a call.
+    async fn grpc(&self) -> Result<tonic::client::Grpc<tonic::transport::Channel>, ApiError> {
+        let mut grpc = tonic::client::Grpc::new(self.client.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE);
+        grpc.ready()
+            .await
+            .map_err(|e| Status::unavailable(format!("ringdropd is not reachable: {e}")))?;
+        Ok(grpc)
     }
 
     /// What a client adds to the four calls that touch this user's files;
