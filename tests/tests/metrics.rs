@@ -179,6 +179,100 @@ async fn prometheus_scrapes_a_fetch() -> Result<()> {
     Ok(())
 }
 
+/// The numbers of a scrape, by series (`name{labels}`).
+fn scrape(addr: SocketAddr, token: &str) -> Result<std::collections::HashMap<String, f64>> {
+    let (status, text) = get(addr, "/metrics", Some(token))?;
+    ensure!(status == 200, "scrape answered {status}");
+    Ok(text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect())
+}
+
+/// A refused fetch is counted on both sides by its reason and kind; what
+/// was served by the provider; no peer id, name or path in any series.
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_and_served_bytes_are_counted_by_reason() -> Result<()> {
+    let (pm, fm): (SocketAddr, SocketAddr) = (
+        format!("127.0.0.1:{}", free_port()?).parse()?,
+        format!("127.0.0.1:{}", free_port()?).parse()?,
+    );
+    let (pdir, fdir) = (temp_dir("rdrop-metrics-p-")?, temp_dir("rdrop-metrics-f-")?);
+    let provider = BinDaemon::spawn(&pdir, &["--metrics-listen", &pm.to_string()])?;
+    let fetcher = BinDaemon::spawn(&fdir, &["--metrics-listen", &fm.to_string()])?;
+    let ptoken = std::fs::read_to_string(pdir.join("data/metrics-token"))?
+        .trim()
+        .to_string();
+    let ftoken = std::fs::read_to_string(fdir.join("data/metrics-token"))?
+        .trim()
+        .to_string();
+    let src = temp_dir("rdrop-metrics-src-")?;
+    random_file(&src.join("open.bin"), 3 << 20)?;
+    random_file(&src.join("secret-name.bin"), 1 << 20)?;
+    let path = |n: &str| src.join(n).to_str().map(str::to_string).context("path");
+    provider.ctl_json(&["ring", "create", "team"])?;
+    let open = provider.ctl_json(&["share", &path("open.bin")?])?["ticket"]
+        .as_str()
+        .context("ticket")?
+        .to_string();
+    let closed = provider.ctl_json(&["share", &path("secret-name.bin")?, "--ring", "team"])?
+        ["ticket"]
+        .as_str()
+        .context("ticket")?
+        .to_string();
+    let out = temp_dir("rdrop-metrics-out-")?;
+    let ok = fetcher.ctl(&["fetch", &open, "--out", out.to_str().context("path")?])?;
+    ensure!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let refused = fetcher.ctl(&["fetch", &closed, "--out", out.to_str().context("path")?])?;
+    ensure!(!refused.status.success(), "a stranger fetched a ring share");
+
+    // The provider adds a request's bytes when its stream ends.
+    let served = wait_for(Duration::from_secs(30), || {
+        Ok(scrape(pm, &ptoken)?["ringdrop_served_bytes_total"] >= (3 << 20) as f64)
+    })
+    .await;
+    ensure!(
+        served.is_ok(),
+        "served bytes never counted: {:?}",
+        scrape(pm, &ptoken)
+    );
+    let p = scrape(pm, &ptoken)?;
+    let f = scrape(fm, &ftoken)?;
+    let refusals = p
+        .get("ringdrop_gate_refusals_total{reason=\"not_permitted\"}")
+        .copied()
+        .unwrap_or(0.0);
+    assert!(refusals >= 1.0, "no refusal counted: {p:?}");
+    assert_eq!(p["ringdrop_shares"], 2.0);
+    let failures = f
+        .get("ringdrop_fetch_failures_total{kind=\"refused\"}")
+        .copied()
+        .unwrap_or(0.0);
+    assert!(failures >= 1.0, "no refused attempt counted: {f:?}");
+    assert_eq!(f["ringdrop_transfers{state=\"completed\"}"], 1.0);
+    assert_eq!(f["ringdrop_transfers{state=\"failed\"}"], 1.0);
+
+    // Nothing that names a peer, a share or a path is a label.
+    let pid = provider.ctl_json(&["status"])?["endpoint_id"]
+        .as_str()
+        .context("id")?
+        .to_string();
+    for series in p.keys().chain(f.keys()) {
+        for private in [pid.as_str(), "secret-name", "rdrop-metrics", "team"] {
+            assert!(!series.contains(private), "{series} names {private}");
+        }
+    }
+    Ok(())
+}
+
 async fn wait_for(limit: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
     let start = Instant::now();
     loop {

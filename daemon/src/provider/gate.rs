@@ -314,7 +314,11 @@ impl GateLoop {
                         self.peers.insert(msg.connection_id, peer);
                         Ok(())
                     }
-                    None => Err(stats.refuse(Refusal::UnknownConnection)),
+                    // A connection, not a request: counted by reason only.
+                    None => {
+                        stats.counts.refused(Refusal::UnknownConnection);
+                        Err(AbortReason::Permission)
+                    }
                 };
                 msg.tx.send(res).await.ok();
             }
