@@ -7,8 +7,9 @@ Rows:
      WEB_TRANSFERS (1000) transfers and WEB_SHARES (10000) shares: <= 1 s
   W2 `ringdropctl web` peak RSS after that render: <= 20 MB
   W3 a /metrics scrape of that daemon (median of 200): <= 5 ms
-  W4 a WEB_FETCH_MB (512) fetch with metrics on against off, medians of
-     BENCH_RUNS (3) turn about, same run: within 5 %
+  W4 a WEB_FETCH_MB (1024) fetch with metrics on against off, medians of
+     BENCH_RUNS (3) turn about (each first in turn, a sync before each),
+     same run: within 5 %
 Prints a Markdown table and writes it to $BENCH_DIR/web.md.
 """
 
@@ -29,7 +30,7 @@ SEED = BIN / "examples" / "seed"
 PAGE = bench.ROOT / "tests" / "web" / "page.py"
 SHARES = int(os.environ.get("WEB_SHARES", "10000"))
 TRANSFERS = int(os.environ.get("WEB_TRANSFERS", "1000"))
-FETCH = int(os.environ.get("WEB_FETCH_MB", "512")) * 1024 * 1024
+FETCH = int(os.environ.get("WEB_FETCH_MB", "1024")) * 1024 * 1024
 
 
 class MetricsDaemon(Daemon):
@@ -124,10 +125,13 @@ def throughput_rows(rows):
     provider = Daemon("web-provider")
     ticket = provider.json("share", src / "payload.bin")["ticket"]
     secs = {"on": [], "off": []}
-    for _ in range(RUNS):
-        for mode in ("off", "on"):
+    for i in range(RUNS):
+        # Turn about, each going first in turn, and each after a sync: the
+        # one before leaves its written data for the disk to take.
+        for mode in (("off", "on") if i % 2 == 0 else ("on", "off")):
             d = MetricsDaemon(f"web-fetch-{mode}", free_port() if mode == "on" else None)
             out = fresh_dir(WORK / f"web-out-{mode}")
+            os.sync()
             t = time.perf_counter()
             row = d.json("fetch", ticket, "--out", out)
             secs[mode].append(time.perf_counter() - t)
@@ -137,6 +141,7 @@ def throughput_rows(rows):
                 d.scrape()
             d.remove()
             fresh_dir(out)
+    log(f"W4 seconds: on {secs['on']}, off {secs['off']}")
     on = FETCH / statistics.median(secs["on"]) / 1e6
     off = FETCH / statistics.median(secs["off"]) / 1e6
     rows.append((f"W4. fetch {FETCH >> 20} MiB with metrics on (MB/s)", f"{on:.0f}", f"off {off:.0f}",

@@ -194,7 +194,8 @@ fn scrape(addr: SocketAddr, token: &str) -> Result<std::collections::HashMap<Str
 }
 
 /// A refused fetch is counted on both sides by its reason and kind; what
-/// was served by the provider; no peer id, name or path in any series.
+/// was served by the provider, and its limit's waits; no peer id, name or
+/// path in any series.
 #[tokio::test(flavor = "multi_thread")]
 async fn refusals_and_served_bytes_are_counted_by_reason() -> Result<()> {
     let (pm, fm): (SocketAddr, SocketAddr) = (
@@ -224,6 +225,13 @@ async fn refusals_and_served_bytes_are_counted_by_reason() -> Result<()> {
         .as_str()
         .context("ticket")?
         .to_string();
+    // Paced: the provider's uplink waits for its limit.
+    let limited = provider.ctl(&["limits", "--up", "8M"])?;
+    ensure!(
+        limited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&limited.stderr)
+    );
     let out = temp_dir("rdrop-metrics-out-")?;
     let ok = fetcher.ctl(&["fetch", &open, "--out", out.to_str().context("path")?])?;
     ensure!(
@@ -252,6 +260,11 @@ async fn refusals_and_served_bytes_are_counted_by_reason() -> Result<()> {
         .unwrap_or(0.0);
     assert!(refusals >= 1.0, "no refusal counted: {p:?}");
     assert_eq!(p["ringdrop_shares"], 2.0);
+    assert!(
+        p["ringdrop_throttle_waits_total{direction=\"up\"}"] >= 1.0,
+        "{p:?}"
+    );
+    assert_eq!(p["ringdrop_throttle_waits_total{direction=\"down\"}"], 0.0);
     let failures = f
         .get("ringdrop_fetch_failures_total{kind=\"refused\"}")
         .copied()

@@ -96,7 +96,8 @@ impl Bandwidth {
 
     /// Waits until `bytes` more may pass `way` with `peer`: the node's
     /// limit, then the peer's (looked up each time, so a limit set later
-    /// applies to an open connection).
+    /// applies to an open connection), then `own` (a transfer's); counts
+    /// the take if any of them made it wait.
     async fn take(&self, way: Way, peer: &EndpointId, bytes: u64, own: Option<&Pace>) {
         let node = match way {
             Way::Up => &self.inner.up,
