@@ -37,17 +37,23 @@ pub fn transcode(desc: &MessageDescriptor, wire: Bytes) -> Result<Vec<u8>, Strin
         .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     out.push(b'{');
-    for (i, field) in desc.fields().enumerate() {
-        if i > 0 {
+    let mut first = true;
+    for field in desc.fields() {
+        let list = lists.get(&field.number());
+        // What the whole message would say: a oneof's unset members are
+        // left out.
+        let value = rest.get(field.name());
+        if list.is_none() && value.is_none() {
+            continue;
+        }
+        if !first {
             out.push(b',');
         }
+        first = false;
         serde_json::to_writer(&mut out, field.name()).map_err(|e| e.to_string())?;
         out.push(b':');
-        let Some(list) = lists.get(&field.number()) else {
-            serde_json::to_writer(&mut out, &rest[field.name()]).map_err(|e| e.to_string())?;
-            continue;
-        };
-        let Kind::Message(item) = list.kind() else {
+        let Some(Kind::Message(item)) = list.map(|l| l.kind()) else {
+            serde_json::to_writer(&mut out, &value).map_err(|e| e.to_string())?;
             continue;
         };
         out.push(b'[');
