@@ -8,7 +8,7 @@ files afterwards.
 Steps (each leaves a screenshot in RD_SHOTS):
   no-token   the page without its token shows why and no data
   fetch      a ticket pasted into the fetch form starts a transfer whose
-             progress moves on the page
+             progress moves on the page; its pause and resume buttons work
   inbox      an offer (its name chosen by the sender, with markup in it)
              is accepted into RD_INBOX_DIR by clicking
   share      RD_SHARE_PATH is shared from the page (typed, then Enter); its
@@ -89,6 +89,14 @@ def click(d, el):
     el.click()
 
 
+def click_css(d, what, css):
+    """Clicks what `css` finds, finding it again if a live update redrew it."""
+    def go():
+        click(d, d.find_element(By.CSS_SELECTOR, css))
+        return True
+    until(d, what, go)
+
+
 def open_with_token(d):
     d.get(URL + "#token=" + TOKEN)
     until(d, "the first render", lambda: d.execute_script("return document.body.dataset.ready === '1'"))
@@ -117,6 +125,19 @@ def fetch_moves(d):
     shot(d, "02-transfer-running")
     later = until(d, "the progress to move", lambda: (done() or 0) > first and done())
     print(f"progress moved on the page: {first} -> {later} bytes")
+
+    # Pause and resume it with the row's buttons.
+    def state():
+        rows = d.find_elements(By.CSS_SELECTOR, row)
+        return rows[0].get_attribute("data-state") if rows else ""
+
+    click_css(d, "the pause button", row + " button.pause")
+    until(d, "the transfer to pause", lambda: state() == "TRANSFER_STATE_PAUSED")
+    shot(d, "02b-transfer-paused")
+    click_css(d, "the resume button", row + " button.resume")
+    until(d, "the transfer to run again",
+          lambda: state() in ("TRANSFER_STATE_RUNNING", "TRANSFER_STATE_COMPLETED"))
+    print("paused and resumed from the page")
     return later
 
 
