@@ -190,14 +190,13 @@ async fn follow_hooks(
     }
 }
 
-/// Runs the command once; whether it ran to a successful exit.
-async fn run_hook(
-    hook: &Hook,
+/// The command for one completed transfer: the transfer in its
+/// environment, nothing else from outside.
+fn hook_command(
+    program: &str,
+    args: &[String],
     (id, dest, name, hash, files): (u64, PathBuf, String, String, Vec<PathBuf>),
-) -> bool {
-    let Some((program, args)) = hook.argv.split_first() else {
-        return true;
-    };
+) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .env("RINGDROP_TRANSFER_ID", id.to_string())
@@ -216,6 +215,16 @@ async fn run_hook(
         // Its own process group, so a timeout ends whatever it started.
         .process_group(0)
         .kill_on_drop(true);
+    cmd
+}
+
+/// Runs the command once; whether it ran to a successful exit.
+async fn run_hook(hook: &Hook, ended: (u64, PathBuf, String, String, Vec<PathBuf>)) -> bool {
+    let Some((program, args)) = hook.argv.split_first() else {
+        return true;
+    };
+    let id = ended.0;
+    let mut cmd = hook_command(program, args, ended);
     let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {

@@ -96,24 +96,16 @@ pub async fn run(
     // The socket first: a second daemon is refused before it touches the
     // data dir another one holds open.
     let (listener, owned_path) = listen(&config, listener, group).await?;
-    let daemon = match Daemon::start(config).await {
+    let daemon = match start(config).await {
         Ok(d) => d,
         Err(e) => {
             if let Some(p) = &owned_path {
                 std::fs::remove_file(p).ok();
             }
             notify(&[NotifyState::Status(&format!("failed: {e}"))]);
-            return Err(e.into());
+            return Err(e);
         }
     };
-    if let Err(e) = daemon.serve_metrics().await {
-        daemon.shutdown().await;
-        if let Some(p) = &owned_path {
-            std::fs::remove_file(p).ok();
-        }
-        notify(&[NotifyState::Status(&format!("failed: {e}"))]);
-        return Err(RunError::Metrics(e));
-    }
     let stop = daemon.shutdown_token();
     if group.is_some() {
         daemon.serve_handoffs(group, &policy);
@@ -141,6 +133,17 @@ pub async fn run(
     }
     served?;
     Ok(())
+}
+
+/// The daemon, serving peers and, when asked, metrics (a metrics address
+/// that cannot be served stops it again).
+async fn start(config: Config) -> Result<Daemon, RunError> {
+    let daemon = Daemon::start(config).await?;
+    if let Err(e) = daemon.serve_metrics().await {
+        daemon.shutdown().await;
+        return Err(RunError::Metrics(e));
+    }
+    Ok(daemon)
 }
 
 /// The control socket: bound here (and its path, to remove at the end),

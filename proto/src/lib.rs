@@ -14,5 +14,6 @@ pub mod clock;
 pub mod handoff;
 pub mod paths;
 pub mod place;
+pub mod secret;
 pub mod state;
 pub mod units;

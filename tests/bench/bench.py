@@ -59,7 +59,8 @@ def proc_status(pid, key):
 class Daemon:
     """One ringdropd on loopback, relays and mDNS off, in WORK/name."""
 
-    def __init__(self, name, base=None):
+    def __init__(self, name, base=None, extra=()):
+        self.extra = list(extra)
         self.dir = (base or WORK) / name
         if self.dir.exists():
             shutil.rmtree(self.dir)
@@ -72,7 +73,7 @@ class Daemon:
         self.logf = open(self.dir / "log", "ab")
         self.proc = subprocess.Popen(
             [RINGDROPD, "--data-dir", self.dir / "data", "--socket", self.sock,
-             "--relay", "disabled", "--no-mdns", "--bind", "127.0.0.1:0"],
+             "--relay", "disabled", "--no-mdns", "--bind", "127.0.0.1:0", *self.extra],
             stdout=subprocess.DEVNULL, stderr=self.logf)
         for _ in range(500):
             if self.run("status", check=False).returncode == 0:
@@ -114,6 +115,13 @@ class Daemon:
         self.stop()
         DAEMONS.remove(self)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def table(rows):
+    """Rows (measure, ours, reference, ratio, target, met) as Markdown."""
+    lines = ["| measure | ringdrop | reference | ratio | target | met |", "|---|---|---|---|---|---|"]
+    lines += [f"| {w} | {o} | {r} | {q} | {t} | {'yes' if ok else '**no**'} |" for w, o, r, q, t, ok in rows]
+    return "\n".join(lines) + "\n"
 
 
 def timed(fn):
@@ -598,11 +606,7 @@ def main():
     row("9. limit raised to 20 MB/s: until the rate passes 15 MB/s (s)", f"{applied:.2f}", "", "",
         "<= 1 s", applied <= 1.0)
 
-    lines = [f"Machine: {machine()}", "",
-             "| measure | ringdrop | reference | ratio | target | met |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {w} | {o} | {r} | {q} | {t} | {'yes' if ok else '**no**'} |" for w, o, r, q, t, ok in rows]
-    text = "\n".join(lines) + "\n"
+    text = f"Machine: {machine()}\n\n" + table(rows)
     (WORK / "result.md").write_text(text)
     print(text)
 

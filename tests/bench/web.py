@@ -38,20 +38,7 @@ class MetricsDaemon(Daemon):
 
     def __init__(self, name, port=None):
         self.port = port
-        super().__init__(name)
-
-    def start(self):
-        extra = ["--metrics-listen", f"127.0.0.1:{self.port}"] if self.port else []
-        self.logf = open(self.dir / "log", "ab")
-        self.proc = subprocess.Popen(
-            [bench.RINGDROPD, "--data-dir", self.dir / "data", "--socket", self.sock,
-             "--relay", "disabled", "--no-mdns", "--bind", "127.0.0.1:0", *extra],
-            stdout=subprocess.DEVNULL, stderr=self.logf)
-        for _ in range(500):
-            if self.run("status", check=False).returncode == 0:
-                return
-            time.sleep(0.01)
-        raise SystemExit(f"ringdropd in {self.dir} did not start")
+        super().__init__(name, extra=["--metrics-listen", f"127.0.0.1:{port}"] if port else [])
 
     def scrape(self):
         token = (self.dir / "data" / "metrics-token").read_text().strip()
@@ -154,9 +141,7 @@ def main():
     rows = []
     page_rows(rows)
     throughput_rows(rows)
-    lines = ["| measure | ringdrop | reference | ratio | target | met |", "|---|---|---|---|---|---|"]
-    lines += [f"| {w} | {o} | {r} | {q} | {t} | {'yes' if ok else '**no**'} |" for w, o, r, q, t, ok in rows]
-    text = "\n".join(lines) + "\n"
+    text = bench.table(rows)
     (WORK / "web.md").write_text(text)
     print(text)
 

@@ -13,6 +13,7 @@ use std::{
 };
 
 use http::{header, HeaderMap};
+use ringdrop_proto::secret;
 
 use crate::error::CliError;
 
@@ -106,15 +107,10 @@ impl Guard {
         }
         let given = headers.get(TOKEN_HEADER).map(|t| t.as_bytes());
         match given {
-            Some(t) if same(t, self.token.as_bytes()) => Ok(()),
+            Some(t) if secret::same(t, self.token.as_bytes()) => Ok(()),
             _ => Err(Refusal::Token),
         }
     }
-}
-
-/// Compares in time that does not depend on where they differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Where the token and the redirect file live: the user's runtime
@@ -155,9 +151,8 @@ impl Files {
         if let Some(t) = reuse(&path) {
             return Ok(t);
         }
-        let mut raw = [0u8; TOKEN_HEX / 2];
-        random(&mut raw)?;
-        let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let token = secret::token_hex(TOKEN_HEX / 2)
+            .map_err(|e| CliError::failed(format!("no random token: {e}")))?;
         write_private(&path, token.as_bytes())?;
         Ok(token)
     }
@@ -201,24 +196,6 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), CliError> {
         .map_err(fail)?;
     f.write_all(data).and_then(|_| f.sync_all()).map_err(fail)?;
     fs::rename(&tmp, path).map_err(fail)
-}
-
-fn random(buf: &mut [u8]) -> Result<(), CliError> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        // SAFETY: the pointer and length name the unfilled rest of `buf`.
-        let n =
-            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(CliError::failed(format!("no random token: {e}")));
-        }
-        filled += n as usize;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

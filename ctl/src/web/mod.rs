@@ -211,7 +211,16 @@ async fn api_request(
         let json = server.api.call(call).await?;
         return Ok(respond(StatusCode::OK, "application/json", json));
     }
-    let (mut messages, kind) = server.api.stream(call).await?;
+    let (messages, kind) = server.api.stream(call).await?;
+    Ok(ndjson(messages, kind))
+}
+
+/// A stream of the daemon's messages as one JSON object a line, for as
+/// long as the page reads it.
+fn ndjson(
+    mut messages: tonic::Streaming<Bytes>,
+    kind: prost_reflect::MessageDescriptor,
+) -> Response<Body> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     tokio::spawn(async move {
         loop {
@@ -247,11 +256,11 @@ async fn api_request(
         }
     });
     let body = StreamBody::new(ReceiverStream::new(rx).map(|b| Ok(Frame::data(b))));
-    Ok(with_headers(
+    with_headers(
         Response::new(BodyExt::boxed(body)),
         StatusCode::OK,
         "application/x-ndjson",
-    ))
+    )
 }
 
 fn asset(text: &'static str, kind: &'static str) -> Response<Body> {

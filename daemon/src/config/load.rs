@@ -162,6 +162,16 @@ fn parse_bool(v: &str) -> Result<bool, String> {
     }
 }
 
+/// An address, or none: empty or the word `none` says so.
+fn addr(v: &str, none: &str, like: &str) -> Result<Option<SocketAddr>, String> {
+    if v.is_empty() || v == none {
+        return Ok(None);
+    }
+    let a = v.parse::<SocketAddr>();
+    a.map(Some)
+        .map_err(|e| format!("{v:?} is not an address like {like} ({e})"))
+}
+
 fn path(v: &str) -> Result<PathBuf, String> {
     if v.is_empty() {
         return Err("empty path".into());
@@ -227,14 +237,7 @@ fn apply_one(c: &mut Config, key: &str, v: &str) -> Result<(), String> {
         "download_dir" => c.download_dir = path(v)?,
         "relay" => c.relay = v.parse::<RelayChoice>()?,
         "mdns" => c.mdns = parse_bool(v)?,
-        "bind" => {
-            c.bind = match v {
-                "" | "default" => None,
-                a => Some(a.parse::<SocketAddr>().map_err(|e| {
-                    format!("{a:?} is not an address like 0.0.0.0:7777 or 127.0.0.1:0 ({e})")
-                })?),
-            }
-        }
+        "bind" => c.bind = addr(v, "default", "0.0.0.0:7777 or 127.0.0.1:0")?,
         "max_concurrent_transfers" => {
             let n: usize = v
                 .parse()
@@ -266,15 +269,7 @@ fn apply_one(c: &mut Config, key: &str, v: &str) -> Result<(), String> {
             c.roster_valid = duration(v, "60s or 2s", SECOND..=Duration::from_secs(3600))?
         }
         "reserve" => c.reserve = parse_bool(v)?,
-        "metrics_listen" => {
-            c.metrics_listen =
-                match v {
-                    "" | "off" => None,
-                    a => Some(a.parse::<SocketAddr>().map_err(|e| {
-                        format!("{a:?} is not an address like 127.0.0.1:9464 ({e})")
-                    })?),
-                }
-        }
+        "metrics_listen" => c.metrics_listen = addr(v, "off", "127.0.0.1:9464")?,
         "metrics_public" => c.metrics_public = parse_bool(v)?,
         "metrics_token_file" => {
             c.metrics_token_file = match v {
@@ -341,11 +336,8 @@ impl Config {
         out.push_str(&format!("socket = {}\n", p(&self.socket)));
         out.push_str(&format!("relay = {}\n", q(&self.relay.to_string())));
         out.push_str(&format!("mdns = {}\n", self.mdns));
-        let bind = self
-            .bind
-            .map(|b| b.to_string())
-            .unwrap_or_else(|| "default".into());
-        out.push_str(&format!("bind = {}\n", q(&bind)));
+        let addr = |a: Option<SocketAddr>, none: &str| q(&a.map_or(none.into(), |a| a.to_string()));
+        out.push_str(&format!("bind = {}\n", addr(self.bind, "default")));
         out.push_str(&format!(
             "max_concurrent_transfers = {}\n",
             self.max_concurrent_transfers
@@ -389,17 +381,11 @@ impl Config {
             q(&humantime::format_duration(self.roster_valid).to_string())
         ));
         out.push_str(&format!("reserve = {}\n", self.reserve));
-        let metrics = self
-            .metrics_listen
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "off".into());
-        out.push_str(&format!("metrics_listen = {}\n", q(&metrics)));
+        let metrics = addr(self.metrics_listen, "off");
+        out.push_str(&format!("metrics_listen = {metrics}\n"));
         out.push_str(&format!("metrics_public = {}\n", self.metrics_public));
-        let token = self.metrics_token_file.as_deref();
-        out.push_str(&format!(
-            "metrics_token_file = {}\n",
-            token.map_or_else(|| q(""), p)
-        ));
+        let token = self.metrics_token_file.as_deref().map_or_else(|| q(""), p);
+        out.push_str(&format!("metrics_token_file = {token}\n"));
         out
     }
 }

@@ -19,6 +19,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use iroh_metrics::{MetricsGroup, Registry};
+use ringdrop_proto::secret;
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -65,7 +66,7 @@ impl Auth {
                 Ok(Auth::Bearer(token))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let token = data_encoding::HEXLOWER.encode(&rand::random::<[u8; 32]>());
+                let token = secret::token_hex(32).map_err(|e| format!("no random token: {e}"))?;
                 let mut f = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -92,13 +93,7 @@ impl Auth {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .unwrap_or_default();
-        // Time that does not depend on where they differ.
-        given.len() == token.len()
-            && given
-                .bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+        secret::same(given.as_bytes(), token.as_bytes())
     }
 }
 

@@ -94,7 +94,9 @@ impl Tables {
                 .transpose()?;
             let verdict = match rec {
                 None => Err(Refusal::Invalid),
-                Some(r) if !constant_eq(&r.secret_hash, secret_hash) => Err(Refusal::Invalid),
+                Some(r) if !ringdrop_proto::secret::same(&r.secret_hash, secret_hash) => {
+                    Err(Refusal::Invalid)
+                }
                 Some(r) if r.revoked => Err(Refusal::Revoked),
                 Some(r) if r.expires_at <= now => Err(Refusal::Expired),
                 Some(r) if r.uses_left == 0 => Err(Refusal::UsedUp),
@@ -147,9 +149,4 @@ impl Tables {
         }
         Ok(out)
     }
-}
-
-/// Compares two hashes in time independent of where they differ.
-fn constant_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
